@@ -1,0 +1,128 @@
+"""Numerical checks of the theory's lemmas, propositions and theorems.
+
+Every check is a function that takes what it needs (a net, points, a precision), measures
+something, and returns a :class:`CheckResult` saying what was measured, the largest residual
+and the digits it verified. ``proofs_checks/`` holds one runnable script per result and
+``dgn check`` runs the registered checks on a model.
+
+Registering a check::
+
+    @register("Lemma 3", "the map from regions to sign patterns is a bijection")
+    def check_lemma3(net, **kw) -> CheckResult: ...
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+__all__ = ["CheckResult", "register", "registry", "run_checks", "digits_from_residual"]
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one numerical check.
+
+    Attributes
+    ----------
+    name : str
+        The result checked, as numbered in the paper ("Lemma 3", "Theorem 1", ...).
+    statement : str
+        What was checked, in words.
+    passed : bool
+    measured : str
+        What was measured, in words (how many regions / points / cases, which quantity).
+    residual : float or None
+        The largest residual measured (0.0 for an identity verified in exact arithmetic).
+    digits : float or None
+        Significant digits verified (``inf`` for exact identities).
+    seconds : float
+        Wall-clock time of the check.
+    details : dict
+        Anything else worth printing.
+    """
+
+    name: str
+    statement: str
+    passed: bool
+    measured: str
+    residual: float | None = None
+    digits: float | None = None
+    seconds: float = 0.0
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        status = "PASS" if self.passed else "FAIL"
+        parts = [f"[{status}] {self.name}: {self.statement}", f"    measured: {self.measured}"]
+        if self.residual is not None:
+            parts.append(f"    largest residual: {self.residual:.3g}")
+        if self.digits is not None:
+            d = "exact (rational arithmetic)" if math.isinf(self.digits) else f"{self.digits:.1f}"
+            parts.append(f"    digits verified: {d}")
+        for k, v in self.details.items():
+            parts.append(f"    {k}: {v}")
+        parts.append(f"    time: {self.seconds:.2f} s")
+        return "\n".join(parts)
+
+
+def digits_from_residual(residual: float, scale: float = 1.0) -> float:
+    """Significant digits that a relative residual ``residual / scale`` certifies."""
+    if residual == 0:
+        return math.inf
+    return max(0.0, -math.log10(abs(residual) / (abs(scale) if scale else 1.0)))
+
+
+_REGISTRY: dict[str, tuple[str, Callable[..., CheckResult]]] = {}
+
+# modules that define checks; imported on demand by registry()
+_CHECK_MODULES = [
+    "verified_dgn.checks.partition_checks",
+    "verified_dgn.checks.integral_checks",
+    "verified_dgn.checks.distribution_checks",
+    "verified_dgn.checks.em_checks",
+]
+
+
+def register(name: str, statement: str) -> Callable[[Callable[..., CheckResult]], Callable[..., CheckResult]]:
+    """Decorator adding a check to the registry and timing it."""
+
+    def deco(fn: Callable[..., CheckResult]) -> Callable[..., CheckResult]:
+        def wrapped(*args: Any, **kwargs: Any) -> CheckResult:
+            t0 = time.perf_counter()
+            res = fn(*args, **kwargs)
+            res.seconds = time.perf_counter() - t0
+            return res
+
+        wrapped.__name__ = fn.__name__
+        wrapped.__doc__ = fn.__doc__
+        wrapped.__wrapped__ = fn  # type: ignore[attr-defined]
+        _REGISTRY[name] = (statement, wrapped)
+        return wrapped
+
+    return deco
+
+
+def registry() -> dict[str, tuple[str, Callable[..., CheckResult]]]:
+    """All registered checks: name -> (statement, function)."""
+    for mod in _CHECK_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name != mod:  # a real missing dependency, not a module not written yet
+                raise
+    return dict(_REGISTRY)
+
+
+def run_checks(names: list[str] | None = None, **kwargs: Any) -> list[CheckResult]:
+    """Run the named checks (all when ``names`` is None) with shared keyword arguments."""
+    reg = registry()
+    todo = list(reg) if names is None else names
+    out = []
+    for n in todo:
+        if n not in reg:
+            raise KeyError(f"no check named {n!r}; known: {sorted(reg)}")
+        out.append(reg[n][1](**kwargs))
+    return out
