@@ -1,0 +1,527 @@
+"""The exact partition of a DGN's latent space into its linear regions (paper Sec. 3.2).
+
+:func:`partition` walks the regions breadth-first (paper Fig. 1): it finds the facets of a
+region exactly, crosses every facet to the region on the other side, and stops when no new
+region appears. Every quantity is exact:
+
+* Network parameters are float64, i.e. dyadic rationals. Each layer is scaled by a power of
+  two to Python integers once per net, so the pre-activation maps of a region,
+  ``h^l(z) = M^l z + c^l``, are integer matrices ``N^l = [c^l, M^l]`` times a known positive
+  scale. A region's constraints are the rows ``q_k N_k`` in cddlib's homogenised form
+  (``q_k (c_k + M_k z) >= 0``); no Fraction arithmetic in the inner loop.
+* Facets: a float64 pass (cddlib's floating-point double description on all rows) proposes
+  candidate facet rows. cddlib's GMP backend computes the exact V-representation of the
+  candidates; every other row is then checked exactly against those vertices, rays and lines
+  (integer dot products). A violated row is added and the V-representation recomputed, so
+  the result is exact whatever the float pass proposed. Facets and the units on each facet
+  come from the exact slacks (:mod:`verified_dgn.geometry`).
+* Crossing facet j: p = a point in the relative interior of the facet (a positive
+  combination of its vertices and rays). Along ``p + s n`` (n the outward normal) every
+  pre-activation is exactly affine for small ``s > 0``; its sign there is the sign of its
+  value at p, or, where that is zero, the sign of its exact directional derivative along n
+  in the neighbouring region (computed layer by layer with the neighbour's activation
+  pattern). This is the exact forward pass at the points ``p + s n``, ``0 < s < s_0``, which
+  all lie in the interior of the neighbour; no step size is guessed. Every region's pattern
+  is then confirmed by an exact forward pass at its own interior point.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections import deque
+from fractions import Fraction
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .geometry import _cdd_generators, _normalized_direction, _rank, to_fraction_array
+from .model import DGN
+from .regions import Partition, Region, RegionLimitError, normalize_rows
+
+__all__ = ["partition"]
+
+IntVec = list
+
+
+# --------------------------------------------------------------------------- integer net
+def _dyadic_exponent(a: NDArray[np.float64]) -> int:
+    """Smallest e >= 0 with ``a * 2**e`` integral for every entry (floats are dyadic)."""
+    e = 0
+    for x in a.ravel().tolist():
+        den = Fraction(x).denominator
+        e = max(e, den.bit_length() - 1)
+    return e
+
+
+def _int_array(a: NDArray[np.float64], e: int) -> NDArray[Any]:
+    out = np.empty(a.shape, dtype=object)
+    flat = out.reshape(-1)
+    for i, x in enumerate(a.ravel().tolist()):
+        f = Fraction(x) * (1 << e)
+        assert f.denominator == 1
+        flat[i] = f.numerator
+    return out
+
+
+class _IntNet:
+    """The network's layers scaled to Python integers, and the exact per-region algebra.
+
+    Layer l has ``W_l = Wi_l / 2**e_l`` and ``v_l = vi_l / 2**e_l`` with integer ``Wi_l``,
+    ``vi_l``. The slope eta = ``sn / sd`` (``sd`` a power of two); the activation scaled by
+    ``sd`` multiplies by ``sd`` (sign +1) or ``sn`` (sign -1). Every integer pre-activation
+    below equals the true one times a positive scale, so its sign is exact.
+    """
+
+    def __init__(self, net: DGN) -> None:
+        self.net = net
+        self.S = net.latent_dim
+        self.L = net.n_layers
+        self.hidden = list(net.hidden_widths)
+        self.n_units = net.n_hidden_units
+        self.offsets = np.concatenate([[0], np.cumsum(self.hidden)]).astype(int).tolist()
+        self.W: list[NDArray[Any]] = []
+        self.v: list[NDArray[Any]] = []
+        self.pow2: list[int] = []
+        for W, v in zip(net.weights, net.biases):
+            e = max(_dyadic_exponent(W), _dyadic_exponent(v))
+            self.W.append(_int_array(W, e))
+            self.v.append(_int_array(v, e))
+            self.pow2.append(1 << e)
+        s = Fraction(net.slope)
+        self.sn, self.sd = s.numerator, s.denominator
+        # scale of N^l: true N^l = integer N^l / sigma_l, the same for every region
+        self.sigma = [self.pow2[0]]
+        for l in range(1, self.L):
+            self.sigma.append(self.sigma[-1] * self.sd * self.pow2[l])
+        self.Wf = [np.asarray(W, dtype=np.float64) for W in net.weights]
+        self.vf = [np.asarray(v, dtype=np.float64) for v in net.biases]
+        self.slope = float(net.slope)
+        # N^1 = [v1, W1] does not depend on the region
+        self.N1 = np.concatenate([self.v[0][:, None], self.W[0]], axis=1)
+
+    def _delta(self, q: Sequence[int]) -> NDArray[Any]:
+        return np.array([self.sd if s > 0 else self.sn for s in q], dtype=object)
+
+    def layer_signs(self, q: Sequence[int]) -> list[Sequence[int]]:
+        return [q[self.offsets[l]:self.offsets[l + 1]] for l in range(self.L - 1)]
+
+    def region_maps(self, q: Sequence[int]) -> tuple[NDArray[Any], NDArray[Any]]:
+        """Integer ``N = [c, M]`` of every hidden unit and of the output, on the region q.
+
+        Returns
+        -------
+        Nh : object ndarray, shape (n_hidden_units, S + 1); true ``[c, M]`` of unit k in layer l
+            is ``Nh[k] / sigma[l - 1]``.
+        No : object ndarray, shape (D, S + 1); true ``[b_w, A_w] = No / sigma[L - 1]``.
+        """
+        N = self.N1
+        blocks = []
+        qs = self.layer_signs(q)
+        for l in range(1, self.L):
+            blocks.append(N)
+            act = self._delta(qs[l - 1])[:, None] * N
+            N = self.W[l] @ act
+            N[:, 0] += self.v[l] * (self.sigma[l - 1] * self.sd)
+        Nh = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, self.S + 1), dtype=object)
+        return Nh, N
+
+    def float_rows(self, q: Sequence[int]) -> NDArray[np.float64]:
+        """float64 ``q_k [c_k, M_k]`` of every hidden unit (the candidate pass only)."""
+        N = np.concatenate([self.vf[0][:, None], self.Wf[0]], axis=1)
+        blocks = []
+        qs = self.layer_signs(q)
+        for l in range(1, self.L):
+            blocks.append(N)
+            dl = np.where(np.asarray(qs[l - 1]) > 0, 1.0, self.slope)
+            N = self.Wf[l] @ (dl[:, None] * N)
+            N[:, 0] += self.vf[l]
+        Nh = np.concatenate(blocks, axis=0)
+        return np.asarray(q, dtype=np.float64)[:, None] * Nh
+
+    def forward_signs(self, x_hom: IntVec) -> tuple[tuple[int, ...], list[int]]:
+        """Exact sign pattern at the point ``x / t`` given as integers ``[t, x]``, t > 0.
+
+        Returns the pattern (+1 where ``h >= 0``) and the list of units where ``h == 0``.
+        """
+        t = x_hom[0]
+        h = self.W[0] @ np.array(x_hom[1:], dtype=object) + self.v[0] * t
+        scale = self.pow2[0] * t
+        signs: list[int] = []
+        zeros: list[int] = []
+        for l in range(1, self.L):
+            off = len(signs)
+            hl = h.tolist()
+            ql = [1 if x >= 0 else -1 for x in hl]
+            zeros.extend(off + i for i, x in enumerate(hl) if x == 0)
+            signs.extend(ql)
+            if l == self.L - 1:
+                break  # the output layer carries no sign
+            h = self.W[l] @ (self._delta(ql) * h) + self.v[l] * (scale * self.sd)
+            scale = scale * self.sd * self.pow2[l]
+        return tuple(signs), zeros
+
+    def one_sided_signs(self, base: Sequence[int], zero: Sequence[int], n: IntVec) -> tuple[int, ...]:
+        """Pattern on ``p + s n`` for small ``s > 0``.
+
+        Parameters
+        ----------
+        base : the pattern at p for every unit with ``h(p) != 0`` (entries of ``zero`` ignored).
+        zero : sorted units with ``h(p) == 0``.
+        n : integer direction, length S.
+
+        The sign of a unit in ``zero`` is that of its directional derivative along n, computed
+        with the one-sided pattern of the earlier layers (0 -> +1).
+        """
+        q = list(base)
+        if not zero:
+            return tuple(q)
+        last = max(self._layer_of(k) for k in zero)  # deepest layer that needs derivatives
+        zero_set = set(zero)
+        g = self.W[0] @ np.array(n, dtype=object)  # derivative of h^1 along n
+        for l in range(0, last + 1):
+            off = self.offsets[l]
+            if l > 0:
+                act = self._delta(q[self.offsets[l - 1]:off]) * g
+                if l == last:  # only the rows that are needed
+                    rows = [k - off for k in zero if self._layer_of(k) == l]
+                    vals = {r: int(self.W[l][r] @ act) for r in rows}
+                    for r, val in vals.items():
+                        q[off + r] = 1 if val >= 0 else -1
+                    break
+                g = self.W[l] @ act
+            gl = g.tolist()
+            for k in range(off, self.offsets[l + 1]):
+                if k in zero_set:
+                    q[k] = 1 if gl[k - off] >= 0 else -1
+        return tuple(q)
+
+    def _layer_of(self, k: int) -> int:
+        for l in range(len(self.hidden)):
+            if k < self.offsets[l + 1]:
+                return l
+        raise IndexError(k)
+
+
+# --------------------------------------------------------------------------- one region
+class _RegionGeometry:
+    """Exact facets and V-representation of one region (integer homogenised form)."""
+
+    __slots__ = ("points", "rays", "lines", "slack", "facets", "units")
+
+    def __init__(self, points, rays, lines, slack, facets, units):
+        self.points = points  # list of [t, x]
+        self.rays = rays  # list of [0, r]
+        self.lines = lines  # list of [0, l]
+        self.slack = slack  # object ndarray (n_units, n_points + n_rays)
+        self.facets = facets  # list of frozenset of generator indices (tight set)
+        self.units = units  # list of tuple of unit indices, one per facet
+
+
+def _float_candidates(Hf: NDArray[np.float64], nonzero: NDArray[np.bool_]) -> list[int]:
+    """Rows that the floating-point double description finds on some vertex or ray."""
+    import cdd
+
+    idx = np.flatnonzero(nonzero)
+    if idx.size == 0:
+        return []
+    rows = Hf[idx]
+    rows = rows / np.max(np.abs(rows[:, 1:]), axis=1, keepdims=True)
+    try:
+        mat = cdd.matrix_from_array(rows.tolist(), rep_type=cdd.RepType.INEQUALITY)
+        poly = cdd.polyhedron_from_matrix(mat)
+        inc = cdd.copy_input_incidence(poly)
+    except Exception:  # float cdd can fail on ill-conditioned input; exact pass repairs it
+        return []
+    # cdd appends an entry for its own homogenising row t >= 0
+    return [int(idx[i]) for i, s in enumerate(inc[: idx.size]) if s]
+
+
+def _region_geometry(H: NDArray[Any], Hf: NDArray[np.float64], S: int) -> _RegionGeometry:
+    """Facets and generators of ``{x : H[:, 0] + H[:, 1:] x >= 0}``, exactly.
+
+    ``H`` (object ints, shape (n_units, S + 1)) are all the region's rows; zero rows are
+    constant constraints, already known to hold.
+    """
+    n = H.shape[0]
+    nonzero = np.array([any(H[k, 1:]) for k in range(n)], dtype=bool)
+    cand = set(_float_candidates(Hf, nonzero))
+    Hf_norm = None
+    while True:
+        rows = sorted(cand)
+        if rows:
+            points, rays, lines = _cdd_generators([list(H[k]) for k in rows])
+            if not points:
+                raise RuntimeError("internal error: a region of the walk is empty")
+        else:
+            points = [[1] + [0] * S]
+            rays = []
+            lines = [[0] + [1 if i == k else 0 for i in range(S)] for k in range(S)]
+        gens = points + rays
+        G = np.array(gens, dtype=object).T  # (S+1, g)
+        slack = H @ G
+        bad_gen = [g for g in range(len(gens)) if any(x < 0 for x in slack[:, g].tolist())]
+        if lines:
+            Lm = np.array(lines, dtype=object).T
+            lslack = H @ Lm
+            bad_line = [i for i in range(len(lines)) if any(x != 0 for x in lslack[:, i].tolist())]
+        else:
+            bad_line = []
+        if not bad_gen and not bad_line:
+            break
+        # add, for every violated generator, its most violated row (float-normalised)
+        if Hf_norm is None:
+            Hf_norm = np.linalg.norm(Hf[:, 1:], axis=1)
+            Hf_norm[Hf_norm == 0] = 1.0
+        added = False
+        for g in bad_gen:
+            col = slack[:, g].tolist()
+            viol = [(float(Fraction(col[k], gens[g][0] or 1)) / Hf_norm[k], k)
+                    for k in range(n) if col[k] < 0 and k not in cand]
+            if viol:
+                cand.add(min(viol)[1])
+                added = True
+        for i in bad_line:
+            col = lslack[:, i].tolist()
+            new = [k for k in range(n) if col[k] != 0 and k not in cand]
+            if new:
+                cand.add(new[0])
+                added = True
+        if not added:  # pragma: no cover - a violated row is never already a candidate
+            raise RuntimeError("internal error: exact facet certification did not progress")
+
+    # facets from the exact slacks
+    npts = len(points)
+    groups: dict[frozenset[int], list[int]] = {}
+    order: list[frozenset[int]] = []
+    for k in range(n):
+        if not nonzero[k]:
+            continue
+        col = slack[k].tolist()
+        tight = frozenset(g for g, x in enumerate(col) if x == 0)
+        if not tight or min(tight) >= npts:
+            continue
+        if tight in groups:
+            groups[tight].append(k)
+        elif _rank([gens[g] for g in tight] + lines) == S:
+            groups[tight] = [k]
+            order.append(tight)
+    if _rank(gens + lines) != S + 1:
+        raise RuntimeError("internal error: a region of the walk is not full-dimensional")
+    units = [tuple(groups[t]) for t in order]
+    # canonical facet order: by the smallest unit on the facet
+    perm = sorted(range(len(order)), key=lambda j: units[j][0])
+    return _RegionGeometry(points, rays, lines, slack, [order[j] for j in perm],
+                           [units[j] for j in perm])
+
+
+def _obj(rows: Sequence[Sequence[Any]], ncols: int) -> NDArray[Any]:
+    out = np.empty((len(rows), ncols), dtype=object)
+    for i, r in enumerate(rows):
+        for j, t in enumerate(r):
+            out[i, j] = t
+    return out
+
+
+def _frac_vec(vals: Sequence[Any]) -> NDArray[Any]:
+    out = np.empty(len(vals), dtype=object)
+    for i, t in enumerate(vals):
+        out[i] = Fraction(t)
+    return out
+
+
+# --------------------------------------------------------------------------- the walk
+def _validate(net: Any, max_regions: Any, start: Any) -> tuple[int, NDArray[Any]]:
+    if not isinstance(net, DGN):
+        raise TypeError(f"net must be a verified_dgn.DGN, got {type(net).__name__}")
+    if isinstance(max_regions, (bool, np.bool_)) or not isinstance(max_regions, (int, np.integer)):
+        raise TypeError(f"max_regions must be a positive integer, got {max_regions!r}")
+    if max_regions < 1:
+        raise ValueError(f"max_regions must be a positive integer, got {max_regions}")
+    S = net.latent_dim
+    if start is None:
+        z0 = _frac_vec([0] * S)
+    else:
+        z0 = to_fraction_array(start, "start")
+        if z0.ndim != 1 or z0.shape[0] != S:
+            raise ValueError(f"start must have shape ({S},) for latent dimension {S}, "
+                             f"got shape {np.shape(start)}")
+    return int(max_regions), z0
+
+
+def _hom(z: Sequence[Fraction]) -> IntVec:
+    """Integers ``[t, x]`` with ``x / t == z``."""
+    t = math.lcm(*(Fraction(v).denominator for v in z)) if len(z) else 1
+    return [t] + [int(Fraction(v) * t) for v in z]
+
+
+def _directions(S: int):
+    """Nudge directions for a start point on a hyperplane: a fixed one, then random ones."""
+    yield [1] + [0] * (S - 1) if S == 1 else [1000003 + 7919 * i * i for i in range(S)]
+    rng = np.random.default_rng(12345)
+    for _ in range(200):
+        d = rng.integers(-10**6, 10**6, size=S).tolist()
+        if any(d):
+            yield d
+
+
+def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None = None,
+              progress: bool = False) -> Partition:
+    """The exact partition of the latent space of ``net`` into its linear regions.
+
+    Parameters
+    ----------
+    net : DGN
+    max_regions : int, default 100_000
+        Stop with :class:`~verified_dgn.RegionLimitError` when the walk would find more
+        regions than this.
+    start : array_like, shape (S,), optional
+        The walk starts at the region of this point (default: the origin). A point on a
+        region boundary is nudged exactly into the interior of a region touching it.
+    progress : bool, default False
+        Print a progress line (regions found, queue length, rate) to stderr about every second.
+
+    Returns
+    -------
+    Partition
+        ``Partition(net, regions, exact=True)``, regions in breadth-first discovery order
+        from the start region; facets of a region are ordered by the smallest unit on them
+        and their neighbours are visited in that order. Every region field is exact:
+        ``A`` (D, S), ``b`` (D,), ``C`` (m, S), ``d`` (m,), ``vertices`` (k, S), ``rays``
+        (r, S), ``lines`` (l, S), ``interior_point`` (S,) are ``Fraction`` object arrays;
+        ``signs`` is the sign pattern (+1 where the pre-activation is >= 0), obtained by an
+        exact forward pass at ``interior_point``; ``facet_units[j]`` the sorted hidden units
+        whose constraint is a positive multiple of facet j; ``neighbors[j]`` the region
+        across facet j.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Invalid ``net``, ``max_regions`` or ``start``.
+    RegionLimitError
+        More than ``max_regions`` regions.
+
+    Notes
+    -----
+    Only full-dimensional regions are kept. Facet rows are normalised so that
+    ``max_i |C_ji| = 1``, rays so that ``max_i |r_i| = 1``. Regions are never clipped to a
+    box: unbounded regions carry rays (and lines, in degenerate nets).
+    """
+    max_regions, z0 = _validate(net, max_regions, start)
+    inet = _IntNet(net)
+    S = inet.S
+    if inet.n_units == 0:
+        _, No = inet.region_maps(())
+        return Partition(net, [_whole_space_region(inet, (), No)], exact=True)
+
+    q0 = _start_pattern(inet, z0)
+    patterns: list[tuple[int, ...]] = [q0]
+    index = {q0: 0}
+    queue: deque[int] = deque([0])
+    regions: list[Region | None] = [None]
+    t_start = t_last = time.perf_counter()
+    done = 0
+    while queue:
+        i = queue.popleft()
+        q = patterns[i]
+        Nh, No = inet.region_maps(q)
+        qv = np.array(q, dtype=object)
+        H = qv[:, None] * Nh
+        geo = _region_geometry(H, inet.float_rows(q), S)
+        neighbors = []
+        for tight, units in zip(geo.facets, geo.units):
+            # p = sum of the facet's generators (relative interior); slack of every row at p
+            p_slack = [sum(geo.slack[k, g] for g in tight) for k in range(inet.n_units)]
+            zero = [k for k, x in enumerate(p_slack) if x == 0]
+            normal = [-x for x in H[units[0], 1:].tolist()]  # C_j, outward
+            qn = inet.one_sided_signs(q, zero, normal)
+            if qn == q:  # pragma: no cover - the facet's own units always change sign
+                raise RuntimeError("internal error: crossing a facet did not change the pattern")
+            j = index.get(qn)
+            if j is None:
+                if len(patterns) >= max_regions:
+                    raise RegionLimitError(
+                        f"the partition has more than max_regions={max_regions} regions: "
+                        f"found {len(patterns)} so far ({done} processed, {len(queue)} "
+                        f"queued); raise max_regions (memory grows with it)")
+                j = len(patterns)
+                index[qn] = j
+                patterns.append(qn)
+                regions.append(None)
+                queue.append(j)
+            neighbors.append(j)
+        regions[i] = _make_region(inet, q, No, H, geo, tuple(neighbors))
+        done += 1
+        if progress:
+            now = time.perf_counter()
+            if now - t_last >= 1.0:
+                t_last = now
+                print(f"partition: {len(patterns)} regions found, {done} done, "
+                      f"{len(queue)} queued, {done / (now - t_start):.0f} regions/s",
+                      file=sys.stderr, flush=True)
+    if progress:
+        el = time.perf_counter() - t_start
+        print(f"partition: {len(patterns)} regions in {el:.2f} s "
+              f"({len(patterns) / max(el, 1e-9):.0f} regions/s)", file=sys.stderr, flush=True)
+    return Partition(net, regions, exact=True)  # type: ignore[arg-type]
+
+
+def _start_pattern(inet: _IntNet, z0: NDArray[Any]) -> tuple[int, ...]:
+    x0 = _hom(list(z0))
+    q, zeros = inet.forward_signs(x0)
+    if not zeros:
+        return q
+    # z0 lies on a hyperplane: take the region on one side along a nudge direction, and
+    # accept it when it is full-dimensional and its interior point gives back its pattern
+    for u in _directions(inet.S):
+        qn = inet.one_sided_signs(q, zeros, u)
+        Nh, _ = inet.region_maps(qn)
+        H = np.array(qn, dtype=object)[:, None] * Nh
+        try:
+            geo = _region_geometry(H, inet.float_rows(qn), inet.S)
+        except RuntimeError:
+            continue
+        x = [sum(col) for col in zip(*(geo.points + geo.rays))]
+        if inet.forward_signs(x)[0] == qn:
+            return qn
+    raise RuntimeError("could not move the start point off the region boundaries")  # pragma: no cover
+
+
+def _whole_space_region(inet: _IntNet, q: tuple[int, ...], No: NDArray[Any]) -> Region:
+    S = inet.S
+    sig = inet.sigma[-1]
+    A = _obj([[Fraction(x, sig) for x in row[1:]] for row in No.tolist()], S)
+    b = _frac_vec([Fraction(row[0], sig) for row in No.tolist()])
+    eye = _obj([[Fraction(int(i == k)) for i in range(S)] for k in range(S)], S)
+    return Region(signs=q, A=A, b=b, C=np.zeros((0, S), dtype=object),
+                  d=np.zeros(0, dtype=object), vertices=_obj([[Fraction(0)] * S], S),
+                  rays=np.zeros((0, S), dtype=object), lines=eye, facet_units=(),
+                  neighbors=(), interior_point=_frac_vec([0] * S))
+
+
+def _make_region(inet: _IntNet, q: tuple[int, ...], No: NDArray[Any], H: NDArray[Any],
+                 geo: _RegionGeometry, neighbors: tuple[int, ...]) -> Region:
+    S = inet.S
+    x = [sum(col) for col in zip(*(geo.points + geo.rays))]
+    qi, _ = inet.forward_signs(x)
+    if qi != q:  # the walk's pattern must be the forward-pass pattern at the interior point
+        raise RuntimeError("internal error: a region's pattern differs from the forward "
+                           "pass at its interior point")
+    interior = _frac_vec([Fraction(v, x[0]) for v in x[1:]])
+    sig = inet.sigma[-1]
+    No_l = No.tolist()
+    A = _obj([[Fraction(v, sig) for v in row[1:]] for row in No_l], S)
+    b = _frac_vec([Fraction(row[0], sig) for row in No_l])
+    if geo.units:
+        Crows = [[Fraction(-v) for v in H[u[0], 1:].tolist()] for u in geo.units]
+        dvals = _frac_vec([Fraction(H[u[0], 0]) for u in geo.units])
+        C, d = normalize_rows(_obj(Crows, S), dvals)
+    else:
+        C, d = np.zeros((0, S), dtype=object), np.zeros(0, dtype=object)
+    verts = _obj([[Fraction(v, g[0]) for v in g[1:]] for g in geo.points], S)
+    rays = _obj([_normalized_direction(g) for g in geo.rays], S)
+    lines = _obj([_normalized_direction(g, canonical_sign=True) for g in geo.lines], S)
+    return Region(signs=q, A=A, b=b, C=C, d=d, vertices=verts, rays=rays, lines=lines,
+                  facet_units=tuple(geo.units), neighbors=neighbors, interior_point=interior)
