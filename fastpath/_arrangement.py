@@ -1,0 +1,353 @@
+"""Float64 subdivision of the latent space by the (bent) hyperplanes of a DGN.
+
+Private kernel of :func:`fastpath.partition`. No input validation here.
+
+Algorithm (layer-wise subdivision, one double-description step per hidden unit)
+-------------------------------------------------------------------------------
+Every region of a DGN is a pointed polyhedron once the lineality space ``ker W1`` is
+factored out (every constraint row of every region lies in the row space of ``W1``, and
+all rows of ``W1`` are constraints of every region). So we work in coordinates ``y`` of the
+row space (``z = U y``, ``U`` of shape ``(S, r)``, ``r = rank W1``) where each piece is a
+pointed polyhedron, stored by its V-representation in homogeneous coordinates: a generator
+``(y, t)`` with ``t = 1`` is a vertex, ``t = 0`` a ray. The homogenised cone
+``K = cone{(v, 1), (ray, 0)}`` is pointed, and cutting a piece by a hyperplane
+``a . y + c = 0`` is one step of the double description method on ``K``: generators on the
+positive side go to the ``+`` child, those on the negative side to the ``-`` child, those
+on the hyperplane to both, and every *adjacent* pair (positive, negative) of generators
+gives a new generator on the hyperplane, shared by both children.
+
+Adjacency is decided combinatorially from incidence bitsets (which constraints each
+generator lies on; bit ``n_units`` is the face at infinity ``t = 0``): the incidence of a
+new generator is inherited, ``Z(g+) & Z(g-) | {unit}``, never re-measured. Floating point
+enters only in the side tests ``a . g``, and every piece keeps a consistent combinatorial
+structure whatever the rounding.
+
+Pieces start as the ``2^r`` simplicial cones of ``r`` independent first-layer units, then
+every remaining unit cuts every piece, layer by layer; the hyperplane of a layer-``l`` unit
+is affine on each piece because the piece fixes the signs of layers ``< l``. All pieces are
+cut by one unit at a time in a handful of vectorised numpy operations over flat arrays
+(generators sorted by piece), so the cost is ``n_units`` vectorised steps, not a Python
+loop over regions.
+
+Side tests use a relative tolerance: a generator ``g`` is on the hyperplane of ``a`` when
+``|a . g| <= rtol * sum_i |a_i| |g_i|``. Duplicate and proportional hyperplanes, and
+hyperplanes through an existing vertex, therefore produce no sliver pieces; the price is
+that a genuine region thinner than about ``rtol`` relative to the scale of its vertices is
+merged into its neighbour.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.linalg import qr
+
+from verified_dgn.model import DGN
+from verified_dgn.regions import RegionLimitError
+
+#: relative tolerance of the side tests (see the module docstring)
+RTOL = 1e-10
+#: singular values below RANK_RTOL * max(shape) * sigma_max count as zero in rank(W1)
+RANK_RTOL = 1e-13
+
+_ONE = np.uint64(1)
+
+
+@dataclass
+class Arrangement:
+    """The pieces at the end of the subdivision (flat arrays, generators sorted by piece).
+
+    Attributes
+    ----------
+    r : int
+        Rank of ``W1``: dimension of the coordinates ``y``.
+    U : ndarray, shape (S, r)
+        Orthonormal basis of the row space of ``W1``; ``z = U y``. ``None`` when ``r = S``
+        (then ``y = z``).
+    lines : ndarray, shape (S - r, S)
+        Basis of ``ker W1``, the lineality space of every region.
+    gen : ndarray, shape (G, r + 1)
+        Homogeneous generators ``(y, t)``: vertices have ``t = 1``, rays ``t = 0`` and
+        ``max |y_i| = 1``.
+    inc : ndarray of uint64, shape (G, n_words)
+        Incidence bitsets: bit ``k`` set when generator lies on the hyperplane of unit ``k``
+        (bit ``n_units``: the face at infinity). Units identically zero on a piece have no
+        bits there (see ``zero``).
+    start : ndarray, shape (P + 1,)
+        Generators of piece ``p`` are rows ``start[p]:start[p + 1]``.
+    signs : ndarray of int8, shape (P, n_units)
+    zero : ndarray of bool, shape (P, n_units)
+        Units whose pre-activation is identically zero on the piece.
+    """
+
+    r: int
+    U: NDArray[np.float64] | None
+    lines: NDArray[np.float64]
+    gen: NDArray[np.float64]
+    inc: NDArray[np.uint64]
+    start: NDArray[np.intp]
+    signs: NDArray[np.int8]
+    zero: NDArray[np.bool_]
+
+    @property
+    def n_pieces(self) -> int:
+        return int(self.signs.shape[0])
+
+    @property
+    def piece_of(self) -> NDArray[np.intp]:
+        """Piece index of every generator, shape ``(G,)``."""
+        counts = np.diff(self.start)
+        return np.repeat(np.arange(counts.size), counts)
+
+
+def row_space(W1: NDArray[np.float64]) -> tuple[int, NDArray[np.float64] | None, NDArray[np.float64]]:
+    """``(r, U, lines)``: rank of ``W1``, a basis ``U`` (S, r) of its row space (``None`` if
+    ``r = S``) and a basis (S - r, S) of its kernel, rows scaled to ``max |.| = 1``."""
+    S = W1.shape[1]
+    _, sv, Vt = np.linalg.svd(W1)
+    smax = sv[0] if sv.size else 0.0
+    r = int(np.sum(sv > RANK_RTOL * max(W1.shape) * smax)) if smax > 0 else 0
+    if r == S:
+        return r, None, np.zeros((0, S))
+    lines = Vt[r:].copy()
+    lines /= np.abs(lines).max(axis=1, keepdims=True)
+    return r, Vt[:r].T.copy(), lines
+
+
+def _ragged_arange(counts: NDArray[np.intp]) -> NDArray[np.intp]:
+    """Concatenation of ``arange(c)`` for every ``c`` in ``counts``."""
+    total = int(counts.sum())
+    return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+class _Subdivision:
+    """Mutable state of the subdivision: pieces as flat generator arrays sorted by piece."""
+
+    def __init__(self, r: int, n_units: int, rtol: float) -> None:
+        self.r = r
+        self.n = n_units
+        self.n_words = (n_units + 1 + 63) // 64
+        self.rtol = rtol
+
+    # ------------------------------------------------------------------ seeding
+    def seed(self, M1: NDArray[np.float64], c1: NDArray[np.float64]) -> list[int]:
+        """Start from the 2^r simplicial cones of r independent first-layer units.
+
+        Returns the seed units (they need no cut)."""
+        r, n, nw = self.r, self.n, self.n_words
+        if r == 0:
+            # R^0: a single point; every unit is constant
+            self.gen = np.ones((1, 1))
+            self.inc = np.zeros((1, nw), dtype=np.uint64)
+            self.gp = np.zeros(1, dtype=np.intp)
+            self.signs = np.ones((1, n), dtype=np.int8)
+            self.zero = np.zeros((1, n), dtype=bool)
+            self.cell = np.zeros(1, dtype=np.intp)
+            return []
+        _, _, piv = qr(M1.T, pivoting=True, mode="economic")
+        seeds = sorted(int(k) for k in piv[:r])
+        As, cs = M1[seeds], c1[seeds]
+        apex = np.linalg.solve(As, -cs)
+        B = np.linalg.inv(As)  # a_{s_j} . B[:, i] = delta_ij
+        B = B / np.abs(B).max(axis=0, keepdims=True)
+        inf_w, inf_m = n >> 6, _ONE << np.uint64(n & 63)
+        seed_bits = np.zeros(nw, dtype=np.uint64)
+        for s in seeds:
+            seed_bits[s >> 6] |= _ONE << np.uint64(s & 63)
+        npieces = 2 ** r
+        sig = ((np.arange(npieces)[:, None] >> np.arange(r)[None, :]) & 1) * -2 + 1  # (P, r)
+        gen = np.zeros((npieces, r + 1, r + 1))
+        inc = np.zeros((npieces, r + 1, nw), dtype=np.uint64)
+        gen[:, 0, :r] = apex
+        gen[:, 0, r] = 1.0
+        inc[:, 0] = seed_bits
+        for i in range(r):
+            gen[:, i + 1, :r] = sig[:, i:i + 1] * B[:, i]
+            bits = seed_bits.copy()
+            bits[seeds[i] >> 6] &= ~(_ONE << np.uint64(seeds[i] & 63))
+            bits[inf_w] |= inf_m
+            inc[:, i + 1] = bits
+        self.gen = gen.reshape(-1, r + 1)
+        self.inc = inc.reshape(-1, nw)
+        self.gp = np.repeat(np.arange(npieces), r + 1)
+        self.signs = np.ones((npieces, n), dtype=np.int8)
+        self.signs[:, seeds] = sig
+        self.zero = np.zeros((npieces, n), dtype=bool)
+        self.cell = np.arange(npieces)
+        return seeds
+
+    @property
+    def n_pieces(self) -> int:
+        return int(self.signs.shape[0])
+
+    # ------------------------------------------------------------------ one cut
+    def cut(self, a: NDArray[np.float64], k: int) -> None:
+        """Cut every piece by unit ``k``: ``a`` is its homogeneous row ``(M_k, c_k)``,
+        shape ``(r + 1,)`` (same for all pieces) or ``(n_cells, r + 1)`` (per cell)."""
+        gen, inc, gp = self.gen, self.inc, self.gp
+        P = self.n_pieces
+        if a.ndim == 1:
+            val = gen @ a
+            scale = np.abs(gen) @ np.abs(a)
+        else:
+            ag = a[self.cell[gp]]
+            val = np.einsum("gj,gj->g", ag, gen)
+            scale = np.einsum("gj,gj->g", np.abs(ag), np.abs(gen))
+        thr = self.rtol * scale
+        pos = val > thr
+        neg = val < -thr
+        haspos = np.zeros(P, dtype=bool)
+        haspos[gp[pos]] = True
+        hasneg = np.zeros(P, dtype=bool)
+        hasneg[gp[neg]] = True
+        split = haspos & hasneg
+        zero_piece = ~(haspos | hasneg)
+        # not split: the side of the piece; identically zero: 0 -> +1; split: parent is +
+        self.signs[:, k] = np.where(hasneg & ~haspos, -1, 1)
+        self.zero[:, k] = zero_piece
+        w, m = k >> 6, _ONE << np.uint64(k & 63)
+        on = ~(pos | neg)
+        on_bits = on & ~zero_piece[gp]  # a unit zero on all of a piece carries no information
+        old_inc = inc  # incidence before the cut, for the adjacency test
+        inc = inc.copy()
+        inc[on_bits, w] |= m
+        if not split.any():
+            self.inc = inc
+            return
+
+        sp = np.flatnonzero(split)
+        gsplit = split[gp]
+        pos_i = np.flatnonzero(gsplit & pos)
+        neg_i = np.flatnonzero(gsplit & neg)
+        # all (positive, negative) pairs of generators of each split piece
+        nneg = np.bincount(gp[neg_i], minlength=P)
+        neg_off = np.cumsum(nneg) - nneg
+        rep = nneg[gp[pos_i]]
+        I = np.repeat(pos_i, rep)
+        J = neg_i[np.repeat(neg_off[gp[pos_i]], rep) + _ragged_arange(rep)]
+        common = old_inc[I] & old_inc[J]
+        adj = self._adjacent(I, J, common, old_inc)
+        I, J, common = I[adj], J[adj], common[adj]
+        # new generators on the hyperplane: positive combination with a . g = 0
+        g = val[I, None] * gen[J] - val[J, None] * gen[I]
+        t = g[:, -1]
+        fin = t > 0
+        g[fin] /= t[fin, None]
+        g[fin, -1] = 1.0
+        g[~fin] /= np.abs(g[~fin]).max(axis=1, keepdims=True)
+        common[:, w] |= m
+
+        child = np.full(P, -1, dtype=np.intp)
+        child[sp] = P + np.arange(sp.size)
+        stay = ~(gsplit & neg)          # positive or on the plane: + child (= parent index)
+        go = gsplit & ~pos               # negative or on the plane: - child
+        gpI = gp[I]
+        pid = np.concatenate([gp[stay], child[gp[go]], gpI, child[gpI]])
+        order = np.argsort(pid, kind="stable")
+        self.gp = pid[order]
+        self.gen = np.concatenate([gen[stay], gen[go], g, g])[order]
+        self.inc = np.concatenate([inc[stay], inc[go], common, common])[order]
+        signs = np.concatenate([self.signs, self.signs[sp]])
+        signs[P:, k] = -1
+        self.signs = signs
+        self.zero = np.concatenate([self.zero, self.zero[sp]])
+        self.cell = np.concatenate([self.cell, self.cell[sp]])
+
+    def _adjacent(self, I: NDArray[np.intp], J: NDArray[np.intp],
+                  common: NDArray[np.uint64], inc: NDArray[np.uint64]) -> NDArray[np.bool_]:
+        """Whether generators I[i], J[i] (same piece) span a 2-face of the piece's cone."""
+        r = self.r
+        if I.size == 0 or r <= 1:
+            # r = 1: a piece is a segment or half-line, its two generators are adjacent
+            return np.ones(I.size, dtype=bool)
+        cnt = np.bitwise_count(common).sum(axis=1)
+        if r == 2:
+            # a pointed polygon: two extreme points that share a supporting line are the
+            # two ends of one edge (units zero on the whole piece carry no bits)
+            return cnt >= 1
+        # combinatorial test of the double description method: the common face contains
+        # no third generator
+        adj = cnt >= r - 1
+        cand = np.flatnonzero(adj)
+        if cand.size == 0:
+            return adj
+        counts = np.bincount(self.gp, minlength=self.n_pieces)
+        starts = np.cumsum(counts) - counts
+        p = self.gp[I[cand]]
+        kp = counts[p]
+        row = np.repeat(np.arange(cand.size), kp)
+        M = np.repeat(starts[p], kp) + _ragged_arange(kp)
+        Ic, Jc = I[cand][row], J[cand][row]
+        inside = np.all((common[cand][row] & ~inc[M]) == 0, axis=1)
+        inside &= (M != Ic) & (M != Jc)
+        bad = np.zeros(cand.size, dtype=bool)
+        bad[row[inside]] = True
+        adj[cand[bad]] = False
+        return adj
+
+
+def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
+              rtol: float = RTOL) -> Arrangement:
+    """Subdivide the latent space of ``net`` (which has at least one hidden layer).
+
+    Raises
+    ------
+    RegionLimitError
+        As soon as the number of pieces (a lower bound on the number of regions) would
+        exceed ``max_regions``.
+    """
+    W1, v1 = net.weights[0], net.biases[0]
+    r, U, lines = row_space(W1)
+    M1 = W1 if U is None else W1 @ U
+    n = net.n_hidden_units
+    hidden = net.hidden_widths
+    offsets = np.concatenate([[0], np.cumsum(hidden)]).astype(int)
+    sub = _Subdivision(r, n, rtol)
+    seeds = set(sub.seed(M1, v1))
+    if sub.n_pieces > max_regions:
+        _limit(max_regions, sub.n_pieces, net)
+    H1 = np.concatenate([M1, v1[:, None]], axis=1)  # (n1, r + 1)
+    t0 = last = time.monotonic()
+    H: NDArray[np.float64] = H1
+    for l, width in enumerate(hidden):
+        if l > 0:
+            # pre-activation of layer l + 1 on every piece (= cell of layers <= l)
+            sl = slice(offsets[l - 1], offsets[l])
+            D = np.where(sub.signs[:, sl] > 0, 1.0, net.slope)
+            Hprev = H if H.ndim == 3 else H[None]
+            Hprev = Hprev[sub.cell] if H.ndim == 3 else np.broadcast_to(
+                Hprev, (sub.n_pieces,) + H.shape)
+            H = np.matmul(net.weights[l], D[:, :, None] * Hprev)
+            H[:, :, -1] += net.biases[l]
+            sub.cell = np.arange(sub.n_pieces)
+        for i in range(width):
+            k = offsets[l] + i
+            if l == 0 and k in seeds:
+                continue
+            sub.cut(H[i] if H.ndim == 2 else H[:, i, :], k)
+            if sub.n_pieces > max_regions:
+                _limit(max_regions, sub.n_pieces, net)
+            if progress:
+                now = time.monotonic()
+                if now - last >= 1.0:
+                    last = now
+                    print(f"fastpath.partition: layer {l + 1}/{len(hidden)}, unit {i + 1}/"
+                          f"{width}: {sub.n_pieces} regions so far, {now - t0:.1f} s",
+                          file=sys.stderr, flush=True)
+    counts = np.bincount(sub.gp, minlength=sub.n_pieces)
+    start = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+    if progress:
+        print(f"fastpath.partition: {sub.n_pieces} regions, {time.monotonic() - t0:.2f} s",
+              file=sys.stderr, flush=True)
+    return Arrangement(r=r, U=U, lines=lines, gen=sub.gen, inc=sub.inc, start=start,
+                       signs=sub.signs, zero=sub.zero)
+
+
+def _limit(max_regions: int, count: int, net: DGN) -> None:
+    raise RegionLimitError(
+        f"the partition of {net!r} has more than max_regions={max_regions} regions "
+        f"(at least {count} found so far); raise max_regions or use a smaller net")
