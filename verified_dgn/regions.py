@@ -219,7 +219,7 @@ class Region:
         if self.C.shape[0] == 0:
             return True
         if self.exact and tol == 0:
-            zz = np.array([Fraction(t) for t in z], dtype=object)
+            zz = np.array([Fraction(t) for t in z.tolist()], dtype=object)  # Python ints, not int64
             return bool(all(r <= s for r, s in zip(self.C @ zz, self.d)))
         C = self.C.astype(np.float64)
         d = self.d.astype(np.float64)
