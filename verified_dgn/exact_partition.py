@@ -37,7 +37,8 @@ from typing import Any, Sequence
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import _cdd_generators, _normalized_direction, _rank, to_fraction_array
+from .geometry import (_cdd_generators, _centroid_hom, _normalized_direction, _rank,
+                       to_fraction_array)
 from .model import DGN
 from .regions import Partition, Region, RegionLimitError, normalize_rows
 
@@ -483,7 +484,7 @@ def _start_pattern(inet: _IntNet, z0: NDArray[Any]) -> tuple[int, ...]:
             geo = _region_geometry(H, inet.float_rows(qn), inet.S)
         except RuntimeError:
             continue
-        x = [sum(col) for col in zip(*(geo.points + geo.rays))]
+        x = _centroid_hom(geo.points, geo.rays)
         if inet.forward_signs(x)[0] == qn:
             return qn
     raise RuntimeError("could not move the start point off the region boundaries")  # pragma: no cover
@@ -504,7 +505,7 @@ def _whole_space_region(inet: _IntNet, q: tuple[int, ...], No: NDArray[Any]) -> 
 def _make_region(inet: _IntNet, q: tuple[int, ...], No: NDArray[Any], H: NDArray[Any],
                  geo: _RegionGeometry, neighbors: tuple[int, ...]) -> Region:
     S = inet.S
-    x = [sum(col) for col in zip(*(geo.points + geo.rays))]
+    x = _centroid_hom(geo.points, geo.rays)
     qi, _ = inet.forward_signs(x)
     if qi != q:  # the walk's pattern must be the forward-pass pattern at the interior point
         raise RuntimeError("internal error: a region's pattern differs from the forward "

@@ -175,6 +175,31 @@ def _cdd_generators(H: Sequence[IntRow]) -> tuple[list[IntRow], list[IntRow], li
     return points, rays, lines
 
 
+def _centroid_hom(points: Sequence[IntRow], rays: Sequence[IntRow]) -> IntRow:
+    """``[T, X]`` with ``X / T`` = average of the points + sum of the rays scaled to max 1.
+
+    A strictly positive combination of every point (convex weights) and every ray, so it lies
+    in the relative interior of ``conv(points) + cone(rays)`` (+ any lines). The plain
+    average, rather than the sum of the homogenised vectors, keeps it away from the
+    boundary when the points' denominators differ by orders of magnitude.
+    """
+    k = len(points)
+    T = math.lcm(*(p[0] for p in points))
+    ms = [max(abs(x) for x in r[1:]) for r in rays]
+    M = math.lcm(*ms) if ms else 1
+    S = len(points[0]) - 1
+    num = [0] * S
+    for p in points:
+        f = (T // p[0]) * M
+        for i in range(S):
+            num[i] += p[i + 1] * f
+    for r, m in zip(rays, ms):
+        f = k * T * (M // m)
+        for i in range(S):
+            num[i] += r[i + 1] * f
+    return _reduce_row([k * T * M] + num)
+
+
 def _dot(a: IntRow, b: IntRow) -> int:
     return sum(x * y for x, y in zip(a, b))
 
@@ -272,9 +297,9 @@ class ExactPolyhedron:
 
     Notes
     -----
-    The (relative) interior point is ``sum(x_g) / sum(t_g)`` over the homogenised generators
-    ``[t_g, x_g]`` (vertices scaled to integers, and rays): a strictly positive combination of
-    every vertex (convex weights) and every ray, so no facet is tight at it.
+    The (relative) interior point is the average of the vertices plus the sum of the rays
+    (each scaled to ``max_i |r_i| = 1``): a strictly positive combination of every vertex and
+    every ray, so no facet is tight at it.
     """
 
     C: NDArray[Any]
@@ -492,10 +517,8 @@ def _assemble(S: int, m: int, H: Sequence[IntRow], H_index: Sequence[int],
     )
     facet_rows = tuple(tuple(sorted(H_index[i] for i in rows)) for _, rows in facets)
 
-    # relative interior point: the sum of the homogenised generators, a strictly positive
-    # combination of every point and ray (lines add nothing)
-    tot = [sum(col) for col in zip(*(points + rays))]
-    rel_arr = _obj_vec([Fraction(x, tot[0]) for x in tot[1:]])
+    c = _centroid_hom(points, rays)
+    rel_arr = _obj_vec([Fraction(x, c[0]) for x in c[1:]])
     return ExactPolyhedron(
         C=Cn, d=dn, eq_C=eCn, eq_d=edn,
         vertices=_obj_array([_frac_point(g) for g in points], S),
