@@ -1,0 +1,95 @@
+"""Nets shared by the partition tests (fast path alone, and fast vs exact).
+
+Degenerate nets are built with exact float64 operations only (copies, multiplication by
+powers of two, negation, zeros), so that the hyperplanes that are meant to coincide do
+coincide in exact rational arithmetic too; otherwise the exact path would rightly find thin
+regions between two hyperplanes that differ by rounding (see
+``test_partition_cross.py::test_rounded_proportional_rows_documented_difference``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from verified_dgn import DGN
+
+
+def degenerate_net(S: int = 2, activation: str = "relu", seed: int = 0) -> DGN:
+    """A [S, 8, 6, 2] net with coinciding, parallel, dead and zero units.
+
+    Layer 1: unit 1 duplicates unit 0, unit 2 is ``2 *`` unit 0, unit 3 is ``-0.5 *`` unit 0
+    (same hyperplane, opposite orientation), unit 4 is ``4 *`` unit 5 with a shifted bias
+    (parallel hyperplanes), unit 6 is dead everywhere (zero row, bias -0.25), unit 7 is
+    identically zero. Layer 2: unit 1 duplicates unit 0, unit 2 is ``-1 *`` unit 0, unit 3
+    is dead everywhere (zero row, bias -0.125).
+    """
+    base = DGN.random((S, 8, 6, 2), activation=activation, seed=seed)
+    W1, W2 = np.array(base.weights[0]), np.array(base.weights[1])
+    v1, v2 = np.array(base.biases[0]), np.array(base.biases[1])
+    W1[1], v1[1] = W1[0], v1[0]
+    W1[2], v1[2] = 2.0 * W1[0], 2.0 * v1[0]
+    W1[3], v1[3] = -0.5 * W1[0], -0.5 * v1[0]
+    W1[4], v1[4] = 4.0 * W1[5], 4.0 * v1[5] + 0.25
+    W1[6], v1[6] = 0.0, -0.25
+    W1[7], v1[7] = 0.0, 0.0
+    W2[1], v2[1] = W2[0], v2[0]
+    W2[2], v2[2] = -W2[0], -v2[0]
+    W2[3], v2[3] = 0.0, -0.125
+    return DGN([W1, W2, base.weights[2]], [v1, v2, base.biases[2]], activation=activation,
+               slope=base.slope)
+
+
+def rank_deficient_net(activation: str = "relu", seed: int = 0) -> DGN:
+    """[3, 6, 6, 2] with ``W1[:, 2] = 2 W1[:, 0]`` (exact): every region contains a line."""
+    base = DGN.random((3, 6, 6, 2), activation=activation, seed=seed)
+    W1 = np.array(base.weights[0])
+    W1[:, 2] = 2.0 * W1[:, 0]
+    return base.replace(weights=[W1, *base.weights[1:]])
+
+
+def relu_dead_layer_net(seed: int = 0) -> DGN:
+    """[2, 6, 1, 4, 2] relu: the width-1 middle layer is 0 on half the plane, so the units
+    after it are constant there (zero rows, sign of the bias)."""
+    return DGN.random((2, 6, 1, 4, 2), seed=seed)
+
+
+#: (id, factory) for the quick suite: S = 1 to 4, the three activations, depth 1 to 4,
+#: and the degenerate nets of the issue.
+QUICK_NETS: list[tuple[str, Callable[[], DGN]]] = [
+    ("relu-S1-[1,8,8,1]", lambda: DGN.random((1, 8, 8, 1), seed=101)),
+    ("abs-S1-depth3", lambda: DGN.random((1, 6, 6, 6, 1), activation="abs", seed=102)),
+    ("relu-S2-depth1", lambda: DGN.random((2, 9, 2), seed=103)),
+    ("relu-S2", lambda: DGN.random((2, 8, 8, 2), seed=104)),
+    ("leaky-S2", lambda: DGN.random((2, 7, 6, 3), activation="leaky_relu", slope=0.2,
+                                    seed=105)),
+    ("abs-S2", lambda: DGN.random((2, 6, 6, 2), activation="abs", seed=106)),
+    ("relu-S2-depth4", lambda: DGN.random((2, 5, 5, 5, 5, 2), seed=107)),
+    ("relu-S3", lambda: DGN.random((3, 6, 5, 2), seed=108)),
+    ("abs-S3-depth3", lambda: DGN.random((3, 4, 4, 4, 3), activation="abs", seed=109)),
+    ("leaky-S4", lambda: DGN.random((4, 5, 4, 2), activation="leaky_relu", seed=110)),
+    ("biasfree-relu-S2", lambda: DGN.random((2, 6, 6, 2), init="he", seed=111)),
+    ("biasfree-abs-S3", lambda: DGN.random((3, 5, 4, 2), init="he", activation="abs",
+                                           seed=112)),
+    ("width1-S2", lambda: DGN.random((2, 1, 4, 2), seed=113)),
+    ("width1-abs-S3", lambda: DGN.random((3, 2, 1, 3, 2), activation="abs", seed=114)),
+    ("relu-dead-layer", lambda: relu_dead_layer_net(seed=115)),
+    ("degenerate-relu-S2", lambda: degenerate_net(2, "relu", seed=116)),
+    ("degenerate-leaky-S2", lambda: degenerate_net(2, "leaky_relu", seed=117)),
+    ("degenerate-abs-S1", lambda: degenerate_net(1, "abs", seed=118)),
+    ("degenerate-relu-S3", lambda: degenerate_net(3, "relu", seed=119)),
+    ("rank-deficient-S3", lambda: rank_deficient_net("leaky_relu", seed=120)),
+    ("no-hidden-layer", lambda: DGN.random((3, 2), seed=121)),
+]
+
+_CACHE: dict[str, DGN] = {}
+
+
+def get_net(name: str) -> DGN:
+    if name not in _CACHE:
+        _CACHE[name] = dict(QUICK_NETS)[name]()
+    return _CACHE[name]
+
+
+QUICK_NAMES = [name for name, _ in QUICK_NETS]
