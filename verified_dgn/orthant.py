@@ -65,7 +65,7 @@ __all__ = ["orthant_probability", "orthant_moments", "log_orthant_probability", 
 mp = mpmath.mp
 
 #: extra decimal digits of working precision above the digits a quadrature must deliver
-_GUARD = 12
+_GUARD = 8
 #: the largest dimension handled
 _KMAX = 4
 #: give up raising the precision beyond this many digits
@@ -256,12 +256,15 @@ _GL_DEGREES = (3, 4, 5, 6)
 
 
 def _gl_interval(f: Callable[[mpmath.mpf], mpmath.mpf], a: mpmath.mpf, c: mpmath.mpf,
-                 digits: int) -> tuple[mpmath.mpf, bool]:
+                 digits: int, scale: mpmath.mpf) -> tuple[mpmath.mpf, bool]:
     """Gauss-Legendre with doubling point counts on [a, c]; (value, converged).
 
-    Converged when two successive levels agree to ``10**-(digits + 2)`` relative, or when
-    they agree to half that many digits and the previous pair agreed less well (geometric
-    convergence, the error of a level being about the square of the previous one's).
+    The error is measured relative to ``max(|value|, scale)`` (``scale``: the part of the
+    total integral already known, so that pieces far in a tail are not resolved to digits
+    nobody needs). Converged when two successive levels agree to ``10**-(digits + 2)``, or
+    when they agree to ``10**-((digits + 4)/2)`` and the previous pair agreed less well by a
+    power 1.5 (geometric convergence: the error of a level is about the square of the
+    previous level's difference).
     """
     C, D = (c - a) / 2, (c + a) / 2
     prev: list[mpmath.mpf] = []
@@ -272,13 +275,13 @@ def _gl_interval(f: Callable[[mpmath.mpf], mpmath.mpf], a: mpmath.mpf, c: mpmath
         nodes = _gauss_legendre_nodes(deg)
         val = C * mpmath.fsum(w * f(D + C * x) for x, w in nodes)
         if prev:
-            scale = abs(val)
+            ref = max(abs(val), scale)
             d = abs(val - prev[-1])
-            if scale == 0:
+            if ref == 0:
                 if d == 0:
                     return val, True
             else:
-                rel = d / scale
+                rel = d / ref
                 if rel <= tight:
                     return val, True
                 if diffs and rel <= loose and rel <= diffs[-1] ** 1.5:
@@ -289,7 +292,7 @@ def _gl_interval(f: Callable[[mpmath.mpf], mpmath.mpf], a: mpmath.mpf, c: mpmath
 
 
 def _ts_interval(f: Callable[[mpmath.mpf], mpmath.mpf], a: mpmath.mpf, c: mpmath.mpf,
-                 digits: int, max_degree: int) -> tuple[mpmath.mpf, bool]:
+                 digits: int, max_degree: int, scale: mpmath.mpf) -> tuple[mpmath.mpf, bool]:
     """Tanh-sinh on [a, c] (robust to end-point singularities); (value, converged)."""
     C, D = (c - a) / 2, (c + a) / 2
     rule = mp._tanh_sinh
@@ -299,38 +302,44 @@ def _ts_interval(f: Callable[[mpmath.mpf], mpmath.mpf], a: mpmath.mpf, c: mpmath
     for degree in range(1, max_degree + 1):
         r = rule.sum_next(g, _tanh_sinh_nodes(degree), degree, mp.prec, results)
         results.append(r)
-        if degree >= 3 and _extrapolated_error(results) <= eps * abs(r):
+        if degree >= 3 and _extrapolated_error(results) <= eps * max(abs(r), scale):
             return r, True
     return results[-1], False
 
 
 def _quad(f: Callable[[mpmath.mpf], mpmath.mpf], points: Sequence[Any], digits: int,
-          _depth: int = 0, prefer_ts: bool = False) -> mpmath.mpf:
+          _depth: int = 0, prefer_ts: bool = False, scale: Any = 0) -> mpmath.mpf:
     """``int f`` over the consecutive intervals of ``points`` to ``digits`` relative digits.
 
-    ``f`` must not change sign, so that the error test relative to each piece's value is
-    an error test relative to the total. Each piece: Gauss-Legendre with 12..96 points
-    (fast for the smooth integrands here); if that does not converge, tanh-sinh (robust
-    to end-point singularities, e.g. nearly singular correlations); if that does not
-    converge either, the piece is bisected (up to 6 times), else :class:`QuadratureError`.
-    ``prefer_ts``: skip Gauss-Legendre (integrands known to be sharply peaked at an end).
+    ``f`` must not change sign, so that errors relative to the part of the integral already
+    computed are errors relative to the total. Pieces are done in decreasing order of a
+    rough size estimate (``max |f|`` at their ends and middle times their length), each to
+    ``10**-digits`` of the larger of its own value and the sum so far. Each piece:
+    Gauss-Legendre with 12..96 points (fast for the smooth integrands here); if that does
+    not converge, tanh-sinh (robust to end-point singularities, e.g. nearly singular
+    correlations); if that does not converge either, the piece is bisected (up to 6
+    times), else :class:`QuadratureError`. ``prefer_ts``: skip Gauss-Legendre.
     """
     pts = [mpmath.mpf(p) for p in points]
+    pieces = [(a, c) for a, c in zip(pts[:-1], pts[1:]) if c > a]
+    if len(pieces) > 1:
+        est = [max(abs(f(a)), abs(f(c)), abs(f((a + c) / 2))) * (c - a) for a, c in pieces]
+        pieces = [p for _, p in sorted(zip(est, pieces), key=lambda t: -t[0])]
     total = mpmath.mpf(0)
+    known = abs(mpmath.mpf(scale))
     max_degree = 6 + max(0, int(math.log2(max(digits, 1) / 20.0)) + 1)
-    for a, c in zip(pts[:-1], pts[1:]):
-        if not c > a:
-            continue
-        v, ok = (mpmath.mpf(0), False) if prefer_ts else _gl_interval(f, a, c, digits)
+    for a, c in pieces:
+        v, ok = (mpmath.mpf(0), False) if prefer_ts else _gl_interval(f, a, c, digits, known)
         if not ok:
-            v, ok = _ts_interval(f, a, c, digits, max_degree)
+            v, ok = _ts_interval(f, a, c, digits, max_degree, known)
         if not ok:
             if _depth >= 6:
                 raise QuadratureError(
                     f"quadrature did not reach {digits} relative digits on "
                     f"[{mpmath.nstr(a, 10)}, {mpmath.nstr(c, 10)}]")
-            v = _quad(f, [a, (a + c) / 2, c], digits, _depth + 1)
+            v = _quad(f, [a, (a + c) / 2, c], digits, _depth + 1, False, known)
         total += v
+        known += abs(v)
     return total
 
 
@@ -431,17 +440,27 @@ def _slc_integral(logf: Callable[[mpmath.mpf], mpmath.mpf], hi: mpmath.mpf, x_mo
             return f_scaled(x, g0)
 
     prefer_ts = False
+    s_est = 0.0
     if xm == hi:
         # mode at the end point: the integrand decays like exp(-s y - y^2/2) into the
-        # interval; cut where that is below the tolerance, and use tanh-sinh (which
-        # clusters nodes at the end points) when the decay is steep
+        # interval; cut where that is below the tolerance
         d = mpmath.mpf("1e-3")
         s_est = max(0.0, float((g0 - logf(hi - d)) / d))
         L = -s_est + math.sqrt(s_est * s_est + 2.0 * delta_nats) + 1.0
-        prefer_ts = s_est * L > 12.0
     a = xm - L
     c = min(hi, xm + L)
-    pts = sorted({a, xm, c} | {mpmath.mpf(k) for k in kinks if a < k < c})
+    # split at growing distances from the mode, in units of the decay length there, so
+    # that every piece is smooth on its own scale (pieces far in the tail are cheap:
+    # they are resolved relative to the total)
+    ell = 1.0 / (1.0 + s_est)
+    cuts = {a, xm, c}
+    for m in (2.0, 5.0, 11.0, 24.0):
+        if m * ell < L:
+            cuts.add(xm - m * ell)
+            if xm + m * ell < c:
+                cuts.add(xm + m * ell)
+    cuts |= {mpmath.mpf(k) for k in kinks if a < k < c}
+    pts = sorted(cuts)
     total = _quad(f, pts, digits + 1, prefer_ts=prefer_ts)
     if total <= 0:
         raise QuadratureError("log-concave integral vanished")
@@ -458,7 +477,7 @@ def _slc_integral(logf: Callable[[mpmath.mpf], mpmath.mpf], hi: mpmath.mpf, x_mo
                 break
         a_new = a - step
         step *= 2
-        total += _quad(f, [a_new, a], digits + 1)
+        total += _quad(f, [a_new, a], digits + 1, scale=total)
         log_tol = mpmath.log(total) - (digits + 1) * mpmath.log(10)
         a = a_new
     else:
@@ -477,7 +496,7 @@ def _slc_integral(logf: Callable[[mpmath.mpf], mpmath.mpf], hi: mpmath.mpf, x_mo
                 break
         c_new = min(hi, c + step)
         step *= 2
-        total += _quad(f, [c, c_new], digits + 1)
+        total += _quad(f, [c, c_new], digits + 1, scale=total)
         log_tol = mpmath.log(total) - (digits + 1) * mpmath.log(10)
         c = c_new
     else:
@@ -619,7 +638,7 @@ def _phi3(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
     return P0 - I, P0 + I
 
 
-def _phi4(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
+def _phi4_conditioning(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
           ) -> tuple[mpmath.mpf, mpmath.mpf]:
     i = min(range(4), key=lambda t: h[t])
     rest = [t for t in range(4) if t != i]
@@ -646,6 +665,70 @@ def _phi4(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
     kinks = [-a / b for a, b in zip(af, bf) if abs(b) > 4.0]
     v = _slc_integral(logf, h[i], xm, digits, kinks)
     return v, v
+
+
+def _phi4(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
+          ) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """Phi_4 by a Plackett path from a star-shaped reference correlation.
+
+    With ``i`` the variable whose partial correlations ``rho_{jk.i}`` have the largest
+    minimum, ``R0`` keeps ``r_ij`` and sets ``r0_jk = r_ij r_ik`` for the other pairs (the
+    others independent given ``Y_i``), so ``Phi_4(h; R0) = int_{-inf}^{h_i} phi(x)
+    prod_j Phi((h_j - r_ij x)/s_j) dx``. Along ``R(t) = R0 + t (R - R0)`` (positive
+    definite: a convex combination), Plackett's identity gives
+    ``Phi_4(h; R) = Phi_4(h; R0) + sum_{j<k != i} (r_jk - r0_jk) int_0^1
+    phi_2(h_j, h_k; r_jk(t)) Phi_2(h_{i,l} | y_j = h_j, y_k = h_k; R(t)) dt``,
+    one one-signed integral per pair.
+    """
+    best = None
+    for i in range(4):
+        rest = [t for t in range(4) if t != i]
+        worst = None
+        for a in range(3):
+            for b in range(a + 1, 3):
+                j, k = rest[a], rest[b]
+                pc = (R[j][k] - R[i][j] * R[i][k]) / mpmath.sqrt((1 - R[i][j] ** 2) * (1 - R[i][k] ** 2))
+                worst = pc if worst is None or pc < worst else worst
+        if best is None or worst > best[0]:
+            best = (worst, i, rest)
+    assert best is not None
+    _, i, rest = best
+    sd = [mpmath.sqrt((1 - R[i][t]) * (1 + R[i][t])) for t in rest]
+    P0 = _gauss_phi_product(h[i], [h[t] / s for t, s in zip(rest, sd)],
+                            [-R[i][t] / s for t, s in zip(rest, sd)], digits)
+    R0 = [list(row) for row in R]
+    for a in range(3):
+        for b in range(3):
+            if a != b:
+                R0[rest[a]][rest[b]] = R[i][rest[a]] * R[i][rest[b]]
+    value, mag = P0, P0
+    for a in range(3):
+        for b in range(a + 1, 3):
+            j, k = rest[a], rest[b]
+            delta = R[j][k] - R0[j][k]
+            if delta == 0:
+                continue
+            others = [t for t in range(4) if t not in (j, k)]
+            hj, hk = h[j], h[k]
+
+            def g(t: mpmath.mpf, j: int = j, k: int = k, delta: mpmath.mpf = delta,
+                  others: list[int] = others, hj: mpmath.mpf = hj, hk: mpmath.mpf = hk
+                  ) -> mpmath.mpf:
+                Rt = [[R0[p][q] + t * (R[p][q] - R0[p][q]) for q in range(4)] for p in range(4)]
+                r = Rt[j][k]
+                c2 = (1 - r) * (1 + r)
+                dens = mpmath.exp(-(hj * hj + hk * hk - 2 * r * hj * hk) / (2 * c2)) / (
+                    2 * mpmath.pi * mpmath.sqrt(c2))
+                if dens == 0:
+                    return dens
+                bc, Kc, _ = _conditional(list(h), Rt, [j, k])
+                return dens * _phi_cov(bc, Kc, digits)
+
+            pts = [0, 1]
+            I = _quad(g, pts, digits)  # dr_jk/dt = delta
+            value += delta * I
+            mag += abs(delta) * I
+    return value, mag
 
 
 def _phi(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
@@ -691,8 +774,9 @@ def _phi_acc(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int) ->
         lost = _lost_digits(v, mag)
         if lost <= q - digits + 2:
             return v
-        if not math.isfinite(lost):
-            lost = q  # the result was pure noise: at least double the digits
+        if not math.isfinite(lost) or lost >= q - 2:
+            # the result may be pure noise: at least double the digits
+            lost = max(lost if math.isfinite(lost) else 0.0, 2.0 * q)
         q = digits + int(math.ceil(lost)) + 3
         if q > _MAX_DIGITS:
             raise QuadratureError(f"cancellation needs more than {_MAX_DIGITS} digits")
@@ -840,6 +924,27 @@ def _orthant_moments_mp(b: list[mpmath.mpf], K: list[list[mpmath.mpf]], digits: 
     return P, m1, M2, lost
 
 
+def _orthant_moments_acc(b: list[mpmath.mpf], K: list[list[mpmath.mpf]], digits: int
+                         ) -> tuple[mpmath.mpf, list[mpmath.mpf], list[list[mpmath.mpf]]]:
+    """Orthant moments of given mpf inputs to ``digits`` digits in their natural scales.
+
+    Raises the working precision by the digits the Tallis formulas lose to cancellation
+    (measured as the sum of the absolute values of the terms over the natural scale
+    ``sqrt(P M2_ii)`` resp. ``sqrt(M2_ii M2_jj)``) and recomputes.
+    """
+    q = digits + 2
+    while True:
+        with mpmath.workdps(_wdps(q)):
+            P, m1, M2, lost = _orthant_moments_mp(b, K, q)
+        if lost <= q - digits:
+            return P, m1, M2
+        if not math.isfinite(lost) or lost >= q - 2:
+            lost = max(lost if math.isfinite(lost) else 0.0, 2.0 * q)
+        q = digits + 2 + int(math.ceil(lost)) + 2
+        if q > _MAX_DIGITS:
+            raise QuadratureError(f"cancellation needs more than {_MAX_DIGITS} digits")
+
+
 def orthant_moments(b: ArrayLike, cov: ArrayLike, dps: int = 30
                     ) -> tuple[mpmath.mpf, NDArray[Any], NDArray[Any]]:
     """Truncated Gaussian moments of the orthant ``{y <= b}`` (Tallis 1961).
@@ -866,19 +971,10 @@ def orthant_moments(b: ArrayLike, cov: ArrayLike, dps: int = 30
     """
     bb, KK = _check_orthant_args(b, cov, dps)
     k = bb.shape[0]
-    q = dps + 2
-    while True:
-        with mpmath.workdps(_wdps(q)):
-            K = _convert_cov(KK)
-            bm = [to_mpf(x) for x in bb]
-            P, m1, M2, lost = _orthant_moments_mp(bm, K, q)
-        if lost <= q - dps:
-            break
-        if not math.isfinite(lost):
-            lost = q
-        q = dps + 2 + int(math.ceil(lost)) + 2
-        if q > _MAX_DIGITS:
-            raise QuadratureError(f"cancellation needs more than {_MAX_DIGITS} digits")
+    with mpmath.workdps(_wdps(dps)):
+        K = _convert_cov(KK)
+        bm = [to_mpf(x) for x in bb]
+    P, m1, M2 = _orthant_moments_acc(bm, K, dps)
     m1a = np.empty(k, dtype=object)
     M2a = np.empty((k, k), dtype=object)
     for i in range(k):
