@@ -118,20 +118,80 @@ def row_space(W1: NDArray[np.float64]) -> tuple[int, NDArray[np.float64] | None,
     return r, Vt[:r].T.copy(), lines
 
 
+def apply_layer(W: NDArray[np.float64], X: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``W @ X[p]`` for every p: (m, n) x (P, n, k) -> (P, m, k), as one matrix product
+    (a batched matmul would make P tiny BLAS calls)."""
+    P, n, k = X.shape
+    Y = W @ X.transpose(1, 0, 2).reshape(n, P * k)
+    return np.ascontiguousarray(Y.reshape(W.shape[0], P, k).transpose(1, 0, 2))
+
+
 def _ragged_arange(counts: NDArray[np.intp]) -> NDArray[np.intp]:
     """Concatenation of ``arange(c)`` for every ``c`` in ``counts``."""
     total = int(counts.sum())
     return np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+class _Buffer:
+    """A growable array (amortised O(1) appends along axis 0)."""
+
+    def __init__(self, init: NDArray) -> None:
+        self.n = init.shape[0]
+        self.data = np.empty((max(16, 2 * self.n),) + init.shape[1:], dtype=init.dtype)
+        self.data[:self.n] = init
+
+    @property
+    def view(self) -> NDArray:
+        return self.data[:self.n]
+
+    def append(self, rows: NDArray) -> None:
+        m = self.n + rows.shape[0]
+        if m > self.data.shape[0]:
+            new = np.empty((2 * m,) + self.data.shape[1:], dtype=self.data.dtype)
+            new[:self.n] = self.data[:self.n]
+            self.data = new
+        self.data[self.n:m] = rows
+        self.n = m
+
+
 class _Subdivision:
-    """Mutable state of the subdivision: pieces as flat generator arrays sorted by piece."""
+    """Mutable state of the subdivision.
+
+    Generators live in flat growable arrays, in no particular order (``gp`` gives each one's
+    piece): a cut only relabels the generators that move to a new piece and appends the new
+    ones, so its cost does not include copying every generator. Per-piece arrays (signs,
+    zero, cell) are growable too.
+    """
 
     def __init__(self, r: int, n_units: int, rtol: float) -> None:
         self.r = r
         self.n = n_units
         self.n_words = (n_units + 1 + 63) // 64
         self.rtol = rtol
+
+    def _init(self, gen: NDArray[np.float64], inc: NDArray[np.uint64], gp: NDArray[np.intp],
+              signs: NDArray[np.int8]) -> None:
+        P = signs.shape[0]
+        self._gen, self._inc, self._gp = _Buffer(gen), _Buffer(inc), _Buffer(gp)
+        self._signs = _Buffer(signs)
+        self._zero = _Buffer(np.zeros((P, self.n), dtype=bool))
+        self._cell = _Buffer(np.arange(P))
+
+    # views of the current state
+    gen = property(lambda self: self._gen.view)
+    inc = property(lambda self: self._inc.view)
+    gp = property(lambda self: self._gp.view)
+    signs = property(lambda self: self._signs.view)
+    zero = property(lambda self: self._zero.view)
+    cell = property(lambda self: self._cell.view)
+
+    @property
+    def n_pieces(self) -> int:
+        return self._signs.n
+
+    def new_cells(self) -> None:
+        """Every piece becomes its own cell (at the start of a layer)."""
+        self._cell = _Buffer(np.arange(self.n_pieces))
 
     # ------------------------------------------------------------------ seeding
     def seed(self, M1: NDArray[np.float64], c1: NDArray[np.float64]) -> list[int]:
@@ -141,12 +201,8 @@ class _Subdivision:
         r, n, nw = self.r, self.n, self.n_words
         if r == 0:
             # R^0: a single point; every unit is constant
-            self.gen = np.ones((1, 1))
-            self.inc = np.zeros((1, nw), dtype=np.uint64)
-            self.gp = np.zeros(1, dtype=np.intp)
-            self.signs = np.ones((1, n), dtype=np.int8)
-            self.zero = np.zeros((1, n), dtype=bool)
-            self.cell = np.zeros(1, dtype=np.intp)
+            self._init(np.ones((1, 1)), np.zeros((1, nw), dtype=np.uint64),
+                       np.zeros(1, dtype=np.intp), np.ones((1, n), dtype=np.int8))
             return []
         _, _, piv = qr(M1.T, pivoting=True, mode="economic")
         seeds = sorted(int(k) for k in piv[:r])
@@ -171,18 +227,11 @@ class _Subdivision:
             bits[seeds[i] >> 6] &= ~(_ONE << np.uint64(seeds[i] & 63))
             bits[inf_w] |= inf_m
             inc[:, i + 1] = bits
-        self.gen = gen.reshape(-1, r + 1)
-        self.inc = inc.reshape(-1, nw)
-        self.gp = np.repeat(np.arange(npieces), r + 1)
-        self.signs = np.ones((npieces, n), dtype=np.int8)
-        self.signs[:, seeds] = sig
-        self.zero = np.zeros((npieces, n), dtype=bool)
-        self.cell = np.arange(npieces)
+        signs = np.ones((npieces, n), dtype=np.int8)
+        signs[:, seeds] = sig
+        self._init(gen.reshape(-1, r + 1), inc.reshape(-1, nw),
+                   np.repeat(np.arange(npieces), r + 1), signs)
         return seeds
-
-    @property
-    def n_pieces(self) -> int:
-        return int(self.signs.shape[0])
 
     # ------------------------------------------------------------------ one cut
     def cut(self, a: NDArray[np.float64], k: int) -> None:
@@ -197,9 +246,9 @@ class _Subdivision:
             ag = a[self.cell[gp]]
             val = np.einsum("gj,gj->g", ag, gen)
             scale = np.einsum("gj,gj->g", np.abs(ag), np.abs(gen))
-        thr = self.rtol * scale
-        pos = val > thr
-        neg = val < -thr
+        scale *= self.rtol
+        pos = val > scale
+        neg = val < -scale
         haspos = np.zeros(P, dtype=bool)
         haspos[gp[pos]] = True
         hasneg = np.zeros(P, dtype=bool)
@@ -211,26 +260,26 @@ class _Subdivision:
         self.zero[:, k] = zero_piece
         w, m = k >> 6, _ONE << np.uint64(k & 63)
         on = ~(pos | neg)
-        on_bits = on & ~zero_piece[gp]  # a unit zero on all of a piece carries no information
-        old_inc = inc  # incidence before the cut, for the adjacency test
-        inc = inc.copy()
-        inc[on_bits, w] |= m
+        # A unit zero on all of a piece carries no information: no bits. Setting bit k in
+        # place is safe for the adjacency test below: it only involves generators off the
+        # plane, and bit k is in no common set.
+        inc[on & ~zero_piece[gp], w] |= m
         if not split.any():
-            self.inc = inc
             return
 
         sp = np.flatnonzero(split)
         gsplit = split[gp]
         pos_i = np.flatnonzero(gsplit & pos)
         neg_i = np.flatnonzero(gsplit & neg)
+        neg_i = neg_i[np.argsort(gp[neg_i], kind="stable")]  # grouped by piece
         # all (positive, negative) pairs of generators of each split piece
         nneg = np.bincount(gp[neg_i], minlength=P)
         neg_off = np.cumsum(nneg) - nneg
         rep = nneg[gp[pos_i]]
         I = np.repeat(pos_i, rep)
         J = neg_i[np.repeat(neg_off[gp[pos_i]], rep) + _ragged_arange(rep)]
-        common = old_inc[I] & old_inc[J]
-        adj = self._adjacent(I, J, common, old_inc)
+        common = inc[I] & inc[J]
+        adj = self._adjacent(I, J, common, gsplit)
         I, J, common = I[adj], J[adj], common[adj]
         # new generators on the hyperplane: positive combination with a . g = 0
         g = val[I, None] * gen[J] - val[J, None] * gen[I]
@@ -243,22 +292,20 @@ class _Subdivision:
 
         child = np.full(P, -1, dtype=np.intp)
         child[sp] = P + np.arange(sp.size)
-        stay = ~(gsplit & neg)          # positive or on the plane: + child (= parent index)
-        go = gsplit & ~pos               # negative or on the plane: - child
+        zi = np.flatnonzero(gsplit & on)  # on the plane: in both children
         gpI = gp[I]
-        pid = np.concatenate([gp[stay], child[gp[go]], gpI, child[gpI]])
-        order = np.argsort(pid, kind="stable")
-        self.gp = pid[order]
-        self.gen = np.concatenate([gen[stay], gen[go], g, g])[order]
-        self.inc = np.concatenate([inc[stay], inc[go], common, common])[order]
-        signs = np.concatenate([self.signs, self.signs[sp]])
-        signs[P:, k] = -1
-        self.signs = signs
-        self.zero = np.concatenate([self.zero, self.zero[sp]])
-        self.cell = np.concatenate([self.cell, self.cell[sp]])
+        gp[neg_i] = child[gp[neg_i]]      # negative side: to the - child, in place
+        self._gen.append(np.concatenate([gen[zi], g, g]))
+        self._inc.append(np.concatenate([inc[zi], common, common]))
+        self._gp.append(np.concatenate([child[gp[zi]], gpI, child[gpI]]))
+        signs = self.signs[sp]
+        signs[:, k] = -1
+        self._signs.append(signs)
+        self._zero.append(self.zero[sp])
+        self._cell.append(self.cell[sp])
 
-    def _adjacent(self, I: NDArray[np.intp], J: NDArray[np.intp],
-                  common: NDArray[np.uint64], inc: NDArray[np.uint64]) -> NDArray[np.bool_]:
+    def _adjacent(self, I: NDArray[np.intp], J: NDArray[np.intp], common: NDArray[np.uint64],
+                  gsplit: NDArray[np.bool_]) -> NDArray[np.bool_]:
         """Whether generators I[i], J[i] (same piece) span a 2-face of the piece's cone."""
         r = self.r
         if I.size == 0 or r <= 1:
@@ -270,24 +317,33 @@ class _Subdivision:
             # two ends of one edge (units zero on the whole piece carry no bits)
             return cnt >= 1
         # combinatorial test of the double description method: the common face contains
-        # no third generator
+        # no third generator of the piece
         adj = cnt >= r - 1
         cand = np.flatnonzero(adj)
         if cand.size == 0:
             return adj
-        counts = np.bincount(self.gp, minlength=self.n_pieces)
+        gp, inc = self.gp, self.inc
+        members = np.flatnonzero(gsplit)
+        members = members[np.argsort(gp[members], kind="stable")]
+        counts = np.bincount(gp[members], minlength=self.n_pieces)
         starts = np.cumsum(counts) - counts
-        p = self.gp[I[cand]]
+        p = gp[I[cand]]
         kp = counts[p]
         row = np.repeat(np.arange(cand.size), kp)
-        M = np.repeat(starts[p], kp) + _ragged_arange(kp)
-        Ic, Jc = I[cand][row], J[cand][row]
+        M = members[np.repeat(starts[p], kp) + _ragged_arange(kp)]
         inside = np.all((common[cand][row] & ~inc[M]) == 0, axis=1)
-        inside &= (M != Ic) & (M != Jc)
+        inside &= (M != I[cand][row]) & (M != J[cand][row])
         bad = np.zeros(cand.size, dtype=bool)
         bad[row[inside]] = True
         adj[cand[bad]] = False
         return adj
+
+    def finish(self) -> tuple[NDArray[np.float64], NDArray[np.uint64], NDArray[np.intp]]:
+        """Generators sorted by piece, and the piece offsets ``start`` (P + 1,)."""
+        order = np.argsort(self.gp, kind="stable")
+        counts = np.bincount(self.gp, minlength=self.n_pieces)
+        start = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+        return self.gen[order], self.inc[order], start
 
 
 def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
@@ -321,9 +377,9 @@ def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
             Hprev = H if H.ndim == 3 else H[None]
             Hprev = Hprev[sub.cell] if H.ndim == 3 else np.broadcast_to(
                 Hprev, (sub.n_pieces,) + H.shape)
-            H = np.matmul(net.weights[l], D[:, :, None] * Hprev)
+            H = apply_layer(net.weights[l], D[:, :, None] * Hprev)
             H[:, :, -1] += net.biases[l]
-            sub.cell = np.arange(sub.n_pieces)
+            sub.new_cells()
         for i in range(width):
             k = offsets[l] + i
             if l == 0 and k in seeds:
@@ -338,13 +394,12 @@ def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
                     print(f"fastpath.partition: layer {l + 1}/{len(hidden)}, unit {i + 1}/"
                           f"{width}: {sub.n_pieces} regions so far, {now - t0:.1f} s",
                           file=sys.stderr, flush=True)
-    counts = np.bincount(sub.gp, minlength=sub.n_pieces)
-    start = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+    gen, inc, start = sub.finish()
     if progress:
         print(f"fastpath.partition: {sub.n_pieces} regions, {time.monotonic() - t0:.2f} s",
               file=sys.stderr, flush=True)
-    return Arrangement(r=r, U=U, lines=lines, gen=sub.gen, inc=sub.inc, start=start,
-                       signs=sub.signs, zero=sub.zero)
+    return Arrangement(r=r, U=U, lines=lines, gen=gen, inc=inc, start=start,
+                       signs=sub.signs.copy(), zero=sub.zero.copy())
 
 
 def _limit(max_regions: int, count: int, net: DGN) -> None:

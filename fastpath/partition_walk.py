@@ -24,7 +24,7 @@ from verified_dgn.model import DGN
 from verified_dgn.regions import Partition, Region
 
 from . import _arrangement
-from ._arrangement import Arrangement, subdivide
+from ._arrangement import Arrangement, apply_layer, subdivide
 
 __all__ = ["partition"]
 
@@ -174,7 +174,7 @@ def layer_maps_batch(net: DGN, signs: NDArray[np.int8]
         dl = np.where(signs[:, off:off + w] > 0, 1.0, net.slope)
         off += w
         W, v = net.weights[l], net.biases[l]
-        M = np.matmul(W, dl[:, :, None] * M)
+        M = apply_layer(W, dl[:, :, None] * M)
         c = (dl * c) @ W.T + v
     return np.concatenate(Ms, axis=1), np.concatenate(cs, axis=1), M, c
 
@@ -273,9 +273,10 @@ def _assemble(net: DGN, arr: Arrangement, z0: NDArray[np.float64], rtol: float) 
     gorder = np.lexsort((grep, gpiece))             # facets of a region by smallest unit
     rank = np.empty_like(gorder)
     rank[gorder] = np.arange(gorder.size)
-    gb = np.append(gstart, pe.size)[np.stack([gorder, gorder + 1])].T.tolist()
+    gbounds = np.append(gstart, pe.size)
     ce_l = ce.tolist()
-    units_of_group = [(ce_l[i],) if j - i == 1 else tuple(ce_l[i:j]) for i, j in gb]
+    units_of_group = [(ce_l[i],) if j - i == 1 else tuple(ce_l[i:j])
+                      for i, j in zip(gbounds[gorder].tolist(), gbounds[gorder + 1].tolist())]
     gpiece, grep = gpiece[gorder], grep[gorder]
     nf = np.bincount(gpiece, minlength=P)
     foff = np.concatenate([[0], np.cumsum(nf)])
@@ -318,8 +319,7 @@ def _assemble(net: DGN, arr: Arrangement, z0: NDArray[np.float64], rtol: float) 
 
     # ---- order: breadth first from the region of z0
     first = _region_of_point(net, signs, z0, Cf, df, foff)
-    src = np.repeat(gpiece, 1)[nbr >= 0]
-    dst = nbr[nbr >= 0]
+    src, dst = gpiece[nbr >= 0], nbr[nbr >= 0]
     adj = csr_matrix((np.ones(src.size), (src, dst)), shape=(P, P))
     bfs = breadth_first_order(adj, first, directed=False, return_predecessors=False)
     if bfs.size < P:  # cannot happen for a consistent partition; keep every region anyway
