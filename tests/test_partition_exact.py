@@ -210,6 +210,17 @@ def test_no_hidden_layers_single_region():
     assert list(P.locate(np.ones((4, 3)))) == [0, 0, 0, 0]
 
 
+def test_all_units_dead_single_region():
+    # every layer-1 unit is dead (h = -1): one region, R^S, on which g is constant
+    net = DGN([np.zeros((3, 2)), np.ones((2, 3)), np.ones((1, 2))],
+              [-np.ones(3), np.array([0.5, -0.25]), np.zeros(1)])
+    P = _partition(net)
+    assert len(P) == 1
+    r = P[0]
+    assert r.signs == (-1, -1, -1, 1, -1) and r.n_facets == 0 and len(r.lines) == 2
+    assert r.A.tolist() == [[0, 0]] and r.b.tolist() == [F(1, 2)]
+
+
 def test_width_one_layer_regions_contain_lines():
     P = cached("width1")
     assert all(len(r.lines) == 1 for r in P)  # S = 2, one hyperplane: half-planes / strips
@@ -396,7 +407,7 @@ def test_dense_sampling_slow(widths, act, seed):
         grid2 = np.stack(np.meshgrid(g2, g2), -1).reshape(-1, 2)
         Z = np.concatenate([grid, grid2, rng.standard_normal((2000, 2))])
     else:
-        Z = np.concatenate([np.linspace(-1.1 * ext, 1.1 * ext, 20001)[:, None],
+        Z = np.concatenate([np.linspace(-1.1 * ext, 1.1 * ext, 4001)[:, None],
                             rng.standard_normal((2000, 1))])
     # every region must be hit by some grid point, unless it is thinner than the grid step
     _dense_sampling_check(P, Z)

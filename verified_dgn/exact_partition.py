@@ -102,6 +102,10 @@ class _IntNet:
         self.slope = float(net.slope)
         # N^1 = [v1, W1] does not depend on the region
         self.N1 = np.concatenate([self.v[0][:, None], self.W[0]], axis=1)
+        # N^{l+1} of hidden layers, keyed by the signs of layers 1..l (shared by the regions
+        # of one cell of the earlier layers); read-only once stored
+        self._cache: list[dict[tuple[int, ...], NDArray[Any]]] = [{} for _ in range(self.L)]
+        self._cache_size = 4096
 
     def _delta(self, q: Sequence[int]) -> NDArray[Any]:
         return np.array([self.sd if s > 0 else self.sn for s in q], dtype=object)
@@ -123,9 +127,22 @@ class _IntNet:
         qs = self.layer_signs(q)
         for l in range(1, self.L):
             blocks.append(N)
-            act = self._delta(qs[l - 1])[:, None] * N
-            N = self.W[l] @ act
+            key = q[:self.offsets[l]]  # N^{l+1} depends on the signs of layers 1..l only
+            cache = self._cache[l] if l < self.L - 1 else None
+            if cache is not None and key in cache:
+                N = cache[key]
+                continue
+            if self.sn == 0:  # relu: inactive units contribute nothing
+                on = [i for i, t in enumerate(qs[l - 1]) if t > 0]
+                N = self.W[l][:, on] @ N[on] if on else np.zeros(
+                    (self.W[l].shape[0], self.S + 1), dtype=object)  # entries int 0
+            else:
+                N = self.W[l] @ (self._delta(qs[l - 1])[:, None] * N)
             N[:, 0] += self.v[l] * (self.sigma[l - 1] * self.sd)
+            if cache is not None:
+                if len(cache) >= self._cache_size:  # bounded memory: BFS has locality
+                    cache.clear()
+                cache[key] = N
         Nh = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, self.S + 1), dtype=object)
         return Nh, N
 
@@ -210,15 +227,16 @@ class _IntNet:
 class _RegionGeometry:
     """Exact facets and V-representation of one region (integer homogenised form)."""
 
-    __slots__ = ("points", "rays", "lines", "slack", "facets", "units")
+    __slots__ = ("points", "rays", "lines", "slack", "facets", "units", "row_tight")
 
-    def __init__(self, points, rays, lines, slack, facets, units):
+    def __init__(self, points, rays, lines, slack, facets, units, row_tight):
         self.points = points  # list of [t, x]
         self.rays = rays  # list of [0, r]
         self.lines = lines  # list of [0, l]
         self.slack = slack  # object ndarray (n_units, n_points + n_rays)
         self.facets = facets  # list of frozenset of generator indices (tight set)
         self.units = units  # list of tuple of unit indices, one per facet
+        self.row_tight = row_tight  # per unit: the generators on its hyperplane (frozenset)
 
 
 def _float_candidates(Hf: NDArray[np.float64], nonzero: NDArray[np.bool_]) -> list[int]:
@@ -297,11 +315,12 @@ def _region_geometry(H: NDArray[Any], Hf: NDArray[np.float64], S: int) -> _Regio
     npts = len(points)
     groups: dict[frozenset[int], list[int]] = {}
     order: list[frozenset[int]] = []
-    for k in range(n):
+    row_tight: list[frozenset[int]] = []
+    for k, col in enumerate(slack.tolist()):
+        tight = frozenset(g for g, x in enumerate(col) if x == 0)
+        row_tight.append(tight)
         if not nonzero[k]:
             continue
-        col = slack[k].tolist()
-        tight = frozenset(g for g, x in enumerate(col) if x == 0)
         if not tight or min(tight) >= npts:
             continue
         if tight in groups:
@@ -315,7 +334,7 @@ def _region_geometry(H: NDArray[Any], Hf: NDArray[np.float64], S: int) -> _Regio
     # canonical facet order: by the smallest unit on the facet
     perm = sorted(range(len(order)), key=lambda j: units[j][0])
     return _RegionGeometry(points, rays, lines, slack, [order[j] for j in perm],
-                           [units[j] for j in perm])
+                           [units[j] for j in perm], row_tight)
 
 
 def _obj(rows: Sequence[Sequence[Any]], ncols: int) -> NDArray[Any]:
@@ -433,9 +452,9 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
         geo = _region_geometry(H, inet.float_rows(q), S)
         neighbors = []
         for tight, units in zip(geo.facets, geo.units):
-            # p = sum of the facet's generators (relative interior); slack of every row at p
-            p_slack = [sum(geo.slack[k, g] for g in tight) for k in range(inet.n_units)]
-            zero = [k for k, x in enumerate(p_slack) if x == 0]
+            # p = sum of the facet's generators (relative interior point). Slacks are >= 0,
+            # so a unit vanishes at p iff it vanishes at every generator of the facet.
+            zero = [k for k, t in enumerate(geo.row_tight) if tight <= t]
             normal = [-x for x in H[units[0], 1:].tolist()]  # C_j, outward
             qn = inet.one_sided_signs(q, zero, normal)
             if qn == q:  # pragma: no cover - the facet's own units always change sign

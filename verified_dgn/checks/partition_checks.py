@@ -222,9 +222,12 @@ def check_lemma3(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                 failures.append(f"{name}: region {i}: pattern at the interior point differs")
                 continue
             pre, _ = fwd(r.interior_point)
-            C_all, _ = region_inequalities(nt, r.signs, exact=True)
-            for k, t in enumerate(pre):
-                if t == 0 and any(x != 0 for x in C_all[k]):
+            zero = [k for k, t in enumerate(pre) if t == 0]
+            if not zero:
+                continue
+            C_all, _ = region_inequalities(nt, r.signs, exact=True)  # only when needed
+            for k in zero:
+                if any(x != 0 for x in C_all[k]):
                     failures.append(f"{name}: region {i}: interior point on the hyperplane "
                                     f"of unit {k}")
         index = {r.signs: i for i, r in enumerate(P)}
