@@ -222,3 +222,60 @@ def test_unbounded_rays_normalised_and_incidence():
 def test_invalid_input(bad, err):
     with pytest.raises(err):
         _ep(*bad)
+
+
+@pytest.mark.parametrize("S", [1, 2, 3, 4])
+def test_unbounded_and_degenerate_fuzz(S):
+    """Random small integer systems, often unbounded, homogeneous, duplicated or empty.
+
+    Exact properties checked on each: generators satisfy every input row; the facets (and
+    equalities) accept exactly the points the input rows accept (random rational points,
+    vertices, vertices pushed along rays and lines); each facet is necessary (dropping it
+    admits a generator of the larger set that violates it); dim = rank of the generators.
+    """
+    rng = np.random.default_rng(200 + S)
+    for case in range(12 if S < 4 else 5):
+        m = int(rng.integers(0, 2 * S + 2))
+        C = rng.integers(-3, 4, size=(m, S)).tolist()
+        homogeneous = case % 3 == 0
+        d = [0] * m if homogeneous else rng.integers(-2, 5, size=m).tolist()
+        if m and case % 4 == 1:  # duplicates / positive multiples / opposite rows
+            C += [[2 * x for x in C[0]], [-x for x in C[0]]]
+            d += [2 * d[0], -d[0]]
+        P = _ep(np.array(C, dtype=np.int64).reshape(len(C), S), np.array(d, dtype=np.int64))
+        if P.is_empty:
+            # no sampled point and no vertex can be feasible; the float LP agrees
+            from scipy.optimize import linprog
+            res = linprog(np.zeros(S), A_ub=np.array(C, float).reshape(-1, S),
+                          b_ub=np.array(d, float),
+                          bounds=[(None, None)] * S, method="highs")
+            assert res.status == 2  # infeasible
+            continue
+        for v in P.vertices:
+            assert _member(C, d, v)
+        for r in P.rays:
+            assert all(sum(F(c) * t for c, t in zip(row, r)) <= 0 for row in C)
+        for ln in P.lines:
+            assert all(sum(F(c) * t for c, t in zip(row, ln)) == 0 for row in C)
+        gens = [list(v) + [1] for v in P.vertices] + [list(r) + [0] for r in P.rays] + \
+            [list(x) + [0] for x in P.lines]
+        assert P.dim == np.linalg.matrix_rank(np.array(gens, dtype=float)) - 1
+        pts = [tuple(F(int(x), 3) for x in rng.integers(-12, 13, size=S)) for _ in range(40)]
+        for v in P.vertices:
+            pts.append(tuple(v))
+            for r in list(P.rays) + list(P.lines) + [-x for x in P.lines]:
+                pts.append(tuple(a + 7 * b for a, b in zip(v, r)))
+        pts.append(tuple(P.relative_interior_point))
+        for z in pts:
+            assert _member(C, d, z) == P.contains(z), (C, d, z)
+        for j in range(P.n_facets):
+            keep = [k for k in range(P.n_facets) if k != j]
+            Q = _ep(np.concatenate([P.C[keep], P.eq_C, -P.eq_C]) if keep or len(P.eq_C)
+                    else np.zeros((0, S), dtype=object),
+                    np.concatenate([P.d[keep], P.eq_d, -P.eq_d]) if keep or len(P.eq_C)
+                    else np.zeros(0, dtype=object))
+            c, dd = P.C[j], P.d[j]
+            violated = any(sum(a * b for a, b in zip(c, v)) > dd for v in Q.vertices) or \
+                any(sum(a * b for a, b in zip(c, r)) > 0 for r in Q.rays) or \
+                any(sum(a * b for a, b in zip(c, x)) != 0 for x in Q.lines)
+            assert violated, f"facet {j} is redundant in {C}, {d}"
