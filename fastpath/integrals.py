@@ -1,0 +1,416 @@
+"""Fast float64 Gaussian integrals over polyhedra: m0, m1, M2 and the truncated-normal moments.
+
+For P = {z : C z <= d} in R^S (S = 1..4, bounded or not) and N(mean, cov)::
+
+    m0 = int_P N(z; mean, cov) dz,   m1 = int_P z N dz,   M2 = int_P z z^T N dz.
+
+Method (DESIGN.md 2.4): the signed vertex-cone decomposition of P (Lawrence), one
+S-dimensional orthant per vertex (per simplicial cone of a non-simple vertex), with the
+direction of the decomposition chosen per Gaussian toward its mean, Tallis moments of the
+orthants, and every signed sum combined in log space; see :mod:`fastpath._cones`. Lines of a
+non-pointed P are integrated out analytically: with B an orthonormal basis of the
+complement of the lineality space, y = B^T z carries all constraints, and z | y is Gaussian
+with mean mean + K (y - B^T mean), K = cov B (B^T cov B)^{-1}, and covariance
+cov - K B^T cov.
+
+Public functions validate their inputs; the geometry of a polyhedron (float H->V, no
+pycddlib) is computed once per :class:`PolyhedronCones` and reused for any number of
+Gaussians; :class:`ConeBatch` evaluates many polyhedra times many Gaussians with a handful of
+vectorised passes (the E-step's layout: regions x points, one covariance per region).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from ._cones import ConeTable
+from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
+
+__all__ = [
+    "gaussian_moments",
+    "log_gaussian_mass",
+    "truncated_normal_moments",
+    "PolyhedronCones",
+    "ConeBatch",
+    "GeometryError",
+]
+
+#: covariances with condition number above this are rejected as numerically singular
+_MAX_COND = 1e13
+#: relative asymmetry of a covariance that is rejected (smaller asymmetry is symmetrised)
+_SYM_TOL = 1e-10
+
+
+# --------------------------------------------------------------------------- validation
+def _as_finite(a: ArrayLike, name: str) -> NDArray[np.float64]:
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real array: {exc}") from None
+    if not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "infinite"
+        raise ValueError(f"{name} contains {bad} values")
+    return arr
+
+
+def _check_halfspaces(C: ArrayLike, d: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    C = _as_finite(C, "C")
+    d = _as_finite(d, "d")
+    if C.ndim != 2:
+        raise ValueError(f"C must have shape (m, S), got shape {C.shape}")
+    if not 1 <= C.shape[1] <= 4:
+        raise ValueError(f"the dimension S = C.shape[1] must be 1 to 4, got {C.shape[1]}")
+    if d.shape != (C.shape[0],):
+        raise ValueError(f"d must have shape ({C.shape[0]},) to match C {C.shape}, got {d.shape}")
+    return C, d
+
+
+def _check_cov(cov: NDArray[np.float64], S: int, name: str = "cov") -> NDArray[np.float64]:
+    """Symmetrised cov (..., S, S); clear errors when not symmetric / not positive definite."""
+    if cov.ndim < 2 or cov.shape[-2:] != (S, S):
+        raise ValueError(f"{name} must have shape (..., {S}, {S}), got {cov.shape}")
+    scale = np.max(np.abs(cov), axis=(-1, -2), keepdims=True)
+    asym = np.max(np.abs(cov - np.swapaxes(cov, -1, -2)), axis=(-1, -2), keepdims=True)
+    if np.any(asym > _SYM_TOL * scale):
+        raise ValueError(f"{name} is not symmetric (relative asymmetry "
+                         f"{float(np.max(asym / np.where(scale > 0, scale, 1))):.3g})")
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    ev = np.linalg.eigvalsh(cov)
+    lo, hi = ev[..., 0], ev[..., -1]
+    if np.any(hi <= 0) or np.any(lo < -S * np.finfo(float).eps * hi):
+        raise ValueError(f"{name} is not positive definite (smallest eigenvalue "
+                         f"{float(np.min(lo)):.3g})")
+    if np.any(hi >= _MAX_COND * lo):
+        with np.errstate(divide="ignore"):
+            cond = float(np.max(hi / np.maximum(lo, 0.0)))
+        raise ValueError(f"{name} is singular or numerically singular (condition number "
+                         f"{cond:.3g} >= {_MAX_COND:.0e})")
+    return cov
+
+
+def _check_gaussians(mean: ArrayLike, cov: ArrayLike, S: int, tail: tuple[int, ...] = ()
+                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[int, ...]]:
+    """Broadcast mean (..., *tail, S) and cov (..., *tail, S, S) (or one (S, S) for all).
+
+    Returns mean (N, *tail, S), cov (Nc, *tail, S, S) with Nc in {1, N}, and the batch shape.
+    """
+    mean = _as_finite(mean, "mean")
+    cov = _as_finite(cov, "cov")
+    nt = len(tail)
+    if nt and cov.ndim == 2:  # one covariance for every polyhedron
+        cov = np.broadcast_to(cov, tail + cov.shape)
+    if mean.ndim < 1 + nt or mean.shape[-1] != S or mean.shape[mean.ndim - 1 - nt:-1] != tail:
+        raise ValueError(f"mean must have shape (..., {', '.join(map(str, tail + (S,)))}), "
+                         f"got {mean.shape}")
+    if cov.ndim < 2 + nt or cov.shape[cov.ndim - 2 - nt:-2] != tail:
+        raise ValueError(f"cov must have shape (..., {', '.join(map(str, tail + (S, S)))}), "
+                         f"got {cov.shape}")
+    cov = _check_cov(cov, S)
+    mlead = mean.shape[:mean.ndim - 1 - nt]
+    clead = cov.shape[:cov.ndim - 2 - nt]
+    try:
+        batch = np.broadcast_shapes(mlead, clead)
+    except ValueError:
+        raise ValueError(f"mean {mean.shape} and cov {cov.shape} do not broadcast") from None
+    N = int(np.prod(batch, dtype=np.int64))
+    mean_b = np.broadcast_to(mean, batch + tail + (S,)).reshape((N,) + tail + (S,))
+    if int(np.prod(clead, dtype=np.int64)) == 1:
+        cov_b = cov.reshape((1,) + tail + (S, S))
+    else:
+        cov_b = np.broadcast_to(cov, batch + tail + (S, S)).reshape((N,) + tail + (S, S))
+    return np.ascontiguousarray(mean_b), np.ascontiguousarray(cov_b), batch
+
+
+# --------------------------------------------------------------------------- groups
+def _evaluate_group(geoms: Sequence[PolyhedronGeometry], table: ConeTable | None,
+                    mean: NDArray[np.float64], cov: NDArray[np.float64], moments: bool
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
+                               NDArray[np.float64] | None]:
+    """log m0 (N, n), E[z|P] - mean (N, n, S), E[(z-mean)(z-mean)^T|P] (N, n, S, S) for a group.
+
+    All polyhedra of the group share the reduced dimension s and whether they are pointed;
+    mean (N, n, S), cov (Nc, n, S, S).
+    """
+    N, n, S = mean.shape
+    s = geoms[0].dim
+    if geoms[0].empty:
+        lm = np.full((N, n), -np.inf)
+        return lm, (np.zeros((N, n, S)) if moments else None), \
+            (np.zeros((N, n, S, S)) if moments else None)
+    if s == 0:  # the whole space
+        lm = np.zeros((N, n))
+        if not moments:
+            return lm, None, None
+        return lm, np.zeros((N, n, S)), np.broadcast_to(cov, (N, n, S, S)).copy()
+    pointed = s == S
+    if pointed:
+        chol = np.linalg.cholesky(cov)
+        assert table is not None
+        log_m0, dm, C2, _ = table.evaluate(mean, chol, moments)
+        return log_m0, dm, C2
+    B = np.array([g.basis for g in geoms])                                  # (n, S, s)
+    mean_y = np.einsum("nSs,NnS->Nns", B, mean)
+    cov_y = np.swapaxes(B, -1, -2)[None] @ cov @ B[None]
+    cov_y = 0.5 * (cov_y + np.swapaxes(cov_y, -1, -2))
+    assert table is not None
+    log_m0, dm_y, C2_y, _ = table.evaluate(mean_y, np.linalg.cholesky(cov_y), moments)
+    if not moments:
+        return log_m0, None, None
+    # z | y ~ N(mean + K (y - B^T mean), cov - K B^T cov), K = cov B cov_y^{-1}
+    CB = cov @ B[None]                                                      # (Nc, n, S, s)
+    K = np.swapaxes(np.linalg.solve(cov_y, np.swapaxes(CB, -1, -2)), -1, -2)
+    dm = (K @ dm_y[..., None])[..., 0]
+    cond = cov - K @ np.swapaxes(CB, -1, -2)
+    C2 = cond + K @ C2_y @ np.swapaxes(K, -1, -2)
+    return log_m0, dm, 0.5 * (C2 + np.swapaxes(C2, -1, -2))
+
+
+def _group_key(g: PolyhedronGeometry) -> tuple[Any, ...]:
+    if g.empty:
+        return ("empty",)
+    return (g.dim, g.dim == g.ambient_dim)
+
+
+# --------------------------------------------------------------------------- public classes
+class PolyhedronCones:
+    """Precomputed vertex-cone decomposition of one polyhedron P = {z : C z <= d}, S <= 4.
+
+    Build it once (``from_halfspaces`` or ``from_region``) and evaluate it for any number of
+    Gaussians; all methods broadcast ``mean`` (..., S) against ``cov`` (..., S, S).
+
+    Attributes
+    ----------
+    geometry : PolyhedronGeometry
+        Vertices, edges, tangent-cone triangulation, lineality space.
+    """
+
+    def __init__(self, geometry: PolyhedronGeometry) -> None:
+        self.geometry = geometry
+        g = geometry
+        self._table = (ConeTable.from_geometries([g])
+                       if (not g.empty and g.dim >= 1) else None)
+
+    @classmethod
+    def from_halfspaces(cls, C: ArrayLike, d: ArrayLike) -> "PolyhedronCones":
+        """Decomposition of {z : C z <= d}; C (m, S), d (m,). Redundant rows are fine."""
+        C, d = _check_halfspaces(C, d)
+        return cls(polyhedron_geometry(C, d))
+
+    @classmethod
+    def from_region(cls, region: Any) -> "PolyhedronCones":
+        """Decomposition of a partition region (its non-redundant facets and interior point)."""
+        C, d = _check_halfspaces(np.asarray(region.C, dtype=np.float64),
+                                 np.asarray(region.d, dtype=np.float64))
+        ip = getattr(region, "interior_point", None)
+        ip = None if ip is None else np.asarray(ip, dtype=np.float64)
+        if ip is not None and (ip.shape != (C.shape[1],) or not np.all(np.isfinite(ip))):
+            ip = None
+        return cls(polyhedron_geometry(C, d, interior_point=ip, prune=False))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dim(self) -> int:
+        """Ambient dimension S."""
+        return self.geometry.ambient_dim
+
+    @property
+    def empty(self) -> bool:
+        """P is empty or has no interior (all integrals are 0)."""
+        return self.geometry.empty
+
+    @property
+    def n_cones(self) -> int:
+        """Number of signed orthants per Gaussian (vertices; more for non-simple vertices)."""
+        return self.geometry.n_pieces
+
+    def __repr__(self) -> str:
+        g = self.geometry
+        if g.empty:
+            return f"PolyhedronCones(empty, S={g.ambient_dim})"
+        return (f"PolyhedronCones(S={g.ambient_dim}, {len(g.vertices)} vertices, "
+                f"{len(g.rays)} rays, {g.ambient_dim - g.dim} lines, {g.n_pieces} cones)")
+
+    # ------------------------------------------------------------------ evaluation
+    def _run(self, mean: ArrayLike, cov: ArrayLike, moments: bool):
+        S = self.dim
+        mean_b, cov_b, batch = _check_gaussians(mean, cov, S)
+        lm, dm, C2 = _evaluate_group([self.geometry], self._table, mean_b[:, None],
+                                     cov_b[:, None], moments)
+        return mean_b, cov_b, batch, lm[:, 0], (None if dm is None else dm[:, 0]), \
+            (None if C2 is None else C2[:, 0])
+
+    def log_mass(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
+        """log m0 = log P(Z in P), Z ~ N(mean, cov); shape (...). -inf only for empty P."""
+        _, _, batch, lm, _, _ = self._run(mean, cov, moments=False)
+        return lm.reshape(batch)
+
+    def truncated_moments(self, mean: ArrayLike, cov: ArrayLike
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """(log m0 (...), E[z | z in P] (..., S), E[z z^T | z in P] (..., S, S)).
+
+        Scaled form: accurate where m0 underflows. Empty P: (-inf, 0, 0).
+        """
+        mean_b, _, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
+        mP, M2P = _finish(mean_b, lm, dm, C2)
+        S = self.dim
+        return lm.reshape(batch), mP.reshape(batch + (S,)), M2P.reshape(batch + (S, S))
+
+    def moments(self, mean: ArrayLike, cov: ArrayLike
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """(m0 (...), m1 (..., S), M2 (..., S, S)): the Gaussian integrals of 1, z, z z^T over P."""
+        lm, mP, M2P = self.truncated_moments(mean, cov)
+        m0 = np.exp(lm)
+        return m0, m0[..., None] * mP, m0[..., None, None] * M2P
+
+
+def _finish(mean: NDArray[np.float64], lm: NDArray[np.float64], dm: NDArray[np.float64],
+            C2: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """E[z|P] and E[z z^T|P] from the central forms; zeros where P is empty."""
+    mP = mean + dm
+    M2P = C2 + mean[..., :, None] * dm[..., None, :] + dm[..., :, None] * mean[..., None, :] \
+        + mean[..., :, None] * mean[..., None, :]
+    empty = ~np.isfinite(lm) & (lm < 0)
+    if np.any(empty):
+        mP = np.where(empty[..., None], 0.0, mP)
+        M2P = np.where(empty[..., None, None], 0.0, M2P)
+    return mP, M2P
+
+
+class ConeBatch:
+    """Many precomputed polyhedra evaluated together (the E-step's regions x points layout).
+
+    Polyhedra are grouped by reduced dimension (pointed / with lines / empty / whole space)
+    and each group is evaluated in one vectorised pass over all its cones and Gaussians.
+
+    Parameters
+    ----------
+    cones : sequence of PolyhedronCones
+        R polyhedra of one ambient dimension S.
+    """
+
+    def __init__(self, cones: Sequence[PolyhedronCones]) -> None:
+        cones = list(cones)
+        if not cones:
+            raise ValueError("ConeBatch needs at least one polyhedron")
+        if any(not isinstance(c, PolyhedronCones) for c in cones):
+            raise TypeError("ConeBatch takes PolyhedronCones objects")
+        S = {c.dim for c in cones}
+        if len(S) != 1:
+            raise ValueError(f"all polyhedra must have one dimension, got {sorted(S)}")
+        self.dim = S.pop()
+        self.cones = cones
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, c in enumerate(cones):
+            groups.setdefault(_group_key(c.geometry), []).append(i)
+        self._groups = []
+        for key, idx in groups.items():
+            geoms = [cones[i].geometry for i in idx]
+            table = (ConeTable.from_geometries(geoms)
+                     if key[0] != "empty" and key[0] >= 1 else None)
+            self._groups.append((np.asarray(idx, dtype=np.intp), geoms, table))
+
+    @classmethod
+    def from_partition(cls, partition: Sequence[Any]) -> "ConeBatch":
+        """Batch of all regions of a partition (``PolyhedronCones.from_region`` for each)."""
+        return cls([PolyhedronCones.from_region(r) for r in partition])
+
+    def __len__(self) -> int:
+        return len(self.cones)
+
+    def _run(self, mean: ArrayLike, cov: ArrayLike, moments: bool):
+        R, S = len(self.cones), self.dim
+        mean_b, cov_b, batch = _check_gaussians(mean, cov, S, tail=(R,))
+        N = mean_b.shape[0]
+        lm = np.empty((N, R))
+        dm = np.empty((N, R, S)) if moments else None
+        C2 = np.empty((N, R, S, S)) if moments else None
+        for idx, geoms, table in self._groups:
+            a, b, c = _evaluate_group(geoms, table, mean_b[:, idx], cov_b[:, idx], moments)
+            lm[:, idx] = a
+            if moments:
+                dm[:, idx] = b
+                C2[:, idx] = c
+        return mean_b, batch, lm, dm, C2
+
+    def log_mass(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
+        """log P(Z in P_r) for mean (..., R, S), cov (..., R, S, S); shape (..., R)."""
+        _, batch, lm, _, _ = self._run(mean, cov, moments=False)
+        return lm.reshape(batch + (len(self.cones),))
+
+    def truncated_moments(self, mean: ArrayLike, cov: ArrayLike
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """(log m0 (..., R), E[z|P_r] (..., R, S), E[z z^T|P_r] (..., R, S, S)).
+
+        ``mean`` (..., R, S): one Gaussian per (point, region); ``cov`` (..., R, S, S), e.g.
+        (R, S, S) for one covariance per region shared by all points.
+        """
+        mean_b, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
+        mP, M2P = _finish(mean_b, lm, dm, C2)
+        R, S = len(self.cones), self.dim
+        return (lm.reshape(batch + (R,)), mP.reshape(batch + (R, S)),
+                M2P.reshape(batch + (R, S, S)))
+
+
+# --------------------------------------------------------------------------- functions
+def truncated_normal_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
+                             ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Log mass and moments of N(mean, cov) truncated to P = {z : C z <= d}.
+
+    Parameters
+    ----------
+    C : array_like, shape (m, S)
+    d : array_like, shape (m,)
+        The polyhedron, S = 1..4; bounded or not, redundant rows allowed.
+    mean : array_like, shape (..., S)
+    cov : array_like, shape (..., S, S)
+        Broadcast together over the leading axes; symmetric positive definite.
+
+    Returns
+    -------
+    log_m0 : ndarray, shape (...)
+        log P(Z in P); -inf only when P is empty or has no interior.
+    mean_P : ndarray, shape (..., S)
+        E[Z | Z in P] (zeros for an empty P).
+    second_P : ndarray, shape (..., S, S)
+        E[Z Z^T | Z in P] (zeros for an empty P).
+
+    Both moments are computed in scaled form and stay accurate where m0 underflows.
+    """
+    return PolyhedronCones.from_halfspaces(C, d).truncated_moments(mean, cov)
+
+
+def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
+                      ) -> NDArray[np.float64]:
+    """log int_P N(z; mean, cov) dz for P = {z : C z <= d}; shape (...).
+
+    Accurate where the mass underflows double precision; -inf only for an empty P (or one
+    without interior). Shapes as in :func:`truncated_normal_moments`.
+    """
+    return PolyhedronCones.from_halfspaces(C, d).log_mass(mean, cov)
+
+
+def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
+                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Gaussian integrals of 1, z, z z^T over P = {z : C z <= d}.
+
+    Parameters
+    ----------
+    C : array_like, shape (m, S)
+    d : array_like, shape (m,)
+        The polyhedron, S = 1..4; bounded or unbounded, redundant / duplicate rows allowed.
+    mean : array_like, shape (..., S)
+    cov : array_like, shape (..., S, S)
+        Broadcast together over the leading axes (one polyhedron, many Gaussians).
+
+    Returns
+    -------
+    m0 : ndarray, shape (...)
+    m1 : ndarray, shape (..., S)
+    M2 : ndarray, shape (..., S, S)
+        Zeros when P is empty or has no interior. Use :func:`log_gaussian_mass` or
+        :func:`truncated_normal_moments` where m0 underflows.
+    """
+    return PolyhedronCones.from_halfspaces(C, d).moments(mean, cov)
