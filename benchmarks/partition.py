@@ -47,13 +47,15 @@ def _widths(text: str) -> tuple[int, ...]:
     return w
 
 
-def _times(fn, repeat: int) -> tuple[list[float], object]:
-    out, ts = None, []
+def _times(fn, repeat: int) -> tuple[list[float], list[float], object]:
+    """Wall-clock and process CPU seconds of ``repeat`` calls, and the last result."""
+    out, wall, cpu = None, [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         out = fn()
-        ts.append(time.perf_counter() - t0)
-    return ts, out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu, out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# fastpath.partition vs verified_dgn.partition, {args.activation}, torch init")
     print(f"# python {platform.python_version()}, numpy {np.__version__}, "
           f"{os.cpu_count()} CPUs, {platform.machine()}")
-    print(f"# fast: median (best) of {args.repeat} runs after a warm-up; "
-          f"exact: median of {args.exact_repeat}")
+    print(f"# fast: median (best) wall-clock of {args.repeat} runs after a warm-up, and by "
+          f"median CPU time; exact: median of {args.exact_repeat}; ratio of wall-clock rates")
     head = (f"{'net':<16} {'seed':>4} {'regions':>8} {'fast s':>8} {'fast reg/s':>18} "
-            f"{'exact s':>8} {'exact reg/s':>11} {'ratio':>7}")
+            f"{'(cpu)':>8} {'exact s':>8} {'exact reg/s':>11} {'ratio':>7}")
     print(head)
     print("-" * len(head))
     rows = []
@@ -90,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in seeds:
             net = DGN.random(widths, activation=args.activation, seed=seed)
             fastpath.partition(net)  # warm-up: imports, caches
-            tf, Pf = _times(lambda: fastpath.partition(net), args.repeat)
-            te, Pe = _times(lambda: verified_dgn.partition(net), args.exact_repeat)
+            tf, cf, Pf = _times(lambda: fastpath.partition(net), args.repeat)
+            te, _, Pe = _times(lambda: verified_dgn.partition(net), args.exact_repeat)
             if {r.signs for r in Pf} != {r.signs for r in Pe}:
                 print(f"ERROR: the paths disagree on {widths} seed {seed}: "
                       f"{len(Pf)} vs {len(Pe)} regions", file=sys.stderr)
@@ -99,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             n = len(Pf)
             mf, bf, me = statistics.median(tf), min(tf), statistics.median(te)
             rows.append((widths, seed, n, n / mf, n / me))
+            mc = statistics.median(cf)
             print(f"{str(list(widths)).replace(' ', ''):<16} {seed:>4} {n:>8} {mf:>8.3f} "
-                  f"{n / mf:>9,.0f} ({n / bf:>6,.0f}) {me:>8.2f} {n / me:>11,.0f} "
-                  f"{(n / mf) / (n / me):>7.0f}", flush=True)
+                  f"{n / mf:>9,.0f} ({n / bf:>6,.0f}) {n / mc:>8,.0f} {me:>8.2f} "
+                  f"{n / me:>11,.0f} {(n / mf) / (n / me):>7.0f}", flush=True)
     for widths, (tfast, texact) in TARGETS.items():
         sel = [r for r in rows if r[0] == widths]
         if not sel:

@@ -118,12 +118,31 @@ def row_space(W1: NDArray[np.float64]) -> tuple[int, NDArray[np.float64] | None,
     return r, Vt[:r].T.copy(), lines
 
 
-def apply_layer(W: NDArray[np.float64], X: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``W @ X[p]`` for every p: (m, n) x (P, n, k) -> (P, m, k), as one matrix product
-    (a batched matmul would make P tiny BLAS calls)."""
-    P, n, k = X.shape
-    Y = W @ X.transpose(1, 0, 2).reshape(n, P * k)
-    return np.ascontiguousarray(Y.reshape(W.shape[0], P, k).transpose(1, 0, 2))
+def next_layer_maps(W: NDArray[np.float64], dl: NDArray[np.float64],
+                    MT: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``W diag(dl_p) M_p`` for every piece p, in transposed layout.
+
+    Parameters
+    ----------
+    W : ndarray, shape (m, n)
+    dl : ndarray, shape (P, n)
+        The slopes (1 or eta) of this layer's units on every piece.
+    MT : ndarray, shape (k, n) or (P, k, n)
+        ``M_p^T``: this layer's map, shared by all pieces (first layer) or per piece.
+
+    Returns
+    -------
+    ndarray, shape (P, k, m)
+        The next layer's maps, transposed. One matrix product, no (P, n, k) temporary
+        when the map is shared.
+    """
+    m = W.shape[0]
+    if MT.ndim == 2:
+        k, n = MT.shape
+        Z = (MT.T[:, :, None] * W.T[:, None, :]).reshape(n, k * m)  # Z[j, a, i] = M[j, a] W[i, j]
+        return (dl @ Z).reshape(-1, k, m)
+    P, k, n = MT.shape
+    return ((MT * dl[:, None, :]).reshape(P * k, n) @ W.T).reshape(P, k, m)
 
 
 def _ragged_arange(counts: NDArray[np.intp]) -> NDArray[np.intp]:
@@ -366,25 +385,23 @@ def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
     seeds = set(sub.seed(M1, v1))
     if sub.n_pieces > max_regions:
         _limit(max_regions, sub.n_pieces, net)
-    H1 = np.concatenate([M1, v1[:, None]], axis=1)  # (n1, r + 1)
+    # HT: pre-activations of the current layer in homogeneous coordinates, transposed:
+    # h_k(y, t) = HT[:, k] . (y, t), shared (r + 1, n_1) in layer 1, per cell (P, r + 1, n_l)
+    HT: NDArray[np.float64] = np.concatenate([M1, v1[:, None]], axis=1).T
     t0 = last = time.monotonic()
-    H: NDArray[np.float64] = H1
     for l, width in enumerate(hidden):
         if l > 0:
             # pre-activation of layer l + 1 on every piece (= cell of layers <= l)
             sl = slice(offsets[l - 1], offsets[l])
             D = np.where(sub.signs[:, sl] > 0, 1.0, net.slope)
-            Hprev = H if H.ndim == 3 else H[None]
-            Hprev = Hprev[sub.cell] if H.ndim == 3 else np.broadcast_to(
-                Hprev, (sub.n_pieces,) + H.shape)
-            H = apply_layer(net.weights[l], D[:, :, None] * Hprev)
-            H[:, :, -1] += net.biases[l]
+            HT = next_layer_maps(net.weights[l], D, HT if HT.ndim == 2 else HT[sub.cell])
+            HT[:, -1, :] += net.biases[l]
             sub.new_cells()
         for i in range(width):
             k = offsets[l] + i
             if l == 0 and k in seeds:
                 continue
-            sub.cut(H[i] if H.ndim == 2 else H[:, i, :], k)
+            sub.cut(HT[:, i] if HT.ndim == 2 else HT[:, :, i], k)
             if sub.n_pieces > max_regions:
                 _limit(max_regions, sub.n_pieces, net)
             if progress:

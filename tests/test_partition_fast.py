@@ -535,6 +535,33 @@ def test_latent_scaling_scales_the_geometry(k):
         assert _same_rows(rs.vertices * 2.0 ** k, r.vertices, 1e-12)
 
 
+def test_many_units_and_many_generators():
+    """71 lines tangent to the unit circle: more than 64 units (two words of incidence bits)
+    and a 71-gon (tight sets over more than 64 generators). No two are parallel (71 is odd)
+    and no three concurrent (a point has at most two tangents): 1 + 71 + C(71, 2) regions."""
+    k = 71
+    th = 2 * np.pi * np.arange(k) / k
+    W1 = np.stack([np.cos(th), np.sin(th)], axis=1)
+    net = DGN([W1, np.ones((1, k))], [np.ones(k), np.zeros(1)])
+    P = fastpath.partition(net)
+    assert len(P) == 1 + k + math.comb(k, 2)
+    c = P[P.locate(np.zeros((1, 2)))[0]]
+    assert c.n_facets == k and len(c.vertices) == k and c.bounded
+    assert sorted(u for fu in c.facet_units for u in fu) == list(range(k))
+    # vertices of the circumscribed 71-gon lie on the circle of radius 1 / cos(pi / 71)
+    np.testing.assert_allclose(np.linalg.norm(c.vertices, axis=1), 1 / np.cos(np.pi / k),
+                               rtol=1e-12)
+
+
+def test_neighbour_chunks_give_the_same_result(monkeypatch):
+    import fastpath.partition_walk as pw
+    net = DGN.random((2, 8, 8, 2), activation="abs", seed=412)
+    P = fastpath.partition(net)
+    monkeypatch.setattr(pw, "NEIGHBOUR_CHUNK_CELLS", 7 * net.n_hidden_units)
+    Pc = fastpath.partition(net)
+    assert [r.neighbors for r in P] == [r.neighbors for r in Pc]
+
+
 # --------------------------------------------------------------------------- API
 def test_start_region_first_and_breadth_first_order():
     net = DGN.random((2, 8, 8, 2), seed=408)
