@@ -55,66 +55,115 @@ _GENERIC_MARGIN = 1e-12
 _CHUNK_PAIRS = 65536
 
 
-# --------------------------------------------------------------------------- orthants
-def _log_orthant(h: NDArray[np.float64], A: NDArray[np.float64]) -> NDArray[np.float64]:
-    """log P(X <= h), X ~ N(0, A A^T); h (..., k), A (..., k, n) with unit rows, k = 0..4."""
-    k = h.shape[-1]
-    if k == 0:
-        return np.zeros(h.shape[:-1])
+# --------------------------------------------------------------------------- kernels
+# The per-cone algebra works on "structure of arrays": h is a list of k arrays, A a list of
+# k rows, each row a list of n arrays (components), all of one batch shape. With k, n <= 4
+# this keeps every numpy operation a long contiguous elementwise pass.
+Arr = NDArray[np.float64]
+
+
+def _dot(a: list[Arr], b: list[Arr]) -> Arr:
+    out = a[0] * b[0]
+    for x, y in zip(a[1:], b[1:]):
+        out = out + x * y
+    return out
+
+
+def _log_orthant_soa(h: list[Arr], A: list[list[Arr]]) -> Arr:
+    """log P(X <= h), X ~ N(0, A A^T) with unit rows A, k = len(h) = 1..4."""
+    k = len(h)
     if k == 1:
-        return log_ndtr(h[..., 0])
-    R = A @ np.swapaxes(A, -1, -2)
+        return log_ndtr(h[0])
     if k == 2:
-        return _log_bvn(h[..., 0], h[..., 1], R[..., 0, 1])
-    return _log_mvn_cdf_std(h, R)
+        return _log_bvn(h[0], h[1], _dot(A[0], A[1]))
+    shape = h[0].shape
+    H = np.stack(h, axis=-1)
+    R = np.empty(shape + (k, k))
+    for i in range(k):
+        R[..., i, i] = 1.0
+        for j in range(i + 1, k):
+            R[..., i, j] = R[..., j, i] = _dot(A[i], A[j])
+    return _log_mvn_cdf_std(H, R)
 
 
-# --------------------------------------------------------------------------- conditioning
-def _condition_on(h: NDArray[np.float64], A: NDArray[np.float64], q: int
-                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+def _condition_soa(h: list[Arr], A: list[list[Arr]], q: int
+                   ) -> tuple[list[Arr], list[list[Arr]], list[Arr]]:
     """Condition the standardised orthant (h, unit rows A) on x.a_q = h_q.
 
-    Returns the standardised bounds (..., k-1), unit rows (..., k-1, n) of the others and the
-    conditional standard deviations sqrt(1 - rho_jq^2) (..., k-1), computed as residual norms.
+    Returns the standardised bounds and unit rows of the other k-1 constraints and their
+    conditional standard deviations sqrt(1 - rho_jq^2), computed as residual norms (Gram-
+    Schmidt), which stay accurate when rows are nearly parallel (sharp wedges).
     """
-    k = h.shape[-1]
-    others = [j for j in range(k) if j != q]
-    aq = A[..., q, :]
-    Ao = A[..., others, :]
-    rho = np.einsum("...ji,...i->...j", Ao, aq)
-    r = Ao - rho[..., None] * aq[..., None, :]
-    sd = np.linalg.norm(r, axis=-1)
-    hn = (h[..., others] - rho * h[..., q:q + 1]) / sd
-    return hn, r / sd[..., None], sd
+    aq, hq = A[q], h[q]
+    hn, An, sdn = [], [], []
+    for j in range(len(h)):
+        if j == q:
+            continue
+        rho = _dot(A[j], aq)
+        r = [x - rho * y for x, y in zip(A[j], aq)]
+        sd = np.sqrt(_dot(r, r))
+        inv = 1.0 / sd
+        hn.append((h[j] - rho * hq) * inv)
+        An.append([x * inv for x in r])
+        sdn.append(sd)
+    return hn, An, sdn
 
 
-def _log_phi(x: NDArray[np.float64]) -> NDArray[np.float64]:
+def _log_phi(x: Arr) -> Arr:
     return -0.5 * x * x - _LOG_SQRT_2PI
 
 
-def _orthant_terms(h: NDArray[np.float64], A: NDArray[np.float64], moments: bool
-                   ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
-                              NDArray[np.float64] | None]:
-    """log P, log f_q (..., s) and log f_qs (..., s, s; -inf on the diagonal) of orthants."""
-    logP = _log_orthant(h, A)
+def _orthant_terms_soa(h: list[Arr], A: list[list[Arr]], moments: bool
+                       ) -> tuple[Arr, list[Arr], dict[tuple[int, int], Arr]]:
+    """log P, log f_q (list) and log f_qt for q < t (dict) of standardised orthants."""
+    logP = _log_orthant_soa(h, A)
+    logf: list[Arr] = []
+    logf2: dict[tuple[int, int], Arr] = {}
     if not moments:
-        return logP, None, None
-    s = h.shape[-1]
-    logf = np.empty(h.shape)
-    logf2 = np.full(h.shape + (s,), -np.inf)
-    for q in range(s):
-        h1, A1, sd1 = _condition_on(h, A, q)
-        lphq = _log_phi(h[..., q])
-        logf[..., q] = lphq + _log_orthant(h1, A1)
-        others = [j for j in range(s) if j != q]
+        return logP, logf, logf2
+    k = len(h)
+    for q in range(k):
+        lphq = _log_phi(h[q])
+        if k == 1:
+            logf.append(lphq)
+            continue
+        h1, A1, sd1 = _condition_soa(h, A, q)
+        logf.append(lphq + _log_orthant_soa(h1, A1))
+        others = [j for j in range(k) if j != q]
         for j, t in enumerate(others):
             if t < q:
                 continue
-            h2, A2, _ = _condition_on(h1, A1, j)
-            val = lphq + _log_phi(h1[..., j]) - np.log(sd1[..., j]) + _log_orthant(h2, A2)
-            logf2[..., q, t] = val
-            logf2[..., t, q] = val
+            val = lphq + _log_phi(h1[j]) - np.log(sd1[j])
+            if k > 2:
+                h2, A2, _ = _condition_soa(h1, A1, j)
+                val = val + _log_orthant_soa(h2, A2)
+            logf2[(q, t)] = val
     return logP, logf, logf2
+
+
+def _to_soa(h: Arr, A: Arr) -> tuple[list[Arr], list[list[Arr]]]:
+    k, n = A.shape[-2:]
+    return ([np.ascontiguousarray(h[..., q]) for q in range(k)],
+            [[np.ascontiguousarray(A[..., q, i]) for i in range(n)] for q in range(k)])
+
+
+def _condition_on(h: Arr, A: Arr, q: int) -> tuple[Arr, Arr, Arr]:
+    """Stacked form of :func:`_condition_soa`: h (..., k), A (..., k, n)."""
+    hn, An, sd = _condition_soa(*_to_soa(h, A), q)
+    return (np.stack(hn, -1), np.stack([np.stack(r, -1) for r in An], -2), np.stack(sd, -1))
+
+
+def _orthant_terms(h: Arr, A: Arr, moments: bool) -> tuple[Arr, Arr | None, Arr | None]:
+    """Stacked form of :func:`_orthant_terms_soa`: log P (...), log f (..., k), log f2
+    (..., k, k; -inf on the diagonal)."""
+    logP, lf, lf2 = _orthant_terms_soa(*_to_soa(h, A), moments)
+    if not moments:
+        return logP, None, None
+    k = h.shape[-1]
+    logf2 = np.full(h.shape + (k,), -np.inf)
+    for (q, t), v in lf2.items():
+        logf2[..., q, t] = logf2[..., t, q] = v
+    return logP, np.stack(lf, -1), logf2
 
 
 # --------------------------------------------------------------------------- table
@@ -323,26 +372,32 @@ class ConeTable:
             c = np.where(bad[..., None], cg, c)
             cu = np.sum(c[:, :, None, :] * W, axis=-1)
 
-        # ---- flipped cones in whitened coordinates
+        # ---- flipped cones in whitened coordinates (structure of arrays, module notes)
         own = self.p_owner
+        seg = self.p_seg
+        Np = own.shape[0]
         cu_p = cu[:, own[:, None], self.p_edge]                              # (N, Np, s)
-        sigma = np.where(self.p_orient[None] * cu_p > 0, -1.0, 1.0)
-        sign = np.prod(sigma, axis=-1)
+        flip = self.p_orient[None] * cu_p > 0
+        sign = np.where(np.logical_xor.reduce(flip, axis=-1), -1.0, 1.0)
         A0 = self.p_L[None] @ chol[:, own]                                   # rows U^T L_q
-        nA = np.linalg.norm(A0, axis=-1)
+        nA = np.sqrt(np.sum(A0 * A0, axis=-1))
         A0 = A0 / nA[..., None]
         diff = self.p_apex[None] - mean[:, own]                              # (N, Np, s)
-        h = sigma * np.einsum("pqj,Npj->Npq", self.p_L, diff) / nA
-        A = sigma[..., None] * A0
-        if A.shape[0] != N:
-            A = np.broadcast_to(A, (N,) + A.shape[1:])
+        h0 = (self.p_L[None] @ diff[..., None])[..., 0] / nA
+        sig = np.where(flip, -1.0, 1.0)
+        h = [np.ascontiguousarray(sig[..., q] * h0[..., q]) for q in range(s)]
+        A = [[np.ascontiguousarray(np.broadcast_to(sig[..., q] * A0[..., q, i], (N, Np)))
+              for i in range(s)] for q in range(s)]
 
-        logP, logf, logf2 = _orthant_terms(h, A, moments)
+        logP, logf, logf2 = _orthant_terms_soa(h, A, moments)
 
         # ---- signed log-sum-exp per polyhedron
-        seg = self.p_seg
-        Kp = logP if not moments else np.maximum(
-            logP, np.maximum(logf.max(axis=-1), logf2.max(axis=(-1, -2))))
+        Kp = logP
+        if moments:
+            for v in logf:
+                Kp = np.maximum(Kp, v)
+            for v in logf2.values():
+                Kp = np.maximum(Kp, v)
         K = np.maximum.reduceat(Kp, seg, axis=1)                             # (N, n)
         Kb = K[:, own]
         eP = np.exp(logP - Kb)
@@ -354,16 +409,32 @@ class ConeTable:
         if not moments:
             return log_m0, None, None, log_cancel
 
-        f = np.exp(logf - Kb[..., None])
-        f2 = np.exp(logf2 - Kb[..., None, None])
-        R = A @ np.swapaxes(A, -1, -2)
-        Mt = f2.copy()
-        diag = -(h * f + np.sum(R * f2, axis=-1))
-        idx = np.arange(s)
-        Mt[..., idx, idx] = diag
-        g = np.add.reduceat(sign[..., None] * np.einsum("Npqi,Npq->Npi", A, f), seg, axis=1)
-        Qp = np.einsum("Npqi,Npqr,Nprj->Npij", A, Mt, A)
-        Q = np.add.reduceat(sign[..., None, None] * Qp, seg, axis=1)
+        # signed, scaled Tallis terms; int x = -A^T f, int x x^T = P I + A^T M A
+        f = [sign * np.exp(v - Kb) for v in logf]
+        f2 = {key: sign * np.exp(v - Kb) for key, v in logf2.items()}
+        R = {(q, t): _dot(A[q], A[t]) for (q, t) in f2}
+        Mdiag = []
+        for q in range(s):
+            dq = h[q] * f[q]
+            for (a_, b_), v in f2.items():
+                if q in (a_, b_):
+                    dq = dq + R[(a_, b_)] * v
+            Mdiag.append(-dq)
+        g = np.empty((N, self.n_poly, s))
+        for i in range(s):
+            gi = A[0][i] * f[0]
+            for q in range(1, s):
+                gi = gi + A[q][i] * f[q]
+            g[..., i] = np.add.reduceat(gi, seg, axis=1)
+        Q = np.empty((N, self.n_poly, s, s))
+        for i in range(s):
+            for j in range(i, s):
+                qij = Mdiag[0] * A[0][i] * A[0][j]
+                for q in range(1, s):
+                    qij = qij + Mdiag[q] * A[q][i] * A[q][j]
+                for (q, t), v in f2.items():
+                    qij = qij + v * (A[q][i] * A[t][j] + A[t][i] * A[q][j])
+                Q[..., i, j] = Q[..., j, i] = np.add.reduceat(qij, seg, axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             dm_w = -g / m0s[..., None]
             C2_w = np.eye(s) + Q / m0s[..., None, None]
