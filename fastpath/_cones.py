@@ -40,12 +40,14 @@ from typing import Sequence
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import special
 from scipy.special import log_ndtr
 
 from ._polyhedron import PolyhedronGeometry
 from .orthant import _log_bvn, _log_mvn_cdf_std
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_SQRT2 = math.sqrt(2.0)
 
 #: relative size of the generic direction added to c = Sigma^{-1}(mu - p*) (module docstring)
 _GENERIC_WEIGHT = 1e-7
@@ -192,6 +194,8 @@ class ConeTable:
     pairs: NDArray[np.intp]         # (n, Pm, 2) facet pairs (dim 4 only)
     pair_valid: NDArray[np.bool_]   # (n, Pm)
     c_gen: NDArray[np.float64]      # (n, s)
+    lo: NDArray[np.float64]         # (n,) interval ends when dim == 1 (+-inf when open)
+    hi: NDArray[np.float64]         # (n,)
 
     @classmethod
     def from_geometries(cls, geoms: Sequence[PolyhedronGeometry]) -> "ConeTable":
@@ -231,10 +235,19 @@ class ConeTable:
         else:
             pairs = np.zeros((n, 0, 2), dtype=np.intp)
             pair_valid = np.zeros((n, 0), dtype=bool)
+        lo = np.full(n, -np.inf)
+        hi = np.full(n, np.inf)
+        if s == 1:
+            for i, g in enumerate(geoms):
+                c = g.C[:, 0]
+                if np.any(c > 0):
+                    hi[i] = np.min(g.d[c > 0] / c[c > 0])
+                if np.any(c < 0):
+                    lo[i] = np.max(g.d[c < 0] / c[c < 0])
         return cls(dim=s, n_poly=n, p_owner=owner, p_seg=seg, p_apex=apex, p_L=L, p_edge=pe,
                    p_orient=po, e_start=e_start, e_dir=e_dir, e_len=e_len, f_C=f_C, f_d=f_d,
                    f_valid=f_valid, pairs=pairs, pair_valid=pair_valid,
-                   c_gen=np.array([g.c_generic for g in geoms]))
+                   c_gen=np.array([g.c_generic for g in geoms]), lo=lo, hi=hi)
 
     @property
     def n_pieces(self) -> int:
@@ -287,17 +300,29 @@ class ConeTable:
                         Uinv: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
         """Whitened nearest point x* of P to the mean (N, n, s) and whitened edge directions."""
         s = self.dim
-        # edges: clipped projection onto each segment / ray (always a point of P)
-        Xa = (Uinv[:, :, None] @ (self.e_start[None] - mean[:, :, None, :])[..., None])[..., 0]
-        W = (Uinv[:, :, None] @ self.e_dir[None, ..., None])[..., 0]       # (Nc, n, E, s)
+        # edges: clipped projection onto each segment / ray (always a point of P). With the
+        # whitened mean m, start S_e and direction W_e, the point S_e - m + t W_e has squared
+        # norm |S_e|^2 - 2 m.S_e + |m|^2 + 2 t (S_e.W_e - m.W_e) + t^2 |W_e|^2: only the two
+        # dot products with m are per Gaussian.
+        m = (Uinv @ mean[..., None])[..., 0]                                  # (N, n, s)
+        Se = (Uinv[:, :, None] @ self.e_start[None, ..., None])[..., 0]       # (Nc, n, E, s)
+        W = (Uinv[:, :, None] @ self.e_dir[None, ..., None])[..., 0]          # (Nc, n, E, s)
         ww = np.sum(W * W, axis=-1)
-        t = -np.sum(Xa * W, axis=-1) / ww
-        t = np.clip(t, 0.0, self.e_len[None])
-        Pe = Xa + t[..., None] * W
-        de = np.sum(Pe * Pe, axis=-1)
-        best = np.argmin(de, axis=-1)
-        xstar = np.take_along_axis(Pe, best[..., None, None], axis=2)[:, :, 0, :]
-        dbest = np.take_along_axis(de, best[..., None], axis=2)[..., 0]
+        sw = np.sum(Se * W, axis=-1)
+        ss = np.sum(Se * Se, axis=-1)
+        mW = m[..., 0, None] * W[..., 0]
+        mS = m[..., 0, None] * Se[..., 0]
+        for i in range(1, s):
+            mW = mW + m[..., i, None] * W[..., i]
+            mS = mS + m[..., i, None] * Se[..., i]
+        t = np.clip((mW - sw) / ww, 0.0, self.e_len[None])
+        de = ss - 2.0 * mS + 2.0 * t * (sw - mW) + t * t * ww               # + |m|^2
+        best = np.argmin(de, axis=-1)[..., None]                              # (N, n, 1)
+        tb = np.take_along_axis(t, best, axis=2)
+        Wb = np.take_along_axis(np.broadcast_to(W, t.shape + (s,)), best[..., None], axis=2)
+        Sb = np.take_along_axis(np.broadcast_to(Se, t.shape + (s,)), best[..., None], axis=2)
+        xstar = (Sb + tb[..., None] * Wb)[:, :, 0, :] - m
+        dbest = np.sum(xstar * xstar, axis=-1)
         beta = self.f_d[None] - np.einsum("nmi,Nni->Nnm", self.f_C, mean)   # (N, n, M)
         inside = np.all((beta >= 0) | ~self.f_valid[None], axis=-1)
         if s >= 3:
@@ -348,8 +373,46 @@ class ConeTable:
         xstar = np.where(inside[..., None], 0.0, xstar)
         return xstar, W
 
+    def _evaluate_interval(self, mean, chol, moments):
+        """dim 1: the two-cone sum in closed form, on the side of the tail (no gathers).
+
+        With a = (lo - mu)/sd <= b = (hi - mu)/sd: m0 = Phi(-a) - Phi(-b) when a > 0,
+        Phi(b) - Phi(a) when b < 0 (the decomposition with c toward the mean), and
+        (erf(b/sqrt2) - erf(a/sqrt2))/2, a sum of two non-negative terms, when a <= 0 <= b.
+        """
+        sd = chol[..., 0, 0]                                                  # (Nc, n)
+        mu = mean[..., 0]
+        with np.errstate(invalid="ignore"):
+            a = (self.lo - mu) / sd
+            b = (self.hi - mu) / sd
+        upper = a > 0
+        lower = b < 0
+        mid = ~(upper | lower)
+        big = log_ndtr(np.where(upper, -a, b))
+        small = log_ndtr(np.where(upper, -b, a))
+        x = small - big                                                       # <= 0
+        with np.errstate(divide="ignore"):
+            l1m = np.where(x > -0.6931471805599453, np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+            log_m0 = big + l1m
+            if np.any(mid):
+                zm = 0.5 * (special.erf(b / _SQRT2) - special.erf(a / _SQRT2))
+                log_m0 = np.where(mid, np.log(zm), log_m0)
+            log_cancel = np.where(mid, 0.0, np.logaddexp(big, small) - log_m0)
+        if not moments:
+            return log_m0, None, None, log_cancel
+        with np.errstate(invalid="ignore", over="ignore"):
+            pa = np.exp(_log_phi(a) - log_m0)                                  # phi(a) / m0
+            pb = np.exp(_log_phi(b) - log_m0)
+            apa = np.where(np.isfinite(a), a * pa, 0.0)
+            bpb = np.where(np.isfinite(b), b * pb, 0.0)
+        e1 = pa - pb
+        e2 = 1.0 + apa - bpb
+        return (log_m0, (sd * e1)[..., None], (sd * sd * e2)[..., None, None], log_cancel)
+
     def _evaluate(self, mean, chol, moments, direction="nearest"):
         s = self.dim
+        if s == 1 and direction == "nearest":
+            return self._evaluate_interval(mean, chol, moments)
         N = mean.shape[0]
         Uinv = np.linalg.inv(chol)
         xstar, W = self._nearest_points(mean, chol, Uinv)
@@ -362,32 +425,49 @@ class ConeTable:
         c = np.where(ncw > 0, cw + _GENERIC_WEIGHT * ncw * cg, cg)
         if direction == "generic":
             c = np.broadcast_to(cg, cw.shape)
-        cu = np.sum(c[:, :, None, :] * W, axis=-1)                           # (N, n, E)
+        Wc = [np.ascontiguousarray(W[..., i]) for i in range(s)]              # (Nc, n, E)
+
+        def dots(c):
+            out = c[..., 0, None] * Wc[0]
+            for i in range(1, s):
+                out = out + c[..., i, None] * Wc[i]
+            return out
+
+        cu = dots(c)                                                          # (N, n, E)
         nW = np.sqrt(np.sum(W * W, axis=-1))
-        nc = np.linalg.norm(c, axis=-1)
+        nc = np.sqrt(np.sum(c * c, axis=-1))
         ray = ~np.isfinite(self.e_len)[None]
         bad = np.any((np.abs(cu) <= _GENERIC_MARGIN * nc[..., None] * nW) | (ray & (cu >= 0)),
                      axis=-1)
         if np.any(bad):
             c = np.where(bad[..., None], cg, c)
-            cu = np.sum(c[:, :, None, :] * W, axis=-1)
+            cu = dots(c)
 
         # ---- flipped cones in whitened coordinates (structure of arrays, module notes)
         own = self.p_owner
         seg = self.p_seg
-        Np = own.shape[0]
-        cu_p = cu[:, own[:, None], self.p_edge]                              # (N, Np, s)
-        flip = self.p_orient[None] * cu_p > 0
-        sign = np.where(np.logical_xor.reduce(flip, axis=-1), -1.0, 1.0)
+        E = cu.shape[-1]
+        cu_flat = cu.reshape(N, -1)
         A0 = self.p_L[None] @ chol[:, own]                                   # rows U^T L_q
-        nA = np.sqrt(np.sum(A0 * A0, axis=-1))
+        nA = np.sqrt(np.sum(A0 * A0, axis=-1))                               # (Nc, Np, s)
         A0 = A0 / nA[..., None]
-        diff = self.p_apex[None] - mean[:, own]                              # (N, Np, s)
-        h0 = (self.p_L[None] @ diff[..., None])[..., 0] / nA
-        sig = np.where(flip, -1.0, 1.0)
-        h = [np.ascontiguousarray(sig[..., q] * h0[..., q]) for q in range(s)]
-        A = [[np.ascontiguousarray(np.broadcast_to(sig[..., q] * A0[..., q, i], (N, Np)))
-              for i in range(s)] for q in range(s)]
+        Lv = np.sum(self.p_L * self.p_apex[:, None, :], axis=-1)             # (Np, s)
+        mown = [mean[:, :, j][:, own] for j in range(s)]                     # (N, Np)
+        h, sig = [], []
+        sign = None
+        for q in range(s):
+            col = own * E + self.p_edge[:, q]
+            fq = (self.p_orient[:, q] * cu_flat[:, col]) > 0                 # flip generator q
+            sg = np.where(fq, -1.0, 1.0)
+            sign = sg if sign is None else sign * sg
+            lm = self.p_L[:, q, 0] * mown[0]
+            for j in range(1, s):
+                lm = lm + self.p_L[:, q, j] * mown[j]
+            h.append(sg * (Lv[:, q] - lm) / nA[..., q])
+            sig.append(sg)
+        A = [[sig[q] * A0[..., q, i] for i in range(s)] for q in range(s)]
+        if A0.shape[0] != N:
+            A = [[np.broadcast_to(x, (N,) + x.shape[1:]) for x in r] for r in A]
 
         logP, logf, logf2 = _orthant_terms_soa(h, A, moments)
 

@@ -310,7 +310,7 @@ def _choose_generic_direction(C: NDArray[np.float64], U: NDArray[np.float64], bo
 # --------------------------------------------------------------------------- main entry
 def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
                         interior_point: NDArray[np.float64] | None = None,
-                        prune: bool = True) -> PolyhedronGeometry:
+                        prune: bool = True, vectorised: bool = True) -> PolyhedronGeometry:
     """Float V-data of {z : C z <= d}; see :class:`PolyhedronGeometry`.
 
     Parameters
@@ -322,6 +322,9 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
         A known interior point (skips the LP; e.g. a partition region's).
     prune : bool
         Remove redundant rows first (skip when the rows are known to be facets).
+    vectorised : bool
+        Use the loop-free construction when every vertex is simple (the default); False
+        forces the per-vertex loop (the reference the tests compare it with).
     """
     C = np.asarray(C, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)
@@ -384,11 +387,15 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
             tolx = _TOL * (r + np.linalg.norm(X, axis=1))
             viol = np.max(X @ Cr.T - dt, axis=1)
             X, tolx = X[viol <= tolx], tolx[viol <= tolx]
-            X, _ = _cluster(X, tolx)
+            X = _cluster_fast(X, tolx)
         else:
             X = np.zeros((0, Sp))
     if len(X) == 0:
         raise GeometryError("no vertex found for a pointed polyhedron with interior")
+
+    fast = _simple_polyhedron(Cr, dt, X, r) if (Sp >= 2 and vectorised) else None
+    if fast is not None:
+        return _assemble(S, Sp, basis, lines, Cr, dr, y0, z_int, r, *fast)
 
     # ---- active sets, polished vertices
     active: list[NDArray[np.intp]] = []
@@ -463,18 +470,102 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
 
     E_dir = np.asarray(e_dir).reshape(-1, Sp)
     E_len = np.asarray(e_len, dtype=np.float64)
+    return _assemble(S, Sp, basis, lines, Cr, dr, y0, z_int, r, X, tuple(active),
+                     np.asarray(e_start).reshape(-1, Sp), E_dir, E_len,
+                     np.asarray(piece_vertex, dtype=np.intp),
+                     np.asarray(piece_L).reshape(-1, Sp, Sp),
+                     np.asarray(piece_edge, dtype=np.intp).reshape(-1, Sp),
+                     np.asarray(piece_orient, dtype=np.float64).reshape(-1, Sp))
+
+
+def _assemble(S, Sp, basis, lines, Cr, dr, y0, z_int, r, X, active, E_start, E_dir, E_len,
+              piece_vertex, piece_L, piece_edge, piece_orient) -> PolyhedronGeometry:
+    """Rays, the generic direction and the geometry object (coordinates relative to y0 in)."""
     rays = E_dir[~np.isfinite(E_len)]
-    if len(rays):
+    if len(rays) > 1:
         rays, _ = _cluster(rays, np.full(len(rays), 1e-7))
         rays /= np.linalg.norm(rays, axis=1, keepdims=True)
     c_gen = _choose_generic_direction(Cr, E_dir, bounded=len(rays) == 0)
-
     return PolyhedronGeometry(
         ambient_dim=S, dim=Sp, empty=False, basis=basis, lines=lines,
-        C=Cr, d=dr, vertices=X + y0, active=tuple(active),
-        edge_start=np.asarray(e_start).reshape(-1, Sp) + y0, edge_dir=E_dir, edge_len=E_len,
-        rays=rays.reshape(-1, Sp), piece_vertex=np.asarray(piece_vertex, dtype=np.intp),
-        piece_L=np.asarray(piece_L).reshape(-1, Sp, Sp),
-        piece_edge=np.asarray(piece_edge, dtype=np.intp).reshape(-1, Sp),
-        piece_orient=np.asarray(piece_orient, dtype=np.float64).reshape(-1, Sp),
+        C=Cr, d=dr, vertices=X + y0, active=active,
+        edge_start=E_start + y0, edge_dir=E_dir, edge_len=E_len,
+        rays=rays.reshape(-1, Sp), piece_vertex=piece_vertex, piece_L=piece_L,
+        piece_edge=piece_edge, piece_orient=piece_orient,
         c_generic=c_gen, interior_point=z_int, inradius=r)
+
+
+def _cluster_fast(X: NDArray[np.float64], tol: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`_cluster` representatives, without the loop when no two points are close."""
+    if len(X) <= 1:
+        return X
+    D = np.linalg.norm(X[:, None, :] - X[None, :, :], axis=-1)
+    np.fill_diagonal(D, np.inf)
+    if np.all(D > np.maximum(tol[:, None], tol[None, :])):
+        return X
+    return _cluster(X, tol)[0]
+
+
+def _simple_polyhedron(Cr: NDArray[np.float64], dt: NDArray[np.float64], X: NDArray[np.float64],
+                       r: float):
+    """Vectorised vertex data when every vertex is simple (exactly S' tight rows), else None.
+
+    Coordinates relative to the interior point (rows {Cr x <= dt}). For a simple vertex with
+    active rows A the generators are the columns of -C_A^{-1} and its cone is {C_A (x - v) <= 0}
+    (row q of C_A is opposite generator q).
+    """
+    k, Sp = X.shape
+    tolx = _TOL * (r + np.linalg.norm(X, axis=1))
+    slack = dt[None, :] - X @ Cr.T                                        # (k, m)
+    T = np.abs(slack) <= tolx[:, None]
+    if not np.all(T.sum(axis=1) == Sp):
+        return None
+    A = np.nonzero(T)[1].reshape(k, Sp)                                   # sorted row indices
+    CA = Cr[A]                                                            # (k, Sp, Sp)
+    if np.any(np.abs(np.linalg.det(CA)) <= _DET_TOL):
+        return None
+    X = np.linalg.solve(CA, dt[A][..., None])[..., 0]                     # polished
+    slack = dt[None, :] - X @ Cr.T
+    G = -np.linalg.inv(CA)                                                # columns: generators
+    G = G / np.linalg.norm(G, axis=1, keepdims=True)
+    Gt = np.swapaxes(G, 1, 2)                                             # (k, q, Sp)
+    dots = Gt @ Cr.T                                                      # (k, q, m)
+    hit = (dots > 1e-12) & ~T[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tt = np.where(hit, slack[:, None, :] / dots, np.inf)
+    tstar = tt.min(axis=-1)                                               # (k, q)
+    bounded = np.isfinite(tstar)
+    end = X[:, None, :] + np.where(bounded, tstar, 0.0)[..., None] * Gt
+    dist = np.linalg.norm(end[:, :, None, :] - X[None, None, :, :], axis=-1)   # (k, q, k)
+    dist[np.arange(k), :, np.arange(k)] = np.inf
+    j = np.argmin(dist, axis=-1)
+    dj = np.take_along_axis(dist, j[..., None], axis=-1)[..., 0]
+    scale = 1e-6 * (r + np.linalg.norm(end, axis=-1))
+    if np.any(bounded & (dj > scale)):
+        return None
+    i_idx = np.broadcast_to(np.arange(k)[:, None], (k, Sp))
+    lo = np.minimum(i_idx, j)
+    hi = np.maximum(i_idx, j)
+    bi, bq = np.nonzero(bounded)
+    pairs = np.stack([lo[bi, bq], hi[bi, bq]], axis=1)
+    uniq, inv, cnt = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    if np.any(cnt != 2):
+        return None
+    nb = len(uniq)
+    edge_id = np.empty((k, Sp), dtype=np.intp)
+    orient = np.ones((k, Sp))
+    edge_id[bi, bq] = inv.ravel()
+    orient[bi, bq] = np.where(bi == lo[bi, bq], 1.0, -1.0)
+    E_dir = np.empty((nb, Sp))
+    first = bi == lo[bi, bq]                                              # seen from the lower end
+    E_dir[inv.ravel()[first]] = Gt[bi[first], bq[first]]
+    E_start = X[uniq[:, 0]]
+    E_len = np.linalg.norm(X[uniq[:, 1]] - X[uniq[:, 0]], axis=1)
+    ri, rq = np.nonzero(~bounded)
+    nr = len(ri)
+    edge_id[ri, rq] = nb + np.arange(nr)
+    E_dir = np.vstack([E_dir, Gt[ri, rq]])
+    E_start = np.vstack([E_start, X[ri]])
+    E_len = np.concatenate([E_len, np.full(nr, np.inf)])
+    return (X, tuple(A), E_start, E_dir, E_len, np.arange(k, dtype=np.intp), CA.copy(),
+            edge_id, orient)

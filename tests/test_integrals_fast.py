@@ -638,6 +638,47 @@ def test_nearest_point_is_the_mahalanobis_projection():
                 np.testing.assert_allclose(xs[n, 0], x_ref, atol=1e-4 * (1 + np.linalg.norm(x_ref)))
 
 
+@pytest.mark.parametrize("S", [2, 3, 4])
+def test_vectorised_geometry_matches_vertex_loop(S):
+    """The loop-free construction for simple polyhedra = the per-vertex loop (same cones)."""
+    rng = np.random.default_rng(85 + S)
+    for bounded in (True, False):
+        for _ in range(3):
+            C, d = random_polytope(rng, S, bounded)
+            a = polyhedron_geometry(C, d)
+            b = polyhedron_geometry(C, d, vectorised=False)
+            assert a.simple and b.simple
+            np.testing.assert_allclose(a.vertices, b.vertices, rtol=1e-13, atol=1e-13)
+            assert [set(x) for x in a.active] == [set(x) for x in b.active]
+            assert a.n_edges == b.n_edges and len(a.rays) == len(b.rays)
+            # the same cone at every vertex: same rows (any order), flips of the same edges
+            for p in range(a.n_pieces):
+                La, Lb = a.piece_L[p], b.piece_L[p]
+                match = np.abs(La @ Lb.T - 1) < 1e-12
+                assert match.sum() == S and np.all(match.sum(axis=0) == 1)
+                ea = {tuple(np.round(a.piece_orient[p, i] * a.edge_dir[a.piece_edge[p, i]], 9))
+                      for i in range(S)}
+                eb = {tuple(np.round(b.piece_orient[p, i] * b.edge_dir[b.piece_edge[p, i]], 9))
+                      for i in range(S)}
+                assert ea == eb
+
+
+def test_interval_specialisation_matches_generic_cones():
+    """dim 1 closed form (the default) against the general cone code (generic direction)."""
+    rng = np.random.default_rng(86)
+    for C, d in [(np.array([[1.0], [-2.0]]), np.array([1.0, 1.0])),
+                 (np.array([[1.0]]), np.array([0.3])), (np.array([[-1.0]]), np.array([0.3]))]:
+        g = polyhedron_geometry(C, d)
+        table = ConeTable.from_geometries([g])
+        mu = rng.normal(size=(20, 1, 1)) * 1.5
+        U = np.sqrt(rng.uniform(0.2, 2.0, size=(20, 1, 1, 1)))
+        a = table.evaluate(mu, U)
+        b = table.evaluate(mu, U, direction="generic")
+        np.testing.assert_allclose(a[0], b[0], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(a[1], b[1], rtol=0, atol=1e-13)
+        np.testing.assert_allclose(a[2], b[2], rtol=0, atol=1e-13)
+
+
 def test_geometry_of_a_square_pyramid_nonsimple_apex():
     """Apex with 4 facets: its tangent cone is triangulated into 2 simplicial cones."""
     C = np.array([[1, 0, 1], [-1, 0, 1], [0, 1, 1], [0, -1, 1], [0, 0, -1.0]])
