@@ -25,15 +25,19 @@ structure whatever the rounding.
 Pieces start as the ``2^r`` simplicial cones of ``r`` independent first-layer units, then
 every remaining unit cuts every piece, layer by layer; the hyperplane of a layer-``l`` unit
 is affine on each piece because the piece fixes the signs of layers ``< l``. All pieces are
-cut by one unit at a time in a handful of vectorised numpy operations over flat arrays
-(generators sorted by piece), so the cost is ``n_units`` vectorised steps, not a Python
-loop over regions.
+cut by one unit at a time in a handful of vectorised numpy operations over flat arrays of
+generators (in no particular order; a cut relabels and appends, it does not copy), so the
+cost is ``n_units`` vectorised steps, not a Python loop over regions.
 
-Side tests use a relative tolerance: a generator ``g`` is on the hyperplane of ``a`` when
-``|a . g| <= rtol * sum_i |a_i| |g_i|``. Duplicate and proportional hyperplanes, and
-hyperplanes through an existing vertex, therefore produce no sliver pieces; the price is
-that a genuine region thinner than about ``rtol`` relative to the scale of its vertices is
-merged into its neighbour.
+Side tests use a relative tolerance: a generator ``g = (y, t)`` is on the hyperplane of the
+row ``(a, c)`` when ``|a . y + c t| <= rtol * (|a|_1 |y|_inf + |c| t)``, where ``|a|`` and
+``|c|`` are *magnitudes*: the same layer products computed with absolute values
+(``|W_l| |D| ... |W_1|``), which bound the rounding error of the row also where it cancels
+to nearly zero. ``|y|_inf`` rather than componentwise products because every coordinate of
+a generator carries an error of order ``eps |y|_inf`` (a ray (1e-17, 0, 1) is (0, 0, 1)).
+Duplicate and proportional hyperplanes, and hyperplanes through an existing vertex,
+therefore produce no sliver pieces; the price is that a genuine region thinner than about
+``rtol`` relative to the size of its vertex coordinates is merged into its neighbour.
 """
 
 from __future__ import annotations
@@ -253,18 +257,25 @@ class _Subdivision:
         return seeds
 
     # ------------------------------------------------------------------ one cut
-    def cut(self, a: NDArray[np.float64], k: int) -> None:
-        """Cut every piece by unit ``k``: ``a`` is its homogeneous row ``(M_k, c_k)``,
-        shape ``(r + 1,)`` (same for all pieces) or ``(n_cells, r + 1)`` (per cell)."""
+    def cut(self, a: NDArray[np.float64], amag: NDArray[np.float64], k: int) -> None:
+        """Cut every piece by unit ``k``.
+
+        ``a`` is the unit's homogeneous row ``(M_k, c_k)`` and ``amag`` its magnitude
+        (the same products with absolute values, see :func:`subdivide`), both of shape
+        ``(r + 1,)`` (same for all pieces) or ``(n_cells, r + 1)`` (per cell)."""
         gen, inc, gp = self.gen, self.inc, self.gp
-        P = self.n_pieces
+        P, r = self.n_pieces, self.r
+        # side tests relative to |row| |generator|: the rounding error of a . g is about
+        # eps (|M|_1 |y|_inf + |c| t) (every coordinate of g carries an error of order
+        # eps |y|_inf, and M, c carry the error of the products that formed them)
+        gmax = np.abs(gen[:, :r]).max(axis=1) if r else np.zeros(gen.shape[0])
         if a.ndim == 1:
             val = gen @ a
-            scale = np.abs(gen) @ np.abs(a)
+            scale = amag[:r].sum() * gmax + amag[r] * gen[:, r]
         else:
-            ag = a[self.cell[gp]]
-            val = np.einsum("gj,gj->g", ag, gen)
-            scale = np.einsum("gj,gj->g", np.abs(ag), np.abs(gen))
+            cg = self.cell[gp]
+            val = np.einsum("gj,gj->g", a[cg], gen)
+            scale = amag[:, :r].sum(axis=1)[cg] * gmax + amag[cg, r] * gen[:, r]
         scale *= self.rtol
         pos = val > scale
         neg = val < -scale
@@ -388,6 +399,9 @@ def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
     # HT: pre-activations of the current layer in homogeneous coordinates, transposed:
     # h_k(y, t) = HT[:, k] . (y, t), shared (r + 1, n_1) in layer 1, per cell (P, r + 1, n_l)
     HT: NDArray[np.float64] = np.concatenate([M1, v1[:, None]], axis=1).T
+    # magnitudes: the same products with |W|, |slopes|, |v|; they bound the rounding error
+    # of HT, also where a row cancels to (nearly) zero
+    HA: NDArray[np.float64] = np.abs(HT)
     t0 = last = time.monotonic()
     for l, width in enumerate(hidden):
         if l > 0:
@@ -396,12 +410,18 @@ def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
             D = np.where(sub.signs[:, sl] > 0, 1.0, net.slope)
             HT = next_layer_maps(net.weights[l], D, HT if HT.ndim == 2 else HT[sub.cell])
             HT[:, -1, :] += net.biases[l]
+            HA = next_layer_maps(np.abs(net.weights[l]), np.abs(D),
+                                 HA if HA.ndim == 2 else HA[sub.cell])
+            HA[:, -1, :] += np.abs(net.biases[l])
             sub.new_cells()
         for i in range(width):
             k = offsets[l] + i
             if l == 0 and k in seeds:
                 continue
-            sub.cut(HT[:, i] if HT.ndim == 2 else HT[:, :, i], k)
+            if HT.ndim == 2:
+                sub.cut(HT[:, i], HA[:, i], k)
+            else:
+                sub.cut(HT[:, :, i], HA[:, :, i], k)
             if sub.n_pieces > max_regions:
                 _limit(max_regions, sub.n_pieces, net)
             if progress:

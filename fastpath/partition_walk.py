@@ -498,37 +498,34 @@ def _across(net: DGN, signs: NDArray[np.int8], tight: NDArray[np.bool_],
 
 
 def _keys(signs: NDArray[np.int8]) -> list[bytes]:
+    """Hashable keys of the rows of a sign matrix (P, n): the packed bits as bytes."""
     packed = np.packbits(signs > 0, axis=1)
     return packed.view(np.dtype((np.void, packed.shape[1]))).ravel().tolist()
 
 
-def _lookup(signs: NDArray[np.int8], query: NDArray[np.int8]) -> NDArray[np.intp]:
-    """Index of each row of ``query`` among the rows of ``signs`` (-1 if absent)."""
-    index = {k: i for i, k in enumerate(_keys(signs))}
-    return np.array([index.get(k, -1) for k in _keys(query)], dtype=np.intp)
-
-
-def _neighbours_by_points(net: DGN, signs: NDArray[np.int8], V: NDArray[np.float64], R: NDArray[np.float64],
-                          voff: NDArray[np.intp], roff: NDArray[np.intp],
+def _neighbours_by_points(net: DGN, signs: NDArray[np.int8], V: NDArray[np.float64],
+                          R: NDArray[np.float64], voff: NDArray[np.intp], roff: NDArray[np.intp],
                           piece: NDArray[np.intp], C: NDArray[np.float64],
                           d: NDArray[np.float64]) -> NDArray[np.intp]:
-    """Fallback: step off the facet's vertex centroid by decreasing distances and look
-    the sign pattern up (used only where the derivative rule found no region)."""
+    """Fallback where the derivative rule found no region (a float degeneracy): step off the
+    facet's centre along its normal by increasing distances and take the first region other
+    than the piece itself that the forward pass lands in (-1 if none)."""
+    index = {k: i for i, k in enumerate(_keys(signs))}
     out = np.full(piece.size, -1, dtype=np.intp)
+    steps = 10.0 ** -np.arange(12, 2, -1)
     for i, p in enumerate(piece.tolist()):
         Vp, Rp = V[voff[p]:voff[p + 1]], R[roff[p]:roff[p + 1]]
         scale = 1.0 + np.abs(Vp).max() if Vp.size else 1.0
         on = np.abs(Vp @ C[i] - d[i]) <= 1e-9 * scale
-        pts = Vp[on]
-        if pts.size == 0:
+        if not on.any():
             continue
-        zf = pts.mean(axis=0)
+        zf = Vp[on].mean(axis=0)
         ron = np.abs(Rp @ C[i]) <= 1e-9
         if ron.any():
             zf = zf + Rp[ron].mean(axis=0)
-        for step in 10.0 ** -np.arange(3, 12):
-            q = net.sign_patterns(zf + step * scale * C[i])
-            j = _lookup(signs, q)[0]
+        Q = net.sign_patterns(zf + (steps * scale)[:, None] * C[i])
+        for k in _keys(Q):
+            j = index.get(k, -1)
             if j >= 0 and j != p:
                 out[i] = j
                 break
@@ -539,9 +536,10 @@ def _region_of_point(net: DGN, signs: NDArray[np.int8], z: NDArray[np.float64],
                      C: NDArray[np.float64], d: NDArray[np.float64],
                      foff: NDArray[np.intp]) -> int:
     """Index of the piece containing z (the least violated one if z is on a boundary)."""
-    j = int(_lookup(signs, net.sign_patterns(z))[0])
-    if j >= 0:
-        return j
+    q = _keys(net.sign_patterns(z))[0]
+    for j, k in enumerate(_keys(signs)):
+        if k == q:
+            return j
     viol = (C @ z - d) / (1.0 + np.abs(d))
     worst = np.full(signs.shape[0], -np.inf)
     np.maximum.at(worst, np.repeat(np.arange(signs.shape[0]), np.diff(foff)), viol)

@@ -55,6 +55,17 @@ def relu_dead_layer_net(seed: int = 0) -> DGN:
     return DGN.random((2, 6, 1, 4, 2), seed=seed)
 
 
+def dyadic_grid_net(widths: tuple[int, ...], activation: str = "relu", seed: int = 0) -> DGN:
+    """Weights and biases rounded to multiples of 1/4: exact coincidences everywhere
+    (hyperplanes through shared vertices, parallel and coinciding bent hyperplanes,
+    non-simple vertices), and vertices / rays with non-dyadic coordinates (1/3, 2/3) that
+    carry rounding residues. Found a scale bug in the float side tests (a ray (1e-17, 0, 1)
+    against a row (0.19, -0.19, 0, .)); kept as a regression net."""
+    base = DGN.random(widths, activation=activation, seed=seed)
+    return base.replace(weights=[np.round(W * 4) / 4 for W in base.weights],
+                        biases=[np.round(v * 4) / 4 for v in base.biases])
+
+
 #: (id, factory) for the quick suite: S = 1 to 4, the three activations, depth 1 to 4,
 #: and the degenerate nets of the issue.
 QUICK_NETS: list[tuple[str, Callable[[], DGN]]] = [
@@ -80,6 +91,8 @@ QUICK_NETS: list[tuple[str, Callable[[], DGN]]] = [
     ("degenerate-abs-S1", lambda: degenerate_net(1, "abs", seed=118)),
     ("degenerate-relu-S3", lambda: degenerate_net(3, "relu", seed=119)),
     ("rank-deficient-S3", lambda: rank_deficient_net("leaky_relu", seed=120)),
+    ("dyadic-grid-relu-S3", lambda: dyadic_grid_net((3, 6, 5, 4, 2), "relu", seed=421730)),
+    ("dyadic-grid-abs-S2", lambda: dyadic_grid_net((2, 8, 6, 2), "abs", seed=122)),
     ("no-hidden-layer", lambda: DGN.random((3, 2), seed=121)),
 ]
 

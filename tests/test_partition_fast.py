@@ -562,6 +562,18 @@ def test_neighbour_chunks_give_the_same_result(monkeypatch):
     assert [r.neighbors for r in P] == [r.neighbors for r in Pc]
 
 
+def test_neighbour_fallback_by_points_agrees(monkeypatch):
+    """The fallback used where the derivative rule finds no region (float degeneracy) gives
+    the same neighbours when forced on every facet."""
+    import fastpath.partition_walk as pw
+    net = DGN.random((2, 8, 8, 2), activation="leaky_relu", seed=413)
+    P = fastpath.partition(net)
+    monkeypatch.setattr(pw, "_neighbours",
+                        lambda net, arr, fpiece, *a: np.full(fpiece.size, -1, dtype=np.intp))
+    Pf = fastpath.partition(net)
+    assert [r.neighbors for r in P] == [r.neighbors for r in Pf]
+
+
 # --------------------------------------------------------------------------- API
 def test_start_region_first_and_breadth_first_order():
     net = DGN.random((2, 8, 8, 2), seed=408)
