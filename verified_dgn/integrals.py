@@ -314,23 +314,32 @@ def _evaluate(terms: tuple[tuple[int, tuple[Row, ...]], ...], mf: NDArray[Any], 
 
 def _prior_loss(terms: tuple[tuple[int, tuple[Row, ...]], ...], Cf: NDArray[Any], df: NDArray[Any],
                 mf: NDArray[Any], Kf: NDArray[Any]) -> float:
-    """Digits the cancellation will cost, predicted in floats: log10 of the largest term
-    (at least 1, the whole space or a term near the mean) over the Gaussian mass beyond the
-    most violated facet (an upper bound of m0)."""
-    from scipy.special import log_ndtr
+    """Digits the cancellation is expected to cost, predicted in floats.
+
+    Both the terms and ``m0`` are bounded above by the Gaussian mass beyond their most
+    violated half-space; the prediction is ``log10(sum_t |c_t| bound_t / bound(m0))``. It is
+    a heuristic (``m0`` can be smaller than its bound in a corner): the digits actually lost
+    are measured after each pass and the pass repeated if needed.
+    """
+    from scipy.special import log_ndtr, logsumexp
 
     if not terms:
         return 0.0
     mu = np.array([float(x) for x in mf])
     K = np.array([[float(x) for x in r] for r in Kf])
-    worst = 0.0
-    for row, e in zip(Cf, df):
-        c = np.array([float(x) for x in row])
-        s = float(np.sqrt(c @ K @ c))
-        if s > 0:
-            t = (float(e) - c @ mu) / s
-            worst = min(worst, float(log_ndtr(t)) / math.log(10.0))
-    return max(0.0, -worst)
+
+    def log_bound(rows: Any) -> float:
+        lb = 0.0
+        for row in rows:
+            c = np.array([float(x) for x in row[:-1]])
+            s = float(np.sqrt(c @ K @ c))
+            if s > 0:
+                lb = min(lb, float(log_ndtr((float(row[-1]) - c @ mu) / s)))
+        return lb
+
+    log_terms = [math.log(abs(c)) + log_bound(rows) for c, rows in terms]
+    log_m0 = log_bound([tuple(row) + (e,) for row, e in zip(Cf, df)])
+    return max(0.0, float(logsumexp(log_terms) - log_m0) / math.log(10.0))
 
 
 def _base_loss(terms: tuple[tuple[int, tuple[Row, ...]], ...]) -> int:
