@@ -446,6 +446,37 @@ def test_checks_builtin_suite_quick():
         assert "7 nets" in res.measured
 
 
+def _naive_forward(net, z):
+    """The slow, obviously correct loop: Fraction weights, unit by unit."""
+    h = [F(t) for t in z]
+    pre = []
+    slope = F(net.slope)
+    for l, (W, v) in enumerate(zip(net.weights, net.biases)):
+        out = [sum((F(float(w)) * x for w, x in zip(row, h)), F(0)) + F(float(b))
+               for row, b in zip(W, v)]
+        if l == net.n_layers - 1:
+            return pre, out
+        pre += out
+        h = [t if t > 0 else slope * t for t in out]
+
+
+@pytest.mark.parametrize("act", ["relu", "leaky_relu", "abs"])
+def test_exact_forward_oracle_equals_naive_loop(act):
+    from verified_dgn.checks.partition_checks import ExactForward
+
+    net = DGN.random((3, 5, 4, 4, 2), activation=act, seed=90)
+    fwd = ExactForward(net)
+    rng = np.random.default_rng(0)
+    pts = [[F(int(a), int(b)) for a, b in zip(rng.integers(-50, 50, 3), rng.integers(1, 9, 3))]
+           for _ in range(10)] + [[0, 0, 0], [0.1, -2.5, 1e-3]]
+    for z in pts:
+        pre, out = fwd(z)
+        assert (pre, out) == _naive_forward(net, z)
+        assert out == net.forward_exact(z)
+        q, on = fwd.pattern(z)
+        assert q == tuple(1 if t >= 0 else -1 for t in pre) and on == (0 in pre)
+
+
 def _mutated(P, i, **changes):
     regions = list(P)
     regions[i] = dataclasses.replace(regions[i], **changes)

@@ -243,11 +243,12 @@ def _float_candidates(Hf: NDArray[np.float64], nonzero: NDArray[np.bool_]) -> li
     """Rows that the floating-point double description finds on some vertex or ray."""
     import cdd
 
-    idx = np.flatnonzero(nonzero)
+    scale = np.max(np.abs(Hf[:, 1:]), axis=1)
+    # rows that are zero or not finite in float64 are left to the exact pass
+    idx = np.flatnonzero(nonzero & (scale > 0) & np.all(np.isfinite(Hf), axis=1))
     if idx.size == 0:
         return []
-    rows = Hf[idx]
-    rows = rows / np.max(np.abs(rows[:, 1:]), axis=1, keepdims=True)
+    rows = Hf[idx] / scale[idx, None]
     try:
         mat = cdd.matrix_from_array(rows.tolist(), rep_type=cdd.RepType.INEQUALITY)
         poly = cdd.polyhedron_from_matrix(mat)
