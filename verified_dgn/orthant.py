@@ -601,8 +601,65 @@ def _phi2(h: mpmath.mpf, k: mpmath.mpf, rho: mpmath.mpf, digits: int
     return v, v
 
 
+def _phi3_identity_path(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
+                        ) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """Phi_3 by the Plackett path from the identity, ``R(t) = I + t (R - I)``.
+
+    ``Phi_3(h; R) = prod Phi(h_i) + sum_{i<j} int_0^{asin r_ij} (1/2pi)
+    exp(-(h_i^2 + h_j^2 - 2 h_i h_j sin u)/(2 cos^2 u)) Phi(u_k) du`` (``r_ij(t) = sin u``,
+    ``t = sin u / r_ij``, ``u_k`` the standardised bound of ``Y_k`` given ``Y_i = h_i``,
+    ``Y_j = h_j`` under ``R(t)``). One ``Phi`` per node (the star path needs about three),
+    but the terms of negative correlations subtract: the magnitude returned measures that.
+    """
+    value = mpmath.ncdf(h[0]) * mpmath.ncdf(h[1]) * mpmath.ncdf(h[2])
+    mag = value
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        k = 3 - i - j
+        rij, rik, rjk = R[i][j], R[i][k], R[j][k]
+        if rij == 0:
+            continue  # r_ij(t) = 0 along the whole path: no contribution
+        hi_, hj, hk = h[i], h[j], h[k]
+
+        def phi_cond(s: mpmath.mpf, rij: mpmath.mpf = rij, rik: mpmath.mpf = rik,
+                     rjk: mpmath.mpf = rjk, hi_: mpmath.mpf = hi_, hj: mpmath.mpf = hj,
+                     hk: mpmath.mpf = hk) -> mpmath.mpf:
+            t = s / rij
+            a, b = t * rik, t * rjk  # corr(Y_k, Y_i), corr(Y_k, Y_j) at t
+            c2 = (1 - s) * (1 + s)
+            m = ((a - s * b) * hi_ + (b - s * a) * hj) / c2
+            var = (c2 - a * a - b * b + 2 * s * a * b) / c2
+            if var <= 0:
+                return mpmath.mpf(1) if hk >= m else mpmath.mpf(0)
+            return mpmath.ncdf((hk - m) / mpmath.sqrt(var))
+
+        u1 = mpmath.asin(rij)
+        if u1 > 0:
+            I = _bvn_asin_integral(hi_, hj, mpmath.mpf(0), u1, digits, phi_cond)
+            value += I
+        else:
+            I = _bvn_asin_integral(hi_, hj, u1, mpmath.mpf(0), digits, phi_cond)
+            value -= I
+        mag += I
+    return value, mag
+
+
 def _phi3(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
           ) -> tuple[mpmath.mpf, mpmath.mpf]:
+    # The identity path is about three times cheaper; use it when it cannot lose more
+    # than about two digits: all correlations >= 0 (every term positive), or a central
+    # orthant whose result is checked a posteriori.
+    if all(R[a][b] >= 0 for a, b in ((0, 1), (0, 2), (1, 2))):
+        return _phi3_identity_path(h, R, digits)
+    if min(h) > -1.5:
+        v, mag = _phi3_identity_path(h, R, digits)
+        if v > 0 and mag <= 100 * v:
+            return v, mag
+    return _phi3_star(h, R, digits)
+
+
+def _phi3_star(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
+               ) -> tuple[mpmath.mpf, mpmath.mpf]:
+    """Phi_3 by the Plackett path from the star reference (see the module docstring)."""
     # choose the conditioning variable i with the largest partial correlation rho_{jk.i}
     best = None
     for i in range(3):
