@@ -13,6 +13,9 @@ Tolerances, and why:
   2e-16, largest 6e-12 on [2,32,32,32,2] (vertex at 2e4 where two facets meet at an
   angle with condition number 5e4: the error is cond * 1e-16, the limit set by the float64
   facet rows; re-solving from those rows gives the same error). Quick suite: below 3e-13.
+  A randomized stress run (300 nets, S = 1..4, dyadic-grid and degenerate ones) agreed
+  everywhere except one S = 4 leaky-relu vertex at 2e7 where four facets meet with
+  condition number 1.3e7: relative error 1.3e-9 (again cond * 1e-16).
 * A, b: rtol 1e-12 (same products, different summation order).
 Where a region contains lines, vertices and rays are compared after projecting out the
 lineality space (the exact path's cdd generators may carry any lineality component).
