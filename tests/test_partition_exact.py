@@ -358,6 +358,7 @@ def _dense_sampling_check(P, Z):
             d = np.asarray(r.d, dtype=float)
             near[:, j] = ((Z @ C.T - d) / (zn[:, None] + np.abs(d))).max(axis=1) <= 1e-9
     n_interior = n_boundary = 0
+    hit: set[int] = set()
     for n, z in enumerate(Z):
         zq = [F(float(t)) for t in z]
         q_exact, on_h = fwd.pattern(zq)
@@ -372,10 +373,11 @@ def _dense_sampling_check(P, Z):
         if inside:
             n_interior += 1
             assert i is None or inside == [i]
+            hit.add(inside[0])
         else:
             n_boundary += 1
             assert len(closed) >= 2
-    return n_interior, n_boundary
+    return n_interior, n_boundary, hit
 
 
 def test_dense_sampling_quick():
@@ -383,8 +385,9 @@ def test_dense_sampling_quick():
     g = np.linspace(-6, 6, 31)
     Z = np.concatenate([np.stack(np.meshgrid(g, g), -1).reshape(-1, 2),
                         np.random.default_rng(0).standard_normal((100, 2)) * 3])
-    n_in, n_bd = _dense_sampling_check(P, Z)
+    n_in, n_bd, hit = _dense_sampling_check(P, Z)
     assert n_in + n_bd == len(Z) and n_in > 0.9 * len(Z)
+    assert len(hit) > 0.5 * len(P)  # the sampling is dense enough to say something
 
 
 @pytest.mark.slow
@@ -409,8 +412,9 @@ def test_dense_sampling_slow(widths, act, seed):
     else:
         Z = np.concatenate([np.linspace(-1.1 * ext, 1.1 * ext, 4001)[:, None],
                             rng.standard_normal((2000, 1))])
-    # every region must be hit by some grid point, unless it is thinner than the grid step
-    _dense_sampling_check(P, Z)
+    _, _, hit = _dense_sampling_check(P, Z)
+    # measured 0.70-0.96 of the regions hit (the rest are smaller than the grid step)
+    assert len(hit) >= 0.6 * len(P)
 
 
 # --------------------------------------------------------------------------- lemma checks
