@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import cdd  # noqa: E402
-import cdd.gmp  # noqa: E402
+import cdd
+import cdd.gmp
 
-from verified_dgn import DGN, partition  # noqa: E402
-from verified_dgn.regions import region_inequalities  # noqa: E402
+from verified_dgn import DGN, partition
+from verified_dgn.regions import region_inequalities
 
 
 def naive_step(net: DGN, signs: tuple[int, ...]) -> set[int]:

@@ -58,7 +58,7 @@ def _nets():
 NET_NAMES = list(_nets())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached(name: str) -> Partition:
     return _partition(_nets()[name])
 
@@ -422,7 +422,11 @@ def test_dense_sampling_slow(widths, act, seed):
                                   "width1-abs-S3", "degenerate-leaky"])
 def test_lemma_checks_pass(name):
     from verified_dgn.checks.partition_checks import (
-        check_affine_maps, check_corollary1, check_lemma3, check_tiling)
+        check_affine_maps,
+        check_corollary1,
+        check_lemma3,
+        check_tiling,
+    )
 
     P = cached(name)
     for chk in (check_lemma3, check_corollary1, check_affine_maps, check_tiling):
@@ -489,7 +493,11 @@ def _mutated(P, i, **changes):
 
 def test_checks_fail_on_corrupted_partitions():
     from verified_dgn.checks.partition_checks import (
-        check_affine_maps, check_corollary1, check_lemma3, check_tiling)
+        check_affine_maps,
+        check_corollary1,
+        check_lemma3,
+        check_tiling,
+    )
 
     P = cached("relu-S2")
     r = P[3]
@@ -573,7 +581,11 @@ def test_lazy_public_name():
 ])
 def test_lemma_checks_slow_nets(widths, act, init, seed):
     from verified_dgn.checks.partition_checks import (
-        check_affine_maps, check_corollary1, check_lemma3, check_tiling)
+        check_affine_maps,
+        check_corollary1,
+        check_lemma3,
+        check_tiling,
+    )
 
     P = _partition(DGN.random(widths, activation=act, init=init, seed=seed))
     for chk in (check_lemma3, check_affine_maps, check_tiling):

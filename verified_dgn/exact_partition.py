@@ -31,14 +31,20 @@ import math
 import sys
 import time
 from collections import deque
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .geometry import (_cdd_generators, _centroid_hom, _normalized_direction, _rank,
-                       to_fraction_array)
+from .geometry import (
+    _cdd_generators,
+    _centroid_hom,
+    _normalized_direction,
+    _rank,
+    to_fraction_array,
+)
 from .model import DGN
 from .regions import Partition, Region, RegionLimitError, normalize_rows
 
@@ -199,7 +205,7 @@ class _IntNet:
         last = max(self._layer_of(k) for k in zero)  # deepest layer that needs derivatives
         zero_set = set(zero)
         g = self.W[0] @ np.array(n, dtype=object)  # derivative of h^1 along n
-        for l in range(0, last + 1):
+        for l in range(last + 1):
             off = self.offsets[l]
             if l > 0:
                 act = self._delta(q[self.offsets[l - 1]:off]) * g
@@ -227,7 +233,7 @@ class _IntNet:
 class _RegionGeometry:
     """Exact facets and V-representation of one region (integer homogenised form)."""
 
-    __slots__ = ("points", "rays", "lines", "slack", "facets", "units", "row_tight")
+    __slots__ = ("facets", "lines", "points", "rays", "row_tight", "slack", "units")
 
     def __init__(self, points, rays, lines, slack, facets, units, row_tight):
         self.points = points  # list of [t, x]
@@ -253,7 +259,7 @@ def _float_candidates(Hf: NDArray[np.float64], nonzero: NDArray[np.bool_]) -> li
         mat = cdd.matrix_from_array(rows.tolist(), rep_type=cdd.RepType.INEQUALITY)
         poly = cdd.polyhedron_from_matrix(mat)
         inc = cdd.copy_input_incidence(poly)
-    except Exception:  # float cdd can fail on ill-conditioned input; exact pass repairs it
+    except (RuntimeError, ValueError, OverflowError):  # float cdd failed: exact pass repairs it
         return []
     # cdd appends an entry for its own homogenising row t >= 0
     return [int(idx[i]) for i, s in enumerate(inc[: idx.size]) if s]

@@ -17,8 +17,9 @@ computed, to avoid recomputing it).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -27,8 +28,13 @@ from ..regions import Partition, normalize_rows, region_affine_map, region_inequ
 from . import CheckResult, register
 
 __all__ = [
-    "check_lemma3", "check_corollary1", "check_affine_maps", "check_tiling",
-    "builtin_nets", "degenerate_net", "ExactForward",
+    "ExactForward",
+    "builtin_nets",
+    "check_affine_maps",
+    "check_corollary1",
+    "check_lemma3",
+    "check_tiling",
+    "degenerate_net",
 ]
 
 
