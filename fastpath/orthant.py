@@ -626,9 +626,371 @@ def orthant_probability(b: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
     return mvn_cdf(b, cov)
 
 
+# ----------------------------------------------------------- k = 3, 4: conditioning
+#: Gauss-Legendre nodes and log window level of the outer conditioning integral
+_SOV_NODES = {3: 40, 4: 32}
+_SOV_LEVEL = {3: 36.0, 4: 32.0}
+#: window passes before a result is accepted as it is
+_SOV_PASSES = 10
+_SOV_CHUNK = {3: 1024, 4: 128}
+#: recursion depth of the panel splitting around kinks
+_SOV_DEPTH = 14
+
+
+def _dominant_point(h: NDArray[np.float64], R: NDArray[np.float64]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64],
+                               NDArray[np.float64]]:
+    """argmin of y^T R^-1 y / 2 subject to y <= h, by enumerating active sets (k <= 4).
+
+    Parameters
+    ----------
+    h : ndarray, shape (N, k)
+    R : ndarray, shape (N, k, k)
+
+    Returns
+    -------
+    mu : ndarray, shape (N, k)
+        The dominant point (the most likely point of the orthant).
+    found : ndarray of bool, shape (N,)
+        False where no active set passed the KKT test (numerically singular R).
+    nu0 : ndarray, shape (N,)
+        Multiplier of the constraint y_0 <= h_0 (0 when inactive): the slope of the log
+        density of y_0 at h_0 in the Laplace approximation.
+    var0 : ndarray, shape (N,)
+        Variance of y_0 given the other active constraints held with equality (Laplace
+        scale of y_0 when y_0 is inactive).
+    """
+    N, k = h.shape
+    best = np.where((h >= 0).all(axis=1), 0.0, np.inf)
+    mu = np.zeros((N, k))
+    nu0 = np.zeros(N)
+    var0 = np.ones(N)
+    eye = np.eye(k)
+    for mask in range(1, 1 << k):
+        S = [j for j in range(k) if (mask >> j) & 1]
+        Rss = R[:, S][:, :, S] + 1e-13 * eye[: len(S), : len(S)]
+        hs = h[:, S]
+        nus = -np.linalg.solve(Rss, hs[..., None])[..., 0]
+        y = -np.einsum("nij,nj->ni", R[:, :, S], nus)
+        tol = 1e-9 * (1.0 + np.abs(h))
+        feas = (nus >= -1e-12).all(axis=1) & (y <= h + tol).all(axis=1)
+        obj = -0.5 * np.einsum("ni,ni->n", nus, hs)
+        upd = feas & (obj < best)
+        if not np.any(upd):
+            continue
+        best[upd] = obj[upd]
+        mu[upd] = y[upd]
+        if 0 in S:
+            nu0[upd] = nus[upd, S.index(0)]
+            var0[upd] = 0.0
+        else:
+            r0s = R[upd][:, 0, S]
+            sol = np.linalg.solve(Rss[upd], r0s[..., None])[..., 0]
+            nu0[upd] = 0.0
+            var0[upd] = np.maximum(1.0 - np.einsum("ni,ni->n", r0s, sol), 1e-30)
+    return mu, np.isfinite(best), nu0, var0
+
+
+def _log_mvn_sov(h: NDArray[np.float64], R: NDArray[np.float64],
+                 cond: int | None = None) -> NDArray[np.float64]:
+    """k = 3, 4 by conditioning on one variable (rows of finite h; ``cond`` forces the
+    conditioning variable, for tests: the default is the least correlated one).
+
+    log P = log int_{-inf}^{h_i} phi(x) Phi_{k-1}(beta(x); R') dx with the k-1 kernel
+    inside, beta_m(x) = (h_m - r_mi x)/s_m, s_m = sqrt(1 - r_mi^2) and R' the conditional
+    correlation. The log-integrand is concave with curvature >= 1 (Prekopa). Window: the
+    Laplace approximation at the dominant point, then node-based passes until the
+    integrand at both free window ends is below e^-level of its maximum (extending with
+    the secant bound of a concave function) and at least 60% of the nodes lie above that
+    level (shrinking to the bracket of the level set, exact for a concave function).
+    """
+    N, k = h.shape
+    out = np.empty(N)
+    for sl in _chunks(N, _SOV_CHUNK[k]):
+        out[sl] = _sov_chunk(h[sl], R[sl], cond)
+    return out
+
+
+def _sov_chunk(h: NDArray[np.float64], R: NDArray[np.float64],
+               cond: int | None = None) -> NDArray[np.float64]:
+    N, k = h.shape
+    n, level = _SOV_NODES[k], _SOV_LEVEL[k]
+    rows = np.arange(N)
+    # condition on the variable least correlated with the others: the inner bounds
+    # beta(x) then have the smallest slopes (no kinks of width sqrt(1 - r^2))
+    absr = np.abs(R) - np.eye(k)
+    i0 = np.argmin(absr.max(axis=2) + 1e-9 * h, axis=1)
+    if cond is not None:
+        i0[:] = cond
+    order = np.empty((N, k), dtype=np.int64)
+    order[:, 0] = i0
+    others = np.array([[j for j in range(k) if j != i] for i in range(k)])
+    order[:, 1:] = others[i0]
+    hp = np.take_along_axis(h, order, axis=1)
+    Rp = R[rows[:, None, None], order[:, :, None], order[:, None, :]]
+    r = Rp[:, 0, 1:]
+    s = np.sqrt(np.maximum((1.0 - r) * (1.0 + r), 1e-300))
+    Rc = (Rp[:, 1:, 1:] - r[:, :, None] * r[:, None, :]) / (s[:, :, None] * s[:, None, :])
+    Rc = np.clip(Rc, -1.0, 1.0)
+    idx_d = np.arange(k - 1)
+    Rc[:, idx_d, idx_d] = 1.0
+    hi = hp[:, 0]
+    hr = hp[:, 1:]
+    sg = np.where(r >= 0, 1.0, -1.0)
+    om = 1.0 - np.abs(r)
+
+    # Where every inner bound is >= _Z_FLAT the inner probability is 1 - O(1e-17):
+    # that interval [f_lo, f_hi] of x is a closed form, and what remains are at most two
+    # intervals on which the integrand is single-scale (a near-collinear variable has a
+    # kink of width s_m/|r_m| at the edge of that interval; see _log_bvn_cond)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        edge = (hr - _Z_FLAT * s) / r
+    f_hi = np.min(np.where(r > 0, edge, np.inf), axis=1)
+    f_lo = np.max(np.where(r < 0, edge, -np.inf), axis=1)
+    never = ((r == 0) & (hr < _Z_FLAT)).any(axis=1)
+    f_hi = np.minimum(f_hi, hi)
+    flat = ~never & (f_lo < f_hi)
+    res = np.full(N, -np.inf)
+    if np.any(flat):
+        res[flat] = _log_ndtr_diff(f_lo[flat], f_hi[flat])
+    # sub-problems (row, domain [plo, phi])
+    sub_left = np.flatnonzero(flat & (f_lo > -np.inf))
+    sub_right = np.flatnonzero(flat & (f_hi < hi))
+    sub_all = np.flatnonzero(~flat)
+    prow = np.concatenate([sub_all, sub_left, sub_right])
+    plo = np.concatenate([np.full(sub_all.size, -np.inf), np.full(sub_left.size, -np.inf),
+                          f_hi[sub_right]])
+    phi = np.concatenate([hi[sub_all], f_lo[sub_left], hi[sub_right]])
+    if prow.size == 0:
+        return res
+
+    # initial windows: the Laplace approximation at the dominant point, cut to the domain
+    mu, found, nu0, var0 = _dominant_point(hp, Rp)
+    rmax = math.sqrt(2.0 * level)
+    active0 = found & (var0 == 0.0)
+    with np.errstate(divide="ignore"):
+        w_act = np.minimum(1.2 * rmax, 1.2 * level / nu0)
+    sd = np.sqrt(var0)
+    a0 = np.where(active0, hi - w_act, mu[:, 0] - 1.1 * rmax * sd)
+    b0 = np.where(active0, hi, np.minimum(hi, mu[:, 0] + 1.1 * rmax * sd))
+    a0 = np.where(found, a0, np.minimum(hi, 0.0) - 1.2 * rmax)
+    b0 = np.where(found, b0, hi)
+    kink = np.min(s / np.maximum(np.abs(r), 1e-300), axis=1)
+    span = np.minimum(rmax, 30.0 * kink)[prow]
+    a = np.maximum(a0[prow], plo)
+    b = np.minimum(b0[prow], phi)
+    # Laplace window outside the domain: start at the nearer domain end
+    below = b <= plo
+    a = np.where(below, plo, a)
+    b = np.where(below, np.minimum(phi, plo + span), b)
+    above_ = a >= phi
+    b = np.where(above_, phi, b)
+    a = np.where(above_, np.maximum(plo, phi - span), a)
+    a = np.minimum(a, b - 1e-300)
+
+    x, w = _gl01(n)
+    tailT = _legendre_tail(n)
+
+    def evaluate(rw, A, B):
+        """L (+ B^2/2) and nodes X at the GL nodes of [A, B] for the rows rw."""
+        W = B - A
+        # nodes as exact offsets y from the right end B (see _log_bvn_cond)
+        y = W[:, None] * (1.0 - x)
+        Bh = B[:, None]
+        beta_b = ((hr[rw] - sg[rw] * Bh) + sg[rw] * om[rw] * Bh) / s[rw]
+        beta = beta_b[:, :, None] + (r[rw] / s[rw])[:, :, None] * y[:, None, :]
+        bt = beta.transpose(0, 2, 1).reshape(-1, k - 1)
+        if k == 3:
+            li = _log_bvn(bt[:, 0], bt[:, 1], np.repeat(Rc[rw, 0, 1], n))
+        else:
+            li = _log_mvn_cdf_std(bt, np.repeat(Rc[rw], n, axis=0))
+        return (Bh * y - 0.5 * y * y) + li.reshape(rw.size, n), Bh - y
+
+    def integral(L, lmax, A, B):
+        with np.errstate(divide="ignore"):
+            v = np.log(np.sum(w * np.exp(L - lmax[:, None]), axis=1) * (B - A))
+        return lmax + v - 0.5 * B * B - _LOG_SQRT_2PI
+
+    def smooth(L, lmax):
+        """Legendre tail of the log-integrand at the nodes: a kink (inner correlation near
+        +-1, a near-collinear variable) leaves it large, a smooth peak does not."""
+        lc = np.where(L > lmax[:, None] - 1e4, L, lmax[:, None] - 1e4)
+        tail = np.abs(lc @ tailT.T).max(axis=1)
+        scale = np.abs(lc).max(axis=1)
+        return tail <= 1e-13 + 256.0 * np.finfo(float).eps * scale
+
+    def split3(L, X, A, B):
+        """Three panels: around the node where the slope of L jumps when that jump stands
+        out (a kink: its panel is small, the others become smooth), else the two halves
+        (an under-resolved smooth peak) and an empty third."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sl = np.diff(L, axis=1) / np.diff(X, axis=1)
+            jump = np.abs(np.diff(sl, axis=1))
+        jump = np.where(np.isfinite(jump), jump, np.inf)
+        j = np.argmax(jump, axis=1) + 1
+        ar = np.arange(L.shape[0])
+        med = np.median(jump, axis=1)
+        kinky = jump[ar, j - 1] > 30.0 * med
+        xk = X[ar, j]
+        d = np.maximum(X[ar, j + 1] - xk, xk - X[ar, j - 1])
+        mid = 0.5 * (A + B)
+        c1 = np.where(kinky, np.maximum(A, xk - d), mid)
+        c2 = np.where(kinky, np.minimum(B, xk + d), mid)
+        return np.stack([A, c1, c2, B], axis=1)
+
+    pres = np.full(prow.size, -np.inf)
+    sub_lmax = np.full(prow.size, -np.inf)
+    todo = np.ones(prow.size, dtype=bool)
+    kinked = []  # (sub-problem, L, X, A, B)
+    for npass in range(_SOV_PASSES):
+        idx = np.flatnonzero(todo)
+        if idx.size == 0:
+            break
+        rw = prow[idx]
+        A, B = a[idx], b[idx]
+        W = B - A
+        L, X = evaluate(rw, A, B)
+        jmax = np.argmax(L, axis=1)
+        lmax = L[np.arange(idx.size), jmax]
+        c = lmax - level
+        dead = ~np.isfinite(lmax)
+        ar = np.arange(idx.size)
+        lo_d, hi_d = plo[idx], phi[idx]
+        # secants at the two ends: for concave L the secant line through the two outer
+        # nodes lies above L beyond them, so it bounds L at the window end
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sec_l = (L[:, 1] - L[:, 0]) / (X[:, 1] - X[:, 0])
+            sec_r = (L[:, -1] - L[:, -2]) / (X[:, -1] - X[:, -2])
+            left_free = A > lo_d
+            left_ok = ~left_free | (L[:, 0] <= c) | (
+                (sec_l > 0) & (L[:, 0] - sec_l * (X[:, 0] - A) <= c))
+            right_free = B < hi_d
+            right_ok = ~right_free | (L[:, -1] <= c) | (
+                (sec_r < 0) & (L[:, -1] + sec_r * (B - X[:, -1]) <= c))
+        left_ok &= ~dead
+        right_ok &= ~dead
+        above = L >= c[:, None]
+        cnt = above.sum(axis=1)
+        res_ok = cnt >= int(0.6 * n)
+        ok = left_ok & right_ok & res_ok
+        if npass == _SOV_PASSES - 1:
+            ok[:] = True
+        if np.any(ok):
+            j = idx[ok]
+            sm = smooth(L[ok], lmax[ok]) | dead[ok]
+            pres[j[sm]] = integral(L[ok][sm], lmax[ok][sm], A[ok][sm], B[ok][sm])
+            sub_lmax[j] = lmax[ok] - 0.5 * B[ok] * B[ok]
+            if not np.all(sm):
+                nk = ~sm
+                kinked.append((j[nk], L[ok][nk], X[ok][nk], A[ok][nk], B[ok][nk]))
+            todo[j] = False
+        bad = ~ok
+        if not np.any(bad):
+            continue
+        # new windows for the failures
+        An, Bn = A.copy(), B.copy()
+        # parabola through the three outer nodes on each side: where the mode lies
+        # beyond the window (the end node is the largest), jump to its predicted level set
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g_l = 2.0 * ((L[:, 2] - L[:, 1]) / (X[:, 2] - X[:, 1]) - sec_l) / (X[:, 2] - X[:, 0])
+            g_r = 2.0 * (sec_r - (L[:, -2] - L[:, -3]) / (X[:, -2] - X[:, -3])) / (
+                X[:, -1] - X[:, -3])
+        curv_l = np.maximum(-np.where(np.isfinite(g_l), g_l, -1.0), 1.0)
+        curv_r = np.maximum(-np.where(np.isfinite(g_r), g_r, -1.0), 1.0)
+        ext_l = bad & ~left_ok & ~dead
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # slope at the end node from the parabola, then the distance to the level
+            d_l = sec_l + 0.5 * curv_l * (X[:, 1] - X[:, 0])
+            m_l = X[:, 0] + np.minimum(d_l, 0.0) / curv_l  # predicted mode (<= X0)
+            lm_l = L[:, 0] + np.where(d_l < 0, 0.5 * d_l * d_l / curv_l, 0.0)
+            reach_l = np.sqrt(2.0 * np.maximum(lm_l - c, 0.0) / curv_l)
+            # rigorous where the end still rises: secant bound; else the parabola, doubled
+            step_l = np.where(sec_l > 0, (L[:, 0] - c) / sec_l, 2.0 * (X[:, 0] - m_l + reach_l))
+        step_l = np.where(np.isfinite(step_l), step_l, 2.0 * W + rmax)
+        step_l = np.maximum(step_l, 0.0)
+        An = np.where(ext_l, np.maximum(lo_d, X[:, 0] - 1.1 * step_l - 0.01 * (W + step_l)
+                                        - 1e-12 * np.abs(X[:, 0])), An)
+        ext_r = bad & ~right_ok & ~dead
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_r = sec_r - 0.5 * curv_r * (X[:, -1] - X[:, -2])
+            m_r = X[:, -1] + np.maximum(d_r, 0.0) / curv_r
+            lm_r = L[:, -1] + np.where(d_r > 0, 0.5 * d_r * d_r / curv_r, 0.0)
+            reach_r = np.sqrt(2.0 * np.maximum(lm_r - c, 0.0) / curv_r)
+            step_r = np.where(sec_r < 0, (L[:, -1] - c) / -sec_r, 2.0 * (m_r - X[:, -1] + reach_r))
+        step_r = np.where(np.isfinite(step_r), step_r, 2.0 * W + rmax)
+        step_r = np.maximum(step_r, 0.0)
+        Bn = np.where(ext_r, np.minimum(hi_d, X[:, -1] + 1.1 * step_r + 0.01 * (W + step_r)
+                                        + 1e-12 * np.abs(X[:, -1])), Bn)
+        # both ends outside but too wide: shrink to the bracket of the level set
+        shrink = bad & left_ok & right_ok & ~res_ok
+        if np.any(shrink):
+            first = np.argmax(above, axis=1)
+            last = n - 1 - np.argmax(above[:, ::-1], axis=1)
+            xa = np.where(first > 0, X[ar, np.maximum(first - 1, 0)], A)
+            xb = np.where(last < n - 1, X[ar, np.minimum(last + 1, n - 1)], B)
+            An = np.where(shrink, xa, An)
+            Bn = np.where(shrink, xb, Bn)
+        # nothing finite seen: widen both ways
+        An = np.where(dead, np.maximum(lo_d, A - 2.0 * W - 1.0), An)
+        Bn = np.where(dead, np.minimum(hi_d, B + 2.0 * W + 1.0), Bn)
+        a[idx], b[idx] = An, np.maximum(Bn, An + 1e-300)
+
+    # windows whose log-integrand is not resolved: split around the kink, recursively
+    if kinked:
+        sub = np.concatenate([kk[0] for kk in kinked])
+        cuts = np.concatenate([split3(*kk[1:]) for kk in kinked])
+        for depth in range(_SOV_DEPTH):
+            p_sub = np.repeat(sub, 3)
+            p_a = cuts[:, :3].ravel()
+            p_b = cuts[:, 1:].ravel()
+            keep = p_b > p_a
+            p_sub, p_a, p_b = p_sub[keep], p_a[keep], p_b[keep]
+            if p_sub.size == 0:
+                break
+            L, X = evaluate(prow[p_sub], p_a, p_b)
+            lmax = L.max(axis=1)
+            val = integral(L, lmax, p_a, p_b)
+            negligible = (lmax - 0.5 * p_b * p_b) < sub_lmax[p_sub] - level - 20.0
+            done = negligible | smooth(L, lmax) | ~np.isfinite(lmax) | (depth == _SOV_DEPTH - 1)
+            np.logaddexp.at(pres, p_sub[done], val[done])
+            nd = ~done
+            if not np.any(nd):
+                break
+            sub = p_sub[nd]
+            cuts = split3(L[nd], X[nd], p_a[nd], p_b[nd])
+
+    # combine the pieces of each row (closed form and up to two integrals)
+    for part in (slice(0, sub_all.size), slice(sub_all.size, sub_all.size + sub_left.size),
+                 slice(sub_all.size + sub_left.size, prow.size)):
+        rr = prow[part]
+        res[rr] = np.logaddexp(res[rr], pres[part])
+    return res
+
+
+def _legendre_tail(n: int, m: int = 8) -> NDArray[np.float64]:
+    """Rows n-m..n-1 of the discrete Legendre transform at the n Gauss-Legendre nodes:
+    coefficient c_j = (2j+1)/2 sum_i w_i P_j(y_i) f(y_i) on [-1, 1]."""
+    x01, w01 = _gl01(n)
+    y, wy = 2.0 * x01 - 1.0, 2.0 * w01
+    P = np.zeros((n, n))
+    P[0] = 1.0
+    if n > 1:
+        P[1] = y
+    for j in range(2, n):
+        P[j] = ((2 * j - 1) * y * P[j - 1] - (j - 1) * P[j - 2]) / j
+    coef = (2 * np.arange(n) + 1)[:, None] / 2.0 * P * wy[None, :]
+    return coef[n - m:]
+
+
 def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
-    raise NotImplementedError("k = 3 orthant probabilities are not implemented yet")
+    """k = 3: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 3), R (N, 3, 3)."""
+    return _log_mvn_sov(np.asarray(h, dtype=np.float64), np.asarray(R, dtype=np.float64))
 
 
 def _log_qvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
-    raise NotImplementedError("k = 4 orthant probabilities are not implemented yet")
+    """k = 4: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 4), R (N, 4, 4)."""
+    return _log_mvn_sov(np.asarray(h, dtype=np.float64), np.asarray(R, dtype=np.float64))
+
+
+_log_mvn_cdf_k3 = _log_tvn
+_log_mvn_cdf_k4 = _log_qvn
