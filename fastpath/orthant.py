@@ -691,6 +691,202 @@ def _dominant_point(h: NDArray[np.float64], R: NDArray[np.float64]
     return mu, np.isfinite(best), nu0, var0
 
 
+def _adaptive_log_integral(
+    evaluate: Callable[[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]],
+                       tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]],
+    plo: NDArray[np.float64], phi: NDArray[np.float64], a: NDArray[np.float64],
+    b: NDArray[np.float64], n: int, level: float,
+) -> NDArray[np.float64]:
+    """log int_{plo}^{phi} e^{L(x)} dx for P unimodal (typically log-concave) integrands.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(p, A, B)`` for problem indices ``p`` (m,) and intervals [A, B] returns
+        ``(Lr, X, off)``: the log-integrand minus ``off`` (m, n) at the n Gauss-Legendre
+        nodes ``X`` (m, n) of [A, B], and ``off`` (m,) (a per-row constant kept apart so
+        that the node values stay exact, e.g. -B^2/2).
+    plo, phi : ndarray, shape (P,)
+        Domains (``plo`` may be -inf, ``phi`` may be +inf).
+    a, b : ndarray, shape (P,)
+        Initial windows inside the domains (modified in place).
+    n : int
+        Gauss-Legendre nodes per window / panel.
+    level : float
+        Window = where the integrand is within e^-level of its maximum.
+
+    Returns
+    -------
+    ndarray, shape (P,)
+
+    Notes
+    -----
+    Window passes: extend a free end while the integrand there (or the secant bound of a
+    concave log-integrand beyond it) is above the level, jumping to the level predicted by
+    a parabola through the three outer nodes when the mode lies beyond the window; shrink
+    to the bracket of the level set when fewer than 60% of the nodes lie above it. Then the
+    Legendre coefficients of degree n-8..n-1 of the log-integrand at the nodes must be at
+    rounding level; where not (a kink: inner correlation near +-1, near-collinear
+    variables), the window is split around the kink (or bisected) recursively.
+    """
+    _, w = _gl01(n)
+    tailT = _legendre_tail(n)
+    rmax = math.sqrt(2.0 * level)
+
+    def integral(L, lmax, A, B, off):
+        with np.errstate(divide="ignore"):
+            v = np.log(np.sum(w * np.exp(L - lmax[:, None]), axis=1) * (B - A))
+        return lmax + v + off
+
+    def smooth(L, lmax):
+        """Legendre tail of the log-integrand at the nodes: a kink (inner correlation near
+        +-1, a near-collinear variable) leaves it large, a smooth peak does not."""
+        lc = np.where(L > lmax[:, None] - 1e4, L, lmax[:, None] - 1e4)
+        tail = np.abs(lc @ tailT.T).max(axis=1)
+        scale = np.abs(lc).max(axis=1)
+        return tail <= 1e-13 + 256.0 * np.finfo(float).eps * scale
+
+    def split3(L, X, A, B):
+        """Three panels: around the node where the slope of L jumps when that jump stands
+        out (a kink: its panel is small, the others become smooth), else the two halves
+        (an under-resolved smooth peak) and an empty third."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sl = np.diff(L, axis=1) / np.diff(X, axis=1)
+            jump = np.abs(np.diff(sl, axis=1))
+        jump = np.where(np.isfinite(jump), jump, np.inf)
+        j = np.argmax(jump, axis=1) + 1
+        ar = np.arange(L.shape[0])
+        med = np.median(jump, axis=1)
+        kinky = jump[ar, j - 1] > 30.0 * med
+        xk = X[ar, j]
+        d = np.maximum(X[ar, j + 1] - xk, xk - X[ar, j - 1])
+        mid = 0.5 * (A + B)
+        c1 = np.where(kinky, np.maximum(A, xk - d), mid)
+        c2 = np.where(kinky, np.minimum(B, xk + d), mid)
+        return np.stack([A, c1, c2, B], axis=1)
+
+    pres = np.full(plo.size, -np.inf)
+    sub_lmax = np.full(plo.size, -np.inf)
+    todo = np.ones(plo.size, dtype=bool)
+    kinked = []  # (sub-problem, L, X, A, B)
+    for npass in range(_SOV_PASSES):
+        idx = np.flatnonzero(todo)
+        if idx.size == 0:
+            break
+        A, B = a[idx], b[idx]
+        W = B - A
+        L, X, off = evaluate(idx, A, B)
+        jmax = np.argmax(L, axis=1)
+        lmax = L[np.arange(idx.size), jmax]
+        c = lmax - level
+        dead = ~np.isfinite(lmax)
+        ar = np.arange(idx.size)
+        lo_d, hi_d = plo[idx], phi[idx]
+        # secants at the two ends: for concave L the secant line through the two outer
+        # nodes lies above L beyond them, so it bounds L at the window end
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sec_l = (L[:, 1] - L[:, 0]) / (X[:, 1] - X[:, 0])
+            sec_r = (L[:, -1] - L[:, -2]) / (X[:, -1] - X[:, -2])
+            left_free = A > lo_d
+            left_ok = ~left_free | (L[:, 0] <= c) | (
+                (sec_l > 0) & (L[:, 0] - sec_l * (X[:, 0] - A) <= c))
+            right_free = B < hi_d
+            right_ok = ~right_free | (L[:, -1] <= c) | (
+                (sec_r < 0) & (L[:, -1] + sec_r * (B - X[:, -1]) <= c))
+        left_ok &= ~dead
+        right_ok &= ~dead
+        above = L >= c[:, None]
+        cnt = above.sum(axis=1)
+        res_ok = cnt >= int(0.6 * n)
+        ok = left_ok & right_ok & res_ok
+        if npass == _SOV_PASSES - 1:
+            ok[:] = True
+        if np.any(ok):
+            j = idx[ok]
+            sm = smooth(L[ok], lmax[ok]) | dead[ok]
+            pres[j[sm]] = integral(L[ok][sm], lmax[ok][sm], A[ok][sm], B[ok][sm], off[ok][sm])
+            sub_lmax[j] = lmax[ok] + off[ok]
+            if not np.all(sm):
+                nk = ~sm
+                kinked.append((j[nk], L[ok][nk], X[ok][nk], A[ok][nk], B[ok][nk]))
+            todo[j] = False
+        bad = ~ok
+        if not np.any(bad):
+            continue
+        # new windows for the failures
+        An, Bn = A.copy(), B.copy()
+        # parabola through the three outer nodes on each side: where the mode lies
+        # beyond the window (the end node is the largest), jump to its predicted level set
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g_l = 2.0 * ((L[:, 2] - L[:, 1]) / (X[:, 2] - X[:, 1]) - sec_l) / (X[:, 2] - X[:, 0])
+            g_r = 2.0 * (sec_r - (L[:, -2] - L[:, -3]) / (X[:, -2] - X[:, -3])) / (
+                X[:, -1] - X[:, -3])
+        curv_l = np.maximum(-np.where(np.isfinite(g_l), g_l, -1.0), 1.0)
+        curv_r = np.maximum(-np.where(np.isfinite(g_r), g_r, -1.0), 1.0)
+        ext_l = bad & ~left_ok & ~dead
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # slope at the end node from the parabola, then the distance to the level
+            d_l = sec_l + 0.5 * curv_l * (X[:, 1] - X[:, 0])
+            m_l = X[:, 0] + np.minimum(d_l, 0.0) / curv_l  # predicted mode (<= X0)
+            lm_l = L[:, 0] + np.where(d_l < 0, 0.5 * d_l * d_l / curv_l, 0.0)
+            reach_l = np.sqrt(2.0 * np.maximum(lm_l - c, 0.0) / curv_l)
+            # rigorous where the end still rises: secant bound; else the parabola, doubled
+            step_l = np.where(sec_l > 0, (L[:, 0] - c) / sec_l, 2.0 * (X[:, 0] - m_l + reach_l))
+        step_l = np.where(np.isfinite(step_l), step_l, 2.0 * W + rmax)
+        step_l = np.maximum(step_l, 0.0)
+        An = np.where(ext_l, np.maximum(lo_d, X[:, 0] - 1.1 * step_l - 0.01 * (W + step_l)
+                                        - 1e-12 * np.abs(X[:, 0])), An)
+        ext_r = bad & ~right_ok & ~dead
+        with np.errstate(divide="ignore", invalid="ignore"):
+            d_r = sec_r - 0.5 * curv_r * (X[:, -1] - X[:, -2])
+            m_r = X[:, -1] + np.maximum(d_r, 0.0) / curv_r
+            lm_r = L[:, -1] + np.where(d_r > 0, 0.5 * d_r * d_r / curv_r, 0.0)
+            reach_r = np.sqrt(2.0 * np.maximum(lm_r - c, 0.0) / curv_r)
+            step_r = np.where(sec_r < 0, (L[:, -1] - c) / -sec_r, 2.0 * (m_r - X[:, -1] + reach_r))
+        step_r = np.where(np.isfinite(step_r), step_r, 2.0 * W + rmax)
+        step_r = np.maximum(step_r, 0.0)
+        Bn = np.where(ext_r, np.minimum(hi_d, X[:, -1] + 1.1 * step_r + 0.01 * (W + step_r)
+                                        + 1e-12 * np.abs(X[:, -1])), Bn)
+        # both ends outside but too wide: shrink to the bracket of the level set
+        shrink = bad & left_ok & right_ok & ~res_ok
+        if np.any(shrink):
+            first = np.argmax(above, axis=1)
+            last = n - 1 - np.argmax(above[:, ::-1], axis=1)
+            xa = np.where(first > 0, X[ar, np.maximum(first - 1, 0)], A)
+            xb = np.where(last < n - 1, X[ar, np.minimum(last + 1, n - 1)], B)
+            An = np.where(shrink, xa, An)
+            Bn = np.where(shrink, xb, Bn)
+        # nothing finite seen: widen both ways
+        An = np.where(dead, np.maximum(lo_d, A - 2.0 * W - 1.0), An)
+        Bn = np.where(dead, np.minimum(hi_d, B + 2.0 * W + 1.0), Bn)
+        a[idx], b[idx] = An, np.maximum(Bn, An + 1e-300)
+
+    # windows whose log-integrand is not resolved: split around the kink, recursively
+    if kinked:
+        sub = np.concatenate([kk[0] for kk in kinked])
+        cuts = np.concatenate([split3(*kk[1:]) for kk in kinked])
+        for depth in range(_SOV_DEPTH):
+            p_sub = np.repeat(sub, 3)
+            p_a = cuts[:, :3].ravel()
+            p_b = cuts[:, 1:].ravel()
+            keep = p_b > p_a
+            p_sub, p_a, p_b = p_sub[keep], p_a[keep], p_b[keep]
+            if p_sub.size == 0:
+                break
+            L, X, off = evaluate(p_sub, p_a, p_b)
+            lmax = L.max(axis=1)
+            val = integral(L, lmax, p_a, p_b, off)
+            negligible = (lmax + off) < sub_lmax[p_sub] - level - 20.0
+            done = negligible | smooth(L, lmax) | ~np.isfinite(lmax) | (depth == _SOV_DEPTH - 1)
+            np.logaddexp.at(pres, p_sub[done], val[done])
+            nd = ~done
+            if not np.any(nd):
+                break
+            sub = p_sub[nd]
+            cuts = split3(L[nd], X[nd], p_a[nd], p_b[nd])
+    return pres
+
+
 def _log_mvn_sov(h: NDArray[np.float64], R: NDArray[np.float64],
                  cond: int | None = None) -> NDArray[np.float64]:
     """k = 3, 4 by conditioning on one variable (rows of finite h; ``cond`` forces the
@@ -788,11 +984,11 @@ def _sov_chunk(h: NDArray[np.float64], R: NDArray[np.float64],
     a = np.where(above_, np.maximum(plo, phi - span), a)
     a = np.minimum(a, b - 1e-300)
 
-    x, w = _gl01(n)
-    tailT = _legendre_tail(n)
+    x, _ = _gl01(n)
 
-    def evaluate(rw, A, B):
-        """L (+ B^2/2) and nodes X at the GL nodes of [A, B] for the rows rw."""
+    def evaluate(p, A, B):
+        """log-integrand at the GL nodes of [A, B] for problems p: (L - off, nodes, off)."""
+        rw = prow[p]
         W = B - A
         # nodes as exact offsets y from the right end B (see _log_bvn_cond)
         y = W[:, None] * (1.0 - x)
@@ -804,160 +1000,10 @@ def _sov_chunk(h: NDArray[np.float64], R: NDArray[np.float64],
             li = _log_bvn(bt[:, 0], bt[:, 1], np.repeat(Rc[rw, 0, 1], n))
         else:
             li = _log_mvn_cdf_std(bt, np.repeat(Rc[rw], n, axis=0))
-        return (Bh * y - 0.5 * y * y) + li.reshape(rw.size, n), Bh - y
+        return ((Bh * y - 0.5 * y * y) + li.reshape(rw.size, n), Bh - y,
+                -0.5 * B * B - _LOG_SQRT_2PI)
 
-    def integral(L, lmax, A, B):
-        with np.errstate(divide="ignore"):
-            v = np.log(np.sum(w * np.exp(L - lmax[:, None]), axis=1) * (B - A))
-        return lmax + v - 0.5 * B * B - _LOG_SQRT_2PI
-
-    def smooth(L, lmax):
-        """Legendre tail of the log-integrand at the nodes: a kink (inner correlation near
-        +-1, a near-collinear variable) leaves it large, a smooth peak does not."""
-        lc = np.where(L > lmax[:, None] - 1e4, L, lmax[:, None] - 1e4)
-        tail = np.abs(lc @ tailT.T).max(axis=1)
-        scale = np.abs(lc).max(axis=1)
-        return tail <= 1e-13 + 256.0 * np.finfo(float).eps * scale
-
-    def split3(L, X, A, B):
-        """Three panels: around the node where the slope of L jumps when that jump stands
-        out (a kink: its panel is small, the others become smooth), else the two halves
-        (an under-resolved smooth peak) and an empty third."""
-        with np.errstate(invalid="ignore", divide="ignore"):
-            sl = np.diff(L, axis=1) / np.diff(X, axis=1)
-            jump = np.abs(np.diff(sl, axis=1))
-        jump = np.where(np.isfinite(jump), jump, np.inf)
-        j = np.argmax(jump, axis=1) + 1
-        ar = np.arange(L.shape[0])
-        med = np.median(jump, axis=1)
-        kinky = jump[ar, j - 1] > 30.0 * med
-        xk = X[ar, j]
-        d = np.maximum(X[ar, j + 1] - xk, xk - X[ar, j - 1])
-        mid = 0.5 * (A + B)
-        c1 = np.where(kinky, np.maximum(A, xk - d), mid)
-        c2 = np.where(kinky, np.minimum(B, xk + d), mid)
-        return np.stack([A, c1, c2, B], axis=1)
-
-    pres = np.full(prow.size, -np.inf)
-    sub_lmax = np.full(prow.size, -np.inf)
-    todo = np.ones(prow.size, dtype=bool)
-    kinked = []  # (sub-problem, L, X, A, B)
-    for npass in range(_SOV_PASSES):
-        idx = np.flatnonzero(todo)
-        if idx.size == 0:
-            break
-        rw = prow[idx]
-        A, B = a[idx], b[idx]
-        W = B - A
-        L, X = evaluate(rw, A, B)
-        jmax = np.argmax(L, axis=1)
-        lmax = L[np.arange(idx.size), jmax]
-        c = lmax - level
-        dead = ~np.isfinite(lmax)
-        ar = np.arange(idx.size)
-        lo_d, hi_d = plo[idx], phi[idx]
-        # secants at the two ends: for concave L the secant line through the two outer
-        # nodes lies above L beyond them, so it bounds L at the window end
-        with np.errstate(divide="ignore", invalid="ignore"):
-            sec_l = (L[:, 1] - L[:, 0]) / (X[:, 1] - X[:, 0])
-            sec_r = (L[:, -1] - L[:, -2]) / (X[:, -1] - X[:, -2])
-            left_free = A > lo_d
-            left_ok = ~left_free | (L[:, 0] <= c) | (
-                (sec_l > 0) & (L[:, 0] - sec_l * (X[:, 0] - A) <= c))
-            right_free = B < hi_d
-            right_ok = ~right_free | (L[:, -1] <= c) | (
-                (sec_r < 0) & (L[:, -1] + sec_r * (B - X[:, -1]) <= c))
-        left_ok &= ~dead
-        right_ok &= ~dead
-        above = L >= c[:, None]
-        cnt = above.sum(axis=1)
-        res_ok = cnt >= int(0.6 * n)
-        ok = left_ok & right_ok & res_ok
-        if npass == _SOV_PASSES - 1:
-            ok[:] = True
-        if np.any(ok):
-            j = idx[ok]
-            sm = smooth(L[ok], lmax[ok]) | dead[ok]
-            pres[j[sm]] = integral(L[ok][sm], lmax[ok][sm], A[ok][sm], B[ok][sm])
-            sub_lmax[j] = lmax[ok] - 0.5 * B[ok] * B[ok]
-            if not np.all(sm):
-                nk = ~sm
-                kinked.append((j[nk], L[ok][nk], X[ok][nk], A[ok][nk], B[ok][nk]))
-            todo[j] = False
-        bad = ~ok
-        if not np.any(bad):
-            continue
-        # new windows for the failures
-        An, Bn = A.copy(), B.copy()
-        # parabola through the three outer nodes on each side: where the mode lies
-        # beyond the window (the end node is the largest), jump to its predicted level set
-        with np.errstate(divide="ignore", invalid="ignore"):
-            g_l = 2.0 * ((L[:, 2] - L[:, 1]) / (X[:, 2] - X[:, 1]) - sec_l) / (X[:, 2] - X[:, 0])
-            g_r = 2.0 * (sec_r - (L[:, -2] - L[:, -3]) / (X[:, -2] - X[:, -3])) / (
-                X[:, -1] - X[:, -3])
-        curv_l = np.maximum(-np.where(np.isfinite(g_l), g_l, -1.0), 1.0)
-        curv_r = np.maximum(-np.where(np.isfinite(g_r), g_r, -1.0), 1.0)
-        ext_l = bad & ~left_ok & ~dead
-        with np.errstate(divide="ignore", invalid="ignore"):
-            # slope at the end node from the parabola, then the distance to the level
-            d_l = sec_l + 0.5 * curv_l * (X[:, 1] - X[:, 0])
-            m_l = X[:, 0] + np.minimum(d_l, 0.0) / curv_l  # predicted mode (<= X0)
-            lm_l = L[:, 0] + np.where(d_l < 0, 0.5 * d_l * d_l / curv_l, 0.0)
-            reach_l = np.sqrt(2.0 * np.maximum(lm_l - c, 0.0) / curv_l)
-            # rigorous where the end still rises: secant bound; else the parabola, doubled
-            step_l = np.where(sec_l > 0, (L[:, 0] - c) / sec_l, 2.0 * (X[:, 0] - m_l + reach_l))
-        step_l = np.where(np.isfinite(step_l), step_l, 2.0 * W + rmax)
-        step_l = np.maximum(step_l, 0.0)
-        An = np.where(ext_l, np.maximum(lo_d, X[:, 0] - 1.1 * step_l - 0.01 * (W + step_l)
-                                        - 1e-12 * np.abs(X[:, 0])), An)
-        ext_r = bad & ~right_ok & ~dead
-        with np.errstate(divide="ignore", invalid="ignore"):
-            d_r = sec_r - 0.5 * curv_r * (X[:, -1] - X[:, -2])
-            m_r = X[:, -1] + np.maximum(d_r, 0.0) / curv_r
-            lm_r = L[:, -1] + np.where(d_r > 0, 0.5 * d_r * d_r / curv_r, 0.0)
-            reach_r = np.sqrt(2.0 * np.maximum(lm_r - c, 0.0) / curv_r)
-            step_r = np.where(sec_r < 0, (L[:, -1] - c) / -sec_r, 2.0 * (m_r - X[:, -1] + reach_r))
-        step_r = np.where(np.isfinite(step_r), step_r, 2.0 * W + rmax)
-        step_r = np.maximum(step_r, 0.0)
-        Bn = np.where(ext_r, np.minimum(hi_d, X[:, -1] + 1.1 * step_r + 0.01 * (W + step_r)
-                                        + 1e-12 * np.abs(X[:, -1])), Bn)
-        # both ends outside but too wide: shrink to the bracket of the level set
-        shrink = bad & left_ok & right_ok & ~res_ok
-        if np.any(shrink):
-            first = np.argmax(above, axis=1)
-            last = n - 1 - np.argmax(above[:, ::-1], axis=1)
-            xa = np.where(first > 0, X[ar, np.maximum(first - 1, 0)], A)
-            xb = np.where(last < n - 1, X[ar, np.minimum(last + 1, n - 1)], B)
-            An = np.where(shrink, xa, An)
-            Bn = np.where(shrink, xb, Bn)
-        # nothing finite seen: widen both ways
-        An = np.where(dead, np.maximum(lo_d, A - 2.0 * W - 1.0), An)
-        Bn = np.where(dead, np.minimum(hi_d, B + 2.0 * W + 1.0), Bn)
-        a[idx], b[idx] = An, np.maximum(Bn, An + 1e-300)
-
-    # windows whose log-integrand is not resolved: split around the kink, recursively
-    if kinked:
-        sub = np.concatenate([kk[0] for kk in kinked])
-        cuts = np.concatenate([split3(*kk[1:]) for kk in kinked])
-        for depth in range(_SOV_DEPTH):
-            p_sub = np.repeat(sub, 3)
-            p_a = cuts[:, :3].ravel()
-            p_b = cuts[:, 1:].ravel()
-            keep = p_b > p_a
-            p_sub, p_a, p_b = p_sub[keep], p_a[keep], p_b[keep]
-            if p_sub.size == 0:
-                break
-            L, X = evaluate(prow[p_sub], p_a, p_b)
-            lmax = L.max(axis=1)
-            val = integral(L, lmax, p_a, p_b)
-            negligible = (lmax - 0.5 * p_b * p_b) < sub_lmax[p_sub] - level - 20.0
-            done = negligible | smooth(L, lmax) | ~np.isfinite(lmax) | (depth == _SOV_DEPTH - 1)
-            np.logaddexp.at(pres, p_sub[done], val[done])
-            nd = ~done
-            if not np.any(nd):
-                break
-            sub = p_sub[nd]
-            cuts = split3(L[nd], X[nd], p_a[nd], p_b[nd])
+    pres = _adaptive_log_integral(evaluate, plo, phi, a, b, n, level)
 
     # combine the pieces of each row (closed form and up to two integrals)
     for part in (slice(0, sub_all.size), slice(sub_all.size, sub_all.size + sub_left.size),
