@@ -258,6 +258,19 @@ class PolyhedronCones:
         S = self.dim
         return lm.reshape(batch), mP.reshape(batch + (S,)), M2P.reshape(batch + (S, S))
 
+    def truncated_central_moments(self, mean: ArrayLike, cov: ArrayLike
+                                  ) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                             NDArray[np.float64]]:
+        """(log m0 (...), E[z | z in P] - mean (..., S), E[(z - mean)(z - mean)^T | z in P] (..., S, S)).
+
+        Moments about the Gaussian's own mean, as the kernel computes them: unlike
+        ``E[z z^T | P] - E[z|P] E[z|P]^T`` they do not cancel against ``|mean|^2`` (use them
+        for truncated covariances far from the origin). Empty P: (-inf, 0, 0).
+        """
+        _, _, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
+        S = self.dim
+        return lm.reshape(batch), dm.reshape(batch + (S,)), C2.reshape(batch + (S, S))
+
     def moments(self, mean: ArrayLike, cov: ArrayLike
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """(m0 (...), m1 (..., S), M2 (..., S, S)): the Gaussian integrals of 1, z, z z^T over P."""
@@ -352,6 +365,20 @@ class ConeBatch:
         R, S = len(self.cones), self.dim
         return (lm.reshape(batch + (R,)), mP.reshape(batch + (R, S)),
                 M2P.reshape(batch + (R, S, S)))
+
+    def truncated_central_moments(self, mean: ArrayLike, cov: ArrayLike
+                                  ) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                             NDArray[np.float64]]:
+        """(log m0 (..., R), E[z|P_r] - mean (..., R, S), E[(z - mean)(z - mean)^T | P_r] (..., R, S, S)).
+
+        Moments about each Gaussian's own mean (no cancellation against ``|mean|^2``; see
+        :meth:`PolyhedronCones.truncated_central_moments`). Shapes as in
+        :meth:`truncated_moments`.
+        """
+        _, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
+        R, S = len(self.cones), self.dim
+        return (lm.reshape(batch + (R,)), dm.reshape(batch + (R, S)),
+                C2.reshape(batch + (R, S, S)))
 
 
 # --------------------------------------------------------------------------- functions
