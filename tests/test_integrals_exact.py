@@ -439,6 +439,14 @@ def test_registered_checks_pass_quick(name):
     assert res.passed, str(res)
 
 
+def test_exact_checks_on_the_regions_of_a_net():
+    from verified_dgn import DGN
+    net = DGN.random((2, 5, 2), activation="relu", seed=1)
+    for name in ("Lemma 4", "Triangulation"):
+        res = registry()[name][1](net=net, quick=True, seed=0)
+        assert res.passed, str(res)
+
+
 def test_moments_check_on_a_given_net():
     from verified_dgn import DGN
     net = DGN.random((1, 6, 6, 2), activation="leaky_relu", seed=3)

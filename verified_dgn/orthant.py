@@ -10,11 +10,14 @@ Lemma 4): every term of the inclusion-exclusion is such an orthant.
 
 Accuracy is *relative*: the values are used in log space by the marginal p(x) and reach
 1e-300 and far below. Every one-dimensional integral below has an integrand of one sign and
-is computed with a tanh-sinh rule whose stopping test is relative to the integral itself
-(mpmath's own ``quad`` stops on an absolute error, which accepts garbage for tiny
-integrals). Where a formula subtracts (the Plackett path with a negative correlation
-increment), the digits lost are measured and the evaluation is repeated at a precision
-raised by that many digits.
+is computed piecewise (cut at the mode and at fast transitions) by Gauss-Legendre rules of
+12..96 points, with tanh-sinh and bisection as fall-backs, under a stopping test relative to
+the integral itself (mpmath's own ``quad`` stops on an absolute error, which accepts garbage
+for tiny integrals). Where a formula subtracts (a Plackett path with a negative
+correlation increment), the digits lost are measured (sum of the absolute values of the
+terms over the result) and the evaluation is repeated at a precision raised by that many
+digits. Working precision: the digits requested plus 8 guard digits, rounded up to a
+multiple of 8 (so that cached quadrature nodes are reused).
 
 Formulas (``Phi`` the standard normal cdf, ``h`` the standardised bounds, ``R`` the
 correlation matrix; infinite bounds are dropped (``+inf``) or give 0 (``-inf``) first):
@@ -24,17 +27,23 @@ correlation matrix; infinite bounds are dropped (``+inf``) or give 0 (``-inf``) 
   exp(-(h1^2 + h2^2 - 2 h1 h2 sin t) / (2 cos^2 t)) dt`` (both terms positive).
   ``rho < 0``: the same formula when it loses at most two digits, otherwise the
   conditioning integral ``int_{-inf}^{h1} phi(x) Phi((h2 - rho x)/sqrt(1 - rho^2)) dx``.
-* ``k = 3``: a Plackett-type 1-D integral. With ``i`` the variable of largest partial
-  correlation ``rho_{jk.i}``, the reference correlation ``R0`` equals ``R`` except
-  ``r0_jk = r_ij r_ik`` (``Y_j, Y_k`` independent given ``Y_i``), so
-  ``Phi_3(h; R0) = int_{-inf}^{h_i} phi(x) Phi(u_j(x)) Phi(u_k(x)) dx``, and along the
-  segment from ``R0`` to ``R`` Plackett's identity ``dPhi_3/dr_jk = phi_2(h_j, h_k; r_jk)
-  Phi(conditional bound of Y_i)`` gives (with ``r_jk = sin t``)
+* ``k = 3``: Plackett-type 1-D integrals. When no term can subtract much (all correlations
+  ``>= 0``, or a central orthant, checked a posteriori) the path from the identity:
+  ``Phi_3 = prod Phi(h_i) + sum_{i<j} (1/2pi) int_0^{asin r_ij} exp(-(h_i^2 + h_j^2 -
+  2 h_i h_j sin t)/(2 cos^2 t)) Phi(u_k(t)) dt`` (one ``Phi`` per node). Otherwise the path
+  from a star reference: with ``i`` the variable of largest partial correlation
+  ``rho_{jk.i}``, ``R0`` equals ``R`` except ``r0_jk = r_ij r_ik`` (``Y_j, Y_k`` independent
+  given ``Y_i``), so ``Phi_3(h; R0) = int_{-inf}^{h_i} phi(x) Phi(u_j(x)) Phi(u_k(x)) dx``,
+  and along the segment from ``R0`` to ``R`` Plackett's identity ``dPhi_3/dr_jk =
+  phi_2(h_j, h_k; r_jk) Phi(conditional bound of Y_i)`` gives (with ``r_jk = sin t``)
   ``Phi_3(h; R) = Phi_3(h; R0) + (1/2pi) int_{asin r0_jk}^{asin r_jk}
   exp(-(h_j^2 + h_k^2 - 2 h_j h_k sin t)/(2 cos^2 t)) Phi(u_i(t)) dt``.
-* ``k = 4``: conditioning on the variable with the smallest bound,
-  ``Phi_4 = int_{-inf}^{h_i} phi(x) Phi_3(conditional bounds(x); conditional R) dx``
-  (nested; slow, about seconds).
+* ``k = 4``: the Plackett path from the star reference of the variable ``i`` whose
+  partial correlations are largest: ``Phi_4(h; R0) = int phi(x) prod_j Phi(u_j(x)) dx``
+  plus, for each of the three other pairs, ``(r_jk - r0_jk) int_0^1 phi_2(h_j, h_k;
+  r_jk(t)) Phi_2(conditional) dt`` (nested: about a second). An independent slow version
+  (conditioning on one variable, nested ``Phi_3``) is kept as ``_phi4_conditioning`` for
+  the tests.
 
 The conditioning integrands are ``exp`` of a function that is concave (Prekopa) minus
 ``x^2/2``, i.e. strongly log-concave with modulus 1. That gives rigorous truncation of the
