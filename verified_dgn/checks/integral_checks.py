@@ -434,6 +434,19 @@ def check_moments(net: DGN | None = None, quick: bool = True, seed: int = 0,
         tnet = DGN.random((2, 4, 2) if quick else (2, 6, 6, 2), activation="relu", seed=seed)
     else:
         tnet = net
+    # the digit claim confirmed by recomputing at dps + 15 (a 2-D polygon whose Lemma 4 sum
+    # cancels ~10 digits, and an unbounded one)
+    confirm = 0.0
+    for C, d, mu in [(np.array([[-1.0, 0], [0, -1], [1, 1]]), np.array([0.0, 0, 1]), [4.0, -3.0]),
+                     (np.array([[-1.0, 0.5], [0.25, -1]]), np.array([0.0, 1.0]), [-0.5, 0.2])]:
+        cov = [[1.0, 0.3], [0.3, 0.6]]
+        lo = gaussian_moments(C, d, mu, cov, dps=dps)
+        hi = gaussian_moments(C, d, mu, cov, dps=dps + 15)
+        confirm = max(confirm, moment_discrepancy(lo, hi))
+        n += 1
+    worst = max(worst, confirm)
+    parts.append("2 polygons recomputed at dps + 15")
+
     # tiling identity: the regions of a net integrate N(0, I) to (1, 0, I)
     from ..exact_partition import partition
 
@@ -466,4 +479,5 @@ def check_moments(net: DGN | None = None, quick: bool = True, seed: int = 0,
     return CheckResult(
         name="Moments", statement="gaussian_moments vs closed forms and the tiling identity",
         passed=passed, measured="; ".join(parts) + f" (dps={dps})",
-        residual=worst, digits=digits_from_residual(worst))
+        residual=worst, digits=digits_from_residual(worst),
+        details={"largest change at dps+15": f"{confirm:.3g}"})
