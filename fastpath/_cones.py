@@ -35,6 +35,7 @@ which the Gaussian is N(0, I):
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -53,6 +54,9 @@ _SQRT2 = math.sqrt(2.0)
 _GENERIC_WEIGHT = 1e-7
 #: |c.u| below this fraction of |c||u| means c is not generic enough for an edge
 _GENERIC_MARGIN = 1e-12
+#: log of the fraction of the terms' magnitude that may cancel in m0 before the fallback
+#: (e^30 ~ 1e13: the result would keep fewer than ~3 digits)
+_MAX_LOG_CANCEL = 30.0
 #: target number of (Gaussian, cone) pairs processed per vectorised chunk
 _CHUNK_PAIRS = 65536
 
@@ -293,15 +297,67 @@ class ConeTable:
         if direction not in ("nearest", "generic"):
             raise ValueError(f"direction must be 'nearest' or 'generic', got {direction!r}")
         if N <= per:
-            return self._evaluate(mean, chol, moments, direction)
+            return self._guarded(mean, chol, moments, direction)
         outs = []
         for a in range(0, N, per):
             b = min(N, a + per)
             ch = chol if chol.shape[0] == 1 else chol[a:b]
-            outs.append(self._evaluate(mean[a:b], ch, moments, direction))
+            outs.append(self._guarded(mean[a:b], ch, moments, direction))
         cat = [np.concatenate([o[i] for o in outs]) if outs[0][i] is not None else None
                for i in range(4)]
         return cat[0], cat[1], cat[2], cat[3]
+
+    def _guarded(self, mean, chol, moments, direction):
+        """:meth:`_evaluate`, with a fallback where the signed sum cancelled catastrophically.
+
+        Where more than ``_MAX_LOG_CANCEL`` of the terms' magnitude cancelled (or the sum is
+        not positive), the other direction is tried and the better result kept. Should both
+        fail, the result is the limit of a point mass at the nearest point of P, with log m0
+        set from the rounding level of the terms, and a RuntimeWarning is issued: the answer
+        is then no better than the float64 terms allow (never NaN).
+        """
+        out = self._evaluate(mean, chol, moments, direction)
+        lc = out[3]
+        bad = ~(lc <= _MAX_LOG_CANCEL)
+        if direction != "nearest" or not np.any(bad):
+            return out
+        rows = np.flatnonzero(np.any(bad, axis=1))
+        ch = chol if chol.shape[0] == 1 else chol[rows]
+        alt = self._evaluate(mean[rows], ch, moments, "generic")
+        use = ~(out[3][rows] <= alt[3]) & (alt[3] <= _MAX_LOG_CANCEL)
+        res = [None if o is None else o.copy() for o in out]
+        for i in range(4):
+            if res[i] is None:
+                continue
+            sub = res[i][rows]
+            u = use.reshape(use.shape + (1,) * (sub.ndim - 2))
+            res[i][rows] = np.where(u, alt[i], sub)
+        still = ~(res[3] <= _MAX_LOG_CANCEL)
+        if np.any(still):
+            warnings.warn(
+                f"{int(still.sum())} Gaussian integral(s) lost all digits to cancellation "
+                "(an extremely thin polyhedron, or orthant values without relative accuracy); "
+                "returned the limit of a point mass at the nearest point", RuntimeWarning,
+                stacklevel=4)
+            fix = self._point_mass(mean, chol, moments)
+            for i in range(3):
+                if res[i] is None:
+                    continue
+                u = still.reshape(still.shape + (1,) * (res[i].ndim - 2))
+                res[i] = np.where(u, fix[i], res[i])
+        return res[0], res[1], res[2], res[3]
+
+    def _point_mass(self, mean, chol, moments):
+        """Fallback: log of the largest cone term times eps, mass at the nearest point."""
+        Uinv = np.linalg.inv(chol)
+        xstar, _ = self._nearest_points(mean, chol, Uinv)
+        d2 = np.sum(xstar * xstar, axis=-1)
+        s = self.dim
+        log_m0 = -0.5 * d2 - s * _LOG_SQRT_2PI + math.log(np.finfo(float).eps)
+        if not moments:
+            return log_m0, None, None
+        dm = (chol @ xstar[..., None])[..., 0]
+        return log_m0, dm, dm[..., :, None] * dm[..., None, :]
 
     def _nearest_points(self, mean: NDArray[np.float64], chol: NDArray[np.float64],
                         Uinv: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

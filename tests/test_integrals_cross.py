@@ -101,11 +101,13 @@ def tol_log(lref: float) -> float:
 
 
 def tol_mom(lref: float) -> float:
-    """1e-10 (issue target) where m0 >= 1e-20; in the tails eps-level errors of log-space
-    ratios grow like |log m0| (mean) and |log m0| more after scaling by the second moment."""
+    """1e-10 (issue target) where m0 >= 1e-20. In the tails every moment is a ratio
+    exp(log term - log m0) of float log terms of size |log m0|, relatively accurate to
+    ~eps |log m0|; E[(z - mean)(z - mean)^T|P] is ~|log m0| cov there, so the second moment
+    relative to the cov scale is off by ~eps |log m0|^2: 1e-15 |log m0|^2 (4.5 eps) allowed."""
     if lref >= math.log(1e-20):
         return 1e-10
-    return max(1e-10, 2e-16 * lref * lref)
+    return max(1e-10, 1e-15 * lref * lref)
 
 
 # --------------------------------------------------------------------------- quick (CI)
