@@ -635,6 +635,10 @@ _SOV_PASSES = 10
 _SOV_CHUNK = {3: 1024, 4: 128}
 #: recursion depth of the panel splitting around kinks
 _SOV_DEPTH = 14
+#: open panels per problem in one level of the splitting
+_SOV_MAX_PANELS = 8
+#: agreement (log units) of a refined panel sum with its parent that accepts the sum
+_REFINE_TOL = 5e-14
 
 
 def _dominant_point(h: NDArray[np.float64], R: NDArray[np.float64]
@@ -732,15 +736,24 @@ def _adaptive_log_integral(
     _, w = _gl01(n)
     tailT = _legendre_tail(n)
     rmax = math.sqrt(2.0 * level)
+    user_evaluate = evaluate
+
+    def evaluate(p, A, B):
+        L, X, off = user_evaluate(p, A, B)
+        return np.where(np.isnan(L), -np.inf, L), X, off
 
     def integral(L, lmax, A, B, off):
-        with np.errstate(divide="ignore"):
-            v = np.log(np.sum(w * np.exp(L - lmax[:, None]), axis=1) * (B - A))
-        return lmax + v + off
+        fin = np.isfinite(lmax)
+        lm = np.where(fin, lmax, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.log(np.sum(w * np.exp(L - lm[:, None]), axis=1) * (B - A))
+        return np.where(fin, lm + v + off, -np.inf)
 
     def smooth(L, lmax):
-        """Legendre tail of the log-integrand at the nodes: a kink (inner correlation near
-        +-1, a near-collinear variable) leaves it large, a smooth peak does not."""
+        """Whether the log-integrand is resolved: its Legendre coefficients of degree
+        n-8..n-1 at the nodes are at rounding level. A kink (inner correlation near +-1,
+        a near-collinear variable) leaves them large; so does a smooth peak that is merely
+        under-resolved, which the parent/children comparison below then accepts."""
         lc = np.where(L > lmax[:, None] - 1e4, L, lmax[:, None] - 1e4)
         tail = np.abs(lc @ tailT.T).max(axis=1)
         scale = np.abs(lc).max(axis=1)
@@ -797,7 +810,13 @@ def _adaptive_log_integral(
         right_ok &= ~dead
         above = L >= c[:, None]
         cnt = above.sum(axis=1)
-        res_ok = cnt >= int(0.6 * n)
+        first = np.argmax(above, axis=1)
+        last = n - 1 - np.argmax(above[:, ::-1], axis=1)
+        # resolution: most nodes above the level, and no long stretch below it at an end
+        # (a steep tail there costs nodes and, being far from polynomial, accuracy)
+        frac_l = (X[np.arange(idx.size), first] - A) / W
+        frac_r = (B - X[np.arange(idx.size), last]) / W
+        res_ok = (cnt >= int(0.6 * n)) & (frac_l <= 0.15) & (frac_r <= 0.15)
         ok = left_ok & right_ok & res_ok
         if npass == _SOV_PASSES - 1:
             ok[:] = True
@@ -808,7 +827,9 @@ def _adaptive_log_integral(
             sub_lmax[j] = lmax[ok] + off[ok]
             if not np.all(sm):
                 nk = ~sm
-                kinked.append((j[nk], L[ok][nk], X[ok][nk], A[ok][nk], B[ok][nk]))
+                kinked.append((j[nk], integral(L[ok][nk], lmax[ok][nk], A[ok][nk], B[ok][nk],
+                                               off[ok][nk]),
+                               L[ok][nk], X[ok][nk], A[ok][nk], B[ok][nk]))
             todo[j] = False
         bad = ~ok
         if not np.any(bad):
@@ -850,8 +871,6 @@ def _adaptive_log_integral(
         # both ends outside but too wide: shrink to the bracket of the level set
         shrink = bad & left_ok & right_ok & ~res_ok
         if np.any(shrink):
-            first = np.argmax(above, axis=1)
-            last = n - 1 - np.argmax(above[:, ::-1], axis=1)
             xa = np.where(first > 0, X[ar, np.maximum(first - 1, 0)], A)
             xb = np.where(last < n - 1, X[ar, np.minimum(last + 1, n - 1)], B)
             An = np.where(shrink, xa, An)
@@ -861,29 +880,52 @@ def _adaptive_log_integral(
         Bn = np.where(dead, np.minimum(hi_d, B + 2.0 * W + 1.0), Bn)
         a[idx], b[idx] = An, np.maximum(Bn, An + 1e-300)
 
-    # windows whose log-integrand is not resolved: split around the kink, recursively
+    # windows whose log-integrand is not resolved: adaptive refinement. Each parent is
+    # split (around its kink, or in halves); where the children's sum agrees with the
+    # parent to _REFINE_TOL the children's (far smaller) error is accepted, otherwise the
+    # children that are not resolved themselves become parents.
     if kinked:
-        sub = np.concatenate([kk[0] for kk in kinked])
-        cuts = np.concatenate([split3(*kk[1:]) for kk in kinked])
+        par_sub = np.concatenate([kk[0] for kk in kinked])
+        par_val = np.concatenate([kk[1] for kk in kinked])
+        cuts = np.concatenate([split3(*kk[2:]) for kk in kinked])
         for depth in range(_SOV_DEPTH):
-            p_sub = np.repeat(sub, 3)
-            p_a = cuts[:, :3].ravel()
-            p_b = cuts[:, 1:].ravel()
-            keep = p_b > p_a
-            p_sub, p_a, p_b = p_sub[keep], p_a[keep], p_b[keep]
-            if p_sub.size == 0:
-                break
-            L, X, off = evaluate(p_sub, p_a, p_b)
+            m = par_sub.size
+            c_par = np.repeat(np.arange(m), 3)
+            c_a = cuts[:, :3].ravel()
+            c_b = cuts[:, 1:].ravel()
+            keep = c_b > c_a
+            c_par, c_a, c_b = c_par[keep], c_a[keep], c_b[keep]
+            c_sub = par_sub[c_par]
+            L, X, off = evaluate(c_sub, c_a, c_b)
             lmax = L.max(axis=1)
-            val = integral(L, lmax, p_a, p_b, off)
-            negligible = (lmax + off) < sub_lmax[p_sub] - level - 20.0
-            done = negligible | smooth(L, lmax) | ~np.isfinite(lmax) | (depth == _SOV_DEPTH - 1)
-            np.logaddexp.at(pres, p_sub[done], val[done])
-            nd = ~done
-            if not np.any(nd):
+            val = integral(L, lmax, c_a, c_b, off)
+            tot = np.full(m, -np.inf)
+            np.logaddexp.at(tot, c_par, val)
+            with np.errstate(invalid="ignore"):
+                agree = (np.abs(tot - par_val) <= _REFINE_TOL * np.maximum(1.0, np.abs(tot))) | (
+                    ~np.isfinite(tot) & ~np.isfinite(par_val))
+            last = depth == _SOV_DEPTH - 1
+            if last:
+                agree[:] = True
+            np.logaddexp.at(pres, par_sub[agree], tot[agree])
+            open_ = ~agree[c_par]
+            negligible = (lmax + off) < sub_lmax[c_sub] - level - 20.0
+            fine = open_ & (negligible | ~np.isfinite(lmax) | smooth(L, lmax))
+            np.logaddexp.at(pres, c_sub[fine], val[fine])
+            nxt = open_ & ~fine
+            if not np.any(nxt):
                 break
-            sub = p_sub[nd]
-            cuts = split3(L[nd], X[nd], p_a[nd], p_b[nd])
+            # bound the work (an integrand that is not resolved after _SOV_MAX_PANELS open
+            # panels per problem is accepted as it is)
+            cnt_open = np.bincount(c_sub[nxt], minlength=plo.size)
+            over = nxt & (cnt_open[c_sub] > _SOV_MAX_PANELS)
+            if np.any(over):
+                np.logaddexp.at(pres, c_sub[over], val[over])
+                nxt &= ~over
+                if not np.any(nxt):
+                    break
+            par_sub, par_val = c_sub[nxt], val[nxt]
+            cuts = split3(L[nxt], X[nxt], c_a[nxt], c_b[nxt])
     return pres
 
 
@@ -1029,8 +1071,226 @@ def _legendre_tail(n: int, m: int = 8) -> NDArray[np.float64]:
 
 
 def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
-    """k = 3: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 3), R (N, 3, 3)."""
-    return _log_mvn_sov(np.asarray(h, dtype=np.float64), np.asarray(R, dtype=np.float64))
+    """k = 3: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 3), R (N, 3, 3).
+
+    Fast path (:func:`_log_tvn_plackett`); rows with a correlation within 1e-9 of +-1 go
+    to the conditioning integral with the bivariate kernel inside (:func:`_log_mvn_sov`).
+    """
+    h = np.asarray(h, dtype=np.float64)
+    R = np.asarray(R, dtype=np.float64)
+    off = np.abs(R[:, [0, 0, 1], [1, 2, 2]])
+    degen = (off > 1.0 - 1e-9).any(axis=1)
+    out = np.empty(h.shape[0])
+    fast = np.flatnonzero(~degen)
+    for sl in _chunks(fast.size, 4096):
+        out[fast[sl]] = _log_tvn_plackett(h[fast[sl]], R[fast[sl]])
+    if np.any(degen):
+        out[degen] = _log_mvn_sov(h[degen], R[degen])
+    return out
+
+
+#: Gauss-Legendre nodes / window level of the two 1-D integrals of the k = 3 fast path
+_TVN_NODES = 40
+_TVN_LEVEL = 36.0
+
+
+def _log_tvn_plackett(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
+    """k = 3 as a base probability plus a Plackett integral, both with positive terms.
+
+    With i the conditioning variable, j, k the others, s_m = sqrt(1 - r_im^2),
+    beta_m(x) = (h_m - r_im x)/s_m and c = rho_{jk.i} the partial correlation:
+
+        c >= 0:  P = int_{-inf}^{h_i} phi(x) Phi(beta_j) Phi(beta_k) dx
+                     + int_{r_ij r_ik}^{r_jk} phi_2(h_j, h_k; r) Phi(u_i(r)) dr
+        c <  0:  P = int phi(x) [Phi(beta_j) + Phi(beta_k) - 1]_+ dx
+                     + int_{r_ij r_ik - s_j s_k}^{r_jk} phi_2(h_j, h_k; r) Phi(u_i(r)) dr
+
+    The base is the probability at the correlation r_jk where Y_j, Y_k are independent
+    (c = 0) or perfectly anti-correlated (c = -1) given Y_i; the second term is Plackett's
+    identity dP/dr_jk = phi_2(h_j, h_k; r_jk) Phi(u_i), u_i the standardised bound of Y_i
+    given Y_j = h_j, Y_k = h_k. Both integrands have elementary nodes (log_ndtr, exp); the
+    Plackett integral uses the Gaussianising variable of the bivariate kernel (u, with
+    r = (1 - t^2)/(1 + t^2), u = sqrt(C) t - sqrt(A)/t). Both are done by
+    :func:`_adaptive_log_integral`. i: a variable with c >= 0 if there is one, the least
+    correlated with the others among those.
+    """
+    N = h.shape[0]
+    rows = np.arange(N)
+    n, level = _TVN_NODES, _TVN_LEVEL
+    r01, r02, r12 = R[:, 0, 1], R[:, 0, 2], R[:, 1, 2]
+    rr = np.stack([np.stack([r01, r02, r12], 1), np.stack([r01, r12, r02], 1),
+                   np.stack([r02, r12, r01], 1)], 1)  # per i: (r_ij, r_ik, r_jk)
+    sj = np.sqrt((1.0 - rr[..., 0]) * (1.0 + rr[..., 0]))
+    sk = np.sqrt((1.0 - rr[..., 1]) * (1.0 + rr[..., 1]))
+    pc = (rr[..., 2] - rr[..., 0] * rr[..., 1]) / (sj * sk)  # partial correlations (N, 3)
+    score = np.maximum(np.abs(rr[..., 0]), np.abs(rr[..., 1])) + np.where(pc >= 0, 0.0, 10.0)
+    i = np.argmin(score, axis=1)
+    jk = np.array([[1, 2], [0, 2], [0, 1]])[i]
+    hi_ = h[rows, i]
+    hj, hk = h[rows, jk[:, 0]], h[rows, jk[:, 1]]
+    rij, rik, rjk = rr[rows, i, 0], rr[rows, i, 1], rr[rows, i, 2]
+    s_j, s_k, c = sj[rows, i], sk[rows, i], pc[rows, i]
+    anti = c < 0  # base at c = -1
+
+    # ---------------------------------------------------------------- base integral
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e_j = (hj - _Z_FLAT * s_j) / rij
+        e_k = (hk - _Z_FLAT * s_k) / rik
+    f_hi = np.minimum(np.minimum(np.where(rij > 0, e_j, np.inf), np.where(rik > 0, e_k, np.inf)),
+                      hi_)
+    f_lo = np.maximum(np.where(rij < 0, e_j, -np.inf), np.where(rik < 0, e_k, -np.inf))
+    never = ((rij == 0) & (hj < _Z_FLAT)) | ((rik == 0) & (hk < _Z_FLAT))
+    flat = ~never & (f_lo < f_hi)
+    base = np.full(N, -np.inf)
+    if np.any(flat):
+        base[flat] = _log_ndtr_diff(f_lo[flat], f_hi[flat])
+    # support of [Phi(beta_j) + Phi(beta_k) - 1]_+ : beta_j + beta_k > 0, a half-line in x
+    slope = rij / s_j + rik / s_k
+    icpt = hj / s_j + hk / s_k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xs = icpt / slope
+    sup_lo = np.where(anti & (slope < 0), xs, -np.inf)
+    sup_hi = np.where(anti & (slope > 0), xs, np.inf)
+    empty = anti & (slope == 0) & (icpt <= 0)
+    dlo = np.maximum(sup_lo, -np.inf)
+    dhi = np.minimum(sup_hi, hi_)
+    # pieces outside the flat interval, inside the support
+    p_row, p_lo, p_hi = [], [], []
+    for lo_, hi2 in ((dlo, np.where(flat, np.minimum(f_lo, dhi), dhi)),
+                     (np.where(flat, np.maximum(f_hi, dlo), np.inf), dhi)):
+        sel = np.flatnonzero(~empty & (lo_ < hi2) & (flat | (lo_ == dlo)))
+        p_row.append(sel)
+        p_lo.append(lo_[sel])
+        p_hi.append(hi2[sel])
+    prow = np.concatenate(p_row)
+    plo = np.concatenate(p_lo)
+    phi = np.concatenate(p_hi)
+    if prow.size:
+        # initial windows: Laplace at the dominant point of the base problem
+        R0 = np.empty((N, 3, 3))
+        R0[:] = np.eye(3)
+        r0jk = rij * rik - np.where(anti, s_j * s_k, 0.0)
+        R0[:, 0, 1] = R0[:, 1, 0] = rij
+        R0[:, 0, 2] = R0[:, 2, 0] = rik
+        R0[:, 1, 2] = R0[:, 2, 1] = r0jk
+        hh = np.stack([hi_, hj, hk], axis=1)
+        a, b = _laplace_window(hh[prow], R0[prow], plo, phi, level)
+        x, _ = _gl01(n)
+        bj_s, bk_s = rij / s_j, rik / s_k
+
+        def ev_base(p, A, B):
+            rw = prow[p]
+            y = (B - A)[:, None] * (1.0 - x)
+            Bh = B[:, None]
+            b_j = ((hj[rw] - rij[rw] * B) / s_j[rw])[:, None] + bj_s[rw][:, None] * y
+            b_k = ((hk[rw] - rik[rw] * B) / s_k[rw])[:, None] + bk_s[rw][:, None] * y
+            lf = np.empty(y.shape)
+            an = anti[rw]
+            if np.any(~an):
+                lf[~an] = sc.log_ndtr(b_j[~an]) + sc.log_ndtr(b_k[~an])
+            if np.any(an):
+                lf[an] = _log_ndtr_diff(-b_k[an], b_j[an])
+            return (Bh * y - 0.5 * y * y) + lf, Bh - y, -0.5 * B * B - _LOG_SQRT_2PI
+
+        vals = _adaptive_log_integral(ev_base, plo, phi, a, b, n, level)
+        for part in np.split(np.arange(prow.size), np.cumsum([v.size for v in p_row])[:-1]):
+            base[prow[part]] = np.logaddexp(base[prow[part]], vals[part])
+
+    # ------------------------------------------------------------- Plackett integral
+    ra = rij * rik - np.where(anti, s_j * s_k, 0.0)
+    has = rjk > ra
+    corr = np.full(N, -np.inf)
+    if np.any(has):
+        q_ = np.flatnonzero(has)
+        corr[q_] = _tvn_plackett_term(hi_[q_], hj[q_], hk[q_], rij[q_], rik[q_], rjk[q_],
+                                      ra[q_], s_j[q_], s_k[q_], n, level)
+    return np.logaddexp(base, corr)
+
+
+def _laplace_window(h: NDArray[np.float64], R: NDArray[np.float64], plo: NDArray[np.float64],
+                    phi: NDArray[np.float64], level: float
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Initial window of the conditioning integral over y_0 in [plo, phi]: the Laplace
+    approximation at the dominant point of P(Y <= h), cut to the domain."""
+    mu, found, nu0, var0 = _dominant_point(h, R)
+    rmax = math.sqrt(2.0 * level)
+    hi = np.minimum(h[:, 0], phi)
+    active0 = found & (var0 == 0.0)
+    with np.errstate(divide="ignore"):
+        w_act = np.minimum(1.2 * rmax, 1.2 * level / nu0)
+    sd = np.sqrt(var0)
+    a = np.where(active0, hi - w_act, mu[:, 0] - 1.1 * rmax * sd)
+    b = np.where(active0, hi, np.minimum(hi, mu[:, 0] + 1.1 * rmax * sd))
+    a = np.where(found, a, np.minimum(hi, 0.0) - 1.2 * rmax)
+    b = np.where(found, b, hi)
+    a = np.maximum(a, plo)
+    b = np.minimum(b, phi)
+    span = np.minimum(rmax, np.where(np.isfinite(phi - plo), phi - plo, rmax))
+    below = b <= plo
+    a = np.where(below, plo, a)
+    b = np.where(below, np.minimum(phi, plo + span), b)
+    above_ = a >= phi
+    b = np.where(above_, phi, b)
+    a = np.where(above_, np.maximum(plo, phi - span), a)
+    return np.minimum(a, b - 1e-300), b
+
+
+def _tvn_plackett_term(hi_, hj, hk, rij, rik, rjk, ra, s_j, s_k, n, level):
+    """log int_{ra}^{rjk} phi_2(hj, hk; r) Phi(u_i(r)) dr (1-D arrays)."""
+    sa = np.abs(hj - hk) / _SQRT8
+    sc_ = np.abs(hj + hk) / _SQRT8
+    q4 = 4.0 * sa * sc_
+    # t = sqrt((1 - r)/(1 + r)); r = rjk <-> t_b (smaller), r = ra <-> t_a
+    t_b = np.sqrt((1.0 - rjk) / (1.0 + rjk))
+    with np.errstate(divide="ignore"):
+        t_a = np.sqrt((1.0 - ra) / (1.0 + ra))
+    degen = (sa * sa + sc_ * sc_) < 1e-12  # h_j = h_k = 0: u would be constant; use psi
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u_lo = np.where(degen, np.arctan(t_b), sc_ * t_b - sa / t_b)
+        u_hi = np.where(degen, np.arctan(t_a), np.where(np.isinf(t_a), np.inf, sc_ * t_a - sa / t_a))
+    # initial window: the Gaussian e^{-u^2} (psi: the whole interval)
+    rmax = math.sqrt(level)
+    a = np.where(degen, u_lo, np.maximum(u_lo, -rmax))
+    b = np.where(degen, u_hi, np.minimum(u_hi, rmax))
+    one_r = u_lo >= rmax
+    a = np.where(one_r & ~degen, u_lo, a)
+    b = np.where(one_r & ~degen, np.minimum(u_hi, np.sqrt(u_lo * u_lo + level)), b)
+    one_l = u_hi <= -rmax
+    b = np.where(one_l & ~degen, u_hi, b)
+    a = np.where(one_l & ~degen, np.maximum(u_lo, -np.sqrt(u_hi * u_hi + level)), a)
+    a = np.minimum(a, b - 1e-300)
+    x, _ = _gl01(n)
+    off = np.where(degen, 0.0, -0.5 * np.maximum(hj * hj, hk * hk)) - _LOG_PI
+    # u_i = (h_i (1 - r^2) - (r_ij - r r_ik) h_j - (r_ik - r r_ij) h_k) / sqrt(det (1 - r^2))
+    # det = s_j^2 s_k^2 (1 - c)(1 + c), c = (r - r_ij r_ik)/(s_j s_k)
+    sjk = s_j * s_k
+    r0 = rij * rik
+
+    def ev(p, A, B):
+        u = A[:, None] + (B - A)[:, None] * x
+        dg = degen[p][:, None]
+        if np.any(dg):
+            t_psi = np.tan(u)
+        rq = np.sqrt(u * u + q4[p][:, None])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(u >= 0, (u + rq) / (2.0 * sc_[p][:, None]),
+                         2.0 * sa[p][:, None] / (rq - u))
+            if np.any(dg):
+                t = np.where(dg, t_psi, t)
+            lg = np.where(dg, 0.0, -u * u - np.log(rq * (t + 1.0 / t)))
+            tt = t * t
+            one_p = 1.0 + tt
+            r = (1.0 - tt) / one_p
+            omr2 = 4.0 * tt / (one_p * one_p)  # 1 - r^2
+            cc = (r - r0[p][:, None]) / sjk[p][:, None]
+            det = sjk[p][:, None] ** 2 * (1.0 - cc) * (1.0 + cc)
+            num = (hi_[p][:, None] * omr2 - (rij[p][:, None] - r * rik[p][:, None]) * hj[p][:, None]
+                   - (rik[p][:, None] - r * rij[p][:, None]) * hk[p][:, None])
+            ui = num / np.sqrt(np.maximum(det, 0.0) * omr2)
+        ui = np.where(np.isnan(ui), -np.inf, ui)
+        return lg + sc.log_ndtr(ui), u, off[p]
+
+    return _adaptive_log_integral(ev, u_lo, u_hi, a, b, n, level)
 
 
 def _log_qvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
