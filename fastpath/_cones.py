@@ -28,6 +28,9 @@ which the Gaussian is N(0, I):
       M_qs = f_qs (q != s),  M_qq = -(h_q f_q + sum_s R_qs f_qs).
   Conditioning is done geometrically (Gram-Schmidt on the whitened rows), which keeps
   1 - rho^2 accurate for nearly parallel rows (sharp wedges), where 1 - rho*rho would not.
+  The orthant probabilities themselves are computed by fastpath.orthant from correlations,
+  so a cone whose whitened rows meet at a small angle theta has a relative error of about
+  eps / theta^2 (1e-8 at theta = 1e-4).
 * All terms are combined in log space with one common scale per Gaussian (signed
   log-sum-exp), so results stay finite and accurate where m0 underflows.
 """
