@@ -21,7 +21,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "partition": "exact_partition",
     "gaussian_moments": "integrals",
+    "log_gaussian_mass": "integrals",
     "orthant_probability": "orthant",
+    "log_orthant_probability": "orthant",
+    "orthant_moments": "orthant",
     "log_marginal": "distributions",
     "posterior": "distributions",
     "em_step": "em",
