@@ -213,42 +213,47 @@ def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
     shape = h.shape
     h, k, rho = h.ravel(), k.ravel(), rho.ravel()
     out = np.empty(h.shape)
-    done = np.zeros(h.shape, dtype=bool)
-
-    bad = np.isnan(h) | np.isnan(k) | np.isnan(rho)
-    out[bad] = np.nan
+    q = np.abs(h - k) * np.abs(h + k) / 8.0
+    # regular elements: finite, 0 < |rho| < 1 (comparisons with nan are False); q is nan
+    # or inf for non-finite bounds
+    fast = (q >= _Q_FAST) & (q < np.inf) & (np.abs(rho) < 1.0) & (rho != 0.0)
+    fi = np.flatnonzero(fast)
+    if fi.size == h.size:
+        out[:] = _log_bvn_plackett(h, k, rho)
+        return out.reshape(shape)
+    if fi.size:
+        out[fi] = _log_bvn_plackett(h[fi], k[fi], rho[fi])
+    oth = np.flatnonzero(~fast)
+    ho, ko, ro = h[oth], k[oth], rho[oth]
+    res = np.empty(oth.size)
+    done = np.zeros(oth.size, dtype=bool)
+    bad = np.isnan(ho) | np.isnan(ko) | np.isnan(ro)
+    res[bad] = np.nan
     done |= bad
-    m = ~done & ((h == -np.inf) | (k == -np.inf))
-    out[m] = -np.inf
+    m = ~done & ((ho == -np.inf) | (ko == -np.inf))
+    res[m] = -np.inf
     done |= m
-    m = ~done & (h == np.inf)
-    out[m] = sc.log_ndtr(k[m])
+    m = ~done & (ho == np.inf)
+    res[m] = sc.log_ndtr(ko[m])
     done |= m
-    m = ~done & (k == np.inf)
-    out[m] = sc.log_ndtr(h[m])
+    m = ~done & (ko == np.inf)
+    res[m] = sc.log_ndtr(ho[m])
     done |= m
-    m = ~done & (rho >= 1.0)
-    out[m] = sc.log_ndtr(np.minimum(h[m], k[m]))
+    m = ~done & (ro >= 1.0)
+    res[m] = sc.log_ndtr(np.minimum(ho[m], ko[m]))
     done |= m
-    m = ~done & (rho <= -1.0)
+    m = ~done & (ro <= -1.0)
     if np.any(m):
         # P(-k <= X <= h)
-        out[m] = _log_ndtr_diff(-k[m], h[m])
+        res[m] = _log_ndtr_diff(-ko[m], ho[m])
     done |= m
-    m = ~done & (rho == 0.0)
-    out[m] = sc.log_ndtr(h[m]) + sc.log_ndtr(k[m])
+    m = ~done & (ro == 0.0)
+    res[m] = sc.log_ndtr(ho[m]) + sc.log_ndtr(ko[m])
     done |= m
-
-    rest = np.flatnonzero(~done)
-    if rest.size:
-        hr, kr, rr = h[rest], k[rest], rho[rest]
-        q = np.abs(hr - kr) * np.abs(hr + kr) / 8.0
-        fast = q >= _Q_FAST
-        if np.any(fast):
-            out[rest[fast]] = _log_bvn_plackett(hr[fast], kr[fast], rr[fast])
-        if not np.all(fast):
-            slow = ~fast
-            out[rest[slow]] = _log_bvn_cond(hr[slow], kr[slow], rr[slow])
+    slow = np.flatnonzero(~done)  # finite, 0 < |rho| < 1, q < 1
+    if slow.size:
+        res[slow] = _log_bvn_cond(ho[slow], ko[slow], ro[slow])
+    out[oth] = res
     return out.reshape(shape)
 
 
@@ -324,7 +329,9 @@ def _log_bvn_plackett(h: NDArray[np.float64], k: NDArray[np.float64],
     vals = _bvn_pieces(pa, pb, psx, pq4)
     total = np.zeros(h.shape)
     start = np.zeros(h.shape)
-    np.add.at(total, np.concatenate([right, left]), vals)
+    # each element has at most one piece on each side (unique indices within each group)
+    total[right] = vals[:right.size]
+    total[left] += vals[right.size:]
     start[right] = pa[:right.size]
     start[left] = np.maximum(start[left], pa[right.size:])
     # A + C + 2q = max(h^2, k^2)/2
@@ -404,7 +411,12 @@ def _logconcave_window(
             br = np.where(d <= 0, x, br)
             xn = x - d / d2
             bad = ~((xn > ar) & (xn < br))
-            x = np.where(bad, 0.5 * (ar + br), xn)
+            xn = np.where(bad, 0.5 * (ar + br), xn)
+            # the mode only centres the window search: 1e-9 of the bracket is plenty
+            conv = np.all(np.abs(xn - x) <= 1e-9 * (1.0 + np.abs(x)) + 1e-12 * (br - ar))
+            x = xn
+            if conv:
+                break
             _, d, d2 = lfun(x, rows)
         mode[rows] = x
     l_m, d_m, _ = lfun(mode, allr)
@@ -534,7 +546,12 @@ def _validate(b: ArrayLike, cov: ArrayLike) -> tuple[NDArray[np.float64], NDArra
     sd = np.sqrt(d)
     corr = cov / (sd[..., :, None] * sd[..., None, :])
     corr = 0.5 * (corr + np.swapaxes(corr, -1, -2))
-    if k >= 2:
+    if k == 2:
+        r = corr[..., 0, 1]
+        if (np.abs(r) > 1.0 + 1e-10).any():
+            raise ValueError("cov is not positive semi-definite (its correlation matrix has "
+                             f"eigenvalue {1.0 - np.abs(r).max():.3g})")
+    elif k >= 3:
         ev = np.linalg.eigvalsh(corr)
         # semi-definite within rounding is accepted (|rho| -> 1 is handled); below that no
         if (ev[..., 0] < -1e-10 * k).any():
@@ -556,6 +573,11 @@ def _log_mvn_cdf_std(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[
         return np.zeros(lead)
     hf = h.reshape(-1, k)
     Rf = R.reshape(-1, k, k)
+    if np.isfinite(hf).all():
+        kern = {1: lambda a, b: sc.log_ndtr(a[:, 0]),
+                2: lambda a, b: _log_bvn(a[:, 0], a[:, 1], b[:, 0, 1]),
+                3: _log_tvn, 4: _log_qvn}[k]
+        return kern(hf, Rf).reshape(lead)
     out = np.empty(hf.shape[0])
     neg = (hf == -np.inf).any(axis=1)
     out[neg] = -np.inf
