@@ -30,14 +30,16 @@ generators (in no particular order; a cut relabels and appends, it does not copy
 cost is ``n_units`` vectorised steps, not a Python loop over regions.
 
 Side tests use a relative tolerance: a generator ``g = (y, t)`` is on the hyperplane of the
-row ``(a, c)`` when ``|a . y + c t| <= rtol * (|a|_1 |y|_inf + |c| t)``, where ``|a|`` and
-``|c|`` are *magnitudes*: the same layer products computed with absolute values
-(``|W_l| |D| ... |W_1|``), which bound the rounding error of the row also where it cancels
-to nearly zero. ``|y|_inf`` rather than componentwise products because every coordinate of
-a generator carries an error of order ``eps |y|_inf`` (a ray (1e-17, 0, 1) is (0, 0, 1)).
-Duplicate and proportional hyperplanes, and hyperplanes through an existing vertex,
-therefore produce no sliver pieces; the price is that a genuine region thinner than about
-``rtol`` relative to the size of its vertex coordinates is merged into its neighbour.
+row ``(a, c)`` when ``|a . y + c t| <= rtol * (|a|_1 m_g + |c| t)``. Here ``|a|`` and ``|c|``
+are the row's *magnitudes*: the same layer products computed with absolute values
+(``|W_l| |D| ... |W_1|``), which bound its rounding error also where it cancels to nearly
+zero; and ``m_g >= |y|_inf`` is the generator's magnitude, propagated through the
+combinations that created it (``m = (v+ m- + |v-| m+) / norm``), which bounds the error of
+every coordinate also where they cancelled (a vertex at (1e-17, 4e-17, 1e-17) made from
+points of size 1/3 is the origin; a ray (1e-17, 0, 1) is (0, 0, 1)). Duplicate and
+proportional hyperplanes, and hyperplanes through an existing vertex, therefore produce no
+sliver pieces; the price is that a genuine region thinner than about ``rtol`` relative to
+the size of its vertex coordinates is merged into its neighbour.
 """
 
 from __future__ import annotations
@@ -192,16 +194,18 @@ class _Subdivision:
         self.n_words = (n_units + 1 + 63) // 64
         self.rtol = rtol
 
-    def _init(self, gen: NDArray[np.float64], inc: NDArray[np.uint64], gp: NDArray[np.intp],
-              signs: NDArray[np.int8]) -> None:
+    def _init(self, gen: NDArray[np.float64], gmag: NDArray[np.float64], inc: NDArray[np.uint64],
+              gp: NDArray[np.intp], signs: NDArray[np.int8]) -> None:
         P = signs.shape[0]
         self._gen, self._inc, self._gp = _Buffer(gen), _Buffer(inc), _Buffer(gp)
+        self._gmag = _Buffer(gmag)
         self._signs = _Buffer(signs)
         self._zero = _Buffer(np.zeros((P, self.n), dtype=bool))
         self._cell = _Buffer(np.arange(P))
 
     # views of the current state
     gen = property(lambda self: self._gen.view)
+    gmag = property(lambda self: self._gmag.view)
     inc = property(lambda self: self._inc.view)
     gp = property(lambda self: self._gp.view)
     signs = property(lambda self: self._signs.view)
@@ -224,14 +228,15 @@ class _Subdivision:
         r, n, nw = self.r, self.n, self.n_words
         if r == 0:
             # R^0: a single point; every unit is constant
-            self._init(np.ones((1, 1)), np.zeros((1, nw), dtype=np.uint64),
+            self._init(np.ones((1, 1)), np.zeros(1), np.zeros((1, nw), dtype=np.uint64),
                        np.zeros(1, dtype=np.intp), np.ones((1, n), dtype=np.int8))
             return []
         _, _, piv = qr(M1.T, pivoting=True, mode="economic")
         seeds = sorted(int(k) for k in piv[:r])
         As, cs = M1[seeds], c1[seeds]
-        apex = np.linalg.solve(As, -cs)
         B = np.linalg.inv(As)  # a_{s_j} . B[:, i] = delta_ij
+        apex = np.linalg.solve(As, -cs)
+        apex_mag = max(float(np.max(np.abs(B) @ np.abs(cs))), float(np.abs(apex).max()))
         B = B / np.abs(B).max(axis=0, keepdims=True)
         inf_w, inf_m = n >> 6, _ONE << np.uint64(n & 63)
         seed_bits = np.zeros(nw, dtype=np.uint64)
@@ -252,7 +257,9 @@ class _Subdivision:
             inc[:, i + 1] = bits
         signs = np.ones((npieces, n), dtype=np.int8)
         signs[:, seeds] = sig
-        self._init(gen.reshape(-1, r + 1), inc.reshape(-1, nw),
+        gmag = np.ones((npieces, r + 1))  # rays: max |y_i| = 1
+        gmag[:, 0] = apex_mag
+        self._init(gen.reshape(-1, r + 1), gmag.ravel(), inc.reshape(-1, nw),
                    np.repeat(np.arange(npieces), r + 1), signs)
         return seeds
 
@@ -266,9 +273,10 @@ class _Subdivision:
         gen, inc, gp = self.gen, self.inc, self.gp
         P, r = self.n_pieces, self.r
         # side tests relative to |row| |generator|: the rounding error of a . g is about
-        # eps (|M|_1 |y|_inf + |c| t) (every coordinate of g carries an error of order
-        # eps |y|_inf, and M, c carry the error of the products that formed them)
-        gmax = np.abs(gen[:, :r]).max(axis=1) if r else np.zeros(gen.shape[0])
+        # eps (|M|_1 gmag + |c| t), gmag >= |y|_inf the magnitude of the generator (every
+        # coordinate of g carries an error of order eps gmag, also where the coordinates
+        # cancelled to ~0), |M|, |c| the magnitudes of the products that formed the row
+        gmax = self.gmag
         if a.ndim == 1:
             val = gen @ a
             scale = amag[:r].sum() * gmax + amag[r] * gen[:, r]
@@ -313,11 +321,15 @@ class _Subdivision:
         I, J, common = I[adj], J[adj], common[adj]
         # new generators on the hyperplane: positive combination with a . g = 0
         g = val[I, None] * gen[J] - val[J, None] * gen[I]
+        # running error magnitude of the combination (>= |y|_inf, and not reduced by
+        # cancellation between the two generators)
+        gm = val[I] * gmax[J] - val[J] * gmax[I]
         t = g[:, -1]
         fin = t > 0
-        g[fin] /= t[fin, None]
+        norm = np.where(fin, t, np.abs(g).max(axis=1))
+        g /= norm[:, None]
+        gm /= norm
         g[fin, -1] = 1.0
-        g[~fin] /= np.abs(g[~fin]).max(axis=1, keepdims=True)
         common[:, w] |= m
 
         child = np.full(P, -1, dtype=np.intp)
@@ -326,6 +338,7 @@ class _Subdivision:
         gpI = gp[I]
         gp[neg_i] = child[gp[neg_i]]      # negative side: to the - child, in place
         self._gen.append(np.concatenate([gen[zi], g, g]))
+        self._gmag.append(np.concatenate([gmax[zi], gm, gm]))
         self._inc.append(np.concatenate([inc[zi], common, common]))
         self._gp.append(np.concatenate([child[gp[zi]], gpI, child[gpI]]))
         signs = self.signs[sp]

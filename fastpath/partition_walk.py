@@ -74,14 +74,15 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
     identity and the origin as its one vertex.
 
     Floating-point tolerance: a vertex ``v`` (a ray ``r``) is taken to lie on the
-    hyperplane ``a . z + c = 0`` of a unit when ``|a . v + c| <= 1e-10 (|a|_1 |v|_inf + |c|)``
-    (``|a . r| <= 1e-10 |a|_1 |r|_inf``), where ``|a|`` and ``|c|`` are the row's magnitudes:
-    the layer products that form it, taken with absolute values (coordinates in the row
-    space of ``W1``). So duplicate or proportional hyperplanes, and hyperplanes through a
-    vertex, give no sliver regions; a genuine region thinner than about 1e-10 relative to
-    the size of its vertex coordinates is merged into a neighbour (the exact path keeps it;
-    hyperplanes that coincide only up to float rounding, e.g. ``2.5 * w`` rounded, are such
-    a case). ``W1`` counts as rank deficient when a singular value is below
+    hyperplane ``a . z + c = 0`` of a unit when ``|a . v + c| <= 1e-10 (|a|_1 m_v + |c|)``
+    (``|a . r| <= 1e-10 |a|_1 m_r``), where ``|a|`` and ``|c|`` are the row's magnitudes
+    (the layer products that form it, taken with absolute values) and ``m_v >= |v|_inf`` the
+    magnitude of the points the vertex was computed from (coordinates in the row space of
+    ``W1``; see :mod:`fastpath._arrangement`). So duplicate or proportional hyperplanes, and
+    hyperplanes through a vertex, give no sliver regions; a genuine region thinner than
+    about 1e-10 relative to the size of its vertex coordinates is merged into a neighbour
+    (the exact path keeps it; hyperplanes that coincide only up to float rounding, e.g.
+    ``2.5 * w`` rounded, are such a case). ``W1`` counts as rank deficient when a singular value is below
     ``1e-13 * max(W1.shape) * sigma_max``. While it runs, BLAS is limited to one thread
     (when threadpoolctl is installed): its matrix products are small.
     """

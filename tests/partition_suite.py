@@ -93,6 +93,10 @@ QUICK_NETS: list[tuple[str, Callable[[], DGN]]] = [
     ("rank-deficient-S3", lambda: rank_deficient_net("leaky_relu", seed=120)),
     ("dyadic-grid-relu-S3", lambda: dyadic_grid_net((3, 6, 5, 4, 2), "relu", seed=421730)),
     ("dyadic-grid-abs-S2", lambda: dyadic_grid_net((2, 8, 6, 2), "abs", seed=122)),
+    # vertices at the origin computed as ~1e-17 from points of size ~1/3: with side tests
+    # relative to |y|_inf instead of the propagated magnitudes, 4 sliver regions appear
+    ("dyadic-grid-leaky-S3", lambda: dyadic_grid_net((3, 5, 5, 2, 2), "leaky_relu",
+                                                     seed=841586)),
     ("no-hidden-layer", lambda: DGN.random((3, 2), seed=121)),
 ]
 

@@ -33,7 +33,7 @@ import pytest
 
 import fastpath
 from tests.conftest import needs_cdd
-from tests.partition_suite import QUICK_NAMES, get_net
+from tests.partition_suite import QUICK_NAMES, dyadic_grid_net, get_net
 from verified_dgn import DGN, Partition
 
 pytestmark = needs_cdd
@@ -220,4 +220,17 @@ def test_fast_and_exact_agree_slow_quick_nets(name):
 ])
 def test_fast_and_exact_agree_wide_nets(widths, act, init, seed):
     net = DGN.random(widths, activation=act, init=init, seed=seed)
+    compare(_exact_partition()(net), fastpath.partition(net))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("widths, act, seed", [
+    ((3, 12, 3, 12, 2), "leaky_relu", 707554),   # origin vertices with rounding residues
+    ((3, 7, 2, 5, 2), "abs", 191323),
+    ((3, 7, 6, 2), "relu", 681438),
+    ((2, 12, 12, 12, 2), "abs", 5),
+])
+def test_fast_and_exact_agree_dyadic_grid_nets(widths, act, seed):
+    """Weights on a 1/4 grid: exact coincidences everywhere (found two float bugs)."""
+    net = dyadic_grid_net(widths, act, seed)
     compare(_exact_partition()(net), fastpath.partition(net))
