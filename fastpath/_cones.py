@@ -310,6 +310,24 @@ class ConeTable:
                for i in range(4)]
         return cat[0], cat[1], cat[2], cat[3]
 
+    def log_mass_bound(self, mean: NDArray[np.float64], chol: NDArray[np.float64]
+                       ) -> NDArray[np.float64]:
+        """log Phi(-dist(mean, P)) >= log m0, for every polyhedron and Gaussian; (N, n_poly).
+
+        The half-space {c.y <= c.p*} (c = Sigma^{-1}(mean - p*), p* the nearest point) contains
+        P and has mass Phi(-dist). Costs the nearest-point step only (no orthants): an E-step
+        can skip the pairs whose bound is negligible. 0 where the mean lies in P.
+        """
+        if self.dim == 1:
+            sd = chol[..., 0, 0]
+            mu = mean[..., 0]
+            with np.errstate(invalid="ignore"):
+                a = (self.lo - mu) / sd
+                b = (self.hi - mu) / sd
+            return np.where(a > 0, log_ndtr(-a), np.where(b < 0, log_ndtr(b), 0.0))
+        xstar, _, inside = self._nearest_points(mean, chol, np.linalg.inv(chol))
+        return np.where(inside, 0.0, log_ndtr(-np.sqrt(np.sum(xstar * xstar, axis=-1))))
+
     def _guarded(self, mean, chol, moments, direction):
         """:meth:`_evaluate`, with a fallback where the signed sum cancelled catastrophically.
 
@@ -353,7 +371,7 @@ class ConeTable:
     def _point_mass(self, mean, chol, moments):
         """Fallback: log of the largest cone term times eps, mass at the nearest point."""
         Uinv = np.linalg.inv(chol)
-        xstar, _ = self._nearest_points(mean, chol, Uinv)
+        xstar, _, _ = self._nearest_points(mean, chol, Uinv)
         d2 = np.sum(xstar * xstar, axis=-1)
         s = self.dim
         log_m0 = -0.5 * d2 - s * _LOG_SQRT_2PI + math.log(np.finfo(float).eps)
@@ -363,8 +381,10 @@ class ConeTable:
         return log_m0, dm, dm[..., :, None] * dm[..., None, :]
 
     def _nearest_points(self, mean: NDArray[np.float64], chol: NDArray[np.float64],
-                        Uinv: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """Whitened nearest point x* of P to the mean (N, n, s) and whitened edge directions."""
+                        Uinv: NDArray[np.float64]
+                        ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+        """Whitened nearest point x* of P to the mean (N, n, s), the whitened edge directions
+        (Nc, n, E, s), and whether the mean lies in P (N, n)."""
         s = self.dim
         # edges: clipped projection onto each segment / ray (always a point of P). With the
         # whitened mean m, start S_e and direction W_e, the point S_e - m + t W_e has squared
@@ -437,7 +457,7 @@ class ConeTable:
                     xj = np.take_along_axis(xp, j[..., None, None], axis=2)[:, :, 0, :]
                     xstar = np.where(better[..., None], xj, xstar)
         xstar = np.where(inside[..., None], 0.0, xstar)
-        return xstar, W
+        return xstar, W, inside
 
     def _evaluate_interval(self, mean, chol, moments):
         """dim 1: the two-cone sum in closed form, on the side of the tail (no gathers).
@@ -482,7 +502,7 @@ class ConeTable:
             return self._evaluate_interval(mean, chol, moments)
         N = mean.shape[0]
         Uinv = np.linalg.inv(chol)
-        xstar, W = self._nearest_points(mean, chol, Uinv)
+        xstar, W, _ = self._nearest_points(mean, chol, Uinv)
 
         # ---- the direction c (whitened), generic and toward the mean
         cg = np.einsum("ni,cnij->cnj", self.c_gen, chol)                     # U^T c_gen

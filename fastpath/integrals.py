@@ -134,6 +134,24 @@ def _check_gaussians(mean: ArrayLike, cov: ArrayLike, S: int, tail: tuple[int, .
 
 
 # --------------------------------------------------------------------------- groups
+def _bound_group(geoms: Sequence[PolyhedronGeometry], table: ConeTable | None,
+                 mean: NDArray[np.float64], cov: NDArray[np.float64]) -> NDArray[np.float64]:
+    """log Phi(-Mahalanobis distance from the mean to P) (N, n) for a group (upper bound)."""
+    N, n, S = mean.shape
+    g0 = geoms[0]
+    if g0.empty:
+        return np.full((N, n), -np.inf)
+    if g0.dim == 0:
+        return np.zeros((N, n))
+    assert table is not None
+    if g0.dim == S:
+        return table.log_mass_bound(mean, np.linalg.cholesky(cov))
+    B = np.array([g.basis for g in geoms])
+    mean_y = np.einsum("nSs,NnS->Nns", B, mean)
+    cov_y = np.swapaxes(B, -1, -2)[None] @ cov @ B[None]
+    return table.log_mass_bound(mean_y, np.linalg.cholesky(0.5 * (cov_y + np.swapaxes(cov_y, -1, -2))))
+
+
 def _evaluate_group(geoms: Sequence[PolyhedronGeometry], table: ConeTable | None,
                     mean: NDArray[np.float64], cov: NDArray[np.float64], moments: bool
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
@@ -356,6 +374,21 @@ class ConeBatch:
                 dm[:, idx] = b
                 C2[:, idx] = c
         return mean_b, batch, lm, dm, C2
+
+    def log_mass_bound(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
+        """Cheap upper bound of log P(Z in P_r): log Phi(-d), d the Mahalanobis distance
+        from the mean to P_r (0 inside P_r, -inf for an empty P_r); shape (..., R).
+
+        No orthant is evaluated (only the nearest point), so an E-step can bound every
+        (point, region) pair first and compute the moments only where they matter: the
+        true log m0 is below the bound by about (S - 1) log d plus geometry terms.
+        """
+        R, S = len(self.cones), self.dim
+        mean_b, cov_b, batch = _check_gaussians(mean, cov, S, tail=(R,))
+        out = np.empty((mean_b.shape[0], R))
+        for idx, geoms, table in self._groups:
+            out[:, idx] = _bound_group(geoms, table, mean_b[:, idx], cov_b[:, idx])
+        return out.reshape(batch + (R,))
 
     def log_mass(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
         """log P(Z in P_r) for mean (..., R, S), cov (..., R, S, S); shape (..., R)."""

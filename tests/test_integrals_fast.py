@@ -630,7 +630,7 @@ def test_nearest_point_is_the_mahalanobis_projection():
             cov = random_cov(rng, S)
             U = np.linalg.cholesky(cov)
             mus = g.interior_point + rng.normal(size=(4, S)) * 4
-            xs, _ = table._nearest_points(mus[:, None], U[None, None], np.linalg.inv(U)[None, None])
+            xs, _, _ = table._nearest_points(mus[:, None], U[None, None], np.linalg.inv(U)[None, None])
             for n in range(4):
                 z = cp.Variable(S)
                 Ui = np.linalg.inv(U)
@@ -859,6 +859,27 @@ def test_cone_batch_equals_per_region_loop(S):
     # one Gaussian for all regions: the regions tile the latent space, the masses sum to 1
     lm1 = batch.log_mass(np.broadcast_to(mu[:, :1], mu.shape), cov[0])
     np.testing.assert_allclose(np.exp(lm1[:, :-2]).sum(axis=1), 1.0, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("S", [1, 2, 3])
+def test_log_mass_bound(S):
+    """log Phi(-dist) bounds log m0 from above, tightly (within (S-1) log dist + O(1))."""
+    if S == 3 and not _orthant_available(3):
+        pytest.skip("fastpath.orthant has no k = 3 kernel yet")
+    rng = np.random.default_rng(98 + S)
+    cones = [PolyhedronCones.from_halfspaces(*random_polytope(rng, S, b)) for b in (True, False)]
+    cones.append(PolyhedronCones.from_halfspaces(np.eye(S)[:1], np.ones(1)))    # a half-space
+    batch = ConeBatch(cones)
+    R = len(cones)
+    mu = rng.normal(size=(30, R, S)) * rng.uniform(0, 15, size=(30, 1, 1))
+    cov = np.stack([random_cov(rng, S) for _ in range(R)])
+    bound = batch.log_mass_bound(mu, cov)
+    lm = batch.log_mass(mu, cov)
+    assert bound.shape == lm.shape == (30, R)
+    assert np.all(lm <= bound + 1e-12 * (1 + np.abs(bound)))
+    far = bound < -20
+    d = np.sqrt(-2 * bound[far])
+    assert np.all(bound[far] - lm[far] <= (S - 1) * np.log(d) + 8)
 
 
 def test_partition_regions_tile_the_latent_space():
