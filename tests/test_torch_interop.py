@@ -1,0 +1,173 @@
+"""fastpath.to_torch / fastpath.from_torch: exact round trips, equal forward passes, errors."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from tests.conftest import needs_torch
+from verified_dgn.model import DGN
+
+pytestmark = needs_torch
+
+NETS = [
+    dict(widths=(1, 8, 8, 2), activation="relu"),
+    dict(widths=(2, 5, 3), activation="leaky_relu", slope=0.1),
+    dict(widths=(3, 4, 6, 5, 7), activation="abs"),
+    dict(widths=(2, 4), activation="relu"),            # no hidden layer
+]
+
+
+def _net(kw, seed=0, noise_var=0.02):
+    return DGN.random(kw["widths"], activation=kw["activation"], slope=kw.get("slope"),
+                      seed=seed, noise_var=noise_var)
+
+
+@pytest.mark.parametrize("kw", NETS)
+def test_round_trip_bitwise_float64(kw):
+    import fastpath
+    net = _net(kw)
+    mod = fastpath.to_torch(net)
+    back = fastpath.from_torch(mod, net.noise_var)
+    assert back == net                      # DGN.__eq__ compares arrays with array_equal
+    for W, W2 in zip(net.weights, back.weights):
+        assert W.tobytes() == W2.tobytes()  # bitwise, signs of zeros included
+    # and the other way: torch -> DGN -> torch keeps every parameter bit
+    mod2 = fastpath.to_torch(back)
+    for p, p2 in zip(mod.parameters(), mod2.parameters()):
+        assert p.dtype == p2.dtype
+        assert p.detach().numpy().tobytes() == p2.detach().numpy().tobytes()
+
+
+@pytest.mark.parametrize("kw", NETS)
+def test_forward_equal(kw):
+    import torch
+
+    import fastpath
+    net = _net(kw, seed=3)
+    Z = np.random.default_rng(1).normal(size=(200, net.latent_dim)) * 3
+    with torch.no_grad():
+        out = fastpath.to_torch(net)(torch.from_numpy(Z)).numpy()
+        out32 = fastpath.to_torch(net, dtype="float32")(torch.from_numpy(Z).float()).numpy()
+    # float64: same operations in the same order up to BLAS summation order -> a few ulps
+    ref = net.forward(Z)
+    np.testing.assert_allclose(out, ref, rtol=1e-13, atol=1e-13 * np.abs(ref).max())
+    # float32: rounding of weights and inputs (~6e-8 relative) accumulated over <= 4 layers
+    np.testing.assert_allclose(out32, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_float32_module_converts_exactly():
+    import torch
+
+    import fastpath
+    net = _net(NETS[0])
+    mod = fastpath.to_torch(net, dtype=torch.float32)
+    assert all(p.dtype == torch.float32 for p in mod.parameters())
+    back = fastpath.from_torch(mod, 0.1)
+    for W, lin in zip(back.weights, [m for m in mod if isinstance(m, torch.nn.Linear)]):
+        # float32 -> float64 is exact: the DGN holds the float32 values themselves
+        assert np.array_equal(W, lin.weight.detach().double().numpy())
+        assert np.array_equal(W.astype(np.float32), lin.weight.detach().numpy())
+
+
+def test_module_structure_and_activations():
+    import torch
+
+    import fastpath
+    from fastpath.torch_interop import Abs
+    mod = fastpath.to_torch(_net(NETS[2]))
+    kinds = [type(m) for m in mod]
+    assert kinds == [torch.nn.Linear, Abs, torch.nn.Linear, Abs, torch.nn.Linear, Abs,
+                     torch.nn.Linear]
+    mod = fastpath.to_torch(_net(NETS[1]))
+    assert isinstance(mod[1], torch.nn.LeakyReLU) and mod[1].negative_slope == 0.1
+    assert all(p.requires_grad for p in mod.parameters())
+    mod = fastpath.to_torch(_net(NETS[1]), requires_grad=False)
+    assert not any(p.requires_grad for p in mod.parameters())
+
+
+def test_from_torch_user_module():
+    """A module built by a user: bias-free layers, nested Sequential, LeakyReLU(0) = ReLU."""
+    import torch
+
+    import fastpath
+    torch.manual_seed(0)
+    mod = torch.nn.Sequential(
+        torch.nn.Sequential(torch.nn.Linear(2, 6, bias=False), torch.nn.LeakyReLU(0.0)),
+        torch.nn.Linear(6, 5), torch.nn.ReLU(inplace=True), torch.nn.Linear(5, 3),
+    ).double()
+    net = fastpath.from_torch(mod, noise_var=[0.1, 0.2, 0.3])
+    assert net.activation == "relu" and net.widths == (2, 6, 5, 3)
+    assert np.array_equal(net.biases[0], np.zeros(6))
+    np.testing.assert_array_equal(net.noise_var, [0.1, 0.2, 0.3])
+    Z = np.random.default_rng(0).normal(size=(50, 2))
+    with torch.no_grad():
+        np.testing.assert_allclose(mod(torch.from_numpy(Z)).numpy(), net.forward(Z),
+                                   rtol=1e-13, atol=1e-14)
+    # LeakyReLU(-1) is the absolute value; a single Linear is a net without hidden layers
+    m2 = torch.nn.Sequential(torch.nn.Linear(1, 3), torch.nn.LeakyReLU(-1.0), torch.nn.Linear(3, 2))
+    assert fastpath.from_torch(m2, 0.1).activation == "abs"
+    lin = torch.nn.Linear(2, 3)
+    n1 = fastpath.from_torch(lin, 0.5, prior_cov=np.diag([1.0, 2.0]))
+    assert n1.n_layers == 1 and n1.n_hidden_units == 0
+    np.testing.assert_array_equal(n1.prior_cov, np.diag([1.0, 2.0]))
+
+
+def test_abs_module_pickles():
+    import fastpath
+    mod = fastpath.to_torch(_net(NETS[2]))
+    mod2 = pickle.loads(pickle.dumps(mod))
+    assert fastpath.from_torch(mod2, 0.02) == _net(NETS[2])
+
+
+@pytest.mark.parametrize("build, match", [
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.Tanh(), nn.Linear(4, 2)), "Tanh"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 2)),
+     "BatchNorm1d"),
+    (lambda nn: nn.Sequential(nn.Conv2d(1, 1, 3), nn.ReLU(), nn.Linear(4, 2)), "Conv2d"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.Dropout(0.1), nn.Linear(4, 2)), "Dropout"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 4), nn.LeakyReLU(0.2),
+                              nn.Linear(4, 2)), "differ"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.LeakyReLU(0.1), nn.Linear(4, 4),
+                              nn.LeakyReLU(0.2), nn.Linear(4, 2)), "differ"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(4, 2), nn.ReLU()),
+     "ends with an activation"),
+    (lambda nn: nn.Sequential(nn.ReLU(), nn.Linear(1, 2)), "starts with"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.ReLU(), nn.Linear(4, 2)),
+     "two activations"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.Linear(4, 2)), "two Linear"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.ReLU(), nn.Linear(3, 2)), "chain"),
+    (lambda nn: nn.Sequential(nn.Linear(1, 4), nn.LeakyReLU(1.5), nn.Linear(4, 2)),
+     "negative_slope"),
+    (lambda nn: nn.Sequential(), "empty"),
+])
+def test_from_torch_rejects(build, match):
+    import torch
+
+    import fastpath
+    from fastpath.torch_interop import TorchConversionError
+    with pytest.raises(TorchConversionError, match=match):
+        fastpath.from_torch(build(torch.nn), 0.1)
+
+
+def test_from_torch_bad_arguments():
+    import torch
+
+    import fastpath
+    from fastpath.torch_interop import TorchConversionError
+    with pytest.raises(TypeError, match="Sequential"):
+        fastpath.from_torch(torch.nn.ReLU(), 0.1)
+    mod = torch.nn.Sequential(torch.nn.Linear(1, 2))
+    with torch.no_grad():
+        mod[0].weight[0, 0] = float("nan")
+    with pytest.raises(TorchConversionError, match="NaN"):
+        fastpath.from_torch(mod, 0.1)
+    good = torch.nn.Sequential(torch.nn.Linear(1, 2))
+    with pytest.raises(ValueError, match="noise_var"):
+        fastpath.from_torch(good, -1.0)
+    with pytest.raises(TypeError, match="DGN"):
+        fastpath.to_torch(good)
+    with pytest.raises(ValueError, match="dtype"):
+        fastpath.to_torch(_net(NETS[0]), dtype="float16")
