@@ -30,7 +30,8 @@ from numpy.typing import ArrayLike
 
 from verified_dgn.model import DGN
 
-__all__ = ["to_torch", "from_torch", "Abs", "TorchConversionError"]
+# ``Abs`` (a torch module) is created on first access, see __getattr__
+__all__ = ["TorchConversionError", "from_torch", "to_torch"]
 
 
 class TorchConversionError(ValueError):

@@ -13,10 +13,10 @@ from verified_dgn.model import DGN
 pytestmark = needs_torch
 
 NETS = [
-    dict(widths=(1, 8, 8, 2), activation="relu"),
-    dict(widths=(2, 5, 3), activation="leaky_relu", slope=0.1),
-    dict(widths=(3, 4, 6, 5, 7), activation="abs"),
-    dict(widths=(2, 4), activation="relu"),            # no hidden layer
+    {"widths": (1, 8, 8, 2), "activation": "relu"},
+    {"widths": (2, 5, 3), "activation": "leaky_relu", "slope": 0.1},
+    {"widths": (3, 4, 6, 5, 7), "activation": "abs"},
+    {"widths": (2, 4), "activation": "relu"},     # no hidden layer
 ]
 
 
