@@ -13,7 +13,8 @@ Tolerances: LP and enumeration checks use 1e-7 relative to the scale of the rows
 (the fast vertices are accurate to ~1e-14 relative, measured against exact solves);
 affine maps rtol 1e-12 (the same products in a different summation order).
 
-Default selection: about 25 s on the 2-core dev machine; --runslow adds the wide nets.
+Default selection: about 13 s of CPU (15-40 s wall-clock on the shared 2-core dev machine,
+depending on its load); --runslow adds the wide nets and the exact checks of dense sampling.
 """
 
 from __future__ import annotations
@@ -235,7 +236,7 @@ def test_facets_are_tight_non_redundant_and_reproduce_the_region(name, parts):
     net = get_net(name)
     P = fast(name, parts)
     S = net.latent_dim
-    for i in _sample(P, 15):
+    for i in _sample(P, 10):
         r = P[i]
         C, d = r.C, r.d
         Call, dall = region_inequalities(net, r.signs)
@@ -341,8 +342,8 @@ def test_regions_tile_sampled_points(name, parts):
 
 
 # --------------------------------------------------------------------------- oracles
-@pytest.mark.parametrize("name", ["relu-S1-[1,8,8,1]", "leaky-S2", "degenerate-relu-S2",
-                                  "width1-S2", "biasfree-abs-S3", "relu-dead-layer"])
+@pytest.mark.parametrize("name", ["relu-S1-[1,8,8,1]", "degenerate-relu-S2", "width1-S2",
+                                  "biasfree-abs-S3", "relu-dead-layer"])
 def test_matches_reference_lp_walk(name, parts):
     net = get_net(name)
     P = fast(name, parts)
@@ -357,6 +358,7 @@ def test_matches_reference_lp_walk(name, parts):
 @pytest.mark.parametrize("widths, act, seed", [
     ((2, 12, 12, 2), "relu", 1), ((2, 10, 10, 2), "abs", 2), ((3, 8, 6, 2), "leaky_relu", 3),
     ((1, 16, 16, 16, 1), "relu", 4), ((2, 8, 8, 2), "relu", 5),
+    ((2, 7, 6, 3), "leaky_relu", 105),
 ])
 def test_matches_reference_lp_walk_slow(widths, act, seed):
     net = DGN.random(widths, activation=act, seed=seed)
@@ -414,7 +416,7 @@ def _dense_points(P: Partition, n: int, seed: int) -> np.ndarray:
 def test_dense_sampling_finds_no_missed_region_quick():
     net = DGN.random((2, 10, 10, 2), activation="leaky_relu", seed=300)
     P = fastpath.partition(net)
-    Z = _dense_points(P, 40_000, seed=1)
+    Z = _dense_points(P, 20_000, seed=1)
     found = {tuple(q) for q in net.sign_patterns(Z).tolist()}
     assert found <= {r.signs for r in P}
     assert len(found) >= 0.8 * len(P)  # the sampling is dense enough to mean something
