@@ -267,6 +267,24 @@ class ConeTable:
     def n_pieces(self) -> int:
         return int(self.p_owner.shape[0])
 
+    def take(self, index: NDArray[np.intp]) -> "ConeTable":
+        """The table of polyhedra ``index`` (repeats allowed): one polyhedron per (point,
+        region) pair turns a sparse list of pairs into a dense evaluation with N = 1."""
+        index = np.asarray(index, dtype=np.intp)
+        counts = np.diff(np.append(self.p_seg, self.n_pieces))[index]
+        n = len(index)
+        owner = np.repeat(np.arange(n), counts)
+        seg = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+        # piece ids: seg_old[index] repeated, plus the offset within each polyhedron
+        pieces = np.repeat(self.p_seg[index], counts) + (np.arange(owner.size) - seg[owner])
+        return ConeTable(
+            dim=self.dim, n_poly=n, p_owner=owner, p_seg=seg, p_apex=self.p_apex[pieces],
+            p_L=self.p_L[pieces], p_edge=self.p_edge[pieces], p_orient=self.p_orient[pieces],
+            e_start=self.e_start[index], e_dir=self.e_dir[index], e_len=self.e_len[index],
+            f_C=self.f_C[index], f_d=self.f_d[index], f_valid=self.f_valid[index],
+            pairs=self.pairs[index], pair_valid=self.pair_valid[index],
+            c_gen=self.c_gen[index], lo=self.lo[index], hi=self.hi[index])
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, mean: NDArray[np.float64], chol: NDArray[np.float64], moments: bool = True,
                  direction: str = "nearest") -> tuple[NDArray[np.float64], NDArray[np.float64] | None,

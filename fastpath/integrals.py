@@ -51,6 +51,8 @@ __all__ = [
 _MAX_COND = 1e13
 #: relative asymmetry of a covariance that is rejected (smaller asymmetry is symmetrised)
 _SYM_TOL = 1e-10
+#: (pair, cone) elements per pass of ConeBatch.truncated_moments_pairs
+_PAIRS_CHUNK = 65536
 
 
 # --------------------------------------------------------------------------- validation
@@ -374,6 +376,66 @@ class ConeBatch:
                 dm[:, idx] = b
                 C2[:, idx] = c
         return mean_b, batch, lm, dm, C2
+
+    def truncated_moments_pairs(self, region_index: ArrayLike, mean: ArrayLike, cov: ArrayLike
+                                ) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                           NDArray[np.float64]]:
+        """Truncated moments for a sparse list of (Gaussian, region) pairs.
+
+        The E-step's layout after pruning with :meth:`log_mass_bound`: only the pairs that
+        matter, in one vectorised pass per group of regions.
+
+        Parameters
+        ----------
+        region_index : array_like of int, shape (P,)
+            The region of each pair (0 <= index < R).
+        mean : array_like, shape (P, S)
+        cov : array_like, shape (P, S, S)
+            The Gaussian of each pair (e.g. ``Sigma_r[region_index]``).
+
+        Returns
+        -------
+        log_m0 : ndarray, shape (P,)
+        mean_P : ndarray, shape (P, S)
+        second_P : ndarray, shape (P, S, S)
+            As :meth:`truncated_moments`, pair by pair.
+        """
+        R, S = len(self.cones), self.dim
+        ri = np.asarray(region_index)
+        if ri.ndim != 1 or not np.issubdtype(ri.dtype, np.integer):
+            raise ValueError(f"region_index must be a 1-D integer array, got {ri.dtype} {ri.shape}")
+        if ri.size and (ri.min() < 0 or ri.max() >= R):
+            raise ValueError(f"region_index must lie in [0, {R}), got [{ri.min()}, {ri.max()}]")
+        mean_b = _as_finite(mean, "mean")
+        cov_b = _as_finite(cov, "cov")
+        Pn = ri.shape[0]
+        if mean_b.shape != (Pn, S):
+            raise ValueError(f"mean must have shape ({Pn}, {S}), got {mean_b.shape}")
+        if cov_b.shape != (Pn, S, S):
+            raise ValueError(f"cov must have shape ({Pn}, {S}, {S}), got {cov_b.shape}")
+        cov_b = _check_cov(cov_b, S)
+        lm = np.empty(Pn)
+        dm = np.empty((Pn, S))
+        C2 = np.empty((Pn, S, S))
+        lut = np.full(R, -1, dtype=np.intp)
+        for idx, geoms, table in self._groups:
+            lut[idx] = np.arange(len(idx))
+            sel = np.flatnonzero(lut[ri] >= 0) if len(idx) < R else np.arange(Pn)
+            lut[idx] = -1
+            if sel.size == 0:
+                continue
+            loc = np.searchsorted(idx, ri[sel])          # idx is sorted (built in order)
+            pieces = 1 if table is None else max(1, table.n_pieces // table.n_poly)
+            step = max(1, _PAIRS_CHUNK // pieces)
+            for a in range(0, sel.size, step):
+                c = sel[a:a + step]
+                lc = loc[a:a + step]
+                sub = None if table is None else table.take(lc)
+                g = [geoms[j] for j in lc]
+                x, y, z = _evaluate_group(g, sub, mean_b[c][None], cov_b[c][None], True)
+                lm[c], dm[c], C2[c] = x[0], y[0], z[0]
+        mP, M2P = _finish(mean_b, lm, dm, C2)
+        return lm, mP, M2P
 
     def log_mass_bound(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
         """Cheap upper bound of log P(Z in P_r): log Phi(-d), d the Mahalanobis distance

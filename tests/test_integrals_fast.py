@@ -883,6 +883,32 @@ def test_log_mass_bound(S):
     assert np.all(bound[far] - lm[far] <= (S - 1) * np.log(d) + 8)
 
 
+def test_sparse_pairs_equal_dense_batch():
+    """truncated_moments_pairs on a random subset of (point, region) pairs = the dense batch."""
+    import fastpath
+    from verified_dgn import DGN
+
+    rng = np.random.default_rng(99)
+    net = DGN.random((2, 6, 6, 2), activation="relu", seed=2)
+    cones = [PolyhedronCones.from_region(r) for r in fastpath.partition(net)]
+    cones.append(PolyhedronCones.from_halfspaces(np.array([[1.0, 0.0]]), np.array([0.2])))
+    cones.append(PolyhedronCones.from_halfspaces(np.zeros((1, 2)), np.array([-1.0])))
+    batch = ConeBatch(cones)
+    R = len(cones)
+    mu = rng.normal(size=(6, R, 2)) * 2
+    cov = np.stack([random_cov(rng, 2, 0.4) for _ in range(R)])
+    dense = batch.truncated_moments(mu, cov)
+    n_idx, r_idx = np.nonzero(rng.random((6, R)) < 0.5)
+    perm = rng.permutation(len(n_idx))                      # any order of pairs
+    n_idx, r_idx = n_idx[perm], r_idx[perm]
+    sp = batch.truncated_moments_pairs(r_idx, mu[n_idx, r_idx], cov[r_idx])
+    np.testing.assert_allclose(sp[0], dense[0][n_idx, r_idx], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(sp[1], dense[1][n_idx, r_idx], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(sp[2], dense[2][n_idx, r_idx], rtol=1e-12, atol=1e-13)
+    with pytest.raises(ValueError, match="region_index"):
+        batch.truncated_moments_pairs(np.array([R]), mu[0, :1], cov[:1])
+
+
 def test_partition_regions_tile_the_latent_space():
     """Sum over all regions of a partition: (1, mean, cov + mean mean^T)."""
     import fastpath
