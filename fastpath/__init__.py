@@ -30,6 +30,7 @@ _LAZY = {
     "log_marginal": "distributions",
     "posterior": "distributions",
     "posterior_density": "distributions",
+    "log_posterior_density": "distributions",
     "sample_posterior": "distributions",
     "map_latent": "distributions",
     "fit_em": "em",
