@@ -354,10 +354,12 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
     # rows of C are in the row space, so |C basis| = 1 up to rounding; renormalise d alike
     dr = d / np.linalg.norm(C @ basis, axis=1)
 
+    r = -np.inf
     if interior_point is not None:
         y0 = basis.T @ np.asarray(interior_point, dtype=np.float64)
-        r = float(np.min(dr - Cr @ y0))
-    else:
+        r = float(np.min(dr - Cr @ y0)) if len(dr) else np.inf
+    if not r > 1e3 * _EMPTY_TOL * scale_d:
+        # no point given, or one too close to the boundary to decide emptiness with: LP
         y0, r = _chebyshev_center(Cr, dr)
     if not np.isfinite(r) or r <= _EMPTY_TOL * scale_d:
         return _empty_geometry(S)

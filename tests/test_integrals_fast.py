@@ -716,6 +716,23 @@ def test_nonsimple_vertices_against_split_pieces():
             np.testing.assert_allclose(a[2] + b[2], m[2], rtol=1e-10, atol=1e-11 * m[0])
 
 
+def test_from_region_with_a_boundary_interior_point():
+    """A region whose interior_point lies on its boundary: the LP is used instead."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(89)
+    C, d = random_polytope(rng, 2, bounded=True)
+    g = polyhedron_geometry(C, d)
+    cov = random_cov(rng, 2)
+    mu = rng.normal(size=2)
+    ref = PolyhedronCones.from_halfspaces(C, d).truncated_moments(mu, cov)
+    for ip in (g.vertices[0], None, np.array([np.nan, 0.0])):
+        reg = SimpleNamespace(C=g.C, d=g.d, interior_point=ip)
+        got = PolyhedronCones.from_region(reg).truncated_moments(mu, cov)
+        assert abs(got[0] - ref[0]) <= 1e-13
+        np.testing.assert_allclose(got[1], ref[1], rtol=1e-12, atol=1e-13)
+
+
 def test_redundant_duplicate_and_scaled_rows():
     rng = np.random.default_rng(91)
     C, d = random_polytope(rng, 2, bounded=True)
