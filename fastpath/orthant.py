@@ -71,6 +71,7 @@ error of P) <= 1e-13 (k = 2), 1e-12 (k = 3), 1e-10 (k = 4) where P >= 1e-20, and
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -157,6 +158,18 @@ _GL40 = _gl01(40)
 _GEOM = 4.0 ** -np.arange(18)
 
 
+def _quiet(fn):
+    """Run a kernel with floating-point warnings off: the kernels produce and consume
+    +-inf on purpose (log 0, Mills ratios of huge arguments) and check what matters."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _chunks(n: int, size: int = _CHUNK):
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -168,6 +181,7 @@ def _log_ndtr(h: ArrayLike) -> NDArray[np.float64]:
     return sc.log_ndtr(h)
 
 
+@_quiet
 def _log_ndtr_diff(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
     """log(Phi(b) - Phi(a)) for a <= b, without cancellation.
 
@@ -214,6 +228,7 @@ def _log_ndtr_diff(a: ArrayLike, b: ArrayLike) -> NDArray[np.float64]:
 
 
 # --------------------------------------------------------------------------------- k = 2
+@_quiet
 def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
     """log P(X <= h, Y <= k) for a standard bivariate normal with correlation ``rho``.
 
@@ -357,7 +372,8 @@ def _log_bvn_plackett(h: NDArray[np.float64], k: NDArray[np.float64],
     start[right] = pa[:right.size]
     start[left] = np.maximum(start[left], pa[right.size:])
     # A + C + 2q = max(h^2, k^2)/2
-    log_j = np.log(total) - start * start - 0.5 * np.maximum(h * h, k * k) - _LOG_PI
+    with np.errstate(divide="ignore"):  # no piece (rho -> 0+): the integral is 0
+        log_j = np.log(total) - start * start - 0.5 * np.maximum(h * h, k * k) - _LOG_PI
     base = np.full(h.shape, -np.inf)
     base[pos] = sc.log_ndtr(h[pos]) + sc.log_ndtr(k[pos])
     neg = ~pos & (h + k > 0)
@@ -975,6 +991,7 @@ def _adaptive_log_integral(
     return pres
 
 
+@_quiet
 def _log_mvn_sov(h: NDArray[np.float64], R: NDArray[np.float64],
                  cond: int | None = None) -> NDArray[np.float64]:
     """k = 3, 4 by conditioning on one variable (rows of finite h; ``cond`` forces the
@@ -1116,6 +1133,7 @@ def _legendre_tail(n: int, m: int = 8) -> NDArray[np.float64]:
     return coef[n - m:]
 
 
+@_quiet
 def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
     """k = 3: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 3), R (N, 3, 3).
 
@@ -1339,6 +1357,7 @@ def _tvn_plackett_term(hi_, hj, hk, rij, rik, rjk, ra, s_j, s_k, n, level):
     return _adaptive_log_integral(ev, u_lo, u_hi, a, b, n, level)
 
 
+@_quiet
 def _log_qvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
     """k = 4: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 4), R (N, 4, 4)."""
     return _log_mvn_sov(np.asarray(h, dtype=np.float64), np.asarray(R, dtype=np.float64))
