@@ -948,6 +948,30 @@ def test_partition_regions_tile_the_latent_space():
     np.testing.assert_allclose(s2, cov + mu[:, :, None] * mu[:, None, :], rtol=0, atol=1e-11)
 
 
+def test_integrals_run_without_cddlib():
+    """fastpath.integrals never imports pycddlib (a user who only trains needs no cddlib)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'cdd' or name.startswith('cdd.'):\n"
+        "            raise ImportError('cddlib blocked for this test')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np, fastpath\n"
+        "m0, m1, M2 = fastpath.gaussian_moments([[1.0, 0], [0, 1.0], [-1, -1.0]],\n"
+        "                                       [1.0, 1, 1], [0.1, 0.2], np.eye(2))\n"
+        "P = fastpath.partition(fastpath.DGN.random((2, 5, 2), seed=0))\n"
+        "lm = fastpath.ConeBatch.from_partition(P).log_mass(np.zeros((len(P), 2)), np.eye(2))\n"
+        "assert abs(np.exp(lm).sum() - 1) < 1e-12 and 0 < m0 < 1\n"
+        "assert 'cdd' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 # --------------------------------------------------------------------------- validation
 def test_input_validation():
     C, d = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([1.0, 1.0])
