@@ -267,8 +267,10 @@ def test_bvn_two_independent_paths_agree():
     rho = np.tanh(rng.uniform(-9, 9, n))
     q = np.abs(h - k) * np.abs(h + k) / 8
     sel = q >= fo._Q_FAST
-    h, k, rho = h[sel], k[sel], rho[sel]
-    a = fo._log_bvn_plackett(h, k, rho)
+    h, k, rho, q = h[sel], k[sel], rho[sel], q[sel]
+    assert np.sum(q < fo._Q_24) > 500
+    a = np.where(q >= fo._Q_24, fo._log_bvn_plackett(h, k, rho),
+                 fo._log_bvn_plackett(h, k, rho, rule=fo._GL32))
     b = fo._log_bvn_cond(h, k, rho)
     tol = np.where(np.abs(b) <= 46, ATOL_BULK, ATOL_TAIL) + RTOL * np.abs(b)
     err = np.abs(a - b)
@@ -276,10 +278,11 @@ def test_bvn_two_independent_paths_agree():
     assert np.all(err <= tol), (h[worst], k[worst], rho[worst], a[worst], b[worst])
 
 
-def test_bvn_fast_path_boundary():
-    # elements on both sides of the q = 1 switch are continuous
+@pytest.mark.parametrize("qs", ["_Q_FAST", "_Q_24"])
+def test_bvn_fast_path_boundary(qs):
+    # elements on both sides of a switch of rule (q = |h^2 - k^2|/8) are continuous
     h = np.linspace(3.0, 30.0, 200)
-    k = np.sqrt(h * h - 8.0 * fo._Q_FAST)  # q = 1 exactly (up to rounding)
+    k = np.sqrt(h * h - 8.0 * getattr(fo, qs))  # on the switch (up to rounding)
     assert np.all(np.isfinite(k))
     for rho in (-0.9, -0.3, 0.4, 0.97):
         lo = fo._log_bvn(h, k * (1 + 1e-12), rho)
