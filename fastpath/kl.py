@@ -1,0 +1,371 @@
+"""The exact KL divergence between a Gaussian q(z|x) and the true posterior p(z|x) of a DGN.
+
+For a Gaussian q = N(m, V) (an encoder's output, say) and a DGN with z ~ N(0, Sigma_z),
+x | z ~ N(g(z), Sigma_x)::
+
+    KL(q || p(z|x)) = E_q[log q(z)] - E_q[log p(x|z) + log p(z)] + log p(x)
+                    = KL(q || p(z)) - E_q[log p(x|z)] + log p(x).
+
+* KL(q || p(z)) between two Gaussians is the textbook closed form
+  (tr(Sigma_z^-1 V) + m^T Sigma_z^-1 m - S + log det Sigma_z - log det V) / 2.
+* log p(x) is Theorem 1's exact marginal (:func:`fastpath.log_marginal`).
+* On region w the generator is affine, g(z) = A_w z + b_w, so log p(x|z) is a quadratic in z
+  and its expectation under q restricted to w needs only q's truncated moments there: with
+  m0_w = P_q(z in w), mu_w = E_q[z | w] and C_w = Cov_q[z | w] (signed vertex-cone integrals,
+  :class:`fastpath.integrals.ConeBatch`), s = sqrt(diag Sigma_x)::
+
+      E_q[log p(x|z)] = -(D log 2 pi + log det Sigma_x) / 2
+                        - 1/2 sum_w m0_w ( ||(x - b_w - A_w mu_w) / s||^2 + tr(B_w C_w B_w^T) ),
+
+  B_w = diag(1/s) A_w, a sum of non-negative terms (residual form: no cancellation however
+  small the noise). The m0_w sum to 1 (the regions tile the latent space); a partition
+  that misses mass (sum below 1 - 1e-6) raises an error rather than give a wrong KL.
+
+Accuracy: the KL is a difference of terms of the size of |log p(x)|, so its absolute error
+is that of log p(x) (about 1e-13 |log p(x)| in typical cases; see
+:mod:`fastpath.distributions`) plus rounding of the same relative size; the truncated
+moments contribute a relative ~1e-13. A KL far below that level is rounding noise around
+0 (the returned value can then be slightly negative).
+
+Pruning (S >= 2, ``prune``, default 60): pairs (point, region) whose q-mass is certified
+below exp(-prune) by :meth:`ConeBatch.log_mass_bound` (a Mahalanobis-distance bound) are
+skipped; each skipped pair would contribute m0_w times a quadratic that grows only
+polynomially with the distance, far below rounding for prune = 60.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from verified_dgn.model import DGN
+from verified_dgn.regions import Partition, region_affine_map
+
+from .data import check_data
+from .integrals import ConeBatch
+
+__all__ = ["kl_to_posterior", "KLTerms", "gaussian_kl_to_prior"]
+
+Arr = NDArray[np.float64]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+#: relative asymmetry of a q covariance that is rejected (smaller asymmetry is symmetrised)
+_SYM_TOL = 1e-10
+#: q covariances with condition number above this are rejected (the cone kernels' limit)
+_MAX_COND = 1e12
+#: the q-masses of the regions must sum to 1 within this (else the partition is incomplete)
+_MASS_TOL = 1e-6
+#: floats of (pairs, D) residuals per block
+_BLOCK_FLOATS = 1 << 21
+
+
+# =========================================================================== validation
+def _check_net(net: Any) -> DGN:
+    if not isinstance(net, DGN):
+        raise TypeError(f"net must be a verified_dgn.DGN, got {type(net).__name__}")
+    return net
+
+
+def _same_hidden_layers(a: DGN, b: DGN) -> bool:
+    return (a.activation == b.activation and a.slope == b.slope and a.n_layers == b.n_layers
+            and a.latent_dim == b.latent_dim
+            and all(np.array_equal(x, y) for x, y in zip(a.weights[:-1], b.weights[:-1]))
+            and all(np.array_equal(x, y) for x, y in zip(a.biases[:-1], b.biases[:-1])))
+
+
+def _check_partition(net: DGN, partition: Any) -> Partition:
+    if partition is None:
+        from .partition_walk import partition as _partition
+        return _partition(net)
+    if not isinstance(partition, Partition):
+        raise TypeError(f"partition must be a Partition (fastpath.partition(net)), "
+                        f"got {type(partition).__name__}")
+    if len(partition) == 0:
+        raise ValueError("partition has no regions")
+    if not _same_hidden_layers(partition.net, net):
+        raise ValueError("partition was computed for a different network (its hidden layers, "
+                         "activation or latent dimension differ from net's)")
+    return partition
+
+
+def _as_finite(a: ArrayLike, name: str) -> Arr:
+    try:
+        arr = np.asarray(a, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real array: {exc}") from None
+    if not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "infinite"
+        rows = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)) \
+            if arr.ndim else np.array([0])
+        raise ValueError(f"{name} contains {bad} values (first at row {int(rows[0])})")
+    return arr
+
+
+def _check_q(q_mean: ArrayLike, q_cov: ArrayLike, N: int, S: int) -> tuple[Arr, Arr, Arr]:
+    """q means (N, S), full covariances (N, S, S) and their Cholesky factors (N, S, S)."""
+    m = _as_finite(q_mean, "q_mean")
+    if m.ndim == 1 and S == 1 and m.shape[0] == N:
+        m = m[:, None]
+    if m.shape != (N, S):
+        raise ValueError(f"q_mean must have shape ({N}, {S}) (one mean per data point), "
+                         f"got {m.shape}")
+    V = _as_finite(q_cov, "q_cov")
+    if V.ndim == 1 and S == 1 and V.shape[0] == N:
+        V = V[:, None]
+    if V.ndim == 2:
+        if V.shape != (N, S):
+            raise ValueError(f"a diagonal q_cov must have shape ({N}, {S}) (variances), "
+                             f"got {V.shape}")
+        if np.any(V <= 0):
+            i = int(np.flatnonzero((V <= 0).any(axis=1))[0])
+            raise ValueError(f"q_cov holds variances that are not positive (first at row {i}: "
+                             f"{V[i]})")
+        cov = V[:, :, None] * np.eye(S)
+    elif V.ndim == 3:
+        if V.shape != (N, S, S):
+            raise ValueError(f"q_cov must have shape ({N}, {S}, {S}) (full) or ({N}, {S}) "
+                             f"(diagonal), got {V.shape}")
+        scale = np.max(np.abs(V), axis=(1, 2))
+        asym = np.max(np.abs(V - np.swapaxes(V, 1, 2)), axis=(1, 2))
+        bad = asym > _SYM_TOL * scale
+        if bad.any():
+            raise ValueError(f"q_cov[{int(np.flatnonzero(bad)[0])}] is not symmetric")
+        cov = 0.5 * (V + np.swapaxes(V, 1, 2))
+    else:
+        raise ValueError(f"q_cov must have shape ({N}, {S}, {S}) (full) or ({N}, {S}) "
+                         f"(diagonal), got {V.shape}")
+    ev = np.linalg.eigvalsh(cov)
+    lo, hi = ev[:, 0], ev[:, -1]
+    bad = lo <= 0
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"q_cov[{i}] is not positive definite (smallest eigenvalue "
+                         f"{lo[i]:.3g})")
+    bad = hi > _MAX_COND * lo
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"q_cov[{i}] is numerically singular (condition number "
+                         f"{hi[i] / lo[i]:.3g} > {_MAX_COND:.0e})")
+    return m, cov, np.linalg.cholesky(cov)
+
+
+def _check_prune(prune: Any) -> float | None:
+    if prune is None:
+        return None
+    try:
+        T = float(prune)
+    except (TypeError, ValueError):
+        raise TypeError(f"prune must be a number >= 30 or None, got {prune!r}") from None
+    if not np.isfinite(T) or T < 30.0:
+        raise ValueError(f"prune must be a finite number >= 30 (a log-mass margin) or None, "
+                         f"got {prune!r}")
+    return T
+
+
+def _check_chunk_size(chunk_size: Any) -> int | None:
+    if chunk_size is None:
+        return None
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) \
+            or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
+    return int(chunk_size)
+
+
+# =========================================================================== kernels
+_CONES: "weakref.WeakKeyDictionary[Partition, ConeBatch]" = weakref.WeakKeyDictionary()
+
+
+def _cones(partition: Partition) -> ConeBatch:
+    cb = _CONES.get(partition)
+    if cb is None:
+        cb = ConeBatch.from_partition(partition)
+        _CONES[partition] = cb
+    return cb
+
+
+def _affine_maps(net: DGN, partition: Partition) -> tuple[Arr, Arr]:
+    """(A (R, D, S), b (R, D)) of ``net`` on the regions of ``partition``."""
+    if partition.net is net or partition.net == net:
+        return partition.A_stack, partition.b_stack
+    # same hidden layers, other output layer: same regions, maps from the sign patterns
+    maps = [region_affine_map(net, r.signs) for r in partition]
+    return (np.array([A for A, _ in maps], dtype=np.float64),
+            np.array([b for _, b in maps], dtype=np.float64))
+
+
+def gaussian_kl_to_prior(q_mean: Arr, q_cov: Arr, q_chol: Arr, prior_cov: Arr) -> Arr:
+    """KL(N(m, V) || N(0, Sigma_z)) for every row: m (N, S), V and its Cholesky (N, S, S).
+
+    (tr(Sigma_z^-1 V) + m^T Sigma_z^-1 m - S + log det Sigma_z - log det V) / 2, shape (N,).
+    """
+    S = q_mean.shape[1]
+    Lp = np.linalg.cholesky(prior_cov)
+    # Lp^-1 L_q: tr(Sigma^-1 V) = ||Lp^-1 L_q||_F^2, no explicit inverse
+    Y = np.linalg.solve(Lp, q_chol)                                        # (N, S, S)
+    y = np.linalg.solve(Lp, q_mean.T).T                                    # (N, S)
+    logdet_p = 2.0 * float(np.sum(np.log(np.diag(Lp))))
+    logdet_q = 2.0 * np.sum(np.log(np.diagonal(q_chol, axis1=1, axis2=2)), axis=1)
+    return 0.5 * (np.sum(Y * Y, axis=(1, 2)) + np.sum(y * y, axis=1) - S
+                  + logdet_p - logdet_q)
+
+
+def _expected_quadratic(cones: ConeBatch, A: Arr, b: Arr, inv_s: Arr, X: Arr, m: Arr,
+                        cov: Arr, prune: float | None) -> tuple[Arr, Arr]:
+    """sum_w m0_w E_q[||(x - A_w z - b_w)/s||^2 | w] (n,) and sum_w m0_w (n,) for a chunk."""
+    n, S = m.shape
+    R, D, _ = A.shape
+    B = A * inv_s[None, :, None]                                           # (R, D, S)
+    BtB = np.swapaxes(B, 1, 2) @ B                                         # (R, S, S)
+    Xt = X * inv_s
+    bt = b * inv_s
+    if prune is None or S == 1 or R == 1:
+        mean = np.broadcast_to(m[:, None, :], (n, R, S))
+        cv = np.broadcast_to(cov[:, None], (n, R, S, S))
+        lm, dm, C2 = cones.truncated_central_moments(mean, cv)
+        live = np.ones((n, R), dtype=bool)
+    else:
+        mean = np.broadcast_to(m[:, None, :], (n, R, S))
+        cv = np.broadcast_to(cov[:, None], (n, R, S, S))
+        bound = cones.log_mass_bound(mean, cv)                              # (n, R)
+        live = bound >= -prune
+        lm = np.full((n, R), -np.inf)
+        dm = np.zeros((n, R, S))
+        C2 = np.zeros((n, R, S, S))
+        for w in np.flatnonzero(live.any(axis=0)):
+            rows = np.flatnonzero(live[:, w])
+            a, d1, c2 = cones.cones[w].truncated_central_moments(m[rows], cov[rows])
+            lm[rows, w], dm[rows, w], C2[rows, w] = a, d1, c2
+    m0 = np.exp(lm)                                                        # (n, R)
+    mu = m[:, None, :] + dm                                                # E_q[z | w]
+    Cw = C2 - dm[..., :, None] * dm[..., None, :]                          # Cov_q[z | w]
+    trace = np.einsum("rij,nrij->nr", BtB, Cw)
+    resid2 = np.zeros((n, R))
+    nn, ww = np.nonzero(live & (m0 > 0))
+    step = max(1, _BLOCK_FLOATS // max(1, D))
+    for a in range(0, nn.size, step):
+        i, w = nn[a:a + step], ww[a:a + step]
+        E = Xt[i] - bt[w] - np.einsum("kds,ks->kd", B[w], mu[i, w])        # (k, D)
+        resid2[i, w] = np.einsum("kd,kd->k", E, E)
+    quad = np.where(m0 > 0, resid2 + trace, 0.0)
+    return np.sum(m0 * quad, axis=1), np.sum(m0, axis=1)
+
+
+# =========================================================================== public API
+@dataclass(frozen=True, eq=False)
+class KLTerms:
+    """The terms of KL(q || p(z|x)) = kl_prior - expected_log_lik + log_px, per point.
+
+    Attributes
+    ----------
+    kl : ndarray, shape (N,)
+        KL(q(z|x) || p(z|x)).
+    log_px : ndarray, shape (N,)
+        The exact log p(x).
+    expected_log_lik : ndarray, shape (N,)
+        E_q[log p(x|z)].
+    kl_prior : ndarray, shape (N,)
+        KL(q(z|x) || p(z)).
+    q_mass : ndarray, shape (N,)
+        sum over the regions of P_q(z in w) (1 up to rounding: the regions tile R^S).
+    """
+
+    kl: Arr
+    log_px: Arr
+    expected_log_lik: Arr
+    kl_prior: Arr
+    q_mass: Arr
+
+    @property
+    def elbo(self) -> Arr:
+        """The exact evidence lower bound of q, E_q[log p(x|z)] - KL(q || p(z)), (N,).
+
+        Equal to log_px - kl: the gap between log p(x) and the ELBO is the KL.
+        """
+        return self.expected_log_lik - self.kl_prior
+
+
+def kl_to_posterior(net: DGN, X: ArrayLike, q_mean: ArrayLike, q_cov: ArrayLike, *,
+                    partition: Partition | None = None, chunk_size: int | None = None,
+                    prune: float | None = 60.0, return_terms: bool = False) -> Any:
+    """Exact KL(q(z|x) || p(z|x)) of a Gaussian q for every data point.
+
+    Parameters
+    ----------
+    net : DGN
+    X : array_like, shape (N, D)
+        Data points.
+    q_mean : array_like, shape (N, S)
+        Means of q(z|x_n) (``(N,)`` is accepted when S = 1).
+    q_cov : array_like, shape (N, S, S) or (N, S)
+        Covariances of q(z|x_n): full (symmetric positive definite) or diagonal
+        (variances, e.g. ``exp(log_var)`` of a VAE encoder; ``(N,)`` when S = 1).
+    partition : Partition, optional
+        ``fastpath.partition(net)`` (computed when not given). A partition of a net with
+        the same hidden layers is accepted (the affine maps are recomputed).
+    chunk_size : int, optional
+        Points per block (memory O(chunk_size R S^2)); default about 2^17 / R.
+    prune : float or None, default 60
+        Skip (point, region) pairs whose q-mass is certified below exp(-prune) (S >= 2; see
+        the module notes); None evaluates every pair.
+    return_terms : bool, default False
+        Return a :class:`KLTerms` (kl, log_px, expected_log_lik, kl_prior, q_mass, and the
+        exact ELBO) instead of the KL alone.
+
+    Returns
+    -------
+    kl : ndarray, shape (N,)
+        KL(q || p(z|x)) >= 0 (up to the rounding stated in the module notes), in nats.
+        Or a :class:`KLTerms` with ``return_terms=True``.
+
+    Raises
+    ------
+    fastpath.data.DataError
+        X of the wrong width, empty, or with NaN / infinite values.
+    ValueError
+        q_mean / q_cov of the wrong shape, non-finite, not symmetric, not positive
+        definite or numerically singular (condition number above 1e12); a partition of
+        another net, or one whose regions do not cover q's mass.
+    """
+    net = _check_net(net)
+    X = check_data(X, dim=net.data_dim)
+    N, S = X.shape[0], net.latent_dim
+    m, cov, chol = _check_q(q_mean, q_cov, N, S)
+    chunk_size = _check_chunk_size(chunk_size)
+    prune = _check_prune(prune)
+    partition = _check_partition(net, partition)
+
+    from .distributions import log_marginal
+
+    log_px = log_marginal(net, X, partition=partition)
+    A, b = _affine_maps(net, partition)
+    R, D = A.shape[0], net.data_dim
+    nv = np.asarray(net.noise_var_vector, dtype=np.float64)
+    inv_s = 1.0 / np.sqrt(nv)
+    cones = _cones(partition)
+    step = chunk_size or max(1, (1 << 17) // (R * (1 + S + S * S)))
+    quad = np.empty(N)
+    mass = np.empty(N)
+    for a in range(0, N, step):
+        rows = slice(a, min(N, a + step))
+        quad[rows], mass[rows] = _expected_quadratic(cones, A, b, inv_s, X[rows], m[rows],
+                                                     cov[rows], prune)
+    bad = np.abs(mass - 1.0) > _MASS_TOL
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"the regions of the partition carry q-mass {mass[i]:.12g} != 1 for point {i}: "
+            "the partition does not tile the latent space (incomplete partition?)")
+    const = -0.5 * (D * _LOG_2PI + float(np.sum(np.log(nv))))
+    ell = const - 0.5 * quad
+    klp = gaussian_kl_to_prior(m, cov, chol, np.asarray(net.prior_cov, dtype=np.float64))
+    kl = klp - ell + log_px
+    if return_terms:
+        return KLTerms(kl, log_px, ell, klp, mass)
+    return kl
+
