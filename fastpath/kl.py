@@ -50,7 +50,7 @@ from verified_dgn.regions import Partition, region_affine_map
 from .data import check_data
 from .integrals import ConeBatch
 
-__all__ = ["kl_to_posterior", "KLTerms", "gaussian_kl_to_prior"]
+__all__ = ["KLTerms", "gaussian_kl_to_prior", "kl_to_posterior"]
 
 Arr = NDArray[np.float64]
 
@@ -178,7 +178,7 @@ def _check_chunk_size(chunk_size: Any) -> int | None:
 
 
 # =========================================================================== kernels
-_CONES: "weakref.WeakKeyDictionary[Partition, ConeBatch]" = weakref.WeakKeyDictionary()
+_CONES: weakref.WeakKeyDictionary[Partition, ConeBatch] = weakref.WeakKeyDictionary()
 
 
 def _cones(partition: Partition) -> ConeBatch:
