@@ -108,6 +108,7 @@ _T_COND = 40.0
 _KMAX = 4
 
 
+@functools.cache
 def _gl01(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Gauss-Legendre nodes and weights on [0, 1], correctly rounded to float64.
 
@@ -131,8 +132,9 @@ def _gl01(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
             x = x - p / dp
         _, dp = leg(x)
         w = 2 / ((1 - x * x) * dp * dp)
-        xs, ws = (x + 1) / 2, w / 2
-        return xs.astype(np.float64), ws.astype(np.float64)
+        xs, ws = ((x + 1) / 2).astype(np.float64), (w / 2).astype(np.float64)
+        xs.flags.writeable = ws.flags.writeable = False
+        return xs, ws
     import mpmath
 
     with mpmath.workdps(40):
@@ -151,7 +153,9 @@ def _gl01(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
             dp = n * (x * p1 - p0) / (x * x - 1)
             xs.append(float((x + 1) / 2))
             ws.append(float(1 / ((1 - x * x) * dp * dp)))
-        return np.array(xs), np.array(ws)
+        xa, wa = np.array(xs), np.array(ws)
+        xa.flags.writeable = wa.flags.writeable = False
+        return xa, wa
 
 
 _GL10 = _gl01(10)
@@ -1133,6 +1137,7 @@ def _sov_chunk(h: NDArray[np.float64], R: NDArray[np.float64],
     return res
 
 
+@functools.cache
 def _legendre_tail(n: int, m: int = 8) -> NDArray[np.float64]:
     """Rows n-m..n-1 of the discrete Legendre transform at the n Gauss-Legendre nodes:
     coefficient c_j = (2j+1)/2 sum_i w_i P_j(y_i) f(y_i) on [-1, 1]."""
@@ -1145,7 +1150,9 @@ def _legendre_tail(n: int, m: int = 8) -> NDArray[np.float64]:
     for j in range(2, n):
         P[j] = ((2 * j - 1) * y * P[j - 1] - (j - 1) * P[j - 2]) / j
     coef = (2 * np.arange(n) + 1)[:, None] / 2.0 * P * wy[None, :]
-    return coef[n - m:]
+    out = np.ascontiguousarray(coef[n - m:])
+    out.flags.writeable = False
+    return out
 
 
 @_quiet
