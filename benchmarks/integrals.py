@@ -277,7 +277,15 @@ def run(S: int, n_regions: int, n_gauss: int, n_exact: int, seed: int, n_batch: 
     if n_exact <= 0:
         return
     eb0, eb1, ef0, ef1, rows = [], [], [], [], []
-    pairs = [(i, n) for n in range(n_gauss) for i in range(len(regions))][:n_exact]
+    # the exact path takes minutes per pair deep in the tails: check pairs with
+    # log m0 >= -150, half of them the most probable ones, half spread over the tail
+    cand = [(float(res_fast[i, n][0]), i, n) for n in range(n_gauss)
+            for i in range(len(regions)) if float(res_fast[i, n][0]) >= -150.0]
+    cand.sort(reverse=True)
+    head = cand[: (n_exact + 1) // 2]
+    tail = cand[len(head):]
+    step = max(1, len(tail) // max(1, n_exact - len(head)))
+    pairs = [(i, n) for _, i, n in head + tail[::step][: n_exact - len(head)]]
     for i, n in pairs:
         r = regions[i]
         lref, mref = exact_reference(P[r], mu_all[n, r], cov_all[r])
