@@ -106,7 +106,7 @@ def test_reproducible_with_seed():
 
 def test_fixed_noise_prior_cov_and_options():
     net = DGN.random((2, 5, 2), seed=2, noise_var=[0.03, 0.05], prior_cov=[[2.0, 0.0], [0.0, 0.5]])
-    _, X, _, res = _run(net=net, learn_noise=False, eval_every=3, X_test=None)
+    _, _, _, res = _run(net=net, learn_noise=False, eval_every=3, X_test=None)
     np.testing.assert_array_equal(res.model.noise_var, [0.03, 0.05])
     np.testing.assert_array_equal(res.model.prior_cov, net.prior_cov)
     np.testing.assert_array_equal(res.history["update"], [0, 3, 6, 9, 12])
