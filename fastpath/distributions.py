@@ -29,9 +29,11 @@ Computation (everything in log space):
 * log Phi_w, E[z | z in w] - mu_w and E[(z - mu_w)(z - mu_w)^T | z in w] come from
   :class:`fastpath.integrals.ConeBatch` (signed vertex cones, log space, central form).
   log p(x) = logsumexp_w (log kappa_w + log Phi_w); e0 = exp(log kappa_w + log Phi_w - log p).
-* Pruning (S >= 2, on by default). m0 = Phi_w <= Phi(t_j) for every facet j of w, t_j the
-  standardised slack of the facet at mu_w, so u_w = log kappa_w + min_j log Phi(t_j) bounds
-  log(kappa_w Phi_w) from above (with the rounding bound of Q_w included). The cone integrals
+* Pruning (S >= 2, on by default). Phi_w <= Phi(-delta_w), delta_w the Mahalanobis distance
+  from mu_w to w (the half-space supporting w at its nearest point contains w;
+  :meth:`fastpath.integrals.ConeBatch.log_mass_bound`, no orthants), so
+  u_w = log kappa_w + log Phi(-delta_w) bounds log(kappa_w Phi_w) from above (with the
+  rounding bound of Q_w included). The cone integrals
   are evaluated only for pairs with u_w >= L - T, where L <= log p(x) is a log-sum-exp of
   evaluated pairs and T = ``prune`` (default 60): every skipped pair has e0 < exp(-T)
   (8.8e-27) and the computed p(x) is low by a relative R exp(-T) at most. Skipped pairs get
@@ -159,37 +161,16 @@ def _check_partition(net: DGN, partition: Any) -> Partition:
 
 
 # =========================================================================== precomputation
-@dataclass(frozen=True, eq=False)
-class _Geometry:
-    """Net-independent data of a partition: cone decompositions and padded facets."""
-
-    cones: ConeBatch
-    C: Arr            # (R, M, S) facets, zero rows where padded
-    d: Arr            # (R, M)
-    valid: NDArray[np.bool_]  # (R, M)
+_CONES: "weakref.WeakKeyDictionary[Partition, ConeBatch]" = weakref.WeakKeyDictionary()
 
 
-_GEOMETRY: "weakref.WeakKeyDictionary[Partition, _Geometry]" = weakref.WeakKeyDictionary()
-
-
-def _geometry(partition: Partition) -> _Geometry:
-    g = _GEOMETRY.get(partition)
-    if g is None:
-        cones = ConeBatch.from_partition(partition)
-        R, S = len(partition), partition.net.latent_dim
-        M = max(1, max(np.shape(r.C)[0] for r in partition))
-        C = np.zeros((R, M, S))
-        d = np.ones((R, M))
-        valid = np.zeros((R, M), dtype=bool)
-        for i, r in enumerate(partition):
-            m = np.shape(r.C)[0]
-            if m:
-                C[i, :m] = np.asarray(r.C, dtype=np.float64)
-                d[i, :m] = np.asarray(r.d, dtype=np.float64)
-                valid[i, :m] = True
-        g = _Geometry(cones, C, d, valid)
-        _GEOMETRY[partition] = g
-    return g
+def _cones(partition: Partition) -> ConeBatch:
+    """The vertex-cone decompositions of a partition's regions (net-independent; cached)."""
+    cb = _CONES.get(partition)
+    if cb is None:
+        cb = ConeBatch.from_partition(partition)
+        _CONES[partition] = cb
+    return cb
 
 
 @dataclass(frozen=True, eq=False)
@@ -197,7 +178,7 @@ class _Model:
     """Per-region quantities of Theorem 1 that do not depend on x (whitened; module notes)."""
 
     partition: Partition
-    geom: _Geometry
+    cones: ConeBatch
     R: int
     S: int
     D: int
@@ -213,10 +194,10 @@ class _Model:
     Bfro: Arr         # (R,) Frobenius norm of B_w
     G: Arr            # (R, S, S) I + B^T B
     Ginv: Arr         # (R, S, S)
+    condG: Arr        # (R,) condition number of G_w
     logdet_G: Arr     # (R,) log det G_w
     const: Arr        # (R,) -(D log 2pi + log det Sigma_x + log det G_w) / 2
     cov_z: Arr        # (R, S, S) Sigma_w
-    facet_sd: Arr     # (R, M) sqrt(c_j^T Sigma_w c_j) (1 where padded)
 
     def mu_z(self, mu_u: Arr) -> Arr:
         """z-space means from whitened ones, (..., R, S)."""
@@ -236,7 +217,7 @@ def _affine_maps(net: DGN, partition: Partition) -> tuple[Arr, Arr]:
 
 
 def _model(net: DGN, partition: Partition) -> _Model:
-    geom = _geometry(partition)
+    cones = _cones(partition)
     A, b = _affine_maps(net, partition)
     R, D, S = A.shape
     nv = np.asarray(net.noise_var_vector, dtype=np.float64)
@@ -253,19 +234,18 @@ def _model(net: DGN, partition: Partition) -> _Model:
     eye = np.broadcast_to(np.eye(S), G.shape)
     Ginv = np.linalg.solve(G, eye)
     Ginv = 0.5 * (Ginv + np.swapaxes(Ginv, 1, 2))
+    ev = np.linalg.eigvalsh(G)
+    condG = ev[:, -1] / ev[:, 0]
     cov_z = Ginv if Lz is None else Lz @ Ginv @ Lz.T
     cov_z = 0.5 * (cov_z + np.swapaxes(cov_z, 1, 2))
     const = -0.5 * (D * _LOG_2PI + float(np.sum(np.log(nv))) + logdet_G)
-    fsd = np.sqrt(np.maximum(np.einsum("rmi,rij,rmj->rm", geom.C, cov_z, geom.C), 0.0))
-    fsd = np.where(geom.valid & (fsd > 0), fsd, 1.0)
     return _Model(
-        partition=partition, geom=geom, R=R, S=S, D=D, inv_s=inv_s, Lz=Lz, B=B,
+        partition=partition, cones=cones, R=R, S=S, D=D, inv_s=inv_s, Lz=Lz, B=B,
         Bcat=np.ascontiguousarray(B.transpose(1, 0, 2).reshape(D, R * S)), bt=bt,
         btT=np.ascontiguousarray(bt.T), bnorm=np.sqrt(np.sum(bt * bt, axis=1)),
         bb=np.sum(bt * bt, axis=1), By=np.einsum("rdi,rd->ri", B, bt),
-        Bfro=np.sqrt(np.sum(B * B, axis=(1, 2))), G=G, Ginv=Ginv, logdet_G=logdet_G,
-        const=const, cov_z=cov_z,
-        facet_sd=fsd)
+        Bfro=np.sqrt(np.sum(B * B, axis=(1, 2))), G=G, Ginv=Ginv, condG=condG, logdet_G=logdet_G,
+        const=const, cov_z=cov_z)
 
 
 def _default_chunk(model: _Model, moments: bool) -> int:
@@ -305,8 +285,11 @@ def _quadratic_forms(model: _Model, Xc: Arr) -> _Forms:
     xn = np.sqrt(xx)
     scale = xn[:, None] + model.bnorm
     mun = np.sqrt(np.einsum("nri,nri->nr", mu_u, mu_u))
+    # ... and of y^T G^-1 y: the solve for mu_u errs by ~ cond(G) eps |mu_u| (first order in
+    # y^T mu_u; the residual form is second order in it)
+    yn = np.sqrt(np.einsum("nri,nri->nr", y, y))
     bound = gam * (scale * scale + 2.0 * mun * scale * model.Bfro) \
-        + 8.0 * S * _EPS * (np.abs(rr) + np.abs(yGy))
+        + 8.0 * S * _EPS * (np.abs(rr) + np.abs(yGy) + model.condG * yn * mun)
     return _Forms(Xt, mu_u, Q, bound)
 
 
@@ -337,18 +320,6 @@ def _refine(model: _Model, forms: _Forms, mask: NDArray[np.bool_]) -> None:
             forms.bound[rows, w] = 0.0
 
 
-def _log_facet_bound(model: _Model, mu_z: Arr) -> Arr:
-    """min_j log Phi(t_j) >= log Phi_w (one facet's half-space contains w); (n, R)."""
-    g = model.geom
-    slack = g.d[None] - np.einsum("rmi,nri->nrm", g.C, mu_z)              # (n, R, M)
-    t = slack / model.facet_sd
-    t = np.where(g.valid[None], t, np.inf)
-    tmin = np.min(t, axis=2)
-    # margin for the rounding of mu and of the slack (the bound only has to stay an upper one)
-    tmin = tmin + 1e-8 * (1.0 + np.abs(tmin))
-    return log_ndtr(tmin)
-
-
 @dataclass
 class _ChunkResult:
     log_px: Arr            # (n,)
@@ -364,7 +335,7 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None) -> _Chunk
     forms = _quadratic_forms(model, Xc)
     mu_z = model.mu_z(forms.mu_u)
     n, R, S = Xc.shape[0], model.R, model.S
-    cones = model.geom.cones
+    cones = model.cones
     if prune is None or S == 1 or R == 1:
         _refine(model, forms, _needs_refinement(model, forms))
         if moments:
@@ -376,7 +347,8 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None) -> _Chunk
         return _ChunkResult(log_px, log_w, mu_z, dm, C2, lm)
 
     # ---- pruned evaluation (module notes)
-    upper = model.const - 0.5 * (forms.Q - forms.bound) + _log_facet_bound(model, mu_z)
+    # log Phi_w <= log Phi(-Mahalanobis distance from mu_w to w) (integrals' cheap bound)
+    upper = model.const - 0.5 * (forms.Q - forms.bound) + cones.log_mass_bound(mu_z, model.cov_z)
     todo = upper >= (np.max(upper, axis=1, keepdims=True) - prune)
     log_w = np.full((n, R), -np.inf)
     lm_all = np.full((n, R), -np.inf)
@@ -400,7 +372,7 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None) -> _Chunk
 def _sparse_integrals(model: _Model, mu_z: Arr, mask: NDArray[np.bool_], moments: bool,
                       lm: Arr, dm: Arr | None, C2: Arr | None) -> None:
     """Cone integrals of the pairs in ``mask`` (n, R), one vectorised call per region."""
-    cones = model.geom.cones.cones
+    cones = model.cones.cones
     counts = mask.sum(axis=0)
     for w in np.flatnonzero(counts):
         rows = np.flatnonzero(mask[:, w])
@@ -457,9 +429,14 @@ class EStepChunk:
 
 
 def _assemble(rows: slice, res: _ChunkResult) -> EStepChunk:
-    with np.errstate(invalid="ignore"):
-        log_e0 = res.log_w - res.log_px[:, None]
-    e0 = np.exp(log_e0)
+    # e0 from the shifted weights (not log_w - log_px: log_px ~ -1e5 far from the data would
+    # carry its rounding, 1e-11, into every e0), so rows sum to 1 to rounding
+    top = np.max(res.log_w, axis=1, keepdims=True)
+    ew = np.exp(res.log_w - top)
+    tot = ew.sum(axis=1, keepdims=True)
+    e0 = ew / tot
+    with np.errstate(divide="ignore"):
+        log_e0 = (res.log_w - top) - np.log(tot)
     live = e0 > 0
     assert res.mu_z is not None and res.dm is not None and res.C2 is not None
     dm, C2 = res.dm, res.C2
