@@ -283,7 +283,7 @@ def _elbo(encoder: Any, decoder: Any, log_nv: Any, log_floor: float, xb: Any, pr
 # =========================================================================== training
 def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 64,
               seed: int = 0, X_test: ArrayLike | None = None, eval_every: int | None = None,
-              *, encoder_widths: Sequence[int] | None = None, learn_noise: bool = True,
+              *, eval_at: Sequence[int] | None = None, encoder_widths: Sequence[int] | None = None, learn_noise: bool = True,
               noise_floor: float | None = None, n_samples: int = 1, dtype: str = "float64",
               max_regions: int = 20_000, kl_points: int | None = None,
               evaluate: bool = True, time_limit: float | None = None,
@@ -311,6 +311,10 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
     eval_every : int, optional
         Evaluate every ``eval_every`` Adam updates (default: once per epoch); the first
         evaluation is before any update and the last after the final update.
+    eval_at : sequence of int, optional
+        Evaluate after exactly these numbers of updates instead (e.g. a geometric grid for
+        a log-scale plot); before the first and after the last update as well. Replaces
+        ``eval_every``.
     encoder_widths : sequence of int, optional
         Hidden widths of the encoder MLP (default: the decoder's hidden widths reversed);
         its activation is the decoder's.
@@ -356,6 +360,9 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
     N, D, S = X.shape[0], net.data_dim, net.latent_dim
     n_batches = -(-N // batch_size)
     eval_every = n_batches if eval_every is None else _positive_int(eval_every, "eval_every")
+    eval_set: set[int] | None = None
+    if eval_at is not None:
+        eval_set = {_positive_int(u, "eval_at entries") for u in eval_at}
     if encoder_widths is None:
         encoder_widths = tuple(reversed(net.hidden_widths))
     encoder_widths = tuple(_positive_int(w, "encoder_widths entries") for w in encoder_widths)
@@ -449,7 +456,7 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
             elbo_acc.append(-float(loss.detach()))
             if learn_noise and bool(torch.any(log_nv.detach() <= log_floor)):
                 floor_hit = True
-            if update % eval_every == 0:
+            if (update in eval_set) if eval_set is not None else (update % eval_every == 0):
                 record(update)
             if time_limit is not None and train_time >= time_limit:
                 stop = True
@@ -461,7 +468,8 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
     history = {k: np.asarray(v, dtype=np.float64) for k, v in hist.items()}
     model = from_torch(decoder, current_noise_var(), prior_cov=prior_cov)
     config = {"lr": lr, "epochs": epochs, "batch_size": batch_size, "seed": int(seed),
-              "eval_every": eval_every, "encoder_widths": encoder_widths,
+              "eval_every": eval_every if eval_set is None else None,
+              "eval_at": None if eval_set is None else sorted(eval_set), "encoder_widths": encoder_widths,
               "learn_noise": bool(learn_noise), "noise_floor": noise_floor,
               "log_noise_floor": log_floor,
               "n_samples": n_samples, "dtype": str(tdt).replace("torch.", ""),

@@ -123,6 +123,9 @@ def test_fixed_noise_prior_cov_and_options():
     # a time limit stops early, with a final evaluation
     _, _, _, rt = _run(epochs=10_000, time_limit=0.2)
     assert rt.config["updates"] < 40_000 and rt.history["update"][-1] == rt.config["updates"]
+    # evaluations at chosen updates (plus the first and the last)
+    _, _, _, re = _run(eval_at=[1, 2, 5, 50], epochs=2)
+    np.testing.assert_array_equal(re.history["update"], [0, 1, 2, 5, 8])
     # custom encoder and kl on a subset
     _, _, _, rk = _run(encoder_widths=(5,), kl_points=7, epochs=1)
     assert [m.out_features for m in rk.encoder if hasattr(m, "out_features")] == [5, 2]
@@ -156,5 +159,7 @@ def test_validation():
         train_vae(net, X, lr=0.01, epochs=1, X_test=np.full((3, 2), np.nan))
     with pytest.raises(ValueError, match="noise_floor"):
         train_vae(net, X, lr=0.01, epochs=1, noise_floor=1.0)
+    with pytest.raises(ValueError, match="eval_at"):
+        train_vae(net, X, lr=0.01, epochs=1, eval_at=[0, 3])
     with pytest.raises(ValueError, match="dtype"):
         train_vae(net, X, lr=0.01, epochs=1, dtype="int8")
