@@ -165,93 +165,42 @@ def log(msg: str, quiet: bool = False) -> None:
 
 
 # --------------------------------------------------------------------------- EM
-def run_em(net: DGN, X: np.ndarray, X_test: np.ndarray, max_iter: int, *, tol: float = 1e-8,
-           seed: int = 0, quiet: bool = False, **kw: Any) -> MethodRun:
-    """EM from ``net`` with the exact NLL (train, held-out) after every iteration.
+def run_em(net: DGN, X: np.ndarray, X_test: np.ndarray, max_iter: int, *, tol: float = 1e-6,
+           seed: int = 0, noise_floor: float = 1e-6, quiet: bool = False,
+           **kw: Any) -> MethodRun:
+    """EM (:func:`fastpath.fit_em`) from ``net`` with the exact NLL after every iteration.
 
-    The held-out NLL of each iterate is computed after training from the iterates kept
-    by the callback (not timed). Train time per iteration comes from EM itself.
+    Training NLL and wall-clock come from EM itself (its exact log p(X) history and
+    cumulative times); the held-out NLL of every iterate (kept by the callback) is computed
+    after training and not timed. EM stops early when the per-point gain of an iteration
+    falls below ``tol`` (its convergence rule).
     """
-    models: list[DGN] = []
-    stamps: list[float] = []
-    t_start = time.perf_counter()
+    iterates: list[DGN] = [net]
 
-    def callback(*args: Any, **kwargs: Any) -> None:
-        # keep the iterate and the time: the model is the first DGN among the arguments
-        stamps.append(time.perf_counter() - t_start)
-        for a in list(args) + list(kwargs.values()):
-            m = getattr(a, "model", a)
-            if isinstance(m, DGN):
-                models.append(m)
-                return
+    def keep(it: Any) -> None:
+        iterates.append(it.model)
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # ConvergenceWarning: the budget is the experiment's
-        res = fastpath.fit_em(net, X, max_iter=max_iter, tol=tol, seed=seed, callback=callback,
-                              **kw)
+        # ConvergenceWarning at max_iter: the iteration budget is the experiment's choice
+        warnings.simplefilter("ignore")
+        res = fastpath.fit_em(net, X, max_iter=max_iter, tol=tol, seed=seed,
+                              noise_floor=noise_floor, callback=keep, **kw)
     ll = np.asarray(res.log_likelihood, dtype=np.float64)
-    n_iter = len(ll) - 1
-    times = _em_times(res, stamps, n_iter)
-    iterates = [net] + models[-n_iter:] if len(models) >= n_iter else None
-    if iterates is None or len(iterates) != n_iter + 1:
-        iterates = None
-    nll_test = np.full(n_iter + 1, np.nan)
-    n_regions = np.full(n_iter + 1, np.nan)
-    noise = np.full(n_iter + 1, np.nan)
-    if iterates is not None:
-        for i, m in enumerate(iterates):
-            P = fastpath.partition(m)
-            nll_test[i] = -float(np.mean(fastpath.log_marginal(m, X_test, partition=P)))
-            n_regions[i] = len(P)
-            noise[i] = float(np.mean(m.noise_var))
-    else:
-        P = fastpath.partition(res.model)
-        nll_test[-1] = -float(np.mean(fastpath.log_marginal(res.model, X_test, partition=P)))
-        P0 = fastpath.partition(net)
-        nll_test[0] = -float(np.mean(fastpath.log_marginal(net, X_test, partition=P0)))
-    hist = {"update": np.arange(n_iter + 1, dtype=np.float64), "train_time": times,
-            "nll_train": -ll / X.shape[0], "nll_test": nll_test, "noise_var": noise,
-            "n_regions": n_regions}
-    info = {"converged": bool(getattr(res, "converged", False)), "n_iter": n_iter,
-            "noise_floor_hit": _floor_hit(res)}
-    log(f"  EM: {n_iter} iterations, {times[-1]:.1f} s, NLL train {hist['nll_train'][-1]:.4f}"
-        f", held-out {nll_test[-1]:.4f}", quiet)
+    n = len(ll)
+    if len(iterates) != n:   # pragma: no cover - one callback per iteration
+        raise RuntimeError(f"EM reported {n - 1} iterations but called back {len(iterates) - 1}")
+    nll_test = np.array([-float(np.mean(fastpath.log_marginal(m, X_test))) for m in iterates])
+    hist = {"update": np.arange(n, dtype=np.float64),
+            "train_time": np.asarray(res.times, dtype=np.float64),
+            "nll_train": -ll / X.shape[0], "nll_test": nll_test,
+            "noise_var": np.array([float(np.mean(v)) for v in res.noise_var]),
+            "n_regions": np.asarray(res.n_regions, dtype=np.float64)}
+    info = {"converged": bool(res.converged), "n_iter": int(res.n_iter),
+            "noise_floor_hit": bool(len(res.noise_floor_hit)), "result": res}
+    log(f"  EM: {res.n_iter} iterations ({'converged' if res.converged else 'not converged'}),"
+        f" {hist['train_time'][-1]:.1f} s, NLL train {hist['nll_train'][-1]:.4f}, held-out "
+        f"{nll_test[-1]:.4f}", quiet)
     return MethodRun("EM", "EM", float("nan"), res.model, hist, info)
-
-
-def _em_times(res: Any, stamps: list[float], n_iter: int) -> np.ndarray:
-    """Cumulative seconds after each iteration (0 first), from EM's own timings if any."""
-    for name in ("times", "seconds", "iteration_times", "timings", "history"):
-        t = getattr(res, name, None)
-        if isinstance(t, dict):
-            for key in ("seconds", "time", "times", "iteration_seconds", "elapsed"):
-                if key in t:
-                    t = t[key]
-                    break
-            else:
-                continue
-        if t is None:
-            continue
-        try:
-            arr = np.asarray(t, dtype=np.float64).ravel()
-        except (TypeError, ValueError):
-            continue
-        if arr.size == n_iter:
-            return np.concatenate([[0.0], np.cumsum(arr)]) if not np.all(np.diff(arr) >= 0) \
-                else np.concatenate([[0.0], arr])
-        if arr.size == n_iter + 1:
-            return arr - arr[0] if arr[0] != 0 else arr
-    if len(stamps) >= n_iter:
-        return np.concatenate([[0.0], np.asarray(stamps[-n_iter:])])
-    return np.full(n_iter + 1, np.nan)
-
-
-def _floor_hit(res: Any) -> bool:
-    v = getattr(res, "noise_floor_hit", False)
-    try:
-        return bool(len(v)) if not isinstance(v, (bool, np.bool_)) else bool(v)
-    except TypeError:
-        return bool(v)
 
 
 # --------------------------------------------------------------------------- VAEs
@@ -263,7 +212,8 @@ def eval_grid(total: int, n: int) -> list[int]:
 
 def run_vaes(net: DGN, X: np.ndarray, X_test: np.ndarray, lrs: Sequence[float], epochs: int,
              batch_size: int, seed: int, eval_every: int | None, learn_noise: bool,
-             quiet: bool = False, n_evals: int = 40, **kw: Any) -> list[MethodRun]:
+             quiet: bool = False, n_evals: int = 40, noise_floor: float = 1e-6,
+             **kw: Any) -> list[MethodRun]:
     """A VAE per learning rate from ``net`` (exact diagnostics on a geometric update grid
     unless ``eval_every`` is given)."""
     from fastpath.vae import train_vae
@@ -275,7 +225,8 @@ def run_vaes(net: DGN, X: np.ndarray, X_test: np.ndarray, lrs: Sequence[float], 
         with warnings.catch_warnings():
             warnings.simplefilter("default")
             res = train_vae(net, X, lr=lr, epochs=epochs, batch_size=batch_size, seed=seed,
-                            X_test=X_test, eval_every=eval_every, learn_noise=learn_noise, **kw)
+                            X_test=X_test, eval_every=eval_every, learn_noise=learn_noise,
+                            noise_floor=noise_floor, **kw)
         h = res.history
         log(f"  VAE lr={lr:g}: {res.config['updates']} updates, {h['train_time'][-1]:.1f} s "
             f"(+{np.sum(h['eval_time']):.1f} s exact diagnostics), NLL train "
@@ -301,7 +252,7 @@ def gmm_baseline(X: np.ndarray, X_test: np.ndarray, n_params: int, seed: int,
     rows = []
     for cov_type, per in (("full", D + D * (D + 1) // 2 + 1), ("diag", 2 * D + 1),
                           ("spherical", D + 2)):
-        K = max(1, min(int((n_params + 1) / per), N // 2))
+        K = max(1, min(round((n_params + 1) / per), N // 2))
         t0 = time.perf_counter()
         g = GaussianMixture(n_components=K, covariance_type=cov_type, random_state=seed,
                             n_init=1, max_iter=500, reg_covar=1e-6)
@@ -376,20 +327,21 @@ def history_rows(runs: Sequence[MethodRun]) -> list[dict[str, Any]]:
 def print_table(rows: Sequence[dict[str, Any]], title: str) -> str:
     """A Markdown table of the summary (also printed)."""
     head = ("| method | NLL train | NLL held-out | training time (s) | time to final (s) "
-            "| updates | KL(q‖p) train |")
-    lines = [f"**{title}**", "", head, "|" + "---|" * 7]
+            "| updates | KL(q‖p) train | KL(q‖p) held-out | EM time to this NLL (s) |")
+    lines = [f"**{title}**", "", head, "|" + "---|" * 9]
 
     def f(v: Any, fmt: str) -> str:
         try:
             x = float(v)
         except (TypeError, ValueError):
-            return str(v)
+            return "–" if v in ("", None) else str(v)
         return "–" if math.isnan(x) else format(x, fmt)
 
     for r in rows:
         lines.append(f"| {r['method']} | {f(r['nll_train'], '.4f')} | {f(r['nll_test'], '.4f')} "
                      f"| {f(r['train_time'], '.2f')} | {f(r['time_to_final'], '.2f')} "
-                     f"| {f(r['updates'], '.0f')} | {f(r['kl_train'], '.4f')} |")
+                     f"| {f(r['updates'], '.0f')} | {f(r['kl_train'], '.4f')} "
+                     f"| {f(r['kl_test'], '.4f')} | {f(r.get('em_time_to_this_nll', ''), '.2f')} |")
     text = "\n".join(lines)
     print(text, flush=True)
     return text
@@ -422,7 +374,7 @@ def plot_nll(runs: Sequence[MethodRun], gmm_rows: Sequence[dict[str, Any]], path
             ax.axhline(g["nll_test"], color="gray", ls=ls, lw=1,
                        label=f"{g['method']} (K={g['components']}) held-out")
     axes[0].set_xlabel("updates (EM iterations / Adam steps; 0 drawn at 0.5)")
-    axes[1].set_xlabel("training wall-clock (s; diagnostics excluded)")
+    axes[1].set_xlabel("training wall-clock (s; diagnostics excluded; 0 drawn at 1e-3)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_ylabel("exact NLL per point (nats)")
@@ -462,7 +414,7 @@ def plot_kl(runs: Sequence[MethodRun], path: Path, title: str) -> Path:
 
 
 def plot_curves(net0: DGN, runs: Sequence[MethodRun], X: np.ndarray, path: Path, title: str,
-                z_range: float = 3.0) -> Path:
+                z_range: float = 3.0, equal_aspect: bool = True) -> Path:
     """Learned manifolds g(z), z in [-z_range, z_range] (S = 1, D = 2), over the data."""
     from fastpath.plotting import plt, save_figure
     z = np.linspace(-z_range, z_range, 2001)[:, None]
@@ -478,6 +430,7 @@ def plot_curves(net0: DGN, runs: Sequence[MethodRun], X: np.ndarray, path: Path,
         ax.set_title(label, fontsize=9)
         ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
         ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
-        ax.set_aspect("equal", adjustable="box")
+        if equal_aspect:
+            ax.set_aspect("equal", adjustable="box")
     fig.suptitle(title + f"  (g(z) for z in [-{z_range:g}, {z_range:g}]; dot: g(0))")
     return save_figure(fig, path)

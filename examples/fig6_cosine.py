@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> dict:
     widths = C.parse_widths(args.widths, (8, 8))
     activation = args.activation or "leaky_relu"
     em_iter = args.em_iter or (200 if full else 40)
-    epochs = args.vae_epochs or (2000 if full else 150)
+    epochs = args.vae_epochs or (2000 if full else 600)
     batch = args.batch_size or 64
     eval_every = args.eval_every
     lrs = C.parse_floats(args.lrs, PAPER_LEARNING_RATES)
@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> dict:
                           f"points, DGN {net.widths} {activation}")
     (out / "summary.md").write_text(table + "\n")
     if not args.no_plots:
-        C.plot_curves(net, runs, X, out / "fig6_manifolds.png", "Cosine manifold")
+        C.plot_curves(net, runs, X, out / "fig6_manifolds.png", "Cosine manifold",
+                      equal_aspect=False)
         C.plot_nll(runs, gmm, out / "nll.png", "Cosine: exact NLL, EM vs VAEs")
         C.plot_kl(runs, out / "kl.png", "Cosine: KL between VAE q and true posterior")
     C.log(f"wrote {out} ({time.perf_counter() - t0:.0f} s)", q)

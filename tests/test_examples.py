@@ -1,0 +1,125 @@
+"""Smoke tests of the paper's experiments (examples/) with tiny settings.
+
+Each script runs end to end (EM, VAEs, GaussianMixtures, CSVs, figures) and its outputs are
+checked: every method starts from the same initial DGN on the same data (identical exact NLL
+at update 0), the reported final NLLs are the exact NLLs of the returned models on train and
+held-out data, the EM history is non-decreasing in log-likelihood, the VAEs' KL is >= 0.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastpath
+from tests.conftest import needs_torch
+
+pytestmark = needs_torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _load(name):
+    sys.path.insert(0, str(EXAMPLES))
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _read_csv(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+TINY = ["--em-iter", "3", "--vae-epochs", "2", "--lrs", "0.005,0.001", "--n-evals", "3",
+        "--quiet"]
+
+
+def _check_common(res, X_train, X_test, pngs):
+    out = res["out"]
+    for f in ["history.csv", "summary.csv", "summary.md", *pngs]:
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    runs = res["runs"]
+    assert [r.label for r in runs] == ["EM", "VAE lr=0.005", "VAE lr=0.001"]
+    # same initial DGN and data for every method: the update-0 exact NLL is the same number
+    first = {r.label: r.history["nll_train"][0] for r in runs}
+    assert len(set(first.values())) == 1, first
+    first_t = {r.label: r.history["nll_test"][0] for r in runs}
+    assert len(set(first_t.values())) == 1, first_t
+    for r in runs:
+        lp = fastpath.log_marginal(r.model, X_train)
+        lt = fastpath.log_marginal(r.model, X_test)
+        np.testing.assert_allclose(r.final("nll_train"), -lp.mean(), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(r.final("nll_test"), -lt.mean(), rtol=1e-12, atol=1e-12)
+    em = runs[0]
+    ll = -em.history["nll_train"]
+    assert np.all(np.diff(ll) >= -1e-9 * np.abs(ll[1:])), ll      # EM's promise: monotone
+    for r in runs[1:]:
+        assert np.all(r.history["kl_train"] >= -1e-9) and np.all(r.history["kl_test"] >= -1e-9)
+    summary = _read_csv(out / "summary.csv")
+    methods = [row["method"] for row in summary]
+    assert methods[:3] == ["EM", "VAE lr=0.005", "VAE lr=0.001"]
+    assert {"GMM full", "GMM diag", "GMM spherical"} <= set(methods)
+    for row in summary:
+        assert np.isfinite(float(row["nll_train"])) and np.isfinite(float(row["nll_test"]))
+    hist = _read_csv(out / "history.csv")
+    assert {row["method"] for row in hist} == {"EM", "VAE lr=0.005", "VAE lr=0.001"}
+    return summary
+
+
+def test_fig4_5_circle(tmp_path):
+    mod = _load("fig4_5_circle_em_vs_vae")
+    res = mod.main(["--out", str(tmp_path), "--n-train", "40", "--n-test", "30",
+                    "--widths", "4,4", *TINY])
+    from fastpath.data import noisy_circle
+    X = noisy_circle(40, noise_std=0.05, seed=0)
+    Xt = noisy_circle(30, noise_std=0.05, seed=10_000)
+    _check_common(res, X, Xt, ["fig4_nll.png", "fig5_kl.png", "manifolds.png"])
+
+
+def test_fig6_cosine(tmp_path):
+    mod = _load("fig6_cosine")
+    res = mod.main(["--out", str(tmp_path), "--n-train", "40", "--n-test", "30",
+                    "--widths", "4,4", "--noise-std", "0.05", *TINY])
+    from fastpath.data import cosine
+    X = cosine(40, noise_std=0.05, seed=0)
+    Xt = cosine(30, noise_std=0.05, seed=10_000)
+    _check_common(res, X, Xt, ["fig6_manifolds.png", "nll.png", "kl.png"])
+
+
+def test_fig7_digits_and_mnist_idx(tmp_path):
+    import gzip
+    import struct
+    mod = _load("fig7_digits")
+    res = mod.main(["--out", str(tmp_path / "digits"), "--n-max", "40", "--widths", "3,4",
+                    *TINY])
+    from fastpath.data import digits
+    sys.path.insert(0, str(EXAMPLES))
+    import _common
+    X, Xt = _common.split(digits(4)[:40], 0.2, 0)
+    _check_common(res, X, Xt, ["fig7_manifold.png", "nll.png", "kl.png"])
+    # MNIST-format IDX files (a synthetic 10x10 set): labels select the digit
+    rng = np.random.default_rng(0)
+    imgs = (rng.random((60, 10, 10)) * 255).astype(np.uint8)
+    labels = np.repeat(np.arange(6, dtype=np.uint8), 10)
+    (tmp_path / "img-idx3-ubyte.gz").write_bytes(gzip.compress(
+        bytes([0, 0, 8, 3]) + struct.pack(">III", 60, 10, 10) + imgs.tobytes()))
+    (tmp_path / "lab-idx1-ubyte").write_bytes(
+        bytes([0, 0, 8, 1]) + struct.pack(">I", 60) + labels.tobytes())
+    Xm = mod.load_mnist(str(tmp_path / "img-idx3-ubyte.gz"), str(tmp_path / "lab-idx1-ubyte"),
+                        4, None, 0)
+    np.testing.assert_array_equal(Xm, imgs[40:50].reshape(10, 100) / 255.0)
+    res = mod.main(["--out", str(tmp_path / "mnist"), "--mnist-images",
+                    str(tmp_path / "img-idx3-ubyte.gz"), "--mnist-labels",
+                    str(tmp_path / "lab-idx1-ubyte"), "--widths", "2,3", "--no-plots", *TINY])
+    assert res["runs"][0].model.data_dim == 100
+    from fastpath.data import DataError
+    with pytest.raises(DataError, match="no image of digit 9"):
+        mod.load_mnist(str(tmp_path / "img-idx3-ubyte.gz"), str(tmp_path / "lab-idx1-ubyte"),
+                       9, None, 0)
