@@ -348,6 +348,8 @@ def _log_bounds(f: _RegionForm, mu: Sequence[Fraction], log_kappa: mpmath.mpf, m
         lphi = mpmath.mpf(0)
     else:
         lphi = mpmath.log(mpmath.ncdf(t))
+    # a factor 2 on every bound: rigorous despite the rounding of Phi, phi and log kappa
+    lphi += mpmath.log(2)
     if not moments:
         return log_kappa + lphi, []
     mum = [_mpf(m) for m in mu]
@@ -580,14 +582,17 @@ class ExactPosterior:
         digits = _check_dps(dps) if dps is not None else self.dps
         out = []
         with mpmath.workdps(digits + _GUARD + 5):
+            l2pi = mpmath.log(2 * mpmath.pi)
             for z in pts:
                 w = _locate_exact(self.partition, z)
-                mu = self._mu_exact[n][w]
-                dz = [a - b for a, b in zip(z, mu)]
                 f = self._forms[w]
-                quad = _dot(dz, _matvec(f.Lam, dz))
-                lnorm = -(S * mpmath.log(2 * mpmath.pi) - _log_mpf(f.det_lam)) / 2
-                out.append(self.log_kappa[n, w] + lnorm - _mpf(quad) / 2 - self.log_px[n])
+                # log N(z; mu_w, Sigma_w): z - mu_w exactly (no cancellation when the
+                # posterior is narrow), the quadratic form at the working precision
+                dz = [_mpf(a - m) for a, m in zip(z, self._mu_exact[n][w])]
+                quad = mpmath.fsum(dz[i] * _mpf(f.Lam[i][j]) * dz[j]
+                                   for i in range(S) for j in range(S))
+                lnorm = -(S * l2pi - _log_mpf(f.det_lam)) / 2
+                out.append(self.log_kappa[n, w] + lnorm - quad / 2 - self.log_px[n])
         return _vec_obj(out)
 
     def __repr__(self) -> str:

@@ -34,6 +34,7 @@ convergence of a quadrature of the true integrand, it cannot make a wrong result
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from fractions import Fraction
@@ -115,7 +116,11 @@ def _mpf_of(x: Any) -> mpmath.mpf:
 
 
 class _MPNet:
-    """The network and log N densities in mpmath (float parameters converted exactly)."""
+    """The network and log N densities in mpmath (float parameters converted exactly).
+
+    Values depending on the precision (the prior's inverse and log determinant) are
+    computed at the precision of each call, so the object can be built anywhere.
+    """
 
     def __init__(self, net: DGN) -> None:
         self.net = net
@@ -124,16 +129,22 @@ class _MPNet:
         self.slope = mpmath.mpf(net.slope)
         self.nv = [mpmath.mpf(float(a)) for a in net.noise_var_vector]
         S = net.latent_dim
-        Sz = mpmath.matrix([[mpmath.mpf(float(net.prior_cov[i, j])) for j in range(S)]
-                            for i in range(S)])
-        self.Sz_inv = Sz ** -1
-        self.logdet_sz = mpmath.log(mpmath.det(Sz))
+        self._sz = [[Fraction(float(net.prior_cov[i, j])) for j in range(S)] for i in range(S)]
+        self._cache: dict[int, tuple[Any, mpmath.mpf]] = {}
+        self._consts: dict[tuple[int, int, int], mpmath.mpf] = {}
+
+    def _prior(self) -> tuple[Any, mpmath.mpf]:
+        prec = mpmath.mp.prec
+        if prec not in self._cache:
+            Sz = mpmath.matrix([[_mpf_of(v) for v in row] for row in self._sz])
+            self._cache[prec] = (Sz ** -1, mpmath.log(mpmath.det(Sz)))
+        return self._cache[prec]
 
     def g(self, z: Sequence[mpmath.mpf]) -> list[mpmath.mpf]:
         h = list(z)
         L = len(self.W)
         for l in range(L):
-            a = [mpmath.fsum(w * x for w, x in zip(row, h)) + b for row, b in zip(self.W[l], self.v[l])]
+            a = [mpmath.fdot(row, h) + b for row, b in zip(self.W[l], self.v[l])]
             h = a if l == L - 1 else [t if t > 0 else self.slope * t for t in a]
         return h
 
@@ -141,12 +152,17 @@ class _MPNet:
         """log N(x; g(z), Sigma_x) + log N(z; 0, Sigma_z)."""
         gz = self.g(z)
         D, S = len(x), len(z)
+        Sz_inv, logdet_sz = self._prior()
         ll = -mpmath.fsum((xi - gi) ** 2 / s for xi, gi, s in zip(x, gz, self.nv)) / 2
-        ll -= (D * mpmath.log(2 * mpmath.pi) + mpmath.fsum(mpmath.log(s) for s in self.nv)) / 2
-        zz = mpmath.matrix(list(z))
-        quad = (zz.T * self.Sz_inv * zz)[0, 0]
-        lp = -(quad + S * mpmath.log(2 * mpmath.pi) + self.logdet_sz) / 2
-        return ll + lp
+        quad = mpmath.fsum(z[i] * Sz_inv[i, j] * z[j] for i in range(S) for j in range(S))
+        return ll - (quad + self._const(D, S, logdet_sz)) / 2
+
+    def _const(self, D: int, S: int, logdet_sz: mpmath.mpf) -> mpmath.mpf:
+        key = (mpmath.mp.prec, D, S)
+        if key not in self._consts:
+            self._consts[key] = ((D + S) * mpmath.log(2 * mpmath.pi)
+                                 + mpmath.fsum(mpmath.log(s) for s in self.nv) + logdet_sz)
+        return self._consts[key]
 
 
 def _preacts_exact(net: DGN) -> Callable[[Fraction], list[list[Fraction]]]:
@@ -256,8 +272,14 @@ def joint_quadrature_1d(net: DGN, x: Sequence[float], dps: int = 40, moments: bo
         # and p(x) of a far x is tiny
         M = max(mpn.log_joint(xm, [p]) for p in pts[1:-1])
 
+        memo: dict[mpmath.mpf, mpmath.mpf] = {}
+
         def f0(z: mpmath.mpf) -> mpmath.mpf:
-            return mpmath.exp(mpn.log_joint(xm, [z]) - M)
+            # the moment integrals visit the same nodes: evaluate the net once per node
+            v = memo.get(z)
+            if v is None:
+                v = memo[z] = mpmath.exp(mpn.log_joint(xm, [z]) - M)
+            return v
 
         I0, e0 = mpmath.quad(f0, pts, error=True, method=method)
         if moments:
@@ -271,18 +293,31 @@ def joint_quadrature_1d(net: DGN, x: Sequence[float], dps: int = 40, moments: bo
 
 def _bump_points(a: Sequence[float], c: Sequence[float], x: Sequence[float], nv: Sequence[float],
                  sz: float, lo: Fraction | None, hi: Fraction | None) -> list[Fraction]:
-    """Points every standard deviation, within 12 of them, around the centre of the Gaussian
-    factor ``exp(-sum_k (x_k - c_k - a_k z)^2 / (2 nv_k) - z^2 / (2 sz))`` (the log falls by
-    72 there), inside the open interval (lo, hi)."""
+    """Breakpoints for the Gaussian factor ``exp(-sum_k (x_k - c_k - a_k z)^2 / (2 nv_k) -
+    z^2 / (2 sz))`` on the open interval (lo, hi): every standard deviation w within 16 of
+    them of its centre m (the log falls by 128 there), and when m lies beyond an endpoint,
+    points at ell 2^k from that endpoint (ell = w^2 / |m - endpoint|, the decay length of the
+    factor there), so that its steep exponential tail inside the interval is resolved too."""
     lam = sum(ak * ak / s for ak, s in zip(a, nv)) + 1.0 / sz
     m = sum(ak * (xk - ck) / s for ak, xk, ck, s in zip(a, x, c, nv)) / lam
     w = 1.0 / math.sqrt(lam)
-    out = []
-    for j in range(-12, 13):
-        t = m + j * w
-        if (lo is None or t > lo) and (hi is None or t < hi):
+
+    def inside(t: float) -> bool:
+        return (lo is None or t > lo) and (hi is None or t < hi)
+
+    out = [Fraction(m + j * w) for j in range(-16, 17) if inside(m + j * w)]
+    for end, sgn in ((lo, 1), (hi, -1)):
+        if end is None or sgn * (m - float(end)) > 0:
+            continue
+        # the centre lies beyond this endpoint: the factor decays from it like
+        # exp(-|t - end| / ell), ell = w^2 / |m - end|; resolve it on a geometric grid
+        ell = w * w / max(abs(m - float(end)), w)
+        for k in range(60):
+            t = float(end) + sgn * ell * 2 ** k
+            if not inside(t) or ell * 2 ** k > 64 * max(w, abs(m - float(end))):
+                break
             out.append(Fraction(t))
-    return out
+    return sorted(set(out))
 
 
 def _piece_breakpoints(net: DGN, x: Sequence[float]) -> list[Fraction]:
@@ -300,8 +335,46 @@ def _piece_breakpoints(net: DGN, x: Sequence[float]) -> list[Fraction]:
     return sorted(pts)
 
 
+def _quad_pieces(f: Callable[[mpmath.mpf], mpmath.mpf], pts: Sequence[mpmath.mpf]) -> mpmath.mpf:
+    """Sum of mpmath quadratures over consecutive breakpoints: Gauss-Legendre on finite
+    pieces (smooth bumps), tanh-sinh on the two infinite ends (Gaussian tails)."""
+    total = mpmath.mpf(0)
+    for a, b in zip(pts[:-1], pts[1:]):
+        if a == b:
+            continue
+        method = "gauss-legendre" if mpmath.isfinite(a) and mpmath.isfinite(b) else "tanh-sinh"
+        total += mpmath.quad(f, [a, b], method=method)
+    return total
+
+
+def _gl_batch(logf: Callable[[list[mpmath.mpf]], Sequence[mpmath.mpf]], pts: Sequence[mpmath.mpf],
+              degree: int) -> mpmath.mpf:
+    """``int_{pts[0]}^{pts[-1]} exp(logf)`` by mpmath's Gauss-Legendre rule of ``degree``
+    (3 2^(degree-1) nodes) on every piece between consecutive finite breakpoints, with one
+    batched call of ``logf`` on all nodes."""
+    nodes = mpmath.mp._gauss_legendre.get_nodes(-1, 1, degree, mpmath.mp.prec)
+    zs, lws = [], []
+    for a, b in zip(pts[:-1], pts[1:]):
+        if not b > a:
+            continue
+        half, mid = (b - a) / 2, (a + b) / 2
+        for t, w in nodes:
+            zs.append(mid + half * t)
+            lws.append(mpmath.log(half * w))
+    vals = logf(zs)
+    return mpmath.exp(_mp_logsumexp([v + lw for v, lw in zip(vals, lws)]))
+
+
+def _mp_logsumexp(vals: Sequence[mpmath.mpf]) -> mpmath.mpf:
+    m = max(vals)
+    return m + mpmath.log(mpmath.fsum(mpmath.exp(v - m) for v in vals))
+
+
+@functools.lru_cache(maxsize=32)
 def _gl(n: int) -> tuple[Arr, Arr]:
     t, w = np.polynomial.legendre.leggauss(n)
+    t.setflags(write=False)
+    w.setflags(write=False)
     return t, w
 
 
@@ -485,7 +558,8 @@ def _z2_hints(P: Partition) -> list[float]:
 @register("Theorem 1", "log p(x) = log sum_w kappa_w(x) Phi_w(mu_w(x), Sigma_w) equals the "
           "quadrature of p(x|z) p(z) over z; int p(x) dx = 1 (D = 2)")
 def check_theorem1(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
-                   dps: int = 30, n_points: int | None = None) -> CheckResult:
+                   dps: int = 30, n_points: int | None = None, normalisation: bool = True
+                   ) -> CheckResult:
     """Theorem 1 against independent quadrature.
 
     For each net of the suite (S = 1 and 2) and ``n_points`` sampled points plus an
@@ -494,7 +568,8 @@ def check_theorem1(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
     (mpmath's own error estimate is required below it as well); S = 2, float64 nested
     Gauss-Legendre: ``1e-9`` plus the box-truncation bound (about 1e6 positive float
     terms; the rule is also recomputed with 4 more nodes per panel and must agree).
-    For D = 2 and S = 1 nets: ``int p(x) dx = 1`` by Gauss-Hermite rules of two orders;
+    For D = 2 and S = 1 nets (unless ``normalisation=False``): ``int p(x) dx = 1`` by
+    Gauss-Hermite rules of two orders;
     tolerance ``1e-6`` (quick: orders 12, 16) / ``1e-10`` (thorough: orders 20, 28) on
     both |I - 1| and the difference of the two orders (measured convergence on the
     built-in net: 1e-7, 1e-9, 6e-12, 4e-14 at orders 12, 16, 20, 24).
@@ -537,7 +612,7 @@ def check_theorem1(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                 if not (diff <= tol and abs(lq - lq2) <= tol):
                     failures.append(f"{name} x[{n}]: |log p - log quad| = {diff:.3g}, two rules "
                                     f"differ by {abs(lq - lq2):.3g} (tol {tol:.3g})")
-        if S == 1 and nt.data_dim == 2:
+        if normalisation and S == 1 and nt.data_dim == 2:
             err, dev = _normalisation_2d(nt, P, quick, seed)
             worst_norm = max(worst_norm, abs(err))
             ntol = 1e-6 if quick else 1e-10
@@ -584,8 +659,9 @@ def check_posterior_normalisation(*, net: DGN | None = None, quick: bool = True,
     """The posterior is a probability distribution with the right moments.
 
     Measured per point: ``|sum_w e0_w - 1|`` (claim 10**-dps); S = 1: the Prop. 2 density
-    ``exp(log_density)`` integrated by mpmath quadrature between the exact kinks (tolerance
-    10**-(dps - 5)), and mean / covariance against the mpmath quadrature moments of
+    ``exp(log_density)`` integrated by Gauss-Legendre rules of 12 and 24 nodes per piece
+    between the exact kinks and the bumps' breakpoints (tolerance 10**-(dps - 5) on the
+    deviation from 1 and on the rules' difference), and mean / covariance against the mpmath quadrature moments of
     p(x|z) p(z) (tolerance 10**-(dps - 5) in the scales sqrt(E z^2), sqrt(cov)); S = 2:
     float64 nested quadrature moments (tolerance 1e-8 in the same scales).
     """
@@ -612,8 +688,17 @@ def check_posterior_normalisation(*, net: DGN | None = None, quick: bool = True,
             if S == 1:
                 tol = 10.0 ** -(dps - 5)
                 with mpmath.workdps(dps + 10):
-                    pts = [mpmath.ninf] + [_mpf_of(p) for p in _piece_breakpoints(nt, x)] + [mpmath.inf]
-                    dens = mpmath.quad(lambda z: mpmath.exp(post.log_density([[z]], n, dps)[0]), pts)
+                    # batched Gauss-Legendre between the breakpoints (beyond the outermost
+                    # ones the density is below exp(-128) of its maximum, Gaussian tails),
+                    # two orders: their difference is the quadrature error
+                    pts = [_mpf_of(p) for p in _piece_breakpoints(nt, x)]
+
+                    def ld(zs: list[mpmath.mpf], n: int = n) -> Any:
+                        return post.log_density(np.array([[z] for z in zs], dtype=object), n, dps)
+
+                    dens = _gl_batch(ld, pts, 4)
+                    dens_lo = _gl_batch(ld, pts, 3)
+                    e_rule = float(abs(dens - dens_lo))
                     I0, I1, I2, _ = joint_quadrature_1d(nt, x, dps=dps + 10, moments=True)
                     m = I1 / I0
                     var = I2 / I0 - m * m
@@ -621,9 +706,10 @@ def check_posterior_normalisation(*, net: DGN | None = None, quick: bool = True,
                     e_m = float(abs(post.mean[n, 0] - m) / mpmath.sqrt(I2 / I0))
                     e_v = float(abs(post.cov[n, 0, 0] - var) / var)
                 w_int, w_m1, w_m2 = max(w_int, e_int), max(w_m1, e_m), max(w_m2, e_v)
-                if not (e_int <= tol and e_m <= tol and e_v <= tol):
-                    failures.append(f"{name} x[{n}]: |int density - 1| = {e_int:.3g}, mean "
-                                    f"{e_m:.3g}, variance {e_v:.3g} (tol {tol:.0e})")
+                if not (e_int <= tol and e_m <= tol and e_v <= tol and e_rule <= tol):
+                    failures.append(f"{name} x[{n}]: |int density - 1| = {e_int:.3g} (rules "
+                                    f"differ by {e_rule:.3g}), mean {e_m:.3g}, variance {e_v:.3g} "
+                                    f"(tol {tol:.0e})")
             else:
                 _, qm, qc, trunc = joint_quadrature_2d(nt, x, _z2_hints(P), n=10)
                 mean = np.array([float(v) for v in post.mean[n]])
@@ -763,12 +849,13 @@ def _mixture_1d(net: DGN, P: Partition, x: Sequence[float], pts: list[mpmath.mpf
             q = mpmath.fsum((xi - w * z - c) ** 2 / s for xi, w, c, s in zip(xm, Wm, vm, nv))
             return lconst - q / 2 - z * z / (2 * s2)
 
-        inner = [_mpf_of(t) for t in _bump_points([float(v) for v in Wr], [float(v) for v in vr],
-                                                  [float(v) for v in x], nvf, float(s2), lo, hi)]
-        probe = inner or [v for v in (a, b) if mpmath.isfinite(v)] or [mpmath.mpf(0)]
+        inner = [_mpf_of(t) for t in sorted(set(_bump_points([float(v) for v in Wr], [float(v) for v in vr],
+                                                  [float(v) for v in x], nvf, float(s2), lo, hi)))]
+        # the maximum of a Gaussian on [a, b] is at its centre or at an endpoint
+        probe = inner + [v for v in (a, b) if mpmath.isfinite(v)] or [mpmath.mpf(0)]
         M = max(logf(t) for t in probe)  # scale: mpmath's error control is absolute
-        comp = mpmath.quad(lambda z: mpmath.exp(logf(z) - M), [a] + inner + [b],
-                           method="gauss-legendre") * mpmath.exp(M)  # = p(t=r) p(x | t=r)
+        comp = _quad_pieces(lambda z: mpmath.exp(logf(z) - M),
+                            [a] + inner + [b]) * mpmath.exp(M)  # = p(t=r) p(x | t=r)
         px_given_t = comp / pt
         total += pt * px_given_t
     return total
@@ -861,7 +948,8 @@ def check_prop2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
         P = partition(nt)
         S = nt.latent_dim
         mpn = _MPNet(nt)
-        X = _test_points(nt, n_points, seed)
+        # quick, S >= 2: no far point (its tail integrals cost seconds per polygon)
+        X = _test_points(nt, n_points, seed, far=not quick or S == 1)
         post = posterior(nt, X, dps, partition=P)
         Zs: list[list[Fraction]] = [[Fraction(float(v)) for v in z]
                                     for z in rng.standard_normal((n_latent, S))]
@@ -942,9 +1030,10 @@ def check_lemma2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, d
                  ) -> CheckResult:
     """Lemma 2 along a sequence of isotropic noise variances sigma^2 -> 0 (S = 1).
 
-    The variances are ``noise_levels`` (factors) times ``min(A^T A Sigma_z, gap)``: the
-    limit is reached once the posterior sd is small against the prior's and the other local
-    minima of ||x - g(z)||^2 (excess ``gap``) carry negligible weight.
+    The variances are ``noise_levels`` (factors) times ``min(A^T A Sigma_z, gap, A^T A
+    dist^2)``: the limit is reached once the posterior sd is small against the prior's and
+    against the distance ``dist`` from z* to the nearest kink, and the other local minima of
+    ||x - g(z)||^2 (excess ``gap``) carry negligible weight.
 
     z*(x) = argmin_z ||x - g(z)||^2 exactly (:func:`glo_latent_1d`), at points where it is
     unique and inside a region with g' != 0. Measured: ``|E[z|x] - z*|`` and ``Var[z|x]``
@@ -969,13 +1058,16 @@ def check_lemma2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, d
     nets = _cases(net, quick, S=(1,))
     for name, nt in nets:
         P = partition(nt)
+        kinks = kinks_1d(nt)
         Sz = float(nt.prior_cov[0, 0])
         for k, (x, zs, gap) in enumerate(_lemma2_points(nt, rng, n_points)):
             J = _jacobian_exact(nt, zs)
             AtA = float(sum(J[j][0] ** 2 for j in range(len(J))))
-            # the limit regime: sigma^2 small against A^T A Sigma_z (posterior sd << prior sd)
-            # and against the excess of the other local minima (their weight exp(-gap/2s^2))
-            base = min(AtA * Sz, float(gap))
+            # the limit regime: sigma^2 small against A^T A Sigma_z (posterior sd << prior
+            # sd), against the excess of the other local minima (their weight exp(-gap/2s^2))
+            # and against A^T A dist^2 (posterior sd << distance from z* to the nearest kink)
+            dist = min((abs(float(kk - zs[0])) for kk in kinks), default=math.inf)
+            base = min(AtA * Sz, float(gap), AtA * dist ** 2)
             levels = [base * f for f in factors]
             zst = float(zs[0])
             c_mean = -zst / (AtA * Sz)
@@ -1012,7 +1104,7 @@ def check_lemma2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, d
                                 f"{rel_v:.3g} (tol {tol_c:.3g})")
     if not rows:
         failures.append("no test point with a unique z*(x) inside a region was found")
-    details = {"noise variances (x min(A^T A Sigma_z, gap))": ", ".join(f"{s:.0e}" for s in factors),
+    details = {"noise variances (x min(A^T A Sigma_z, gap, A^T A dist^2))": ", ".join(f"{s:.0e}" for s in factors),
                **rows}
     return _result("Lemma 2", "the zero-noise posterior concentrates at z*(x)", failures,
                    f"{len(rows)} points, {len(factors)} noise levels, dps={dps}; residual: largest "
