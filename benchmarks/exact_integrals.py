@@ -31,7 +31,7 @@ import mpmath  # noqa: E402
 from scipy.stats import multivariate_normal  # noqa: E402
 
 from verified_dgn import DGN  # noqa: E402
-from verified_dgn.integrals import _terms_cached, gaussian_moments  # noqa: E402
+from verified_dgn.integrals import _pieces_cached, gaussian_moments  # noqa: E402
 from verified_dgn.orthant import orthant_probability  # noqa: E402
 
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'baseline: mpmath nested quad':28s} {tq * 1e3:9.1f} ms   (m0 only, triangle)")
 
     def case(name: str, C, d, mean, cov) -> None:
-        _terms_cached.cache_clear()
+        _pieces_cached.cache_clear()
         t0 = time.perf_counter()
         gaussian_moments(C, d, mean, cov, dps=dps)
         cold = time.perf_counter() - t0
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
 
     net = DGN.random((2, 8, 8, 2), activation="relu", seed=0)
     P = partition(net)
-    _terms_cached.cache_clear()
+    _pieces_cached.cache_clear()
     t0 = time.perf_counter()
     for r in P:
         gaussian_moments(r.C, r.d, np.zeros(2), np.eye(2), dps=dps)

@@ -42,6 +42,7 @@ raises :class:`PrecisionError` if the two results differ by more than that.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections import defaultdict
 from fractions import Fraction
@@ -175,22 +176,63 @@ def _pointed_parts(Cf: NDArray[Any], df: NDArray[Any], depth: int = 0) -> list[A
 
 
 @functools.lru_cache(maxsize=4096)
-def _terms_cached(key: tuple[tuple[Fraction, ...], ...], S: int) -> tuple[tuple[int, tuple[Row, ...]], ...]:
+def _pieces_cached(key: tuple[tuple[Fraction, ...], ...], S: int) -> tuple[int, tuple[Any, ...]]:
+    """(number of whole-space parts, triangulation pieces) of the polyhedron ``key``."""
     m = len(key)
     Cf = np.empty((m, S), dtype=object)
     df = np.empty(m, dtype=object)
     for i, row in enumerate(key):
         Cf[i, :] = row[:S]
         df[i] = row[S]
-    acc: dict[tuple[Row, ...], int] = defaultdict(int)
+    whole = 0
+    pieces: list[Any] = []
     for P in _pointed_parts(Cf, df):
         if P is None:
-            acc[()] += 1
+            whole += 1
             continue
-        for piece in triangulate_polyhedron(P.vertices, P.rays, P.incidence):
-            for sign, rows in piece.signed_terms("complement"):
-                acc[tuple(sorted(rows))] += sign
+        pieces.extend(triangulate_polyhedron(P.vertices, P.rays, P.incidence))
+    return whole, tuple(pieces)
+
+
+def _merge(expansions: Any) -> tuple[tuple[int, tuple[Row, ...]], ...]:
+    acc: dict[tuple[Row, ...], int] = defaultdict(int)
+    for sign, rows in expansions:
+        acc[tuple(sorted(rows))] += sign
     return tuple((c, rows) for rows, c in sorted(acc.items(), key=lambda t: (len(t[0]), t[0])) if c != 0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _terms_cached(key: tuple[tuple[Fraction, ...], ...], S: int) -> tuple[tuple[int, tuple[Row, ...]], ...]:
+    """Lemma 4 (complement form) over the whole polyhedron, equal orthants merged."""
+    whole, pieces = _pieces_cached(key, S)
+    exp: list[tuple[int, tuple[Row, ...]]] = [(1, ())] * whole
+    for piece in pieces:
+        exp.extend(piece.signed_terms("complement"))
+    return _merge(exp)
+
+
+def _anchored_terms(key: tuple[tuple[Fraction, ...], ...], S: int, mf: NDArray[Any], Kf: NDArray[Any]
+                    ) -> tuple[tuple[int, tuple[Row, ...]], ...]:
+    """Lemma 4 with every piece anchored at the half-space its Gaussian mean violates most
+    (complement form for pieces containing the mean): no term is much larger than the
+    piece's own mass, so the tails do not cancel catastrophically."""
+    whole, pieces = _pieces_cached(key, S)
+    mu = np.array([float(x) for x in mf])
+    K = np.array([[float(x) for x in r] for r in Kf])
+    exp: list[tuple[int, tuple[Row, ...]]] = [(1, ())] * whole
+    for piece in pieces:
+        if len(piece.C) == S:
+            exp.extend(piece.signed_terms("complement"))
+            continue
+        Cp = np.array([[float(x) for x in r] for r in piece.C])
+        dp = np.array([float(x) for x in piece.d])
+        t = (dp - Cp @ mu) / np.sqrt(np.einsum("ij,jk,ik->i", Cp, K, Cp))
+        a = int(np.argmin(t))
+        if t[a] >= 0:
+            exp.extend(piece.signed_terms("complement"))
+        else:
+            exp.extend(piece.anchored_terms(a))
+    return _merge(exp)
 
 
 def signed_orthant_terms(C: ArrayLike, d: ArrayLike) -> list[tuple[int, tuple[Row, ...]]]:
@@ -312,14 +354,41 @@ def _evaluate(terms: tuple[tuple[int, tuple[Row, ...]], ...], mf: NDArray[Any], 
     return m0, m1, M2, lost
 
 
+def _mahalanobis_distance(A: NDArray[np.float64], e: NDArray[np.float64], mu: NDArray[np.float64],
+                          K: NDArray[np.float64]) -> float:
+    """Distance, in the metric of ``K^{-1}``, from ``mu`` to ``{z : A z <= e}`` (floats).
+
+    By enumeration of the active sets of at most ``S`` rows (the closest point is the
+    projection of ``mu`` onto the face of one of them): fine for the few rows here.
+    """
+    S = len(mu)
+    if np.all(A @ mu <= e):
+        return 0.0
+    best = math.inf
+    m = len(A)
+    for k in range(1, min(S, m) + 1):
+        for act in itertools.combinations(range(m), k):
+            Aa = A[list(act)]
+            G = Aa @ K @ Aa.T
+            try:
+                lam = np.linalg.solve(G, e[list(act)] - Aa @ mu)
+            except np.linalg.LinAlgError:
+                continue
+            z = mu + K @ Aa.T @ lam
+            if np.all(A @ z <= e + 1e-9 * (1 + np.abs(e))):
+                dist = float(np.sqrt(max(0.0, lam @ G @ lam)))
+                best = min(best, dist)
+    return best
+
+
 def _prior_loss(terms: tuple[tuple[int, tuple[Row, ...]], ...], Cf: NDArray[Any], df: NDArray[Any],
                 mf: NDArray[Any], Kf: NDArray[Any]) -> float:
     """Digits the cancellation is expected to cost, predicted in floats.
 
-    Both the terms and ``m0`` are bounded above by the Gaussian mass beyond their most
-    violated half-space; the prediction is ``log10(sum_t |c_t| bound_t / bound(m0))``. It is
-    a heuristic (``m0`` can be smaller than its bound in a corner): the digits actually lost
-    are measured after each pass and the pass repeated if needed.
+    A convex set at Mahalanobis distance ``delta`` from the mean has mass at most
+    ``Phi(-delta)``; the prediction is ``log10(sum_t |c_t| Phi(-delta_t) / Phi(-delta_P))``.
+    A heuristic (``m0`` can be smaller than its bound): the digits actually lost are
+    measured after each pass and the pass repeated if needed.
     """
     from scipy.special import log_ndtr, logsumexp
 
@@ -329,16 +398,17 @@ def _prior_loss(terms: tuple[tuple[int, tuple[Row, ...]], ...], Cf: NDArray[Any]
     K = np.array([[float(x) for x in r] for r in Kf])
 
     def log_bound(rows: Any) -> float:
-        lb = 0.0
-        for row in rows:
-            c = np.array([float(x) for x in row[:-1]])
-            s = float(np.sqrt(c @ K @ c))
-            if s > 0:
-                lb = min(lb, float(log_ndtr((float(row[-1]) - c @ mu) / s)))
-        return lb
+        if not rows:
+            return 0.0
+        A = np.array([[float(x) for x in r[:-1]] for r in rows])
+        e = np.array([float(r[-1]) for r in rows])
+        dist = _mahalanobis_distance(A, e, mu, K)
+        return float(log_ndtr(-dist)) if math.isfinite(dist) else -math.inf
 
     log_terms = [math.log(abs(c)) + log_bound(rows) for c, rows in terms]
     log_m0 = log_bound([tuple(row) + (e,) for row, e in zip(Cf, df)])
+    if not math.isfinite(log_m0):
+        return 0.0
     return max(0.0, float(logsumexp(log_terms) - log_m0) / math.log(10.0))
 
 
@@ -373,7 +443,7 @@ def _cond_digits(terms: tuple[tuple[int, tuple[Row, ...]], ...], Kf: NDArray[Any
 def _moments(Cf: NDArray[Any], df: NDArray[Any], mf: NDArray[Any], Kf: NDArray[Any], dps: int,
              lcond: float) -> tuple[mpmath.mpf, list[mpmath.mpf], list[list[mpmath.mpf]]]:
     S = Cf.shape[1]
-    terms = _terms_cached(_key(Cf, df), S)
+    terms = _anchored_terms(_key(Cf, df), S, mf, Kf)
     extra = int(math.ceil(lcond + _cond_digits(terms, Kf)))
     q = dps + 3 + extra + _base_loss(terms) + _prior_digits(terms, Cf, df, mf, Kf)
     while True:
@@ -493,7 +563,7 @@ def _mass(Cf: NDArray[Any], df: NDArray[Any], mf: NDArray[Any], Kf: NDArray[Any]
     from .orthant import _phi_cov
 
     S = Cf.shape[1]
-    terms = _terms_cached(_key(Cf, df), S)
+    terms = _anchored_terms(_key(Cf, df), S, mf, Kf)
     if not terms:
         return mpmath.mpf(0)
     extra = int(math.ceil(lcond + _cond_digits(terms, Kf)))

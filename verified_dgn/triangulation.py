@@ -276,12 +276,62 @@ class Piece:
             return out
         raise ValueError(f"form must be 'complement' or 'halfspace', got {form!r}")
 
-    def indicator_sum(self, z: Sequence[Fraction], form: str = "complement") -> int:
+    def _anchored_index_sets(self, anchor: int) -> list[tuple[int, bool, tuple[int, ...]]]:
+        """(sign, keep_anchor, J) of the anchored expansion (see :meth:`anchored_terms`)."""
+        n = len(self.C)
+        fin = self.finite_rows
+        others = [j for j in range(n) if j != anchor]
+        out = []
+        for k in range(len(others) + 1):
+            for J in itertools.combinations(others, k):
+                Js = set(J)
+                if anchor in fin:
+                    keep = not (fin - {anchor}) <= Js  # else H_anchor is implied: drop it
+                else:
+                    if fin <= Js:
+                        continue  # the complements alone are empty
+                    keep = True
+                out.append(((-1) ** k, keep, J))
+        return out
+
+    def anchored_terms(self, anchor: int) -> list[tuple[int, tuple[Row, ...]]]:
+        """Lemma 4 anchored at one half-space: every term inside ``H_anchor``.
+
+        ``1_piece = 1[H_a] prod_{j != a} (1 - 1[H_j^c])
+        = sum_{J subset of rows - {a}} (-1)^{|J|} 1[H_a cap_{j in J} H_j^c]``, exactly.
+        Terms whose complements already force ``H_a`` (``J`` containing every other row
+        opposite a finite generator, when ``a`` is one: then ``sum_f a_f . (z, 1) = 1``
+        gives ``a_a . (z, 1) > 1``) drop the ``H_a`` row; when ``a`` is opposite a ray, ``J``
+        containing all rows opposite finite generators gives an empty term, omitted. Every
+        term is an orthant of at most ``S`` independent rows. Anchored at the half-space the
+        Gaussian's mean violates most, every term is bounded by ``P(H_a)``, so the signed
+        sum cannot cancel catastrophically in the tails (the complement form subtracts
+        terms of size 1 there). A simplicial cone (``S`` rows) gives its own rows.
+        """
+        rows = self.rows()
+        if len(rows) == self.dim:
+            return [(1, tuple(rows))]
+        comp = [normalize_halfspace([-x for x in r[:-1]], -r[-1]) for r in rows]
+        return [(sign, ((rows[anchor],) if keep else ()) + tuple(comp[j] for j in J))
+                for sign, keep, J in self._anchored_index_sets(anchor)]
+
+    def indicator_sum(self, z: Sequence[Fraction], form: str = "complement",
+                      anchor: int | None = None) -> int:
         """The right-hand side of Lemma 4 at a rational point, exactly.
 
         Complement-form terms are open half-spaces (``c z > e`` for the original row),
-        half-space-form terms closed ones; compare with ``int(self.contains(z))``.
+        half-space-form terms closed ones, anchored terms the closed anchor half-space and
+        open complements; compare with ``int(self.contains(z))``.
         """
+        if form == "anchored":
+            if len(self.C) == self.dim:
+                return int(self.contains(z))
+            vals = [sum(c * x for c, x in zip(row, z)) - e for row, e in zip(self.C, self.d)]
+            total = 0
+            for sign, keep, J in self._anchored_index_sets(anchor if anchor is not None else 0):
+                ok = (not keep or vals[anchor if anchor is not None else 0] <= 0) and all(vals[j] > 0 for j in J)
+                total += sign * int(ok)
+            return total
         total = 0
         is_cone = len(self.C) == self.dim
         for sign, rows in self.signed_terms(form):

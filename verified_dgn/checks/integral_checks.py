@@ -4,8 +4,8 @@
   of a net), ``1_piece(z)`` equals the signed sum of indicators of intersections of at most
   ``S`` half-spaces, exactly, at rational points: random ones (on no boundary, almost
   surely), the piece's vertices, edge midpoints and points on its facet hyperplanes (on
-  boundaries). Both the complement form used by the integrals and the paper's half-space
-  form are checked; for the whole polyhedron, the merged terms of
+  boundaries). The complement form, the expansion anchored at each half-space (both used
+  by the integrals) and the paper's half-space form are checked; for the whole polyhedron, the merged terms of
   :func:`verified_dgn.integrals.signed_orthant_terms` reproduce ``1_P`` at random points.
 * "Triangulation": bounded polytopes: the pieces' exact volumes add up to the volume of the
   barycentric subdivision (flags of faces: an independent triangulation); every random
@@ -260,6 +260,9 @@ def check_lemma4(net: DGN | None = None, quick: bool = True, seed: int = 0,
                     ok = lhs == rhs
                     if len(piece.C) == S + 1:
                         ok = ok and lhs == piece.indicator_sum(z, "halfspace")
+                        # the expansion anchored at each half-space (used in the tails)
+                        ok = ok and all(lhs == piece.indicator_sum(z, "anchored", a)
+                                        for a in range(S + 1))
                     n_checked += 1
                     if not ok:
                         failures += 1
