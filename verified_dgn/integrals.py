@@ -15,9 +15,12 @@ Method, exact up to the final orthant integrals:
    triangulation of the homogenised cone: simplices, simplicial cones and simplices with
    ideal vertices).
 3. Lemma 4 writes each piece's indicator as a signed sum of indicators of at most ``S``
-   half-spaces (complement form, see :mod:`verified_dgn.triangulation`). Equal
-   intersections of different pieces are merged and their integer coefficients added
-   exactly (all of this is cached per ``(C, d)``).
+   half-spaces (see :mod:`verified_dgn.triangulation`): the complement form for pieces
+   that contain the mean, and for the others the expansion anchored at the half-space the
+   mean violates most (every term then lies inside that half-space, so no term is of size
+   1 when the piece is in the tail). Equal intersections of different pieces are merged
+   and their integer coefficients added exactly (the triangulation is cached per
+   ``(C, d)``).
 4. Each intersection ``{C_J z <= d_J}`` is an orthant of ``y = C_J (z - mean) ~ N(0, K)``,
    ``K = C_J cov C_J^T``, ``y <= b = d_J - C_J mean``, whose moments come from
    :mod:`verified_dgn.orthant` (Tallis); with ``B = cov C_J^T K^{-1}`` and
@@ -530,8 +533,10 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
     -----
     The paper's method: exact triangulation and Lemma 4 into orthants, Tallis moments in
     mpmath; the working precision is raised automatically by the digits lost to
-    cancellation (see the module docstring). Cost: a few tens of ms per 2-D polygon,
-    about a second per 3-D polytope at ``dps = 30``; ``S = 4`` takes minutes.
+    cancellation (see the module docstring). Cost (benchmarks/exact_integrals.py, dps = 30,
+    on a heavily shared 2-core machine): ~0.03-0.5 s per polygon with the mean near it,
+    seconds when ``m0`` is in the far tail (precision raised by the digits cancelled),
+    ~10-25 s per 3-D polytope, ~30-60 s for a 4-simplex.
     """
     Cf, df, mf, Kf, lcond = _check_inputs(C, d, mean, cov, dps)
     res = _to_arrays(*_moments(Cf, df, mf, Kf, dps, lcond))
