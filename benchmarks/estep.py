@@ -126,7 +126,7 @@ def baseline_pairs(net, P, X, pairs, base):
         lk = multivariate_normal(mean=b, cov=K).logpdf(X[n])
         mu = Sw @ A.T @ Sx_inv @ (X[n] - b)
         m0, m1, C2 = base[w].moments(mu, Sw)
-        out.append((lk + (math.log(m0) if m0 > 0 else -math.inf), m1))
+        out.append((lk, m0, m1))
     return out
 
 
@@ -204,19 +204,25 @@ def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
         print(f"  RATIO (paper time / fast time, {tag}): {tb_w / (w / pairs):10,.0f} x wall  "
               f"{tb_c / (c / pairs):10,.0f} x CPU")
 
-    # ---- agreement on the subset: log(kappa m0) and the truncated means
+    # ---- agreement on the subset where the region carries real mass (m0 >= 1e-3): the
+    # paper's float64 sums cancel in the tails (there its m0 can be <= 0 or off by orders)
     ch = next(_estep_chunks(net, P, X[:n_pts], prune=None))
-    lw_fast = ch.log_e0 + ch.log_px[:, None]
-    d_lw, d_m = [], []
-    for (n, w), (lw, m1) in zip(sub, ref):
-        if np.isfinite(lw) and lw > -700:
-            d_lw.append(abs(lw - lw_fast[n, w]) / max(1.0, abs(lw)))
+    forms_lk = ch.log_e0 + ch.log_px[:, None]
+    d_m0, d_m, bad = [], [], 0
+    for (n, w), (lk, m0, m1) in zip(sub, ref):
+        lm_fast = float(forms_lk[n, w]) - float(lk)             # fast log m0 (same kappa)
+        if not (m0 > 0 and np.all(np.isfinite(m1))):
+            bad += 1
+            continue
+        if lm_fast > math.log(1e-3):
+            d_m0.append(abs(math.log(m0) - lm_fast))
             sd = math.sqrt(float(np.linalg.norm(model.cov_z[w], 2)))
             d_m.append(float(np.max(np.abs(m1 - ch.cmean[n, w]))) / sd)
-    if d_lw:
-        print(f"  fast vs paper on the subset: max relative |log(kappa m0)| diff {max(d_lw):.1e}, "
-              f"max |E[z|w]| diff {max(d_m):.1e} posterior sd (the paper's float64 cdf: ~1e-5 "
-              f"at S = 3)")
+    msg = f"  fast vs paper on the subset: paper's m0 <= 0 or NaN on {bad} of {len(sub)} pairs"
+    if d_m0:
+        msg += (f"; where m0 >= 1e-3 ({len(d_m0)} pairs): max |log m0| diff {max(d_m0):.1e}, "
+                f"max E[z|w] diff {max(d_m):.1e} posterior sd")
+    print(msg)
 
 
 def main() -> None:

@@ -37,8 +37,10 @@ Computation (everything in log space):
   are evaluated only for pairs with u_w >= L - T, where L <= log p(x) is a log-sum-exp of
   evaluated pairs and T = ``prune`` (default 60): every skipped pair has e0 < exp(-T)
   (8.8e-27) and the computed p(x) is low by a relative R exp(-T) at most. Skipped pairs get
-  e0 = e1 = E2 = 0 (log e0 = -inf). ``prune=None`` evaluates every pair. For S = 1 every pair
-  is evaluated (the closed-form interval kernel is cheaper than the bound).
+  e0 = e1 = E2 = 0 (log e0 = -inf). Pairs are skipped only when that saves work: when more
+  than half of a chunk's pairs survive the bound, or S = 1 (the closed-form interval kernel
+  is cheaper than the bound), every pair is evaluated. ``prune=None`` always evaluates every
+  pair.
 * Memory: points are processed in chunks (``chunk_size`` points; default about 2^20 / (R (1 +
   S + S^2)) floats of moments per chunk). :func:`log_marginal` keeps O(N) memory; the
   E-step generator :func:`_estep_chunks` and :func:`estep_statistics` never materialise
@@ -93,6 +95,9 @@ DEFAULT_PRUNE = 60.0
 _Q_RTOL = 2.0 ** -36
 #: floats of per-pair moments per chunk (default chunk size)
 _CHUNK_FLOATS = 1 << 20
+#: pruning evaluates pairs region by region only when at most this fraction survives the
+#: bound (otherwise one batched pass over every pair is faster)
+_SPARSE_MAX_FRACTION = 0.5
 #: floats of a (pairs, D) residual block in the refinement of Q
 _RESIDUAL_FLOATS = 1 << 21
 #: feasibility tolerance of QP candidates, relative to |d| + |C||u| (map_latent, sampling)
@@ -330,9 +335,11 @@ class _ChunkResult:
     log_m0: Arr | None     # (n, R) log Phi_w (-inf where skipped)
 
 
-def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None) -> _ChunkResult:
+def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
+           forms: _Forms | None = None) -> _ChunkResult:
     """Theorem 1 for a chunk of points Xc (n, D): log p(x) and (central) region moments."""
-    forms = _quadratic_forms(model, Xc)
+    if forms is None:
+        forms = _quadratic_forms(model, Xc)
     mu_z = model.mu_z(forms.mu_u)
     n, R, S = Xc.shape[0], model.R, model.S
     cones = model.cones
@@ -350,6 +357,9 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None) -> _Chunk
     # log Phi_w <= log Phi(-Mahalanobis distance from mu_w to w) (integrals' cheap bound)
     upper = model.const - 0.5 * (forms.Q - forms.bound) + cones.log_mass_bound(mu_z, model.cov_z)
     todo = upper >= (np.max(upper, axis=1, keepdims=True) - prune)
+    if todo.mean() > _SPARSE_MAX_FRACTION:
+        # little to skip: one batched pass over every pair beats per-region calls
+        return _chunk(model, Xc, moments, None, forms)
     log_w = np.full((n, R), -np.inf)
     lm_all = np.full((n, R), -np.inf)
     dm = np.zeros((n, R, S)) if moments else None

@@ -390,7 +390,7 @@ def test_vectorised_kernels_against_loop_oracle(make):
 
 
 def test_pruning_is_certified_and_chunking_is_exact():
-    net = net_s2(seed=51, noise=0.01, widths=(2, 8, 2))
+    net = net_s2(seed=51, noise=1e-4, widths=(2, 8, 2))   # ~20% of pairs survive the bound
     P = fastpath.partition(net)
     X, _ = net.sample(12, seed=52)
     full = fastpath.posterior(net, X, partition=P, prune=None)
@@ -941,3 +941,23 @@ def test_input_validation():
     assert fastpath.sample_posterior(net, X[0], 0, partition=P).shape == (0, 2)
     # a 1-D x is one point
     assert fastpath.log_marginal(net, X[0], partition=P).shape == (1,)
+
+
+def test_linear_net_is_probabilistic_pca():
+    """No hidden layer: one region (R^S), p(x) = N(x; v, Sigma_x + W Sigma_z W^T) and the
+    posterior is the Gaussian of probabilistic PCA (closed forms, scipy)."""
+    rng = np.random.default_rng(231)
+    W, v = rng.normal(size=(3, 2)), rng.normal(size=3)
+    Sz = np.array([[1.4, -0.3], [-0.3, 0.6]])
+    nv = np.array([0.05, 0.2, 0.1])
+    net = DGN([W], [v], noise_var=nv, prior_cov=Sz)
+    X = rng.normal(size=(5, 3)) * 2
+    post = fastpath.posterior(net, X)
+    ref = stats.multivariate_normal(v, np.diag(nv) + W @ Sz @ W.T).logpdf(X)
+    np.testing.assert_allclose(post.log_px, ref, rtol=1e-13)
+    Sw = np.linalg.inv(np.linalg.inv(Sz) + W.T @ np.diag(1 / nv) @ W)
+    mu = (X - v) @ np.diag(1 / nv) @ W @ Sw
+    np.testing.assert_allclose(post.mean, mu, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(post.cov, np.broadcast_to(Sw, (5, 2, 2)), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(post.e0, 1.0)
+    np.testing.assert_allclose(fastpath.map_latent(net, X), mu, rtol=1e-10, atol=1e-12)
