@@ -12,8 +12,9 @@ computed in log space, accurate to about eps h^2 ~ eps |log m0| relative; the to
 there is stated with that reason.
 
 The exact path costs seconds per 2-D polygon in the tails and 10 to 60 s per 3-D polytope,
-so the default selection runs a handful of cases (about 15 s); ``--runslow`` runs the full
-random suite (several minutes).
+so the default selection runs a handful of cases (about 15 s); ``--runslow`` runs the
+random suite (tens of minutes, nearly all of it in the exact path: ~2 min per 2-D case at
+log m0 ~ -200, 1-15 min per 3-D polytope, ~8 min for the 4-D one on this machine).
 """
 
 from __future__ import annotations
@@ -190,7 +191,7 @@ def test_random_suite_vs_exact(S, seed):
         g = polyhedron_geometry(C, d)
         # the exact path's time grows steeply in the tails (minutes per 2-D case at
         # log m0 ~ -500): S = 2 goes to m0 ~ 1e-100, S = 1 far beyond 1e-300
-        for dist in ((0.0, 1.0, 4.0, 12.0, 30.0) if S == 1 else (0.0, 1.0, 2.5, 4.0)):
+        for dist in ((0.0, 1.0, 4.0, 12.0, 30.0) if S == 1 else (0.0, 1.0, 2.5)):
             u = rng.normal(size=S)
             u /= np.linalg.norm(u)
             mu = g.interior_point + dist * math.sqrt(np.linalg.norm(cov, 2)) * u * (1 + S)
@@ -199,7 +200,7 @@ def test_random_suite_vs_exact(S, seed):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", range(2))
 def test_random_suite_3d_vs_exact(seed):
     if not _orthant_available(3):
         pytest.skip("fastpath.orthant has no k = 3 kernel")
@@ -208,7 +209,7 @@ def test_random_suite_3d_vs_exact(seed):
         C, d = random_polytope(rng, 3, bounded)
         cov = random_cov(rng, 3)
         g = polyhedron_geometry(C, d)
-        for dist in (0.0, 1.0, 2.5):
+        for dist in (0.0, 1.0):
             u = rng.normal(size=3)
             u /= np.linalg.norm(u)
             mu = g.interior_point + dist * math.sqrt(np.linalg.norm(cov, 2)) * u * 3
