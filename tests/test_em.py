@@ -433,3 +433,39 @@ def test_validation_data_and_priors():
     assert E.parse_prior("box:0.5") == E.BoxPrior(0.5)
     with pytest.raises(ValueError):
         E.parse_prior("cauchy:1")
+
+
+# --------------------------------------------------------------------------- selection
+def test_select_widths_table_and_criteria():
+    from fastpath.selection import select_widths
+
+    X = noisy_circle(120, seed=4)
+    table = select_widths(X, [(), (4,), (3, 3)], max_iter=3, seed=1)
+    assert [r["hidden"] for r in table.rows] == [(), (4,), (3, 3)]
+    N = X.shape[0]
+    for r, m in zip(table.rows, table.models):
+        # AIC / BIC from the exact log-likelihood of the trained model (recomputed)
+        ll = _ll(m, X)
+        assert r["log_likelihood"] == pytest.approx(ll, rel=1e-9)
+        k = m.n_params
+        assert r["n_params"] == k == sum(W.size + v.size for W, v in zip(m.weights, m.biases)) + 1
+        assert r["aic"] == pytest.approx(2 * k - 2 * ll, rel=1e-9)
+        assert r["bic"] == pytest.approx(k * np.log(N) - 2 * ll, rel=1e-9)
+    i = table.best("bic")
+    assert table.rows[i]["bic"] == min(r["bic"] for r in table.rows)
+    assert "best BIC" in table.to_text()
+    with pytest.raises(ValueError):
+        select_widths(X, [])
+    with pytest.raises(ValueError):
+        select_widths(X, [(0,)])
+    with pytest.raises(ValueError):
+        table.best("likelihood")
+
+
+def test_anomaly_scores_are_negative_log_density():
+    net = DGN.random((1, 4, 2), activation="relu", seed=0, noise_var=0.05)
+    X = np.vstack([net.sample(20, seed=1)[0], [[50.0, -50.0]]])
+    s = fastpath.anomaly_scores(net, X)
+    assert s.shape == (21,)
+    assert np.array_equal(s, -fastpath.log_marginal(net, X))
+    assert np.argmax(s) == 20          # the far point is the most anomalous
