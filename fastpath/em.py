@@ -71,9 +71,10 @@ import os
 import sys
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -85,16 +86,16 @@ from verified_dgn.regions import Partition, RegionLimitError
 from .data import check_data
 
 __all__ = [
-    "fit_em",
-    "em_step",
-    "EMResult",
-    "EMIteration",
-    "GaussianPrior",
-    "LaplacePrior",
+    "ECM_RTOL",
     "BoxPrior",
     "ConvergenceWarning",
+    "EMIteration",
+    "EMResult",
+    "GaussianPrior",
+    "LaplacePrior",
+    "em_step",
+    "fit_em",
     "log_likelihood_gradient",
-    "ECM_RTOL",
 ]
 
 Arr = NDArray[np.float64]
@@ -474,7 +475,7 @@ def _inner_system(F: Arr, c: Arr, H: Arr, Xeta: Arr, eta: Arr, inv_noise: Arr) -
     r : ndarray, shape (D_l K,)
         vec(sum_w F_w^T Sigma_x^-1 (Xeta_w - c_w eta_w^T)).
     """
-    R, D, Dl = F.shape
+    R, _, Dl = F.shape
     K = H.shape[1]
     SF = F * inv_noise[None, :, None]
     Kw = np.einsum("rdi,rdj->rij", F, SF)                                 # (R, Dl, Dl)
@@ -824,7 +825,7 @@ def _net_from_arrays(data: dict[str, Any], prefix: str) -> DGN:
                prior_cov=data.get(f"{prefix}prior_cov"))
 
 
-def _consistent(state: "_State") -> bool:
+def _consistent(state: _State) -> bool:
     n = len(state.log_likelihood)
     return (n == len(state.objective) == len(state.noise_var) == len(state.times)
             == len(state.n_regions) == len(state.step_sizes) + 1 == len(state.ecm_gain) + 1)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import numbers
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -24,7 +25,7 @@ from verified_dgn.model import DGN
 
 from .data import check_data
 
-__all__ = ["select_widths", "SelectionTable", "anomaly_scores"]
+__all__ = ["SelectionTable", "anomaly_scores", "select_widths"]
 
 
 @dataclass
@@ -105,8 +106,8 @@ def select_widths(X: ArrayLike, candidates: Sequence[Sequence[int]], *, latent_d
     slope : float, optional
         Negative-side slope for leaky_relu (ignored otherwise).
     noise_var : float, optional
-        Initial noise variance (default 0.01 times the mean variance of X per dimension,
-        small enough that EM leaves the "Gaussian blob" plateau quickly).
+        Initial noise variance (default 0.05 times the mean variance of X per dimension, as
+        ``dgn fit``: EM leaves the "Gaussian blob" plateau quickly from there).
     max_iter, tol, seed, **fit_kw
         Passed to :func:`fastpath.fit_em` (``seed`` also seeds ``DGN.random``).
 
@@ -122,7 +123,7 @@ def select_widths(X: ArrayLike, candidates: Sequence[Sequence[int]], *, latent_d
         raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
     N, D = X.shape
     if noise_var is None:
-        noise_var = max(1e-4, 0.01 * float(np.mean(np.var(X, axis=0))))
+        noise_var = max(1e-4, 0.05 * float(np.mean(np.var(X, axis=0))))
     rows, models = [], []
     for hidden in cands:
         widths = (int(latent_dim), *hidden, D)

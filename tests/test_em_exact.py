@@ -21,7 +21,6 @@ import numpy as np
 import pytest
 
 from tests.conftest import needs_cdd
-
 from verified_dgn import DGN
 
 pytestmark = needs_cdd

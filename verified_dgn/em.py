@@ -30,18 +30,19 @@ covers the closed forms only.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import mpmath
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .distributions import _check_dps, _check_net, _check_points, _check_partition
+from .distributions import _check_dps, _check_net, _check_partition, _check_points
 from .model import DGN
 from .regions import Partition
 
-__all__ = ["em_step", "DEFAULT_RIDGE"]
+__all__ = ["DEFAULT_RIDGE", "em_step"]
 
 #: the proximal ridge of the inner systems relative to their mean diagonal (as fastpath.em)
 DEFAULT_RIDGE = 1e-6

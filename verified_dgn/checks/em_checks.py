@@ -20,7 +20,8 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from scipy import optimize
@@ -28,7 +29,7 @@ from scipy import optimize
 from ..model import DGN
 from . import CheckResult, digits_from_residual, register
 
-__all__ = ["check_mstep", "check_em_monotone", "q_function"]
+__all__ = ["check_em_monotone", "check_mstep", "q_function"]
 
 #: relative tolerance of "closed form is at least as good" (float64 Q of size ~N D)
 _Q_RTOL = 1e-10
@@ -116,6 +117,85 @@ def _maximise(f: Any, x0: np.ndarray) -> np.ndarray:
     return np.asarray(res.x)
 
 
+class _GaussianPrior:
+    """A Gaussian weight prior for verified_dgn.em_step (which reads only ``var``)."""
+
+    def __init__(self, var: float) -> None:
+        self.var = var
+
+
+def _compare(q: Any, x_cf: np.ndarray, x0: np.ndarray) -> tuple[float, float]:
+    """(relative Q shortfall of the closed form, relative parameter difference) against the
+    brute-force maximiser of q started at x0."""
+    x_bf = _maximise(q, x0)
+    q_cf, q_bf = q(x_cf), q(x_bf)
+    dq = max(0.0, (q_bf - q_cf) / abs(q_cf))
+    dp = float(np.max(np.abs(x_bf - x_cf)) / max(1.0, float(np.max(np.abs(x_cf)))))
+    return dq, dp
+
+
+def _mstep_cases(nt: DGN, X: np.ndarray, dps: int, prior_var: float
+                 ) -> list[tuple[str, float, float]]:
+    """The M-step comparisons of one net: (label, Q shortfall, parameter difference)."""
+    import verified_dgn
+
+    from ..em import em_step
+
+    P = verified_dgn.partition(nt)
+    post = verified_dgn.posterior(nt, X, dps, partition=P)
+    e0, e1, E2 = _float(post.e0), _float(post.e1), _float(post.E2)
+    signs = np.array([r.signs for r in P]).reshape(len(P), nt.n_hidden_units)
+    S, L = nt.latent_dim, nt.n_layers
+    out = []
+
+    # (a) last layer + noise jointly (noise as log-variance)
+    new, _ = em_step(nt, X, dps, partition=P, posterior=post, update_prior_cov=True)
+    WL, vL = nt.weights[-1], nt.biases[-1]
+
+    def qa(x: np.ndarray) -> float:
+        Ws, vs = list(nt.weights), list(nt.biases)
+        Ws[-1] = x[:WL.size].reshape(WL.shape)
+        vs[-1] = x[WL.size:WL.size + vL.size]
+        lv = x[WL.size + vL.size:]
+        nv = float(np.exp(lv[0])) if nt.isotropic_noise else np.exp(lv)
+        return q_function(nt.replace(weights=Ws, biases=vs, noise_var=nv), signs, X, e0, e1, E2)
+
+    def log_nv(m: DGN) -> np.ndarray:
+        return np.log(np.atleast_1d(np.asarray(m.noise_var, dtype=np.float64)))
+
+    x_cf = np.concatenate([np.asarray(new.weights[-1]).ravel(), new.biases[-1], log_nv(new)])
+    out.append(("last layer + noise", *_compare(qa, x_cf,
+                                               np.concatenate([WL.ravel(), vL, log_nv(nt)]))))
+
+    # (c) Sigma_z over its Cholesky factor
+    tril = np.tril_indices(S)
+
+    def qz(x: np.ndarray) -> float:
+        Lz = np.zeros((S, S))
+        Lz[tril] = x
+        return q_function(nt.replace(prior_cov=Lz @ Lz.T), signs, X, e0, e1, E2)
+
+    Sz_cf = np.asarray(new.prior_cov)
+    out.append(("Sigma_z", *_compare(qz, np.linalg.cholesky(Sz_cf)[tril], np.eye(S)[tril])))
+
+    # (b) inner layers with a Gaussian prior (ridge 0: the pure MAP surrogate)
+    _, info_p = em_step(nt, X, dps, partition=P, posterior=post,
+                        weight_prior=_GaussianPrior(prior_var), ridge=0.0)
+    for l in range(L - 1):
+        Wl, vl = nt.weights[l], nt.biases[l]
+
+        def qb(x: np.ndarray, l: int = l, shape: tuple[int, int] = Wl.shape) -> float:
+            Ws, vs = list(nt.weights), list(nt.biases)
+            n = shape[0] * shape[1]
+            Ws[l], vs[l] = x[:n].reshape(shape), x[n:]
+            return q_function(nt.replace(weights=Ws, biases=vs), signs, X, e0, e1, E2, prior_var)
+
+        Wt, vt = info_p["inner"][l]
+        x_cf = np.concatenate([_float(Wt).ravel(), _float(vt)])
+        out.append((f"inner layer {l + 1}", *_compare(qb, x_cf, np.concatenate([Wl.ravel(), vl]))))
+    return out
+
+
 @register("M-step", "the closed-form M-step (last layer + noise, inner layers with frozen "
           "activations, Sigma_z) maximises the Q function (brute-force check)")
 def check_mstep(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dps: int = 20,
@@ -136,105 +216,18 @@ def check_mstep(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
     prior_var : float
         Gaussian weight prior of the inner-layer check (makes the maximiser unique).
     """
-    import verified_dgn
-    from ..em import em_step
-
-    class _Gauss:
-        def __init__(self, var: float) -> None:
-            self.var = var
-
     nets = [net] if net is not None else _default_nets(quick, seed)
     N = n_points or (8 if quick else 15)
-    worst_q, worst_p = 0.0, 0.0
-    lines: list[str] = []
-    passed = True
+    cases: list[tuple[str, float, float]] = []
     for k, nt in enumerate(nets):
         rng = np.random.default_rng(seed + 100 + k)
         X = nt.sample(N, seed=seed + k)[0] + 0.1 * rng.standard_normal((N, nt.data_dim))
-        P = verified_dgn.partition(nt)
-        post = verified_dgn.posterior(nt, X, dps, partition=P)
-        e0, e1, E2 = _float(post.e0), _float(post.e1), _float(post.E2)
-        signs = np.array([r.signs for r in P]).reshape(len(P), nt.n_hidden_units)
-        D, S, L = nt.data_dim, nt.latent_dim, nt.n_layers
-        iso = nt.isotropic_noise
-
-        # (a) last layer + noise jointly; (c) Sigma_z
-        new, info = em_step(nt, X, dps, partition=P, posterior=post, update_prior_cov=True)
-        WL, vL = nt.weights[-1], nt.biases[-1]
-
-        def unpack(x: np.ndarray) -> DGN:
-            W = x[:WL.size].reshape(WL.shape)
-            v = x[WL.size:WL.size + vL.size]
-            lv = x[WL.size + vL.size:]
-            Ws, vs = list(nt.weights), list(nt.biases)
-            Ws[-1], vs[-1] = W, v
-            return nt.replace(weights=Ws, biases=vs,
-                              noise_var=float(np.exp(lv[0])) if iso else np.exp(lv))
-
-        def qa(x: np.ndarray) -> float:
-            return q_function(unpack(x), signs, X, e0, e1, E2)
-
-        lv0 = np.log(np.atleast_1d(np.asarray(nt.noise_var, dtype=np.float64)))
-        x0 = np.concatenate([WL.ravel(), vL, lv0])
-        nv_cf = np.log(np.atleast_1d(np.asarray(new.noise_var, dtype=np.float64)))
-        x_cf = np.concatenate([np.asarray(new.weights[-1]).ravel(), new.biases[-1], nv_cf])
-        x_bf = _maximise(qa, x0)
-        q_cf, q_bf = qa(x_cf), qa(x_bf)
-        dq = max(0.0, (q_bf - q_cf) / abs(q_cf))
-        dp = float(np.max(np.abs(x_bf - x_cf)) / max(1.0, np.max(np.abs(x_cf))))
-        worst_q, worst_p = max(worst_q, dq), max(worst_p, dp)
-        ok = dq <= _Q_RTOL and dp <= _PARAM_RTOL
-        passed &= ok
-        lines.append(f"net {k} {nt.widths} last layer + noise: Q(closed) - Q(brute) = "
-                     f"{q_cf - q_bf:.3g}, params {dp:.2g}")
-
-        # Sigma_z: maximise over the Cholesky factor (S = 1: log-variance)
-        Sz_cf = np.asarray(new.prior_cov)
-        tril = np.tril_indices(S)
-
-        def qz(x: np.ndarray) -> float:
-            Lz = np.zeros((S, S))
-            Lz[tril] = x
-            return q_function(nt.replace(prior_cov=Lz @ Lz.T + 1e-300 * np.eye(S)), signs, X,
-                              e0, e1, E2)
-
-        xz = _maximise(qz, np.linalg.cholesky(np.eye(S))[tril])
-        Lz = np.zeros((S, S))
-        Lz[tril] = xz
-        Sz_bf = Lz @ Lz.T
-        dpz = float(np.max(np.abs(Sz_bf - Sz_cf)) / np.max(np.abs(Sz_cf)))
-        dqz = max(0.0, (qz(xz) - qz(np.linalg.cholesky(Sz_cf)[tril])) / abs(qz(xz)))
-        worst_q, worst_p = max(worst_q, dqz), max(worst_p, dpz)
-        ok = dqz <= _Q_RTOL and dpz <= _PARAM_RTOL
-        passed &= ok
-        lines.append(f"net {k} Sigma_z: params {dpz:.2g}")
-
-        # (b) inner layers with a Gaussian prior (ridge 0: the pure MAP surrogate)
-        _, info_p = em_step(nt, X, dps, partition=P, posterior=post,
-                            weight_prior=_Gauss(prior_var), ridge=0.0)
-        for l in range(L - 1):
-            Wl, vl = nt.weights[l], nt.biases[l]
-
-            def with_layer(x: np.ndarray, l: int = l, Wl: np.ndarray = Wl) -> DGN:
-                Ws, vs = list(nt.weights), list(nt.biases)
-                Ws[l] = x[:Wl.size].reshape(Wl.shape)
-                vs[l] = x[Wl.size:]
-                return nt.replace(weights=Ws, biases=vs)
-
-            def qb(x: np.ndarray) -> float:
-                return q_function(with_layer(x), signs, X, e0, e1, E2, prior_var)
-
-            Wt, vt = info_p["inner"][l]
-            x_cf = np.concatenate([_float(Wt).ravel(), _float(vt)])
-            x_bf = _maximise(qb, np.concatenate([Wl.ravel(), vl]))
-            q_cf, q_bf = qb(x_cf), qb(x_bf)
-            dq = max(0.0, (q_bf - q_cf) / abs(q_cf))
-            dp = float(np.max(np.abs(x_bf - x_cf)) / max(1.0, np.max(np.abs(x_cf))))
-            worst_q, worst_p = max(worst_q, dq), max(worst_p, dp)
-            ok = dq <= _Q_RTOL and dp <= _PARAM_RTOL
-            passed &= ok
-            lines.append(f"net {k} inner layer {l + 1}: Q(closed) - Q(brute) = {q_cf - q_bf:.3g}, "
-                         f"params {dp:.2g}")
+        cases += [(f"net {k} {nt.widths} {label}", dq, dp)
+                  for label, dq, dp in _mstep_cases(nt, X, dps, prior_var)]
+    worst_q = max(c[1] for c in cases)
+    worst_p = max(c[2] for c in cases)
+    passed = worst_q <= _Q_RTOL and worst_p <= _PARAM_RTOL
+    lines = [f"{label}: Q shortfall {dq:.2g}, parameters {dp:.2g}" for label, dq, dp in cases]
     return CheckResult(
         name="M-step",
         statement="the closed-form M-step maximises the Q function",
@@ -246,7 +239,7 @@ def check_mstep(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
         digits=digits_from_residual(worst_p),
         details={"Q shortfall (relative)": f"{worst_q:.3g} (tolerance {_Q_RTOL:g})",
                  "parameter tolerance": f"{_PARAM_RTOL:g} relative (BFGS accuracy, central differences)",
-                 **{f"case {i}": s for i, s in enumerate(lines)}},
+                 **{f"case {i}": t for i, t in enumerate(lines)}},
     )
 
 
