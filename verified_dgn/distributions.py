@@ -21,21 +21,23 @@ What is exact and what is rounded:
   is rounded once, in mpmath, at the working precision.
 * ``Phi_w`` and the moments ``int_w (1, z, z z^T) N(z; mu_w, Sigma_w) dz`` come from
   :func:`verified_dgn.integrals.log_gaussian_mass` / :func:`verified_dgn.gaussian_moments`
-  with the exact ``C_w, d_w, mu_w, Sigma_w``, at ``dps + 10`` digits (more for the
+  with the exact ``C_w, d_w, mu_w, Sigma_w``, at ``dps + 3`` digits (more for the
   posterior covariance, see below).
 * Everything is combined in log space: ``log p = logsumexp_w(log kappa_w + log Phi_w)``,
   ``e0_w = exp(log kappa_w + log Phi_w - log p)`` and ``(e1_w, E2_w) = exp(log kappa_w -
   log p) (m1_w, M2_w)``; mpmath has no underflow, but values like ``exp(-1e8)`` still occur.
 
-Pruning (``prune=True``, the default). ``Phi_w <= Phi(t_w)`` where ``t_w`` is the most
-negative standardised slack ``(d_j - c_j mu_w) / sqrt(c_j Sigma_w c_j)`` over the facets, and
-for the half-space ``H`` of that facet ``int_H z_i^2 N`` has the closed form
-``T_i = (mu_i^2 + Sigma_ii) Phi(t) - 2 mu_i beta_i phi(t) - beta_i^2 t phi(t)``,
-``beta = Sigma c / sqrt(c Sigma c)``. So ``kappa_w Phi(t_w)``, ``kappa_w sqrt(Phi(t_w) T_i)``
-and ``kappa_w sqrt(T_i T_j)`` bound the contribution of region w to p(x), ``e1`` and ``E2``
-(Cauchy-Schwarz). Regions are integrated in decreasing order of the bound and the loop stops
-once the bounds of all remaining regions add up to less than ``10**-(dps + 10)`` of what has
-been accumulated (for the posterior: in the scales of the digit claims below). Pruned regions
+Pruning (``prune=True``, the default). Let p be the point of region w nearest to mu_w in
+the metric Sigma_w^-1 (an exact QP over the facets' active sets) and r its Mahalanobis
+distance. The hyperplane through p with normal Sigma_w^-1 (p - mu_w) separates the region
+from mu_w, so with u ~ N(0, 1) along it, ``Phi_w <= Phi(-r)`` and
+``int_w z_i^2 N <= T_i = int_{u >= r} (mu_i + beta_i u)^2 phi(u) du + (Sigma_ii - beta_i^2)
+Phi(-r)`` (``beta = (p - mu_w) / r``, closed form). Hence ``kappa_w Phi(-r)``,
+``kappa_w sqrt(Phi(-r) T_i)`` and ``kappa_w sqrt(T_i T_j)`` bound region w's contribution to
+p(x), ``e1`` and ``E2`` (Cauchy-Schwarz); each bound carries a factor 2 against rounding.
+Regions are integrated in decreasing order of the bound and the loop stops once the bounds
+of all remaining regions add up to less than ``10**-(dps + 10)`` of what has been
+accumulated (for the posterior: in the scales of the digit claims below). Pruned regions
 get ``e0 = e1 = E2 = 0``; :attr:`ExactPosterior.e0_bound` holds their bound. The claims
 below include the pruned mass. ``prune=False`` integrates every region.
 
@@ -54,6 +56,7 @@ Digits claimed (``verify=True`` recomputes at ``dps + 15`` and raises
 
 from __future__ import annotations
 
+import itertools
 import math
 import weakref
 from dataclasses import dataclass, field
@@ -70,8 +73,10 @@ from .regions import Partition
 
 __all__ = ["log_marginal", "posterior", "ExactPosterior", "PrecisionError"]
 
-#: guard digits: integrals are computed and regions pruned at dps + _GUARD digits
+#: guard digits of the pruning threshold and of the rounded (non-integral) part
 _GUARD = 10
+#: guard digits of the Gaussian integrals (their own claims are rigorous to their dps)
+_INT_GUARD = 3
 #: the digits a verify=True recomputation adds
 _VERIFY_EXTRA = 15
 #: largest dps accepted (the integrals' own limit is far higher, but cost grows fast)
@@ -327,45 +332,79 @@ def _log_const(model: _ExactModel) -> mpmath.mpf:
              + _log_mpf(model.det_sz)) / 2
 
 
-def _slack(f: _RegionForm, mu: Sequence[Fraction]) -> tuple[mpmath.mpf | None, int]:
-    """Most negative standardised facet slack (d_j - c_j mu) / sqrt(c_j Sigma c_j)."""
-    best, jbest = None, -1
-    for j, (c, dj, s2) in enumerate(zip(f.Crows, f.dvals, f.cSc)):
-        if s2 == 0:  # pragma: no cover - a facet row is never zero
-            continue
-        t = _mpf(dj - _dot(c, mu)) / mpmath.sqrt(_mpf(s2))
-        if best is None or t < best:
-            best, jbest = t, j
-    return best, jbest
+def _nearest_point(f: _RegionForm, mu: Sequence[Fraction]) -> tuple[list[Fraction], Fraction] | None:
+    """The point p of the region nearest to mu in the metric Lambda_w and r^2 =
+    (p - mu)^T Lambda_w (p - mu), exactly; None when mu lies in the region.
+
+    The convex QP min (z - mu)^T Lambda (z - mu) s.t. C z <= d is solved by enumerating
+    active sets J of at most S linearly independent facets: z_J = mu - Sigma C_J^T lam with
+    lam = (C_J Sigma C_J^T)^-1 (C_J mu - d_J). The optimum satisfies KKT with lam >= 0 on an
+    independent active set (Caratheodory), so it is the feasible candidate with lam >= 0 of
+    least r^2 = lam^T (C_J Sigma C_J^T) lam.
+    """
+    rows = f.Crows
+    if all(_dot(c, mu) <= d for c, d in zip(rows, f.dvals)):
+        return None
+    S = len(mu)
+    res = [_dot(c, mu) - d for c, d in zip(rows, f.dvals)]  # > 0: violated
+    best: tuple[Fraction, list[Fraction]] | None = None
+    for k in range(1, min(S, len(rows)) + 1):
+        for J in itertools.combinations(range(len(rows)), k):
+            K = [[_dot(rows[a], f.Sc[b]) for b in J] for a in J]
+            try:
+                Ki, _ = _inverse_det(K)
+            except ZeroDivisionError:
+                continue
+            lam = _matvec(Ki, [res[a] for a in J])
+            if any(v < 0 for v in lam):
+                continue
+            z = [mu[i] - sum((lam[q] * f.Sc[J[q]][i] for q in range(k)), Fraction(0))
+                 for i in range(S)]
+            if not all(_dot(c, z) <= d for c, d in zip(rows, f.dvals)):
+                continue
+            r2 = _dot(lam, _matvec(K, lam))
+            if best is None or r2 < best[0]:
+                best = (r2, z)
+    if best is None:  # pragma: no cover - a non-empty region always has a nearest point
+        raise RuntimeError("internal error: no nearest point of a non-empty region")
+    return best[1], best[0]
 
 
 def _log_bounds(f: _RegionForm, mu: Sequence[Fraction], log_kappa: mpmath.mpf, moments: bool
                 ) -> tuple[mpmath.mpf, list[mpmath.mpf]]:
-    """Upper bounds (log) of kappa Phi_w and of kappa int_w z_i^2 N (module notes)."""
+    """Upper bounds (log) of kappa Phi_w and of kappa int_w z_i^2 N (module notes).
+
+    The region lies in the half-space H through its Lambda-nearest point p to mu with normal
+    Lambda (p - mu) (a separating hyperplane; the best half-space bound), at Mahalanobis
+    distance r from mu: Phi_w <= Phi(-r), int_w z_i^2 N <= int_H z_i^2 N (closed form).
+    """
     S = len(mu)
-    t, j = _slack(f, mu)
-    if t is None:
+    near = _nearest_point(f, mu)
+    mum = [_mpf(m) for m in mu]
+    if near is None:
         lphi = mpmath.mpf(0)
     else:
+        p, r2 = near
+        t = -mpmath.sqrt(_mpf(r2))
         lphi = mpmath.log(mpmath.ncdf(t))
     # a factor 2 on every bound: rigorous despite the rounding of Phi, phi and log kappa
     lphi += mpmath.log(2)
     if not moments:
         return log_kappa + lphi, []
-    mum = [_mpf(m) for m in mu]
-    if t is None:
+    if near is None:
         T = [mum[i] ** 2 + _mpf(f.Sigma[i][i]) for i in range(S)]
     else:
-        s = mpmath.sqrt(_mpf(f.cSc[j]))
-        beta = [_mpf(f.Sc[j][i]) / s for i in range(S)]
+        # along u = (p - mu)^T Lambda (z - mu) / r ~ N(0, 1), H = {u >= r};
+        # z_i = mu_i + beta_i u + (independent), beta = (p - mu) / r
+        r = -t
+        beta = [_mpf(p[i] - mu[i]) / r for i in range(S)]
         Phi, phi = mpmath.ncdf(t), mpmath.npdf(t)
-        T = [(mum[i] ** 2 + _mpf(f.Sigma[i][i])) * Phi - 2 * mum[i] * beta[i] * phi
-             - beta[i] ** 2 * t * phi for i in range(S)]
-        # the closed form is a positive integral; rounding could only make it tiny or
-        # negative when it is below the working precision times its terms: bound it by those
-        T = [max(T[i], mpmath.mpf(0))
-             + mpmath.eps * 16 * ((mum[i] ** 2 + _mpf(f.Sigma[i][i])) * Phi
-                                  + abs(2 * mum[i] * beta[i] * phi) + abs(beta[i] ** 2 * t * phi))
+        # int_{u >= r} (mu_i + beta_i u)^2 phi(u) du + (Sigma_ii - beta_i^2) Phi(-r)
+        terms = [((mum[i] ** 2 + _mpf(f.Sigma[i][i])) * Phi, 2 * mum[i] * beta[i] * phi,
+                  beta[i] ** 2 * r * phi) for i in range(S)]
+        T = [a + b + c for a, b, c in terms]
+        # a positive integral: rounding can only matter below eps times its terms
+        T = [max(T[i], mpmath.mpf(0)) + mpmath.eps * 16 * sum(abs(v) for v in terms[i])
              for i in range(S)]
     lT = [log_kappa + mpmath.log(2 * Ti) for Ti in T]  # factor 2: safety against rounding
     return log_kappa + lphi, lT
@@ -417,7 +456,8 @@ def _log_marginal_point(model: _ExactModel, forms: list[_RegionForm], x: Sequenc
             if prune and acc != mpmath.ninf and suffix[k] - acc <= tol:
                 break
             f = forms[w]
-            lm = log_gaussian_mass(f.C, f.d, _vec_obj(mus[w]), _mat_obj(f.Sigma), dps=dps + _GUARD)
+            lm = log_gaussian_mass(f.C, f.d, _vec_obj(mus[w]), _mat_obj(f.Sigma),
+                                   dps=dps + _INT_GUARD)
             terms.append(lk[w] + lm)
             acc = _logsumexp(terms)
             done[w] = True
@@ -657,7 +697,8 @@ def _posterior_point(model: _ExactModel, forms: list[_RegionForm], x: Sequence[F
             f, mu = forms[order[0]], mus[order[0]]
             loss = max([0.0] + [math.log10(1.0 + float(mu[i]) ** 2 / float(f.Sigma[i][i]))
                                 for i in range(S)])
-    q = dps + _GUARD + int(math.ceil(loss))  # digits of the moment integrals
+    q_int = dps + _INT_GUARD + int(math.ceil(loss))  # digits of the moment integrals
+    q = dps + _GUARD + int(math.ceil(loss))  # digits of the pruning threshold
     wp = max(wp0, q + 10)
     with mpmath.workdps(wp):
         c0 = _log_const(model)
@@ -684,7 +725,7 @@ def _posterior_point(model: _ExactModel, forms: list[_RegionForm], x: Sequence[F
             if prune and s0 > 0 and _negligible(suf0[k], suf1[k], suf2[k], s0, s2, ltol):
                 break
             f = forms[w]
-            m0, m1, M2 = gaussian_moments(f.C, f.d, _vec_obj(mus[w]), _mat_obj(f.Sigma), dps=q)
+            m0, m1, M2 = gaussian_moments(f.C, f.d, _vec_obj(mus[w]), _mat_obj(f.Sigma), dps=q_int)
             if m0 <= 0:
                 lterm0[w] = mpmath.ninf
                 raw[w] = (mpmath.mpf(0), [mpmath.mpf(0)] * S, [[mpmath.mpf(0)] * S for _ in range(S)])
@@ -723,7 +764,7 @@ def _posterior_point(model: _ExactModel, forms: list[_RegionForm], x: Sequence[F
             for j in range(i):
                 cov[i][j] = cov[j][i] = (cov[i][j] + cov[j][i]) / 2
         lost = _cancel_digits(Et, cov)
-    if lost > loss + _GUARD - 3:
+    if lost > loss + _INT_GUARD - 1:
         if not math.isfinite(lost) or lost > _MAX_DPS:
             raise PrecisionError("the posterior covariance cancels to zero at "
                                  f"{q} digits; it is below the working precision")
