@@ -33,11 +33,11 @@ _ROOT = Path(__file__).resolve().parents[1]
 if str(_ROOT) not in sys.path:  # running as `python examples/fig3_posterior.py` from anywhere
     sys.path.insert(0, str(_ROOT))
 
-import mpmath  # noqa: E402
+import mpmath
 
-from fastpath.cli import example_posterior_net, posterior_figure  # noqa: E402
-from fastpath.plotting import save_figure  # noqa: E402
-from verified_dgn.model import DGN  # noqa: E402
+from fastpath.cli import example_posterior_net, posterior_figure
+from fastpath.plotting import save_figure
+from verified_dgn.model import DGN
 
 
 def folded_point(net: DGN, seed: int = 0) -> np.ndarray:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
-from verified_dgn import DGN  # noqa: E402
-from verified_dgn.checks import registry  # noqa: E402
+from verified_dgn import DGN
+from verified_dgn.checks import registry
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,13 +23,12 @@ import numpy as np
 import pytest
 
 import verified_dgn
+from tests.conftest import needs_cdd
 from verified_dgn import DGN
 from verified_dgn import distributions as dist
 from verified_dgn.checks import distribution_checks as dc
 from verified_dgn.checks import registry
 from verified_dgn.integrals import PrecisionError, gaussian_moments
-
-from tests.conftest import needs_cdd
 
 pytestmark = [needs_cdd, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
 
