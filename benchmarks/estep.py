@@ -35,14 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-from scipy.special import ndtr  # noqa: E402
-from scipy.stats import multivariate_normal, norm  # noqa: E402
+import numpy as np
+from integrals import PaperMethod
+from scipy.special import ndtr
+from scipy.stats import multivariate_normal, norm
 
-import fastpath  # noqa: E402
-from fastpath.distributions import _estep_chunks, _model  # noqa: E402
-from integrals import PaperMethod  # noqa: E402  (benchmarks/integrals.py)
-from verified_dgn import DGN  # noqa: E402
+import fastpath
+from fastpath.distributions import _estep_chunks, _model
+from verified_dgn import DGN
 
 #: name -> (widths, noise variance, points (full run), points (--quick), baseline pairs)
 CASES = {
@@ -125,14 +125,14 @@ def baseline_pairs(net, P, X, pairs, base):
         A, b, Sw, K = cache[w]
         lk = multivariate_normal(mean=b, cov=K).logpdf(X[n])
         mu = Sw @ A.T @ Sx_inv @ (X[n] - b)
-        m0, m1, C2 = base[w].moments(mu, Sw)
+        m0, m1, _ = base[w].moments(mu, Sw)
         out.append((lk, m0, m1))
     return out
 
 
 def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
     widths, nv, *_ = CASES[name]
-    S, D = widths[0], widths[-1]
+    S = widths[0]
     net = DGN.random(widths, activation="relu", seed=seed, noise_var=nv)
     t0 = time.perf_counter()
     P = fastpath.partition(net)
@@ -150,7 +150,7 @@ def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
     for prune in (60.0, None):
         if prune is None and S == 1:
             continue                               # S = 1 never prunes (same code path)
-        w, c = _timed(lambda: fast_estep(net, P, X, prune), reps)
+        w, c = _timed(lambda prune=prune: fast_estep(net, P, X, prune), reps)
         res[prune] = (w, c)
         tag = "pruned (default)" if prune else "every pair     "
         print(f"  fast {tag}: {pairs / w:12,.0f} pairs/s wall  {pairs / c:12,.0f} pairs/s CPU")
@@ -161,7 +161,7 @@ def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             tb_w, tb_c = _timed(lambda: paper_estep_s1(net, P, X), reps)
-            lp_b, e0_b, _, _ = paper_estep_s1(net, P, X)
+            lp_b = paper_estep_s1(net, P, X)[0]
         print(f"  paper's method (S = 1 intervals, float64, vectorised): {pairs / tb_w:12,.0f} "
               f"pairs/s wall {pairs / tb_c:12,.0f} pairs/s CPU")
         for prune, (w, c) in res.items():

@@ -56,8 +56,9 @@ import itertools
 import math
 import numbers
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -71,17 +72,17 @@ from .data import DataError, check_data
 from .integrals import ConeBatch, PolyhedronCones
 
 __all__ = [
-    "log_marginal",
-    "posterior",
-    "Posterior",
-    "posterior_density",
-    "log_posterior_density",
-    "sample_posterior",
-    "map_latent",
+    "DEFAULT_PRUNE",
     "EStepChunk",
     "EStepStatistics",
+    "Posterior",
     "estep_statistics",
-    "DEFAULT_PRUNE",
+    "log_marginal",
+    "log_posterior_density",
+    "map_latent",
+    "posterior",
+    "posterior_density",
+    "sample_posterior",
 ]
 
 Arr = NDArray[np.float64]
@@ -166,7 +167,7 @@ def _check_partition(net: DGN, partition: Any) -> Partition:
 
 
 # =========================================================================== precomputation
-_CONES: "weakref.WeakKeyDictionary[Partition, ConeBatch]" = weakref.WeakKeyDictionary()
+_CONES: weakref.WeakKeyDictionary[Partition, ConeBatch] = weakref.WeakKeyDictionary()
 
 
 def _cones(partition: Partition) -> ConeBatch:
@@ -227,7 +228,8 @@ def _model(net: DGN, partition: Partition) -> _Model:
     R, D, S = A.shape
     nv = np.asarray(net.noise_var_vector, dtype=np.float64)
     inv_s = 1.0 / np.sqrt(nv)
-    Lz = None if net.has_identity_prior else np.linalg.cholesky(net.prior_cov)
+    Lz: Arr | None = (None if net.has_identity_prior
+                      else np.asarray(np.linalg.cholesky(net.prior_cov), dtype=np.float64))
     B = A * inv_s[None, :, None]
     if Lz is not None:
         B = B @ Lz
@@ -237,11 +239,11 @@ def _model(net: DGN, partition: Partition) -> _Model:
     LG = np.linalg.cholesky(G)
     logdet_G = 2.0 * np.sum(np.log(np.diagonal(LG, axis1=1, axis2=2)), axis=1)
     eye = np.broadcast_to(np.eye(S), G.shape)
-    Ginv = np.linalg.solve(G, eye)
+    Ginv: Arr = np.asarray(np.linalg.solve(G, eye), dtype=np.float64)
     Ginv = 0.5 * (Ginv + np.swapaxes(Ginv, 1, 2))
     ev = np.linalg.eigvalsh(G)
     condG = ev[:, -1] / ev[:, 0]
-    cov_z = Ginv if Lz is None else Lz @ Ginv @ Lz.T
+    cov_z: Arr = Ginv if Lz is None else np.asarray(Lz @ Ginv @ Lz.T, dtype=np.float64)
     cov_z = 0.5 * (cov_z + np.swapaxes(cov_z, 1, 2))
     const = -0.5 * (D * _LOG_2PI + float(np.sum(np.log(nv))) + logdet_G)
     return _Model(
@@ -728,8 +730,8 @@ def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
     for a in range(0, N, step):
         rows = slice(a, min(N, a + step))
         ch = _assemble(rows, _chunk(model, X[rows], True, prune))
-        for k in out:
-            out[k][rows] = getattr(ch, k)
+        for k, arr in out.items():
+            arr[rows] = getattr(ch, k)
     return Posterior(out["log_px"], out["log_e0"], out["e0"], out["e1"], out["E2"],
                      out["mean"], out["cov"], out["cmean"], out["ccov"], partition)
 
@@ -829,14 +831,14 @@ def _face_maps(Cu: Arr, d: Arr, H: Arr, points: Arr | None, flat: bool
     m, S = Cu.shape
     Ks, ks = [], []
     norms = np.linalg.norm(Cu, axis=1)
-    for size, J in _subsets(m, range(0, min(S, m + 1))):
-        J = list(J)
+    for size, Jt in _subsets(m, range(min(S, m + 1))):
+        J = list(Jt)
         if size == 0:
             N = np.eye(S)
             u0 = np.zeros(S)
         else:
             CJ = Cu[J] / norms[J, None]
-            U, sv, Vt = np.linalg.svd(CJ)
+            _, sv, Vt = np.linalg.svd(CJ)
             if sv[-1] <= _RANK_RTOL * sv[0] * size:
                 continue
             N = Vt[size:].T                                                 # (S, S - size)
@@ -871,7 +873,7 @@ def _nearest_point(a: Arr, h: Arr) -> Arr:
     k = a.shape[1]
     if np.all(h >= 0):
         return np.zeros(k)
-    K, kk = _face_maps(a, h, np.zeros((k, k)), None, flat=True)
+    _, kk = _face_maps(a, h, np.zeros((k, k)), None, flat=True)
     cand = kk                                                               # y = 0
     # rank-k sets (vertices) too: the nearest point can be a vertex
     verts = []
@@ -947,7 +949,7 @@ def map_latent(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
         d = np.asarray(region.d, dtype=np.float64)
         V = np.asarray(region.vertices, dtype=np.float64).reshape(-1, S)
         Cu = C if Lz is None else C @ Lz
-        Vu = V if Lz is None else np.linalg.solve(Lz, V.T).T
+        Vu = V if Lz is None else np.asarray(np.linalg.solve(Lz, V.T).T, dtype=np.float64)
         GB = model.G[w] - np.eye(S)
         K, k = _face_maps(Cu, d, GB if flat else model.G[w], Vu, flat)
         faces.append((Cu, d, K, k))
@@ -1005,7 +1007,7 @@ def _flat_tie_tol(fm: Arr, xn: Arr) -> Arr:
 
 def _objectives(U: Arr, Xt: Arr, Bw: Arr, bw: Arr) -> tuple[Arr, Arr]:
     """f = ||x~ - b~ - B u||^2 (residual form) and p = |u|^2 for candidates U (n, J, S)."""
-    n, J, S = U.shape
+    n, J, _ = U.shape
     f = np.empty((n, J))
     step = max(1, _RESIDUAL_FLOATS // max(1, J * Bw.shape[0]))
     for a in range(0, n, step):
@@ -1108,7 +1110,7 @@ def _sample_whitened(a: Arr, h: Arr, n: int, rng: np.random.Generator,
 
 def _sequential_draw(a: Arr, h: Arr, p: Arr, log_mass: float, rng: np.random.Generator) -> Arr:
     """One exact draw by sequential inverse CDF (see :func:`_sample_whitened`)."""
-    m, k = a.shape
+    k = a.shape[1]
     # orthonormal basis with the first axis toward the nearest point (the tail direction)
     first = p / np.linalg.norm(p) if np.linalg.norm(p) > 0 else np.eye(k)[0]
     Qb, _ = np.linalg.qr(np.column_stack([first, np.eye(k)]))

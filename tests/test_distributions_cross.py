@@ -22,12 +22,11 @@ import importlib.util
 import mpmath
 import numpy as np
 import pytest
+from conftest import HAVE_CDD
+from harness import assert_matches_reference
 
 import fastpath
-from harness import assert_matches_reference
 from verified_dgn import DGN
-
-from conftest import HAVE_CDD
 
 _HAVE_EXACT = importlib.util.find_spec("verified_dgn.distributions") is not None
 
@@ -91,7 +90,7 @@ def test_log_marginal_cross(name, cases):
 
 @pytest.mark.parametrize("name", [c[0] for c in CASES])
 def test_posterior_moments_cross(name, cases):
-    net, X, Pe, Pf, ex, fa = cases[name]
+    net, _, Pe, Pf, ex, fa = cases[name]
     idx = _order(Pe, Pf)
     N, R = ex.e0.shape
     S = net.latent_dim
@@ -125,7 +124,7 @@ def test_posterior_moments_cross(name, cases):
 
 @pytest.mark.parametrize("name", ["S1-relu", "S2-relu"])
 def test_posterior_density_cross(name, cases):
-    net, X, Pe, Pf, ex, _ = cases[name]
+    net, X, _, Pf, ex, _ = cases[name]
     S = net.latent_dim
     Z = np.random.default_rng(307).normal(size=(6, S)) * 1.5
     for n in range(len(X)):
