@@ -338,10 +338,13 @@ def print_table(rows: Sequence[dict[str, Any]], title: str) -> str:
         return "–" if math.isnan(x) else format(x, fmt)
 
     for r in rows:
-        lines.append(f"| {r['method']} | {f(r['nll_train'], '.4f')} | {f(r['nll_test'], '.4f')} "
+        name = r["method"] + (f" (K={r['components']})" if "components" in r else "")
+        em_t = r.get("em_time_to_this_nll", "")
+        em_t = "never" if isinstance(em_t, float) and math.isnan(em_t) else f(em_t, ".2f")
+        lines.append(f"| {name} | {f(r['nll_train'], '.4f')} | {f(r['nll_test'], '.4f')} "
                      f"| {f(r['train_time'], '.2f')} | {f(r['time_to_final'], '.2f')} "
                      f"| {f(r['updates'], '.0f')} | {f(r['kl_train'], '.4f')} "
-                     f"| {f(r['kl_test'], '.4f')} | {f(r.get('em_time_to_this_nll', ''), '.2f')} |")
+                     f"| {f(r['kl_test'], '.4f')} | {em_t} |")
     text = "\n".join(lines)
     print(text, flush=True)
     return text

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> dict:
     activation = args.activation or "leaky_relu"
     em_iter = args.em_iter or (200 if full else 30)
     batch = args.batch_size or 32
-    epochs = args.vae_epochs or (3000 if full else 2000)
+    epochs = args.vae_epochs or (6000 if full else 2000)
     eval_every = args.eval_every
     lrs = C.parse_floats(args.lrs, PAPER_LEARNING_RATES)
     noise_var = args.noise_var or float(np.mean(np.var(X, axis=0)))
