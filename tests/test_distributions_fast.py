@@ -964,3 +964,25 @@ def test_linear_net_is_probabilistic_pca():
     np.testing.assert_allclose(post.cov, np.broadcast_to(Sw, (5, 2, 2)), rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(post.e0, 1.0)
     np.testing.assert_allclose(fastpath.map_latent(net, X), mu, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("make", [net_lines, lambda: DGN.random((3, 5, 4), seed=241, noise_var=0.02)],
+                         ids=["S2-lines", "S3"])
+def test_sampling_moments_and_map_s3_lines(make):
+    """Sample means within 5 standard errors of the exact posterior mean (per coordinate, a
+    test at level ~6e-7 each), and no sample beats the MAP objective."""
+    net = make()
+    P = fastpath.partition(net)
+    X, _ = net.sample(1, seed=242)
+    n = 4000
+    Zs = fastpath.sample_posterior(net, X[0], n, seed=243, partition=P)
+    post = fastpath.posterior(net, X, partition=P)
+    se = np.sqrt(np.diag(post.cov[0]) / n)
+    assert np.all(np.abs(Zs.mean(axis=0) - post.mean[0]) <= 5 * se)
+    _chi2_regions(P, Zs, post.e0[0])
+    zmap, _, obj = fastpath.map_latent(net, X, partition=P, return_info=True)
+    r = X[0] - net.forward(Zs)
+    F = np.sum(r * r / net.noise_var_vector, axis=1) + np.einsum(
+        "ni,ij,nj->n", Zs, np.linalg.inv(net.prior_cov), Zs)
+    assert obj[0] <= F.min() + 1e-12
+    assert P[int(P.locate(zmap)[0])].contains(zmap[0], tol=1e-9)
