@@ -152,7 +152,8 @@ def _check_q(q_mean: ArrayLike, q_cov: ArrayLike, N: int, S: int) -> tuple[Arr, 
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"q_cov[{i}] is numerically singular (condition number "
                          f"{hi[i] / lo[i]:.3g} > {_MAX_COND:.0e})")
-    return m, cov, np.linalg.cholesky(cov)
+    chol: Arr = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
+    return m, cov, chol
 
 
 def _check_prune(prune: Any) -> float | None:
@@ -248,10 +249,10 @@ def _expected_quadratic(cones: ConeBatch, A: Arr, b: Arr, inv_s: Arr, X: Arr, m:
     resid2 = np.zeros((n, R))
     nn, ww = np.nonzero(live & (m0 > 0))
     step = max(1, _BLOCK_FLOATS // max(1, D))
-    for a in range(0, nn.size, step):
-        i, w = nn[a:a + step], ww[a:a + step]
-        E = Xt[i] - bt[w] - np.einsum("kds,ks->kd", B[w], mu[i, w])        # (k, D)
-        resid2[i, w] = np.einsum("kd,kd->k", E, E)
+    for start in range(0, nn.size, step):
+        ii, wi = nn[start:start + step], ww[start:start + step]
+        E = Xt[ii] - bt[wi] - np.einsum("kds,ks->kd", B[wi], mu[ii, wi])   # (k, D)
+        resid2[ii, wi] = np.einsum("kd,kd->k", E, E)
     quad = np.where(m0 > 0, resid2 + trace, 0.0)
     return np.sum(m0 * quad, axis=1), np.sum(m0, axis=1)
 

@@ -58,7 +58,7 @@ def _abs_class() -> Any:
     if _ABS_CLASS is None:
         torch = _torch()
 
-        class Abs(torch.nn.Module):
+        class Abs(torch.nn.Module):  # type: ignore[name-defined,misc]
             """Element-wise absolute value, the DGN activation with slope -1."""
 
             def forward(self, x: Any) -> Any:
