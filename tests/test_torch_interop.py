@@ -171,3 +171,17 @@ def test_from_torch_bad_arguments():
         fastpath.to_torch(good)
     with pytest.raises(ValueError, match="dtype"):
         fastpath.to_torch(_net(NETS[0]), dtype="float16")
+
+
+def test_clear_error_without_torch(monkeypatch):
+    """torch is optional: without it the functions say how to install it."""
+    import sys
+
+    import fastpath.torch_interop as ti
+    net = _net(NETS[0])
+    monkeypatch.setitem(sys.modules, "torch", None)     # `import torch` now raises ImportError
+    monkeypatch.setattr(ti, "_ABS_CLASS", None)
+    with pytest.raises(ImportError, match=r"pip install"):
+        ti.to_torch(net)
+    with pytest.raises(ImportError, match=r"optional dependency"):
+        ti.from_torch(object(), 0.1)
