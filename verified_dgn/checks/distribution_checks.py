@@ -682,7 +682,7 @@ def check_posterior_normalisation(*, net: DGN | None = None, quick: bool = True,
     """The posterior is a probability distribution with the right moments.
 
     Measured per point: ``|sum_w e0_w - 1|`` (claim 10**-dps); S = 1: the Prop. 2 density
-    ``exp(log_density)`` integrated by Gauss-Legendre rules of 12 and 24 nodes per piece
+    ``exp(log_density)`` integrated by Gauss-Legendre rules of 24 and 48 nodes per piece
     between the exact kinks and the bumps' breakpoints (tolerance 10**-(dps - 5) on the
     deviation from 1 and on the rules' difference), and mean / covariance against the mpmath quadrature moments of
     p(x|z) p(z) (tolerance 10**-(dps - 5) in the scales sqrt(E z^2), sqrt(cov)); S = 2:
@@ -719,8 +719,8 @@ def check_posterior_normalisation(*, net: DGN | None = None, quick: bool = True,
                     def ld(zs: list[mpmath.mpf], n: int = n, post: Any = post) -> Any:
                         return post.log_density(np.array([[z] for z in zs], dtype=object), n, dps)
 
-                    dens = _gl_batch(ld, pts, 4)
-                    dens_lo = _gl_batch(ld, pts, 3)
+                    dens = _gl_batch(ld, pts, 5)
+                    dens_lo = _gl_batch(ld, pts, 4)
                     e_rule = float(abs(dens - dens_lo))
                     I0, I1, I2, _ = joint_quadrature_1d(nt, x, dps=dps + 10, moments=True)
                     m = I1 / I0
