@@ -333,7 +333,7 @@ class _ChunkResult:
     log_w: Arr             # (n, R) log kappa + log Phi; -inf where skipped
     mu_z: Arr | None       # (n, R, S)
     dm: Arr | None         # (n, R, S) E[z | w] - mu_w (0 where skipped)
-    C2: Arr | None         # (n, R, S, S) E[(z - mu_w)(z - mu_w)^T | w] (0 where skipped)
+    tcov: Arr | None       # (n, R, S, S) Cov[z | x, w] (0 where skipped)
     log_m0: Arr | None     # (n, R) log Phi_w (-inf where skipped)
 
 
@@ -348,12 +348,12 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
     if prune is None or S == 1 or R == 1:
         _refine(model, forms, _needs_refinement(model, forms))
         if moments:
-            lm, dm, C2 = cones.truncated_central_moments(mu_z, model.cov_z)
+            lm, dm, tcov = cones.truncated_mean_cov(mu_z, model.cov_z)
         else:
-            lm, dm, C2 = cones.log_mass(mu_z, model.cov_z), None, None
+            lm, dm, tcov = cones.log_mass(mu_z, model.cov_z), None, None
         log_w = model.const - 0.5 * forms.Q + lm
         log_px = logsumexp(log_w, axis=1)
-        return _ChunkResult(log_px, log_w, mu_z, dm, C2, lm)
+        return _ChunkResult(log_px, log_w, mu_z, dm, tcov, lm)
 
     # ---- pruned evaluation (module notes)
     # log Phi_w <= log Phi(-Mahalanobis distance from mu_w to w) (integrals' cheap bound)
@@ -365,11 +365,11 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
     log_w = np.full((n, R), -np.inf)
     lm_all = np.full((n, R), -np.inf)
     dm = np.zeros((n, R, S)) if moments else None
-    C2 = np.zeros((n, R, S, S)) if moments else None
+    tcov = np.zeros((n, R, S, S)) if moments else None
     done = np.zeros((n, R), dtype=bool)
     for _ in range(2):
         _refine(model, forms, todo & _needs_refinement(model, forms))
-        _sparse_integrals(model, mu_z, todo, moments, lm_all, dm, C2)
+        _sparse_integrals(model, mu_z, todo, moments, lm_all, dm, tcov)
         log_w = np.where(todo, model.const - 0.5 * forms.Q + lm_all, log_w)
         done |= todo
         L = logsumexp(log_w, axis=1)                                      # <= log p(x)
@@ -378,11 +378,11 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
             break
     else:  # pragma: no cover - the second pass covers every pair above L - T
         raise RuntimeError("pruning did not converge")
-    return _ChunkResult(logsumexp(log_w, axis=1), log_w, mu_z, dm, C2, lm_all)
+    return _ChunkResult(logsumexp(log_w, axis=1), log_w, mu_z, dm, tcov, lm_all)
 
 
 def _sparse_integrals(model: _Model, mu_z: Arr, mask: NDArray[np.bool_], moments: bool,
-                      lm: Arr, dm: Arr | None, C2: Arr | None) -> None:
+                      lm: Arr, dm: Arr | None, tcov: Arr | None) -> None:
     """Cone integrals of the pairs in ``mask`` (n, R), one vectorised call per region."""
     cones = model.cones.cones
     counts = mask.sum(axis=0)
@@ -390,10 +390,10 @@ def _sparse_integrals(model: _Model, mu_z: Arr, mask: NDArray[np.bool_], moments
         rows = np.flatnonzero(mask[:, w])
         pc = cones[w]
         if moments:
-            a, b, c = pc.truncated_central_moments(mu_z[rows, w], model.cov_z[w])
+            a, b, c = pc.truncated_mean_cov(mu_z[rows, w], model.cov_z[w])
             lm[rows, w] = a
             dm[rows, w] = b           # type: ignore[index]
-            C2[rows, w] = c           # type: ignore[index]
+            tcov[rows, w] = c         # type: ignore[index]
         else:
             lm[rows, w] = pc.log_mass(mu_z[rows, w], model.cov_z[w])
 
@@ -450,11 +450,12 @@ def _assemble(rows: slice, res: _ChunkResult) -> EStepChunk:
     with np.errstate(divide="ignore"):
         log_e0 = (res.log_w - top) - np.log(tot)
     live = e0 > 0
-    assert res.mu_z is not None and res.dm is not None and res.C2 is not None
-    dm, C2 = res.dm, res.C2
+    assert res.mu_z is not None and res.dm is not None and res.tcov is not None
+    dm = res.dm
     cmean = np.where(live[..., None], res.mu_z + dm, 0.0)
-    ccov = C2 - dm[..., :, None] * dm[..., None, :]
-    ccov = np.where(live[..., None, None], 0.5 * (ccov + np.swapaxes(ccov, -1, -2)), 0.0)
+    # the kernels' own truncated covariance: E[(z - mu)(z - mu)^T] - dm dm^T would cancel
+    # for points far from the data (mu_w many posterior sd outside region w)
+    ccov = np.where(live[..., None, None], res.tcov, 0.0)
     e1 = e0[..., None] * cmean
     E2 = e0[..., None, None] * (ccov + cmean[..., :, None] * cmean[..., None, :])
     mean = e1.sum(axis=1)

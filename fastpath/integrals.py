@@ -158,7 +158,7 @@ def _evaluate_group(geoms: Sequence[PolyhedronGeometry], table: ConeTable | None
                     mean: NDArray[np.float64], cov: NDArray[np.float64], moments: bool
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
                                NDArray[np.float64] | None]:
-    """log m0 (N, n), E[z|P] - mean (N, n, S), E[(z-mean)(z-mean)^T|P] (N, n, S, S) for a group.
+    """log m0 (N, n), E[z|P] - mean (N, n, S), Cov[z|P] (N, n, S, S) for a group.
 
     All polyhedra of the group share the reduced dimension s and whether they are pointed;
     mean (N, n, S), cov (Nc, n, S, S).
@@ -178,14 +178,14 @@ def _evaluate_group(geoms: Sequence[PolyhedronGeometry], table: ConeTable | None
     if pointed:
         chol = np.linalg.cholesky(cov)
         assert table is not None
-        log_m0, dm, C2, _ = table.evaluate(mean, chol, moments)
-        return log_m0, dm, C2
+        log_m0, dm, tcov, _ = table.evaluate(mean, chol, moments)
+        return log_m0, dm, tcov
     B = np.array([g.basis for g in geoms])                                  # (n, S, s)
     mean_y = np.einsum("nSs,NnS->Nns", B, mean)
     cov_y = np.swapaxes(B, -1, -2)[None] @ cov @ B[None]
     cov_y = 0.5 * (cov_y + np.swapaxes(cov_y, -1, -2))
     assert table is not None
-    log_m0, dm_y, C2_y, _ = table.evaluate(mean_y, np.linalg.cholesky(cov_y), moments)
+    log_m0, dm_y, tcov_y, _ = table.evaluate(mean_y, np.linalg.cholesky(cov_y), moments)
     if not moments:
         return log_m0, None, None
     # z | y ~ N(mean + K (y - B^T mean), cov - K B^T cov), K = cov B cov_y^{-1}
@@ -193,8 +193,9 @@ def _evaluate_group(geoms: Sequence[PolyhedronGeometry], table: ConeTable | None
     K = np.swapaxes(np.linalg.solve(cov_y, np.swapaxes(CB, -1, -2)), -1, -2)
     dm = (K @ dm_y[..., None])[..., 0]
     cond = cov - K @ np.swapaxes(CB, -1, -2)
-    C2 = cond + K @ C2_y @ np.swapaxes(K, -1, -2)
-    return log_m0, dm, 0.5 * (C2 + np.swapaxes(C2, -1, -2))
+    # total covariance: E[Cov[z | y]] + Cov[E[z | y]] with E[z | y] affine in y
+    tcov = cond + K @ tcov_y @ np.swapaxes(K, -1, -2)
+    return log_m0, dm, 0.5 * (tcov + np.swapaxes(tcov, -1, -2))
 
 
 def _group_key(g: PolyhedronGeometry) -> tuple[Any, ...]:
@@ -266,10 +267,10 @@ class PolyhedronCones:
     def _run(self, mean: ArrayLike, cov: ArrayLike, moments: bool):
         S = self.dim
         mean_b, cov_b, batch = _check_gaussians(mean, cov, S)
-        lm, dm, C2 = _evaluate_group([self.geometry], self._table, mean_b[:, None],
+        lm, dm, tcov = _evaluate_group([self.geometry], self._table, mean_b[:, None],
                                      cov_b[:, None], moments)
         return mean_b, cov_b, batch, lm[:, 0], (None if dm is None else dm[:, 0]), \
-            (None if C2 is None else C2[:, 0])
+            (None if tcov is None else tcov[:, 0])
 
     def log_mass(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
         """log m0 = log P(Z in P), Z ~ N(mean, cov); shape (...). -inf only for empty P."""
@@ -282,8 +283,8 @@ class PolyhedronCones:
 
         Scaled form: accurate where m0 underflows. Empty P: (-inf, 0, 0).
         """
-        mean_b, _, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
-        mP, M2P = _finish(mean_b, lm, dm, C2)
+        mean_b, _, batch, lm, dm, tcov = self._run(mean, cov, moments=True)
+        mP, M2P = _finish(mean_b, lm, dm, tcov)
         S = self.dim
         return lm.reshape(batch), mP.reshape(batch + (S,)), M2P.reshape(batch + (S, S))
 
@@ -296,9 +297,25 @@ class PolyhedronCones:
         ``E[z z^T | P] - E[z|P] E[z|P]^T`` they do not cancel against ``|mean|^2`` (use them
         for truncated covariances far from the origin). Empty P: (-inf, 0, 0).
         """
-        _, _, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
+        _, _, batch, lm, dm, tcov = self._run(mean, cov, moments=True)
         S = self.dim
+        C2 = tcov + dm[..., :, None] * dm[..., None, :]
         return lm.reshape(batch), dm.reshape(batch + (S,)), C2.reshape(batch + (S, S))
+
+    def truncated_mean_cov(self, mean: ArrayLike, cov: ArrayLike
+                           ) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                      NDArray[np.float64]]:
+        """(log m0 (...), E[z | z in P] - mean (..., S), Cov[z | z in P] (..., S, S)).
+
+        The truncated distribution's own covariance, computed without forming
+        ``E[(z - mean)(z - mean)^T | P] - (E[z|P] - mean)(...)^T``: far in a tail that
+        difference cancels (the variance ~1/d^2 of a Gaussian whose mean is d standard
+        deviations away), which the kernels avoid where they can (S = 1: quadrature about
+        the nearer end of the interval). Empty P: (-inf, 0, 0).
+        """
+        _, _, batch, lm, dm, tcov = self._run(mean, cov, moments=True)
+        S = self.dim
+        return lm.reshape(batch), dm.reshape(batch + (S,)), tcov.reshape(batch + (S, S))
 
     def moments(self, mean: ArrayLike, cov: ArrayLike
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
@@ -309,11 +326,10 @@ class PolyhedronCones:
 
 
 def _finish(mean: NDArray[np.float64], lm: NDArray[np.float64], dm: NDArray[np.float64],
-            C2: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """E[z|P] and E[z z^T|P] from the central forms; zeros where P is empty."""
+            tcov: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """E[z|P] and E[z z^T|P] from E[z|P] - mean and Cov[z|P]; zeros where P is empty."""
     mP = mean + dm
-    M2P = C2 + mean[..., :, None] * dm[..., None, :] + dm[..., :, None] * mean[..., None, :] \
-        + mean[..., :, None] * mean[..., None, :]
+    M2P = tcov + mP[..., :, None] * mP[..., None, :]
     empty = ~np.isfinite(lm) & (lm < 0)
     if np.any(empty):
         mP = np.where(empty[..., None], 0.0, mP)
@@ -368,14 +384,14 @@ class ConeBatch:
         N = mean_b.shape[0]
         lm = np.empty((N, R))
         dm = np.empty((N, R, S)) if moments else None
-        C2 = np.empty((N, R, S, S)) if moments else None
+        tcov = np.empty((N, R, S, S)) if moments else None
         for idx, geoms, table in self._groups:
             a, b, c = _evaluate_group(geoms, table, mean_b[:, idx], cov_b[:, idx], moments)
             lm[:, idx] = a
             if moments:
                 dm[:, idx] = b
-                C2[:, idx] = c
-        return mean_b, batch, lm, dm, C2
+                tcov[:, idx] = c
+        return mean_b, batch, lm, dm, tcov
 
     def truncated_moments_pairs(self, region_index: ArrayLike, mean: ArrayLike, cov: ArrayLike
                                 ) -> tuple[NDArray[np.float64], NDArray[np.float64],
@@ -416,7 +432,7 @@ class ConeBatch:
         cov_b = _check_cov(cov_b, S)
         lm = np.empty(Pn)
         dm = np.empty((Pn, S))
-        C2 = np.empty((Pn, S, S))
+        tcov = np.empty((Pn, S, S))
         lut = np.full(R, -1, dtype=np.intp)
         for idx, geoms, table in self._groups:
             lut[idx] = np.arange(len(idx))
@@ -433,8 +449,8 @@ class ConeBatch:
                 sub = None if table is None else table.take(lc)
                 g = [geoms[j] for j in lc]
                 x, y, z = _evaluate_group(g, sub, mean_b[c][None], cov_b[c][None], True)
-                lm[c], dm[c], C2[c] = x[0], y[0], z[0]
-        mP, M2P = _finish(mean_b, lm, dm, C2)
+                lm[c], dm[c], tcov[c] = x[0], y[0], z[0]
+        mP, M2P = _finish(mean_b, lm, dm, tcov)
         return lm, mP, M2P
 
     def log_mass_bound(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
@@ -464,8 +480,8 @@ class ConeBatch:
         ``mean`` (..., R, S): one Gaussian per (point, region); ``cov`` (..., R, S, S), e.g.
         (R, S, S) for one covariance per region shared by all points.
         """
-        mean_b, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
-        mP, M2P = _finish(mean_b, lm, dm, C2)
+        mean_b, batch, lm, dm, tcov = self._run(mean, cov, moments=True)
+        mP, M2P = _finish(mean_b, lm, dm, tcov)
         R, S = len(self.cones), self.dim
         return (lm.reshape(batch + (R,)), mP.reshape(batch + (R, S)),
                 M2P.reshape(batch + (R, S, S)))
@@ -479,10 +495,24 @@ class ConeBatch:
         :meth:`PolyhedronCones.truncated_central_moments`). Shapes as in
         :meth:`truncated_moments`.
         """
-        _, batch, lm, dm, C2 = self._run(mean, cov, moments=True)
+        _, batch, lm, dm, tcov = self._run(mean, cov, moments=True)
         R, S = len(self.cones), self.dim
+        C2 = tcov + dm[..., :, None] * dm[..., None, :]
         return (lm.reshape(batch + (R,)), dm.reshape(batch + (R, S)),
                 C2.reshape(batch + (R, S, S)))
+
+    def truncated_mean_cov(self, mean: ArrayLike, cov: ArrayLike
+                           ) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                      NDArray[np.float64]]:
+        """(log m0 (..., R), E[z|P_r] - mean (..., R, S), Cov[z | z in P_r] (..., R, S, S)).
+
+        See :meth:`PolyhedronCones.truncated_mean_cov`. Shapes as in
+        :meth:`truncated_moments`.
+        """
+        _, batch, lm, dm, tcov = self._run(mean, cov, moments=True)
+        R, S = len(self.cones), self.dim
+        return (lm.reshape(batch + (R,)), dm.reshape(batch + (R, S)),
+                tcov.reshape(batch + (R, S, S)))
 
 
 # --------------------------------------------------------------------------- functions

@@ -228,7 +228,7 @@ def _expected_quadratic(cones: ConeBatch, A: Arr, b: Arr, inv_s: Arr, X: Arr, m:
     if prune is None or S == 1 or R == 1:
         mean = np.broadcast_to(m[:, None, :], (n, R, S))
         cv = np.broadcast_to(cov[:, None], (n, R, S, S))
-        lm, dm, C2 = cones.truncated_central_moments(mean, cv)
+        lm, dm, Cw = cones.truncated_mean_cov(mean, cv)
         live = np.ones((n, R), dtype=bool)
     else:
         mean = np.broadcast_to(m[:, None, :], (n, R, S))
@@ -237,14 +237,14 @@ def _expected_quadratic(cones: ConeBatch, A: Arr, b: Arr, inv_s: Arr, X: Arr, m:
         live = bound >= -prune
         lm = np.full((n, R), -np.inf)
         dm = np.zeros((n, R, S))
-        C2 = np.zeros((n, R, S, S))
+        Cw = np.zeros((n, R, S, S))
         for w in np.flatnonzero(live.any(axis=0)):
             rows = np.flatnonzero(live[:, w])
-            a, d1, c2 = cones.cones[w].truncated_central_moments(m[rows], cov[rows])
-            lm[rows, w], dm[rows, w], C2[rows, w] = a, d1, c2
+            a, d1, c2 = cones.cones[w].truncated_mean_cov(m[rows], cov[rows])
+            lm[rows, w], dm[rows, w], Cw[rows, w] = a, d1, c2
     m0 = np.exp(lm)                                                        # (n, R)
     mu = m[:, None, :] + dm                                                # E_q[z | w]
-    Cw = C2 - dm[..., :, None] * dm[..., None, :]                          # Cov_q[z | w]
+    # Cw: Cov_q[z | w]
     trace = np.einsum("rij,nrij->nr", BtB, Cw)
     resid2 = np.zeros((n, R))
     nn, ww = np.nonzero(live & (m0 > 0))

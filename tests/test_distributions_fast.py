@@ -569,10 +569,12 @@ def test_hard_cases_against_mpmath(name, make, where):
             assert abs(post.mean[i, 0] - float(mean)) <= 1e-6 * (1 + abs(float(mean)))
 
 
-@pytest.mark.xfail(strict=True, reason="open problem (integrals): the truncated covariance in "
-                   "the deep tail (mean ~1e3 sd outside the region) comes from central moments "
-                   "about the Gaussian's mean and cancels catastrophically")
 def test_posterior_variance_deep_tail():
+    """Far from the data (|x| = 1e3) the posterior variance ~3e-7 is ~1e-13 of the squared
+    distance of the regions' Gaussians: it must come from the kernels' truncated covariance
+    (Cov[z|w] directly), not from second moments about the Gaussian's mean (which gave
+    negative variances here). Measured agreement with mpmath: 2.3e-9 relative; tolerance
+    1e-7: the weights e0 carry the rounding of log kappa ~ -1e7 (~1e-9 relative)."""
     net = net_s1(seed=92, noise=0.05)
     P = fastpath.partition(net)
     U = np.random.default_rng(97).normal(size=(3, 2))
@@ -580,7 +582,7 @@ def test_posterior_variance_deep_tail():
     post = fastpath.posterior(net, X[1:], partition=P)
     for i, x in enumerate(X[1:]):
         _, _, var = _mp_posterior_s1(net, P, x)
-        assert abs(post.cov[i, 0, 0] - float(var)) <= 1e-6 * float(var)
+        assert abs(post.cov[i, 0, 0] - float(var)) <= 1e-7 * float(var)
 
 
 def test_quadratic_form_refinement_and_bound():

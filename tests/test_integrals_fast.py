@@ -360,6 +360,105 @@ def test_interval_closed_form(lo, hi, mu, var):
     assert abs(got[2][0, 0] - sr) <= 1e-15 * (1 + h2) * var * (1 + h2) + 1e-15 * abs(sr)
 
 
+def _mp_interval_var(lo: float, hi: float, mu: float, var: float, dps: int = 60):
+    """(E[z|P], Var[z|P]) of N(mu, var) on [lo, hi] by mpmath quadrature about the mode end
+    (independent of the closed forms; dps high enough for the 1/h^2 cancellation)."""
+    with mpmath.workdps(dps):
+        s = mpmath.sqrt(mpmath.mpf(var))
+        a = (mpmath.mpf(lo) - mu) / s if np.isfinite(lo) else -mpmath.inf
+        b = (mpmath.mpf(hi) - mu) / s if np.isfinite(hi) else mpmath.inf
+        peak = a if a > 0 else (b if b < 0 else mpmath.mpf(0))
+        f = lambda t, k: (t - peak) ** k * mpmath.exp(-(t * t - peak * peak) / 2)
+        pts = [a, b]
+        scale = 1 / max(abs(peak), 1)
+        inner = [peak + sgn * scale * 2 ** j for j in range(-4, 8) for sgn in (-1, 1)]
+        pts = sorted(set([p for p in inner if a < p < b] + pts))
+        m = [mpmath.quad(lambda t, k=k: f(t, k), pts) for k in range(3)]
+        e = m[1] / m[0]
+        v = m[2] / m[0] - e * e      # at dps 60 this difference keeps > 35 digits
+        return float(mu + s * (peak + e)), float(v * s * s)
+
+
+@pytest.mark.parametrize("lo,hi,mu,var", [
+    (0.2, 0.21, 1e3, 0.05),          # far above a short interval: Var ~ 1/h^2 sd^2
+    (-0.0077, 0.209, 250.0, 0.01),   # the posterior far from the data (test_distributions)
+    (0.3, np.inf, -60.0, 1.0),       # lower tail, one-sided
+    (-np.inf, -1.0, 40.0, 2.0),      # upper tail, one-sided
+    (1.0, 1.0 + 1e-4, 0.5, 1.0),     # a short interval near the mean
+    (-1e-3, 1e-3, 0.0, 1.0),         # a short interval around the mean
+    (2.0, 5.0, -2.0, 1.0),           # at the switch to quadrature (h = 4)
+    (2.0, 5.0, -1.99, 1.0),          # just before it (closed form)
+    (2.0, 2.0 + 0.04, 0.5, 1.0),     # short, just past the switch (0.04^2 < 2.6e-3 (1 + 1.5^2))
+    (2.0, 2.0 + 0.1, 0.5, 1.0),      # short, closed form
+    (30.0, 30.1, 0.0, 1.0),          # far and short (alpha L = 3 < 50): quadrature, not series
+    (16.5, np.inf, 0.0, 1.0),        # series just past its switch
+])
+def test_interval_truncated_variance(lo, hi, mu, var):
+    """Cov[z | P] (truncated_mean_cov) keeps its relative accuracy where the truncated
+    variance is many orders below the second moment about the Gaussian's mean (the closed
+    form E[(z - mu)^2|P] - (E[z|P] - mu)^2 returned negative variances there)."""
+    rows, rhs = [], []
+    if np.isfinite(hi):
+        rows.append([1.0]), rhs.append(hi)
+    if np.isfinite(lo):
+        rows.append([-1.0]), rhs.append(-lo)
+    pc = PolyhedronCones.from_halfspaces(np.array(rows), np.array(rhs))
+    _, dm, tcov = pc.truncated_mean_cov([mu], [[var]])
+    mref, vref = _mp_interval_var(lo, hi, mu, var)
+    # mean: E[z|P] = mu + dm carries ~eps (|mu| + |dm|) from that sum, and the closed form
+    # (|h| < 4, h the standardised distance to the nearer end) ~eps h^2 relative on dm ~ h sd.
+    # Variance: 1e-11 relative, the closed form's budget (it is used where its error
+    # estimate is below ~1e-11: measured <= 7e-12, test below); quadrature and series are
+    # at ~1e-16 plus the rounding of h = (end - mu)/sd (measured <= 2e-14 on these cases)
+    sd = math.sqrt(var)
+    end = lo if mu < lo else min(mu, hi)
+    h = min(abs(end - mu) / sd, 4.0)
+    assert abs(mu + dm[0] - mref) <= 1e-15 * (abs(mu) + abs(dm[0])) + 2.2e-16 * (1 + h) ** 3 * sd
+    assert tcov[0, 0] > 0
+    assert abs(tcov[0, 0] - vref) <= 1e-11 * vref
+    # the central form is the same quantity shifted: C2 = Cov + dm dm^T
+    _, dm2, C2 = pc.truncated_central_moments([mu], [[var]])
+    assert dm2[0] == dm[0] and C2[0, 0] == tcov[0, 0] + dm[0] * dm[0]
+
+
+def test_interval_truncated_variance_random():
+    """Random intervals of every kind (short, long, near and far, one- and two-sided) on
+    both sides of every switch (closed form / quadrature / series): Var[z|P] within 1e-11
+    relative of mpmath."""
+    rng = np.random.default_rng(2026)
+    for _ in range(60):
+        lo = rng.uniform(-6, 6) * (10.0 if rng.random() < 0.2 else 1.0)
+        width = math.exp(rng.uniform(math.log(1e-3), math.log(20.0)))
+        hi = lo + width if rng.random() < 0.85 else np.inf
+        pc = PolyhedronCones.from_halfspaces(np.array([[1.0], [-1.0]] if np.isfinite(hi)
+                                                      else [[-1.0]]),
+                                             np.array([hi, -lo] if np.isfinite(hi) else [-lo]))
+        _, dm, tcov = pc.truncated_mean_cov([0.0], [[1.0]])
+        mref, vref = _mp_interval_var(lo, hi, 0.0, 1.0)
+        # mean: 1e-14 of max(sd, |mean|) (the closed form's pa - pb cancels ~1/width-sized
+        # terms on short intervals: measured <= 2e-15)
+        assert abs(dm[0] - mref) <= 1e-14 * (1 + abs(dm[0])), (lo, hi)
+        assert abs(tcov[0, 0] - vref) <= 1e-11 * vref, (lo, hi, tcov[0, 0], vref)
+
+
+@pytest.mark.parametrize("S", [2, 3])
+def test_truncated_mean_cov_is_the_central_form_recentred(S):
+    rng = np.random.default_rng(40 + S)
+    C, d = random_polytope(rng, S, bounded=S == 2)
+    pc = PolyhedronCones.from_halfspaces(C, d)
+    mu = rng.normal(size=(5, S)) * 1.5
+    cov = random_cov(rng, S)
+    lm, dm, tcov = pc.truncated_mean_cov(mu, cov)
+    lm2, dm2, C2 = pc.truncated_central_moments(mu, cov)
+    _, mP, M2P = pc.truncated_moments(mu, cov)
+    np.testing.assert_array_equal(lm, lm2)
+    np.testing.assert_array_equal(dm, dm2)
+    np.testing.assert_allclose(C2, tcov + dm[..., :, None] * dm[..., None, :], rtol=0, atol=1e-15)
+    np.testing.assert_allclose(M2P - mP[..., :, None] * mP[..., None, :], tcov,
+                               rtol=0, atol=1e-12 * (1 + np.max(np.abs(M2P))))
+    assert np.all(np.linalg.eigvalsh(tcov) > 0)
+
+
 def test_interval_batched_and_log_mass():
     rng = np.random.default_rng(5)
     mu = rng.normal(size=(7, 1)) * 10
