@@ -492,19 +492,26 @@ def _logconcave_window(
             with np.errstate(divide="ignore"):
                 dmax = np.where(slope < 0, np.minimum(rmax, level / -slope), rmax)
             dmax = np.minimum(dmax, np.abs(lim_r - m_r))
-            # geometric search for the smallest candidate distance that is still outside
-            # (the level set can be many orders of magnitude narrower than dmax: a kink of
-            # width sqrt(1 - rho^2)), then Newton from outside, which is monotone for
-            # concave L and never crosses the level set
-            cand = m_r[:, None] + side * dmax[:, None] * _GEOM[None, :]
-            lc = lfun(cand, rows)[0]
-            outside = lc < c_r[:, None]
-            jstar = np.where(outside.any(axis=1),
-                             _GEOM.size - 1 - np.argmax(outside[:, ::-1], axis=1), -1)
-            # none outside: the level set reaches the domain end (cand[:, 0] = lim), or the
+            # smallest geometric candidate distance dmax 4^-j that is still outside (the
+            # level set can be many orders of magnitude narrower than dmax: a kink of width
+            # sqrt(1 - rho^2)), by bisection on j: L is decreasing away from the mode, so
+            # "outside" is monotone in j (5 evaluations instead of 18); then Newton from
+            # outside, which is monotone for concave L and never crosses the level set
+            jlo = np.full(m_r.shape, -1)           # largest j known outside (-1: none yet)
+            jhi = np.full(m_r.shape, _GEOM.size)   # smallest j known inside
+            while True:
+                act = jhi - jlo > 1
+                if not act.any():
+                    break
+                mid = (jlo + jhi) // 2
+                xm = m_r + side * dmax * _GEOM[np.minimum(mid, _GEOM.size - 1)]
+                out_m = lfun(xm, rows)[0] < c_r
+                jlo = np.where(act & out_m, mid, jlo)
+                jhi = np.where(act & ~out_m, mid, jhi)
+            # none outside: the level set reaches the domain end (candidate 0 = lim), or the
             # level is below the resolution of L (|L| ~ 1e14): keep the widest candidate
-            x = cand[np.arange(cand.shape[0]), np.maximum(jstar, 0)]
-            go = jstar >= 0
+            x = m_r + side * dmax * _GEOM[np.maximum(jlo, 0)]
+            go = jlo >= 0
             for _ in range(end_iter):
                 lx, dx, _ = lfun(x, rows)
                 with np.errstate(divide="ignore", invalid="ignore"):
