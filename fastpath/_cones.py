@@ -724,7 +724,9 @@ class ConeTable:
             dm_w = -g / m0s[..., None]
             C2_w = np.eye(s) + Q / m0s[..., None, None]
         U = chol
-        dmean = (U @ dm_w[..., None])[..., 0]
-        ccov = U @ C2_w @ np.swapaxes(U, -1, -2) - dmean[..., :, None] * dmean[..., None, :]
+        # rows with m0 <= 0 (complete cancellation) are NaN here; _guarded replaces them
+        with np.errstate(invalid="ignore", over="ignore"):
+            dmean = (U @ dm_w[..., None])[..., 0]
+            ccov = U @ C2_w @ np.swapaxes(U, -1, -2) - dmean[..., :, None] * dmean[..., None, :]
         tcov = 0.5 * (ccov + np.swapaxes(ccov, -1, -2))
         return log_m0, dmean, tcov, log_cancel
