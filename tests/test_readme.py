@@ -12,13 +12,13 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_python_example_runs():
-    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
     assert blocks, "README has no python example"
     example = blocks[0]
     ns: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")      # fit_em's ConvergenceWarning at 20 iterations
-        exec(compile(example, str(README), "exec"), ns)
+        exec(compile(example, str(README), "exec"), ns)  # noqa: S102 - our own README
     X, log_px, post, Zs, fit = ns["X"], ns["log_px"], ns["post"], ns["Zs"], ns["fit"]
     assert log_px.shape == (X.shape[0],) and np.all(np.isfinite(log_px))
     np.testing.assert_allclose(post.e0.sum(axis=1), 1.0, atol=1e-12)
