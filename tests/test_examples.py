@@ -123,3 +123,11 @@ def test_fig7_digits_and_mnist_idx(tmp_path):
     with pytest.raises(DataError, match="no image of digit 9"):
         mod.load_mnist(str(tmp_path / "img-idx3-ubyte.gz"), str(tmp_path / "lab-idx1-ubyte"),
                        9, None, 0)
+
+
+def test_em_sensitivity_smoke():
+    mod = _load("em_sensitivity")
+    out = mod.main(["--data", "cosine", "--runs", "2", "--iters", "3", "--n", "100"])
+    assert len(out) == 2 and all(np.isfinite(out))
+    # a 1e-12 relative perturbation of the start changes 3 iterations by rounding only
+    assert abs(out[0] - out[1]) <= 1e-6 * (1 + abs(out[0]))
