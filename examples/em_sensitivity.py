@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import fastpath  # noqa: E402
-from fastpath.data import cosine, noisy_circle  # noqa: E402
-from fastpath.em import ConvergenceWarning  # noqa: E402
-from verified_dgn import DGN  # noqa: E402
+import fastpath
+from fastpath.data import cosine, noisy_circle
+from fastpath.em import ConvergenceWarning
+from verified_dgn import DGN
 
 
 def main(argv: list[str] | None = None) -> list[float]:
