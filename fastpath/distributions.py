@@ -38,8 +38,9 @@ Computation (everything in log space):
   evaluated pairs and T = ``prune`` (default 60): every skipped pair has e0 < exp(-T)
   (8.8e-27) and the computed p(x) is low by a relative R exp(-T) at most. Skipped pairs get
   e0 = e1 = E2 = 0 (log e0 = -inf). Pairs are skipped only when that saves work: when more
-  than half of a chunk's pairs survive the bound, or S = 1 (the closed-form interval kernel
-  is cheaper than the bound), every pair is evaluated. ``prune=None`` always evaluates every
+  than half of a chunk's pairs survive the bound (checked first on 32 evenly spaced points
+  of the chunk: above 65% there, the other points are not bounded), or S = 1 (the
+  closed-form interval kernel is cheaper than the bound), every pair is evaluated. ``prune=None`` always evaluates every
   pair.
 * Memory: points are processed in chunks (``chunk_size`` points; default about 2^20 / (R (1 +
   S + S^2)) floats of moments per chunk). :func:`log_marginal` keeps O(N) memory; the
@@ -99,6 +100,11 @@ _CHUNK_FLOATS = 1 << 20
 #: pruning evaluates pairs region by region only when at most this fraction survives the
 #: bound (otherwise one batched pass over every pair is faster)
 _SPARSE_MAX_FRACTION = 0.5
+#: points of a chunk whose bounds are computed first, and the surviving fraction above
+#: which the chunk is evaluated densely without bounding the rest (measured: saves the
+#: bound, ~10% of a dense S = 2 E-step)
+_PRUNE_PROBE = 32
+_PROBE_DENSE = 0.65
 #: floats of a (pairs, D) residual block in the refinement of Q
 _RESIDUAL_FLOATS = 1 << 21
 #: feasibility tolerance of QP candidates, relative to |d| + |C||u| (map_latent, sampling)
@@ -357,6 +363,13 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
 
     # ---- pruned evaluation (module notes)
     # log Phi_w <= log Phi(-Mahalanobis distance from mu_w to w) (integrals' cheap bound)
+    if n >= 4 * _PRUNE_PROBE:
+        # a clearly dense chunk goes to the batched pass without bounding every pair
+        pr = np.linspace(0, n - 1, _PRUNE_PROBE).astype(np.intp)
+        up = model.const - 0.5 * (forms.Q[pr] - forms.bound[pr]) \
+            + cones.log_mass_bound(mu_z[pr], model.cov_z)
+        if (up >= (np.max(up, axis=1, keepdims=True) - prune)).mean() > _PROBE_DENSE:
+            return _chunk(model, Xc, moments, None, forms)
     upper = model.const - 0.5 * (forms.Q - forms.bound) + cones.log_mass_bound(mu_z, model.cov_z)
     todo = upper >= (np.max(upper, axis=1, keepdims=True) - prune)
     if todo.mean() > _SPARSE_MAX_FRACTION:

@@ -414,6 +414,33 @@ def test_pruning_is_certified_and_chunking_is_exact():
     np.testing.assert_allclose(full.e0.sum(axis=1), 1.0, rtol=0, atol=1e-13)
 
 
+@pytest.mark.parametrize("noise,dense", [(1e-4, False), (0.05, True)])
+def test_pruning_probe_on_large_chunks(noise, dense, monkeypatch):
+    """Chunks of >= 4 * _PRUNE_PROBE points bound a probe first: a clearly dense chunk is
+    evaluated exactly like prune=None, a sparse one still prunes with the certified bound."""
+    net = net_s2(seed=53, noise=noise, widths=(2, 8, 2))
+    P = fastpath.partition(net)
+    X, _ = net.sample(4 * fd._PRUNE_PROBE + 5, seed=54)
+    full = fastpath.posterior(net, X, partition=P, prune=None)
+    bounded = []
+    orig = fastpath.ConeBatch.log_mass_bound
+    monkeypatch.setattr(fastpath.ConeBatch, "log_mass_bound",
+                        lambda self, m, c: bounded.append(m.shape[0]) or orig(self, m, c))
+    pruned = fastpath.posterior(net, X, partition=P)
+    # the probe is bounded first; only a sparse-looking chunk bounds every point
+    assert bounded == ([fd._PRUNE_PROBE] if dense else [fd._PRUNE_PROBE, X.shape[0]])
+    skipped = ~np.isfinite(pruned.log_e0)
+    if dense:
+        assert not skipped.any()
+        np.testing.assert_array_equal(pruned.log_px, full.log_px)
+        np.testing.assert_array_equal(pruned.E2, full.E2)
+    else:
+        assert skipped.any(), "this small-noise case should prune"
+        assert np.all(full.log_e0[skipped] < -fd.DEFAULT_PRUNE)
+        np.testing.assert_allclose(pruned.log_px, full.log_px, rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(pruned.E2, full.E2, rtol=0, atol=1e-13)
+
+
 def test_estep_chunks_and_statistics():
     net = net_s2(seed=61, prior=np.array([[1.2, 0.1], [0.1, 0.9]]), noise=np.array([0.04, 0.09]))
     P = fastpath.partition(net)
