@@ -1,0 +1,128 @@
+"""Bivariate orthants with |h| close to |k| (q = |h^2 - k^2|/8 < 0.3): rules compared.
+
+    python benchmarks/bvn_small_q.py            # ~1 min
+
+These elements are half of an S = 2 E-step's bivariate orthants (thin cones near the
+Gaussian's mean). Plackett's integrand has a knee of width sqrt(q) at u = 0 there, so the
+24-node rule of fastpath.orthant fails; fastpath.orthant uses Owen's T where accurate, then
+Plackett rules with 48 / 64 / 96 nodes (_Q_TIERS) down to q = 0.01, then the conditioning
+integral. This script measures, against the conditioning kernel (validated against mpmath
+in tests/test_orthant_fast.py), per q band, on random elements and on the elements of a
+real E-step:
+
+* the Plackett rule in u with n nodes (what _Q_TIERS uses), and
+* an alternative not in the library: the substitution u = 2 sqrt(q) sinh v, which turns
+  g(u) du into sech(v - v0) dv / 2 and removes the knee (accurate with 32-48 nodes down to
+  q = 1e-9, but not faster than the node tiers on these inputs).
+
+Printed: max |error| / tolerance (tolerance 1e-13 + 1e-14 |log P| where P >= 1e-20, else
+1e-10 + ...; <= 1 passes) and elements per second.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+
+import fastpath
+import fastpath.orthant as fo
+from fastpath.distributions import _estep_chunks
+from verified_dgn import DGN
+
+
+def pieces_sinh(a, b, sx, q4, rule):
+    """fastpath.orthant._bvn_pieces with u = 2 sqrt(q) sinh v (same integral)."""
+    out = np.empty(a.shape)
+    x, w = rule
+    for sl in fo._chunks(a.size):
+        ai, sxi, c = a[sl], sx[sl], np.sqrt(q4[sl])              # c = 2 sqrt(q)
+        bw = np.minimum(b[sl], np.sqrt(ai * ai + fo._T_WINDOW))
+        va, vb = np.arcsinh(ai / c), np.arcsinh(bw / c)
+        lv = vb - va
+        v = va[:, None] + lv[:, None] * x
+        # u - a = 2 c cosh((v + va)/2) sinh((v - va)/2) (no cancellation near the start)
+        d = 2 * c[:, None] * np.cosh(0.5 * (v + va[:, None])) * np.sinh(0.5 * (v - va[:, None]))
+        p = c[:, None] * np.exp(v)                                # r + u
+        f = np.exp(-d * (c[:, None] * np.sinh(v) + ai[:, None])) * p \
+            / (p * p + 4 * (sxi * sxi)[:, None])
+        out[sl] = (f @ w) * (2 * sxi * lv)
+    return out
+
+
+def plackett(h, k, rho, nodes, sinh):
+    if not sinh:
+        return fo._log_bvn_plackett(h, k, rho, rule=fo._gl01(nodes))
+    orig = fo._bvn_pieces
+    fo._bvn_pieces = lambda a, b, sx, q4, rule=None: pieces_sinh(a, b, sx, q4, fo._gl01(nodes))
+    try:
+        return fo._log_bvn_plackett(h, k, rho)
+    finally:
+        fo._bvn_pieces = orig
+
+
+def estep_elements():
+    """The q < 0.3 bivariate orthants of an S = 2 E-step (2000 points, (2, 8, 8, 2))."""
+    got = []
+    orig = fo._log_bvn
+
+    def spy(h, k, rho):
+        got.append(tuple(np.asarray(v, float).ravel().copy()
+                         for v in np.broadcast_arrays(h, k, rho)))
+        return orig(h, k, rho)
+
+    fo._log_bvn = spy
+    import fastpath._cones as fc
+    saved = fc._log_bvn
+    fc._log_bvn = spy
+    try:
+        net = DGN.random((2, 8, 8, 2), activation="leaky_relu", seed=0, noise_var=0.05)
+        P = fastpath.partition(net)
+        X, _ = net.sample(2000, seed=1)
+        for _ in _estep_chunks(net, P, X):
+            pass
+    finally:
+        fo._log_bvn = orig
+        fc._log_bvn = saved
+    h, k, rho = (np.concatenate([g[i] for g in got]) for i in range(3))
+    ok = np.isfinite(h) & np.isfinite(k) & (np.abs(rho) < 1) & (rho != 0)
+    return h[ok], k[ok], rho[ok]
+
+
+def main() -> None:
+    rng = np.random.default_rng(6)
+    n = 200000
+    h = rng.uniform(-12, 8, n)
+    k = np.sign(rng.normal(size=n)) * h + rng.normal(size=n) * np.exp(rng.uniform(-10, 1, n))
+    rho = np.tanh(rng.uniform(-9, 9, n))
+    sets = {"random": (h, k, rho), "E-step": estep_elements()}
+    bands = ((0.1, 0.3), (0.03, 0.1), (0.01, 0.03), (1e-3, 1e-2), (1e-5, 1e-3), (1e-9, 1e-5))
+    for name, (h, k, rho) in sets.items():
+        q = np.abs(h - k) * np.abs(h + k) / 8
+        print(f"== {name} elements")
+        for lo, hi in bands:
+            sel = (q >= lo) & (q < hi)
+            if sel.sum() < 50:
+                continue
+            a, b, c = h[sel], k[sel], rho[sel]
+            t = time.perf_counter()
+            ref = fo._log_bvn_cond(a, b, c)
+            rate_c = a.size / (time.perf_counter() - t)
+            tol = np.where(np.abs(ref) <= 46, 1e-13, 1e-10) + 1e-14 * np.abs(ref)
+            cols = []
+            for sinh, node_list in ((False, (48, 64, 96)), (True, (32, 40, 48))):
+                for nodes in node_list:
+                    t = time.perf_counter()
+                    got = plackett(a, b, c, nodes, sinh)
+                    rate = a.size / (time.perf_counter() - t)
+                    cols.append(f"{'sinh' if sinh else 'u'}{nodes} {np.max(np.abs(got - ref) / tol):8.2g}"
+                                f" {rate / 1e6:4.2f}M/s")
+            print(f"q in [{lo:g}, {hi:g}) n={a.size:6d} cond {rate_c / 1e6:4.2f}M/s | " + " | ".join(cols))
+
+
+if __name__ == "__main__":
+    main()
