@@ -12,29 +12,22 @@ Prints what was measured and exits with status 1 if the check fails.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
-from verified_dgn import DGN
-from verified_dgn.checks import registry
+from verified_dgn.checks import script_main
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--thorough", action="store_true", help="three nets, 15 points each")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--dps", type=int, default=None, help="digits of the exact posterior")
-    ap.add_argument("--model", type=Path, default=None, help="a DGN saved with DGN.save (S = 1, 2)")
-    args = ap.parse_args(argv)
-    net = DGN.load(args.model) if args.model is not None else None
-    _, check = registry()["M-step"]
-    kw = {} if args.dps is None else {"dps": args.dps}
-    result = check(net=net, quick=not args.thorough, seed=args.seed, **kw)
-    print(result)
-    return 0 if result.passed else 1
+    return script_main(
+        "M-step",
+        __doc__.splitlines()[0],
+        argv,
+        thorough_help="three nets, 15 points each",
+        dps_help="digits of the exact posterior",
+        model_help="a DGN saved with DGN.save (S = 1, 2)")
 
 
 if __name__ == "__main__":

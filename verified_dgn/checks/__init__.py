@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-__all__ = ["CheckResult", "register", "registry", "run_checks", "digits_from_residual"]
+__all__ = ["CheckResult", "register", "registry", "run_checks", "digits_from_residual",
+           "script_main"]
 
 
 @dataclass
@@ -126,3 +127,40 @@ def run_checks(names: list[str] | None = None, **kwargs: Any) -> list[CheckResul
             raise KeyError(f"no check named {n!r}; known: {sorted(reg)}")
         out.append(reg[n][1](**kwargs))
     return out
+
+
+def script_main(check: str, description: str, argv: list[str] | None = None, *,
+                thorough_help: str = "larger suite, more samples",
+                dps_help: str | None = None,
+                model_help: str = "a DGN saved with DGN.save",
+                extra: tuple[tuple[str, str, type, str], ...] = ()) -> int:
+    """The command line of a ``proofs_checks/`` script: run one registered check, print it.
+
+    Options: ``--thorough`` (``quick=False``), ``--seed N``, ``--model PATH.npz``, ``--dps D``
+    when ``dps_help`` is given (passed on only when set), and each ``(flag, keyword, type,
+    help)`` of ``extra`` (passed on as ``keyword``, None when not given). Returns the exit
+    status: 0 when the check passed, 1 otherwise.
+    """
+    import argparse
+    from pathlib import Path
+
+    from ..model import DGN
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--thorough", action="store_true", help=thorough_help)
+    ap.add_argument("--seed", type=int, default=0)
+    if dps_help is not None:
+        ap.add_argument("--dps", type=int, default=None, help=dps_help)
+    for flag, _, typ, hlp in extra:
+        ap.add_argument(flag, type=typ, default=None, help=hlp)
+    ap.add_argument("--model", type=Path, default=None, help=model_help)
+    args = ap.parse_args(argv)
+    net = DGN.load(args.model) if args.model is not None else None
+    kw: dict[str, Any] = {key: getattr(args, flag.lstrip("-").replace("-", "_"))
+                          for flag, key, _, _ in extra}
+    if dps_help is not None and args.dps is not None:
+        kw["dps"] = args.dps
+    _, fn = registry()[check]
+    result = fn(net=net, quick=not args.thorough, seed=args.seed, **kw)
+    print(result)
+    return 0 if result.passed else 1
