@@ -48,6 +48,7 @@ from verified_dgn.model import DGN
 from verified_dgn.regions import Partition, region_affine_map
 
 from .data import check_data
+from .distributions import _check_net, _check_partition
 from .integrals import ConeBatch
 
 __all__ = ["KLTerms", "gaussian_kl_to_prior", "kl_to_posterior"]
@@ -66,34 +67,6 @@ _BLOCK_FLOATS = 1 << 21
 
 
 # =========================================================================== validation
-def _check_net(net: Any) -> DGN:
-    if not isinstance(net, DGN):
-        raise TypeError(f"net must be a verified_dgn.DGN, got {type(net).__name__}")
-    return net
-
-
-def _same_hidden_layers(a: DGN, b: DGN) -> bool:
-    return (a.activation == b.activation and a.slope == b.slope and a.n_layers == b.n_layers
-            and a.latent_dim == b.latent_dim
-            and all(np.array_equal(x, y) for x, y in zip(a.weights[:-1], b.weights[:-1]))
-            and all(np.array_equal(x, y) for x, y in zip(a.biases[:-1], b.biases[:-1])))
-
-
-def _check_partition(net: DGN, partition: Any) -> Partition:
-    if partition is None:
-        from .partition_walk import partition as _partition
-        return _partition(net)
-    if not isinstance(partition, Partition):
-        raise TypeError(f"partition must be a Partition (fastpath.partition(net)), "
-                        f"got {type(partition).__name__}")
-    if len(partition) == 0:
-        raise ValueError("partition has no regions")
-    if not _same_hidden_layers(partition.net, net):
-        raise ValueError("partition was computed for a different network (its hidden layers, "
-                         "activation or latent dimension differ from net's)")
-    return partition
-
-
 def _as_finite(a: ArrayLike, name: str) -> Arr:
     try:
         arr = np.asarray(a, dtype=np.float64)
