@@ -145,7 +145,7 @@ def _check_prune(prune: Any) -> float | None:
         raise TypeError(f"prune must be a positive number or None, got {prune!r}") from None
     if not np.isfinite(T) or T < 30.0:
         # below ~30 nats the skipped weights (< e^-T) would be visible in float64 results
-        raise ValueError(f"prune must be a finite number >= 30 (a log-weight margin) or None, "
+        raise ValueError(f"prune must be a finite number >= 30 (a margin in nats) or None, "
                          f"got {prune!r}")
     return T
 

@@ -36,7 +36,6 @@ polynomially with the distance, far below rounding for prune = 60.
 from __future__ import annotations
 
 import math
-import numbers
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +47,7 @@ from verified_dgn.model import DGN
 from verified_dgn.regions import Partition, region_affine_map
 
 from .data import check_data
-from .distributions import _check_net, _check_partition
+from .distributions import _check_chunk_size, _check_net, _check_partition, _check_prune
 from .integrals import ConeBatch
 
 __all__ = ["KLTerms", "gaussian_kl_to_prior", "kl_to_posterior"]
@@ -127,28 +126,6 @@ def _check_q(q_mean: ArrayLike, q_cov: ArrayLike, N: int, S: int) -> tuple[Arr, 
                          f"{hi[i] / lo[i]:.3g} > {_MAX_COND:.0e})")
     chol: Arr = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
     return m, cov, chol
-
-
-def _check_prune(prune: Any) -> float | None:
-    if prune is None:
-        return None
-    try:
-        T = float(prune)
-    except (TypeError, ValueError):
-        raise TypeError(f"prune must be a number >= 30 or None, got {prune!r}") from None
-    if not np.isfinite(T) or T < 30.0:
-        raise ValueError(f"prune must be a finite number >= 30 (a log-mass margin) or None, "
-                         f"got {prune!r}")
-    return T
-
-
-def _check_chunk_size(chunk_size: Any) -> int | None:
-    if chunk_size is None:
-        return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) \
-            or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    return int(chunk_size)
 
 
 # =========================================================================== kernels
