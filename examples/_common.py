@@ -354,6 +354,27 @@ def print_table(rows: Sequence[dict[str, Any]], title: str) -> str:
 _COLORS = {"EM": "k"}
 
 
+def run_and_report(net: DGN, X: np.ndarray, X_test: np.ndarray, args: argparse.Namespace, *,
+                   em_iter: int, epochs: int, batch: int, lrs: Sequence[float], out: Path,
+                   title: str) -> tuple[list[MethodRun], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The experiment every figure script runs: EM (unless ``--skip-em``), one VAE per
+    learning rate and the GaussianMixture baselines from ``net``; writes ``history.csv``,
+    ``summary.csv`` and ``summary.md`` (the table, titled ``title``) to ``out``.
+
+    Returns (runs, gmm rows, summary rows).
+    """
+    q = args.quiet
+    runs = [] if args.skip_em else [run_em(net, X, X_test, em_iter, seed=args.seed, quiet=q)]
+    runs += run_vaes(net, X, X_test, lrs, epochs, batch, args.seed, args.eval_every,
+                     learn_noise=not args.fixed_noise, quiet=q, n_evals=args.n_evals)
+    gmm = gmm_baseline(X, X_test, net.n_params, args.seed, quiet=q)
+    summary = summarise(runs, gmm, net.n_params)
+    write_csv(out / "history.csv", history_rows(runs))
+    write_csv(out / "summary.csv", summary)
+    (out / "summary.md").write_text(print_table(summary, title) + "\n")
+    return runs, gmm, summary
+
+
 def _color(label: str, i: int) -> Any:
     import matplotlib.pyplot as plt
     return _COLORS.get(label, plt.get_cmap("tab10")(i % 10))

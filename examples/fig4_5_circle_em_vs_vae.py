@@ -47,7 +47,6 @@ def main(argv: list[str] | None = None) -> dict:
     em_iter = args.em_iter or (200 if full else 40)
     epochs = args.vae_epochs or (2000 if full else 600)
     batch = args.batch_size or 64
-    eval_every = args.eval_every
     lrs = C.parse_floats(args.lrs, PAPER_LEARNING_RATES)
     out = C.output_dir(NAME, args.out)
     q = args.quiet
@@ -59,16 +58,10 @@ def main(argv: list[str] | None = None) -> dict:
     C.log(f"noisy circle: {n_train} train / {n_test} held-out points; DGN widths {net.widths} "
           f"{activation}, {net.n_params} parameters; initial noise variance {args.noise_var}", q)
     t0 = time.perf_counter()
-    runs = [] if args.skip_em else [C.run_em(net, X, X_test, em_iter, seed=args.seed, quiet=q)]
-    runs += C.run_vaes(net, X, X_test, lrs, epochs, batch, args.seed, eval_every,
-                       learn_noise=not args.fixed_noise, quiet=q, n_evals=args.n_evals)
-    gmm = C.gmm_baseline(X, X_test, net.n_params, args.seed, quiet=q)
-    summary = C.summarise(runs, gmm, net.n_params)
-    C.write_csv(out / "history.csv", C.history_rows(runs))
-    C.write_csv(out / "summary.csv", summary)
-    table = C.print_table(summary, f"Noisy circle (Figs. 4-5): {n_train} train / {n_test} "
-                          f"held-out points, DGN {net.widths} {activation}")
-    (out / "summary.md").write_text(table + "\n")
+    runs, gmm, summary = C.run_and_report(
+        net, X, X_test, args, em_iter=em_iter, epochs=epochs, batch=batch, lrs=lrs, out=out,
+        title=f"Noisy circle (Figs. 4-5): {n_train} train / {n_test} "
+              f"held-out points, DGN {net.widths} {activation}")
     if not args.no_plots:
         C.plot_nll(runs, gmm, out / "fig4_nll.png", "Noisy circle: exact NLL, EM vs VAEs")
         C.plot_kl(runs, out / "fig5_kl.png", "Noisy circle: KL between VAE q and true posterior")

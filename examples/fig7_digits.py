@@ -112,7 +112,6 @@ def main(argv: list[str] | None = None) -> dict:
     em_iter = args.em_iter or (200 if full else 30)
     batch = args.batch_size or 32
     epochs = args.vae_epochs or (6000 if full else 2000)
-    eval_every = args.eval_every
     lrs = C.parse_floats(args.lrs, PAPER_LEARNING_RATES)
     noise_var = args.noise_var or float(np.mean(np.var(X, axis=0)))
     out = C.output_dir(NAME, args.out)
@@ -123,16 +122,10 @@ def main(argv: list[str] | None = None) -> dict:
           f"widths {net.widths} {activation}, {net.n_params} parameters, initial noise "
           f"variance {noise_var:.4g}", q)
     t0 = time.perf_counter()
-    runs = [] if args.skip_em else [C.run_em(net, X, X_test, em_iter, seed=args.seed, quiet=q)]
-    runs += C.run_vaes(net, X, X_test, lrs, epochs, batch, args.seed, eval_every,
-                       learn_noise=not args.fixed_noise, quiet=q, n_evals=args.n_evals)
-    gmm = C.gmm_baseline(X, X_test, net.n_params, args.seed, quiet=q)
-    summary = C.summarise(runs, gmm, net.n_params)
-    C.write_csv(out / "history.csv", C.history_rows(runs))
-    C.write_csv(out / "summary.csv", summary)
-    table = C.print_table(summary, f"Digits (Fig. 7): {source}, {len(X)} train / "
-                          f"{len(X_test)} held-out, DGN {net.widths} {activation}")
-    (out / "summary.md").write_text(table + "\n")
+    runs, gmm, summary = C.run_and_report(
+        net, X, X_test, args, em_iter=em_iter, epochs=epochs, batch=batch, lrs=lrs, out=out,
+        title=f"Digits (Fig. 7): {source}, {len(X)} train / "
+              f"{len(X_test)} held-out, DGN {net.widths} {activation}")
     if not args.no_plots:
         plot_manifold(net, runs, X, out / "fig7_manifold.png", f"Digit {args.digit}")
         C.plot_nll(runs, gmm, out / "nll.png", "Digits: exact NLL, EM vs VAEs")
