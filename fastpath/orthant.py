@@ -1165,28 +1165,10 @@ def _sov_chunk(h: NDArray[np.float64], R: NDArray[np.float64],
         return res
 
     # initial windows: the Laplace approximation at the dominant point, cut to the domain
-    mu, found, nu0, var0 = _dominant_point(hp, Rp)
-    rmax = math.sqrt(2.0 * level)
-    active0 = found & (var0 == 0.0)
-    with np.errstate(divide="ignore"):
-        w_act = np.minimum(1.2 * rmax, 1.2 * level / nu0)
-    sd = np.sqrt(var0)
-    a0 = np.where(active0, hi - w_act, mu[:, 0] - 1.1 * rmax * sd)
-    b0 = np.where(active0, hi, np.minimum(hi, mu[:, 0] + 1.1 * rmax * sd))
-    a0 = np.where(found, a0, np.minimum(hi, 0.0) - 1.2 * rmax)
-    b0 = np.where(found, b0, hi)
+    a0, b0 = _laplace_interval(hp, Rp, hi, level)
     kink = np.min(s / np.maximum(np.abs(r), 1e-300), axis=1)
-    span = np.minimum(rmax, 30.0 * kink)[prow]
-    a = np.maximum(a0[prow], plo)
-    b = np.minimum(b0[prow], phi)
-    # Laplace window outside the domain: start at the nearer domain end
-    below = b <= plo
-    a = np.where(below, plo, a)
-    b = np.where(below, np.minimum(phi, plo + span), b)
-    above_ = a >= phi
-    b = np.where(above_, phi, b)
-    a = np.where(above_, np.maximum(plo, phi - span), a)
-    a = np.minimum(a, b - 1e-300)
+    span = np.minimum(math.sqrt(2.0 * level), 30.0 * kink)[prow]
+    a, b = _into_domain(a0[prow], b0[prow], plo, phi, span)
 
     x, _ = _gl01(n)
 
@@ -1378,9 +1360,19 @@ def _laplace_window(h: NDArray[np.float64], R: NDArray[np.float64], plo: NDArray
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Initial window of the conditioning integral over y_0 in [plo, phi]: the Laplace
     approximation at the dominant point of P(Y <= h), cut to the domain."""
+    a, b = _laplace_interval(h, R, np.minimum(h[:, 0], phi), level)
+    rmax = math.sqrt(2.0 * level)
+    span = np.minimum(rmax, np.where(np.isfinite(phi - plo), phi - plo, rmax))
+    return _into_domain(a, b, plo, phi, span)
+
+
+def _laplace_interval(h: NDArray[np.float64], R: NDArray[np.float64], hi: NDArray[np.float64],
+                      level: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """[a, b] around the mass of y_0 <= hi from the Laplace approximation at the dominant
+    point of P(Y <= h): the level set of a Gaussian in y_0, or of the tangent where the
+    dominant point lies on the face y_0 = h_0 (widened by 10-20%)."""
     mu, found, nu0, var0 = _dominant_point(h, R)
     rmax = math.sqrt(2.0 * level)
-    hi = np.minimum(h[:, 0], phi)
     active0 = found & (var0 == 0.0)
     with np.errstate(divide="ignore"):
         w_act = np.minimum(1.2 * rmax, 1.2 * level / nu0)
@@ -1389,9 +1381,16 @@ def _laplace_window(h: NDArray[np.float64], R: NDArray[np.float64], plo: NDArray
     b = np.where(active0, hi, np.minimum(hi, mu[:, 0] + 1.1 * rmax * sd))
     a = np.where(found, a, np.minimum(hi, 0.0) - 1.2 * rmax)
     b = np.where(found, b, hi)
+    return a, b
+
+
+def _into_domain(a: NDArray[np.float64], b: NDArray[np.float64], plo: NDArray[np.float64],
+                 phi: NDArray[np.float64], span: NDArray[np.float64]
+                 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """[a, b] cut to the domain [plo, phi]; a window entirely outside it starts at the
+    nearer domain end with width ``span``."""
     a = np.maximum(a, plo)
     b = np.minimum(b, phi)
-    span = np.minimum(rmax, np.where(np.isfinite(phi - plo), phi - plo, rmax))
     below = b <= plo
     a = np.where(below, plo, a)
     b = np.where(below, np.minimum(phi, plo + span), b)
