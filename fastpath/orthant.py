@@ -320,7 +320,7 @@ def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
         rest = slow[~ok]
         if rest.size:
             # the Plackett rule with more nodes still resolves the knee down to q = 0.01
-            qr = np.abs(ho[rest] - ko[rest]) * np.abs(ho[rest] + ko[rest]) / 8.0
+            qr = q[oth[rest]]
             cond = np.ones(rest.size, dtype=bool)
             for qmin, nodes in _Q_TIERS:
                 tier = cond & (qr >= qmin)

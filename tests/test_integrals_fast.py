@@ -360,6 +360,14 @@ def test_interval_closed_form(lo, hi, mu, var):
     assert abs(got[2][0, 0] - sr) <= 1e-15 * (1 + h2) * var * (1 + h2) + 1e-15 * abs(sr)
 
 
+def _interval_cones(lo: float, hi: float) -> PolyhedronCones:
+    """[lo, hi] (either end may be infinite) as {z : C z <= d}."""
+    rows = [([1.0], hi)] if np.isfinite(hi) else []
+    rows += [([-1.0], -lo)] if np.isfinite(lo) else []
+    return PolyhedronCones.from_halfspaces(np.array([r for r, _ in rows]),
+                                           np.array([v for _, v in rows]))
+
+
 def _mp_interval_var(lo: float, hi: float, mu: float, var: float, dps: int = 60):
     """(E[z|P], Var[z|P]) of N(mu, var) on [lo, hi] by mpmath quadrature about the mode end
     (independent of the closed forms; dps high enough for the 1/h^2 cancellation)."""
@@ -397,12 +405,7 @@ def test_interval_truncated_variance(lo, hi, mu, var):
     """Cov[z | P] (truncated_mean_cov) keeps its relative accuracy where the truncated
     variance is many orders below the second moment about the Gaussian's mean (the closed
     form E[(z - mu)^2|P] - (E[z|P] - mu)^2 returned negative variances there)."""
-    rows, rhs = [], []
-    if np.isfinite(hi):
-        rows.append([1.0]), rhs.append(hi)
-    if np.isfinite(lo):
-        rows.append([-1.0]), rhs.append(-lo)
-    pc = PolyhedronCones.from_halfspaces(np.array(rows), np.array(rhs))
+    pc = _interval_cones(lo, hi)
     _, dm, tcov = pc.truncated_mean_cov([mu], [[var]])
     mref, vref = _mp_interval_var(lo, hi, mu, var)
     # mean: E[z|P] = mu + dm carries ~eps (|mu| + |dm|) from that sum, and the closed form
@@ -430,10 +433,7 @@ def test_interval_truncated_variance_random():
         lo = rng.uniform(-6, 6) * (10.0 if rng.random() < 0.2 else 1.0)
         width = math.exp(rng.uniform(math.log(1e-3), math.log(20.0)))
         hi = lo + width if rng.random() < 0.85 else np.inf
-        pc = PolyhedronCones.from_halfspaces(np.array([[1.0], [-1.0]] if np.isfinite(hi)
-                                                      else [[-1.0]]),
-                                             np.array([hi, -lo] if np.isfinite(hi) else [-lo]))
-        _, dm, tcov = pc.truncated_mean_cov([0.0], [[1.0]])
+        _, dm, tcov = _interval_cones(lo, hi).truncated_mean_cov([0.0], [[1.0]])
         mref, vref = _mp_interval_var(lo, hi, 0.0, 1.0)
         # mean: 1e-14 of max(sd, |mean|) (the closed form's pa - pb cancels ~1/width-sized
         # terms on short intervals: measured <= 2e-15)
