@@ -44,8 +44,10 @@ whose log-integrand is concave with curvature >= 1. Where z >= 8.5, Phi(z) = 1 t
 that part is a closed form (a difference of normal cdfs); on the rest the integrand is
 single-scale and is integrated by 40-point Gauss-Legendre on the window where it is within
 e^{-40} of its maximum (mode by safeguarded Newton, window ends by Newton on the level set).
-This path costs ~60 log_ndtr per element; with 48-96 nodes (_Q_TIERS) the Plackett rule
-still resolves the knee down to q = 0.01 at half that cost, so only q < 0.01 comes here.
+This path costs ~60 log_ndtr per element; the Plackett rule with 48 or 64 nodes still
+resolves the knee down to q = 0.03, and in the variable v of u = 2 sqrt(q) sinh v, which
+stretches the knee to width 1, with 32-48 nodes down to q = 1e-9 (_Q_TIERS), at a half to a
+third of that cost, so only q < 1e-9 comes here.
 Before both, such elements are offered to Owen's
 T form (:func:`_log_bvn_owen`, scipy.special.owens_t, ~10x cheaper), which is kept only
 where it is accurate: |h|, |k| < 3.3 and at most a factor 16 of cancellation among its
@@ -105,11 +107,14 @@ _T_WINDOW = 37.5
 #: the 1e-13 tolerance there against the conditioning kernel, 2e5 random cases)
 _Q_FAST = 0.3
 _Q_24 = 0.6
-#: q < _Q_FAST elements that Owen's T declines: Plackett's rule with this many nodes for
-#: q >= the bound (measured against the conditioning kernel on 4e5 random and 4e5 E-step
-#: elements: <= 0.14 of the 1e-13 tolerance; the next smaller rules (40, 48, 64 nodes on
-#: the respective tiers) reach 27-560x it), the conditioning integral below q = 0.01
-_Q_TIERS = ((0.1, 48), (0.03, 64), (0.01, 96))
+#: q < _Q_FAST elements that Owen's T declines: (q bound, nodes, in v = asinh(u / 2 sqrt q))
+#: Plackett's rule for q >= the bound; the conditioning integral below q = 1e-9. Measured
+#: against the conditioning kernel (benchmarks/bvn_small_q.py, 2e5 random and 4e5 E-step
+#: elements): <= 0.14 (u rules) and <= 0.21 (v rules) of the 1e-13 tolerance; the next
+#: smaller rules fail it by 2.8x (v, 32 nodes on [1e-3, 1e-2)) to 560x. The v rules are
+#: 1.2-2x faster than the u rule with 96 nodes and the conditioning integral they replace.
+_Q_TIERS = ((0.1, 48, False), (0.03, 64, False), (0.01, 32, True), (1e-3, 40, True),
+            (1e-9, 48, True))
 #: Owen's T path (k = 2, q < _Q_FAST): |h|, |k| below this, cancellation at most this
 _OWEN_HMAX = 3.3
 _OWEN_RATIO = 16.0
@@ -319,14 +324,16 @@ def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
         res[slow[ok]] = lp[ok]
         rest = slow[~ok]
         if rest.size:
-            # the Plackett rule with more nodes still resolves the knee down to q = 0.01
+            # the Plackett rule with more nodes (in u, then in v) still resolves the knee
+            # down to q = 1e-9
             qr = q[oth[rest]]
             cond = np.ones(rest.size, dtype=bool)
-            for qmin, nodes in _Q_TIERS:
+            for qmin, nodes, sinh in _Q_TIERS:
                 tier = cond & (qr >= qmin)
                 if np.any(tier):
                     t = rest[tier]
-                    res[t] = _log_bvn_plackett(ho[t], ko[t], ro[t], rule=_gl01(nodes))
+                    res[t] = _log_bvn_plackett(ho[t], ko[t], ro[t], rule=_gl01(nodes),
+                                               sinh=sinh)
                     cond &= ~tier
             c = rest[cond]
             if c.size:
@@ -389,12 +396,51 @@ def _bvn_pieces(a: NDArray[np.float64], b: NDArray[np.float64], sx: NDArray[np.f
     return out
 
 
+def _bvn_pieces_sinh(a: NDArray[np.float64], b: NDArray[np.float64], sx: NDArray[np.float64],
+                     q4: NDArray[np.float64],
+                     rule: tuple[NDArray[np.float64], NDArray[np.float64]] = _GL40
+                     ) -> NDArray[np.float64]:
+    """:func:`_bvn_pieces` with u = 2 sqrt(q) sinh v (same integral, same window; q > 0).
+
+    For small q, g(u) has a knee of width sqrt(q) at u = 0 that the rule in u resolves only
+    with many nodes; in v, g(u) du = sech(v - v0) dv / 2 (v0 = log(sx / sqrt(q))), smooth
+    on the scale 1, and e^{-(u^2 - a^2)} = e^{-(u - a)(u + a)} with u - a written without
+    cancellation. 32 / 40 / 48 nodes resolve it down to q = 1e-2 / 1e-3 / 1e-9
+    (``_Q_TIERS``; benchmarks/bvn_small_q.py).
+    """
+    out = np.empty(a.shape)
+    x, w = rule
+    for sl in _chunks(a.size):
+        ai, sxi = a[sl], sx[sl]
+        c = np.sqrt(q4[sl])  # 2 sqrt(q)
+        bw = np.minimum(b[sl], np.sqrt(ai * ai + _T_WINDOW))
+        va = np.arcsinh(ai / c)
+        lv = np.arcsinh(bw / c) - va
+        y = lv[:, None] * x  # v - va
+        v = va[:, None] + y
+        p = np.exp(v)
+        # u - a = 2 c cosh((v + va)/2) sinh((v - va)/2) (no cancellation near the start)
+        d = np.cosh(0.5 * v + (0.5 * va)[:, None])
+        d *= np.sinh(0.5 * y)
+        d *= (2.0 * c)[:, None]
+        upa = (0.5 * c)[:, None] * (p - 1.0 / p) + ai[:, None]  # u + a
+        f = np.exp(-d * upa)
+        p *= c[:, None]  # r + u = c e^v
+        f *= p
+        p *= p
+        p += (4.0 * sxi * sxi)[:, None]
+        f /= p
+        out[sl] = (f @ w) * (2.0 * sxi * lv)
+    return out
+
+
 def _log_bvn_plackett(h: NDArray[np.float64], k: NDArray[np.float64],
                       rho: NDArray[np.float64],
-                      rule: tuple[NDArray[np.float64], NDArray[np.float64]] = _GL24
-                      ) -> NDArray[np.float64]:
+                      rule: tuple[NDArray[np.float64], NDArray[np.float64]] = _GL24,
+                      sinh: bool = False) -> NDArray[np.float64]:
     """Fast k = 2 kernel (1-D arrays, finite h, k, 0 < |rho| < 1; q >= 0.6 with the
-    default 24-point rule, q >= 0.3 with 32 points)."""
+    default 24-point rule, q >= 0.3 with 32 points; the rules of ``_Q_TIERS`` below, in the
+    variable v of :func:`_bvn_pieces_sinh` where ``sinh``)."""
     pos = rho > 0
     tau = np.sqrt((1.0 - rho) / (1.0 + rho))
     sa = np.abs(h - k) / _SQRT8  # sqrt(A)
@@ -410,7 +456,7 @@ def _log_bvn_plackett(h: NDArray[np.float64], k: NDArray[np.float64],
     pb = np.concatenate([ub[right], -ua[left]])
     psx = np.concatenate([sc_[right], sa[left]])
     pq4 = np.concatenate([q4[right], q4[left]])
-    vals = _bvn_pieces(pa, pb, psx, pq4, rule)
+    vals = (_bvn_pieces_sinh if sinh else _bvn_pieces)(pa, pb, psx, pq4, rule)
     total = np.zeros(h.shape)
     start = np.zeros(h.shape)
     # each element has at most one piece on each side (unique indices within each group)
