@@ -39,14 +39,15 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 from scipy.special import log_ndtr
 
+from . import _simplex_cubature
 from ._polyhedron import PolyhedronGeometry
 from .orthant import _gl01, _log_bvn, _log_mvn_cdf_std
 
@@ -60,6 +61,10 @@ _GENERIC_MARGIN = 1e-12
 #: log of the fraction of the terms' magnitude that may cancel in m0 before the fallback
 #: (e^30 ~ 1e13: the result would keep fewer than ~3 digits)
 _MAX_LOG_CANCEL = 30.0
+#: log of the fraction of the terms' magnitude that may cancel in m0 of a bounded polytope
+#: before it is recomputed by simplex cubature (a sum of positive terms,
+#: fastpath._simplex_cubature): e^3 = 20 keeps m0 within ~20 kernel roundings (<= 1e-13)
+_LOG_CANCEL_CUBATURE = 3.0
 #: target number of (Gaussian, cone) pairs processed per vectorised chunk
 _CHUNK_PAIRS = 65536
 
@@ -280,6 +285,11 @@ class ConeTable:
     c_gen: NDArray[np.float64]      # (n, s)
     lo: NDArray[np.float64]         # (n,) interval ends when dim == 1 (+-inf when open)
     hi: NDArray[np.float64]         # (n,)
+    # per polyhedron: the geometry when it is bounded (its cubature fallback), else None
+    bounded: tuple[Any, ...] = ()
+    # triangulations of bounded polyhedra, by id of the geometry, built when first needed
+    # and shared by tables made with take()
+    tri_cache: dict[int, NDArray[np.float64]] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_geometries(cls, geoms: Sequence[PolyhedronGeometry]) -> "ConeTable":
@@ -331,7 +341,8 @@ class ConeTable:
         return cls(dim=s, n_poly=n, p_owner=owner, p_seg=seg, p_apex=apex, p_L=L, p_edge=pe,
                    p_orient=po, e_start=e_start, e_dir=e_dir, e_len=e_len, f_C=f_C, f_d=f_d,
                    f_valid=f_valid, pairs=pairs, pair_valid=pair_valid,
-                   c_gen=np.array([g.c_generic for g in geoms]), lo=lo, hi=hi)
+                   c_gen=np.array([g.c_generic for g in geoms]), lo=lo, hi=hi,
+                   bounded=tuple(g if len(g.rays) == 0 else None for g in geoms))
 
     @property
     def n_pieces(self) -> int:
@@ -353,7 +364,9 @@ class ConeTable:
             e_start=self.e_start[index], e_dir=self.e_dir[index], e_len=self.e_len[index],
             f_C=self.f_C[index], f_d=self.f_d[index], f_valid=self.f_valid[index],
             pairs=self.pairs[index], pair_valid=self.pair_valid[index],
-            c_gen=self.c_gen[index], lo=self.lo[index], hi=self.hi[index])
+            c_gen=self.c_gen[index], lo=self.lo[index], hi=self.hi[index],
+            bounded=tuple(self.bounded[i] for i in index) if self.bounded else (),
+            tri_cache=self.tri_cache)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, mean: NDArray[np.float64], chol: NDArray[np.float64], moments: bool = True,
@@ -429,6 +442,8 @@ class ConeTable:
         is then no better than the float64 terms allow (never NaN).
         """
         out = self._evaluate(mean, chol, moments, direction)
+        if direction == "nearest" and self.dim >= 2:
+            out = self._cubature_where_cancelled(mean, chol, moments, out)
         lc = out[3]
         bad = ~(lc <= _MAX_LOG_CANCEL)
         if direction != "nearest" or not np.any(bad):
@@ -458,6 +473,47 @@ class ConeTable:
                 u = still.reshape(still.shape + (1,) * (res[i].ndim - 2))
                 res[i] = np.where(u, fix[i], res[i])
         return res[0], res[1], res[2], res[3]
+
+    def _cubature_where_cancelled(self, mean, chol, moments, out):
+        """Replace the results of bounded polyhedra whose signed cone sum lost more than
+        ``_LOG_CANCEL_CUBATURE`` (or everything) by simplex cubature; their log_cancel
+        becomes 0 (a sum of positive terms)."""
+        lc = out[3]
+        if not self.bounded:
+            return out
+        has = np.array([g is not None for g in self.bounded])
+        sel = ~(lc <= _LOG_CANCEL_CUBATURE) & has[None, :]
+        if not np.any(sel):
+            return out
+        a_idx, j_idx = np.nonzero(sel)
+        tris = {j: self._triangulation(j) for j in np.unique(j_idx).tolist()}
+        counts = np.array([tris[j].shape[0] for j in j_idx.tolist()])
+        Xs = np.concatenate([tris[j] for j in j_idx.tolist()])              # (K, s+1, s)
+        item = np.repeat(np.arange(a_idx.size), counts)
+        ai, ji = a_idx[item], j_idx[item]
+        U = chol[ai if chol.shape[0] > 1 else np.zeros_like(ai), ji]         # (K, s, s)
+        Xw = np.linalg.solve(U[:, None], (Xs - mean[ai, ji][:, None, :])[..., None])[..., 0]
+        lm, mw, cw = _simplex_cubature.simplex_moments(Xw, item, a_idx.size, moments)
+        res = [None if o is None else o.copy() for o in out]
+        res[0][a_idx, j_idx] = lm
+        res[3][a_idx, j_idx] = 0.0
+        if moments:
+            Ue = chol[a_idx if chol.shape[0] > 1 else np.zeros_like(a_idx), j_idx]
+            res[1][a_idx, j_idx] = (Ue @ mw[..., None])[..., 0]
+            tc = Ue @ cw @ np.swapaxes(Ue, -1, -2)
+            res[2][a_idx, j_idx] = 0.5 * (tc + np.swapaxes(tc, -1, -2))
+        return res[0], res[1], res[2], res[3]
+
+    def _triangulation(self, j: int) -> NDArray[np.float64]:
+        """Simplices (T, s+1, s) of bounded polyhedron j (empty when unbounded)."""
+        g = self.bounded[j]
+        if g is None:
+            return np.zeros((0, self.dim + 1, self.dim))
+        t = self.tri_cache.get(id(g))
+        if t is None:
+            t = g.vertices[_simplex_cubature.fan_triangulation(g.vertices, g.active)]
+            self.tri_cache[id(g)] = t
+        return t
 
     def _point_mass(self, mean, chol, moments):
         """Fallback: log of the largest cone term times eps, mass at the nearest point."""

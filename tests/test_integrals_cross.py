@@ -162,6 +162,60 @@ def test_polytope_3d_vs_exact_quick():
     compare(C, d, mu, cov, tol_log=tol_log, tol_mom=tol_mom, label="S=3")
 
 
+def _most_cancelling_pairs(widths, seed, n_pairs, n_points=300):
+    """(region, mean, cov, log_cancel) of the E-step pairs of a real partition whose signed
+    cone sum cancels most (m0 >= 1e-20, bounded regions): the raw cone sum's own
+    log_cancel, before the simplex-cubature fallback replaces it."""
+    import fastpath
+    from fastpath._cones import ConeTable
+    from verified_dgn import DGN
+
+    net = DGN.random(widths, activation="relu", seed=seed, noise_var=0.05)
+    P = fastpath.partition(net)
+    X, _ = net.sample(n_points, seed=seed + 1)
+    A, b = P.A_stack, P.b_stack
+    S = net.latent_dim
+    cov = np.linalg.inv(np.eye(S) + np.einsum("rdi,rdj->rij", A, A) / net.noise_var)
+    mu = np.einsum("rij,rdj,nrd->nri", cov, A, X[:, None, :] - b[None]) / net.noise_var
+    regions = [r for r in range(len(P)) if len(P[r].rays) == 0 and len(P[r].lines) == 0]
+    table = ConeTable.from_geometries(
+        [PolyhedronCones.from_region(P[r]).geometry for r in regions])
+    lm, _, _, lc = table._evaluate(mu[:, regions], np.linalg.cholesky(cov[regions])[None],
+                                   False)
+    score = np.where(lm >= math.log(1e-20), lc, -np.inf).ravel()
+    out = []
+    for flat in np.argsort(-score)[:n_pairs]:
+        n, j = np.unravel_index(flat, lm.shape)
+        r = regions[j]
+        out.append((P[r], mu[n, r], cov[r], float(lc[n, j])))
+    return out
+
+
+@pytest.mark.parametrize("S,widths,seed,n", [
+    (2, (2, 7, 7, 2), 11, 2),
+    pytest.param(3, (3, 5, 5, 3), 12, 1, marks=pytest.mark.skipif(
+        not _orthant_available(3), reason="fastpath.orthant has no k = 3 kernel")),
+])
+def test_cancelling_estep_pairs_vs_exact_quick(S, widths, seed, n):
+    """Small regions far (relative to their size) from the E-step Gaussian: the signed cone
+    sum cancels by e^8 - e^17 there (16-25% of an E-step's bounded pairs cancel by more than
+    e^3), and the fast path recomputes them by simplex cubature. Full targets."""
+    pairs = _most_cancelling_pairs(widths, seed, n)
+    assert pairs[0][3] > 6.0            # the hard case is exercised
+    for reg, mu, cov, lc in pairs:
+        compare(reg.C, reg.d, mu, cov, tol_log=tol_log, tol_mom=tol_mom,
+                label=f"S={S} region {reg!r} (cone sum cancels e^{lc:.1f})")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("S,widths,seed,n", [(2, (2, 8, 8, 2), 13, 12), (3, (3, 6, 6, 3), 14, 6)])
+def test_cancelling_estep_pairs_vs_exact(S, widths, seed, n):
+    pairs = _most_cancelling_pairs(widths, seed, n)
+    for reg, mu, cov, lc in pairs:
+        compare(reg.C, reg.d, mu, cov, tol_log=tol_log, tol_mom=tol_mom,
+                label=f"S={S} region {reg!r} (cone sum cancels e^{lc:.1f})")
+
+
 def test_degenerate_inputs_vs_exact():
     """Duplicate / redundant / zero rows, a set with a line (slab), an empty set."""
     rng = np.random.default_rng(41)

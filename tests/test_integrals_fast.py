@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import mpmath
 import numpy as np
@@ -906,9 +907,10 @@ def test_direction_toward_the_mean_limits_cancellation():
 
 
 def test_catastrophic_cancellation_fallback_is_nan_free(monkeypatch):
-    """If both directions cancel completely the result is a flagged point-mass limit, not NaN."""
+    """If both directions cancel completely (unbounded P: no cubature) the result is a
+    flagged point-mass limit, not NaN."""
     rng = np.random.default_rng(97)
-    C, d = random_polytope(rng, 2, bounded=True)
+    C, d = random_polytope(rng, 2, bounded=False)
     table = ConeTable.from_geometries([polyhedron_geometry(C, d)])
     cov = random_cov(rng, 2)
     U = np.linalg.cholesky(cov)[None, None]
@@ -928,6 +930,35 @@ def test_catastrophic_cancellation_fallback_is_nan_free(monkeypatch):
     assert np.all(np.isfinite(lm)) and np.all(np.isfinite(dm)) and np.all(np.isfinite(C2))
     assert lm[0, 0] == good[0][0, 0]         # the healthy Gaussian is untouched
     assert lm[1, 0] < good[0][1, 0]          # flagged value: below every term's rounding level
+
+
+def test_complete_cancellation_of_a_bounded_polytope_goes_to_cubature(monkeypatch):
+    """A bounded P whose cone sum cancelled completely is recomputed by simplex cubature:
+    the same values as the healthy cone sum (to 1e-13), no warning, log_cancel 0."""
+    rng = np.random.default_rng(97)
+    C, d = random_polytope(rng, 2, bounded=True)
+    table = ConeTable.from_geometries([polyhedron_geometry(C, d)])
+    cov = random_cov(rng, 2)
+    U = np.linalg.cholesky(cov)[None, None]
+    mus = polyhedron_geometry(C, d).interior_point + np.array([[[0.0, 0.0]], [[4.0, 0.0]]])
+    good = table.evaluate(mus, U)
+    assert np.all(good[3] < 3.0)                 # healthy: the cone sum was kept
+    orig = ConeTable._evaluate
+
+    def broken(self, mean, chol, moments, direction="nearest"):
+        lm, dm, C2, lc = orig(self, mean, chol, moments, direction)
+        lc = lc.copy()
+        lc[-1] = np.nan
+        return lm, dm, C2, lc
+
+    monkeypatch.setattr(ConeTable, "_evaluate", broken)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lm, dm, C2, lc = table.evaluate(mus, U)
+    assert lm[0, 0] == good[0][0, 0] and lc[1, 0] == 0.0
+    assert abs(lm[1, 0] - good[0][1, 0]) <= 1e-13
+    np.testing.assert_allclose(dm[1, 0], good[1][1, 0], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(C2[1, 0], good[2][1, 0], rtol=0, atol=1e-13)
 
 
 # --------------------------------------------------------------------------- batching
