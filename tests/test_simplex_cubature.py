@@ -125,7 +125,8 @@ def test_simplex_moments_against_2d_quadrature(case):
     centre = rng.normal(size=2)
     centre *= dist / max(np.linalg.norm(centre), 1e-300)
     tri = centre + size * rng.normal(size=(3, 2))
-    lm, mean, cov = sc.simplex_moments(tri[None], np.array([0]), 1)
+    lm, mean, cov, resolved = sc.simplex_moments(tri[None], np.array([0]), 1)
+    assert resolved[0]
     lr, mr, cr = _dblquad_moments(tri)
     assert abs(lm[0] - lr) <= 1e-12
     scale = np.max(np.abs(tri - tri.mean(0)))
@@ -138,7 +139,7 @@ def test_simplex_moments_groups_and_empty_owner():
     evaluated apart, combined); an owner without simplices gets log m0 = -inf."""
     sq = np.array([[1.0, 1.0], [1.5, 1.0], [1.5, 1.5], [1.0, 1.5]])
     t1, t2 = sq[[0, 1, 2]], sq[[0, 2, 3]]
-    lm, mean, cov = sc.simplex_moments(np.stack([t1, t2]), np.array([0, 0]), 2)
+    lm, mean, cov, _ = sc.simplex_moments(np.stack([t1, t2]), np.array([0, 0]), 2)
     a = sc.simplex_moments(t1[None], np.array([0]), 1)
     b = sc.simplex_moments(t2[None], np.array([0]), 1)
     assert lm[1] == -np.inf
@@ -147,3 +148,12 @@ def test_simplex_moments_groups_and_empty_owner():
     np.testing.assert_allclose(mean[0], wa * a[1][0] + wb * b[1][0], rtol=1e-13)
     # the square is a product set: independent coordinates with equal marginals
     assert abs(cov[0, 0, 1]) <= 1e-15 and abs(cov[0, 0, 0] - cov[0, 1, 1]) <= 1e-15
+
+
+def test_subdivision_cap_is_reported():
+    """A large triangle far out needs thousands of simplices; with a cap of 16 it is
+    reported unresolved (callers then keep their other result), without it resolved."""
+    tri = np.array([[8.0, 0.0], [13.0, 1.0], [9.0, 5.0]])
+    *_, capped = sc.simplex_moments(tri[None], np.array([0]), 1, max_simplices=16)
+    *_, full = sc.simplex_moments(tri[None], np.array([0]), 1)
+    assert not capped[0] and full[0]
