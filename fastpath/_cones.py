@@ -615,7 +615,6 @@ class ConeTable:
         times the bisections that spread would need; and a lower bound (N, n) of the
         whitened distance of the polytope from the mean (|centre| - radius)."""
         s = self.dim
-        N, n = mean.shape[:2]
         V, Vmask, T = self._vertex_table()
         Uinv = np.linalg.inv(chol)                                          # (Nc, n, s, s)
         W = (Uinv[:, :, None] @ (V[None] - mean[:, :, None, :])[..., None])[..., 0]

@@ -146,7 +146,8 @@ def _rules(s: int) -> tuple[tuple[float, int], ...]:
     Measured on 8000 random simplices (half of them thin) per dimension, spreads 0.05 to
     16, against the 24-point rule: the log-mass error is <= 1.6e-13 (s = 2) and
     <= 7.5e-14 (s = 3) in every band, and the next smaller rule misses by 10x or more
-    somewhere in the band. s = 4 uses the s = 3 rules (not calibrated separately). The last
+    somewhere in the band. s = 4 uses the s = 3 rules (measured on 600 simplices against
+    the 16-point rule: <= 4.9e-14). The last
     band ends at _SPREAD; a simplex left above it (bisection capped) is evaluated with the
     last rule and its polytope reported unresolved.
     """

@@ -7,7 +7,12 @@ For P = {z : C z <= d} in R^S (S = 1..4, bounded or not) and N(mean, cov)::
 Method (DESIGN.md 2.4): the signed vertex-cone decomposition of P (Lawrence), one
 S-dimensional orthant per vertex (per simplicial cone of a non-simple vertex), with the
 direction of the decomposition chosen per Gaussian toward its mean, Tallis moments of the
-orthants, and every signed sum combined in log space; see :mod:`fastpath._cones`. Lines of a
+orthants, and every signed sum combined in log space; see :mod:`fastpath._cones`. Bounded
+P where that sum loses digits (a polytope small or thin compared with its distance from the
+mean cancels: in an E-step 16-25% of the bounded pairs by more than e^3, up to e^17; and at
+S >= 3 thin cones far out lose ~eps |log P| / det R in the orthants) and, at S >= 3, bounded
+P where it is cheaper, are integrated instead by a cubature rule over a triangulation of P,
+a sum of positive terms (:mod:`fastpath._simplex_cubature`). Lines of a
 non-pointed P are integrated out analytically: with B an orthonormal basis of the
 complement of the lineality space, y = B^T z carries all constraints, and z | y is Gaussian
 with mean mean + K (y - B^T mean), K = cov B (B^T cov B)^{-1}, and covariance
@@ -19,13 +24,17 @@ Gaussians; :class:`ConeBatch` evaluates many polyhedra times many Gaussians with
 vectorised passes (the E-step's layout: regions x points, one covariance per region).
 
 Accuracy (measured against verified_dgn.gaussian_moments, tests/test_integrals_cross.py):
-log m0 to ~1e-14 where m0 >= 1e-20 and ~1e-12 down to m0 = 1e-300 and beyond; the moments
+log m0 to ~1e-14 where m0 >= 1e-20 (the cancelling and thin-cone E-step pairs: <= 4e-13,
+limited by the float vertices of regions of size ~1e-3) and ~1e-12 down to m0 = 1e-300 and
+beyond; the moments
 are ratios of log-space terms and carry a relative error ~eps |log m0| (E[z|P]) and
 ~eps |log m0|^2 relative to the scale of cov (E[z z^T|P]) in the far tails. Limitations:
 a vertex cone whose rows meet at a small angle theta in the metric of cov loses ~eps/theta^2
 (the orthant kernels take correlations); P thinner than ~1e-12 of its scale is treated as
-having no interior; where the signed sum cancels completely (it cannot with the direction
-used, except for extremely thin P) a RuntimeWarning flags a point-mass limit.
+having no interior; unbounded P get no cubature (measured: their cone sums cancel by at
+most e^3.5 in E-steps), nor do bounded P whose cubature would need more than 1024 simplices;
+where the signed sum of such a P cancels completely a RuntimeWarning flags a point-mass
+limit.
 """
 
 from __future__ import annotations

@@ -162,15 +162,15 @@ def test_polytope_3d_vs_exact_quick():
     compare(C, d, mu, cov, tol_log=tol_log, tol_mom=tol_mom, label="S=3")
 
 
-def _most_cancelling_pairs(widths, seed, n_pairs, n_points=300):
-    """(region, mean, cov, log_cancel) of the E-step pairs of a real partition whose signed
-    cone sum cancels most (m0 >= 1e-20, bounded regions): the raw cone sum's own
-    log_cancel, before the simplex-cubature fallback replaces it."""
+def _estep_bounded(widths, activation, seed, n_points):
+    """The E-step Gaussians N(mu_w(x), Sigma_w) of n_points samples of a random net on the
+    bounded regions of its partition: (partition, mu (n, R, S), cov (R, S, S), bounded
+    region ids, their ConeTable, its Cholesky factors (1, R', S, S))."""
     import fastpath
     from fastpath._cones import ConeTable
     from verified_dgn import DGN
 
-    net = DGN.random(widths, activation="relu", seed=seed, noise_var=0.05)
+    net = DGN.random(widths, activation=activation, seed=seed, noise_var=0.05)
     P = fastpath.partition(net)
     X, _ = net.sample(n_points, seed=seed + 1)
     A, b = P.A_stack, P.b_stack
@@ -180,15 +180,27 @@ def _most_cancelling_pairs(widths, seed, n_pairs, n_points=300):
     regions = [r for r in range(len(P)) if len(P[r].rays) == 0 and len(P[r].lines) == 0]
     table = ConeTable.from_geometries(
         [PolyhedronCones.from_region(P[r]).geometry for r in regions])
-    lm, _, _, lc = table._evaluate(mu[:, regions], np.linalg.cholesky(cov[regions])[None],
-                                   False)
-    score = np.where(lm >= math.log(1e-20), lc, -np.inf).ravel()
+    return P, mu, cov, regions, table, np.linalg.cholesky(cov[regions])[None]
+
+
+def _top_pairs(P, mu, cov, regions, score, value, n_pairs):
+    """(region, mean, cov, value) of the n_pairs entries with the largest score (n, R')."""
     out = []
-    for flat in np.argsort(-score)[:n_pairs]:
-        n, j = np.unravel_index(flat, lm.shape)
+    for flat in np.argsort(-score.ravel())[:n_pairs]:
+        k, j = np.unravel_index(flat, score.shape)
         r = regions[j]
-        out.append((P[r], mu[n, r], cov[r], float(lc[n, j])))
+        out.append((P[r], mu[k, r], cov[r], float(value[k, j])))
     return out
+
+
+def _most_cancelling_pairs(widths, seed, n_pairs, n_points=300):
+    """(region, mean, cov, log_cancel) of the E-step pairs of a real partition whose signed
+    cone sum cancels most (m0 >= 1e-20, bounded regions): the raw cone sum's own
+    log_cancel, before the simplex-cubature fallback replaces it."""
+    P, mu, cov, regions, table, chol = _estep_bounded(widths, "relu", seed, n_points)
+    lm, _, _, lc = table._evaluate(mu[:, regions], chol, False)
+    score = np.where(lm >= math.log(1e-20), lc, -np.inf)
+    return _top_pairs(P, mu, cov, regions, score, lc, n_pairs)
 
 
 @pytest.mark.parametrize("S,widths,seed,n", [
@@ -220,33 +232,16 @@ def _thin_cone_pairs(widths, seed, n_pairs, n_points=60):
     """E-step pairs (S >= 3, bounded regions, m0 >= 1e-20) whose thinnest cone is most
     ill-conditioned relative to the distance (the estimate by which the fast path routes
     them to simplex cubature): (region, mean, cov, log amplification)."""
-    import fastpath
     from fastpath import _cones
-    from fastpath._cones import ConeTable
-    from verified_dgn import DGN
 
-    net = DGN.random(widths, activation="leaky_relu", seed=seed, noise_var=0.05)
-    P = fastpath.partition(net)
-    X, _ = net.sample(n_points, seed=seed + 1)
-    A, b = P.A_stack, P.b_stack
-    S = net.latent_dim
-    cov = np.linalg.inv(np.eye(S) + np.einsum("rdi,rdj->rij", A, A) / net.noise_var)
-    mu = np.einsum("rij,rdj,nrd->nri", cov, A, X[:, None, :] - b[None]) / net.noise_var
-    regions = [r for r in range(len(P)) if len(P[r].rays) == 0 and len(P[r].lines) == 0]
-    table = ConeTable.from_geometries(
-        [PolyhedronCones.from_region(P[r]).geometry for r in regions])
-    chol = np.linalg.cholesky(cov[regions])[None]
+    P, mu, cov, regions, table, chol = _estep_bounded(widths, "leaky_relu", seed, n_points)
     cost, far = table._cubature_cost(mu[:, regions], chol)
     ncones = np.diff(np.append(table.p_seg, table.n_pieces))
     amp = np.log(np.maximum(1.0, 0.5 * far * far)) - table._log_det_min(chol)
     routed = cost <= _cones._THIN_COST_FACTOR * _cones._NODES_PER_CONE * ncones[None, :]
     lm = table.evaluate(mu[:, regions], chol, moments=False)[0]
-    score = np.where(routed & (lm >= math.log(1e-20)), amp, -np.inf).ravel()
-    out = []
-    for flat in np.argsort(-score)[:n_pairs]:
-        k, j = np.unravel_index(flat, lm.shape)
-        out.append((P[regions[j]], mu[k, regions[j]], cov[regions[j]], float(amp[k, j])))
-    return out
+    score = np.where(routed & (lm >= math.log(1e-20)), amp, -np.inf)
+    return _top_pairs(P, mu, cov, regions, score, amp, n_pairs)
 
 
 @pytest.mark.skipif(not _orthant_available(3), reason="fastpath.orthant has no k = 3 kernel")

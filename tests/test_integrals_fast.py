@@ -906,6 +906,20 @@ def test_direction_toward_the_mean_limits_cancellation():
     assert np.median(lost) > math.log(1e15)
 
 
+def _break_last_gaussian(monkeypatch):
+    """Make ConeTable._evaluate report a complete cancellation (log_cancel nan, i.e. a sum
+    <= 0) for the last Gaussian, whatever the direction."""
+    orig = ConeTable._evaluate
+
+    def broken(self, mean, chol, moments, direction="nearest"):
+        lm, dm, C2, lc = orig(self, mean, chol, moments, direction)
+        lc = lc.copy()
+        lc[-1] = np.nan
+        return lm, dm, C2, lc
+
+    monkeypatch.setattr(ConeTable, "_evaluate", broken)
+
+
 def test_catastrophic_cancellation_fallback_is_nan_free(monkeypatch):
     """If both directions cancel completely (unbounded P: no cubature) the result is a
     flagged point-mass limit, not NaN."""
@@ -916,15 +930,7 @@ def test_catastrophic_cancellation_fallback_is_nan_free(monkeypatch):
     U = np.linalg.cholesky(cov)[None, None]
     mus = polyhedron_geometry(C, d).interior_point + np.array([[[0.0, 0.0]], [[40.0, 0.0]]])
     good = table.evaluate(mus, U)
-    orig = ConeTable._evaluate
-
-    def broken(self, mean, chol, moments, direction="nearest"):
-        lm, dm, C2, lc = orig(self, mean, chol, moments, direction)
-        lc = lc.copy()
-        lc[-1] = np.nan                      # the far Gaussian: "m0 <= 0" in both directions
-        return lm, dm, C2, lc
-
-    monkeypatch.setattr(ConeTable, "_evaluate", broken)
+    _break_last_gaussian(monkeypatch)       # the far Gaussian: "m0 <= 0" in both directions
     with pytest.warns(RuntimeWarning, match="cancellation"):
         lm, dm, C2, _ = table.evaluate(mus, U)
     assert np.all(np.isfinite(lm)) and np.all(np.isfinite(dm)) and np.all(np.isfinite(C2))
@@ -943,15 +949,7 @@ def test_complete_cancellation_of_a_bounded_polytope_goes_to_cubature(monkeypatc
     mus = polyhedron_geometry(C, d).interior_point + np.array([[[0.0, 0.0]], [[4.0, 0.0]]])
     good = table.evaluate(mus, U)
     assert np.all(good[3] < 3.0)                 # healthy: the cone sum was kept
-    orig = ConeTable._evaluate
-
-    def broken(self, mean, chol, moments, direction="nearest"):
-        lm, dm, C2, lc = orig(self, mean, chol, moments, direction)
-        lc = lc.copy()
-        lc[-1] = np.nan
-        return lm, dm, C2, lc
-
-    monkeypatch.setattr(ConeTable, "_evaluate", broken)
+    _break_last_gaussian(monkeypatch)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         lm, dm, C2, lc = table.evaluate(mus, U)
