@@ -301,9 +301,6 @@ class ConeTable:
     hi: NDArray[np.float64]         # (n,)
     # per polyhedron: the geometry when it is bounded (its cubature fallback), else None
     bounded: tuple[Any, ...] = ()
-    # triangulations of bounded polyhedra, by id of the geometry, built when first needed
-    # and shared by tables made with take()
-    tri_cache: dict[int, NDArray[np.float64]] = field(default_factory=dict, repr=False)
     # this table's own derived arrays (not shared by take())
     own_cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -381,8 +378,7 @@ class ConeTable:
             f_C=self.f_C[index], f_d=self.f_d[index], f_valid=self.f_valid[index],
             pairs=self.pairs[index], pair_valid=self.pair_valid[index],
             c_gen=self.c_gen[index], lo=self.lo[index], hi=self.hi[index],
-            bounded=tuple(self.bounded[i] for i in index) if self.bounded else (),
-            tri_cache=self.tri_cache)
+            bounded=tuple(self.bounded[i] for i in index) if self.bounded else ())
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, mean: NDArray[np.float64], chol: NDArray[np.float64], moments: bool = True,
@@ -657,13 +653,7 @@ class ConeTable:
     def _triangulation(self, j: int) -> NDArray[np.float64]:
         """Simplices (T, s+1, s) of bounded polyhedron j (empty when unbounded)."""
         g = self.bounded[j]
-        if g is None:
-            return np.zeros((0, self.dim + 1, self.dim))
-        t = self.tri_cache.get(id(g))
-        if t is None:
-            t = g.vertices[_simplex_cubature.fan_triangulation(g.vertices, g.active)]
-            self.tri_cache[id(g)] = t
-        return t
+        return np.zeros((0, self.dim + 1, self.dim)) if g is None else g.simplices
 
     def _point_mass(self, mean, chol, moments):
         """Fallback: log of the largest cone term times eps, mass at the nearest point."""

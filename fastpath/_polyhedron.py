@@ -22,6 +22,8 @@ y (dimension S' = S - dim lineality, S' <= 4):
    Each edge is followed to the first row it hits (its other endpoint) or found unbounded.
 5. Tangent cones of non-simple vertices are triangulated through a cross-section
    (S' = 3: fan over the angularly sorted generators; S' = 4: Delaunay of the cross-section).
+6. A bounded pointed part is triangulated, on first use, by recursive fans over its faces
+   (``PolyhedronGeometry.simplices``, :func:`fan_triangulation`).
 
 All tolerances are relative: a point x (relative to y0) satisfies row j "tightly" when
 |C_j x - d_j| <= ``_TOL`` * (r + |x|) with unit rows C_j. Points closer than that are merged,
@@ -30,6 +32,7 @@ which moves P by at most that much (a negligible change of every Gaussian integr
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass, field
 
@@ -141,8 +144,83 @@ class PolyhedronGeometry:
         """Every vertex is simple (its tangent cone is one simplicial cone)."""
         return self.n_pieces == len(self.vertices)
 
+    @functools.cached_property
+    def simplices(self) -> NDArray[np.float64]:
+        """Vertices (T, S'+1, S') of a triangulation of the pointed part when it is bounded
+        (no rays; :func:`fan_triangulation`), else shape (0, S'+1, S'). Built on first use
+        and kept (the simplex cubature of fastpath._simplex_cubature integrates over it)."""
+        s = self.dim
+        if self.empty or s == 0 or len(self.rays):
+            return np.zeros((0, s + 1, s))
+        return self.vertices[fan_triangulation(self.vertices, self.active)]
+
 
 # --------------------------------------------------------------------------- helpers
+
+def fan_triangulation(vertices: NDArray[np.float64], active: tuple[NDArray[np.intp], ...]
+                      ) -> NDArray[np.intp]:
+    """Triangulate a bounded, full-dimensional polytope from its vertices' active facets.
+
+    Recursive fan: a face F of dimension k is the union of the cones from its first vertex
+    v0 over its facets (faces of dimension k - 1) that do not contain v0. The facets of F
+    are the vertex sets {v in F : row j tight at v} of affine dimension k - 1.
+
+    Parameters
+    ----------
+    vertices : ndarray, shape (V, s)
+    active : tuple of V int arrays
+        Rows (facets of P) tight at each vertex.
+
+    Returns
+    -------
+    ndarray of int, shape (T, s + 1)
+        Vertex indices of the simplices (disjoint interiors, union = P).
+    """
+    V, s = vertices.shape
+    act = [frozenset(int(j) for j in a) for a in active]
+    rows = sorted(set().union(*act)) if act else []
+    scale = float(np.max(np.abs(vertices))) + 1.0
+
+    def affine_dim(idx: tuple[int, ...]) -> int:
+        if len(idx) <= 1:
+            return 0
+        D = vertices[list(idx[1:])] - vertices[idx[0]]
+        sv = np.linalg.svd(D, compute_uv=False)
+        return int(np.sum(sv > 1e-12 * scale))
+
+    def tri(face: tuple[int, ...], k: int, used: frozenset) -> list[tuple[int, ...]]:
+        if k == 0:
+            return [face[:1]]
+        if k == 1:
+            # an edge: its two extreme points along the edge (a face of dimension 1 has two
+            # vertices; the others, if any, would be merged by the geometry's clustering)
+            return [(face[0], face[-1])] if len(face) == 2 else [_edge_ends(vertices, face)]
+        v0 = face[0]
+        out: list[tuple[int, ...]] = []
+        seen: set[tuple[int, ...]] = set()
+        for j in rows:
+            if j in used:
+                continue
+            sub = tuple(v for v in face if j in act[v])
+            if len(sub) < k or v0 in sub or sub in seen:
+                continue
+            if affine_dim(sub) != k - 1:
+                continue
+            seen.add(sub)
+            out.extend((v0,) + t for t in tri(sub, k - 1, used | {j}))
+        return out
+
+    simp = tri(tuple(range(V)), s, frozenset())
+    return np.array(simp, dtype=np.intp).reshape(-1, s + 1)
+
+
+def _edge_ends(vertices: NDArray[np.float64], face: tuple[int, ...]) -> tuple[int, int]:
+    X = vertices[list(face)]
+    d = X[-1] - X[0]
+    t = X @ d
+    return face[int(np.argmin(t))], face[int(np.argmax(t))]
+
+
 def _empty_geometry(S: int, interior: NDArray[np.float64] | None = None) -> PolyhedronGeometry:
     z = np.zeros
     return PolyhedronGeometry(

@@ -13,7 +13,7 @@ Method (whitened coordinates, the Gaussian is N(0, I)):
 
 * A triangulation of the polytope by recursive fans over its faces (combinatorial, from the
   vertices' active facets: no floating-point hull, so thin polytopes are triangulated as
-  reliably as fat ones): :func:`fan_triangulation`.
+  reliably as fat ones): ``PolyhedronGeometry.simplices`` (:mod:`fastpath._polyhedron`).
 * Subdivision: a simplex with centre c and diameter D has log-density -|x|^2/2 within
   |c| D + D^2/2 of its value at c; simplices with that spread above ``_SPREAD`` are bisected
   at their longest edge (bounded work per polytope; simplices whose largest possible density
@@ -48,70 +48,6 @@ _BLOCK_NODES = 131072
 _DROP = 60.0
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
-
-
-def fan_triangulation(vertices: NDArray[np.float64], active: tuple[NDArray[np.intp], ...]
-                      ) -> NDArray[np.intp]:
-    """Triangulate a bounded, full-dimensional polytope from its vertices' active facets.
-
-    Recursive fan: a face F of dimension k is the union of the cones from its first vertex
-    v0 over its facets (faces of dimension k - 1) that do not contain v0. The facets of F
-    are the vertex sets {v in F : row j tight at v} of affine dimension k - 1.
-
-    Parameters
-    ----------
-    vertices : ndarray, shape (V, s)
-    active : tuple of V int arrays
-        Rows (facets of P) tight at each vertex.
-
-    Returns
-    -------
-    ndarray of int, shape (T, s + 1)
-        Vertex indices of the simplices (disjoint interiors, union = P).
-    """
-    V, s = vertices.shape
-    act = [frozenset(int(j) for j in a) for a in active]
-    rows = sorted(set().union(*act)) if act else []
-    scale = float(np.max(np.abs(vertices))) + 1.0
-
-    def affine_dim(idx: tuple[int, ...]) -> int:
-        if len(idx) <= 1:
-            return 0
-        D = vertices[list(idx[1:])] - vertices[idx[0]]
-        sv = np.linalg.svd(D, compute_uv=False)
-        return int(np.sum(sv > 1e-12 * scale))
-
-    def tri(face: tuple[int, ...], k: int, used: frozenset) -> list[tuple[int, ...]]:
-        if k == 0:
-            return [face[:1]]
-        if k == 1:
-            # an edge: its two extreme points along the edge (a face of dimension 1 has two
-            # vertices; the others, if any, would be merged by the geometry's clustering)
-            return [(face[0], face[-1])] if len(face) == 2 else [_edge_ends(vertices, face)]
-        v0 = face[0]
-        out: list[tuple[int, ...]] = []
-        seen: set[tuple[int, ...]] = set()
-        for j in rows:
-            if j in used:
-                continue
-            sub = tuple(v for v in face if j in act[v])
-            if len(sub) < k or v0 in sub or sub in seen:
-                continue
-            if affine_dim(sub) != k - 1:
-                continue
-            seen.add(sub)
-            out.extend((v0,) + t for t in tri(sub, k - 1, used | {j}))
-        return out
-
-    simp = tri(tuple(range(V)), s, frozenset())
-    return np.array(simp, dtype=np.intp).reshape(-1, s + 1)
-
-
-def _edge_ends(vertices: NDArray[np.float64], face: tuple[int, ...]) -> tuple[int, int]:
-    X = vertices[list(face)]
-    d = X[-1] - X[0]
-    t = X @ d
-    return face[int(np.argmin(t))], face[int(np.argmax(t))]
 
 
 @functools.cache
@@ -165,33 +101,43 @@ def _centres(X: NDArray[np.float64]) -> NDArray[np.float64]:
     return c / X.shape[1]
 
 
+@functools.cache
+def _edge_pairs(s: int) -> NDArray[np.intp]:
+    """Vertex index pairs (s(s+1)/2, 2) of the edges of an s-simplex."""
+    return np.array(list(itertools.combinations(range(s + 1), 2)))
+
+
+def _size(X: NDArray[np.float64]
+          ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.intp]]:
+    """|c| (distance of the centre from the origin), D (longest edge) and the index of that
+    edge in :func:`_edge_pairs`, for simplices X (K, s+1, s)."""
+    pairs = _edge_pairs(X.shape[-1])
+    E = X[:, pairs[:, 1]] - X[:, pairs[:, 0]]                                # (K, P, s)
+    L2 = np.sum(E * E, axis=-1)
+    e = np.argmax(L2, axis=1)
+    c = _centres(X)
+    return np.sqrt(np.sum(c * c, axis=-1)), np.sqrt(L2[np.arange(X.shape[0]), e]), e
+
+
 def _spread(X: NDArray[np.float64]) -> NDArray[np.float64]:
     """|c| D + D^2/2: bound of |log N(x) - log N(c)| over a simplex (K, s+1, s) with centre
     c and diameter D (longest edge)."""
-    s = X.shape[-1]
-    pairs = np.array(list(itertools.combinations(range(s + 1), 2)))
-    E = X[:, pairs[:, 1]] - X[:, pairs[:, 0]]
-    D = np.sqrt(np.max(np.sum(E * E, axis=-1), axis=1))
-    c = _centres(X)
-    return np.sqrt(np.sum(c * c, axis=-1)) * D + 0.5 * D * D
+    nc, D, _ = _size(X)
+    return nc * D + 0.5 * D * D
 
 
 def _subdivide(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
                max_simplices: int = _MAX_SIMPLICES
-               ) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.bool_]]:
+               ) -> tuple[NDArray[np.float64], NDArray[np.intp], NDArray[np.float64],
+                          NDArray[np.bool_]]:
     """Bisect simplices (K, s+1, s) until their log-density spread bound is <= _SPREAD,
-    at most ``max_simplices`` per owner; also returns which owners got there (n_owner,)."""
-    s = X.shape[-1]
-    pairs = np.array(list(itertools.combinations(range(s + 1), 2)))
-    done_X, done_o = [], []
+    at most ``max_simplices`` per owner. Returns the simplices, their owners, their spreads
+    and which owners got there (n_owner,)."""
+    pairs = _edge_pairs(X.shape[-1])
+    done_X, done_o, done_sp = [], [], []
     resolved = np.ones(n_owner, dtype=bool)
     while X.shape[0]:
-        c = _centres(X)
-        E = X[:, pairs[:, 1]] - X[:, pairs[:, 0]]                            # (K, P, s)
-        L2 = np.sum(E * E, axis=-1)
-        e = np.argmax(L2, axis=1)
-        D = np.sqrt(L2[np.arange(X.shape[0]), e])
-        nc = np.sqrt(np.sum(c * c, axis=-1))
+        nc, D, e = _size(X)
         spread = nc * D + 0.5 * D * D
         # drop what cannot matter: the density bound over the simplex vs the best centre
         top = np.maximum(nc - D, 0.0)
@@ -205,6 +151,7 @@ def _subdivide(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
         fin = keep & ~split
         done_X.append(X[fin])
         done_o.append(owner[fin])
+        done_sp.append(spread[fin])
         if not np.any(split):
             break
         Xs, es, os_ = X[split], e[split], owner[split]
@@ -217,7 +164,8 @@ def _subdivide(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
         B[r, a] = mid
         X = np.concatenate([A, B])
         owner = np.concatenate([os_, os_])
-    return np.concatenate(done_X), np.concatenate(done_o), resolved
+    return (np.concatenate(done_X), np.concatenate(done_o), np.concatenate(done_sp),
+            resolved)
 
 
 def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
@@ -251,9 +199,8 @@ def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: in
         than stated in :func:`_rules`).
     """
     s = X.shape[-1]
-    X, owner, resolved = _subdivide(X, owner, n_owner, max_simplices)
+    X, owner, spread, resolved = _subdivide(X, owner, n_owner, max_simplices)
     K = X.shape[0]
-    spread = _spread(X)
     # per simplex: log of its mass (logW), and about its centre c the mean offset (mo)
     # and covariance (cw) of the density on it; combined per owner below
     logW = np.full(K, -np.inf)

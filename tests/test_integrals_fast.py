@@ -906,6 +906,17 @@ def test_direction_toward_the_mean_limits_cancellation():
     assert np.median(lost) > math.log(1e15)
 
 
+def _table_and_two_gaussians(bounded, far):
+    """A random 2-D polyhedron's ConeTable, two means (its interior point, and that point
+    moved by ``far`` along e1) (2, 1, 2) and one Cholesky factor (1, 1, 2, 2)."""
+    rng = np.random.default_rng(97)
+    C, d = random_polytope(rng, 2, bounded=bounded)
+    g = polyhedron_geometry(C, d)
+    U = np.linalg.cholesky(random_cov(rng, 2))[None, None]
+    mus = g.interior_point + np.array([[[0.0, 0.0]], [[far, 0.0]]])
+    return ConeTable.from_geometries([g]), mus, U
+
+
 def _break_last_gaussian(monkeypatch):
     """Make ConeTable._evaluate report a complete cancellation (log_cancel nan, i.e. a sum
     <= 0) for the last Gaussian, whatever the direction."""
@@ -923,12 +934,7 @@ def _break_last_gaussian(monkeypatch):
 def test_catastrophic_cancellation_fallback_is_nan_free(monkeypatch):
     """If both directions cancel completely (unbounded P: no cubature) the result is a
     flagged point-mass limit, not NaN."""
-    rng = np.random.default_rng(97)
-    C, d = random_polytope(rng, 2, bounded=False)
-    table = ConeTable.from_geometries([polyhedron_geometry(C, d)])
-    cov = random_cov(rng, 2)
-    U = np.linalg.cholesky(cov)[None, None]
-    mus = polyhedron_geometry(C, d).interior_point + np.array([[[0.0, 0.0]], [[40.0, 0.0]]])
+    table, mus, U = _table_and_two_gaussians(bounded=False, far=40.0)
     good = table.evaluate(mus, U)
     _break_last_gaussian(monkeypatch)       # the far Gaussian: "m0 <= 0" in both directions
     with pytest.warns(RuntimeWarning, match="cancellation"):
@@ -941,12 +947,7 @@ def test_catastrophic_cancellation_fallback_is_nan_free(monkeypatch):
 def test_complete_cancellation_of_a_bounded_polytope_goes_to_cubature(monkeypatch):
     """A bounded P whose cone sum cancelled completely is recomputed by simplex cubature:
     the same values as the healthy cone sum (to 1e-13), no warning, log_cancel 0."""
-    rng = np.random.default_rng(97)
-    C, d = random_polytope(rng, 2, bounded=True)
-    table = ConeTable.from_geometries([polyhedron_geometry(C, d)])
-    cov = random_cov(rng, 2)
-    U = np.linalg.cholesky(cov)[None, None]
-    mus = polyhedron_geometry(C, d).interior_point + np.array([[[0.0, 0.0]], [[4.0, 0.0]]])
+    table, mus, U = _table_and_two_gaussians(bounded=True, far=4.0)
     good = table.evaluate(mus, U)
     assert np.all(good[3] < 3.0)                 # healthy: the cone sum was kept
     _break_last_gaussian(monkeypatch)

@@ -56,8 +56,7 @@ def test_fan_triangulation_tiles_real_regions(S, widths):
         g = PolyhedronCones.from_region(reg).geometry
         if not g.bounded:
             continue
-        T = sc.fan_triangulation(g.vertices, g.active)
-        X = g.vertices[T]                                        # (T, S+1, S)
+        X = g.simplices                                          # (T, S+1, S)
         vol = np.abs(np.linalg.det(X[:, 1:] - X[:, :1])).sum() / math.factorial(S)
         hull = ConvexHull(g.vertices).volume
         assert abs(vol / hull - 1) <= 1e-10
