@@ -106,8 +106,14 @@ def _homogeneous_pieces(vertices: np.ndarray, rays: np.ndarray) -> list[np.ndarr
     """Delaunay pieces of the homogenised cone: generator index sets (vertices, then rays)."""
     S = vertices.shape[1]
     G = np.vstack([np.c_[vertices, np.ones(len(vertices))], np.c_[rays, np.zeros(len(rays))]])
+    def proper(simps):
+        # qhull can return flat simplices (zero volume, e.g. coplanar vertices of a facet
+        # with more than S of them): they carry no mass and have no facet normals
+        return [np.asarray(s) for s in simps
+                if abs(np.linalg.det(G[s])) > 1e-12 * np.prod(np.linalg.norm(G[s], axis=1))]
+
     if len(rays) == 0:
-        return [np.asarray(s) for s in Delaunay(vertices).simplices]
+        return proper(Delaunay(vertices).simplices)
     # a functional (w, w0) positive on every generator: w.r > 0 on rays, w.v + w0 > 0
     w = rays.mean(axis=0)
     w /= np.linalg.norm(w)
@@ -119,12 +125,8 @@ def _homogeneous_pieces(vertices: np.ndarray, rays: np.ndarray) -> list[np.ndarr
     _, _, Vt = np.linalg.svd(ell[None, :])
     Y = X @ Vt[1:].T                                            # S-dim coordinates
     tri = Delaunay(Y)
-    out = []
-    for simp in tri.simplices:
-        if abs(np.linalg.det(G[simp])) > 1e-12 * np.prod(np.linalg.norm(G[simp], axis=1)):
-            out.append(np.asarray(simp))
     assert S + 1 == tri.simplices.shape[1]
-    return out
+    return proper(tri.simplices)
 
 
 class PaperMethod:
