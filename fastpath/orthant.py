@@ -46,8 +46,8 @@ single-scale and is integrated by 40-point Gauss-Legendre on the window where it
 e^{-40} of its maximum (mode by safeguarded Newton, window ends by Newton on the level set).
 This path costs ~60 log_ndtr per element; the Plackett rule with 48 or 64 nodes still
 resolves the knee down to q = 0.03, and in the variable v of u = 2 sqrt(q) sinh v, which
-stretches the knee to width 1, with 32-48 nodes down to q = 1e-9 (_Q_TIERS), at a half to a
-third of that cost, so only q < 1e-9 comes here.
+stretches the knee to width 1, with 32-48 nodes down to q = 1e-7 (_Q_TIERS), at a half to a
+third of that cost, so only q < 1e-7 comes here.
 Before both, such elements are offered to Owen's
 T form (:func:`_log_bvn_owen`, scipy.special.owens_t, ~10x cheaper), which is kept only
 where it is accurate: |h|, |k| < 3.3 and at most a factor 16 of cancellation among its
@@ -108,13 +108,15 @@ _T_WINDOW = 37.5
 _Q_FAST = 0.3
 _Q_24 = 0.6
 #: q < _Q_FAST elements that Owen's T declines: (q bound, nodes, in v = asinh(u / 2 sqrt q))
-#: Plackett's rule for q >= the bound; the conditioning integral below q = 1e-9. Measured
+#: Plackett's rule for q >= the bound; the conditioning integral below q = 1e-7. Measured
 #: against the conditioning kernel (benchmarks/bvn_small_q.py, 2e5 random and 4e5 E-step
 #: elements): <= 0.14 (u rules) and <= 0.21 (v rules) of the 1e-13 tolerance; the next
 #: smaller rules fail it by 2.8x (v, 32 nodes on [1e-3, 1e-2)) to 560x. The v rules are
 #: 1.2-2x faster than the u rule with 96 nodes and the conditioning integral they replace.
-_Q_TIERS = ((0.1, 48, False), (0.03, 64, False), (0.01, 32, True), (1e-3, 40, True),
-            (1e-9, 48, True))
+#: u48 replaces u64 on [0.03, 0.1) (0.13-0.14 of the tolerance there, 1.5x cheaper). The
+#: v48 rule stops at 1e-7: below it fails the tolerance by up to 5x (q in [1e-9, 1e-8),
+#: 1.2e5 random elements; 0.76 on [1e-8, 1e-7), 0.14 on [1e-7, 1e-5)).
+_Q_TIERS = ((0.03, 48, False), (0.01, 32, True), (1e-3, 40, True), (1e-7, 48, True))
 #: Owen's T path (k = 2, q < _Q_FAST): |h|, |k| below this, cancellation at most this
 _OWEN_HMAX = 3.3
 _OWEN_RATIO = 16.0
@@ -325,7 +327,7 @@ def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
         rest = slow[~ok]
         if rest.size:
             # the Plackett rule with more nodes (in u, then in v) still resolves the knee
-            # down to q = 1e-9
+            # down to q = 1e-7
             qr = q[oth[rest]]
             cond = np.ones(rest.size, dtype=bool)
             for qmin, nodes, sinh in _Q_TIERS:
@@ -405,7 +407,7 @@ def _bvn_pieces_sinh(a: NDArray[np.float64], b: NDArray[np.float64], sx: NDArray
     For small q, g(u) has a knee of width sqrt(q) at u = 0 that the rule in u resolves only
     with many nodes; in v, g(u) du = sech(v - v0) dv / 2 (v0 = log(sx / sqrt(q))), smooth
     on the scale 1, and e^{-(u^2 - a^2)} = e^{-(u - a)(u + a)} with u - a written without
-    cancellation. 32 / 40 / 48 nodes resolve it down to q = 1e-2 / 1e-3 / 1e-9
+    cancellation. 32 / 40 / 48 nodes resolve it down to q = 1e-2 / 1e-3 / 1e-7
     (``_Q_TIERS``; benchmarks/bvn_small_q.py).
     """
     out = np.empty(a.shape)
@@ -622,15 +624,19 @@ def _log_bvn_owen(h: NDArray[np.float64], k: NDArray[np.float64], rho: NDArray[n
     elements (thin cones near the mean), the rest cancel too much.
     """
     s = np.sqrt((1.0 - rho) * (1.0 + rho))
+    ok = (np.abs(h) < _OWEN_HMAX) & (np.abs(k) < _OWEN_HMAX) & (h != 0) & (k != 0) & (s > 1e-8)
+    out = np.zeros(h.shape)
+    # Owen's T costs ~100 ns an element: evaluated only where it can be accepted
+    i = np.flatnonzero(ok)
+    h, k, s, rho = h[i], k[i], s[i], rho[i]
     sg = np.sign(rho)
     om = 1.0 - np.abs(rho)
-    ok = (np.abs(h) < _OWEN_HMAX) & (np.abs(k) < _OWEN_HMAX) & (h != 0) & (k != 0) & (s > 1e-8)
-    h, k, s, sg, om = (np.where(ok, v, 1.0) for v in (h, k, s, sg, om))
     # k - rho h as (k - sgn(rho) h) + sgn(rho) (1 - |rho|) h: no cancellation where |rho| ~ 1
     # and k ~ sgn(rho) h
     ah = ((k - sg * h) + sg * om * h) / (h * s)
     ak = ((h - sg * k) + sg * om * k) / (k * s)
-    ok &= _owens_t_accurate(h, ah) & _owens_t_accurate(k, ak)
+    acc = _owens_t_accurate(h, ah) & _owens_t_accurate(k, ak)
+    i, h, k, ah, ak = i[acc], h[acc], k[acc], ah[acc], ak[acc]
     th_ = sc.owens_t(h, ah)
     tk_ = sc.owens_t(k, ak)
     opp = h * k < 0
@@ -638,9 +644,11 @@ def _log_bvn_owen(h: NDArray[np.float64], k: NDArray[np.float64], rho: NDArray[n
     tk = np.where(opp & (k > 0), -0.5 * sc.ndtr(-k), 0.5 * sc.ndtr(k))
     P = th + tk - th_ - tk_
     mag = np.abs(th) + np.abs(tk) + np.abs(th_) + np.abs(tk_)
-    ok &= P * _OWEN_RATIO > mag
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.log(np.where(ok, P, 1.0)), ok
+    good = P * _OWEN_RATIO > mag
+    ok[:] = False
+    ok[i[good]] = True
+    out[i[good]] = np.log(P[good])
+    return out, ok
 
 
 def _log_bvn_cond(h: NDArray[np.float64], k: NDArray[np.float64],

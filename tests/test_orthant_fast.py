@@ -366,7 +366,7 @@ def test_bvn_plackett_tiers_against_conditioning_kernel(tier):
     assert np.all(err <= tol), (h[worst], k[worst], rho[worst], got[worst], ref[worst])
 
 
-@pytest.mark.parametrize("qs", ["_Q_FAST", "_Q_24", 0.1, 0.03, 0.01, 1e-3, 1e-9])
+@pytest.mark.parametrize("qs", ["_Q_FAST", "_Q_24", 0.03, 0.01, 1e-3, 1e-7])
 def test_bvn_fast_path_boundary(qs):
     # elements on both sides of a switch of rule (q = |h^2 - k^2|/8) are continuous
     h = np.linspace(3.0, 30.0, 200)
