@@ -44,7 +44,7 @@ whose log-integrand is concave with curvature >= 1. Where z >= 8.5, Phi(z) = 1 t
 that part is a closed form (a difference of normal cdfs); on the rest the integrand is
 single-scale and is integrated by 40-point Gauss-Legendre on the window where it is within
 e^{-40} of its maximum (mode by safeguarded Newton, window ends by Newton on the level set).
-This path costs ~60 log_ndtr per element; the Plackett rule with 48 or 64 nodes still
+This path costs ~60 log_ndtr per element; the Plackett rule with 48 nodes still
 resolves the knee down to q = 0.03, and in the variable v of u = 2 sqrt(q) sinh v, which
 stretches the knee to width 1, with 32-48 nodes down to q = 1e-7 (_Q_TIERS), at a half to a
 third of that cost, so only q < 1e-7 comes here.
