@@ -76,7 +76,8 @@ def main() -> None:
     k = np.sign(rng.normal(size=n)) * h + rng.normal(size=n) * np.exp(rng.uniform(-10, 1, n))
     rho = np.tanh(rng.uniform(-9, 9, n))
     sets = {"random": (h, k, rho), "E-step": estep_elements()}
-    bands = ((0.1, 0.3), (0.03, 0.1), (0.01, 0.03), (1e-3, 1e-2), (1e-5, 1e-3), (1e-7, 1e-5), (1e-9, 1e-7))
+    bands = ((0.1, 0.3), (0.03, 0.1), (0.01, 0.03), (1e-3, 1e-2), (1e-5, 1e-3), (1e-7, 1e-5),
+             (1e-9, 1e-7))
     for name, (h, k, rho) in sets.items():
         q = np.abs(h - k) * np.abs(h + k) / 8
         print(f"== {name} elements")

@@ -645,10 +645,11 @@ def _log_bvn_owen(h: NDArray[np.float64], k: NDArray[np.float64], rho: NDArray[n
     P = th + tk - th_ - tk_
     mag = np.abs(th) + np.abs(tk) + np.abs(th_) + np.abs(tk_)
     good = P * _OWEN_RATIO > mag
-    ok[:] = False
-    ok[i[good]] = True
-    out[i[good]] = np.log(P[good])
-    return out, ok
+    i = i[good]
+    out[i] = np.log(P[good])
+    accepted = np.zeros(out.shape, dtype=bool)
+    accepted[i] = True
+    return out, accepted
 
 
 def _log_bvn_cond(h: NDArray[np.float64], k: NDArray[np.float64],
