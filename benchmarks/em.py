@@ -35,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
-from fastpath.data import noisy_circle
+from dgn_core.data import noisy_circle
 from fastpath.em import ConvergenceWarning, _blas_limit, fit_em, log_likelihood_gradient
 from verified_dgn import DGN
 

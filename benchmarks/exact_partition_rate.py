@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import cdd
 import cdd.gmp
 
+from dgn_core.regions import region_inequalities
 from verified_dgn import DGN, partition
-from verified_dgn.regions import region_inequalities
 
 
 def naive_step(net: DGN, signs: tuple[int, ...]) -> set[int]:

@@ -36,7 +36,7 @@ if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
 import fastpath
-from verified_dgn.model import DGN
+from dgn_core.model import DGN
 
 __all__ = [
     "MethodRun",
@@ -383,7 +383,7 @@ def _color(label: str, i: int) -> Any:
 def plot_nll(runs: Sequence[MethodRun], gmm_rows: Sequence[dict[str, Any]], path: Path,
              title: str) -> Path:
     """Fig. 4 style: exact NLL (train solid, held-out dashed) vs updates and vs wall-clock."""
-    from fastpath.plotting import plt, save_figure
+    from dgn_tools.plotting import plt, save_figure
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, r in enumerate(runs):
         c = _color(r.label, i)
@@ -417,7 +417,7 @@ def plot_nll(runs: Sequence[MethodRun], gmm_rows: Sequence[dict[str, Any]], path
 
 def plot_kl(runs: Sequence[MethodRun], path: Path, title: str) -> Path:
     """Fig. 5 style: exact KL(q(z|x) || p(z|x)) of each VAE during training."""
-    from fastpath.plotting import plt, save_figure
+    from dgn_tools.plotting import plt, save_figure
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, r in enumerate(runs):
         if r.method != "VAE":
@@ -440,7 +440,7 @@ def plot_kl(runs: Sequence[MethodRun], path: Path, title: str) -> Path:
 def plot_curves(net0: DGN, runs: Sequence[MethodRun], X: np.ndarray, path: Path, title: str,
                 z_range: float = 3.0, equal_aspect: bool = True) -> Path:
     """Learned manifolds g(z), z in [-z_range, z_range] (S = 1, D = 2), over the data."""
-    from fastpath.plotting import plt, save_figure
+    from dgn_tools.plotting import plt, save_figure
     z = np.linspace(-z_range, z_range, 2001)[:, None]
     n = len(runs) + 1
     fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4))

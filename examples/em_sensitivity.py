@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
-from fastpath.data import cosine, noisy_circle
+from dgn_core.data import cosine, noisy_circle
 from fastpath.em import ConvergenceWarning
 from verified_dgn import DGN
 

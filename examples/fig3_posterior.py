@@ -35,9 +35,9 @@ if str(_ROOT) not in sys.path:  # running as `python examples/fig3_posterior.py`
 
 import mpmath
 
-from fastpath.cli import example_posterior_net, posterior_figure
-from fastpath.plotting import save_figure
-from verified_dgn.model import DGN
+from dgn_core.model import DGN
+from dgn_tools.cli import example_posterior_net, posterior_figure
+from dgn_tools.plotting import save_figure
 
 
 def folded_point(net: DGN, seed: int = 0) -> np.ndarray:

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C
 
-from fastpath.data import noisy_circle
+from dgn_core.data import noisy_circle
+from dgn_core.model import DGN
 from fastpath.vae import PAPER_LEARNING_RATES
-from verified_dgn.model import DGN
 
 NAME = "fig4_5_circle"
 

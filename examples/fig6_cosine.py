@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C
 
-from fastpath.data import cosine
+from dgn_core.data import cosine
+from dgn_core.model import DGN
 from fastpath.vae import PAPER_LEARNING_RATES
-from verified_dgn.model import DGN
 
 NAME = "fig6_cosine"
 

@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _common as C
 
-from fastpath.data import DataError, digits, read_idx
+from dgn_core.data import DataError, digits, read_idx
+from dgn_core.model import DGN
 from fastpath.vae import PAPER_LEARNING_RATES
-from verified_dgn.model import DGN
 
 NAME = "fig7_digits"
 
@@ -63,7 +63,7 @@ def load_mnist(images: str, labels: str | None, digit: int, n_max: int | None,
 def plot_manifold(net0: DGN, runs: list, X: np.ndarray, path: Path, title: str) -> Path:
     from scipy.special import ndtri
 
-    from fastpath.plotting import plt, save_figure
+    from dgn_tools.plotting import plt, save_figure
     side = round(np.sqrt(X.shape[1]))
     shape = (side, side) if side * side == X.shape[1] else (1, X.shape[1])
     z = ndtri((np.arange(10) + 0.5) / 10)[:, None]

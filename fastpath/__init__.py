@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from verified_dgn.model import DGN, ModelFileError
-from verified_dgn.regions import Partition, Region, RegionLimitError
+from dgn_core.model import DGN, ModelFileError
+from dgn_core.regions import Partition, Region, RegionLimitError
 
 __version__ = "0.1.0"
 

@@ -52,8 +52,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.linalg import qr
 
-from verified_dgn.model import DGN
-from verified_dgn.regions import RegionLimitError
+from dgn_core.model import DGN
+from dgn_core.regions import RegionLimitError
 
 #: relative tolerance of the side tests (see the module docstring)
 RTOL = 1e-10

@@ -21,7 +21,7 @@ which the Gaussian is N(0, I):
 * Flip decisions are made once per edge (c.u_e with a canonical edge direction u_e) and
   shared by both endpoints of the edge, so they are consistent whatever the rounding.
 * A cone with unit whitened rows a_q (a_q . x <= h_q) has correlation R = A A^T. Its Tallis
-  moments (Tallis 1961; DESIGN 2.4) in standardised form are
+  moments (Tallis 1961; docs/DESIGN.md §2.4) in standardised form are
       f_q  = phi(h_q) Phi_{S-1}(conditional on x.a_q = h_q),
       f_qs = phi_2(h_q, h_s; R_qs) Phi_{S-2}(conditional on both),
       int x N = -A^T f,   int x x^T N = P I + A^T M A,
@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -305,7 +306,7 @@ class ConeTable:
     own_cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def from_geometries(cls, geoms: Sequence[PolyhedronGeometry]) -> "ConeTable":
+    def from_geometries(cls, geoms: Sequence[PolyhedronGeometry]) -> ConeTable:
         if not geoms:
             raise ValueError("no polyhedra")
         s = geoms[0].dim
@@ -361,7 +362,7 @@ class ConeTable:
     def n_pieces(self) -> int:
         return int(self.p_owner.shape[0])
 
-    def take(self, index: NDArray[np.intp]) -> "ConeTable":
+    def take(self, index: NDArray[np.intp]) -> ConeTable:
         """The table of polyhedra ``index`` (repeats allowed): one polyhedron per (point,
         region) pair turns a sparse list of pairs into a dense evaluation with N = 1."""
         index = np.asarray(index, dtype=np.intp)

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
+from dgn_core.exceptions import GeometryError
+
 __all__ = ["PolyhedronGeometry", "polyhedron_geometry", "GeometryError"]
 
 #: relative tolerance of tightness / coincidence of points (see module docstring)
@@ -49,10 +51,6 @@ _EMPTY_TOL = 1e-12
 _RANK_TOL = 1e-12
 #: |det| of unit rows below which an S'-subset of rows is treated as singular (no vertex)
 _DET_TOL = 1e-14
-
-
-class GeometryError(RuntimeError):
-    """The float vertex enumeration met a polyhedron too degenerate to resolve in float64."""
 
 
 @dataclass(frozen=True, eq=False)

@@ -47,7 +47,7 @@ Computation (everything in log space):
   E-step generator :func:`_estep_chunks` and :func:`estep_statistics` never materialise
   (N, R, S, S).
 
-Public functions validate their inputs (:func:`fastpath.data.check_data` for X); private
+Public functions validate their inputs (:func:`dgn_core.data.check_data` for X); private
 kernels (leading underscore) assume valid input.
 """
 
@@ -66,10 +66,10 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import optimize
 from scipy.special import log_ndtr, logsumexp, ndtri_exp
 
-from verified_dgn.model import DGN
-from verified_dgn.regions import Partition
+from dgn_core.data import DataError, check_data
+from dgn_core.model import DGN
+from dgn_core.regions import Partition
 
-from .data import DataError, check_data
 from .integrals import ConeBatch, PolyhedronCones
 
 __all__ = [
@@ -638,7 +638,7 @@ def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
 
     Raises
     ------
-    fastpath.data.DataError
+    dgn_core.data.DataError
         X of the wrong width, empty, or with NaN / infinite values.
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
@@ -917,7 +917,7 @@ def map_latent(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
       ``F(z) = ||(x - g(z)) / s||^2 + z^T Sigma_z^-1 z``, i.e. of -2 log p(x|z) p(z).
       On region w this is min ||(x - A_w z - b_w)/s||^2 + z^T Sigma_z^-1 z subject to
       C_w z <= d_w, strictly convex; the answer is the best region's minimiser. For a model
-      with Sigma_x = I this is DESIGN 2.6's z*(x) = argmin ||x - g(z)||^2 + z^T Sigma_z^-1 z.
+      with Sigma_x = I this is docs/DESIGN.md §2.6's z*(x) = argmin ||x - g(z)||^2 + z^T Sigma_z^-1 z.
     * ``prior="flat"``: the minimiser of ``f(z) = ||(x - g(z)) / s||^2`` (no prior term);
       for isotropic noise GLO's latent argmin ||x - g(z)||^2 (Prop. 3). When the minimiser is
       not unique (x on the generator's image with several preimages, rank-deficient A_w),

@@ -17,7 +17,7 @@ One iteration of :func:`fit_em` (a "sweep")
    reported in :attr:`EMResult.ecm_rejected`.
 2. **Inner layers**, one at a time from layer L-1 down to layer 1 (coordinate ascent with a
    fresh E-step before each layer). Moving W^l moves the partition, so the closed-form
-   maximiser of the frozen-activation surrogate (the Kronecker system of DESIGN 2.5) is not
+   maximiser of the frozen-activation surrogate (the Kronecker system of docs/DESIGN.md §2.5) is not
    an EM step. It is used as a search direction: theta(t) = theta + t (theta_cf - theta),
    t = t0, t0/2, t0/4, ... (``max_halvings`` halvings) until the exact objective
    (log p(X) + log prior, recomputed with a new partition of theta(t)) does not decrease;
@@ -30,7 +30,7 @@ Hence the history of the exact objective is non-decreasing by construction: inne
 steps are accepted only when the computed objective does not decrease, and ECM steps only
 when it does not decrease beyond rounding. With no weight prior the objective is log p(X).
 
-M-step formulas (DESIGN 2.5). On region w, with the input of layer l affine in z,
+M-step formulas (docs/DESIGN.md §2.5). On region w, with the input of layer l affine in z,
 a^{l-1}(z) = P_w z + p_w (P = I, p = 0 for l = 1), h~ = [a^{l-1}; 1], and the output
 g(z) = F_w (W^l a^{l-1} + v^l) + c_w (F = I, c = 0 for l = L)::
 
@@ -98,10 +98,20 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import linalg as sla
 
-from verified_dgn.model import DGN, atomic_write_npz
-from verified_dgn.regions import Partition, RegionLimitError
-
-from .data import check_data
+from dgn_core.data import check_data
+from dgn_core.exceptions import ConvergenceWarning, RegionLimitError
+from dgn_core.io import atomic_write_npz
+from dgn_core.model import DGN
+from dgn_core.priors import (
+    BoxPrior,
+    GaussianPrior,
+    LaplacePrior,
+    Prior,
+    check_prior,
+    log_prior,
+    parse_prior,
+)
+from dgn_core.regions import Partition
 
 __all__ = [
     "ECM_RTOL",
@@ -114,6 +124,7 @@ __all__ = [
     "em_step",
     "fit_em",
     "log_likelihood_gradient",
+    "parse_prior",
 ]
 
 Arr = NDArray[np.float64]
@@ -129,89 +140,6 @@ _RANK_RTOL = 1e-13
 _CHECKPOINT_FORMAT = "fastpath.EMCheckpoint"
 _CHECKPOINT_VERSION = 1
 _UPDATES = ("layers", "last", "noise")
-
-
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the convergence criterion was met."""
-
-
-# =========================================================================== priors
-@dataclass(frozen=True)
-class GaussianPrior:
-    """Independent N(0, var) prior on every weight (ridge; closed-form M-step).
-
-    log p(W) = sum_ij [-W_ij^2 / (2 var) - log(2 pi var) / 2].
-    """
-
-    var: float
-
-    def __post_init__(self) -> None:
-        _positive("GaussianPrior var", self.var)
-
-    def log_density(self, weights: Sequence[Arr]) -> float:
-        n = sum(W.size for W in weights)
-        ss = sum(float(np.sum(W * W)) for W in weights)
-        return -0.5 * ss / self.var - 0.5 * n * math.log(2.0 * math.pi * self.var)
-
-    def describe(self) -> str:
-        return f"gaussian:{self.var:g}"
-
-
-@dataclass(frozen=True)
-class LaplacePrior:
-    """Independent Laplace(0, scale) prior on every weight (L1; M-step as a convex QP).
-
-    log p(W) = sum_ij [-|W_ij| / scale - log(2 scale)].
-    """
-
-    scale: float
-
-    def __post_init__(self) -> None:
-        _positive("LaplacePrior scale", self.scale)
-
-    def log_density(self, weights: Sequence[Arr]) -> float:
-        n = sum(W.size for W in weights)
-        s1 = sum(float(np.sum(np.abs(W))) for W in weights)
-        return -s1 / self.scale - n * math.log(2.0 * self.scale)
-
-    def describe(self) -> str:
-        return f"laplace:{self.scale:g}"
-
-
-@dataclass(frozen=True)
-class BoxPrior:
-    """Independent uniform prior on [-bound, bound] for every weight (clipping; convex QP).
-
-    log p(W) = -n log(2 bound) inside the box, -inf outside.
-    """
-
-    bound: float
-
-    def __post_init__(self) -> None:
-        _positive("BoxPrior bound", self.bound)
-
-    def log_density(self, weights: Sequence[Arr]) -> float:
-        n = sum(W.size for W in weights)
-        if any(np.any(np.abs(W) > self.bound) for W in weights):
-            return -math.inf
-        return -n * math.log(2.0 * self.bound)
-
-    def describe(self) -> str:
-        return f"box:{self.bound:g}"
-
-
-Prior = GaussianPrior | LaplacePrior | BoxPrior
-
-
-def _positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    if not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
-
-
-def _log_prior(prior: Prior | None, net: DGN) -> float:
-    return 0.0 if prior is None else prior.log_density(net.weights)
 
 
 # =========================================================================== region maps
@@ -249,7 +177,7 @@ def _input_maps(net: DGN, slopes: Sequence[Arr], R: int) -> list[tuple[Arr, Arr]
 def _output_map(net: DGN, slopes: Sequence[Arr], l: int, R: int) -> tuple[Arr, Arr]:
     """The output as an affine map of layer l's pre-activation (l = 0..L-1, 0-based).
 
-    g(z) = F_w (W^l a^{l-1} + v^l) + c_w on region w (DESIGN 2.5: F^L = I, c^L = 0,
+    g(z) = F_w (W^l a^{l-1} + v^l) + c_w on region w (docs/DESIGN.md §2.5: F^L = I, c^L = 0,
     F^l = F^{l+1} W^{l+1} D^l_w, c^l = c^{l+1} + F^{l+1} v^{l+1}).
 
     Returns
@@ -776,13 +704,6 @@ def _check_update(update: Any) -> tuple[bool, bool, bool]:
     return layers, layers or "last" in items, "noise" in items
 
 
-def _check_prior(prior: Any) -> Prior | None:
-    if prior is None or isinstance(prior, (GaussianPrior, LaplacePrior, BoxPrior)):
-        return prior
-    raise TypeError("weight_prior must be None, GaussianPrior(var), LaplacePrior(scale) or "
-                    f"BoxPrior(bound), got {prior!r}")
-
-
 def _check_int(value: Any, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -794,21 +715,6 @@ def _check_nonneg(value: Any, name: str) -> float:
             math.isfinite(float(value)) and float(value) >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
-
-
-def parse_prior(text: str | None) -> Prior | None:
-    """``"none"``, ``"gaussian:VAR"``, ``"laplace:SCALE"`` or ``"box:BOUND"`` -> a prior."""
-    if text is None or text.strip().lower() in ("", "none"):
-        return None
-    kind, _, val = text.partition(":")
-    kinds = {"gaussian": GaussianPrior, "laplace": LaplacePrior, "box": BoxPrior}
-    if kind.strip().lower() not in kinds or not val:
-        raise ValueError(f"a prior is none, gaussian:VAR, laplace:SCALE or box:BOUND, got {text!r}")
-    try:
-        num = float(val)
-    except ValueError:
-        raise ValueError(f"the prior's parameter must be a number, got {val!r}") from None
-    return kinds[kind.strip().lower()](num)
 
 
 # =========================================================================== checkpoints
@@ -982,7 +888,7 @@ def fit_em(
         Step halvings tried per inner layer before keeping its weights.
     max_regions : int, default 100000
         Partition size limit; a trial step with more regions is rejected (the initial model
-        raises :class:`~verified_dgn.regions.RegionLimitError`).
+        raises :class:`~dgn_core.regions.RegionLimitError`).
     seed : int, default 0
         Recorded in the result and the checkpoint. EM itself draws no random numbers (the
         E-step moments are exact integrals), so a run is reproducible bit for bit from
@@ -1020,7 +926,7 @@ def fit_em(
     TypeError, ValueError
         Bad arguments, data of the wrong width or with NaN / infinite values, initial noise
         below the floor, initial weights outside a box prior, an incompatible checkpoint.
-    verified_dgn.regions.RegionLimitError
+    dgn_core.regions.RegionLimitError
         The initial model has more than ``max_regions`` regions.
     """
     if not isinstance(net, DGN):
@@ -1061,7 +967,7 @@ def _fit_em(net: DGN, X: ArrayLike, *, max_iter: int, tol: float, update: Iterab
         noise = "isotropic" if net.isotropic_noise else "diagonal"
     if noise not in ("isotropic", "diagonal"):
         raise ValueError(f"noise must be 'isotropic' or 'diagonal', got {noise!r}")
-    prior = _check_prior(weight_prior)
+    prior = check_prior(weight_prior)
     floor = _check_nonneg(noise_floor, "noise_floor")
     ridge = _check_nonneg(ridge, "ridge")
     max_halvings = _check_int(max_halvings, "max_halvings", 0)
@@ -1116,7 +1022,7 @@ def _fit_em(net: DGN, X: ArrayLike, *, max_iter: int, tol: float, update: Iterab
     st = _estep(model, X, P)
     if not state.log_likelihood:
         state.log_likelihood.append(st.log_likelihood)
-        state.objective.append(st.log_likelihood + _log_prior(prior, model))
+        state.objective.append(st.log_likelihood + log_prior(prior, model.weights))
     obj = state.objective[-1]
     stopped = False
 
@@ -1140,7 +1046,7 @@ def _fit_em(net: DGN, X: ArrayLike, *, max_iter: int, tol: float, update: Iterab
                                     floor=floor)
                 if cand != model:
                     st_c = _estep(cand, X, P)
-                    obj_c = st_c.log_likelihood + _log_prior(prior, cand)
+                    obj_c = st_c.log_likelihood + log_prior(prior, cand.weights)
                     ecm_gain = obj_c - obj
                     if obj_c >= obj - ECM_RTOL * (abs(obj) + N):
                         model, st, obj = cand, st_c, obj_c
@@ -1168,7 +1074,7 @@ def _fit_em(net: DGN, X: ArrayLike, *, max_iter: int, tol: float, update: Iterab
                     for k in range(max_halvings + 1):
                         trial = _with_layer(model, l, Wt0 + t * d)
                         obj_t, st_t = -math.inf, None
-                        lp = _log_prior(prior, trial)
+                        lp = log_prior(prior, trial.weights)
                         if math.isfinite(lp):
                             try:
                                 P_t = _partition(trial, max_regions)
@@ -1190,7 +1096,7 @@ def _fit_em(net: DGN, X: ArrayLike, *, max_iter: int, tol: float, update: Iterab
                             break
                         t *= 0.5
             # ---- bookkeeping (the state after a completed iteration)
-            ll = float(obj - _log_prior(prior, model))
+            ll = float(obj - log_prior(prior, model.weights))
             prev = state.objective[-1]
             seconds = time.perf_counter() - t_it
             state.model, state.pnet, state.t_next = model, pnet, t_next
@@ -1251,7 +1157,7 @@ def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_co
 
     * the last layer by its exact ECM update, then the noise given the new last layer (exact
       ECM, clipped at ``noise_floor``), then Sigma_z with ``update_prior_cov``;
-    * for every inner layer l, the closed-form target of DESIGN 2.5's Kronecker system with
+    * for every inner layer l, the closed-form target of docs/DESIGN.md §2.5's Kronecker system with
       all other parameters at theta (the full step t = 1 that :func:`fit_em` backtracks).
 
     Parameters
@@ -1285,7 +1191,7 @@ def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_co
         noise = "isotropic" if net.isotropic_noise else "diagonal"
     if noise not in ("isotropic", "diagonal"):
         raise ValueError(f"noise must be 'isotropic' or 'diagonal', got {noise!r}")
-    prior = _check_prior(weight_prior)
+    prior = check_prior(weight_prior)
     floor = _check_nonneg(noise_floor, "noise_floor")
     ridge = _check_nonneg(ridge, "ridge")
     P = partition if partition is not None else _partition(net, 100_000)
@@ -1313,7 +1219,7 @@ def log_likelihood_gradient(net: DGN, X: ArrayLike, *, partition: Partition | No
     the posterior moments are exact; on region w, log p(x | z) is a quadratic in the
     parameters of every layer with the activation pattern frozen (it is constant near almost
     every z), so the gradient is that of the frozen-activation Q function at theta:
-    r - M vec([W^l, v^l]) for layer l (DESIGN 2.5), and for the noise
+    r - M vec([W^l, v^l]) for layer l (docs/DESIGN.md §2.5), and for the noise
     d/d sigma_d^2 = -N / (2 sigma_d^2) + sum_n E[(x_n - g(z))_d^2 | x_n] / (2 sigma_d^4).
 
     Parameters

@@ -40,7 +40,8 @@ limit.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -234,13 +235,13 @@ class PolyhedronCones:
                        if (not g.empty and g.dim >= 1) else None)
 
     @classmethod
-    def from_halfspaces(cls, C: ArrayLike, d: ArrayLike) -> "PolyhedronCones":
+    def from_halfspaces(cls, C: ArrayLike, d: ArrayLike) -> PolyhedronCones:
         """Decomposition of {z : C z <= d}; C (m, S), d (m,). Redundant rows are fine."""
         C, d = _check_halfspaces(C, d)
         return cls(polyhedron_geometry(C, d))
 
     @classmethod
-    def from_region(cls, region: Any) -> "PolyhedronCones":
+    def from_region(cls, region: Any) -> PolyhedronCones:
         """Decomposition of a partition region (its non-redundant facets and interior point)."""
         C, d = _check_halfspaces(np.asarray(region.C, dtype=np.float64),
                                  np.asarray(region.d, dtype=np.float64))
@@ -381,7 +382,7 @@ class ConeBatch:
             self._groups.append((np.asarray(idx, dtype=np.intp), geoms, table))
 
     @classmethod
-    def from_partition(cls, partition: Sequence[Any]) -> "ConeBatch":
+    def from_partition(cls, partition: Sequence[Any]) -> ConeBatch:
         """Batch of all regions of a partition (``PolyhedronCones.from_region`` for each)."""
         return cls([PolyhedronCones.from_region(r) for r in partition])
 

@@ -43,10 +43,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from verified_dgn.model import DGN
-from verified_dgn.regions import Partition, region_affine_map
+from dgn_core.data import check_data
+from dgn_core.model import DGN
+from dgn_core.regions import Partition, region_affine_map
 
-from .data import check_data
 from .distributions import _check_chunk_size, _check_net, _check_partition, _check_prune
 from .integrals import ConeBatch
 
@@ -276,7 +276,7 @@ def kl_to_posterior(net: DGN, X: ArrayLike, q_mean: ArrayLike, q_cov: ArrayLike,
 
     Raises
     ------
-    fastpath.data.DataError
+    dgn_core.data.DataError
         X of the wrong width, empty, or with NaN / infinite values.
     ValueError
         q_mean / q_cov of the wrong shape, non-finite, not symmetric, not positive

@@ -2,7 +2,7 @@
 
 These kernels are the numerical core of the fast path: the E-step, the marginal p(x) and the
 posterior reduce to Gaussian integrals on polyhedra, which :mod:`fastpath.integrals` reduces
-to orthant probabilities of dimension k <= 4 (DESIGN 2.4). Every value is computed in log
+to orthant probabilities of dimension k <= 4 (docs/DESIGN.md §2.4). Every value is computed in log
 space with *relative* accuracy, down to log P of -1e4 and below: no routine here forms P and
 then takes its log in a tail.
 

@@ -21,8 +21,8 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order
 
-from verified_dgn.model import DGN
-from verified_dgn.regions import Partition, Region
+from dgn_core.model import DGN
+from dgn_core.regions import Partition, Region
 
 from . import _arrangement
 from ._arrangement import _ONE, Arrangement, _ragged_arange, next_layer_maps, subdivide
@@ -40,7 +40,7 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
         Any depth (0 to many hidden layers), latent dimension S >= 1 (S = 1 to 4 are
         tested), activation relu, leaky_relu or abs.
     max_regions : int, default 100_000
-        Stop with :class:`~verified_dgn.regions.RegionLimitError` as soon as more regions
+        Stop with :class:`~dgn_core.regions.RegionLimitError` as soon as more regions
         than this are certain to exist (checked after every hidden unit, so memory stays
         bounded by about twice the limit).
     start : array_like, shape (S,), optional
@@ -159,7 +159,7 @@ def _whole_space(net: DGN) -> Region:
 def layer_maps_batch(net: DGN, signs: NDArray[np.int8]
                      ) -> tuple[NDArray[np.float64], NDArray[np.float64],
                                 NDArray[np.float64], NDArray[np.float64]]:
-    """Batched :func:`verified_dgn.regions.layer_maps` over the rows of ``signs``.
+    """Batched :func:`dgn_core.regions.layer_maps` over the rows of ``signs``.
 
     Returns
     -------

@@ -21,9 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from verified_dgn.model import DGN
-
-from .data import check_data
+from dgn_core.data import check_data
+from dgn_core.model import DGN
 
 __all__ = ["SelectionTable", "anomaly_scores", "select_widths"]
 

@@ -1,4 +1,4 @@
-"""Conversion between a :class:`~verified_dgn.model.DGN` and a PyTorch ``nn.Sequential``.
+"""Conversion between a :class:`~dgn_core.model.DGN` and a PyTorch ``nn.Sequential``.
 
 A DGN's generator g(z) = W^L a(W^{L-1} ... a(W^1 z + v^1) ... ) + v^L is exactly an
 ``nn.Sequential`` of ``nn.Linear`` layers with one kind of piecewise-affine activation
@@ -28,14 +28,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from verified_dgn.model import DGN
+from dgn_core.exceptions import TorchConversionError
+from dgn_core.model import DGN
 
 # ``Abs`` (a torch module) is created on first access, see __getattr__
 __all__ = ["TorchConversionError", "from_torch", "to_torch"]
-
-
-class TorchConversionError(ValueError):
-    """A torch module that is not a DGN generator (unsupported layer, mixed activations...)."""
 
 
 def _torch() -> Any:

@@ -45,10 +45,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from verified_dgn.model import DGN
-from verified_dgn.regions import RegionLimitError
+from dgn_core.data import check_data
+from dgn_core.model import DGN
+from dgn_core.regions import RegionLimitError
 
-from .data import check_data
 from .torch_interop import _activation_module, _torch, from_torch, to_torch
 
 __all__ = ["HISTORY_FIELDS", "PAPER_LEARNING_RATES", "VAEResult", "train_vae"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
-from verified_dgn.checks import script_main
+from dgn_tools.checks import script_main
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ In the style of scipy.special's ``_mptestutils``: every comparison states its to
 the worst cases with their arguments. A reference given as a function is evaluated at ``dps``
 digits; with ``recheck`` the worst cases are evaluated again at ``dps + 15`` digits and the
 two reference values must agree to far better than the tolerance (a digit claim is only as
-good as the reference; DESIGN 2.4).
+good as the reference; docs/DESIGN.md §2.4).
 
 Tolerance convention: a case passes when ``|fast - ref| <= atol + rtol * |ref|``. For a
 quantity in log space (log P) ``atol`` is the relative accuracy of P and ``rtol`` covers the

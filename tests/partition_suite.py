@@ -9,7 +9,7 @@ regions between two hyperplanes that differ by rounding (see
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 

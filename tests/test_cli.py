@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastpath.cli import example_posterior_net, main, posterior_figure
+from dgn_tools.cli import example_posterior_net, main, posterior_figure
 from tests.conftest import needs_cdd
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -84,7 +84,7 @@ def test_fit_command_writes_the_run_folder(tmp_path):
     assert model.widths == (1, 8, 8, 2) and model.activation == "leaky_relu"
     assert model.slope == 0.1
     # the reported log-likelihood is the exact one of the saved model on the data
-    from fastpath.cli import load_fit_data
+    from dgn_tools.cli import load_fit_data
     X, _ = load_fit_data("circle", 200, 0)
     ll = float(np.sum(fastpath.log_marginal(model, X)))
     assert summary["log_likelihood"] == pytest.approx(ll, rel=1e-9)

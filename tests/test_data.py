@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from fastpath.data import DataError, check_data, cosine, digits, load_data, noisy_circle, read_idx
+from dgn_core.data import DataError, check_data, cosine, digits, load_data, noisy_circle, read_idx
 
 
 def test_noisy_circle_statistics():

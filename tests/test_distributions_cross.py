@@ -1,6 +1,6 @@
 """fastpath.distributions against the exact path (verified_dgn.log_marginal / posterior).
 
-Stated tolerances (DESIGN 2.3, the issue's checks), through tests/harness.py:
+Stated tolerances (docs/DESIGN.md §2.3, the issue's checks), through tests/harness.py:
 
 * log p(x): relative 1e-10 (``rtol=1e-10``; ``atol=1e-13`` only matters for |log p| < 1e-3,
   where a relative bound on log p is not meaningful: it is then p(x) to 1e-13 relative);

@@ -4,9 +4,9 @@ Independent references used here (none of them calls verified_dgn.distributions)
 
 * a net without hidden layers: p(x) = N(x; b, Sigma_x + A Sigma_z A^T) and the Gaussian
   posterior, evaluated with D x D mpmath matrices;
-* a slow loop over the regions with the D x D formulas of DESIGN 2.3 (no Woodbury, no
+* a slow loop over the regions with the D x D formulas of docs/DESIGN.md §2.3 (no Woodbury, no
   determinant lemma) and gaussian_moments for Phi_w;
-* the checks of verified_dgn.checks.distribution_checks (quadrature of p(x|z) p(z) between
+* the checks of dgn_tools.checks.distribution_checks (quadrature of p(x|z) p(z) between
   exactly swept kinks, closed-form interval probabilities, exact GLO latents), run here on
   small nets, plus mutation tests showing that they fail on a perturbed implementation.
 
@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 
 import verified_dgn
+from dgn_tools.checks import distribution_checks as dc
+from dgn_tools.checks import registry
 from tests.conftest import needs_cdd
 from verified_dgn import DGN
 from verified_dgn import distributions as dist
-from verified_dgn.checks import distribution_checks as dc
-from verified_dgn.checks import registry
 from verified_dgn.integrals import PrecisionError, gaussian_moments
 
 pytestmark = [needs_cdd, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -68,7 +68,7 @@ def _mp_matrix(a):
 
 
 def _direct_region(net, region, x):
-    """log kappa_w, mu_w, Sigma_w of DESIGN 2.3 with D x D mpmath matrices."""
+    """log kappa_w, mu_w, Sigma_w of docs/DESIGN.md §2.3 with D x D mpmath matrices."""
     A = _mp_matrix(region.A)
     b = _mp_matrix(np.asarray(region.b)[:, None])
     Sx = mpmath.diag([mpmath.mpf(float(v)) for v in net.noise_var_vector])

@@ -30,8 +30,8 @@ from scipy.linalg import solve_triangular
 from scipy.special import logsumexp, ndtr
 
 import fastpath
+from dgn_core.data import DataError, digits
 from fastpath import distributions as fd
-from fastpath.data import DataError
 from fastpath.integrals import PolyhedronCones, log_gaussian_mass
 from verified_dgn import DGN
 
@@ -64,7 +64,7 @@ def net_lines() -> DGN:
 
 def digit_like(n: int) -> np.ndarray:
     """sklearn's 8x8 digits upsampled to 28x28 (3x3 blocks, 2-pixel border): (n, 784)."""
-    X = fastpath.data.digits()[:n]
+    X = digits()[:n]
     out = np.zeros((n, 28, 28))
     for i, x in enumerate(X):
         out[i, 2:26, 2:26] = np.kron(x.reshape(8, 8), np.ones((3, 3)))

@@ -12,7 +12,7 @@ What is checked, and against what:
   recorded per-iteration ECM gains) and the result's history is the exact log p(X) of the
   returned model (recomputed with fastpath.log_marginal, 1e-9 relative: the same kernel).
 * The vectorised M-step kernels against slow loops over points and regions written from
-  DESIGN 2.5's formulas with per-point posterior moments (np.kron in DESIGN's column-major
+  docs/DESIGN.md §2.5's formulas with per-point posterior moments (np.kron in DESIGN's column-major
   form), 1e-10 relative.
 * The Fisher-identity gradient against central finite differences of the exact
   log-likelihood (h = 1e-6: FD error ~ h^2 f''' + eps f / h ~ 1e-9 relative; tolerance 1e-6).
@@ -30,8 +30,8 @@ import numpy as np
 import pytest
 
 import fastpath
+from dgn_core.data import DataError, noisy_circle
 from fastpath import em as E
-from fastpath.data import DataError, noisy_circle
 from verified_dgn import DGN
 
 
@@ -161,9 +161,9 @@ def test_noise_update_closed_form():
 # --------------------------------------------------------------------------- loop oracles
 def _loop_statistics(net: DGN, X: np.ndarray, l: int):
     """Slow loop version of _layer_moments + _inner_system for layer l (0-based), from the
-    per-point posterior moments and the per-region maps of verified_dgn.regions.layer_maps
+    per-point posterior moments and the per-region maps of dgn_core.regions.layer_maps
     (an independent implementation of the maps), in DESIGN's column-major Kronecker form."""
-    from verified_dgn.regions import layer_maps
+    from dgn_core.regions import layer_maps
 
     P = fastpath.partition(net)
     post = fastpath.posterior(net, X, partition=P, prune=None)
@@ -204,7 +204,7 @@ def _loop_statistics(net: DGN, X: np.ndarray, l: int):
             T += np.outer(X[n] - c, eta)
             Xh += np.outer(X[n], eta)
         Kw = F.T @ np.diag(inv) @ F
-        M += np.kron(Hw, Kw)                     # column-major vec (DESIGN 2.5)
+        M += np.kron(Hw, Kw)                     # column-major vec (docs/DESIGN.md §2.5)
         rhs += F.T @ np.diag(inv) @ T
         Hsum += Hw
     # to the row-major vec used by fastpath.em: index i*K + a <-> column-major a*Dl + i
@@ -238,7 +238,7 @@ def test_inner_system_against_loop(widths, act, l):
 
 
 def test_last_layer_and_noise_against_loop():
-    # DESIGN 2.5 literally: Wt = [sum x E[h~]^T][sum E[h~ h~^T]]^-1; S_n with A_w, b_w
+    # docs/DESIGN.md §2.5 literally: Wt = [sum x E[h~]^T][sum E[h~ h~^T]]^-1; S_n with A_w, b_w
     net = DGN.random((1, 5, 4, 2), activation="leaky_relu", slope=0.1, seed=8, noise_var=0.08)
     X = _data(net, 30, seed=3)
     L = net.n_layers
@@ -246,7 +246,7 @@ def test_last_layer_and_noise_against_loop():
     Wt = Xh @ np.linalg.inv(Hh)
     new, _ = E.em_step(net, X, partition=P)
     assert np.allclose(np.column_stack([new.weights[-1], new.biases[-1]]), Wt, rtol=1e-9, atol=1e-10)
-    from verified_dgn.regions import region_affine_map
+    from dgn_core.regions import region_affine_map
 
     tot = 0.0
     for w in range(len(P)):

@@ -1,7 +1,7 @@
 """fastpath's EM step against the exact oracle verified_dgn.em_step, and the EM checks.
 
 The oracle: exact partition (rationals), exact posterior moments (mpmath, dps = 20) and the
-M-step formulas of DESIGN 2.5 written out in mpmath (column-major Kronecker form, noise
+M-step formulas of docs/DESIGN.md §2.5 written out in mpmath (column-major Kronecker form, noise
 from the per-point S_n). The fast path: float64 posterior statistics and vectorised
 kernels. Tolerances (relative to the largest entry of each quantity):
 
@@ -126,7 +126,7 @@ def test_exact_em_step_is_a_monotone_step():
 
 
 def test_mstep_check_passes_quick():
-    from verified_dgn.checks import registry
+    from dgn_tools.checks import registry
 
     res = registry()["M-step"][1](quick=True)
     assert res.passed, str(res)
@@ -136,7 +136,7 @@ def test_mstep_check_passes_quick():
 def test_mstep_check_detects_a_wrong_closed_form(monkeypatch):
     # a check that cannot fail is no check: perturb the oracle's last layer by 1e-4
     import verified_dgn.em as vem
-    from verified_dgn.checks import em_checks
+    from dgn_tools.checks import em_checks
 
     real = vem.em_step
 
@@ -153,7 +153,7 @@ def test_mstep_check_detects_a_wrong_closed_form(monkeypatch):
 
 
 def test_em_monotone_check_quick():
-    from verified_dgn.checks import registry
+    from dgn_tools.checks import registry
 
     net = DGN.random((1, 6, 6, 2), activation="leaky_relu", slope=0.1, seed=0, noise_var=0.1)
     res = registry()["EM monotonicity"][1](net=net, max_iter=5)

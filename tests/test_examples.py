@@ -77,7 +77,7 @@ def test_fig4_5_circle(tmp_path):
     mod = _load("fig4_5_circle_em_vs_vae")
     res = mod.main(["--out", str(tmp_path), "--n-train", "40", "--n-test", "30",
                     "--widths", "4,4", *TINY])
-    from fastpath.data import noisy_circle
+    from dgn_core.data import noisy_circle
     X = noisy_circle(40, noise_std=0.05, seed=0)
     Xt = noisy_circle(30, noise_std=0.05, seed=10_000)
     _check_common(res, X, Xt, ["fig4_nll.png", "fig5_kl.png", "manifolds.png"])
@@ -87,7 +87,7 @@ def test_fig6_cosine(tmp_path):
     mod = _load("fig6_cosine")
     res = mod.main(["--out", str(tmp_path), "--n-train", "40", "--n-test", "30",
                     "--widths", "4,4", "--noise-std", "0.05", *TINY])
-    from fastpath.data import cosine
+    from dgn_core.data import cosine
     X = cosine(40, noise_std=0.05, seed=0)
     Xt = cosine(30, noise_std=0.05, seed=10_000)
     _check_common(res, X, Xt, ["fig6_manifolds.png", "nll.png", "kl.png"])
@@ -99,7 +99,7 @@ def test_fig7_digits_and_mnist_idx(tmp_path):
     mod = _load("fig7_digits")
     res = mod.main(["--out", str(tmp_path / "digits"), "--n-max", "40", "--widths", "3,4",
                     *TINY])
-    from fastpath.data import digits
+    from dgn_core.data import digits
     sys.path.insert(0, str(EXAMPLES))
     import _common
     X, Xt = _common.split(digits(4)[:40], 0.2, 0)
@@ -119,7 +119,7 @@ def test_fig7_digits_and_mnist_idx(tmp_path):
                     str(tmp_path / "img-idx3-ubyte.gz"), "--mnist-labels",
                     str(tmp_path / "lab-idx1-ubyte"), "--widths", "2,3", "--no-plots", *TINY])
     assert res["runs"][0].model.data_dim == 100
-    from fastpath.data import DataError
+    from dgn_core.data import DataError
     with pytest.raises(DataError, match="no image of digit 9"):
         mod.load_mnist(str(tmp_path / "img-idx3-ubyte.gz"), str(tmp_path / "lab-idx1-ubyte"),
                        9, None, 0)

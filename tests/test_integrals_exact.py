@@ -23,15 +23,22 @@ import pytest
 from scipy.spatial import Delaunay
 from scipy.stats import multivariate_normal
 
+from dgn_tools.checks import registry
+from dgn_tools.checks.integral_checks import _truncnorm_moments, barycentric_volume
 from verified_dgn import gaussian_moments
-from verified_dgn.checks import registry
-from verified_dgn.checks.integral_checks import _truncnorm_moments, barycentric_volume
 from verified_dgn.geometry import exact_polyhedron
-from verified_dgn.integrals import (PrecisionError, log_gaussian_mass, moment_discrepancy,
-                                    signed_orthant_terms)
+from verified_dgn.integrals import (
+    PrecisionError,
+    log_gaussian_mass,
+    moment_discrepancy,
+    signed_orthant_terms,
+)
 from verified_dgn.orthant import orthant_probability
-from verified_dgn.triangulation import (cone_facets_bruteforce, triangulate_polyhedron,
-                                        triangulate_vrep)
+from verified_dgn.triangulation import (
+    cone_facets_bruteforce,
+    triangulate_polyhedron,
+    triangulate_vrep,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -25,11 +25,15 @@ import mpmath
 import numpy as np
 import pytest
 
-from fastpath import integrals as fi
 from fastpath._cones import ConeTable, _condition_on, _orthant_terms
 from fastpath._polyhedron import polyhedron_geometry
-from fastpath.integrals import (ConeBatch, PolyhedronCones, gaussian_moments, log_gaussian_mass,
-                                truncated_normal_moments)
+from fastpath.integrals import (
+    ConeBatch,
+    PolyhedronCones,
+    gaussian_moments,
+    log_gaussian_mass,
+    truncated_normal_moments,
+)
 
 
 # --------------------------------------------------------------------------- availability

@@ -20,11 +20,11 @@ from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
 import fastpath
-from fastpath.data import DataError
+from dgn_core.data import DataError
+from dgn_core.model import DGN
+from dgn_core.regions import Partition
 from fastpath.distributions import log_posterior_density
 from fastpath.integrals import truncated_normal_moments
-from verified_dgn.model import DGN
-from verified_dgn.regions import Partition
 
 # --------------------------------------------------------------------------- helpers
 _GL_T, _GL_W = np.polynomial.legendre.leggauss(24)

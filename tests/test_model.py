@@ -10,8 +10,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from dgn_core.regions import layer_maps, region_inequalities
 from verified_dgn import DGN, ModelFileError
-from verified_dgn.regions import layer_maps, region_inequalities
 
 
 def small_net(**kw):

@@ -22,8 +22,13 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from verified_dgn.orthant import (_phi4, _phi4_conditioning, log_orthant_probability,
-                                  orthant_moments, orthant_probability)
+from verified_dgn.orthant import (
+    _phi4,
+    _phi4_conditioning,
+    log_orthant_probability,
+    orthant_moments,
+    orthant_probability,
+)
 
 mp = mpmath.mp
 

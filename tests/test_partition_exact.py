@@ -22,9 +22,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from dgn_core.regions import layer_maps, region_inequalities
 from tests.conftest import needs_cdd
 from verified_dgn import DGN, Partition, RegionLimitError
-from verified_dgn.regions import layer_maps, region_inequalities
 
 pytestmark = needs_cdd
 
@@ -37,7 +37,7 @@ def _partition(net, **kw):
 
 
 def _nets():
-    from verified_dgn.checks.partition_checks import degenerate_net
+    from dgn_tools.checks.partition_checks import degenerate_net
     return {
         "relu-S1": DGN.random((1, 8, 8, 1), seed=11),
         "abs-S1-depth3": DGN.random((1, 6, 6, 6, 1), activation="abs", seed=12),
@@ -105,7 +105,7 @@ def test_region_fields_are_exact_and_consistent(name):
 
 @pytest.mark.parametrize("name", NET_NAMES)
 def test_interior_point_pattern_and_locate(name):
-    from verified_dgn.checks.partition_checks import ExactForward
+    from dgn_tools.checks.partition_checks import ExactForward
 
     P = cached(name)
     fwd = ExactForward(P.net)
@@ -254,7 +254,7 @@ def test_nearly_parallel_hyperplanes_give_thin_regions():
     same = parallel and all(a * F(2, 5) == b for a, b in zip(Wq[1] + [vq[1]], Wq[0] + [vq[0]]))
     assert not same  # float rounding of 2.5 * x: checked, not assumed
     P = _partition(net)
-    from verified_dgn.checks.partition_checks import check_tiling
+    from dgn_tools.checks.partition_checks import check_tiling
     assert check_tiling(partition=P).passed
     # 4 distinct lines, otherwise in general position: 11 cells, 10 if two are parallel
     assert len(P) == (10 if parallel else 11)
@@ -283,7 +283,7 @@ def _sweep_1d(net):
     affine; its zeros inside the interval are new candidate breakpoints. Adjacent intervals
     with equal patterns are merged. Returns the interior breakpoints and the patterns.
     """
-    from verified_dgn.checks.partition_checks import ExactForward
+    from dgn_tools.checks.partition_checks import ExactForward
 
     fwd = ExactForward(net)
     bps: list[F] = []
@@ -344,7 +344,7 @@ def test_s1_exact_sweep_finds_the_same_regions(widths, act):
 def _dense_sampling_check(P, Z):
     """Every sampled pattern is a region; every point is in exactly one region's interior or
     on the boundary of >= 2 closed regions. Decisions exact; float patterns only index."""
-    from verified_dgn.checks.partition_checks import ExactForward
+    from dgn_tools.checks.partition_checks import ExactForward
 
     fwd = ExactForward(P.net)
     index = {r.signs: i for i, r in enumerate(P)}
@@ -421,7 +421,7 @@ def test_dense_sampling_slow(widths, act, seed):
 @pytest.mark.parametrize("name", ["relu-S1", "abs-S2", "leaky-S2", "relu-S3", "biasfree-abs-S2",
                                   "width1-abs-S3", "degenerate-leaky"])
 def test_lemma_checks_pass(name):
-    from verified_dgn.checks.partition_checks import (
+    from dgn_tools.checks.partition_checks import (
         check_affine_maps,
         check_corollary1,
         check_lemma3,
@@ -436,7 +436,7 @@ def test_lemma_checks_pass(name):
 
 
 def test_checks_registered_and_run_on_a_given_net():
-    from verified_dgn.checks import registry, run_checks
+    from dgn_tools.checks import registry, run_checks
 
     names = ["Lemma 3", "Corollary 1", "Affine maps", "Tiling"]
     assert set(names) <= set(registry())
@@ -447,7 +447,7 @@ def test_checks_registered_and_run_on_a_given_net():
 
 @pytest.mark.slow
 def test_checks_builtin_suite_quick():
-    from verified_dgn.checks import run_checks
+    from dgn_tools.checks import run_checks
 
     for res in run_checks(["Lemma 3", "Corollary 1", "Affine maps", "Tiling"], quick=True):
         assert res.passed, str(res)
@@ -470,7 +470,7 @@ def _naive_forward(net, z):
 
 @pytest.mark.parametrize("act", ["relu", "leaky_relu", "abs"])
 def test_exact_forward_oracle_equals_naive_loop(act):
-    from verified_dgn.checks.partition_checks import ExactForward
+    from dgn_tools.checks.partition_checks import ExactForward
 
     net = DGN.random((3, 5, 4, 4, 2), activation=act, seed=90)
     fwd = ExactForward(net)
@@ -492,7 +492,7 @@ def _mutated(P, i, **changes):
 
 
 def test_checks_fail_on_corrupted_partitions():
-    from verified_dgn.checks.partition_checks import (
+    from dgn_tools.checks.partition_checks import (
         check_affine_maps,
         check_corollary1,
         check_lemma3,
@@ -580,7 +580,7 @@ def test_lazy_public_name():
     ((1, 32, 32, 32, 1), "leaky_relu", "torch", 86),
 ])
 def test_lemma_checks_slow_nets(widths, act, init, seed):
-    from verified_dgn.checks.partition_checks import (
+    from dgn_tools.checks.partition_checks import (
         check_affine_maps,
         check_corollary1,
         check_lemma3,

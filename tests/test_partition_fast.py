@@ -28,9 +28,9 @@ import pytest
 from scipy.optimize import linprog
 
 import fastpath
+from dgn_core.regions import layer_maps, normalize_rows, region_inequalities
 from tests.partition_suite import QUICK_NAMES, degenerate_net, get_net
 from verified_dgn import DGN, Partition, RegionLimitError
-from verified_dgn.regions import layer_maps, normalize_rows, region_inequalities
 
 LP_TOL = 1e-7
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from verified_dgn.checks import _REGISTRY, CheckResult, script_main
+from dgn_tools.checks import _REGISTRY, CheckResult, script_main
 
 SCRIPTS = sorted((Path(__file__).resolve().parents[1] / "proofs_checks").glob("*.py"))
 

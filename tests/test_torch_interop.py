@@ -7,8 +7,8 @@ import pickle
 import numpy as np
 import pytest
 
+from dgn_core.model import DGN
 from tests.conftest import needs_torch
-from verified_dgn.model import DGN
 
 pytestmark = needs_torch
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import fastpath
-from fastpath.data import noisy_circle
+from dgn_core.data import noisy_circle
+from dgn_core.model import DGN
 from tests.conftest import needs_torch
-from verified_dgn.model import DGN
 
 pytestmark = needs_torch
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .model import ACTIVATIONS, DGN, ModelFileError
-from .regions import Partition, Region, RegionLimitError
+from dgn_core.model import ACTIVATIONS, DGN, ModelFileError
+from dgn_core.regions import Partition, Region, RegionLimitError
 
 __version__ = "0.1.0"
 

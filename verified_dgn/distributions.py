@@ -68,9 +68,10 @@ import mpmath
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dgn_core.model import DGN
+from dgn_core.regions import Partition
+
 from .integrals import PrecisionError, gaussian_moments, log_gaussian_mass
-from .model import DGN
-from .regions import Partition
 
 __all__ = ["ExactPosterior", "PrecisionError", "log_marginal", "posterior", "posterior_discrepancy"]
 

@@ -6,7 +6,7 @@ a^{l-1} = P_w z + p_w of every layer's input and g = F_w (W^l a^{l-1} + v^l) + c
 output) is computed in exact rational arithmetic from the sign patterns; the sums over
 points and regions and the linear solves are done in mpmath at ``dps + 10`` digits, with
 DESIGN.md 2.5's formulas written out literally (column-major ``vec`` and ``np.kron``-style
-Kronecker products, the noise from the per-point matrices S_n of DESIGN 2.5), so that the
+Kronecker products, the noise from the per-point matrices S_n of docs/DESIGN.md §2.5), so that the
 oracle shares no arithmetic with the fast path's vectorised kernels.
 
 What one step computes, from the E-step at theta = ``net`` (the semantics of
@@ -38,9 +38,11 @@ import mpmath
 import numpy as np
 from numpy.typing import ArrayLike
 
+from dgn_core.model import DGN
+from dgn_core.priors import GaussianPrior, check_prior
+from dgn_core.regions import Partition
+
 from .distributions import _check_dps, _check_net, _check_partition, _check_points
-from .model import DGN
-from .regions import Partition
 
 __all__ = ["DEFAULT_RIDGE", "em_step"]
 
@@ -192,8 +194,8 @@ def em_step(net: DGN, X: ArrayLike, dps: int = 30, *, noise: str | None = None,
     noise : {"isotropic", "diagonal"}, optional
         Default: the net's noise model.
     update_prior_cov : bool
-    weight_prior : fastpath.em.GaussianPrior or None
-        Any object with a ``var`` attribute (a Gaussian prior); Laplace and box priors raise
+    weight_prior : dgn_core.priors.GaussianPrior or None
+        A Gaussian weight prior; Laplace and box priors raise
         NotImplementedError (no closed form).
     noise_floor : float
     ridge : float
@@ -226,7 +228,8 @@ def em_step(net: DGN, X: ArrayLike, dps: int = 30, *, noise: str | None = None,
         raise ValueError(f"noise must be 'isotropic' or 'diagonal', got {noise!r}")
     var = None
     if weight_prior is not None:
-        if not hasattr(weight_prior, "var"):
+        weight_prior = check_prior(weight_prior)
+        if not isinstance(weight_prior, GaussianPrior):
             raise NotImplementedError(
                 f"{type(weight_prior).__name__} has no closed-form M-step (the fast path solves "
                 "a convex QP); the exact oracle covers no prior or a Gaussian prior")
@@ -251,7 +254,7 @@ def em_step(net: DGN, X: ArrayLike, dps: int = 30, *, noise: str | None = None,
         maps = [_region_maps(net, region.signs) for region in partition]
 
         # per-region sums over the points of eta = E[h~ 1_w | x], H = E[h~ h~^T 1_w | x] and
-        # x eta^T, for the input of every layer, written out per point (DESIGN 2.5)
+        # x eta^T, for the input of every layer, written out per point (docs/DESIGN.md §2.5)
         def layer_sums(l: int) -> tuple[list[Obj], list[Obj], list[Obj]]:
             Hs, Xetas, etas = [], [], []
             for w in range(R):
@@ -297,7 +300,7 @@ def em_step(net: DGN, X: ArrayLike, dps: int = 30, *, noise: str | None = None,
             # the maximiser closest to the old row (unique when A is nonsingular)
             Wt[d] = Wt_old[d] + _psd_solve(A, Xh[d] - A @ Wt_old[d])
 
-        # ---- noise given the new last layer: S_n of DESIGN 2.5 with A'_w, b'_w
+        # ---- noise given the new last layer: S_n of docs/DESIGN.md §2.5 with A'_w, b'_w
         Wn, vn = Wt[:, :-1], Wt[:, -1]
         diag = _zeros((D,))
         for w in range(R):
@@ -331,7 +334,7 @@ def em_step(net: DGN, X: ArrayLike, dps: int = 30, *, noise: str | None = None,
                         tot = tot + post.E2[n, w]
             prior_cov = tot / N
 
-        # ---- inner layers: the Kronecker systems, column-major as in DESIGN 2.5
+        # ---- inner layers: the Kronecker systems, column-major as in docs/DESIGN.md §2.5
         inner, systems = [], []
         for l in range(L - 1):
             Hs, Xetas, etas = layer_sums(l)

@@ -38,6 +38,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dgn_core.model import DGN
+from dgn_core.regions import Partition, Region, RegionLimitError, normalize_rows
+
 from .geometry import (
     _cdd_generators,
     _centroid_hom,
@@ -45,8 +48,6 @@ from .geometry import (
     _rank,
     to_fraction_array,
 )
-from .model import DGN
-from .regions import Partition, Region, RegionLimitError, normalize_rows
 
 __all__ = ["partition"]
 

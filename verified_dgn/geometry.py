@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .regions import normalize_rows
+from dgn_core.regions import normalize_rows
 
 __all__ = ["ExactPolyhedron", "exact_polyhedron", "to_fraction_array"]
 
@@ -261,7 +261,7 @@ class ExactPolyhedron:
     C : ndarray, shape (m, S)
     d : ndarray, shape (m,)
         The non-redundant facet inequalities, one row per facet, normalised so that
-        ``max_i |C_ji| = 1`` (:func:`verified_dgn.regions.normalize_rows`). For a set that
+        ``max_i |C_ji| = 1`` (:func:`dgn_core.regions.normalize_rows`). For a set that
         is not full-dimensional these are the facets relative to its affine hull
         (``eq_C z = eq_d``); the row given for such a facet is one of the input rows
         defining it, normalised.

@@ -1,4 +1,4 @@
-"""Gaussian integrals on polyhedra in high precision: the paper's method (DESIGN 2.4).
+"""Gaussian integrals on polyhedra in high precision: the paper's method (docs/DESIGN.md §2.4).
 
 For ``P = {z in R^S : C z <= d}`` (``S = 1..4``, bounded or not) and ``N(mean, cov)``:
 
@@ -55,16 +55,14 @@ import mpmath
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .orthant import (_GUARD, _MAX_DIGITS, _orthant_moments_acc, _wdps, to_mpf)
+from dgn_core.exceptions import PrecisionError
+
+from .orthant import _GUARD, _MAX_DIGITS, _orthant_moments_acc, _wdps, to_mpf
 from .triangulation import Row, triangulate_polyhedron
 
 __all__ = ["gaussian_moments", "log_gaussian_mass", "signed_orthant_terms", "PrecisionError"]
 
 _SMAX = 4
-
-
-class PrecisionError(ArithmeticError):
-    """A result did not reproduce to the claimed digits when recomputed at higher precision."""
 
 
 # --------------------------------------------------------------------------- validation

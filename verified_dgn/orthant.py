@@ -5,7 +5,7 @@ For ``Y ~ N(0, K)`` in ``R^k`` (``k = 0..4``) and an upper bound ``b``:
     orthant_probability(b, K) = P(Y <= b)
     orthant_moments(b, K)     = int_{y <= b} (1, y, y y^T) N(y; 0, K) dy
 
-Both are the building blocks of the exact Gaussian integrals on polyhedra (DESIGN 2.4,
+Both are the building blocks of the exact Gaussian integrals on polyhedra (docs/DESIGN.md §2.4,
 Lemma 4): every term of the inclusion-exclusion is such an orthant.
 
 Accuracy is *relative*: the values are used in log space by the marginal p(x) and reach
@@ -61,13 +61,16 @@ bound are then restored through the Gaussian regression on the constrained ones.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import mpmath
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
+
+from dgn_core.exceptions import QuadratureError
 
 __all__ = ["orthant_probability", "orthant_moments", "log_orthant_probability", "to_mpf"]
 
@@ -85,10 +88,6 @@ def _wdps(digits: int) -> int:
     """Working precision for a result of ``digits`` digits: guard digits, rounded up to a
     multiple of 8 so that cached quadrature nodes are shared between nearby requests."""
     return -(-(digits + _GUARD) // 8) * 8
-
-
-class QuadratureError(ArithmeticError):
-    """A one-dimensional quadrature did not reach the requested relative accuracy."""
 
 
 # --------------------------------------------------------------------------- conversions

@@ -1,4 +1,4 @@
-"""Exact rational triangulation of pointed polyhedra (DESIGN 2.4, paper eq. 9 and Lemma 4).
+"""Exact rational triangulation of pointed polyhedra (docs/DESIGN.md §2.4, paper eq. 9 and Lemma 4).
 
 A pointed polyhedron ``P = conv(V) + cone(R)`` in ``R^S`` is triangulated through its
 homogenisation, the pointed cone ``K = cone{(v, 1) : v in V} + cone{(r, 0) : r in R}`` in
@@ -43,16 +43,17 @@ Gaussian. For a bounded simplex this is the paper's identity
 "half-space form" also holds for pieces with ideal vertices (``cap_j H_j^c`` is empty), but
 there its terms with all finite rows are not orthants (their normals are dependent), so
 the integrals use the complement form. Both are checked as exact identities of indicator
-functions in :mod:`verified_dgn.checks.integral_checks`.
+functions in :mod:`dgn_tools.checks.integral_checks`.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from math import gcd
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray

@@ -45,8 +45,9 @@ import mpmath
 import numpy as np
 from numpy.typing import NDArray
 
-from ..model import DGN
-from ..regions import Partition
+from dgn_core.model import DGN
+from dgn_core.regions import Partition
+
 from . import CheckResult, digits_from_residual, register
 
 __all__ = [
@@ -586,8 +587,8 @@ def check_theorem1(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
     both |I - 1| and the difference of the two orders (measured convergence on the
     built-in net: 1e-7, 1e-9, 6e-12, 4e-14 at orders 12, 16, 20, 24).
     """
-    from ..distributions import log_marginal
-    from ..exact_partition import partition
+    from verified_dgn.distributions import log_marginal
+    from verified_dgn.exact_partition import partition
 
     n_points = n_points if n_points is not None else (1 if quick else 4)
     failures: list[str] = []
@@ -654,7 +655,7 @@ def _normalisation_2d(net: DGN, P: Partition, quick: bool, seed: int) -> tuple[f
     1.1 x the sample covariance's Cholesky factor) is exact whatever c, L are; two orders
     are evaluated.
     """
-    from ..distributions import log_marginal
+    from verified_dgn.distributions import log_marginal
 
     _, Zs = net.sample(4000, seed=seed + 7)
     spread = float(np.mean(np.var(net.forward(Zs), axis=0)))
@@ -688,8 +689,8 @@ def check_posterior_normalisation(*, net: DGN | None = None, quick: bool = True,
     p(x|z) p(z) (tolerance 10**-(dps - 5) in the scales sqrt(E z^2), sqrt(cov)); S = 2:
     float64 nested quadrature moments (tolerance 1e-8 in the same scales).
     """
-    from ..distributions import posterior
-    from ..exact_partition import partition
+    from verified_dgn.distributions import posterior
+    from verified_dgn.exact_partition import partition
 
     n_points = n_points if n_points is not None else (1 if quick else 3)
     failures: list[str] = []
@@ -770,9 +771,9 @@ def check_prop1(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
     p(t=r) by quadrature over the region (mpmath for S = 1, float64 for S = 2); the mixture
     must equal the exact p(x) (tolerances as in "Theorem 1").
     """
-    from ..distributions import log_marginal
-    from ..exact_partition import partition
-    from ..integrals import gaussian_moments
+    from verified_dgn.distributions import log_marginal
+    from verified_dgn.exact_partition import partition
+    from verified_dgn.integrals import gaussian_moments
 
     n_points = n_points if n_points is not None else (1 if quick else 3)
     failures: list[str] = []
@@ -990,8 +991,8 @@ def check_prop2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
     ``10**-(dps - 3)`` absolute in log density.
     Also ``sum_w e0_w TN_w(z) = density``: the weights are the mixture weights.
     """
-    from ..distributions import posterior
-    from ..exact_partition import partition
+    from verified_dgn.distributions import posterior
+    from verified_dgn.exact_partition import partition
 
     rng = np.random.default_rng(seed + 31)
     n_points = n_points if n_points is not None else (1 if quick else 3)
@@ -1100,8 +1101,8 @@ def check_lemma2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, d
     within ``20 sigma_min^2 (1 + |z*|^2) / (A^T A Sigma_z)`` relative at the smallest noise
     (their O(sigma^2) correction is ``sigma^2 / (A^T A Sigma_z)``).
     """
-    from ..distributions import posterior
-    from ..exact_partition import partition
+    from verified_dgn.distributions import posterior
+    from verified_dgn.exact_partition import partition
 
     factors = list(noise_levels) if noise_levels is not None else (
         [1e-2, 1e-3, 1e-4, 1e-5] if quick else [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7])
@@ -1223,7 +1224,7 @@ def _qp_region(f: Any, mu: list[Fraction], S: int) -> list[Fraction]:
             K = [[sum((CJ[a][i] * SC[i][b] for i in range(S)), Fraction(0)) for b in range(k)]
                  for a in range(k)]
             try:
-                from ..distributions import _inverse_det
+                from verified_dgn.distributions import _inverse_det
 
                 Ki, _ = _inverse_det(K)
             except ZeroDivisionError:
@@ -1254,8 +1255,8 @@ def check_prop3(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
     so the measured slope against 1/s^2 must be 1 (within 0.1) and the difference at the
     largest s^2 below ``2 sigma^2 |z*| / (s^2 |g'|^2) + 1e-12``.
     """
-    from ..distributions import posterior
-    from ..exact_partition import partition
+    from verified_dgn.distributions import posterior
+    from verified_dgn.exact_partition import partition
 
     scales = list(prior_scales) if prior_scales is not None else [1e4, 1e6, 1e8]
     levels = list(noise_levels) if noise_levels is not None else [1e-2, 1e-4]

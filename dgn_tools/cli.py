@@ -18,13 +18,14 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from verified_dgn.model import DGN, ModelFileError
-from verified_dgn.regions import RegionLimitError
+from dgn_core.model import DGN, ModelFileError
+from dgn_core.regions import RegionLimitError
 
 __all__ = ["main", "build_parser", "posterior_figure", "example_posterior_net"]
 
@@ -82,7 +83,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
         part_fn = verified_dgn.partition
     else:
-        from . import partition as part_fn  # type: ignore[attr-defined]
+        from fastpath import partition as part_fn  # type: ignore[attr-defined]
     print(f"model: {what}: {net!r}")
     t0 = time.perf_counter()
     P = part_fn(net, max_regions=args.max_regions, progress=args.progress)
@@ -106,7 +107,7 @@ def _cmd_partition(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ check
 def _cmd_check(args: argparse.Namespace) -> int:
-    from verified_dgn.checks import registry
+    from dgn_tools.checks import registry
 
     reg = registry()
     if args.list:
@@ -150,8 +151,8 @@ def _posterior_backend(exact: bool) -> tuple[str, Any, Any, Any]:
     of the exact path when ``exact`` or when the fast path's distributions are unavailable."""
     if not exact:
         try:
-            from . import distributions as fd
-            from . import partition as fpart  # type: ignore[attr-defined]
+            from fastpath import distributions as fd
+            from fastpath import partition as fpart  # type: ignore[attr-defined]
 
             return ("fast (float64)", fpart,
                     lambda net, X, P: np.asarray(fd.log_marginal(net, X, partition=P)),
@@ -172,7 +173,7 @@ def _log_posterior_density(net: DGN, x: Any, Z: Any, P: Any, post: Any, exact: b
     """log p(z | x) at latent points Z (M, S)."""
     if hasattr(post, "log_density"):  # the exact posterior (Prop. 2 mixture formula)
         return np.array([float(v) for v in post.log_density(Z, 0)])
-    from . import distributions as fd
+    from fastpath import distributions as fd
 
     return np.asarray(fd.log_posterior_density(net, x, Z, partition=P))
 
@@ -344,7 +345,7 @@ def load_fit_data(spec: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, 
     "cosine" (t ~ N(0, 1), x = (t, cos 1.4 t)) or a .npy / .csv / IDX file.
 
     Returns (X (N, D), a description)."""
-    from .data import BUILTIN_DATASETS, load_data
+    from dgn_core.data import BUILTIN_DATASETS, load_data
 
     if spec in BUILTIN_DATASETS:
         if n < 1:
@@ -382,7 +383,7 @@ def manifold_figure(net: DGN, X: np.ndarray, *, window: float = 4.0, title: str 
     cols = [0, 1, 2] if three else [0, min(1, D - 1)]
     ax.scatter(*(X[:, c] for c in cols), s=3, c="0.6", alpha=0.6, label="data")
     if S == 1:
-        from . import partition as fpart  # type: ignore[attr-defined]
+        from fastpath import partition as fpart  # type: ignore[attr-defined]
 
         P = fpart(net)
         kinks = np.unique(np.concatenate([np.asarray(r.vertices, dtype=np.float64).ravel()
@@ -478,7 +479,7 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def _fit_config(args: argparse.Namespace) -> dict[str, Any]:
-    from .em import parse_prior
+    from fastpath.em import parse_prior
 
     prior = parse_prior(args.prior)   # validates
     return {"data": str(args.data), "n": int(args.n), "data_seed": int(args.data_seed),
@@ -492,7 +493,8 @@ def _fit_config(args: argparse.Namespace) -> dict[str, Any]:
 def _cmd_fit(args: argparse.Namespace) -> int:
     import json
 
-    from .em import fit_em, parse_prior
+    from fastpath.em import fit_em, parse_prior
+
     from .plotting import save_figure
 
     max_iter_given = args.max_iter is not None
@@ -539,7 +541,7 @@ def _cmd_fit(args: argparse.Namespace) -> int:
         print(f"dgn fit: {what}: N = {N}, D = {D}; model {net!r}; run folder {run}", flush=True)
     import warnings
 
-    from .em import ConvergenceWarning
+    from fastpath.em import ConvergenceWarning
     try:
         with warnings.catch_warnings():
             # reported in the summary line instead ("max-iter reached")
@@ -594,7 +596,7 @@ def _parse_candidates(text: str) -> list[tuple[int, ...]]:
 
 
 def _cmd_select(args: argparse.Namespace) -> int:
-    from .selection import select_widths
+    from fastpath.selection import select_widths
 
     X, what = load_fit_data(args.data, args.n, args.data_seed)
     print(f"dgn select: {what}: N = {X.shape[0]}, D = {X.shape[1]}; "

@@ -4,9 +4,9 @@ Each check verifies an identity in exact rational arithmetic, with oracles that 
 code with the walk in :mod:`verified_dgn.exact_partition`:
 
 * an exact forward pass written here (``Fraction`` weights, unit by unit);
-* the region polyhedron straight from eq. 8, :func:`verified_dgn.regions.region_inequalities`,
+* the region polyhedron straight from eq. 8, :func:`dgn_core.regions.region_inequalities`,
   with cdd's redundancy removal on *all* its rows (:func:`verified_dgn.geometry.exact_polyhedron`);
-* :func:`verified_dgn.regions.region_affine_map` (the product formula of A_w, b_w);
+* :func:`dgn_core.regions.region_affine_map` (the product formula of A_w, b_w);
 * sampled latent points, located by their exact sign pattern and by exact membership tests.
 
 Every check takes ``net`` (None: a built-in suite of nets, including degenerate ones),
@@ -23,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from ..model import DGN
-from ..regions import Partition, normalize_rows, region_affine_map, region_inequalities
+from dgn_core.model import DGN
+from dgn_core.regions import Partition, normalize_rows, region_affine_map, region_inequalities
+
 from . import CheckResult, register
 
 __all__ = [
@@ -95,7 +96,7 @@ def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
 
 def _cases(net: DGN | None, partition: Partition | None, quick: bool
            ) -> list[tuple[str, DGN, Partition]]:
-    from ..exact_partition import partition as exact_partition
+    from verified_dgn.exact_partition import partition as exact_partition
 
     if partition is not None:
         if not isinstance(partition, Partition) or not partition.exact:
@@ -303,7 +304,7 @@ def check_corollary1(*, net: DGN | None = None, quick: bool = True, seed: int = 
     ``facet_units[j]`` must be exactly the units whose row is a positive multiple of facet j;
     and random interior points of the region must have the region's sign pattern.
     """
-    from ..geometry import exact_polyhedron
+    from verified_dgn.geometry import exact_polyhedron
 
     rng = np.random.default_rng(seed)
     cap = max_regions_checked if max_regions_checked is not None else (60 if quick else None)
@@ -381,7 +382,7 @@ def check_affine_maps(*, net: DGN | None = None, quick: bool = True, seed: int =
     ``A, b`` are also compared with :func:`region_affine_map` (the product formula) on
     ``product_formula_regions`` random regions (quick: 200, thorough: all).
     """
-    from ..geometry import _rank
+    from verified_dgn.geometry import _rank
 
     rng = np.random.default_rng(seed)
     k = points_per_region if points_per_region is not None else (2 if quick else 4)
@@ -458,7 +459,7 @@ def _polygon_area(E: Any) -> Fraction:
 
 def _box_measure_sum(P: Partition, half: Fraction) -> tuple[Fraction, Fraction]:
     """Sum over regions of the exact measure of region ∩ [-half, half]^S (S = 1, 2)."""
-    from ..geometry import exact_polyhedron
+    from verified_dgn.geometry import exact_polyhedron
 
     S = P.net.latent_dim
     box_C = []

@@ -25,13 +25,15 @@ from __future__ import annotations
 import itertools
 import math
 import random
+from collections.abc import Sequence
 from fractions import Fraction
-from typing import Any, Sequence
+from typing import Any
 
 import mpmath
 import numpy as np
 
-from ..model import DGN
+from dgn_core.model import DGN
+
 from . import CheckResult, digits_from_residual, register
 
 __all__ = ["check_lemma4", "check_triangulation", "check_orthant_closed_forms", "check_moments",
@@ -74,7 +76,7 @@ def builtin_polyhedra(quick: bool = True) -> list[tuple[str, np.ndarray, np.ndar
 
 
 def _net_polyhedra(net: DGN, quick: bool) -> list[tuple[str, Any, Any]]:
-    from ..exact_partition import partition
+    from verified_dgn.exact_partition import partition
 
     P = partition(net)
     regions = list(P)
@@ -219,7 +221,7 @@ def _det(M: list[list[Fraction]]) -> Fraction:
 
 
 def _pointed(C: Any, d: Any) -> list[Any]:
-    from ..integrals import _fraction_array, _pointed_parts
+    from verified_dgn.integrals import _fraction_array, _pointed_parts
 
     return [p for p in _pointed_parts(_fraction_array(C, "C", 2), _fraction_array(d, "d", 1))
             if p is not None]
@@ -236,8 +238,8 @@ def _homog(poly: Any) -> list[list[Fraction]]:
 def check_lemma4(net: DGN | None = None, quick: bool = True, seed: int = 0,
                  n_points: int | None = None) -> CheckResult:
     """Lemma 4 as an identity of indicator functions in exact rational arithmetic."""
-    from ..integrals import signed_orthant_terms
-    from ..triangulation import triangulate_polyhedron
+    from verified_dgn.integrals import signed_orthant_terms
+    from verified_dgn.triangulation import triangulate_polyhedron
 
     rng = random.Random(seed)
     n_points = n_points or (40 if quick else 300)
@@ -297,7 +299,7 @@ def check_lemma4(net: DGN | None = None, quick: bool = True, seed: int = 0,
 def check_triangulation(net: DGN | None = None, quick: bool = True, seed: int = 0,
                         n_points: int | None = None) -> CheckResult:
     """Exact volumes (bounded) and exact membership at rational points (all)."""
-    from ..triangulation import triangulate_polyhedron
+    from verified_dgn.triangulation import triangulate_polyhedron
 
     rng = random.Random(seed)
     n_points = n_points or (60 if quick else 400)
@@ -344,7 +346,7 @@ def check_triangulation(net: DGN | None = None, quick: bool = True, seed: int = 
 def check_orthant_closed_forms(net: DGN | None = None, quick: bool = True, seed: int = 0,
                                dps: int = 30) -> CheckResult:
     """Closed forms of orthant probabilities at the origin; digits confirmed at dps + 15."""
-    from ..orthant import orthant_probability
+    from verified_dgn.orthant import orthant_probability
 
     rng = np.random.default_rng(seed)
     cases: list[tuple[str, Any, Any]] = []
@@ -407,7 +409,7 @@ def _truncnorm_moments(a: Any, b: Any, mu: Any, s2: Any) -> tuple[Any, Any, Any]
 def check_moments(net: DGN | None = None, quick: bool = True, seed: int = 0,
                   dps: int = 30) -> CheckResult:
     """gaussian_moments vs truncated-normal closed forms (S = 1) and the tiling identity."""
-    from ..integrals import gaussian_moments, moment_discrepancy
+    from verified_dgn.integrals import gaussian_moments, moment_discrepancy
 
     rng = np.random.default_rng(seed)
     worst = 0.0
@@ -451,7 +453,7 @@ def check_moments(net: DGN | None = None, quick: bool = True, seed: int = 0,
     parts.append("2 polygons recomputed at dps + 15")
 
     # tiling identity: the regions of a net integrate N(0, I) to (1, 0, I)
-    from ..exact_partition import partition
+    from verified_dgn.exact_partition import partition
 
     if tnet.latent_dim <= (2 if quick else 3):
         P = partition(tnet)

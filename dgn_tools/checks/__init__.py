@@ -16,8 +16,9 @@ from __future__ import annotations
 import importlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 __all__ = ["CheckResult", "register", "registry", "run_checks", "digits_from_residual",
            "script_main"]
@@ -80,10 +81,10 @@ _REGISTRY: dict[str, tuple[str, Callable[..., CheckResult]]] = {}
 
 # modules that define checks; imported on demand by registry()
 _CHECK_MODULES = [
-    "verified_dgn.checks.partition_checks",
-    "verified_dgn.checks.integral_checks",
-    "verified_dgn.checks.distribution_checks",
-    "verified_dgn.checks.em_checks",
+    "dgn_tools.checks.partition_checks",
+    "dgn_tools.checks.integral_checks",
+    "dgn_tools.checks.distribution_checks",
+    "dgn_tools.checks.em_checks",
 ]
 
 
@@ -144,7 +145,7 @@ def script_main(check: str, description: str, argv: list[str] | None = None, *,
     import argparse
     from pathlib import Path
 
-    from ..model import DGN
+    from dgn_core.model import DGN
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--thorough", action="store_true", help=thorough_help)

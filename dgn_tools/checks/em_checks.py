@@ -26,7 +26,9 @@ from typing import Any
 import numpy as np
 from scipy import optimize
 
-from ..model import DGN
+from dgn_core.model import DGN
+from dgn_core.priors import GaussianPrior
+
 from . import CheckResult, digits_from_residual, register
 
 __all__ = ["check_em_monotone", "check_mstep", "q_function"]
@@ -79,7 +81,7 @@ def q_function(net: DGN, signs: np.ndarray, X: np.ndarray, e0: np.ndarray, e1: n
     (A E2 A^T)_dd] / sigma_d^2 with r = x - b, and E[1_w log N(z; 0, Sigma_z)] =
     -(e0 (S log 2 pi + log det Sigma_z) + tr(Sigma_z^-1 E2)) / 2.
     """
-    from ..regions import region_affine_map
+    from dgn_core.regions import region_affine_map
 
     N, R = e0.shape
     D, S = net.data_dim, net.latent_dim
@@ -117,13 +119,6 @@ def _maximise(f: Any, x0: np.ndarray) -> np.ndarray:
     return np.asarray(res.x)
 
 
-class _GaussianPrior:
-    """A Gaussian weight prior for verified_dgn.em_step (which reads only ``var``)."""
-
-    def __init__(self, var: float) -> None:
-        self.var = var
-
-
 def _compare(q: Any, x_cf: np.ndarray, x0: np.ndarray) -> tuple[float, float]:
     """(relative Q shortfall of the closed form, relative parameter difference) against the
     brute-force maximiser of q started at x0."""
@@ -138,8 +133,7 @@ def _mstep_cases(nt: DGN, X: np.ndarray, dps: int, prior_var: float
                  ) -> list[tuple[str, float, float]]:
     """The M-step comparisons of one net: (label, Q shortfall, parameter difference)."""
     import verified_dgn
-
-    from ..em import em_step
+    from verified_dgn.em import em_step
 
     P = verified_dgn.partition(nt)
     post = verified_dgn.posterior(nt, X, dps, partition=P)
@@ -180,7 +174,7 @@ def _mstep_cases(nt: DGN, X: np.ndarray, dps: int, prior_var: float
 
     # (b) inner layers with a Gaussian prior (ridge 0: the pure MAP surrogate)
     _, info_p = em_step(nt, X, dps, partition=P, posterior=post,
-                        weight_prior=_GaussianPrior(prior_var), ridge=0.0)
+                        weight_prior=GaussianPrior(prior_var), ridge=0.0)
     for l in range(L - 1):
         Wl, vl = nt.weights[l], nt.biases[l]
 
@@ -244,7 +238,7 @@ def check_mstep(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
 
 
 def _monotone_suite(quick: bool, seed: int) -> list[tuple[DGN, np.ndarray, dict[str, Any]]]:
-    from fastpath.data import noisy_circle
+    from dgn_core.data import noisy_circle
 
     cases: list[tuple[DGN, np.ndarray, dict[str, Any]]] = []
     circle = noisy_circle(200 if quick else 1000, seed=seed)
@@ -260,7 +254,7 @@ def _monotone_suite(quick: bool, seed: int) -> list[tuple[DGN, np.ndarray, dict[
         net = DGN.random(widths, activation=act, slope=slope, seed=seed, noise_var=nv)
         cases.append((net, circle, {}))
     if not quick:
-        from fastpath.em import GaussianPrior, LaplacePrior
+        from dgn_core.priors import GaussianPrior, LaplacePrior
         net = DGN.random((2, 6, 6, 3), activation="leaky_relu", slope=0.2, seed=seed,
                          noise_var=0.1)
         X3 = net.sample(150, seed=seed)[0] + 0.1 * np.random.default_rng(seed).standard_normal((150, 3))
@@ -289,7 +283,7 @@ def check_em_monotone(*, net: DGN | None = None, quick: bool = True, seed: int =
     """
     import warnings
 
-    from fastpath.data import noisy_circle
+    from dgn_core.data import noisy_circle
     from fastpath.em import ECM_RTOL, ConvergenceWarning, fit_em
 
     iters = max_iter or (15 if quick else 40)

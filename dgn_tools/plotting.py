@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import Any
 
 import matplotlib
+import numpy as np
+from numpy.typing import NDArray
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 
-from verified_dgn.regions import Partition, Region  # noqa: E402
+from dgn_core.regions import Partition, Region  # noqa: E402
 
 __all__ = ["region_polygon", "plot_partition", "plot_curve", "save_figure"]
 

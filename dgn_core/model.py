@@ -1,0 +1,509 @@
+"""The continuous piecewise-affine (CPA) deep generative network, shared by both paths.
+
+    z ~ N(0, Sigma_z),   x = g(z) + eps,   eps ~ N(0, Sigma_x)
+    g(z) = W^L a(W^{L-1} ... a(W^1 z + v^1) ... + v^{L-1}) + v^L
+
+with a(t) = t for t > 0 and ``slope * t`` otherwise: ReLU (slope 0), leaky-ReLU
+(0 < slope < 1) and absolute value (slope -1).
+
+Part of the shared specification (:mod:`dgn_core`): numpy only, imported by both backends.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .exceptions import ModelFileError
+from .io import atomic_write_npz
+
+__all__ = ["DGN", "ACTIVATIONS", "ModelFileError"]
+
+#: activation name -> default slope (eta); ``None`` means the slope is fixed.
+ACTIVATIONS: dict[str, float] = {"relu": 0.0, "leaky_relu": 0.01, "abs": -1.0}
+
+_FORMAT = "verified_dgn.DGN"
+_FORMAT_VERSION = 1
+
+
+def _as_float_array(value: ArrayLike, name: str, ndim: int) -> NDArray[np.float64]:
+    try:
+        arr = np.array(value, dtype=np.float64)  # copy: the model owns its parameters
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a real array, got {type(value).__name__}: {exc}") from None
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        bad = "NaN" if np.isnan(arr).any() else "infinite"
+        raise ValueError(f"{name} contains {bad} values")
+    arr.setflags(write=False)
+    return arr
+
+
+def _check_activation(activation: str, slope: float | None) -> tuple[str, float]:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
+        )
+    if slope is None:
+        slope = ACTIVATIONS[activation]
+    try:
+        slope = float(slope)
+    except (TypeError, ValueError):
+        raise TypeError(f"slope must be a real number, got {slope!r}") from None
+    if not np.isfinite(slope):
+        raise ValueError(f"slope must be finite, got {slope}")
+    if activation == "relu" and slope != 0.0:
+        raise ValueError(f"relu has slope 0, got slope={slope} (use activation='leaky_relu')")
+    if activation == "abs" and slope != -1.0:
+        raise ValueError(f"abs has slope -1, got slope={slope}")
+    if activation == "leaky_relu" and not 0.0 < slope < 1.0:
+        raise ValueError(f"leaky_relu needs 0 < slope < 1, got slope={slope}")
+    return activation, slope
+
+
+class DGN:
+    """A deep generative network with a continuous piecewise-affine activation.
+
+    Parameters
+    ----------
+    weights : sequence of array_like
+        ``[W1, ..., WL]`` with ``W_l`` of shape ``(D_l, D_{l-1})``; ``D_0 = S`` is the
+        latent dimension and ``D_L = D`` the data dimension. ``L >= 1``; ``L - 1`` hidden
+        layers carry the activation.
+    biases : sequence of array_like
+        ``[v1, ..., vL]`` with ``v_l`` of shape ``(D_l,)``.
+    activation : {"relu", "leaky_relu", "abs"}
+    slope : float, optional
+        The negative-side slope eta: 0 for relu, in (0, 1) for leaky_relu (default 0.01),
+        -1 for abs.
+    noise_var : float or array_like of shape (D,)
+        Variance of the Gaussian observation noise: isotropic (a float) or diagonal.
+    prior_cov : array_like of shape (S, S), optional
+        Covariance of the Gaussian prior on z (default identity).
+
+    Notes
+    -----
+    Parameters are stored as read-only float64 arrays. The exact path converts them to
+    rationals without rounding (every float64 is a dyadic rational).
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[ArrayLike],
+        biases: Sequence[ArrayLike],
+        activation: str = "relu",
+        slope: float | None = None,
+        noise_var: float | ArrayLike = 0.01,
+        prior_cov: ArrayLike | None = None,
+    ) -> None:
+        if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
+            raise TypeError("weights must be a list of 2-D arrays [W1, ..., WL]")
+        if isinstance(biases, np.ndarray) or not isinstance(biases, Sequence):
+            raise TypeError("biases must be a list of 1-D arrays [v1, ..., vL]")
+        if len(weights) == 0:
+            raise ValueError("a DGN needs at least one layer (weights is empty)")
+        if len(weights) != len(biases):
+            raise ValueError(
+                f"got {len(weights)} weight matrices but {len(biases)} bias vectors"
+            )
+        Ws = [_as_float_array(W, f"weights[{i}]", 2) for i, W in enumerate(weights)]
+        vs = [_as_float_array(v, f"biases[{i}]", 1) for i, v in enumerate(biases)]
+        for i, W in enumerate(Ws):
+            if 0 in W.shape:
+                raise ValueError(f"weights[{i}] has an empty dimension: shape {W.shape}")
+            if i > 0 and W.shape[1] != Ws[i - 1].shape[0]:
+                raise ValueError(
+                    f"layer shapes do not chain: weights[{i - 1}] has shape "
+                    f"{Ws[i - 1].shape} (outputs {Ws[i - 1].shape[0]}) but weights[{i}] "
+                    f"has shape {W.shape} (expects {W.shape[1]} inputs)"
+                )
+            if vs[i].shape != (W.shape[0],):
+                raise ValueError(
+                    f"biases[{i}] must have shape ({W.shape[0]},) to match weights[{i}] "
+                    f"of shape {W.shape}, got {vs[i].shape}"
+                )
+        self._weights = tuple(Ws)
+        self._biases = tuple(vs)
+        self._activation, self._slope = _check_activation(activation, slope)
+
+        D = Ws[-1].shape[0]
+        nv = np.array(noise_var, dtype=np.float64) if noise_var is not None else None
+        if nv is None or nv.ndim > 1 or (nv.ndim == 1 and nv.shape != (D,)):
+            raise ValueError(
+                f"noise_var must be a positive float or an array of shape ({D},), "
+                f"got {noise_var!r}"
+            )
+        if not np.all(np.isfinite(nv)):
+            raise ValueError("noise_var contains NaN or infinite values")
+        if np.any(nv <= 0):
+            raise ValueError(f"noise_var must be positive, got {noise_var!r}")
+        self._noise_var: float | NDArray[np.float64]
+        if nv.ndim == 0:
+            self._noise_var = float(nv)
+        else:
+            nv.setflags(write=False)
+            self._noise_var = nv
+
+        S = Ws[0].shape[1]
+        if prior_cov is None:
+            self._prior_cov = None
+        else:
+            pc = _as_float_array(prior_cov, "prior_cov", 2)
+            if pc.shape != (S, S):
+                raise ValueError(f"prior_cov must have shape ({S}, {S}), got {pc.shape}")
+            if not np.allclose(pc, pc.T, rtol=1e-12, atol=0.0):
+                raise ValueError("prior_cov must be symmetric")
+            if np.linalg.eigvalsh(pc).min() <= 0:
+                raise ValueError("prior_cov must be positive definite")
+            self._prior_cov = pc
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def weights(self) -> tuple[NDArray[np.float64], ...]:
+        """``(W1, ..., WL)``, ``W_l`` of shape ``(D_l, D_{l-1})``."""
+        return self._weights
+
+    @property
+    def biases(self) -> tuple[NDArray[np.float64], ...]:
+        """``(v1, ..., vL)``, ``v_l`` of shape ``(D_l,)``."""
+        return self._biases
+
+    @property
+    def activation(self) -> str:
+        return self._activation
+
+    @property
+    def slope(self) -> float:
+        """The negative-side slope eta of the activation."""
+        return self._slope
+
+    @property
+    def noise_var(self) -> float | NDArray[np.float64]:
+        """Observation noise variance: a float (isotropic) or a ``(D,)`` array (diagonal)."""
+        return self._noise_var
+
+    @property
+    def prior_cov(self) -> NDArray[np.float64]:
+        """Prior covariance Sigma_z, ``(S, S)`` (identity unless given)."""
+        if self._prior_cov is None:
+            eye = np.eye(self.latent_dim)
+            eye.setflags(write=False)
+            return eye
+        return self._prior_cov
+
+    @property
+    def has_identity_prior(self) -> bool:
+        return self._prior_cov is None or bool(np.array_equal(self._prior_cov, np.eye(self.latent_dim)))
+
+    @property
+    def noise_var_vector(self) -> NDArray[np.float64]:
+        """The noise variance as a ``(D,)`` array whatever was given."""
+        return np.broadcast_to(np.asarray(self._noise_var, dtype=np.float64), (self.data_dim,))
+
+    @property
+    def isotropic_noise(self) -> bool:
+        return np.ndim(self._noise_var) == 0
+
+    @property
+    def latent_dim(self) -> int:
+        """S, the dimension of z."""
+        return int(self._weights[0].shape[1])
+
+    @property
+    def data_dim(self) -> int:
+        """D, the dimension of x."""
+        return int(self._weights[-1].shape[0])
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """``(S, D_1, ..., D_{L-1}, D)``."""
+        return (self.latent_dim,) + tuple(int(W.shape[0]) for W in self._weights)
+
+    @property
+    def hidden_widths(self) -> tuple[int, ...]:
+        """Widths of the hidden (activated) layers, ``(D_1, ..., D_{L-1})``."""
+        return self.widths[1:-1]
+
+    @property
+    def n_layers(self) -> int:
+        """L, the number of affine layers (hidden layers + output layer)."""
+        return len(self._weights)
+
+    @property
+    def n_hidden_units(self) -> int:
+        """Total number of activated units; the length of a sign pattern."""
+        return int(sum(self.hidden_widths))
+
+    @property
+    def n_params(self) -> int:
+        """Number of free parameters of the generator and noise (for AIC / BIC)."""
+        k = sum(W.size + v.size for W, v in zip(self._weights, self._biases))
+        return int(k + np.size(self._noise_var))
+
+    def unit_index(self) -> list[tuple[int, int]]:
+        """``(layer, k)`` for every hidden unit, in sign-pattern order (layer from 1)."""
+        return [(l + 1, k) for l, w in enumerate(self.hidden_widths) for k in range(w)]
+
+    # ------------------------------------------------------------------ evaluation
+    def _check_latent(self, Z: ArrayLike, name: str = "Z") -> NDArray[np.float64]:
+        try:
+            Z = np.asarray(Z, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a real array") from None
+        if Z.ndim == 1:
+            if self.latent_dim == 1 and Z.shape[0] != 1:
+                Z = Z[:, None]
+            else:
+                Z = Z[None, :]
+        if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
+            raise ValueError(
+                f"{name} must have shape (N, {self.latent_dim}) for latent dimension "
+                f"{self.latent_dim}, got shape {np.shape(Z)}"
+            )
+        if not np.all(np.isfinite(Z)):
+            raise ValueError(f"{name} contains NaN or infinite values")
+        return Z
+
+    def _activate(self, H: NDArray[np.float64]) -> NDArray[np.float64]:
+        if self._activation == "relu":
+            return np.maximum(H, 0.0)
+        if self._activation == "abs":
+            return np.abs(H)
+        return np.where(H > 0, H, self._slope * H)
+
+    def _forward(self, Z: NDArray[np.float64]) -> tuple[NDArray[np.float64], list[NDArray[np.float64]]]:
+        pre = []
+        h = Z
+        for W, v in zip(self._weights[:-1], self._biases[:-1]):
+            a = h @ W.T + v
+            pre.append(a)
+            h = self._activate(a)
+        return h @ self._weights[-1].T + self._biases[-1], pre
+
+    def forward(self, Z: ArrayLike) -> NDArray[np.float64]:
+        """g(Z): the noiseless generator.
+
+        Parameters
+        ----------
+        Z : array_like, shape (N, S) or (S,)
+
+        Returns
+        -------
+        X : ndarray, shape (N, D)
+        """
+        return self._forward(self._check_latent(Z))[0]
+
+    __call__ = forward
+
+    def pre_activations(self, Z: ArrayLike) -> list[NDArray[np.float64]]:
+        """Hidden pre-activations ``[h^1(Z), ..., h^{L-1}(Z)]``, each ``(N, D_l)``."""
+        return self._forward(self._check_latent(Z))[1]
+
+    def sign_patterns(self, Z: ArrayLike) -> NDArray[np.int8]:
+        """Sign pattern q(z) of every row of Z, shape ``(N, n_hidden_units)``.
+
+        ``+1`` where the pre-activation is ``>= 0`` and ``-1`` where it is ``< 0``; points on
+        a region boundary (pre-activation exactly 0) get ``+1``. Returns shape ``(N, 0)`` for
+        a network without hidden layers.
+        """
+        pre = self.pre_activations(Z)
+        N = np.shape(self._check_latent(Z))[0]
+        if not pre:
+            return np.zeros((N, 0), dtype=np.int8)
+        H = np.concatenate(pre, axis=1)
+        return np.where(H >= 0, 1, -1).astype(np.int8)
+
+    def forward_exact(self, z: Sequence[Any]) -> list[Fraction]:
+        """g(z) at one point in exact rational arithmetic (z entries: int, Fraction, float)."""
+        zz = [Fraction(t) for t in z]
+        if len(zz) != self.latent_dim:
+            raise ValueError(f"z must have {self.latent_dim} entries, got {len(zz)}")
+        slope = Fraction(self._slope)
+        h = zz
+        for i, (W, v) in enumerate(zip(self._weights, self._biases)):
+            out = [
+                sum((Fraction(float(W[r, c])) * h[c] for c in range(W.shape[1])), Fraction(0))
+                + Fraction(float(v[r]))
+                for r in range(W.shape[0])
+            ]
+            if i < self.n_layers - 1:
+                out = [t if t > 0 else slope * t for t in out]
+            h = out
+        return h
+
+    def sample(self, n: int, seed: int | np.random.Generator | None = None
+               ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Draw ``n`` samples from the generative model.
+
+        Returns
+        -------
+        X : ndarray, shape (n, D)
+        Z : ndarray, shape (n, S)
+        """
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        rng = np.random.default_rng(seed)
+        Z = rng.standard_normal((int(n), self.latent_dim))
+        if self._prior_cov is not None:
+            Z = Z @ np.linalg.cholesky(self._prior_cov).T
+        X = self._forward(Z)[0] + rng.standard_normal((int(n), self.data_dim)) * np.sqrt(
+            self.noise_var_vector
+        )
+        return X, Z
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def random(
+        cls,
+        widths: Sequence[int],
+        activation: str = "relu",
+        seed: int | np.random.Generator | None = 0,
+        noise_var: float | ArrayLike = 0.01,
+        init: str = "torch",
+        slope: float | None = None,
+        prior_cov: ArrayLike | None = None,
+    ) -> DGN:
+        """A random network with widths ``(S, D_1, ..., D_{L-1}, D)``.
+
+        Parameters
+        ----------
+        init : {"torch", "he"}
+            ``"torch"``: PyTorch's default ``nn.Linear`` initialisation, weights and biases
+            uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``. ``"he"``: weights normal with
+            variance ``2 / fan_in``, biases zero (a bias-free net: every hyperplane of the
+            first layer passes through the origin).
+        """
+        widths = tuple(widths)
+        if len(widths) < 2 or not all(
+            isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in widths
+        ):
+            raise ValueError(f"widths must be at least two positive integers, got {widths!r}")
+        if init not in ("torch", "he"):
+            raise ValueError(f"init must be 'torch' or 'he', got {init!r}")
+        rng = np.random.default_rng(seed)
+        Ws, vs = [], []
+        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+            if init == "torch":
+                bound = 1.0 / np.sqrt(fan_in)
+                Ws.append(rng.uniform(-bound, bound, size=(fan_out, fan_in)))
+                vs.append(rng.uniform(-bound, bound, size=fan_out))
+            else:
+                Ws.append(rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in)))
+                vs.append(np.zeros(fan_out))
+        return cls(Ws, vs, activation=activation, slope=slope, noise_var=noise_var,
+                   prior_cov=prior_cov)
+
+    def replace(self, **changes: Any) -> DGN:
+        """A copy with some constructor arguments replaced."""
+        kw: dict[str, Any] = dict(
+            weights=list(self._weights), biases=list(self._biases),
+            activation=self._activation, slope=self._slope,
+            noise_var=self._noise_var, prior_cov=self._prior_cov,
+        )
+        kw.update(changes)
+        return DGN(**kw)
+
+    # ------------------------------------------------------------------ comparison
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DGN):
+            return NotImplemented
+        return (
+            self._activation == other._activation
+            and self._slope == other._slope
+            and self.n_layers == other.n_layers
+            and all(np.array_equal(a, b) for a, b in zip(self._weights, other._weights))
+            and all(np.array_equal(a, b) for a, b in zip(self._biases, other._biases))
+            and np.array_equal(np.asarray(self._noise_var), np.asarray(other._noise_var))
+            and np.array_equal(self.prior_cov, other.prior_cov)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        nv = self._noise_var if self.isotropic_noise else f"array({self.data_dim})"
+        slope = f", slope={self._slope}" if self._activation == "leaky_relu" else ""
+        return f"DGN(widths={self.widths}, activation={self._activation!r}{slope}, noise_var={nv})"
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model to an ``.npz`` file atomically (no pickled objects).
+
+        The file is written to a temporary file in the same folder and renamed over the
+        target, so an interrupted save never leaves a truncated model behind.
+        """
+        path = Path(path)
+        if path.suffix != ".npz":
+            path = path.with_name(path.name + ".npz")
+        arrays: dict[str, NDArray[Any]] = {
+            "format": np.array(_FORMAT),
+            "format_version": np.array(_FORMAT_VERSION),
+            "n_layers": np.array(self.n_layers),
+            "activation": np.array(self._activation),
+            "slope": np.array(self._slope),
+            "noise_var": np.asarray(self._noise_var, dtype=np.float64),
+        }
+        if self._prior_cov is not None:
+            arrays["prior_cov"] = self._prior_cov
+        for i, (W, v) in enumerate(zip(self._weights, self._biases)):
+            arrays[f"W{i}"] = W
+            arrays[f"v{i}"] = v
+        atomic_write_npz(path, arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> DGN:
+        """Read a model written by :meth:`save`. Never unpickles anything."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no model file at {path}")
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic[:1] == b"\x80":
+            raise ModelFileError(
+                f"{path} is a pickle, not a saved DGN model; refusing to unpickle it")
+        if magic != b"PK\x03\x04":
+            raise ModelFileError(f"{path} is not a readable .npz model file (not a zip archive)")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except ValueError as exc:
+            if "pickle" in str(exc):
+                raise ModelFileError(
+                    f"{path} contains pickled Python objects; refusing to load it "
+                    "(a saved DGN holds plain arrays only)"
+                ) from None
+            raise ModelFileError(f"{path} is not a saved DGN model: {exc}") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ModelFileError(f"{path} is not a readable .npz model file ({exc})") from None
+        if not isinstance(data, dict) or str(data.get("format", "")) != _FORMAT:
+            raise ModelFileError(f"{path} is not a saved DGN model (no '{_FORMAT}' marker)")
+        try:
+            version = int(data["format_version"])
+            if version > _FORMAT_VERSION:
+                raise ModelFileError(
+                    f"{path} was written by a newer version (format {version}); "
+                    f"this version reads format {_FORMAT_VERSION}"
+                )
+            L = int(data["n_layers"])
+            Ws = [data[f"W{i}"] for i in range(L)]
+            vs = [data[f"v{i}"] for i in range(L)]
+            activation = str(data["activation"])
+            slope = float(data["slope"])
+            nv = data["noise_var"]
+            noise_var = float(nv) if nv.ndim == 0 else nv
+            prior_cov = data.get("prior_cov")
+        except KeyError as exc:
+            raise ModelFileError(f"{path} is a damaged DGN model: missing entry {exc}") from None
+        try:
+            return cls(Ws, vs, activation=activation, slope=slope, noise_var=noise_var,
+                       prior_cov=prior_cov)
+        except (ValueError, TypeError) as exc:
+            raise ModelFileError(f"{path} holds an invalid DGN model: {exc}") from None
