@@ -163,10 +163,10 @@ def _posterior_backend(exact: bool) -> tuple[str, Any, Any, Any]:
     from verified_dgn.distributions import posterior as exact_posterior
 
     def lm(net: DGN, X: Any, P: Any) -> Any:
-        return np.array([float(v) for v in verified_dgn.log_marginal(net, X, 12, partition=P)])
+        return np.array([float(v) for v in verified_dgn.log_marginal(net, X, dps=12, partition=P)])
 
     return ("exact (mpmath)", verified_dgn.partition, lm,
-            lambda net, X, P: exact_posterior(net, X, 15, partition=P))
+            lambda net, X, P: exact_posterior(net, X, dps=15, partition=P))
 
 
 def _log_posterior_density(net: DGN, x: Any, Z: Any, P: Any, post: Any, exact: bool) -> Any:

@@ -60,7 +60,7 @@ def report(net: DGN, x: np.ndarray) -> None:
 
     P = verified_dgn.partition(net)
     t0 = time.perf_counter()
-    ex = verified_dgn.posterior(net, x, 30, partition=P, verify=True)
+    ex = verified_dgn.posterior(net, x, dps=30, partition=P, verify=True)
     t_exact = time.perf_counter() - t0
     with mpmath.workdps(30):
         print(f"exact (verified to 30 digits, {t_exact:.1f} s, {len(P)} regions, "

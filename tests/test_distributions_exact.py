@@ -117,7 +117,7 @@ def test_input_validation(net1, part1):
         verified_dgn.log_marginal(net1, np.array([["a", "b"]]), partition=part1)
     for bad in (0, -3, 2.5, True, 10 ** 6):
         with pytest.raises(ValueError, match="dps"):
-            verified_dgn.log_marginal(net1, x, bad, partition=part1)
+            verified_dgn.log_marginal(net1, x, dps=bad, partition=part1)
     with pytest.raises(ValueError, match="latent dimension"):
         verified_dgn.log_marginal(DGN.random((5, 3, 2)), np.zeros(2))
     with pytest.raises(TypeError, match="Partition"):
@@ -145,8 +145,8 @@ def test_no_hidden_layer_is_a_gaussian():
     P = verified_dgn.partition(net)
     assert len(P) == 1
     X = rng.normal(size=(3, 3)) * 2
-    lp = verified_dgn.log_marginal(net, X, DPS, partition=P)
-    post = verified_dgn.posterior(net, X, DPS, partition=P)
+    lp = verified_dgn.log_marginal(net, X, dps=DPS, partition=P)
+    post = verified_dgn.posterior(net, X, dps=DPS, partition=P)
     with mpmath.workdps(DPS + 20):
         for n, x in enumerate(X):
             lk, mu, Sigma = _direct_region(net, P[0], x)
@@ -164,7 +164,7 @@ def test_woodbury_forms_match_direct_matrices(net_leaky):
     """log kappa_w, mu_w(x), Sigma_w of the posterior against the D x D formulas."""
     P = verified_dgn.partition(net_leaky)
     X = np.array([[0.3, -0.2, 0.5], [2.0, 1.0, -1.0]])
-    post = verified_dgn.posterior(net_leaky, X, DPS, partition=P)
+    post = verified_dgn.posterior(net_leaky, X, dps=DPS, partition=P)
     assert post.e0.shape == (2, len(P)) and post.gauss_cov.shape == (len(P), 1, 1)
     with mpmath.workdps(DPS + 20):
         for n, x in enumerate(X):
@@ -178,7 +178,7 @@ def test_woodbury_forms_match_direct_matrices(net_leaky):
 def test_log_marginal_matches_slow_loop(net_leaky):
     P = verified_dgn.partition(net_leaky)
     X = np.array([[0.3, -0.2, 0.5], [2.0, 1.0, -1.0], [-0.1, 0.0, 0.05]])
-    lp = verified_dgn.log_marginal(net_leaky, X, DPS, partition=P)
+    lp = verified_dgn.log_marginal(net_leaky, X, dps=DPS, partition=P)
     for n, x in enumerate(X):
         ref = _loop_log_marginal(net_leaky, P, x, DPS)
         with mpmath.workdps(DPS + 20):
@@ -188,7 +188,7 @@ def test_log_marginal_matches_slow_loop(net_leaky):
 def test_log_marginal_s2_matches_slow_loop(net2):
     P = verified_dgn.partition(net2)
     x = np.array([0.2, -0.3])
-    lp = verified_dgn.log_marginal(net2, x, 20, partition=P, prune=False)
+    lp = verified_dgn.log_marginal(net2, x, dps=20, partition=P, prune=False)
     ref = _loop_log_marginal(net2, P, x, 20)
     with mpmath.workdps(40):
         assert abs(lp[0] - ref) <= mpmath.mpf(10) ** -20
@@ -197,11 +197,11 @@ def test_log_marginal_s2_matches_slow_loop(net2):
 def test_exact_inputs_fraction_and_negative_mpf(net1, part1):
     """Fractions and mpf (negative ones too) are taken exactly, like the floats they equal."""
     x = np.array([-0.375, 0.8125])
-    ref = verified_dgn.log_marginal(net1, x, 25, partition=part1)[0]
+    ref = verified_dgn.log_marginal(net1, x, dps=25, partition=part1)[0]
     xq = np.array([[Fraction(-3, 8), Fraction(13, 16)]], dtype=object)
     xm = np.array([[mpmath.mpf("-0.375"), mpmath.mpf("0.8125")]], dtype=object)
-    assert verified_dgn.log_marginal(net1, xq, 25, partition=part1)[0] == ref
-    assert verified_dgn.log_marginal(net1, xm, 25, partition=part1)[0] == ref
+    assert verified_dgn.log_marginal(net1, xq, dps=25, partition=part1)[0] == ref
+    assert verified_dgn.log_marginal(net1, xm, dps=25, partition=part1)[0] == ref
 
 
 # --------------------------------------------------------------------------- pruning and digits
@@ -213,15 +213,15 @@ def test_pruning_is_rigorous_and_harmless():
     net = DGN.random((1, 6, 6, 2), seed=11, noise_var=3e-3)
     P = verified_dgn.partition(net)
     X = np.vstack([net.sample(2, seed=4)[0], [[0.4, 0.6]]])
-    a = verified_dgn.posterior(net, X, 20, partition=P)
-    b = verified_dgn.posterior(net, X, 20, partition=P, prune=False)
+    a = verified_dgn.posterior(net, X, dps=20, partition=P)
+    b = verified_dgn.posterior(net, X, dps=20, partition=P, prune=False)
     assert a.pruned.sum() > 0, "the test needs pruned regions"
     assert not b.pruned.any()
     assert dist.posterior_discrepancy(a, b) <= 1e-20
     for n, w in zip(*np.nonzero(a.pruned)):
         assert a.e0[n, w] == 0 and b.e0[n, w] <= a.e0_bound[n, w]
-    lp = verified_dgn.log_marginal(net, X, 20, partition=P)
-    lq = verified_dgn.log_marginal(net, X, 20, partition=P, prune=False)
+    lp = verified_dgn.log_marginal(net, X, dps=20, partition=P)
+    lq = verified_dgn.log_marginal(net, X, dps=20, partition=P, prune=False)
     with mpmath.workdps(40):
         assert max(abs(u - v) for u, v in zip(lp, lq)) <= mpmath.mpf(10) ** -20
 
@@ -274,8 +274,8 @@ def test_digit_claim_by_recomputation(noise):
     net = DGN.random((1, 6, 6, 2), seed=11, noise_var=noise)
     P = verified_dgn.partition(net)
     X = net.sample(2, seed=9)[0]
-    lo = verified_dgn.posterior(net, X, 20, partition=P)
-    hi = verified_dgn.posterior(net, X, 45, partition=P)
+    lo = verified_dgn.posterior(net, X, dps=20, partition=P)
+    hi = verified_dgn.posterior(net, X, dps=45, partition=P)
     assert dist.posterior_discrepancy(lo, hi) <= 1e-20
     if noise < 1e-6:
         assert all(float(hi.cov[n, 0, 0]) < 1e-6 for n in range(2))  # the cancelling case
@@ -283,8 +283,8 @@ def test_digit_claim_by_recomputation(noise):
 
 def test_verify_option(net1, part1, monkeypatch):
     X = np.array([[0.1, 0.2]])
-    lp = verified_dgn.log_marginal(net1, X, 20, partition=part1, verify=True)
-    post = verified_dgn.posterior(net1, X, 20, partition=part1, verify=True)
+    lp = verified_dgn.log_marginal(net1, X, dps=20, partition=part1, verify=True)
+    post = verified_dgn.posterior(net1, X, dps=20, partition=part1, verify=True)
     with mpmath.workdps(40):
         assert abs(lp[0] - post.log_px[0]) <= mpmath.mpf(10) ** -20
     # a computation that is wrong at the lower precision must be caught
@@ -296,12 +296,12 @@ def test_verify_option(net1, part1, monkeypatch):
 
     monkeypatch.setattr(dist, "_log_marginal_point", wrong)
     with pytest.raises(PrecisionError, match="differs"):
-        verified_dgn.log_marginal(net1, X, 20, partition=part1, verify=True)
+        verified_dgn.log_marginal(net1, X, dps=20, partition=part1, verify=True)
 
 
 def test_posterior_structure(net1, part1):
     X = net1.sample(3, seed=2)[0]
-    post = verified_dgn.posterior(net1, X, DPS, partition=part1)
+    post = verified_dgn.posterior(net1, X, dps=DPS, partition=part1)
     N, R, S = 3, len(part1), 1
     assert post.e1.shape == (N, R, S) and post.E2.shape == (N, R, S, S)
     assert post.mean.shape == (N, S) and post.cov.shape == (N, S, S)
@@ -419,8 +419,8 @@ def test_posterior_s2_verify_and_prune():
     net = DGN.random((2, 4, 4, 2), seed=22, noise_var=0.01)
     P = verified_dgn.partition(net)
     X = net.sample(2, seed=1)[0]
-    a = verified_dgn.posterior(net, X, 20, partition=P, verify=True)
-    b = verified_dgn.posterior(net, X, 20, partition=P, prune=False)
+    a = verified_dgn.posterior(net, X, dps=20, partition=P, verify=True)
+    b = verified_dgn.posterior(net, X, dps=20, partition=P, prune=False)
     assert dist.posterior_discrepancy(a, b) <= 1e-20
     for n, w in zip(*np.nonzero(a.pruned)):
         assert b.e0[n, w] <= a.e0_bound[n, w]

@@ -37,7 +37,7 @@ def _compare(net, X, **kw):
     from fastpath.em import em_step as fast_step
     from verified_dgn.em import em_step as exact_step
 
-    nx, ix = exact_step(net, X, 20, **kw)
+    nx, ix = exact_step(net, X, dps=20, **kw)
     nf, i_f = fast_step(net, X, **kw)
     assert float(ix["log_likelihood"]) == pytest.approx(i_f["log_likelihood"], rel=1e-12)
     assert _rel(ix["last_layer"][0], i_f["last_layer"][0]) <= 1e-9
@@ -104,13 +104,13 @@ def test_exact_em_step_validation():
     net = DGN.random((1, 3, 2), activation="relu", seed=0)
     X = _data(net, 3, seed=0)
     with pytest.raises(NotImplementedError, match="closed-form"):
-        em_step(net, X, 15, weight_prior=LaplacePrior(1.0))
+        em_step(net, X, dps=15, weight_prior=LaplacePrior(1.0))
     with pytest.raises(ValueError, match="noise"):
-        em_step(net, X, 15, noise="full")
+        em_step(net, X, dps=15, noise="full")
     with pytest.raises(ValueError, match="ridge"):
-        em_step(net, X, 15, ridge=-1.0)
+        em_step(net, X, dps=15, ridge=-1.0)
     with pytest.raises(ValueError):
-        em_step(net, np.zeros((3, 5)), 15)
+        em_step(net, np.zeros((3, 5)), dps=15)
 
 
 def test_exact_em_step_is_a_monotone_step():
@@ -120,8 +120,8 @@ def test_exact_em_step_is_a_monotone_step():
 
     net = DGN.random((1, 4, 2), activation="leaky_relu", slope=0.1, seed=3, noise_var=0.3)
     X = _data(net, 8, seed=3)
-    new, info = em_step(net, X, 20)
-    after = sum(verified_dgn.log_marginal(new, X, 20))
+    new, info = em_step(net, X, dps=20)
+    after = sum(verified_dgn.log_marginal(new, X, dps=20))
     assert after >= info["log_likelihood"]
 
 

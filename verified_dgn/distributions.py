@@ -466,7 +466,7 @@ def _log_marginal_point(model: _ExactModel, forms: list[_RegionForm], x: Sequenc
         return acc, [not t for t in done]
 
 
-def log_marginal(net: DGN, X: ArrayLike, dps: int = 30, *, partition: Partition | None = None,
+def log_marginal(net: DGN, X: ArrayLike, *, dps: int = 30, partition: Partition | None = None,
                  prune: bool = True, verify: bool = False) -> Obj:
     """Exact log p(x) of every row of X (Theorem 1), in mpmath.
 
@@ -863,7 +863,7 @@ def posterior_discrepancy(a: ExactPosterior, b: ExactPosterior) -> float:
         return float(r)
 
 
-def posterior(net: DGN, X: ArrayLike, dps: int = 30, *, partition: Partition | None = None,
+def posterior(net: DGN, X: ArrayLike, *, dps: int = 30, partition: Partition | None = None,
               prune: bool = True, verify: bool = False) -> ExactPosterior:
     """The exact posterior of every row of X: log p(x), region weights and moments, in mpmath.
 

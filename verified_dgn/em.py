@@ -178,7 +178,7 @@ def _lu_multi(A: Obj, B: Obj) -> mpmath.matrix:
     return out
 
 
-def em_step(net: DGN, X: ArrayLike, dps: int = 30, *, noise: str | None = None,
+def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
             update_prior_cov: bool = False, weight_prior: Any = None, noise_floor: float = 0.0,
             ridge: float = DEFAULT_RIDGE, partition: Partition | None = None,
             posterior: Any = None) -> tuple[DGN, dict[str, Any]]:
@@ -239,7 +239,7 @@ def em_step(net: DGN, X: ArrayLike, dps: int = 30, *, noise: str | None = None,
     if not (isinstance(noise_floor, (int, float)) and math.isfinite(noise_floor) and noise_floor >= 0):
         raise ValueError(f"noise_floor must be a finite number >= 0, got {noise_floor!r}")
     partition = _check_partition(net, partition)
-    post = posterior if posterior is not None else exact_posterior(net, X, dps, partition=partition)
+    post = posterior if posterior is not None else exact_posterior(net, X, dps=dps, partition=partition)
     N, R = post.e0.shape
     S, D, L = net.latent_dim, net.data_dim, net.n_layers
     Xf = [[mpmath.mpf(v.numerator) / v.denominator for v in row] for row in pts]

@@ -490,8 +490,8 @@ def moment_discrepancy(a: tuple[Any, Any, Any], b: tuple[Any, Any, Any]) -> floa
         return float(r)
 
 
-def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, dps: int = 30,
-                     *, verify: bool = False) -> tuple[mpmath.mpf, NDArray[Any], NDArray[Any]]:
+def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, *,
+                     dps: int = 30, verify: bool = False) -> tuple[mpmath.mpf, NDArray[Any], NDArray[Any]]:
     """Moments of order 0, 1, 2 of ``N(mean, cov)`` on ``P = {z : C z <= d}``, in mpmath.
 
     Parameters
@@ -548,7 +548,7 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
     return hi
 
 
-def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike,
+def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, *,
                       dps: int = 30) -> mpmath.mpf:
     """``log int_P N(z; mean, cov) dz`` in high precision (``-inf`` for a null set).
 

@@ -856,7 +856,7 @@ def _phi_cov(b: Sequence[mpmath.mpf], K: list[list[mpmath.mpf]], digits: int) ->
 
 
 # --------------------------------------------------------------------------- public API
-def orthant_probability(b: ArrayLike, cov: ArrayLike, dps: int = 30) -> mpmath.mpf:
+def orthant_probability(b: ArrayLike, cov: ArrayLike, *, dps: int = 30) -> mpmath.mpf:
     """Gaussian orthant probability ``P(Y <= b)`` for ``Y ~ N(0, cov)`` in high precision.
 
     Parameters
@@ -892,9 +892,9 @@ def orthant_probability(b: ArrayLike, cov: ArrayLike, dps: int = 30) -> mpmath.m
     return val
 
 
-def log_orthant_probability(b: ArrayLike, cov: ArrayLike, dps: int = 30) -> mpmath.mpf:
+def log_orthant_probability(b: ArrayLike, cov: ArrayLike, *, dps: int = 30) -> mpmath.mpf:
     """``log P(Y <= b)`` (``-inf`` when the probability is 0); see :func:`orthant_probability`."""
-    p = orthant_probability(b, cov, dps)
+    p = orthant_probability(b, cov, dps=dps)
     with mpmath.workdps(_wdps(dps)):
         return mpmath.log(p) if p > 0 else mpmath.mpf("-inf")
 
@@ -1011,7 +1011,7 @@ def _orthant_moments_acc(b: list[mpmath.mpf], K: list[list[mpmath.mpf]], digits:
             raise QuadratureError(f"cancellation needs more than {_MAX_DIGITS} digits")
 
 
-def orthant_moments(b: ArrayLike, cov: ArrayLike, dps: int = 30
+def orthant_moments(b: ArrayLike, cov: ArrayLike, *, dps: int = 30
                     ) -> tuple[mpmath.mpf, NDArray[Any], NDArray[Any]]:
     """Truncated Gaussian moments of the orthant ``{y <= b}`` (Tallis 1961).
 

@@ -602,7 +602,7 @@ def check_theorem1(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
         # quick: S = 1 a sample and the far point; S = 2 a sample and the off-manifold point
         # (the far point's tail integrals cost seconds per polygon for S = 2)
         X = _test_points(nt, n_points, seed, off=not quick or S == 2, far=not quick or S == 1)
-        lp = log_marginal(nt, X, dps, partition=P)
+        lp = log_marginal(nt, X, dps=dps, partition=P)
         for n, x in enumerate(X):
             if S == 1:
                 I0, _, _, rel_err = joint_quadrature_1d(nt, x, dps=dps + 10)
@@ -669,7 +669,7 @@ def _normalisation_2d(net: DGN, P: Partition, quick: bool, seed: int) -> tuple[f
     orders = (12, 16) if quick else (20, 28)
 
     def logp(Xs: Arr) -> Arr:
-        return np.array([float(v) for v in log_marginal(net, Xs, 12, partition=P)])
+        return np.array([float(v) for v in log_marginal(net, Xs, dps=12, partition=P)])
 
     vals = [_gauss_hermite_2d(logp, c, L, k) for k in orders]
     return vals[-1] - 1.0, abs(vals[-1] - vals[0])
@@ -700,7 +700,7 @@ def check_posterior_normalisation(*, net: DGN | None = None, quick: bool = True,
     for name, nt in _cases(net, quick):
         P = partition(nt)
         X = _test_points(nt, n_points, seed)
-        post = posterior(nt, X, dps, partition=P)
+        post = posterior(nt, X, dps=dps, partition=P)
         S = nt.latent_dim
         for n, x in enumerate(X):
             count += 1
@@ -783,7 +783,7 @@ def check_prop1(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
         P = partition(nt)
         S = nt.latent_dim
         X = _test_points(nt, n_points, seed)
-        lp = log_marginal(nt, X, dps, partition=P)
+        lp = log_marginal(nt, X, dps=dps, partition=P)
         Sz = nt.prior_cov
         if S == 1:
             with mpmath.workdps(dps + 10):
@@ -1006,7 +1006,7 @@ def check_prop2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
         mpn = _MPNet(nt)
         # quick, S >= 2: no far point (its tail integrals cost seconds per polygon)
         X = _test_points(nt, n_points, seed, far=not quick or S == 1)
-        post = posterior(nt, X, dps, partition=P)
+        post = posterior(nt, X, dps=dps, partition=P)
         Zs: list[list[Fraction]] = [[Fraction(float(v)) for v in z]
                                     for z in rng.standard_normal((n_latent, S))]
         for r in list(P)[: (6 if quick else len(P))]:
@@ -1131,7 +1131,7 @@ def check_lemma2(*, net: DGN | None = None, quick: bool = True, seed: int = 0, d
             errs, vars_, cm, cv = [], [], [], []
             for s2 in levels:
                 ns = nt.replace(noise_var=s2)
-                post = posterior(ns, x, dps, partition=_same_regions(P, ns))
+                post = posterior(ns, x, dps=dps, partition=_same_regions(P, ns))
                 with mpmath.workdps(dps + 10):
                     e = post.mean[0, 0] - _mpf_of(zs[0])
                     v = post.cov[0, 0, 0]
@@ -1287,7 +1287,7 @@ def check_prop3(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
                 diffs = []
                 for s2 in scales:
                     ns = nt.replace(noise_var=s2n, prior_cov=np.array([[s2]]))
-                    post = posterior(ns, x, dps, partition=_same_regions(P, ns))
+                    post = posterior(ns, x, dps=dps, partition=_same_regions(P, ns))
                     zmap, _ = _map_exact(post, 0)
                     diffs.append(abs(float(zmap[0] - zg)))
                 pred = s2n * abs(float(zg)) / (scales[-1] * AtA)

@@ -136,14 +136,14 @@ def _mstep_cases(nt: DGN, X: np.ndarray, dps: int, prior_var: float
     from verified_dgn.em import em_step
 
     P = verified_dgn.partition(nt)
-    post = verified_dgn.posterior(nt, X, dps, partition=P)
+    post = verified_dgn.posterior(nt, X, dps=dps, partition=P)
     e0, e1, E2 = _float(post.e0), _float(post.e1), _float(post.E2)
     signs = np.array([r.signs for r in P]).reshape(len(P), nt.n_hidden_units)
     S, L = nt.latent_dim, nt.n_layers
     out = []
 
     # (a) last layer + noise jointly (noise as log-variance)
-    new, _ = em_step(nt, X, dps, partition=P, posterior=post, update_prior_cov=True)
+    new, _ = em_step(nt, X, dps=dps, partition=P, posterior=post, update_prior_cov=True)
     WL, vL = nt.weights[-1], nt.biases[-1]
 
     def qa(x: np.ndarray) -> float:
@@ -173,7 +173,7 @@ def _mstep_cases(nt: DGN, X: np.ndarray, dps: int, prior_var: float
     out.append(("Sigma_z", *_compare(qz, np.linalg.cholesky(Sz_cf)[tril], np.eye(S)[tril])))
 
     # (b) inner layers with a Gaussian prior (ridge 0: the pure MAP surrogate)
-    _, info_p = em_step(nt, X, dps, partition=P, posterior=post,
+    _, info_p = em_step(nt, X, dps=dps, partition=P, posterior=post,
                         weight_prior=GaussianPrior(prior_var), ridge=0.0)
     for l in range(L - 1):
         Wl, vl = nt.weights[l], nt.biases[l]
