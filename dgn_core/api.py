@@ -111,7 +111,7 @@ class PosteriorLike(Protocol):
 
     def most_probable_region(self) -> Any: ...
 
-    def log_density(self, n: int, Z: ArrayLike) -> Any:
+    def log_density(self, Z: ArrayLike, n: int = 0) -> Any:
         """log p(z | x_n) at the latent points ``Z`` (M, S), shape (M,)."""
         ...
 
