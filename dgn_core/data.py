@@ -98,7 +98,7 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    types = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    types: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     try:
         with opener(path, "rb") as fh:
             head = fh.read(4)

@@ -114,7 +114,8 @@ def parse_prior(text: str | None) -> Prior | None:
     if text is None or text.strip().lower() in ("", "none"):
         return None
     kind, _, val = text.partition(":")
-    kinds = {"gaussian": GaussianPrior, "laplace": LaplacePrior, "box": BoxPrior}
+    kinds: dict[str, type[GaussianPrior] | type[LaplacePrior] | type[BoxPrior]] = {
+        "gaussian": GaussianPrior, "laplace": LaplacePrior, "box": BoxPrior}
     if kind.strip().lower() not in kinds or not val:
         raise ValueError(f"a prior is none, gaussian:VAR, laplace:SCALE or box:BOUND, got {text!r}")
     try:

@@ -48,16 +48,16 @@ def _ring(exact: bool) -> tuple[Any, Any]:
 
 
 def _split_signs(net: DGN, signs: Sequence[int]) -> list[NDArray[Any]]:
-    signs = np.asarray(signs)
-    if signs.shape != (net.n_hidden_units,):
+    arr = np.asarray(signs)
+    if arr.shape != (net.n_hidden_units,):
         raise ValueError(
-            f"a sign pattern of this net has {net.n_hidden_units} entries, got shape {signs.shape}"
+            f"a sign pattern of this net has {net.n_hidden_units} entries, got shape {arr.shape}"
         )
-    if not np.all(np.isin(signs, (-1, 1))):
+    if not np.all(np.isin(arr, (-1, 1))):
         raise ValueError("sign pattern entries must be +1 or -1")
     out, start = [], 0
     for w in net.hidden_widths:
-        out.append(signs[start:start + w])
+        out.append(arr[start:start + w])
         start += w
     return out
 
