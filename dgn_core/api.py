@@ -20,7 +20,9 @@ The rules (checked by ``tests/contract/test_conformance.py``):
 
 Where the two differ in value type, that is the point of the two backends: the exact
 backend returns ``mpmath.mpf`` values (object arrays) and ``Fraction`` geometry, the fast
-backend float64 arrays.
+backend float64 arrays. One difference in scope remains: the fast orthant functions accept
+a singular (positive semi-definite) covariance, treating |rho| = 1 as the degenerate
+lower-dimensional case, while the exact ones require a positive-definite one (ValueError).
 """
 
 from __future__ import annotations
