@@ -23,20 +23,24 @@ x | z ~ N(g(z), Sigma_x)::
 
 Accuracy: the KL is a difference of terms of the size of |log p(x)|, so its absolute error
 is that of log p(x) (about 1e-13 |log p(x)| in typical cases; see
-:mod:`fastpath.distributions`) plus rounding of the same relative size; the truncated
+:mod:`fastpath._estep`) plus rounding of the same relative size; the truncated
 moments contribute a relative ~1e-13. A KL far below that level is rounding noise around
 0 (the returned value can then be slightly negative).
 
-Pruning (S >= 2, ``prune``, default 60): pairs (point, region) whose q-mass is certified
-below exp(-prune) by :meth:`ConeBatch.log_mass_bound` (a Mahalanobis-distance bound) are
-skipped; each skipped pair would contribute m0_w times a quadratic that grows only
-polynomially with the distance, far below rounding for prune = 60.
+Pruning (S >= 2; ``prune=True``, the default, is a margin of 60 nats): pairs (point,
+region) whose q-mass is certified below exp(-margin) by :meth:`ConeBatch.log_mass_bound` (a
+Mahalanobis-distance bound) are skipped; each skipped pair would contribute m0_w times a
+quadratic that grows only polynomially with the distance, far below rounding for a margin
+of 60. The same margin prunes log p(x) (:func:`fastpath.log_marginal`). ``prune=False`` or
+``None`` evaluates every pair.
+
+The per-region maps (A_w, b_w) and the regions' cone decompositions come from
+:mod:`fastpath._region_maps`, shared with the posterior (one cache per partition).
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,9 +49,12 @@ from numpy.typing import ArrayLike, NDArray
 
 from dgn_core.data import check_data
 from dgn_core.model import DGN
-from dgn_core.regions import Partition, region_affine_map
+from dgn_core.regions import Partition
+from dgn_core.validation import check_covariance
 
-from .distributions import _check_chunk_size, _check_net, _check_partition, _check_prune
+from ._checks import _check_chunk_size, _check_net, _check_partition, _check_prune
+from ._region_maps import affine_maps, cone_batch
+from .distributions import log_marginal
 from .integrals import ConeBatch
 
 __all__ = ["KLTerms", "gaussian_kl_to_prior", "kl_to_posterior"]
@@ -55,10 +62,6 @@ __all__ = ["KLTerms", "gaussian_kl_to_prior", "kl_to_posterior"]
 Arr = NDArray[np.float64]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-#: relative asymmetry of a q covariance that is rejected (smaller asymmetry is symmetrised)
-_SYM_TOL = 1e-10
-#: q covariances with condition number above this are rejected (the cone kernels' limit)
-_MAX_COND = 1e12
 #: the q-masses of the regions must sum to 1 within this (else the partition is incomplete)
 _MASS_TOL = 1e-6
 #: floats of (pairs, D) residuals per block
@@ -98,58 +101,22 @@ def _check_q(q_mean: ArrayLike, q_cov: ArrayLike, N: int, S: int) -> tuple[Arr, 
             i = int(np.flatnonzero((V <= 0).any(axis=1))[0])
             raise ValueError(f"q_cov holds variances that are not positive (first at row {i}: "
                              f"{V[i]})")
-        cov = V[:, :, None] * np.eye(S)
-    elif V.ndim == 3:
-        if V.shape != (N, S, S):
-            raise ValueError(f"q_cov must have shape ({N}, {S}, {S}) (full) or ({N}, {S}) "
-                             f"(diagonal), got {V.shape}")
-        scale = np.max(np.abs(V), axis=(1, 2))
-        asym = np.max(np.abs(V - np.swapaxes(V, 1, 2)), axis=(1, 2))
-        bad = asym > _SYM_TOL * scale
-        if bad.any():
-            raise ValueError(f"q_cov[{int(np.flatnonzero(bad)[0])}] is not symmetric")
-        cov = 0.5 * (V + np.swapaxes(V, 1, 2))
-    else:
+        V = V[:, :, None] * np.eye(S)
+    elif V.ndim != 3 or V.shape != (N, S, S):
         raise ValueError(f"q_cov must have shape ({N}, {S}, {S}) (full) or ({N}, {S}) "
                          f"(diagonal), got {V.shape}")
-    ev = np.linalg.eigvalsh(cov)
-    lo, hi = ev[:, 0], ev[:, -1]
-    bad = lo <= 0
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"q_cov[{i}] is not positive definite (smallest eigenvalue "
-                         f"{lo[i]:.3g})")
-    bad = hi > _MAX_COND * lo
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"q_cov[{i}] is numerically singular (condition number "
-                         f"{hi[i] / lo[i]:.3g} > {_MAX_COND:.0e})")
+    # the one covariance rule (dgn_core.validation); on failure, name the first bad row
+    try:
+        cov = check_covariance(V, S, "q_cov")
+    except ValueError:
+        for i in range(N):
+            check_covariance(V[i], S, f"q_cov[{i}]")
+        raise
     chol: Arr = np.asarray(np.linalg.cholesky(cov), dtype=np.float64)
     return m, cov, chol
 
 
 # =========================================================================== kernels
-_CONES: weakref.WeakKeyDictionary[Partition, ConeBatch] = weakref.WeakKeyDictionary()
-
-
-def _cones(partition: Partition) -> ConeBatch:
-    cb = _CONES.get(partition)
-    if cb is None:
-        cb = ConeBatch.from_partition(partition)
-        _CONES[partition] = cb
-    return cb
-
-
-def _affine_maps(net: DGN, partition: Partition) -> tuple[Arr, Arr]:
-    """(A (R, D, S), b (R, D)) of ``net`` on the regions of ``partition``."""
-    if partition.net is net or partition.net == net:
-        return partition.A_stack, partition.b_stack
-    # same hidden layers, other output layer: same regions, maps from the sign patterns
-    maps = [region_affine_map(net, r.signs) for r in partition]
-    return (np.array([A for A, _ in maps], dtype=np.float64),
-            np.array([b for _, b in maps], dtype=np.float64))
-
-
 def gaussian_kl_to_prior(q_mean: Arr, q_cov: Arr, q_chol: Arr, prior_cov: Arr) -> Arr:
     """KL(N(m, V) || N(0, Sigma_z)) for every row: m (N, S), V and its Cholesky (N, S, S).
 
@@ -243,7 +210,7 @@ class KLTerms:
 
 def kl_to_posterior(net: DGN, X: ArrayLike, q_mean: ArrayLike, q_cov: ArrayLike, *,
                     partition: Partition | None = None, chunk_size: int | None = None,
-                    prune: float | None = 60.0, return_terms: bool = False) -> Any:
+                    prune: float | bool | None = True, return_terms: bool = False) -> Any:
     """Exact KL(q(z|x) || p(z|x)) of a Gaussian q for every data point.
 
     Parameters
@@ -261,9 +228,10 @@ def kl_to_posterior(net: DGN, X: ArrayLike, q_mean: ArrayLike, q_cov: ArrayLike,
         the same hidden layers is accepted (the affine maps are recomputed).
     chunk_size : int, optional
         Points per block (memory O(chunk_size R S^2)); default about 2^17 / R.
-    prune : float or None, default 60
-        Skip (point, region) pairs whose q-mass is certified below exp(-prune) (S >= 2; see
-        the module notes); None evaluates every pair.
+    prune : float, bool or None, default True
+        Skip (point, region) pairs whose q-mass is certified below exp(-margin) (S >= 2; see
+        the module notes), and prune log p(x) with the same margin. True is 60 nats, a
+        number (finite, >= 30) the margin itself; False or None evaluates every pair.
     return_terms : bool, default False
         Return a :class:`KLTerms` (kl, log_px, expected_log_lik, kl_prior, q_mass, and the
         exact ELBO) instead of the KL alone.
@@ -278,10 +246,15 @@ def kl_to_posterior(net: DGN, X: ArrayLike, q_mean: ArrayLike, q_cov: ArrayLike,
     ------
     dgn_core.data.DataError
         X of the wrong width, empty, or with NaN / infinite values.
+    TypeError
+        ``net`` is not a DGN, ``partition`` not a Partition, q_mean / q_cov not real arrays,
+        ``prune`` not a number, bool or None.
     ValueError
-        q_mean / q_cov of the wrong shape, non-finite, not symmetric, not positive
-        definite or numerically singular (condition number above 1e12); a partition of
-        another net, or one whose regions do not cover q's mass.
+        q_mean / q_cov of the wrong shape or non-finite; a q_cov that breaks the covariance
+        rule of :func:`dgn_core.validation.check_covariance` (not symmetric to a relative
+        1e-10, not positive definite, condition number 1e13 or more); a partition of
+        another net, or one whose regions do not cover q's mass; a bad ``prune`` or
+        ``chunk_size``.
     """
     net = _check_net(net)
     X = check_data(X, dim=net.data_dim)
@@ -291,14 +264,12 @@ def kl_to_posterior(net: DGN, X: ArrayLike, q_mean: ArrayLike, q_cov: ArrayLike,
     prune = _check_prune(prune)
     partition = _check_partition(net, partition)
 
-    from .distributions import log_marginal
-
-    log_px = log_marginal(net, X, partition=partition)
-    A, b = _affine_maps(net, partition)
+    log_px = log_marginal(net, X, partition=partition, prune=prune)
+    A, b = affine_maps(net, partition)
     R, D = A.shape[0], net.data_dim
     nv = np.asarray(net.noise_var_vector, dtype=np.float64)
     inv_s = 1.0 / np.sqrt(nv)
-    cones = _cones(partition)
+    cones = cone_batch(partition)
     step = chunk_size or max(1, (1 << 17) // (R * (1 + S + S * S)))
     quad = np.empty(N)
     mass = np.empty(N)

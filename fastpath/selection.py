@@ -150,7 +150,9 @@ def anomaly_scores(net: DGN, X: ArrayLike, **kw: Any) -> NDArray[np.float64]:
     net : DGN
     X : array_like, shape (N, D)
     **kw
-        Passed to :func:`fastpath.log_marginal` (``partition``, ``chunk_size``, ``prune``).
+        Passed to :func:`fastpath.log_marginal`: ``partition``, ``chunk_size`` and ``prune``
+        (default True: pairs certified below exp(-60) of p(x) are skipped; a number is the
+        margin in nats, False or None evaluates every pair).
 
     Returns
     -------

@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 
 from dgn_core.exceptions import TorchConversionError
 from dgn_core.model import DGN
+from dgn_core.validation import check_net
 
 # ``Abs`` (a torch module) is created on first access, see __getattr__
 __all__ = ["TorchConversionError", "from_torch", "to_torch"]
@@ -110,8 +111,7 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
         ``(N, S)``, output ``(N, D)``: ``module(z)`` equals ``net.forward(z)`` (to rounding
         for float32). The noise variance and the prior are not part of the module.
     """
-    if not isinstance(net, DGN):
-        raise TypeError(f"net must be a verified_dgn.DGN, got {type(net).__name__}")
+    net = check_net(net)
     torch = _torch()
     dt = _resolve_dtype(dtype)
     layers: list[Any] = []

@@ -48,6 +48,7 @@ from numpy.typing import ArrayLike, NDArray
 from dgn_core.data import check_data
 from dgn_core.model import DGN
 from dgn_core.regions import RegionLimitError
+from dgn_core.validation import check_net
 
 from .torch_interop import _activation_module, _torch, from_torch, to_torch
 
@@ -283,7 +284,8 @@ def _elbo(encoder: Any, decoder: Any, log_nv: Any, log_floor: float, xb: Any, pr
 # =========================================================================== training
 def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 64,
               seed: int = 0, X_test: ArrayLike | None = None, eval_every: int | None = None,
-              *, eval_at: Sequence[int] | None = None, encoder_widths: Sequence[int] | None = None, learn_noise: bool = True,
+              *, eval_at: Sequence[int] | None = None,
+              encoder_widths: Sequence[int] | None = None, learn_noise: bool = True,
               noise_floor: float | None = None, n_samples: int = 1, dtype: str = "float64",
               max_regions: int = 20_000, kl_points: int | None = None,
               evaluate: bool = True, time_limit: float | None = None,
@@ -344,8 +346,7 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
     VAEResult
     """
     torch = _torch()
-    if not isinstance(net, DGN):
-        raise TypeError(f"net must be a verified_dgn.DGN, got {type(net).__name__}")
+    net = check_net(net)
     X = check_data(X, dim=net.data_dim)
     X_test = None if X_test is None else check_data(X_test, dim=net.data_dim, name="X_test")
     lr = _positive_float(lr, "lr")

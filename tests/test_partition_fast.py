@@ -607,8 +607,8 @@ def test_max_regions_limit():
 @pytest.mark.parametrize("kw, err, msg", [
     (dict(max_regions=0), ValueError, "max_regions"),
     (dict(max_regions=-5), ValueError, "max_regions"),
-    (dict(max_regions=2.5), ValueError, "max_regions"),
-    (dict(max_regions=True), ValueError, "max_regions"),
+    (dict(max_regions=2.5), TypeError, "max_regions"),
+    (dict(max_regions=True), TypeError, "max_regions"),
     (dict(start=[0.0]), ValueError, r"start must have shape \(2,\)"),
     (dict(start=[np.nan, 0.0]), ValueError, "NaN"),
     (dict(start="ab"), TypeError, "start"),

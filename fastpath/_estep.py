@@ -1,0 +1,504 @@
+"""The E-step of a DGN in float64: Theorem 1 for chunks of points, and its statistics.
+
+This is the engine behind :func:`fastpath.log_marginal`, :func:`fastpath.posterior` and EM
+(:func:`estep_statistics`). For the model and notation see :mod:`fastpath.distributions`
+and docs/DESIGN.md §2.3. Computation (everything in log space):
+
+* Whitening. With s = sqrt(diag Sigma_x), Sigma_z = L_z L_z^T, the whitened quantities are
+  x~ = x / s, b~_w = b_w / s, B_w = (A_w / s) L_z (D, S) and u = L_z^-1 z. Then
+  G_w = I + B_w^T B_w (S x S), Sigma_w = L_z G_w^-1 L_z^T, mu_w = L_z G_w^-1 B_w^T (x~ - b~_w),
+  and (Woodbury, determinant lemma; no D x D matrix is ever formed)
+  log kappa_w = -(D log 2 pi + log det Sigma_x + log det G_w + Q_w) / 2.
+* The quadratic form Q_w = (x - b_w)^T (Sigma_x + A_w Sigma_z A_w^T)^-1 (x - b_w). Its cheap
+  form ||x~ - b~_w||^2 - y^T G_w^-1 y (y = B_w^T (x~ - b~_w); two GEMMs for all points and
+  regions) cancels when x is near the region's affine image, far from the origin or the noise
+  is small. Every pair whose rounding bound exceeds ``_Q_RTOL`` (1.5e-11) times the largest
+  term of 2 log kappa_w (max(1, Q, |D log 2 pi + log det Sigma_x + log det G_w|)) is
+  recomputed in the residual form Q = ||x~ - b~_w - B_w u||^2 + ||u||^2 at u = L_z^-1 mu_w,
+  an exact identity whose error is second order in the error of u (mu_w minimises it).
+* log Phi_w, E[z | z in w] - mu_w and E[(z - mu_w)(z - mu_w)^T | z in w] come from
+  :class:`fastpath.integrals.ConeBatch` (signed vertex cones, log space, central form;
+  docs/DESIGN.md §2.4). log p(x) = logsumexp_w (log kappa_w + log Phi_w);
+  e0 = exp(log kappa_w + log Phi_w - log p).
+* Pruning (S >= 2; ``prune=True``, the default, is a margin of T = 60 nats). Phi_w <=
+  Phi(-delta_w), delta_w the Mahalanobis distance from mu_w to w (the half-space supporting w
+  at its nearest point contains w; :meth:`fastpath.integrals.ConeBatch.log_mass_bound`, no
+  orthants), so u_w = log kappa_w + log Phi(-delta_w) bounds log(kappa_w Phi_w) from above
+  (with the rounding bound of Q_w included). The cone integrals are evaluated only for pairs
+  with u_w >= L - T, where L <= log p(x) is a log-sum-exp of evaluated pairs: every skipped
+  pair has e0 < exp(-T) (8.8e-27 for T = 60) and the computed p(x) is low by a relative
+  R exp(-T) at most. Skipped pairs get e0 = e1 = E2 = 0 (log e0 = -inf). Pairs are skipped
+  only when that saves work: when more than half of a chunk's pairs survive the bound
+  (checked first on 32 evenly spaced points of the chunk: above 65% there, the other points
+  are not bounded), or S = 1 (the closed-form interval kernel is cheaper than the bound),
+  every pair is evaluated. ``prune=False`` or ``None`` always evaluates every pair.
+* Memory: points are processed in chunks (``chunk_size`` points; default about 2^20 /
+  (R (1 + S + S^2)) floats of moments per chunk). :func:`fastpath.log_marginal` keeps O(N)
+  memory; the E-step generator :func:`_estep_chunks` and :func:`estep_statistics` never
+  materialise (N, R, S, S).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import logsumexp
+
+from dgn_core.data import check_data
+from dgn_core.model import DGN
+from dgn_core.regions import Partition
+
+from ._checks import _check_chunk_size, _check_net, _check_partition, _check_prune
+from ._region_maps import affine_maps, cone_batch
+from .integrals import ConeBatch
+
+__all__ = ["EStepChunk", "EStepStatistics", "estep_statistics"]
+
+Arr = NDArray[np.float64]
+
+_EPS = float(np.finfo(np.float64).eps)
+_LOG_2PI = math.log(2.0 * math.pi)
+#: refine Q in residual form where its rounding bound exceeds this times
+#: max(1, Q, 2 |const_w|), the largest term of 2 log kappa_w (module notes)
+_Q_RTOL = 2.0 ** -36
+#: floats of per-pair moments per chunk (default chunk size)
+_CHUNK_FLOATS = 1 << 20
+#: pruning evaluates pairs region by region only when at most this fraction survives the
+#: bound (otherwise one batched pass over every pair is faster)
+_SPARSE_MAX_FRACTION = 0.5
+#: points of a chunk whose bounds are computed first, and the surviving fraction above
+#: which the chunk is evaluated densely without bounding the rest (the bound would not pay)
+_PRUNE_PROBE = 32
+_PROBE_DENSE = 0.65
+#: floats of a (pairs, D) residual block in the refinement of Q
+_RESIDUAL_FLOATS = 1 << 21
+
+
+# =========================================================================== precomputation
+@dataclass(frozen=True, eq=False)
+class _Model:
+    """Per-region quantities of Theorem 1 that do not depend on x (whitened; module notes)."""
+
+    partition: Partition
+    cones: ConeBatch
+    R: int
+    S: int
+    D: int
+    A: Arr            # (R, D, S) A_w
+    b: Arr            # (R, D) b_w
+    inv_s: Arr        # (D,) 1 / noise sd
+    Lz: Arr | None    # (S, S) Cholesky factor of Sigma_z; None for the identity
+    B: Arr            # (R, D, S) (A_w / s) L_z
+    Bcat: Arr         # (D, R S) B laid out for one GEMM
+    bt: Arr           # (R, D) b_w / s
+    btT: Arr          # (D, R)
+    bnorm: Arr        # (R,) |b~_w|
+    bb: Arr           # (R,) |b~_w|^2
+    By: Arr           # (R, S) B_w^T b~_w
+    Bfro: Arr         # (R,) Frobenius norm of B_w
+    G: Arr            # (R, S, S) I + B^T B
+    Ginv: Arr         # (R, S, S)
+    condG: Arr        # (R,) condition number of G_w
+    logdet_G: Arr     # (R,) log det G_w
+    const: Arr        # (R,) -(D log 2pi + log det Sigma_x + log det G_w) / 2
+    cov_z: Arr        # (R, S, S) Sigma_w
+
+    def mu_z(self, mu_u: Arr) -> Arr:
+        """z-space means from whitened ones, (..., R, S)."""
+        if self.Lz is None:
+            return mu_u
+        return mu_u @ self.Lz.T
+
+
+def _model(net: DGN, partition: Partition) -> _Model:
+    """The x-independent quantities of ``net`` on the regions of ``partition``."""
+    A, b = affine_maps(net, partition)
+    R, D, S = A.shape
+    nv = np.asarray(net.noise_var_vector, dtype=np.float64)
+    inv_s = 1.0 / np.sqrt(nv)
+    Lz: Arr | None = (None if net.has_identity_prior
+                      else np.asarray(np.linalg.cholesky(net.prior_cov), dtype=np.float64))
+    B = A * inv_s[None, :, None]
+    if Lz is not None:
+        B = B @ Lz
+    B = np.ascontiguousarray(B)
+    bt = np.ascontiguousarray(b * inv_s)
+    G = np.eye(S) + np.swapaxes(B, 1, 2) @ B
+    LG = np.linalg.cholesky(G)
+    logdet_G = 2.0 * np.sum(np.log(np.diagonal(LG, axis1=1, axis2=2)), axis=1)
+    eye = np.broadcast_to(np.eye(S), G.shape)
+    Ginv: Arr = np.asarray(np.linalg.solve(G, eye), dtype=np.float64)
+    Ginv = 0.5 * (Ginv + np.swapaxes(Ginv, 1, 2))
+    ev = np.linalg.eigvalsh(G)
+    condG = ev[:, -1] / ev[:, 0]
+    cov_z: Arr = Ginv if Lz is None else np.asarray(Lz @ Ginv @ Lz.T, dtype=np.float64)
+    cov_z = 0.5 * (cov_z + np.swapaxes(cov_z, 1, 2))
+    const = -0.5 * (D * _LOG_2PI + float(np.sum(np.log(nv))) + logdet_G)
+    return _Model(
+        partition=partition, cones=cone_batch(partition), R=R, S=S, D=D, A=A, b=b,
+        inv_s=inv_s, Lz=Lz, B=B, Bcat=np.ascontiguousarray(B.transpose(1, 0, 2).reshape(D, R * S)),
+        bt=bt, btT=np.ascontiguousarray(bt.T), bnorm=np.sqrt(np.sum(bt * bt, axis=1)),
+        bb=np.sum(bt * bt, axis=1), By=np.einsum("rdi,rd->ri", B, bt),
+        Bfro=np.sqrt(np.sum(B * B, axis=(1, 2))), G=G, Ginv=Ginv, condG=condG, logdet_G=logdet_G,
+        const=const, cov_z=cov_z)
+
+
+def _default_chunk(model: _Model, moments: bool) -> int:
+    per_pair = (1 + model.S + model.S * model.S) if moments else 2 + model.S
+    per_point = model.R * per_pair + 2 * model.D
+    return max(1, _CHUNK_FLOATS // per_point)
+
+
+# =========================================================================== kernels
+@dataclass
+class _Forms:
+    """Whitened Theorem 1 quantities of a chunk of points for every region."""
+
+    Xt: Arr      # (n, D) x / s
+    mu_u: Arr    # (n, R, S) whitened posterior means L_z^-1 mu_w
+    Q: Arr       # (n, R) quadratic forms (cheap form unless refined)
+    bound: Arr   # (n, R) rounding bound of Q (0 where refined)
+
+
+def _quadratic_forms(model: _Model, Xc: Arr) -> _Forms:
+    """Cheap Q for all pairs with a rigorous rounding bound (two GEMMs, O(n R S^2) more)."""
+    n = Xc.shape[0]
+    R, S, D = model.R, model.S, model.D
+    Xt = Xc * model.inv_s
+    xx = np.einsum("nd,nd->n", Xt, Xt)
+    xb = Xt @ model.btT                                                   # (n, R)
+    y = (Xt @ model.Bcat).reshape(n, R, S) - model.By                    # B^T (x~ - b~)
+    mu_u = np.einsum("rij,nrj->nri", model.Ginv, y)
+    rr = xx[:, None] - 2.0 * xb + model.bb
+    yGy = np.einsum("nri,nri->nr", y, mu_u)
+    Q = rr - yGy
+    # rounding of the length-D dot products: the probabilistic bound lambda sqrt(D) eps |a||b|
+    # (Higham & Mary 2019; lambda = 8 fails with probability < 2 exp(-32) per product). It
+    # is 3.5x tighter than the worst-case D eps at D = 784 and still well above the actual
+    # errors (checked against mpmath in tests/test_distributions_fast.py).
+    gam = (8.0 * math.sqrt(D) + 8.0) * _EPS
+    xn = np.sqrt(xx)
+    scale = xn[:, None] + model.bnorm
+    mun = np.sqrt(np.einsum("nri,nri->nr", mu_u, mu_u))
+    # ... and of y^T G^-1 y: the solve for mu_u errs by ~ cond(G) eps |mu_u| (first order in
+    # y^T mu_u; the residual form is second order in it)
+    yn = np.sqrt(np.einsum("nri,nri->nr", y, y))
+    bound = gam * (scale * scale + 2.0 * mun * scale * model.Bfro) \
+        + 8.0 * S * _EPS * (np.abs(rr) + np.abs(yGy) + model.condG * yn * mun)
+    return _Forms(Xt, mu_u, Q, bound)
+
+
+def _needs_refinement(model: _Model, forms: _Forms) -> NDArray[np.bool_]:
+    # the error of log kappa = const - Q/2 relative to its largest term stays below _Q_RTOL / 2
+    scale = np.maximum(np.maximum(1.0, np.abs(forms.Q)), 2.0 * np.abs(model.const))
+    return forms.bound > _Q_RTOL * scale
+
+
+def _refine(model: _Model, forms: _Forms, mask: NDArray[np.bool_]) -> None:
+    """Recompute Q in residual form for the pairs in ``mask`` (n, R), in place."""
+    nn, ww = np.nonzero(mask)
+    if nn.size == 0:
+        return
+    order = np.argsort(ww, kind="stable")
+    nn, ww = nn[order], ww[order]
+    cuts = np.flatnonzero(np.diff(ww)) + 1
+    step = max(1, _RESIDUAL_FLOATS // model.D)
+    for idx in np.split(np.arange(nn.size), cuts):
+        w = int(ww[idx[0]])
+        Bw, bw = model.B[w], model.bt[w]
+        for a in range(0, idx.size, step):
+            sel = idx[a:a + step]
+            rows = nn[sel]
+            u = forms.mu_u[rows, w]                                       # (k, S)
+            E = forms.Xt[rows] - bw - u @ Bw.T                            # (k, D) residual
+            forms.Q[rows, w] = np.einsum("kd,kd->k", E, E) + np.einsum("ks,ks->k", u, u)
+            forms.bound[rows, w] = 0.0
+
+
+@dataclass
+class _ChunkResult:
+    log_px: Arr            # (n,)
+    log_w: Arr             # (n, R) log kappa + log Phi; -inf where skipped
+    mu_z: Arr | None       # (n, R, S)
+    dm: Arr | None         # (n, R, S) E[z | w] - mu_w (0 where skipped)
+    tcov: Arr | None       # (n, R, S, S) Cov[z | x, w] (0 where skipped)
+    log_m0: Arr | None     # (n, R) log Phi_w (-inf where skipped)
+
+
+def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
+           forms: _Forms | None = None) -> _ChunkResult:
+    """Theorem 1 for a chunk of points Xc (n, D): log p(x) and (central) region moments."""
+    if forms is None:
+        forms = _quadratic_forms(model, Xc)
+    mu_z = model.mu_z(forms.mu_u)
+    n, R, S = Xc.shape[0], model.R, model.S
+    cones = model.cones
+    if prune is None or S == 1 or R == 1:
+        _refine(model, forms, _needs_refinement(model, forms))
+        if moments:
+            lm, dm, tcov = cones.truncated_mean_cov(mu_z, model.cov_z)
+        else:
+            lm, dm, tcov = cones.log_mass(mu_z, model.cov_z), None, None
+        log_w = model.const - 0.5 * forms.Q + lm
+        log_px = logsumexp(log_w, axis=1)
+        return _ChunkResult(log_px, log_w, mu_z, dm, tcov, lm)
+
+    # ---- pruned evaluation (module notes)
+    # log Phi_w <= log Phi(-Mahalanobis distance from mu_w to w) (integrals' cheap bound)
+    if n >= 4 * _PRUNE_PROBE:
+        # a clearly dense chunk goes to the batched pass without bounding every pair
+        pr = np.linspace(0, n - 1, _PRUNE_PROBE).astype(np.intp)
+        up = model.const - 0.5 * (forms.Q[pr] - forms.bound[pr]) \
+            + cones.log_mass_bound(mu_z[pr], model.cov_z)
+        if (up >= (np.max(up, axis=1, keepdims=True) - prune)).mean() > _PROBE_DENSE:
+            return _chunk(model, Xc, moments, None, forms)
+    upper = model.const - 0.5 * (forms.Q - forms.bound) + cones.log_mass_bound(mu_z, model.cov_z)
+    todo = upper >= (np.max(upper, axis=1, keepdims=True) - prune)
+    if todo.mean() > _SPARSE_MAX_FRACTION:
+        # little to skip: one batched pass over every pair beats per-region calls
+        return _chunk(model, Xc, moments, None, forms)
+    log_w = np.full((n, R), -np.inf)
+    lm_all = np.full((n, R), -np.inf)
+    dm = np.zeros((n, R, S)) if moments else None
+    tcov = np.zeros((n, R, S, S)) if moments else None
+    done = np.zeros((n, R), dtype=bool)
+    for _ in range(2):
+        _refine(model, forms, todo & _needs_refinement(model, forms))
+        _sparse_integrals(model, mu_z, todo, moments, lm_all, dm, tcov)
+        log_w = np.where(todo, model.const - 0.5 * forms.Q + lm_all, log_w)
+        done |= todo
+        L = logsumexp(log_w, axis=1)                                      # <= log p(x)
+        todo = (upper >= (L[:, None] - prune)) & ~done
+        if not todo.any():
+            break
+    else:  # pragma: no cover - the second pass covers every pair above L - T
+        raise RuntimeError("pruning did not converge")
+    return _ChunkResult(logsumexp(log_w, axis=1), log_w, mu_z, dm, tcov, lm_all)
+
+
+def _sparse_integrals(model: _Model, mu_z: Arr, mask: NDArray[np.bool_], moments: bool,
+                      lm: Arr, dm: Arr | None, tcov: Arr | None) -> None:
+    """Cone integrals of the pairs in ``mask`` (n, R), one vectorised call per region."""
+    cones = model.cones.cones
+    counts = mask.sum(axis=0)
+    for w in np.flatnonzero(counts):
+        rows = np.flatnonzero(mask[:, w])
+        pc = cones[w]
+        if moments:
+            a, b, c = pc.truncated_mean_cov(mu_z[rows, w], model.cov_z[w])
+            lm[rows, w] = a
+            dm[rows, w] = b           # type: ignore[index]
+            tcov[rows, w] = c         # type: ignore[index]
+        else:
+            lm[rows, w] = pc.log_mass(mu_z[rows, w], model.cov_z[w])
+
+
+
+# =========================================================================== E-step
+@dataclass(frozen=True, eq=False)
+class EStepChunk:
+    """The E-step of a block of rows of X (yielded by :func:`_estep_chunks`).
+
+    Attributes
+    ----------
+    rows : slice
+        The rows of X this chunk covers (n = rows.stop - rows.start).
+    log_px : ndarray, shape (n,)
+        log p(x).
+    log_e0 : ndarray, shape (n, R)
+        log e0 = log P(z in w | x); -inf for pruned pairs.
+    e0 : ndarray, shape (n, R)
+        P(z in w | x); rows sum to 1.
+    e1 : ndarray, shape (n, R, S)
+        E[z 1_w(z) | x].
+    E2 : ndarray, shape (n, R, S, S)
+        E[z z^T 1_w(z) | x].
+    cmean : ndarray, shape (n, R, S)
+        E[z | x, z in w] (the truncated-Gaussian mean; 0 where e0 == 0).
+    ccov : ndarray, shape (n, R, S, S)
+        Cov[z | x, z in w] (0 where e0 == 0), computed about the region's own mean.
+    mean : ndarray, shape (n, S)
+        Posterior mean E[z | x] = sum_w e1.
+    cov : ndarray, shape (n, S, S)
+        Posterior covariance, by the law of total variance (no cancellation against
+        |mean|^2): sum_w e0 (ccov_w + (cmean_w - mean)(cmean_w - mean)^T).
+    """
+
+    rows: slice
+    log_px: Arr
+    log_e0: Arr
+    e0: Arr
+    e1: Arr
+    E2: Arr
+    cmean: Arr
+    ccov: Arr
+    mean: Arr
+    cov: Arr
+
+
+def _assemble(rows: slice, res: _ChunkResult) -> EStepChunk:
+    # e0 from the shifted weights (not log_w - log_px: log_px ~ -1e5 far from the data would
+    # carry its rounding, 1e-11, into every e0), so rows sum to 1 to rounding
+    top = np.max(res.log_w, axis=1, keepdims=True)
+    ew = np.exp(res.log_w - top)
+    tot = ew.sum(axis=1, keepdims=True)
+    e0 = ew / tot
+    with np.errstate(divide="ignore"):
+        log_e0 = (res.log_w - top) - np.log(tot)
+    live = e0 > 0
+    assert res.mu_z is not None and res.dm is not None and res.tcov is not None
+    dm = res.dm
+    cmean = np.where(live[..., None], res.mu_z + dm, 0.0)
+    # the kernels' own truncated covariance: E[(z - mu)(z - mu)^T] - dm dm^T would cancel
+    # for points far from the data (mu_w many posterior sd outside region w)
+    ccov = np.where(live[..., None, None], res.tcov, 0.0)
+    e1 = e0[..., None] * cmean
+    E2 = e0[..., None, None] * (ccov + cmean[..., :, None] * cmean[..., None, :])
+    mean = e1.sum(axis=1)
+    dev = cmean - mean[:, None, :]
+    cov = np.einsum("nr,nrij->nij", e0, ccov + dev[..., :, None] * dev[..., None, :])
+    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
+    return EStepChunk(rows, res.log_px, log_e0, e0, e1, E2, cmean, ccov, mean, cov)
+
+
+def _prepare(net: DGN, X: ArrayLike, partition: Any, chunk_size: Any, prune: Any
+             ) -> tuple[DGN, Arr, Partition, int | None, float | None]:
+    net = _check_net(net)
+    X = check_data(X, dim=net.data_dim)
+    chunk_size = _check_chunk_size(chunk_size)
+    prune = _check_prune(prune)
+    partition = _check_partition(net, partition)
+    return net, X, partition, chunk_size, prune
+
+
+def _estep_chunks(net: DGN, partition: Partition | None, X: ArrayLike,
+                  chunk_size: int | None = None, *, prune: float | bool | None = True
+                  ) -> Iterator[EStepChunk]:
+    """The E-step of X in blocks of rows, never materialising (N, R, S, S).
+
+    Parameters
+    ----------
+    net : DGN
+    partition : Partition or None
+        The partition of ``net`` (or of a net with the same hidden layers: the affine maps
+        are recomputed); None computes it.
+    X : array_like, shape (N, D)
+    chunk_size : int, optional
+        Points per block (default: about 2^20 floats of per-pair moments per block).
+    prune : float, bool or None, default True
+        Margin in nats of the skipped pairs (module notes): True is 60, a number (>= 30) is
+        the margin, False or None evaluates every pair.
+
+    Yields
+    ------
+    EStepChunk
+        For consecutive row blocks of X: log_px (n,), log_e0 / e0 (n, R), e1 (n, R, S),
+        E2 (n, R, S, S), cmean (n, R, S), ccov (n, R, S, S), mean (n, S), cov (n, S, S).
+    """
+    net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
+    model = _model(net, partition)
+    step = chunk_size or _default_chunk(model, moments=True)
+    for a in range(0, X.shape[0], step):
+        rows = slice(a, min(X.shape[0], a + step))
+        yield _assemble(rows, _chunk(model, X[rows], True, prune))
+
+
+@dataclass(frozen=True, eq=False)
+class EStepStatistics:
+    """Per-region sufficient statistics of the E-step, summed over the data.
+
+    With e0, e1, E2, cmean, ccov as in :class:`EStepChunk` (n the data index, w the
+    region)::
+
+        s0[w]     = sum_n e0[n, w]                              (R,)
+        s1[w]     = sum_n e1[n, w]                              (R, S)
+        S2[w]     = sum_n E2[n, w]                              (R, S, S)
+        x0[w]     = sum_n e0[n, w] x_n                          (R, D)
+        x1[w]     = sum_n x_n e1[n, w]^T                        (R, D, S)
+        xx        = sum_n x_n * x_n   (elementwise)             (D,)
+        resid2    = sum_n sum_w E[(x_n - A_w z - b_w)^2 1_w(z) | x_n]   (D,) elementwise,
+                  = sum_{n,w} e0 ((x_n - b_w - A_w cmean)^2 + diag(A_w ccov A_w^T)),
+                    computed in this residual form (no cancellation at small noise)
+
+    Attributes
+    ----------
+    n : int
+        Number of data points.
+    log_px : ndarray, shape (N,)
+        log p(x_n); ``log_px.sum()`` is the exact log-likelihood.
+    s0, s1, S2, x0, x1, xx, resid2 : ndarray
+        As above.
+    """
+
+    n: int
+    log_px: Arr
+    s0: Arr
+    s1: Arr
+    S2: Arr
+    x0: Arr
+    x1: Arr
+    xx: Arr
+    resid2: Arr
+
+    @property
+    def log_likelihood(self) -> float:
+        """sum_n log p(x_n)."""
+        return float(np.sum(self.log_px))
+
+
+def estep_statistics(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
+                     chunk_size: int | None = None, prune: float | bool | None = True
+                     ) -> EStepStatistics:
+    """Sufficient statistics of the E-step (see :class:`EStepStatistics`), in O(R D S) memory.
+
+    Parameters
+    ----------
+    net : DGN
+    X : array_like, shape (N, D)
+    partition, chunk_size, prune
+        As in :func:`fastpath.posterior`.
+
+    Returns
+    -------
+    EStepStatistics
+    """
+    net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
+    model = _model(net, partition)
+    A, b = model.A, model.b
+    R, S, D = model.R, model.S, model.D
+    s0 = np.zeros(R)
+    s1 = np.zeros((R, S))
+    S2 = np.zeros((R, S, S))
+    x0 = np.zeros((R, D))
+    x1 = np.zeros((R, D, S))
+    resid2 = np.zeros(D)
+    log_px = np.empty(X.shape[0])
+    step = chunk_size or _default_chunk(model, moments=True)
+    # diag(A ccov A^T) per region and pair: sum_ij A_di A_dj ccov_ij
+    for a in range(0, X.shape[0], step):
+        rows = slice(a, min(X.shape[0], a + step))
+        ch = _assemble(rows, _chunk(model, X[rows], True, prune))
+        Xc = X[rows]
+        log_px[rows] = ch.log_px
+        s0 += ch.e0.sum(axis=0)
+        s1 += ch.e1.sum(axis=0)
+        S2 += ch.E2.sum(axis=0)
+        x0 += ch.e0.T @ Xc
+        x1 += np.einsum("nd,nri->rdi", Xc, ch.e1)
+        nn, ww = np.nonzero(ch.e0 > 0)
+        for w in np.unique(ww):
+            sel = nn[ww == w]
+            e0 = ch.e0[sel, w]
+            res = Xc[sel] - b[w] - ch.cmean[sel, w] @ A[w].T               # (k, D)
+            resid2 += e0 @ (res * res)
+            AC = np.einsum("di,kij->kdj", A[w], ch.ccov[sel, w])
+            resid2 += np.einsum("k,kdj,dj->d", e0, AC, A[w])
+    return EStepStatistics(X.shape[0], log_px, s0, s1, S2, x0, x1,
+                           np.einsum("nd,nd->d", X, X), resid2)
+
+
