@@ -4,16 +4,15 @@
 
 These elements are half of an S = 2 E-step's bivariate orthants (thin cones near the
 Gaussian's mean). Plackett's integrand has a knee of width sqrt(q) at u = 0 there, so the
-24-node rule of fastpath.orthant fails; fastpath.orthant uses Owen's T where accurate, then
-the Plackett rules of _Q_TIERS, then (q < 1e-7) the conditioning integral. This script
+24-node rule of fastpath._bvn fails; fastpath._bvn uses Owen's T where accurate, then the
+Plackett rules of _Q_TIERS, then (q < 1e-7) the conditioning integral. This script
 measures, against the conditioning kernel (validated against mpmath in
-tests/test_orthant_fast.py), per q band, on random elements and on the elements of a real
-E-step, the speed and accuracy of
+tests/test_orthant_fast_bvn.py), per q band, on random elements and on the elements of a
+real E-step, the speed and accuracy of
 
 * the Plackett rule in u with n nodes (_Q_TIERS above q = 0.03), and
 * the rule in v, u = 2 sqrt(q) sinh v, which turns g(u) du into sech(v - v0) dv / 2 and
-  removes the knee (_Q_TIERS below q = 0.03: accurate with 32-48 nodes down to q = 1e-7,
-  twice as fast as the conditioning integral and faster than the u rule with 96 nodes).
+  removes the knee (_Q_TIERS below q = 0.03).
 
 It is the measurement behind the choice of _Q_TIERS.
 
@@ -51,10 +50,11 @@ def estep_elements():
                          for v in np.broadcast_arrays(h, k, rho)))
         return orig(h, k, rho)
 
-    fo._log_bvn = spy
-    import fastpath._cones as fc
-    saved = fc._log_bvn
-    fc._log_bvn = spy
+    # the callers of the k = 2 kernel: the dispatcher of the orthant kernels and the cones
+    import fastpath._cone_algebra as fc
+    import fastpath._tvn as ft
+    saved = ft._log_bvn, fc._log_bvn
+    ft._log_bvn = fc._log_bvn = spy
     try:
         net = DGN.random((2, 8, 8, 2), activation="leaky_relu", seed=0, noise_var=0.05)
         P = fastpath.partition(net)
@@ -62,8 +62,7 @@ def estep_elements():
         for _ in _estep_chunks(net, P, X):
             pass
     finally:
-        fo._log_bvn = orig
-        fc._log_bvn = saved
+        ft._log_bvn, fc._log_bvn = saved
     h, k, rho = (np.concatenate([g[i] for g in got]) for i in range(3))
     ok = np.isfinite(h) & np.isfinite(k) & (np.abs(rho) < 1) & (rho != 0)
     return h[ok], k[ok], rho[ok]

@@ -41,7 +41,7 @@ from scipy.special import ndtr  # noqa: E402
 from scipy.stats import multivariate_normal  # noqa: E402
 
 import fastpath  # noqa: E402
-from fastpath import _cones  # noqa: E402
+from fastpath import _cone_algebra  # noqa: E402
 from fastpath.integrals import ConeBatch, PolyhedronCones  # noqa: E402
 from verified_dgn import DGN  # noqa: E402
 
@@ -255,7 +255,7 @@ def run(S: int, n_regions: int, n_gauss: int, n_exact: int, seed: int, n_batch: 
     batch = ConeBatch(cones)
     reps = 3
     spent = [0.0]
-    saved = {name: getattr(_cones, name) for name in ("_log_bvn", "_log_mvn_cdf_std")}
+    saved = {name: getattr(_cone_algebra, name) for name in ("_log_bvn", "_log_mvn_cdf_std")}
 
     def timed(fn):
         def wrapper(*args):
@@ -266,7 +266,7 @@ def run(S: int, n_regions: int, n_gauss: int, n_exact: int, seed: int, n_batch: 
         return wrapper
 
     for name, fn in saved.items():
-        setattr(_cones, name, timed(fn))
+        setattr(_cone_algebra, name, timed(fn))
     try:
         t0 = time.perf_counter()
         for _ in range(reps):
@@ -274,7 +274,7 @@ def run(S: int, n_regions: int, n_gauss: int, n_exact: int, seed: int, n_batch: 
         t_all = time.perf_counter() - t0
     finally:
         for name, fn in saved.items():
-            setattr(_cones, name, fn)
+            setattr(_cone_algebra, name, fn)
     t_fastb = t_all / (reps * len(regions) * n_batch)
     share = spent[0] / t_all
     print(f"  time per (region, Gaussian): paper {t_base * 1e3:.3f} ms | fast batched "

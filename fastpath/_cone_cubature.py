@@ -1,0 +1,229 @@
+"""When a bounded polytope is integrated by simplex cubature instead of its signed cone sum.
+
+The signed vertex-cone sum (:mod:`fastpath._cones`) can cancel: a polytope small or thin
+compared with its distance from the mean has large terms of both signs. Simplex cubature
+(:mod:`fastpath._simplex_cubature`) over a triangulation of a bounded polytope is a sum of
+positive terms and cannot cancel, but its cost grows with the polytope's whitened size.
+The methods here (a mixin of :class:`fastpath._cones.ConeTable`) decide, per (Gaussian,
+polytope) pair, which of the two is used:
+
+* after the cone sum, where it lost more than ``_LOG_CANCEL_CUBATURE`` to cancellation and
+  the cubature fits ``_CUBATURE_BUDGET`` (:meth:`_CubatureRouting._cubature_where_cancelled`);
+* for S >= 3, before it, where the cubature is estimated cheaper than the cones, or not
+  much dearer where thin cones far out lose accuracy in the k = 3 orthants
+  (:meth:`_CubatureRouting._cones_or_cubature`).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import _simplex_cubature
+
+#: log of the fraction of the terms' magnitude that may cancel in m0 of a bounded polytope
+#: before it is recomputed by simplex cubature (a sum of positive terms,
+#: fastpath._simplex_cubature): e^3 = 20 keeps m0 within ~20 kernel roundings (<= 1e-13)
+_LOG_CANCEL_CUBATURE = 3.0
+#: the cubature is used where its estimated number of simplices (after bisection to the
+#: rules' spread) is at most this, by log_cancel below / above the bound: where the cone
+#: sum cancels little (measured: <= 4.5e-13 in log m0 below e^4 at S = 3, <= 1.3e-13 at
+#: S = 2, against the cubature on 2e4 E-step pairs) a large polytope is left to it
+_CUBATURE_BUDGET = ((4.0, 64), (np.inf, 1024))
+#: s >= 3: a bounded polytope is integrated by cubature instead of its cones when the
+#: estimated cubature nodes are at most this many per cone: the cost of one cone (a k = 3
+#: orthant and its Tallis terms) in cubature nodes, measured at S = 3
+_NODES_PER_CONE = 1500.0
+#: s >= 3: estimated log relative error of the cone sum over eps, log(|log m0| / det R)
+#: of its thinnest cone, above which a bounded polytope goes to the cubature when that
+#: costs at most _THIN_COST_FACTOR times its cones: e^6.8 eps = 2e-13
+_LOG_AMP_CUBATURE = 6.8
+_THIN_COST_FACTOR = 8.0
+
+
+class _CubatureRouting:
+    """The cubature decisions of :class:`fastpath._cones.ConeTable` (a mixin of it)."""
+
+    if TYPE_CHECKING:
+        dim: int
+        n_poly: int
+        p_owner: NDArray[np.intp]
+        p_seg: NDArray[np.intp]
+        p_L: NDArray[np.float64]
+        bounded: tuple[Any, ...]
+        own_cache: dict[str, Any]
+
+        @property
+        def n_pieces(self) -> int: ...
+
+        def take(self, index: NDArray[np.intp]) -> Any: ...
+
+        def _evaluate(self, mean: Any, chol: Any, moments: Any, direction: str = ...) -> Any: ...
+
+    def _cubature_where_cancelled(self, mean, chol, moments, out):
+        """Replace the results of bounded polyhedra whose signed cone sum lost more than
+        ``_LOG_CANCEL_CUBATURE`` (or everything) by simplex cubature where it is cheap
+        (``_CUBATURE_BUDGET``: small polytopes, which is where the cone sum cancels most);
+        their log_cancel becomes 0 (a sum of positive terms)."""
+        lc = out[3]
+        if not self.bounded:
+            return out
+        has = np.array([g is not None for g in self.bounded])
+        sel = ~(lc <= _LOG_CANCEL_CUBATURE) & has[None, :]
+        if not np.any(sel):
+            return out
+        a_idx, j_idx = np.nonzero(sel)
+        lcs = np.where(np.isnan(lc[a_idx, j_idx]), np.inf, lc[a_idx, j_idx])  # NaN: m0 <= 0
+        budget = np.select([lcs < b for b, _ in _CUBATURE_BUDGET],
+                           [n for _, n in _CUBATURE_BUDGET], default=_CUBATURE_BUDGET[-1][1])
+        got = self._cubature(mean, chol, moments, a_idx, j_idx, budget)
+        if got is None:
+            return out
+        res = [None if o is None else o.copy() for o in out]
+        self._scatter(res, got)
+        return res[0], res[1], res[2], res[3]
+
+    def _cubature(self, mean, chol, moments, a_idx, j_idx, budget):
+        """Simplex cubature of entries (a_idx, j_idx) of bounded polyhedra whose estimated
+        number of simplices is within ``budget`` (per entry): the resolved ones as
+        (a, j, log m0, E[y|P] - mean, Cov[y|P]), or None."""
+        tris = {j: self._triangulation(j) for j in np.unique(j_idx).tolist()}
+        counts = np.array([tris[j].shape[0] for j in j_idx.tolist()])
+        Xs = np.concatenate([tris[j] for j in j_idx.tolist()])              # (K, s+1, s)
+        item = np.repeat(np.arange(a_idx.size), counts)
+        ai, ji = a_idx[item], j_idx[item]
+        U = chol[ai if chol.shape[0] > 1 else np.zeros_like(ai), ji]         # (K, s, s)
+        Xw = np.linalg.solve(U[:, None], (Xs - mean[ai, ji][:, None, :])[..., None])[..., 0]
+        # cost gate: ~ (spread / _SPREAD)^s simplices per simplex after bisection
+        est = np.bincount(item, np.maximum(1.0, _simplex_cubature._spread(Xw)
+                                           / _simplex_cubature._SPREAD) ** self.dim,
+                          minlength=a_idx.size)
+        cheap = est <= budget
+        if not np.any(cheap):
+            return None
+        a_idx, j_idx = a_idx[cheap], j_idx[cheap]
+        take = cheap[item]
+        renum = np.cumsum(cheap) - 1
+        lm, mw, cw, resolved = _simplex_cubature.simplex_moments(
+            Xw[take], renum[item[take]], a_idx.size, moments,
+            max_simplices=int(np.max(budget)))
+        a_idx, j_idx, lm = a_idx[resolved], j_idx[resolved], lm[resolved]
+        dm = tc = None
+        if moments:
+            Ue = chol[a_idx if chol.shape[0] > 1 else np.zeros_like(a_idx), j_idx]
+            dm = (Ue @ mw[resolved][..., None])[..., 0]
+            tc = Ue @ cw[resolved] @ np.swapaxes(Ue, -1, -2)
+            tc = 0.5 * (tc + np.swapaxes(tc, -1, -2))
+        return a_idx, j_idx, lm, dm, tc
+
+    def _log_det_min(self, chol):
+        """min over each polyhedron's cones of log det(A A^T), A the cone's unit rows in
+        whitened coordinates (Nc, n): log det of the orthants' correlation matrices."""
+        A0 = self.p_L[None] @ chol[:, self.p_owner]                          # (Nc, Np, s, s)
+        A0 = A0 / np.linalg.norm(A0, axis=-1, keepdims=True)
+        with np.errstate(divide="ignore"):
+            ld = 2.0 * np.log(np.abs(np.linalg.det(A0)))
+        return np.minimum.reduceat(ld, self.p_seg, axis=1)
+
+    @staticmethod
+    def _scatter(res, got):
+        a_idx, j_idx, lm, dm, tc = got
+        res[0][a_idx, j_idx] = lm
+        res[3][a_idx, j_idx] = 0.0
+        if res[1] is not None:
+            res[1][a_idx, j_idx] = dm
+            res[2][a_idx, j_idx] = tc
+
+    def _cones_or_cubature(self, mean, chol, moments):
+        """:meth:`_evaluate` (direction "nearest"), except that for s >= 3 the bounded
+        polyhedra whose cubature is estimated cheaper than their cones are integrated by
+        simplex cubature instead (a sum of positive terms, so also free of the conditioning
+        of thin cones: ~2e-12 errors of log m0 at S = 3 in the cone sum without any
+        cancellation). Cost model: ``_NODES_PER_CONE`` cubature nodes per cone."""
+        s = self.dim
+        if s < 3 or not any(g is not None for g in self.bounded):
+            return self._evaluate(mean, chol, moments)
+        N, n = mean.shape[:2]
+        cost, far = self._cubature_cost(mean, chol)                         # (N, n) each
+        ncones = np.diff(np.append(self.p_seg, self.n_pieces))
+        cheap = cost <= _NODES_PER_CONE * ncones[None, :]
+        # thin cones far out: the k = 3 orthants lose ~eps |log P| / det(R) relatively (R
+        # the cones' correlation matrices; measured 1-3e-12 at det ~1e-3, log P ~ -36,
+        # against mpmath on the same float inputs, with two independent kernels), so there
+        # the cubature is worth up to _THIN_COST_FACTOR times the cones' cost
+        with np.errstate(divide="ignore"):
+            amp = np.log(np.maximum(1.0, 0.5 * far * far)) - self._log_det_min(chol)
+        cheap |= ((amp > _LOG_AMP_CUBATURE)
+                  & (cost <= _THIN_COST_FACTOR * _NODES_PER_CONE * ncones[None, :]))
+        if not np.any(cheap):
+            return self._evaluate(mean, chol, moments)
+        a_c, j_c = np.nonzero(cheap)
+        got = self._cubature(mean, chol, moments, a_c, j_c,
+                             np.full(a_c.size, _CUBATURE_BUDGET[-1][1]))
+        done = np.zeros((N, n), dtype=bool)
+        res = [np.empty((N, n)), np.empty((N, n, s)) if moments else None,
+               np.empty((N, n, s, s)) if moments else None, np.zeros((N, n))]
+        if got is not None:
+            self._scatter(res, got)
+            done[got[0], got[1]] = True
+        a_r, j_r = np.nonzero(~done)
+        if a_r.size:
+            sub = self.take(j_r)
+            ch = chol[a_r if chol.shape[0] > 1 else np.zeros_like(a_r), j_r][None]
+            r = sub._evaluate(mean[a_r, j_r][None], ch, moments)
+            for i in range(4):
+                if res[i] is not None:
+                    res[i][a_r, j_r] = r[i][0]
+        return res[0], res[1], res[2], res[3]
+
+    def _cubature_cost(self, mean, chol):
+        """Estimated cubature nodes (N, n) of each bounded polyhedron (inf if unbounded):
+        its simplices times the nodes of the rule for the polytope's whitened spread bound,
+        times the bisections that spread would need; and a lower bound (N, n) of the
+        whitened distance of the polytope from the mean (|centre| - radius)."""
+        s = self.dim
+        V, Vmask, T = self._vertex_table()
+        Uinv = np.linalg.inv(chol)                                          # (Nc, n, s, s)
+        W = (Uinv[:, :, None] @ (V[None] - mean[:, :, None, :])[..., None])[..., 0]
+        m = Vmask[None, ..., None]
+        cnt = np.maximum(Vmask.sum(axis=1), 1)[None, :, None]
+        c = np.sum(np.where(m, W, 0.0), axis=2) / cnt                        # (N, n, s)
+        R = np.sqrt(np.max(np.where(Vmask[None], np.sum((W - c[:, :, None]) ** 2, axis=-1),
+                                    0.0), axis=2))
+        D = 2.0 * R
+        spread = np.sqrt(np.sum(c * c, axis=-1)) * D + 0.5 * D * D
+        rules = _simplex_cubature._rules(s)
+        bounds = np.array([b for b, _ in rules])
+        nodes = np.array([k ** s for _, k in rules], dtype=float)
+        band = np.minimum(np.searchsorted(bounds, spread), len(rules) - 1)
+        per = nodes[band] * np.maximum(1.0, spread / _simplex_cubature._SPREAD) ** s
+        cost = T[None, :] * per
+        far = np.maximum(np.sqrt(np.sum(c * c, axis=-1)) - R, 0.0)       # >= dist(0, P)
+        return np.where(T[None, :] > 0, cost, np.inf), far
+
+    def _vertex_table(self):
+        """Padded vertices (n, Vm, s), their mask, and the number of fan simplices (n,) of
+        the bounded polyhedra (0 for unbounded ones); built once per table."""
+        got = self.own_cache.get("vertex_table")
+        if got is None:
+            s = self.dim
+            Vm = max((len(g.vertices) for g in self.bounded if g is not None), default=1)
+            V = np.zeros((self.n_poly, Vm, s))
+            mask = np.zeros((self.n_poly, Vm), dtype=bool)
+            T = np.zeros(self.n_poly)
+            for j, g in enumerate(self.bounded):
+                if g is None:
+                    continue
+                k = len(g.vertices)
+                V[j, :k], mask[j, :k] = g.vertices, True
+                T[j] = self._triangulation(j).shape[0]
+            got = (V, mask, T)
+            self.own_cache["vertex_table"] = got
+        return got
+
+    def _triangulation(self, j: int) -> NDArray[np.float64]:
+        """Simplices (T, s+1, s) of bounded polyhedron j (empty when unbounded)."""
+        g = self.bounded[j]
+        return np.zeros((0, self.dim + 1, self.dim)) if g is None else g.simplices
