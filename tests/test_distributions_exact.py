@@ -10,12 +10,13 @@ Independent references used here (none of them calls verified_dgn.distributions)
   exactly swept kinks, closed-form interval probabilities, exact GLO latents), run here on
   small nets, plus mutation tests showing that they fail on a perturbed implementation.
 
-Default selection: about 60 s on the shared 2-core machine (mostly the S = 2 polygon
-integrals); ``--runslow`` adds the thorough checks (several minutes).
+The default selection runs the quick versions of the checks (its cost is mostly the S = 2
+polygon integrals); ``--runslow`` adds the thorough ones.
 """
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import mpmath
@@ -28,6 +29,8 @@ from dgn_tools.checks import registry
 from tests.conftest import needs_cdd
 from verified_dgn import DGN
 from verified_dgn import distributions as dist
+from verified_dgn import marginal as marginal_mod
+from verified_dgn import region_forms as forms_mod
 from verified_dgn.integrals import PrecisionError, gaussian_moments
 
 pytestmark = [needs_cdd, pytest.mark.filterwarnings("ignore::DeprecationWarning")]
@@ -294,7 +297,7 @@ def test_verify_option(net1, part1, monkeypatch):
         v, pr = orig(model, forms, x, dps, prune)
         return (v + mpmath.mpf(10) ** -(dps - 3) if dps < 30 else v), pr
 
-    monkeypatch.setattr(dist, "_log_marginal_point", wrong)
+    monkeypatch.setattr(marginal_mod, "_log_marginal_point", wrong)
     with pytest.raises(PrecisionError, match="differs"):
         verified_dgn.log_marginal(net1, X, dps=20, partition=part1, verify=True)
 
@@ -318,6 +321,121 @@ def test_posterior_structure(net1, part1):
                     rm = post.region_mean[n, w, 0]
                     assert part1[w].contains([float(rm)], tol=1e-12)
     assert "ExactPosterior" in repr(post)
+
+
+def test_posterior_satisfies_the_protocol(net1, part1):
+    """ExactPosterior is a dgn_core.api.PosteriorLike: region_weights, region_cov,
+    most_probable_region and log_density(Z, n)."""
+    from dgn_core.api import PosteriorLike
+
+    X = net1.sample(3, seed=2)[0]
+    post = verified_dgn.posterior(net1, X, dps=20, partition=part1)
+    assert isinstance(post, PosteriorLike)
+    N, R = post.e0.shape
+    assert post.region_weights is post.e0
+    assert post.region_cov.shape == (N, R, 1, 1)
+    best = post.most_probable_region()
+    assert best.shape == (N,) and best.dtype.kind == "i"
+    for n in range(N):
+        assert post.log_e0[n, best[n]] == max(post.log_e0[n])
+        assert post.e0[n, best[n]] == max(post.e0[n])
+    assert post.log_density(np.zeros((2, 1)), 1).shape == (2,)
+
+
+def _truncated_normal_variance(mu, s2, lo, hi):
+    """Var of N(mu, s2) truncated to [lo, hi] (closed form, reflected into the lower tail)."""
+    s = mpmath.sqrt(s2)
+    a, b = (lo - mu) / s, (hi - mu) / s
+    if a > 0:
+        a, b = -b, -a
+    Z = mpmath.ncdf(b) - mpmath.ncdf(a)
+    pa, apa = (0, 0) if a == -mpmath.inf else (mpmath.npdf(a), a * mpmath.npdf(a))
+    pb, bpb = (0, 0) if b == mpmath.inf else (mpmath.npdf(b), b * mpmath.npdf(b))
+    return s2 * (1 + (apa - bpb) / Z - ((pa - pb) / Z) ** 2)
+
+
+def test_region_cov_s1_against_truncated_normal(net1, part1):
+    """Cov[z | x, z in w] for S = 1: the variance of N(mu_w, Sigma_w) truncated to the
+    region's interval, in closed form at 60 more digits; within the claim (E2's accuracy
+    over e0), and to 10**-dps relative for every region here."""
+    X = np.vstack([net1.sample(3, seed=2)[0], [[0.4, 0.6]]])
+    post = verified_dgn.posterior(net1, X, dps=DPS, partition=part1)
+    rc = post.region_cov
+    with mpmath.workdps(DPS + 60):
+        for w, r in enumerate(part1):
+            lo, hi = -mpmath.inf, mpmath.inf
+            for c, d in zip(np.asarray(r.C)[:, 0], np.asarray(r.d)):
+                v = dist._mpf(Fraction(d)) / dist._mpf(Fraction(c))
+                lo, hi = (lo, min(hi, v)) if c > 0 else (max(lo, v), hi)
+            for n in range(len(X)):
+                e0 = post.e0[n, w]
+                if not e0 > 0:
+                    assert rc[n, w, 0, 0] == 0
+                    continue
+                ref = _truncated_normal_variance(post.gauss_mean[n, w, 0], post.gauss_cov[w, 0, 0],
+                                                 lo, hi)
+                err = abs(rc[n, w, 0, 0] - ref)
+                assert err <= mpmath.mpf(10) ** -DPS * max(ref, post.cov[n, 0, 0] / e0)
+                assert err <= mpmath.mpf(10) ** -DPS * ref
+
+
+def test_region_cov_s2_against_region_moments(net2):
+    """Cov[z | x, z in w] for S = 2 against M2/m0 - (m1/m0)(m1/m0)^T of the region's
+    Gaussian factor, integrated separately at 20 more digits."""
+    P = verified_dgn.partition(net2)
+    x = np.array([[0.3, 0.4]])
+    post = verified_dgn.posterior(net2, x, dps=20, partition=P)
+    rc = post.region_cov
+    for w, r in enumerate(P):
+        if not post.e0[0, w] > 1e-6:
+            continue
+        m0, m1, M2 = gaussian_moments(r.C, r.d, post.gauss_mean[0, w], post.gauss_cov[w], dps=40)
+        with mpmath.workdps(60):
+            for i in range(2):
+                for j in range(2):
+                    ref = M2[i, j] / m0 - (m1[i] / m0) * (m1[j] / m0)
+                    scale = mpmath.sqrt((M2[i, i] / m0 - (m1[i] / m0) ** 2)
+                                        * (M2[j, j] / m0 - (m1[j] / m0) ** 2))
+                    assert abs(rc[0, w, i, j] - ref) <= mpmath.mpf(10) ** -20 * scale
+
+
+def test_prune_option():
+    """prune: True = the safe margin (dps + 10) ln 10 nats; a number = a margin in nats (refused
+    below (dps + 1) ln 10); False or None = every pair; anything else a TypeError."""
+    net = DGN.random((1, 6, 6, 2), seed=11, noise_var=3e-3)
+    P = verified_dgn.partition(net)
+    X = np.vstack([net.sample(2, seed=4)[0], [[0.4, 0.6]]])
+    dps = 20
+    safe = verified_dgn.posterior(net, X, dps=dps, partition=P)
+    assert safe.pruned.any(), "the test needs pruned pairs"
+    as_number = verified_dgn.posterior(net, X, dps=dps, partition=P, prune=(dps + 10) * math.log(10))
+    assert (as_number.pruned == safe.pruned).all()
+    assert dist.posterior_discrepancy(as_number, safe) == 0
+    for off in (False, None):
+        full = verified_dgn.posterior(net, X, dps=dps, partition=P, prune=off)
+        assert not full.pruned.any()
+        assert dist.posterior_discrepancy(safe, full) <= 10.0 ** -dps
+        lp = verified_dgn.log_marginal(net, X, dps=dps, partition=P, prune=off)
+        with mpmath.workdps(dps + 20):
+            assert max(abs(a - b) for a, b in zip(lp, full.log_px)) <= mpmath.mpf(10) ** -dps
+    # the smallest margin accepted prunes at least as much, and keeps the claimed digits
+    least = (dps + 1) * math.log(10)
+    lean = verified_dgn.posterior(net, X, dps=dps, partition=P, prune=least)
+    assert lean.pruned.sum() >= safe.pruned.sum()
+    assert dist.posterior_discrepancy(lean, full) <= 10.0 ** -dps
+    lp_lean = verified_dgn.log_marginal(net, X, dps=dps, partition=P, prune=least)
+    with mpmath.workdps(dps + 20):
+        assert max(abs(a - b) for a, b in zip(lp_lean, full.log_px)) <= mpmath.mpf(10) ** -dps
+    for f in (verified_dgn.log_marginal, verified_dgn.posterior):
+        with pytest.raises(ValueError, match="too small for dps = 20.*spoil the 20 claimed digits"):
+            f(net, X, dps=dps, partition=P, prune=least - 0.01)
+        with pytest.raises(ValueError, match="too small"):
+            f(net, X, dps=dps, partition=P, prune=-1)
+        with pytest.raises(ValueError, match="nan"):
+            f(net, X, dps=dps, partition=P, prune=float("nan"))
+        for bad in ("yes", [60.0], 1j):
+            with pytest.raises(TypeError, match="prune"):
+                f(net, X, dps=dps, partition=P, prune=bad)
 
 
 # --------------------------------------------------------------------------- checks (quick)
@@ -385,7 +503,7 @@ def test_checks_reject_unsupported_latent_dimension():
 def test_checks_fail_on_a_wrong_marginal(net1, monkeypatch):
     """A constant error of 1e-12 in log kappa is caught by Theorem 1 and Prop. 2."""
     orig = dist._log_const
-    monkeypatch.setattr(dist, "_log_const", lambda model: orig(model) + mpmath.mpf("1e-12"))
+    monkeypatch.setattr(forms_mod, "_log_const", lambda model: orig(model) + mpmath.mpf("1e-12"))
     res = registry()["Theorem 1"][1](net=net1, quick=True, normalisation=False)
     assert not res.passed and 5e-13 < res.residual < 2e-12
     res = registry()["Prop. 2"][1](net=net1, quick=True, n_points=0, n_latent=3)
@@ -400,7 +518,7 @@ def test_checks_fail_on_a_wrong_posterior_mean(net1, monkeypatch):
         mu, q = orig(model, f, x)
         return [m + Fraction(1, 10 ** 9) for m in mu], q
 
-    monkeypatch.setattr(dist, "_mu_and_q", shifted)
+    monkeypatch.setattr(forms_mod, "_mu_and_q", shifted)
     assert not registry()["Prop. 3"][1](net=net1, quick=True, n_points=1).passed
     assert not registry()["Lemma 2"][1](net=net1, quick=True, n_points=1).passed
 

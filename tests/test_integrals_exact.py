@@ -150,7 +150,7 @@ def halfspace_closed_form(a, c, mean, cov, dps=50):
     ((np.zeros((1, 5)), [1.0], np.zeros(5), np.eye(5)), ValueError, "S in 1..4"),
     (([[float("nan")]], [1.0], [0.0], [[1.0]]), ValueError, "NaN"),
     (([[1.0]], [1.0], [float("inf")], [[1.0]]), ValueError, "NaN or infinite"),
-    (([[1.0, 0]], [1.0], [0.0, 0], [[1.0, 1.0], [1.0, 1.0]]), ValueError, "singular"),
+    (([[1.0, 0]], [1.0], [0.0, 0], [[1.0, 1.0], [1.0, 1.0]]), ValueError, "not positive definite"),
     (([[1.0, 0]], [1.0], [0.0, 0], [[1.0, 2.0], [2.0, 1.0]]), ValueError, "not positive definite"),
     (([[1.0, 0]], [1.0], [0.0, 0], [[1.0, 0.1], [0.2, 1.0]]), ValueError, "not symmetric"),
     (([["a"]], [1.0], [0.0], [[1.0]]), TypeError, "entries"),
@@ -163,6 +163,52 @@ def test_invalid_inputs(args, exc, msg):
 def test_invalid_dps():
     with pytest.raises(ValueError, match="dps"):
         gaussian_moments([[1.0]], [1.0], [0.0], [[1.0]], dps=0)
+
+
+def test_negative_mpf_inputs_are_taken_exactly():
+    """mpf entries (negative ones too) are converted exactly, like the floats they equal."""
+    C, d = [[1.0, 0.5], [-1.0, 0.25], [0.0, -1.0]], [1.0, 0.5, 0.75]
+    mean, cov = [-0.25, 0.5], [[1.0, -0.375], [-0.375, 0.5]]
+    ref = gaussian_moments(C, d, mean, cov, dps=20)
+
+    def mp(a):
+        return np.vectorize(mpmath.mpf, otypes=[object])(np.array(a))
+
+    assert moment_discrepancy(gaussian_moments(mp(C), mp(d), mp(mean), mp(cov), dps=20), ref) == 0
+    assert log_gaussian_mass(mp(C), mp(d), mp(mean), mp(cov), dps=20) == log_gaussian_mass(
+        C, d, mean, cov, dps=20)
+
+
+@pytest.mark.parametrize("cov", [
+    [[1.0, 1.0], [1.0, 1.0]],
+    [[1.0, 2.0], [2.0, 1.0]],
+    [[1.0, 0.1], [0.2, 1.0]],
+    [[1.0, 0.0], [0.0, 1e-14]],
+    [[1.0, float("inf")], [0.0, 1.0]],
+])
+def test_float_covariance_fails_as_the_shared_rule(cov):
+    """Float input: the exception and message of dgn_core.validation.check_covariance."""
+    from dgn_core.validation import check_covariance
+
+    with pytest.raises(ValueError) as shared:
+        check_covariance(np.array(cov), 2)
+    for f in (gaussian_moments, log_gaussian_mass):
+        with pytest.raises(ValueError) as mine:
+            f([[1.0, 0]], [1.0], [0.0, 0.0], cov)
+        assert str(mine.value) == str(shared.value)
+
+
+@pytest.mark.parametrize("cov,msg", [
+    ([[1, 1], [1, Fraction(1)]], "not positive definite.*singular"),
+    ([[1, 2], [2, Fraction(1)]], "not positive definite"),
+    ([[1, Fraction(1, 10)], [Fraction(2, 10), 1]], r"not symmetric \(relative asymmetry 0.1\)"),
+])
+def test_exact_covariance_checked_exactly(cov, msg):
+    """Exact input: the same kinds of message, decided in rationals; no condition limit."""
+    with pytest.raises(ValueError, match=msg):
+        gaussian_moments([[1.0, 0]], [1.0], [0.0, 0.0], cov)
+    m0 = gaussian_moments([[1, 0]], [0], [0, 0], [[1, 0], [0, Fraction(1, 10 ** 14)]], dps=20)[0]
+    assert abs(m0 - mpmath.mpf(1) / 2) < 1e-19
 
 
 # --------------------------------------------------------------------------- degenerate sets

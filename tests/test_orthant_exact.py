@@ -73,6 +73,53 @@ def test_invalid_dps():
         orthant_probability([0.0], [[1.0]], dps=0)
 
 
+# --------------------------------------------------------------------------- the covariance rule
+@pytest.mark.parametrize("cov", [
+    [[1.0, 1.0], [1.0, 1.0]],            # singular
+    [[1.0, 2.0], [2.0, 1.0]],            # indefinite
+    [[1.0, 0.2], [0.3, 1.0]],            # not symmetric
+    [[1.0, 0.0], [0.0, 1e-14]],          # condition number 1e14
+    [[1.0, float("nan")], [0.0, 1.0]],   # NaN
+])
+def test_float_covariance_fails_as_the_shared_rule(cov):
+    """Float input: the exception and message of dgn_core.validation.check_covariance."""
+    from dgn_core.validation import check_covariance
+
+    with pytest.raises(ValueError) as shared:
+        check_covariance(np.array(cov), 2)
+    for f in (orthant_probability, orthant_moments):
+        with pytest.raises(ValueError) as mine:
+            f([0.0, 0.0], cov)
+        assert str(mine.value) == str(shared.value)
+
+
+@pytest.mark.parametrize("cov,msg", [
+    ([[1, Fraction(1, 3)], [Fraction(1, 3), Fraction(1, 9)]], "not positive definite.*singular"),
+    ([[1, 2], [2, Fraction(1, 1)]], "not positive definite"),
+    ([[1, Fraction(1, 5)], [Fraction(3, 10), 1]], r"not symmetric \(relative asymmetry 0.1\)"),
+    ([[mpmath.mpf(1), mpmath.mpf(2)], [mpmath.mpf(2), mpmath.mpf(1)]], "not positive definite"),
+])
+def test_exact_covariance_checked_exactly(cov, msg):
+    """Exact input (Fractions, mpf): the same kinds of message, decided in rationals."""
+    for f in (orthant_probability, orthant_moments):
+        with pytest.raises(ValueError, match=msg):
+            f([0.0, 0.0], cov)
+
+
+def test_exact_covariance_has_no_condition_limit():
+    """Exact input is not limited by the float rule's condition number (no float solve)."""
+    cov = [[1, 0], [0, Fraction(1, 10 ** 14)]]
+    with pytest.raises(ValueError, match="numerically singular"):
+        orthant_probability([0.0, 0.0], [[1.0, 0.0], [0.0, 1e-14]])
+    assert rel(orthant_probability([0, 0], cov, dps=20), mpmath.mpf(1) / 4) < 1e-19
+    # asymmetry within the shared relative rule (1e-10 of the largest entry) is symmetrised
+    a = orthant_probability([0.5, -1], [[1, Fraction(1, 4)], [Fraction(1, 4) + Fraction(1, 10 ** 12), 1]],
+                            dps=25)
+    b = orthant_probability([0.5, -1], [[1, Fraction(1, 4) + Fraction(1, 2 * 10 ** 12)],
+                                        [Fraction(1, 4) + Fraction(1, 2 * 10 ** 12), 1]], dps=25)
+    assert rel(a, b) < 1e-24
+
+
 def test_trivial_and_infinite_bounds():
     assert orthant_probability([], np.zeros((0, 0))) == 1
     assert orthant_probability([-math.inf, 1.0], np.eye(2)) == 0

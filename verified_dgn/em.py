@@ -42,7 +42,7 @@ from dgn_core.model import DGN
 from dgn_core.priors import GaussianPrior, check_prior
 from dgn_core.regions import Partition
 
-from .distributions import _check_dps, _check_net, _check_partition, _check_points
+from .region_forms import _check_dps, _check_net, _check_partition, _check_points
 
 __all__ = ["DEFAULT_RIDGE", "em_step"]
 

@@ -40,6 +40,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from dgn_core.model import DGN
 from dgn_core.regions import Partition, Region, RegionLimitError, normalize_rows
+from dgn_core.validation import check_max_regions, check_net
 
 from .geometry import (
     _cdd_generators,
@@ -362,12 +363,8 @@ def _frac_vec(vals: Sequence[Any]) -> NDArray[Any]:
 
 # --------------------------------------------------------------------------- the walk
 def _validate(net: Any, max_regions: Any, start: Any) -> tuple[int, NDArray[Any]]:
-    if not isinstance(net, DGN):
-        raise TypeError(f"net must be a verified_dgn.DGN, got {type(net).__name__}")
-    if isinstance(max_regions, (bool, np.bool_)) or not isinstance(max_regions, (int, np.integer)):
-        raise TypeError(f"max_regions must be a positive integer, got {max_regions!r}")
-    if max_regions < 1:
-        raise ValueError(f"max_regions must be a positive integer, got {max_regions}")
+    net = check_net(net)
+    max_regions = check_max_regions(max_regions)
     S = net.latent_dim
     if start is None:
         z0 = _frac_vec([0] * S)
@@ -376,7 +373,7 @@ def _validate(net: Any, max_regions: Any, start: Any) -> tuple[int, NDArray[Any]
         if z0.ndim != 1 or z0.shape[0] != S:
             raise ValueError(f"start must have shape ({S},) for latent dimension {S}, "
                              f"got shape {np.shape(start)}")
-    return int(max_regions), z0
+    return max_regions, z0
 
 
 def _hom(z: Sequence[Fraction]) -> IntVec:

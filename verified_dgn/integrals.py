@@ -57,7 +57,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from dgn_core.exceptions import PrecisionError
 
-from .orthant import _GUARD, _MAX_DIGITS, _orthant_moments_acc, _wdps, to_mpf
+from .covariance import check_covariance_rule
+from .orthant import _orthant_moments_acc
+from .orthant_base import _GUARD, _MAX_DIGITS, _phi_cov, _wdps, to_mpf
 from .triangulation import Row, triangulate_polyhedron
 
 __all__ = ["gaussian_moments", "log_gaussian_mass", "signed_orthant_terms", "PrecisionError"]
@@ -75,13 +77,14 @@ def _fraction(x: Any, name: str) -> Fraction:
         return Fraction(int(x))
     if isinstance(x, (float, np.floating)):
         if not math.isfinite(float(x)):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise ValueError(f"{name} contains NaN or infinite entries")
         return Fraction(float(x))
     if isinstance(x, mpmath.mpf):
         if not mpmath.isfinite(x):
-            raise ValueError(f"{name} contains NaN or infinite values")
-        man, exp = mpmath.mpf(x).man_exp
-        return Fraction(int(man)) * (Fraction(2) ** int(exp))
+            raise ValueError(f"{name} contains NaN or infinite entries")
+        sign, man, exp, _ = x._mpf_  # (man_exp drops the sign)
+        q = Fraction(int(man)) * (Fraction(2) ** int(exp))
+        return -q if sign else q
     raise TypeError(f"{name} entries must be ints, floats, Fractions or mpf, got {type(x).__name__}")
 
 
@@ -118,28 +121,13 @@ def _check_inputs(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, d
     Kf = _fraction_array(cov, "cov", 2)
     if Kf.shape != (S, S):
         raise ValueError(f"cov must have shape ({S}, {S}), got {Kf.shape}")
+    cov_in = cov if isinstance(cov, np.ndarray) else np.asarray(cov, dtype=object)
+    check_covariance_rule(cov_in, "cov")
     for i in range(S):
         for j in range(i):
             a, b = Kf[i, j], Kf[j, i]
             if a != b:
-                if abs(a - b) > Fraction(1, 10 ** 12) * (abs(a) + abs(b)):
-                    raise ValueError(f"cov is not symmetric: cov[{i},{j}] = {float(a)!r} "
-                                     f"!= cov[{j},{i}] = {float(b)!r}")
                 Kf[i, j] = Kf[j, i] = (a + b) / 2
-    # exact LDL^T: positive definite iff every pivot > 0
-    A = [[Kf[i, j] for j in range(S)] for i in range(S)]
-    piv = []
-    for c in range(S):
-        p = A[c][c]
-        if p <= 0:
-            kind = "singular" if p == 0 else "not positive definite"
-            raise ValueError(f"cov is {kind} (exact pivot {c} of its LDL^T factorisation is "
-                             f"{float(p):.3g}); a Gaussian needs a positive definite covariance")
-        piv.append(p)
-        for i in range(c + 1, S):
-            f = A[i][c] / p
-            for j in range(c + 1, S):
-                A[i][j] -= f * A[c][j]
     try:
         cond = float(np.linalg.cond(np.array([[float(x) for x in r] for r in Kf])))
     except (ValueError, OverflowError):
@@ -503,8 +491,10 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
         contain lines, be empty or have no interior (then the result is zero).
     mean : array_like, shape (S,)
     cov : array_like, shape (S, S)
-        The Gaussian; floats, ints, Fractions or mpf. ``cov`` must be symmetric (up to a
-        relative 1e-12, then symmetrised) and positive definite (checked exactly).
+        The Gaussian; floats, ints, Fractions or mpf. ``cov`` must satisfy the shared
+        covariance rule (:mod:`verified_dgn.covariance`: float input exactly as
+        :func:`dgn_core.validation.check_covariance`, exact input in rational arithmetic);
+        it is then symmetrised exactly.
     dps : int
         Decimal digits claimed (see below).
     verify : bool
@@ -522,8 +512,12 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
 
     Raises
     ------
+    TypeError
+        Entries that are not numbers.
     ValueError
-        Wrong shapes, NaN / infinite entries, a singular or indefinite ``cov``, ``S > 4``.
+        Wrong shapes, NaN / infinite entries, ``S > 4``, a bad ``dps``; a ``cov`` that is
+        not symmetric or not positive definite (the messages of
+        :func:`dgn_core.validation.check_covariance`).
     PrecisionError
         With ``verify=True``, when the recomputation disagrees.
 
@@ -531,10 +525,9 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
     -----
     The paper's method: exact triangulation and Lemma 4 into orthants, Tallis moments in
     mpmath; the working precision is raised automatically by the digits lost to
-    cancellation (see the module docstring). Cost (benchmarks/exact_integrals.py, dps = 30,
-    on a heavily shared 2-core machine): ~0.03-0.5 s per polygon with the mean near it,
-    seconds when ``m0`` is in the far tail (precision raised by the digits cancelled),
-    ~10-25 s per 3-D polytope, ~30-60 s for a 4-simplex.
+    cancellation (see the module docstring), so a polygon far in the tail of the Gaussian
+    costs more than one near its mean, and the cost grows steeply with ``S`` (one orthant
+    of dimension up to ``S`` per term); ``benchmarks/exact_integrals.py`` measures it.
     """
     Cf, df, mf, Kf, lcond = _check_inputs(C, d, mean, cov, dps)
     res = _to_arrays(*_moments(Cf, df, mf, Kf, dps, lcond))
@@ -563,8 +556,6 @@ def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLik
 
 def _mass(Cf: NDArray[Any], df: NDArray[Any], mf: NDArray[Any], Kf: NDArray[Any], dps: int,
           lcond: float) -> mpmath.mpf:
-    from .orthant import _phi_cov
-
     S = Cf.shape[1]
     terms = _anchored_terms(_key(Cf, df), S, mf, Kf)
     if not terms:
