@@ -18,7 +18,7 @@ Printed: time per (region, Gaussian) evaluation of each method (geometry precomp
 both and timed separately), the speed ratio, and both methods' errors against
 verified_dgn.gaussian_moments on a subset (the exact path takes seconds per 2-D region and
 tens of seconds per 3-D one). Errors: |log m0| error (= relative error of m0) and the error
-of E[z|P] relative to sqrt(||Sigma||). Targets (issue): fast >= 1,000 x faster at S = 2 and
+of E[z|P] relative to sqrt(||Sigma||). Targets: fast >= 1,000 x faster at S = 2 and
 >= 10,000 x at S = 3, and more accurate. The machine is shared: timings are noisy.
 """
 

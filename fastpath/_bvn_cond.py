@@ -179,14 +179,15 @@ def _log_bvn_owen(h: NDArray[np.float64], k: NDArray[np.float64], rho: NDArray[n
     mpmath; it degrades to 1e-13 for h in [3.36, 3.45] and 1e-2 beyond 9, and for |a| > 1
     it works with a h), so elements are accepted only for 0 < |h|, |k| < 3.3, a h outside
     [3.3, 3.5] (:func:`_owens_t_accurate`), and where the terms' magnitude is at most
-    _OWEN_RATIO times P: relative error <= ~_OWEN_RATIO * 3e-15 (tests/test_orthant_fast.py).
-    About 10x faster than the conditioning integral; it takes ~40% of the E-step's q < 0.3
-    elements (thin cones near the mean), the rest cancel too much.
+    _OWEN_RATIO times P: relative error <= ~_OWEN_RATIO * 3e-15
+    (tests/test_orthant_fast_bvn.py). The cheapest of the q < 0.3 paths; it accepts the
+    thin cones near the mean, a large part of an E-step's q < 0.3 elements (the rest cancel
+    too much).
     """
     s = np.sqrt((1.0 - rho) * (1.0 + rho))
     ok = (np.abs(h) < _OWEN_HMAX) & (np.abs(k) < _OWEN_HMAX) & (h != 0) & (k != 0) & (s > 1e-8)
     out = np.zeros(h.shape)
-    # Owen's T costs ~100 ns an element: evaluated only where it can be accepted
+    # Owen's T is the expensive step: evaluated only where it can be accepted
     i = np.flatnonzero(ok)
     h, k, s, rho = h[i], k[i], s[i], rho[i]
     sg = np.sign(rho)

@@ -86,7 +86,7 @@ def _condition_soa(h: list[Arr], A: list[list[Arr]], q: int
 
 def _exp_rel(x: Arr) -> Arr:
     """exp(x) for x <= 0 (a term relative to the largest), flushing e^{<-700} to 0: subnormal
-    results cost ~50x a normal exp on x86 and are irrelevant next to the largest term."""
+    results take a slow path on x86 and are irrelevant next to the largest term."""
     # (exp of -inf or of arguments in (-745, -708) leaves numpy's vector loop: clip first)
     return np.where(x < -700.0, 0.0, np.exp(np.maximum(x, -700.0)))
 

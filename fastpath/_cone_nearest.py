@@ -10,7 +10,7 @@ is feasible and nearest; the mean itself when it lies in P.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,9 +31,10 @@ class _NearestPoints:
         pairs: NDArray[np.intp]
         pair_valid: NDArray[np.bool_]
 
-    def _nearest_points(self, mean: NDArray[np.float64], chol: NDArray[np.float64],
-                        Uinv: NDArray[np.float64]
-                        ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    def _nearest_points(self, mean: NDArray[np.float64], chol: NDArray[np.floating[Any]],
+                        Uinv: NDArray[np.floating[Any]]
+                        ) -> tuple[NDArray[np.floating[Any]], NDArray[np.floating[Any]],
+                                   NDArray[np.bool_]]:
         """Whitened nearest point x* of P to the mean (N, n, s), the whitened edge directions
         (Nc, n, E, s), and whether the mean lies in P (N, n)."""
         s = self.dim

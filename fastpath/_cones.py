@@ -20,9 +20,6 @@ which the Gaussian is N(0, I):
   dist^{S-1} times the result, instead of O(1) while the result underflows.
 * Flip decisions are made once per edge (c.u_e with a canonical edge direction u_e) and
   shared by both endpoints of the edge, so they are consistent whatever the rounding.
-* A cone with unit whitened rows a_q (a_q . x <= h_q) has correlation R = A A^T. Its Tallis
-  moments (Tallis 1961; docs/DESIGN.md §2.4) in standardised form are
-      f_q  = phi(h_q) Phi_{S-1}(conditional on x.a_q = h_q),
 * Each cone is an orthant of N(0, I) with unit rows; its probability and Tallis moments
   come from :mod:`fastpath._cone_algebra` (which states their accuracy for thin cones).
 * All terms are combined in log space with one common scale per Gaussian (signed
@@ -179,7 +176,7 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             bounded=tuple(self.bounded[i] for i in index) if self.bounded else ())
 
     # ------------------------------------------------------------------ evaluation
-    def evaluate(self, mean: NDArray[np.float64], chol: NDArray[np.float64], moments: bool = True,
+    def evaluate(self, mean: NDArray[np.float64], chol: NDArray[np.floating[Any]], moments: bool = True,
                  direction: str = "nearest") -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
                             NDArray[np.float64] | None, NDArray[np.float64]]:
         """Truncated-normal quantities of every polyhedron for every Gaussian.
@@ -222,9 +219,11 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             outs.append(self._guarded(mean[a:b], ch, moments, direction))
         cat = [np.concatenate([o[i] for o in outs]) if outs[0][i] is not None else None
                for i in range(4)]
-        return cat[0], cat[1], cat[2], cat[3]
+        log_m0, log_cancel = cat[0], cat[3]
+        assert log_m0 is not None and log_cancel is not None
+        return log_m0, cat[1], cat[2], log_cancel
 
-    def log_mass_bound(self, mean: NDArray[np.float64], chol: NDArray[np.float64]
+    def log_mass_bound(self, mean: NDArray[np.float64], chol: NDArray[np.floating[Any]]
                        ) -> NDArray[np.float64]:
         """log Phi(-dist(mean, P)) >= log m0, for every polyhedron and Gaussian; (N, n_poly).
 

@@ -126,10 +126,9 @@ def _adaptive_log_integral(
     _, w = _gl01(n)
     tailT = _legendre_tail(n)
     rmax = math.sqrt(2.0 * level)
-    user_evaluate = evaluate
 
-    def evaluate(p, A, B):
-        L, X, off = user_evaluate(p, A, B)
+    def evaluate_nan_free(p, A, B):
+        L, X, off = evaluate(p, A, B)
         return np.where(np.isnan(L), -np.inf, L), X, off
 
     def integral(L, lmax, A, B, off):
@@ -178,7 +177,7 @@ def _adaptive_log_integral(
             break
         A, B = a[idx], b[idx]
         W = B - A
-        L, X, off = evaluate(idx, A, B)
+        L, X, off = evaluate_nan_free(idx, A, B)
         jmax = np.argmax(L, axis=1)
         lmax = L[np.arange(idx.size), jmax]
         c = lmax - level
@@ -286,7 +285,7 @@ def _adaptive_log_integral(
             keep = c_b > c_a
             c_par, c_a, c_b = c_par[keep], c_a[keep], c_b[keep]
             c_sub = par_sub[c_par]
-            L, X, off = evaluate(c_sub, c_a, c_b)
+            L, X, off = evaluate_nan_free(c_sub, c_a, c_b)
             lmax = L.max(axis=1)
             val = integral(L, lmax, c_a, c_b, off)
             tot = np.full(m, -np.inf)

@@ -63,7 +63,8 @@ def _gl01(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     import mpmath
 
     with mpmath.workdps(40):
-        xs, ws = [], []
+        xl: list[float] = []
+        wl: list[float] = []
         for xi in x0:
             x = mpmath.mpf(float(xi))
             for _ in range(3):
@@ -76,9 +77,9 @@ def _gl01(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
             for j in range(2, n + 1):
                 p0, p1 = p1, ((2 * j - 1) * x * p1 - (j - 1) * p0) / j
             dp = n * (x * p1 - p0) / (x * x - 1)
-            xs.append(float((x + 1) / 2))
-            ws.append(float(1 / ((1 - x * x) * dp * dp)))
-        xa, wa = np.array(xs), np.array(ws)
+            xl.append(float((x + 1) / 2))
+            wl.append(float(1 / ((1 - x * x) * dp * dp)))
+        xa, wa = np.array(xl), np.array(wl)
         xa.flags.writeable = wa.flags.writeable = False
         return xa, wa
 

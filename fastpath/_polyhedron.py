@@ -1,6 +1,6 @@
 """Float64 geometry of a polyhedron P = {z : C z <= d} in R^S, S <= 4, for the Gaussian integrals.
 
-This is the float H -> V conversion the signed vertex-cone decomposition needs (DESIGN.md 2.4):
+This is the float H -> V conversion the signed vertex-cone decomposition needs (docs/DESIGN.md §2.4):
 an interior point (or the verdict "empty / no interior"), the lineality space, and for the
 pointed part its vertices, their active facets, the edges at every vertex (bounded edges with
 both endpoints, unbounded edges = rays), and a triangulation of every vertex's tangent cone
@@ -23,7 +23,8 @@ y (dimension S' = S - dim lineality, S' <= 4):
 5. Tangent cones of non-simple vertices are triangulated through a cross-section
    (S' = 3: fan over the angularly sorted generators; S' = 4: Delaunay of the cross-section).
 6. A bounded pointed part is triangulated, on first use, by recursive fans over its faces
-   (``PolyhedronGeometry.simplices``, :func:`fan_triangulation`).
+   (``PolyhedronGeometry.simplices``, :func:`fan_triangulation`). Both triangulations are in
+   :mod:`fastpath._polyhedron_triangulation`.
 
 All tolerances are relative: a point x (relative to y0) satisfies row j "tightly" when
 |C_j x - d_j| <= ``_TOL`` * (r + |x|) with unit rows C_j. Points closer than that are merged,
@@ -35,11 +36,15 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dgn_core.exceptions import GeometryError
+
+from ._polyhedron_triangulation import _triangulate_cone
+from ._polyhedron_triangulation import fan_triangulation as fan_triangulation
 
 __all__ = ["PolyhedronGeometry", "polyhedron_geometry", "GeometryError"]
 
@@ -155,70 +160,6 @@ class PolyhedronGeometry:
 
 # --------------------------------------------------------------------------- helpers
 
-def fan_triangulation(vertices: NDArray[np.float64], active: tuple[NDArray[np.intp], ...]
-                      ) -> NDArray[np.intp]:
-    """Triangulate a bounded, full-dimensional polytope from its vertices' active facets.
-
-    Recursive fan: a face F of dimension k is the union of the cones from its first vertex
-    v0 over its facets (faces of dimension k - 1) that do not contain v0. The facets of F
-    are the vertex sets {v in F : row j tight at v} of affine dimension k - 1.
-
-    Parameters
-    ----------
-    vertices : ndarray, shape (V, s)
-    active : tuple of V int arrays
-        Rows (facets of P) tight at each vertex.
-
-    Returns
-    -------
-    ndarray of int, shape (T, s + 1)
-        Vertex indices of the simplices (disjoint interiors, union = P).
-    """
-    V, s = vertices.shape
-    act = [frozenset(int(j) for j in a) for a in active]
-    rows = sorted(set().union(*act)) if act else []
-    scale = float(np.max(np.abs(vertices))) + 1.0
-
-    def affine_dim(idx: tuple[int, ...]) -> int:
-        if len(idx) <= 1:
-            return 0
-        D = vertices[list(idx[1:])] - vertices[idx[0]]
-        sv = np.linalg.svd(D, compute_uv=False)
-        return int(np.sum(sv > 1e-12 * scale))
-
-    def tri(face: tuple[int, ...], k: int, used: frozenset) -> list[tuple[int, ...]]:
-        if k == 0:
-            return [face[:1]]
-        if k == 1:
-            # an edge: its two extreme points along the edge (a face of dimension 1 has two
-            # vertices; the others, if any, would be merged by the geometry's clustering)
-            return [(face[0], face[-1])] if len(face) == 2 else [_edge_ends(vertices, face)]
-        v0 = face[0]
-        out: list[tuple[int, ...]] = []
-        seen: set[tuple[int, ...]] = set()
-        for j in rows:
-            if j in used:
-                continue
-            sub = tuple(v for v in face if j in act[v])
-            if len(sub) < k or v0 in sub or sub in seen:
-                continue
-            if affine_dim(sub) != k - 1:
-                continue
-            seen.add(sub)
-            out.extend((v0,) + t for t in tri(sub, k - 1, used | {j}))
-        return out
-
-    simp = tri(tuple(range(V)), s, frozenset())
-    return np.array(simp, dtype=np.intp).reshape(-1, s + 1)
-
-
-def _edge_ends(vertices: NDArray[np.float64], face: tuple[int, ...]) -> tuple[int, int]:
-    X = vertices[list(face)]
-    d = X[-1] - X[0]
-    t = X @ d
-    return face[int(np.argmin(t))], face[int(np.argmax(t))]
-
-
 def _empty_geometry(S: int, interior: NDArray[np.float64] | None = None) -> PolyhedronGeometry:
     z = np.zeros
     return PolyhedronGeometry(
@@ -282,7 +223,8 @@ def _prune_redundant(C: NDArray[np.float64], dt: NDArray[np.float64]) -> NDArray
     return keep
 
 
-def _cluster(points: NDArray[np.float64], tol: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
+def _cluster(points: NDArray[np.float64], tol: NDArray[np.float64]
+             ) -> tuple[NDArray[np.float64], NDArray[np.intp]]:
     """Greedy clustering: representative points and the cluster label of every point."""
     reps: list[NDArray[np.float64]] = []
     rep_tol: list[float] = []
@@ -330,40 +272,6 @@ def _tangent_generators(C: NDArray[np.float64], A: NDArray[np.intp], S: int
         return cand
     reps, _ = _cluster(cand, np.full(len(cand), 1e-7))
     return reps / np.linalg.norm(reps, axis=1, keepdims=True)
-
-
-def _triangulate_cone(G: NDArray[np.float64], CA: NDArray[np.float64]) -> list[NDArray[np.intp]]:
-    """Simplicial cones (index triples / quadruples into the rows of G) covering cone(G).
-
-    ``CA`` are the rows of the cone {x : CA x <= 0}; -sum(CA) is an axis with a.g > 0 for
-    every generator g (a.g = -sum_j C_j g, and C_j g <= 0 with some < 0 for a pointed cone),
-    so the cross-section {a.x = 1} meets every generator, however wide the cone.
-    """
-    k, S = G.shape
-    if k == S:
-        return [np.arange(S)]
-    axis = -CA.sum(axis=0)
-    axis /= np.linalg.norm(axis)
-    if np.min(G @ axis) <= 1e-12:
-        raise GeometryError("no cross-section axis for a tangent cone")
-    # orthonormal basis of the plane orthogonal to the axis
-    _, _, Vt = np.linalg.svd(axis[None, :])
-    plane = Vt[1:]                                   # (S-1, S)
-    X = (G / (G @ axis)[:, None]) @ plane.T          # cross-section points, (k, S-1)
-    if S == 2:  # a 2-D pointed cone has exactly two extreme rays
-        raise GeometryError("2-D tangent cone with more than two extreme rays")
-    if S == 3:
-        ang = np.arctan2(X[:, 1], X[:, 0])
-        order = np.argsort(ang)
-        return [np.array([order[0], order[i], order[i + 1]]) for i in range(1, k - 1)]
-    from scipy.spatial import Delaunay
-    tri = Delaunay(X)
-    out = []
-    for simp in tri.simplices:
-        M = G[simp]
-        if abs(np.linalg.det(M)) > 1e-12:
-            out.append(np.asarray(simp, dtype=np.intp))
-    return out
 
 
 def _choose_generic_direction(C: NDArray[np.float64], U: NDArray[np.float64], bounded: bool,
@@ -507,8 +415,12 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
                 key: tuple = ("ray", i, tuple(np.round(g, 12)))
                 eid = len(e_len)
                 edge_key[key] = eid
-                e_start.append(X[i]), e_dir.append(g), e_len.append(np.inf), e_seen.append(2)
-                ids.append(eid), ors.append(1.0)
+                e_start.append(X[i])
+                e_dir.append(g)
+                e_len.append(np.inf)
+                e_seen.append(2)
+                ids.append(eid)
+                ors.append(1.0)
                 continue
             t = (dt[hit] - Cr[hit] @ X[i]) / dots[hit]
             tstar = float(np.min(t))
@@ -527,8 +439,10 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
                 edge_key[key] = eid
                 a, b = key
                 # canonical direction: from the lower-index vertex
-                e_start.append(X[a]), e_dir.append(g if i == a else -g)
-                e_len.append(float(np.linalg.norm(X[b] - X[a]))), e_seen.append(1)
+                e_start.append(X[a])
+                e_dir.append(g if i == a else -g)
+                e_len.append(float(np.linalg.norm(X[b] - X[a])))
+                e_seen.append(1)
             ids.append(eid)
             ors.append(1.0 if i == min(i, j) else -1.0)
         gens_per_vertex.append((G, ids, ors))
@@ -584,7 +498,7 @@ def _cluster_fast(X: NDArray[np.float64], tol: NDArray[np.float64]) -> NDArray[n
     return _cluster(X, tol)[0]
 
 
-def _simple_polyhedron(Cr: NDArray[np.float64], dt: NDArray[np.float64], X: NDArray[np.float64],
+def _simple_polyhedron(Cr: NDArray[np.float64], dt: NDArray[np.float64], X: NDArray[np.floating[Any]],
                        r: float):
     """Vectorised vertex data when every vertex is simple (exactly S' tight rows), else None.
 

@@ -83,9 +83,8 @@ def _rules(s: int) -> tuple[tuple[float, int], ...]:
     16, against the 24-point rule: the log-mass error is <= 1.6e-13 (s = 2) and
     <= 7.5e-14 (s = 3) in every band, and the next smaller rule misses by 10x or more
     somewhere in the band. s = 4 uses the s = 3 rules (measured on 600 simplices against
-    the 16-point rule: <= 4.9e-14). The last
-    band ends at _SPREAD; a simplex left above it (bisection capped) is evaluated with the
-    last rule and its polytope reported unresolved.
+    the 16-point rule: <= 4.9e-14). The last band ends at _SPREAD; a simplex left above it
+    (bisection capped) is evaluated with the last rule and its polytope reported unresolved.
     """
     if s == 2:
         return ((0.5, 7), (1.0, 8), (2.0, 9), (4.0, 10), (6.0, 11), (8.0, 12), (np.inf, 14))
@@ -272,8 +271,8 @@ def _simplex_block(X: NDArray[np.float64], lamc: NDArray[np.float64], logw: NDAr
     E = X[:, 1:] - X[:, :1]
     with np.errstate(divide="ignore"):
         logvol = np.log(np.abs(np.linalg.det(E))) - math.lgamma(s + 1)
-    # s = 2: einsum, as BLAS only adds threading overhead to inner dimensions 3 and 9
-    # (measured: as fast, half the CPU time); s >= 3: matmul (2x faster there)
+    # s = 2: einsum, as BLAS only adds threading overhead to inner dimensions 3 and 9;
+    # s >= 3: matmul, where the inner dimensions are large enough for BLAS
     mm = _mm_small if s == 2 else np.matmul
     lf = mm(lamc, Dc)
     lf += 0.5 * mm(L2, G)

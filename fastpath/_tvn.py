@@ -78,7 +78,7 @@ def _log_mvn_cdf_std(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[
         rows = np.flatnonzero((code == c) & ~neg)
         idx = [i for i in range(k) if (c >> i) & 1]
         m = len(idx)
-        hs = hf[np.ix_(rows, idx)]
+        hs = hf[np.ix_(rows, np.array(idx, dtype=np.intp))]
         if m == 0:
             out[rows] = 0.0
         elif m == 1:

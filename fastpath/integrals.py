@@ -4,7 +4,7 @@ For P = {z : C z <= d} in R^S (S = 1..4, bounded or not) and N(mean, cov)::
 
     m0 = int_P N(z; mean, cov) dz,   m1 = int_P z N dz,   M2 = int_P z z^T N dz.
 
-Method (DESIGN.md 2.4): the signed vertex-cone decomposition of P (Lawrence), one
+Method (docs/DESIGN.md §2.4): the signed vertex-cone decomposition of P (Lawrence), one
 S-dimensional orthant per vertex (per simplicial cone of a non-simple vertex), with the
 direction of the decomposition chosen per Gaussian toward its mean, Tallis moments of the
 orthants, and every signed sum combined in log space; see :mod:`fastpath._cones`. Bounded
@@ -12,13 +12,14 @@ P where that sum loses digits (a polytope small or thin compared with its distan
 mean cancels: in an E-step 16-25% of the bounded pairs by more than e^3, up to e^17; and at
 S >= 3 thin cones far out lose ~eps |log P| / det R in the orthants) and, at S >= 3, bounded
 P where it is cheaper, are integrated instead by a cubature rule over a triangulation of P,
-a sum of positive terms (:mod:`fastpath._simplex_cubature`). Lines of a
-non-pointed P are integrated out analytically: with B an orthonormal basis of the
-complement of the lineality space, y = B^T z carries all constraints, and z | y is Gaussian
-with mean mean + K (y - B^T mean), K = cov B (B^T cov B)^{-1}, and covariance
-cov - K B^T cov.
+a sum of positive terms (:mod:`fastpath._simplex_cubature`, chosen by
+:mod:`fastpath._cone_cubature`). Lines of a non-pointed P are integrated out analytically:
+with B an orthonormal basis of the complement of the lineality space, y = B^T z carries all
+constraints, and z | y is Gaussian with mean mean + K (y - B^T mean),
+K = cov B (B^T cov B)^{-1}, and covariance cov - K B^T cov.
 
-Public functions validate their inputs; the geometry of a polyhedron (float H->V, no
+Public functions validate their inputs (covariances by the shared rule,
+:func:`dgn_core.validation.check_covariance`); the geometry of a polyhedron (float H->V, no
 pycddlib) is computed once per :class:`PolyhedronCones` and reused for any number of
 Gaussians; :class:`ConeBatch` evaluates many polyhedra times many Gaussians with a handful of
 vectorised passes (the E-step's layout: regions x points, one covariance per region).
@@ -26,16 +27,16 @@ vectorised passes (the E-step's layout: regions x points, one covariance per reg
 Accuracy (measured against verified_dgn.gaussian_moments, tests/test_integrals_cross.py):
 log m0 to ~1e-14 where m0 >= 1e-20 (the cancelling and thin-cone E-step pairs: <= 4e-13,
 limited by the float vertices of regions of size ~1e-3) and ~1e-12 down to m0 = 1e-300 and
-beyond; the moments
-are ratios of log-space terms and carry a relative error ~eps |log m0| (E[z|P]) and
-~eps |log m0|^2 relative to the scale of cov (E[z z^T|P]) in the far tails. Limitations:
-a vertex cone whose rows meet at a small angle theta in the metric of cov loses ~eps/theta^2
-(the orthant kernels take correlations; measured at S = 3 on large bounded regions far from
-the mean, where the cubature is too costly: up to 3e-11 in log m0 and 1.2e-9 in the mean); P thinner than ~1e-12 of its scale is treated as
-having no interior; unbounded P get no cubature (measured: their cone sums cancel by at
-most e^3.5 in E-steps), nor do bounded P whose cubature would need more than 1024 simplices;
-where the signed sum of such a P cancels completely a RuntimeWarning flags a point-mass
-limit.
+beyond; the moments are ratios of log-space terms and carry a relative error ~eps |log m0|
+(E[z|P]) and ~eps |log m0|^2 relative to the scale of cov (E[z z^T|P]) in the far tails.
+
+Limitations: a vertex cone whose rows meet at a small angle theta in the metric of cov
+loses ~eps/theta^2 (the orthant kernels take correlations; measured at S = 3 on large
+bounded regions far from the mean, where the cubature is too costly: up to 3e-11 in log m0
+and 1.2e-9 in the mean); P thinner than ~1e-12 of its scale is treated as having no
+interior; unbounded P get no cubature (measured: their cone sums cancel by at most e^3.5 in
+E-steps), nor do bounded P whose cubature would need more than 1024 simplices; where the
+signed sum of such a P cancels completely a RuntimeWarning flags a point-mass limit.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from dgn_core.validation import MAX_CONDITION, check_covariance
 
 from ._cones import ConeTable
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
@@ -58,10 +61,6 @@ __all__ = [
     "GeometryError",
 ]
 
-#: covariances with condition number above this are rejected as numerically singular
-_MAX_COND = 1e13
-#: relative asymmetry of a covariance that is rejected (smaller asymmetry is symmetrised)
-_SYM_TOL = 1e-10
 #: (pair, cone) elements per pass of ConeBatch.truncated_moments_pairs
 _PAIRS_CHUNK = 65536
 
@@ -91,26 +90,24 @@ def _check_halfspaces(C: ArrayLike, d: ArrayLike) -> tuple[NDArray[np.float64], 
 
 
 def _check_cov(cov: NDArray[np.float64], S: int, name: str = "cov") -> NDArray[np.float64]:
-    """Symmetrised cov (..., S, S); clear errors when not symmetric / not positive definite."""
-    if cov.ndim < 2 or cov.shape[-2:] != (S, S):
-        raise ValueError(f"{name} must have shape (..., {S}, {S}), got {cov.shape}")
-    scale = np.max(np.abs(cov), axis=(-1, -2), keepdims=True)
-    asym = np.max(np.abs(cov - np.swapaxes(cov, -1, -2)), axis=(-1, -2), keepdims=True)
-    if np.any(asym > _SYM_TOL * scale):
-        raise ValueError(f"{name} is not symmetric (relative asymmetry "
-                         f"{float(np.max(asym / np.where(scale > 0, scale, 1))):.3g})")
-    cov = 0.5 * (cov + np.swapaxes(cov, -1, -2))
-    ev = np.linalg.eigvalsh(cov)
-    lo, hi = ev[..., 0], ev[..., -1]
-    if np.any(hi <= 0) or np.any(lo < -S * np.finfo(float).eps * hi):
-        raise ValueError(f"{name} is not positive definite (smallest eigenvalue "
-                         f"{float(np.min(lo)):.3g})")
-    if np.any(hi >= _MAX_COND * lo):
-        with np.errstate(divide="ignore"):
-            cond = float(np.max(hi / np.maximum(lo, 0.0)))
-        raise ValueError(f"{name} is singular or numerically singular (condition number "
-                         f"{cond:.3g} >= {_MAX_COND:.0e})")
-    return cov
+    """Symmetrised cov (..., S, S) by the shared rule (:func:`dgn_core.validation.check_covariance`).
+
+    One wording differs: a positive semi-definite matrix whose smallest eigenvalue is 0
+    within rounding (``lo >= -S eps hi``) is reported as singular, not as "not positive
+    definite" (it is rejected either way).
+    """
+    try:
+        return check_covariance(cov, S, name)
+    except ValueError as exc:
+        if not str(exc).startswith(f"{name} is not positive definite"):
+            raise
+        ev = np.linalg.eigvalsh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
+        lo, hi = ev[..., 0], ev[..., -1]
+        if np.any(hi <= 0) or np.any(lo < -S * np.finfo(float).eps * hi):
+            raise
+        raise ValueError(f"{name} is singular or numerically singular (smallest eigenvalue "
+                         f"{float(np.min(lo)):.3g}, condition number >= {MAX_CONDITION:.0e})"
+                         ) from None
 
 
 def _check_gaussians(mean: ArrayLike, cov: ArrayLike, S: int, tail: tuple[int, ...] = ()
@@ -199,6 +196,7 @@ def _evaluate_group(geoms: Sequence[PolyhedronGeometry], table: ConeTable | None
     log_m0, dm_y, tcov_y, _ = table.evaluate(mean_y, np.linalg.cholesky(cov_y), moments)
     if not moments:
         return log_m0, None, None
+    assert dm_y is not None and tcov_y is not None
     # z | y ~ N(mean + K (y - B^T mean), cov - K B^T cov), K = cov B cov_y^{-1}
     CB = cov @ B[None]                                                      # (Nc, n, S, s)
     K = np.swapaxes(np.linalg.solve(cov_y, np.swapaxes(CB, -1, -2)), -1, -2)
@@ -400,6 +398,7 @@ class ConeBatch:
             a, b, c = _evaluate_group(geoms, table, mean_b[:, idx], cov_b[:, idx], moments)
             lm[:, idx] = a
             if moments:
+                assert dm is not None and tcov is not None
                 dm[:, idx] = b
                 tcov[:, idx] = c
         return mean_b, batch, lm, dm, tcov
@@ -460,6 +459,7 @@ class ConeBatch:
                 sub = None if table is None else table.take(lc)
                 g = [geoms[j] for j in lc]
                 x, y, z = _evaluate_group(g, sub, mean_b[c][None], cov_b[c][None], True)
+                assert y is not None and z is not None
                 lm[c], dm[c], tcov[c] = x[0], y[0], z[0]
         mP, M2P = _finish(mean_b, lm, dm, tcov)
         return lm, mP, M2P

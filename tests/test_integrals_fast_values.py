@@ -348,7 +348,7 @@ def test_additivity_under_a_cut(S):
     if S >= 3 and not _orthant_available(S):
         pytest.skip(f"fastpath.orthant has no k = {S} kernel")
     rng = np.random.default_rng(50 + S)
-    # S = 4 orthants cost ~1 ms each in fastpath.orthant: one polytope, two distances
+    # S = 4 orthants are the expensive kernel: one polytope, two distances
     for bounded in ((True, False) if S < 4 else (True,)):
         C, d = random_polytope(rng, S, bounded)
         g = polyhedron_geometry(C, d)
