@@ -138,8 +138,8 @@ def test_partition_regions_tile_the_latent_space():
     mu = rng.normal(size=(3, 2))
     cov = random_cov(rng, 2, 0.5)
     R = len(P)
-    m0, m1, M2 = (np.exp(batch.truncated_moments(np.repeat(mu[:, None], R, 1), cov)[0]),
-                  *batch.truncated_moments(np.repeat(mu[:, None], R, 1), cov)[1:])
+    lm, m1, M2 = batch.truncated_moments(np.repeat(mu[:, None], R, 1), cov)
+    m0 = np.exp(lm)
     s0 = m0.sum(axis=1)
     s1 = np.einsum("nr,nri->ni", m0, m1)
     s2 = np.einsum("nr,nrij->nij", m0, M2)

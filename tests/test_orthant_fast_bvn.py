@@ -75,9 +75,9 @@ def mp_log_bvn(h: float, k: float, rho: float) -> mpmath.mpf:
     if rho != 0:
         xc, w = k / rho, float(S) / abs(rho)
         pts.update(xc + j * w for j in (-30.0, -8.0, -2.0, 0.0, 2.0, 8.0, 30.0))
-    pts = sorted(p for p in pts if p <= h and p > m - 50 * sig - 1)
+    breaks = sorted(p for p in pts if p <= h and p > m - 50 * sig - 1)
     lm = logf(mpmath.mpf(m))
-    v = mpmath.quad(lambda x: mpmath.exp(logf(x) - lm), [mpmath.ninf] + pts)
+    v = mpmath.quad(lambda x: mpmath.exp(logf(x) - lm), [mpmath.ninf] + breaks)
     return lm + mpmath.log(v) - mpmath.log(mpmath.sqrt(2 * mpmath.pi))
 
 
@@ -99,9 +99,9 @@ def mp_log_bvn_plackett(h: float, k: float, rho: float) -> mpmath.mpf:
         scales.append(mpmath.sqrt(A))
     for sc_ in scales:
         pts.update(sc_ * mpmath.mpf(2) ** j for j in range(-40, 41))
-    pts = sorted(p for p in pts if p >= tau)
-    fm = max(F(p) for p in pts)
-    v = mpmath.quad(lambda t: mpmath.exp(F(t) - fm), pts + [mpmath.inf])
+    breaks = sorted(p for p in pts if p >= tau)
+    fm = max(F(p) for p in breaks)
+    v = mpmath.quad(lambda t: mpmath.exp(F(t) - fm), breaks + [mpmath.inf])
     log_int = fm + mpmath.log(v) - (A + C) - mpmath.log(mpmath.pi)
     return mpmath.log(base + mpmath.exp(log_int)) if base > 0 else log_int
 
