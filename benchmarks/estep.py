@@ -8,8 +8,8 @@ Measured: (x, region) pairs per second of the full E-step, i.e. for every data p
 every region w of the partition: log kappa_w(x), mu_w(x), log Phi_w, e0, e1, E2, and per
 point log p(x), the posterior mean and covariance. Fast path: the chunked E-step generator
 ``fastpath.distributions._estep_chunks`` (what EM consumes), with its default certified
-pruning (pairs with e0 < exp(-60) skipped; the pairs are still counted, their moments are 0)
-and with ``prune=None`` (every pair integrated). Geometry (the partition and the per-region
+pruning (``prune=True``: pairs with e0 < exp(-60) skipped; the pairs are still counted, their
+moments are 0) and with ``prune=False`` (every pair integrated). Geometry (the partition and the per-region
 cone decompositions) is built before the timing for both methods and timed separately.
 
 Baseline (the paper's own method, measured in the same run on a subset of pairs): per
@@ -17,9 +17,8 @@ pair, kappa_w from scipy.stats.multivariate_normal.logpdf on the D x D covarianc
 Gaussian integrals of the region by Delaunay triangulation + Lemma 4 + scipy's
 multivariate_normal.cdf (``PaperMethod`` of benchmarks/integrals.py, reused). The ratio
 printed is baseline time per pair / fast time per pair. Timings are wall-clock and CPU
-(process) time: the machine is shared, so CPU time is the steadier figure; targets (issue,
-2-core machine): S = 1 >= 2,000,000 pairs/s at D = 2 and >= 100,000 at D = 784; S = 2
->= 200,000 at D = 2.
+(process) time; on a shared machine CPU time is the steadier figure. Targets: S = 1
+>= 2,000,000 pairs/s at D = 2 and >= 100,000 at D = 784; S = 2 >= 200,000 at D = 2.
 """
 
 from __future__ import annotations
@@ -140,15 +139,15 @@ def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
     R = len(P)
     X, _ = net.sample(n_points, seed=seed + 1)
     t0 = time.perf_counter()
-    fast_estep(net, P, X[:2], 60.0)              # builds and caches the cone decompositions
+    fast_estep(net, P, X[:2], True)              # builds and caches the cone decompositions
     t_cones = time.perf_counter() - t0
     print(f"\n{name}: net {widths} relu, noise var {nv}, {R} regions, {n_points} points = "
           f"{n_points * R:,} pairs (partition {t_part:.2f} s, cone geometry {t_cones:.2f} s)")
 
     pairs = n_points * R
     res = {}
-    for prune in (60.0, None):
-        if prune is None and S == 1:
+    for prune in (True, False):
+        if not prune and S == 1:
             continue                               # S = 1 never prunes (same code path)
         w, c = _timed(lambda prune=prune: fast_estep(net, P, X, prune), reps)
         res[prune] = (w, c)
@@ -164,7 +163,7 @@ def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
             lp_b = paper_estep_s1(net, P, X)[0]
         print(f"  paper's method (S = 1 intervals, float64, vectorised): {pairs / tb_w:12,.0f} "
               f"pairs/s wall {pairs / tb_c:12,.0f} pairs/s CPU")
-        for prune, (w, c) in res.items():
+        for w, c in res.values():
             print(f"  RATIO (paper time / fast time): {tb_w / w:8.2f} x wall  {tb_c / c:8.2f} x CPU")
         lp_f = fastpath.log_marginal(net, X, partition=P)
         ok = np.isfinite(lp_b)
@@ -206,7 +205,7 @@ def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
 
     # ---- agreement on the subset where the region carries real mass (m0 >= 1e-3): the
     # paper's float64 sums cancel in the tails (there its m0 can be <= 0 or off by orders)
-    ch = next(_estep_chunks(net, P, X[:n_pts], prune=None))
+    ch = next(_estep_chunks(net, P, X[:n_pts], prune=False))
     forms_lk = ch.log_e0 + ch.log_px[:, None]
     d_m0, d_m, bad = [], [], 0
     for (n, w), (lk, m0, m1) in zip(sub, ref):

@@ -106,14 +106,16 @@ def test_posterior_moments_cross(name, cases):
     # e1 / mean: atol 1e-9 sqrt(E[z_i^2|x]), applied by scaling both sides
     sc1 = sd2[:, None, :]
     assert_matches_reference((fa.e1[:, idx] / sc1).ravel(),
-                             [v / s for v, s in zip(ex.e1.ravel(), np.broadcast_to(sc1, ex.e1.shape).ravel())],
+                             [v / s for v, s in zip(ex.e1.ravel(),
+                                                    np.broadcast_to(sc1, ex.e1.shape).ravel())],
                              rtol=0, atol=1e-9, dps=DPS, label=f"e1 / sqrt(E z^2) {name}")
     assert_matches_reference((fa.mean / sd2).ravel(),
                              [v / s for v, s in zip(ex.mean.ravel(), sd2.ravel())],
                              rtol=0, atol=1e-9, dps=DPS, label=f"mean / sqrt(E z^2) {name}")
     sc2 = (sd2[:, :, None] * sd2[:, None, :])[:, None]
     assert_matches_reference((fa.E2[:, idx] / sc2).ravel(),
-                             [v / s for v, s in zip(ex.E2.ravel(), np.broadcast_to(sc2, ex.E2.shape).ravel())],
+                             [v / s for v, s in zip(ex.E2.ravel(),
+                                                    np.broadcast_to(sc2, ex.E2.shape).ravel())],
                              rtol=0, atol=1e-9, dps=DPS, label=f"E2 / scale {name}")
     scc = csd[:, :, None] * csd[:, None, :]
     assert_matches_reference((fa.cov / scc).ravel(),

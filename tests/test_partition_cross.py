@@ -20,9 +20,8 @@ Tolerances, and why:
 Where a region contains lines, vertices and rays are compared after projecting out the
 lineality space (the exact path's cdd generators may carry any lineality component).
 
-Default selection: about 5 s of CPU (10 s wall-clock on the loaded 2-core dev machine), mostly
-the exact partitions; --runslow adds S = 3 depth 3, S = 4, dyadic-grid nets and the benchmark
-nets (widths 32), about 8 minutes.
+``--runslow`` adds S = 3 depth 3, S = 4, dyadic-grid nets and the benchmark nets (widths 32),
+whose exact partitions take minutes.
 """
 
 from __future__ import annotations

@@ -13,8 +13,7 @@ Tolerances: LP and enumeration checks use 1e-7 relative to the scale of the rows
 (the fast vertices are accurate to ~1e-14 relative, measured against exact solves);
 affine maps rtol 1e-12 (the same products in a different summation order).
 
-Default selection: about 13 s of CPU (15-40 s wall-clock on the shared 2-core dev machine,
-depending on its load); --runslow adds the wide nets and the exact checks of dense sampling.
+``--runslow`` adds the wide nets and the exact checks of dense sampling.
 """
 
 from __future__ import annotations
@@ -235,7 +234,6 @@ def test_facets_are_tight_non_redundant_and_reproduce_the_region(name, parts):
     the facets; facet_units are exactly the units whose normalised row equals the facet."""
     net = get_net(name)
     P = fast(name, parts)
-    S = net.latent_dim
     for i in _sample(P, 10):
         r = P[i]
         C, d = r.C, r.d
@@ -264,7 +262,6 @@ def test_facets_are_tight_non_redundant_and_reproduce_the_region(name, parts):
 
 @pytest.mark.parametrize("name", QUICK_NAMES)
 def test_vertices_and_rays_match_brute_force_enumeration(name, parts):
-    net = get_net(name)
     P = fast(name, parts)
     for i in _sample(P, 40):
         r = P[i]
@@ -298,7 +295,7 @@ def test_neighbours_symmetric_and_across_each_facet(name, parts):
     net = get_net(name)
     P = fast(name, parts)
     for i, r in enumerate(P):
-        for j, (nb, fu) in enumerate(zip(r.neighbors, r.facet_units)):
+        for j, nb in enumerate(r.neighbors):
             assert 0 <= nb < len(P) and nb != i
             back = [k for k, m in enumerate(P[nb].neighbors) if m == i]
             assert len(back) == 1
