@@ -13,14 +13,14 @@ starting at 0.05 x the data's mean variance, as in `dgn fit`):
 
 For each case EM runs K iterations (seconds per iteration = its total time / K); then Adam
 (the baseline), once per learning rate, runs from the same initial model for F times EM's
-wall-clock time (default F = 2), each step
-using the exact log-likelihood and its exact gradient (Fisher's identity from the posterior
-moments, fastpath.em.log_likelihood_gradient; checked against finite differences in
-tests/test_em.py) with respect to every weight, bias and the log noise variance. Both run
+wall-clock time (default F = 2), each step using the exact log-likelihood and its exact
+gradient (Fisher's identity from the posterior moments, fastpath.em.log_likelihood_gradient;
+checked against finite differences in tests/test_em.py) with respect to every weight, bias
+and the log noise variance. Both run
 with a single-threaded BLAS (fit_em's default). The table prints the best exact
 log p(X) / N each method had reached by the same wall-clock times, and the time each Adam
-run needed to reach EM's final value (if it did). Timings are wall-clock on whatever machine runs this, measured in
-the same run.
+run needed to reach EM's final value (if it did). Timings are wall-clock on the machine that
+runs this, both methods measured in the same run.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tests of fastpath.em: exact, monotone EM (DESIGN.md 2.5).
+"""Tests of fastpath.em: exact, monotone EM (docs/DESIGN.md §2.5).
 
 What is checked, and against what:
 
@@ -17,9 +17,8 @@ What is checked, and against what:
 * The Fisher-identity gradient against central finite differences of the exact
   log-likelihood (h = 1e-6: FD error ~ h^2 f''' + eps f / h ~ 1e-9 relative; tolerance 1e-6).
 * Checkpoints: an interrupted and resumed run equals an uninterrupted one bit for bit.
-* Validation, the convergence warning, the noise floor.
-
-Runtime of the default selection: about 25 s on the 2-core development machine.
+* Validation (one options object, fastpath._em_options.EMOptions, whose fields and defaults
+  are fit_em's keyword arguments), the convergence warning, the noise floor.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ import pytest
 
 import fastpath
 from dgn_core.data import DataError, noisy_circle
+from fastpath import _mstep as MS
 from fastpath import em as E
 from verified_dgn import DGN
 
@@ -152,9 +152,9 @@ def test_noise_floor_binds_and_is_reported():
 def test_noise_update_closed_form():
     # clipped mean squared residual: isotropic trace / (N D), diagonal per dimension
     r = np.array([0.2, 0.4, 0.0])
-    nv, hit = E._noise_update(r, 10, True, 1e-6)
+    nv, hit = MS._noise_update(r, 10, True, 1e-6)
     assert np.allclose(nv, 0.6 / 30) and not hit
-    nv, hit = E._noise_update(r, 10, False, 1e-3)
+    nv, hit = MS._noise_update(r, 10, False, 1e-3)
     assert np.allclose(nv, [0.02, 0.04, 1e-3]) and hit
 
 
@@ -207,7 +207,7 @@ def _loop_statistics(net: DGN, X: np.ndarray, l: int):
         M += np.kron(Hw, Kw)                     # column-major vec (docs/DESIGN.md §2.5)
         rhs += F.T @ np.diag(inv) @ T
         Hsum += Hw
-    # to the row-major vec used by fastpath.em: index i*K + a <-> column-major a*Dl + i
+    # to the row-major vec used by fastpath._mstep: index i*K + a <-> column-major a*Dl + i
     perm = np.array([a * Dl + i for i in range(Dl) for a in range(K)])
     return M[np.ix_(perm, perm)], rhs.ravel(), Hsum, Xh, P, post
 
@@ -221,19 +221,19 @@ def test_inner_system_against_loop(widths, act, l):
     X = _data(net, 25, seed=9)
     M_ref, r_ref, Hh_ref, Xh_ref, P, _ = _loop_statistics(net, X, l)
     st = fastpath.distributions.estep_statistics(net, X, partition=P, prune=None)
-    sw = E._sweep_maps(net, P)
+    sw = MS._sweep_maps(net, P)
     Pl, pl = sw.inputs[l]
-    H, Xeta, eta = E._layer_moments(Pl, pl, st)
-    F, c = E._output_map(net, sw.slopes, l, sw.R)
-    M, r = E._inner_system(F, c, H, Xeta, eta, 1.0 / np.asarray(net.noise_var_vector))
+    H, Xeta, eta = MS._layer_moments(Pl, pl, st)
+    F, c = MS._output_map(net, sw.slopes, l, sw.R)
+    M, r = MS._inner_system(F, c, H, Xeta, eta, 1.0 / np.asarray(net.noise_var_vector))
     scale = np.abs(M_ref).max()
     assert np.abs(M - M_ref).max() <= 1e-10 * scale
     assert np.abs(r - r_ref).max() <= 1e-10 * np.abs(r_ref).max()
     assert np.abs(H.sum(0) - Hh_ref).max() <= 1e-10 * np.abs(Hh_ref).max()
     assert np.abs(Xeta.sum(0) - Xh_ref).max() <= 1e-10 * np.abs(Xh_ref).max()
     # the gradient without forming M equals r - M vec(Wt)
-    Wt = E._Wt(net, l)
-    g = E._inner_gradient(F, c, H, Xeta, eta, 1.0 / np.asarray(net.noise_var_vector), Wt)
+    Wt = MS._Wt(net, l)
+    g = MS._inner_gradient(F, c, H, Xeta, eta, 1.0 / np.asarray(net.noise_var_vector), Wt)
     assert np.allclose(g.ravel(), r - M @ Wt.ravel(), rtol=1e-9, atol=1e-9 * np.abs(r).max())
 
 
@@ -411,6 +411,67 @@ def test_validation(kw, exc, match):
     X = noisy_circle(20, seed=2)
     with pytest.raises(exc, match=match):
         E.fit_em(net, X, **kw)
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    # the convention of dgn_core.validation: TypeError for the wrong kind of value,
+    # ValueError for a wrong value of the right kind
+    ({"max_iter": 1.5}, TypeError, "max_iter"),
+    ({"max_halvings": True}, TypeError, "max_halvings"),
+    ({"tol": "small"}, TypeError, "tol"),
+    ({"ridge": float("nan")}, ValueError, "ridge"),
+    ({"max_regions": 0}, ValueError, "max_regions"),
+    ({"checkpoint_every": 0}, ValueError, "checkpoint_every"),
+    ({"seed": 1.0}, TypeError, "seed"),
+    ({"update": 5}, TypeError, "update"),
+    ({"checkpoint": 3}, TypeError, "checkpoint"),
+    ({"blas_threads": 0}, ValueError, "blas_threads"),
+    ({"blas_threads": 2.0}, TypeError, "blas_threads"),
+])
+def test_validation_kinds(kw, exc, match):
+    net = DGN.random((1, 4, 2), activation="relu", seed=0, noise_var=0.1)
+    X = noisy_circle(20, seed=2)
+    with pytest.raises(exc, match=match):
+        E.fit_em(net, X, **kw)
+
+
+def test_options_are_fit_em_keywords():
+    # one table, one options object, one signature: names, order and defaults agree
+    import dataclasses
+    import inspect
+
+    from fastpath._em_options import PARAMETER_CONSTRAINTS, EMOptions
+
+    params = [p for p in inspect.signature(E.fit_em).parameters.values()
+              if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    fields = dataclasses.fields(EMOptions)
+    assert [p.name for p in params] == [f.name for f in fields] == list(PARAMETER_CONSTRAINTS)
+    assert [p.default for p in params] == [f.default for f in fields]
+    for c in PARAMETER_CONSTRAINTS.values():
+        assert c.accepts and c.meaning
+
+
+def test_options_normalised_and_frozen(tmp_path):
+    import dataclasses
+
+    from fastpath._em_options import EMOptions
+
+    o = EMOptions.from_kwargs(update=["last"], checkpoint=str(tmp_path / "run"), progress=1,
+                              resume=True)
+    assert o.update == ("last",) and o.train_last and not o.train_layers and not o.train_noise
+    assert o.checkpoint == tmp_path / "run.npz" and o.progress is True
+    assert EMOptions(update="layers").train_last
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        o.max_iter = 3  # type: ignore[misc]  # assigning a frozen field is the point
+    net = DGN.random((1, 4, 2), activation="relu", seed=0, noise_var=np.array([0.1, 0.2]))
+    assert EMOptions().noise_model(net) == "diagonal"
+    X = noisy_circle(20, seed=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", E.ConvergenceWarning)
+        res = E.fit_em(net, X, max_iter=1, tol=1.0, noise="isotropic", update=("last", "noise"))
+    assert res.options == EMOptions(noise="isotropic", tol=1.0, update=("last", "noise"),
+                                    max_iter=1).record(net)
+    assert res.options["update"] == ["last", "noise"] and res.options["noise"] == "isotropic"
 
 
 def test_validation_data_and_priors():

@@ -1,0 +1,156 @@
+"""Checkpoints of :func:`fastpath.fit_em`: the state of a run, written and read back.
+
+A checkpoint is an ``.npz`` file (no pickle) holding :class:`_State`, everything the next
+iteration depends on, so that a resumed run gives bit for bit the result of an uninterrupted
+one. It also holds two fingerprints that a resumption must match: the SHA-256 of the data
+and the options that determine the result (:meth:`fastpath._em_options.EMOptions.record`).
+Files are written atomically (``dgn_core.io.atomic_write_npz``): an interrupted write leaves
+the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dgn_core.io import atomic_write_npz
+from dgn_core.model import DGN
+
+Arr = NDArray[np.float64]
+
+_CHECKPOINT_FORMAT = "fastpath.EMCheckpoint"
+_CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class _State:
+    """Everything an iteration depends on (what a checkpoint stores).
+
+    The lists are the history: one entry for the initial model and one per completed
+    iteration (``step_sizes`` and ``ecm_gain``: one per iteration).
+    """
+
+    model: DGN
+    pnet: DGN                      # the net whose partition the current E-step used
+    log_likelihood: list[float]
+    objective: list[float]
+    noise_var: list[Any]
+    step_sizes: list[Arr]
+    times: list[float]
+    floor_hit: list[int]
+    ecm_gain: list[float]
+    ecm_rejected: list[int]
+    n_regions: list[int]
+    t_next: Arr                    # starting step of every inner layer
+    converged: bool = False
+
+
+def _consistent(state: _State) -> bool:
+    """Whether the history lists all end at the same iteration."""
+    n = len(state.log_likelihood)
+    return (n == len(state.objective) == len(state.noise_var) == len(state.times)
+            == len(state.n_regions) == len(state.step_sizes) + 1 == len(state.ecm_gain) + 1)
+
+
+def _data_fingerprint(X: Arr) -> str:
+    """SHA-256 (hex) of the data's shape and bytes: a resumed run must see the same X."""
+    h = hashlib.sha256()
+    h.update(str(X.shape).encode())
+    h.update(np.ascontiguousarray(X).tobytes())
+    return h.hexdigest()
+
+
+def _net_arrays(net: DGN, prefix: str) -> dict[str, Any]:
+    """The arrays of ``net`` under names starting with ``prefix`` (no object arrays)."""
+    out: dict[str, Any] = {
+        f"{prefix}n_layers": np.array(net.n_layers),
+        f"{prefix}activation": np.array(net.activation),
+        f"{prefix}slope": np.array(net.slope),
+        f"{prefix}noise_var": np.asarray(net.noise_var, dtype=np.float64),
+    }
+    if not net.has_identity_prior:
+        out[f"{prefix}prior_cov"] = np.asarray(net.prior_cov)
+    for i, (W, v) in enumerate(zip(net.weights, net.biases)):
+        out[f"{prefix}W{i}"] = W
+        out[f"{prefix}v{i}"] = v
+    return out
+
+
+def _net_from_arrays(data: dict[str, Any], prefix: str) -> DGN:
+    """The net that :func:`_net_arrays` stored under ``prefix``."""
+    L = int(data[f"{prefix}n_layers"])
+    nv = data[f"{prefix}noise_var"]
+    return DGN([data[f"{prefix}W{i}"] for i in range(L)], [data[f"{prefix}v{i}"] for i in range(L)],
+               activation=str(data[f"{prefix}activation"]), slope=float(data[f"{prefix}slope"]),
+               noise_var=float(nv) if nv.ndim == 0 else nv,
+               prior_cov=data.get(f"{prefix}prior_cov"))
+
+
+def _write_checkpoint(path: Path, state: _State, fingerprint: str, options: dict[str, Any]) -> None:
+    """Write ``state`` with the data's ``fingerprint`` and the recorded ``options`` to
+    ``path``, atomically."""
+    D = state.model.data_dim
+    arrays: dict[str, Any] = {
+        "format": np.array(_CHECKPOINT_FORMAT),
+        "format_version": np.array(_CHECKPOINT_VERSION),
+        "data_sha256": np.array(fingerprint),
+        "options": np.array(json.dumps(options, sort_keys=True)),
+        "log_likelihood": np.asarray(state.log_likelihood, dtype=np.float64),
+        "objective": np.asarray(state.objective, dtype=np.float64),
+        "noise_var": np.array([np.broadcast_to(np.asarray(v, dtype=np.float64), (D,))
+                               for v in state.noise_var]),
+        "noise_isotropic": np.array([np.ndim(v) == 0 for v in state.noise_var]),
+        "step_sizes": np.array(state.step_sizes, dtype=np.float64).reshape(
+            len(state.step_sizes), state.model.n_layers - 1),
+        "times": np.asarray(state.times, dtype=np.float64),
+        "floor_hit": np.asarray(state.floor_hit, dtype=np.int64),
+        "ecm_gain": np.asarray(state.ecm_gain, dtype=np.float64),
+        "ecm_rejected": np.asarray(state.ecm_rejected, dtype=np.int64),
+        "n_regions": np.asarray(state.n_regions, dtype=np.int64),
+        "t_next": np.asarray(state.t_next, dtype=np.float64),
+        "converged": np.array(state.converged),
+    }
+    arrays.update(_net_arrays(state.model, "model_"))
+    arrays.update(_net_arrays(state.pnet, "pnet_"))
+    atomic_write_npz(path, arrays)
+
+
+def _read_checkpoint(path: Path, fingerprint: str, options: dict[str, Any]) -> _State:
+    """The state stored in ``path``.
+
+    Raises ``ValueError`` when the file is not a readable checkpoint of this or an earlier
+    format version, or was written for other data or with other options.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
+        raise ValueError(f"{path} is not a readable EM checkpoint: {exc}") from None
+    if str(data.get("format", "")) != _CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not an EM checkpoint (no {_CHECKPOINT_FORMAT!r} marker)")
+    if int(data["format_version"]) > _CHECKPOINT_VERSION:
+        raise ValueError(f"{path} was written by a newer version of fit_em")
+    if str(data["data_sha256"]) != fingerprint:
+        raise ValueError(f"{path} was written for different data (the data's SHA-256 differs); "
+                         "resume with the same X or start a new checkpoint")
+    saved = json.loads(str(data["options"]))
+    diff = {k: (saved.get(k), v) for k, v in options.items() if saved.get(k) != v}
+    if diff:
+        raise ValueError(f"{path} was written with other options; differing (saved, now): {diff}")
+    iso = data["noise_isotropic"]
+    nvs = [float(row[0]) if i else row.copy() for row, i in zip(data["noise_var"], iso)]
+    return _State(
+        model=_net_from_arrays(data, "model_"), pnet=_net_from_arrays(data, "pnet_"),
+        log_likelihood=data["log_likelihood"].tolist(), objective=data["objective"].tolist(),
+        noise_var=nvs, step_sizes=[r.copy() for r in data["step_sizes"]],
+        times=data["times"].tolist(), floor_hit=data["floor_hit"].tolist(),
+        ecm_gain=data["ecm_gain"].tolist(), ecm_rejected=data["ecm_rejected"].tolist(),
+        n_regions=data["n_regions"].tolist(), t_next=data["t_next"].copy(),
+        converged=bool(data["converged"]))
+

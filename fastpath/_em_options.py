@@ -1,0 +1,226 @@
+"""The options of :func:`fastpath.fit_em`, validated once into a frozen :class:`EMOptions`.
+
+:data:`PARAMETER_CONSTRAINTS` is the one place that states, for every keyword argument of
+``fit_em``, the values it accepts, what it means and the check that enforces it (in the
+spirit of scikit-learn's ``_parameter_constraints``). :class:`EMOptions` runs these checks in
+its ``__post_init__`` and stores the normalised values, so the EM loop reads options that are
+known to be valid. :func:`fastpath.em.em_step` validates its own options (a subset) through
+:func:`check_option` against the same table.
+
+Errors follow ``dgn_core.validation``: ``TypeError`` for a value of the wrong kind,
+``ValueError`` for a value of the right kind outside the accepted range.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from dgn_core.model import DGN
+from dgn_core.priors import Prior, check_prior
+from dgn_core.validation import check_int, check_max_regions, check_nonnegative
+
+__all__ = ["DEFAULT_RIDGE", "EMOptions", "PARAMETER_CONSTRAINTS", "UPDATES", "check_option"]
+
+#: default proximal ridge of the inner-layer systems, relative to their mean diagonal
+DEFAULT_RIDGE = 1e-6
+#: the parts of the model ``update`` may name
+UPDATES = ("layers", "last", "noise")
+#: the noise models
+NOISE_MODELS = ("isotropic", "diagonal")
+
+
+# ------------------------------------------------------------------------------ the checks
+def _integer(low: int) -> Callable[[Any, str], int]:
+    return lambda value, name: check_int(value, name, low)
+
+
+def _truth(value: Any, name: str) -> bool:
+    """Any value, read by its truth (as ``if value:`` does)."""
+    return bool(value)
+
+
+def _seed(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    return int(value)
+
+
+def _update(value: Any, name: str) -> tuple[str, ...]:
+    """The entries of ``update`` (a string is one entry), in the order given."""
+    if isinstance(value, str):
+        value = (value,)
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a collection of {UPDATES}, got {value!r}") from None
+    bad = [u for u in items if u not in UPDATES]
+    if bad:
+        raise ValueError(f"{name} entries must be among {UPDATES}, got {bad}")
+    return items
+
+
+def _noise(value: Any, name: str) -> str | None:
+    if value is not None and value not in NOISE_MODELS:
+        raise ValueError(f"{name} must be 'isotropic' or 'diagonal', got {value!r}")
+    return value
+
+
+def _prior(value: Any, name: str) -> Prior | None:
+    return check_prior(value)
+
+
+def _checkpoint(value: Any, name: str) -> Path | None:
+    """A path; ``.npz`` is appended when the name has another suffix (``np.savez`` does the
+    same, so the file read back is the file written)."""
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path or None, got {type(value).__name__}")
+    path = Path(value)
+    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+
+
+def _callback(value: Any, name: str) -> Callable[..., Any] | None:
+    if value is not None and not callable(value):
+        raise TypeError(f"{name} must be callable")
+    return value
+
+
+def _blas_threads(value: Any, name: str) -> int | None:
+    return None if value is None else check_int(value, name, 1)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """What one option accepts and means, and the check that enforces it.
+
+    ``check(value, name)`` returns the normalised value or raises ``TypeError`` /
+    ``ValueError``.
+    """
+
+    accepts: str
+    meaning: str
+    check: Callable[[Any, str], Any]
+
+
+#: option -> constraint, in the order of fit_em's signature (the order of validation)
+PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
+    "max_iter": Constraint("int >= 0", "maximum number of iterations (sweeps)", _integer(0)),
+    "tol": Constraint("float >= 0", "convergence threshold on the per-point gain of the exact "
+                      "objective in one iteration (nats per point)", check_nonnegative),
+    "update": Constraint(f"collection of {UPDATES}", "what to train: 'layers' every layer, "
+                         "'last' the last layer only, 'noise' the noise variance", _update),
+    "noise": Constraint("None, 'isotropic' or 'diagonal'",
+                        "noise model (None: the initial net's)", _noise),
+    "update_prior_cov": Constraint("bool", "also update Sigma_z (exact ECM)", _truth),
+    "weight_prior": Constraint("None, GaussianPrior, LaplacePrior or BoxPrior",
+                               "prior on the weight matrices (MAP-EM)", _prior),
+    "noise_floor": Constraint("float >= 0", "lower bound of every noise variance",
+                              check_nonnegative),
+    "ridge": Constraint("float >= 0", "proximal ridge of the inner-layer systems, relative to "
+                        "their mean diagonal", check_nonnegative),
+    "max_halvings": Constraint("int >= 0", "step halvings tried per inner layer", _integer(0)),
+    "max_regions": Constraint("int >= 1", "partition size limit; larger trial steps are rejected",
+                              lambda value, name: check_max_regions(value)),
+    "seed": Constraint("int", "recorded in the result and the checkpoint (EM draws no random "
+                       "numbers)", _seed),
+    "progress": Constraint("bool", "print a line per iteration to stderr", _truth),
+    "checkpoint": Constraint("None or a path (.npz appended if missing)",
+                             "checkpoint file, written atomically", _checkpoint),
+    "checkpoint_every": Constraint("int >= 1", "iterations between checkpoints", _integer(1)),
+    "resume": Constraint("bool (needs checkpoint)", "continue from the checkpoint if it exists",
+                         _truth),
+    "callback": Constraint("None or callable", "callback(EMIteration) after every iteration; "
+                           "returning True stops EM", _callback),
+    "blas_threads": Constraint("None or int >= 1", "BLAS threads while fitting (None: leave "
+                               "the setting alone)", _blas_threads),
+}
+
+
+def check_option(name: str, value: Any) -> Any:
+    """``value`` checked and normalised by the constraint of option ``name``."""
+    return PARAMETER_CONSTRAINTS[name].check(value, name)
+
+
+@dataclass(frozen=True)
+class EMOptions:
+    """The validated options of one :func:`fastpath.fit_em` run (see its parameters).
+
+    The fields and their defaults are fit_em's keyword arguments (a test checks that they
+    agree); :data:`PARAMETER_CONSTRAINTS` states what each accepts. Construction validates
+    every field and stores its normalised value: ``update`` as a tuple, ``checkpoint`` as a
+    :class:`~pathlib.Path` ending in ``.npz``, the flags as bools, numbers as int / float.
+    """
+
+    max_iter: int = 200
+    tol: float = 1e-6
+    update: tuple[str, ...] = ("layers", "noise")
+    noise: str | None = None
+    update_prior_cov: bool = False
+    weight_prior: Prior | None = None
+    noise_floor: float = 1e-6
+    ridge: float = DEFAULT_RIDGE
+    max_halvings: int = 12
+    max_regions: int = 100_000
+    seed: int = 0
+    progress: bool = False
+    checkpoint: Path | None = None
+    checkpoint_every: int = 10
+    resume: bool = False
+    callback: Callable[..., Any] | None = None
+    blas_threads: int | None = 1
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> EMOptions:
+        """The options from fit_em's keyword arguments, which accept more than the stored
+        types (any iterable for ``update``, a string or ``os.PathLike`` for ``checkpoint``,
+        any truth value for the flags)."""
+        return cls(**kwargs)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, check_option(f.name, getattr(self, f.name)))
+        if self.resume and self.checkpoint is None:
+            raise ValueError("resume=True needs checkpoint=PATH")
+
+    # the parts of the model to train ("layers" trains the last layer too)
+    @property
+    def train_layers(self) -> bool:
+        return "layers" in self.update
+
+    @property
+    def train_last(self) -> bool:
+        return self.train_layers or "last" in self.update
+
+    @property
+    def train_noise(self) -> bool:
+        return "noise" in self.update
+
+    def noise_model(self, net: DGN) -> str:
+        """The noise model of the run: ``noise``, or the initial net's."""
+        if self.noise is not None:
+            return self.noise
+        return "isotropic" if net.isotropic_noise else "diagonal"
+
+    def record(self, net: DGN) -> dict[str, Any]:
+        """The options that determine the result, as JSON-ready values: stored in
+        :attr:`EMResult.options` and in checkpoints, whose resumption requires them equal.
+
+        ``update`` is recorded as checkpoints of earlier versions record it: ``["layers"]``
+        whenever the layers are trained (the noise entry is then not recorded), else the
+        sorted entries among "last" and "noise".
+        """
+        update = ["layers"] if self.train_layers else sorted(
+            ({"last"} if self.train_last else set()) | ({"noise"} if self.train_noise else set()))
+        return {"update": update,
+                "noise": self.noise_model(net), "update_prior_cov": self.update_prior_cov,
+                "weight_prior": None if self.weight_prior is None else self.weight_prior.describe(),
+                "noise_floor": self.noise_floor, "ridge": self.ridge,
+                "max_halvings": self.max_halvings, "max_regions": self.max_regions,
+                "tol": self.tol, "seed": self.seed,
+                "activation": net.activation, "widths": list(net.widths)}

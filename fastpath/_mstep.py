@@ -1,0 +1,463 @@
+"""The M-step of :func:`fastpath.fit_em`: region maps, the layer updates and the noise update.
+
+Formulas (docs/DESIGN.md §2.5). On region w, with the input of layer l affine in z,
+a^{l-1}(z) = P_w z + p_w (P = I, p = 0 for l = 1), h~ = [a^{l-1}; 1], and the output
+g(z) = F_w (W^l a^{l-1} + v^l) + c_w (F = I, c = 0 for l = L)::
+
+    eta_nw = E[h~ 1_w | x_n] = [P e1 + p e0; e0]
+    H_nw   = E[h~ h~^T 1_w | x_n]
+    last layer:   Wt^L = [sum_n x_n E[h~|x_n]^T] [sum_n E[h~ h~^T|x_n]]^-1
+    inner layer:  [sum_w F_w^T Sigma_x^-1 F_w (x) sum_n H_nw] vec(Wt) =
+                  vec(sum_{n,w} F_w^T Sigma_x^-1 (x_n - c_w) eta_nw^T)
+
+with Wt = [W, v] and ``vec`` the row-major flattening (which swaps the Kronecker factors of
+DESIGN's column-major form). Sums over n are the per-region statistics s0, s1, S2, x0, x1 of
+the E-step (:class:`fastpath.distributions.EStepStatistics`). The inner system is
+rank-deficient when the layer's input lies on a low-dimensional set (S = 1): a proximal ridge
+lambda (vec(Wt) - vec(Wt_old)) with lambda = ``ridge`` times the mean diagonal of the system
+keeps it solvable and leaves directions the data does not determine unchanged. A Gaussian
+weight prior adds 1/var to the diagonal (ridge towards 0, a MAP update); Laplace (L1) and box
+priors turn the same quadratic into a convex QP, solved with cvxpy (CLARABEL). Weight priors
+apply to the weight matrices W^1..W^L, not to the biases, the noise or Sigma_z.
+
+The noise update needs sum_n E[(x_n - g(z))^2 | x_n] under the *new* last layer; it is the
+E-step's residual (computed in residual form, no cancellation at small noise) corrected to
+first order in the last layer's change, r_new = r_old - 2 diag(dW G) + diag(dW Hh dW^T). It
+is clipped at the noise floor: the maximiser of Q over [floor, inf), still an exact ECM step
+since Q is unimodal in sigma^2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import linalg as sla
+
+from dgn_core.model import DGN
+from dgn_core.priors import BoxPrior, GaussianPrior, LaplacePrior, Prior
+from dgn_core.regions import Partition
+
+if TYPE_CHECKING:
+    from .distributions import EStepStatistics
+
+Arr = NDArray[np.float64]
+
+#: relative eigenvalue cut-off below which the last layer's normal matrix is singular
+_RANK_RTOL = 1e-13
+
+
+# =========================================================================== region maps
+def _hidden_slopes(net: DGN, signs: NDArray[np.int8]) -> list[Arr]:
+    """The diagonals of D^l_w for every hidden layer: list of (R, D_l) arrays."""
+    out, start = [], 0
+    for w in net.hidden_widths:
+        out.append(np.where(signs[:, start:start + w] > 0, 1.0, net.slope))
+        start += w
+    return out
+
+
+def _input_maps(net: DGN, slopes: Sequence[Arr], R: int) -> list[tuple[Arr, Arr]]:
+    """Input of every layer as an affine map of z on every region.
+
+    Returns
+    -------
+    list of (P, p), one per layer l = 1..L (index l - 1)
+        a^{l-1}(z) = P z + p on region w, P of shape (R, D_{l-1}, S), p of shape
+        (R, D_{l-1}); (I, 0) for the first layer.
+    """
+    S = net.latent_dim
+    P = np.broadcast_to(np.eye(S), (R, S, S))
+    p = np.zeros((R, S))
+    out = [(P, p)]
+    for l in range(net.n_layers - 1):
+        W, v = net.weights[l], net.biases[l]
+        d = slopes[l]
+        P = d[:, :, None] * np.matmul(W, P)
+        p = d * (p @ W.T + v)
+        out.append((P, p))
+    return out
+
+
+def _output_map(net: DGN, slopes: Sequence[Arr], l: int, R: int) -> tuple[Arr, Arr]:
+    """The output as an affine map of layer l's pre-activation (l = 0..L-1, 0-based).
+
+    g(z) = F_w (W^l a^{l-1} + v^l) + c_w on region w (docs/DESIGN.md §2.5: F^L = I, c^L = 0,
+    F^l = F^{l+1} W^{l+1} D^l_w, c^l = c^{l+1} + F^{l+1} v^{l+1}).
+
+    Returns
+    -------
+    F : ndarray, shape (R, D, D_l)
+    c : ndarray, shape (R, D)
+    """
+    L, D = net.n_layers, net.data_dim
+    F = np.broadcast_to(np.eye(D), (R, D, D))
+    c = np.zeros((R, D))
+    for k in range(L - 1, l, -1):   # k: 0-based index of the layer above
+        W, v = net.weights[k], net.biases[k]
+        c = c + F @ v
+        F = np.matmul(F, W) * slopes[k - 1][:, None, :]
+    return np.ascontiguousarray(F), c
+
+
+def _layer_moments(P: Arr, p: Arr, st: EStepStatistics) -> tuple[Arr, Arr, Arr]:
+    """Per-region sums over the data of the moments of h~ = [P z + p; 1].
+
+    Parameters
+    ----------
+    P : ndarray, shape (R, K-1, S)
+    p : ndarray, shape (R, K-1)
+    st : EStepStatistics
+        s0 (R,), s1 (R, S), S2 (R, S, S), x0 (R, D), x1 (R, D, S).
+
+    Returns
+    -------
+    H : ndarray, shape (R, K, K)
+        sum_n E[h~ h~^T 1_w | x_n].
+    Xeta : ndarray, shape (R, D, K)
+        sum_n x_n E[h~ 1_w | x_n]^T.
+    eta : ndarray, shape (R, K)
+        sum_n E[h~ 1_w | x_n].
+    """
+    R, Km1, _ = P.shape
+    s0, s1, S2 = st.s0, st.s1, st.S2
+    Ps1 = np.einsum("rks,rs->rk", P, s1)
+    hz1 = Ps1 + p * s0[:, None]                                              # (R, K-1)
+    PS2P = np.einsum("rks,rst,rjt->rkj", P, S2, P)
+    cross = Ps1[:, :, None] * p[:, None, :]
+    Hzz = PS2P + cross + np.swapaxes(cross, 1, 2) + s0[:, None, None] * p[:, :, None] * p[:, None, :]
+    H = np.empty((R, Km1 + 1, Km1 + 1))
+    H[:, :Km1, :Km1] = 0.5 * (Hzz + np.swapaxes(Hzz, 1, 2))
+    H[:, :Km1, Km1] = hz1
+    H[:, Km1, :Km1] = hz1
+    H[:, Km1, Km1] = s0
+    D = st.x0.shape[1]
+    Xeta = np.empty((R, D, Km1 + 1))
+    Xeta[:, :, :Km1] = np.einsum("rds,rks->rdk", st.x1, P) + st.x0[:, :, None] * p[:, None, :]
+    Xeta[:, :, Km1] = st.x0
+    eta = np.concatenate([hz1, s0[:, None]], axis=1)
+    return H, Xeta, eta
+
+
+# =========================================================================== M-step pieces
+def _last_layer_update(Hh: Arr, Xh: Arr, Wt_old: Arr, noise: Arr, prior: Prior | None) -> Arr:
+    """Exact ECM update of the last layer, Wt = [W^L, v^L].
+
+    Maximises Q(Wt) = -1/2 sum_d [Wt_d Hh Wt_d^T - 2 Xh_d . Wt_d] / sigma_d^2 + log p(W).
+
+    Parameters
+    ----------
+    Hh : ndarray, shape (K, K)
+        sum_n E[h~ h~^T | x_n], h~ = [a^{L-1}; 1].
+    Xh : ndarray, shape (D, K)
+        sum_n x_n E[h~ | x_n]^T.
+    Wt_old : ndarray, shape (D, K)
+        Current [W^L, v^L].
+    noise : ndarray, shape (D,)
+        Current noise variances (only used with a prior).
+    prior : GaussianPrior, LaplacePrior, BoxPrior or None
+
+    Returns
+    -------
+    Wt : ndarray, shape (D, K)
+
+    Notes
+    -----
+    Without a prior the maximiser is Xh Hh^-1, independent of Sigma_x. Where Hh is singular
+    (a hidden unit that is 0 under every posterior) Q is flat in some directions; the
+    maximiser closest to Wt_old is returned (the old value is kept along flat directions).
+    """
+    D, K = Wt_old.shape
+    if isinstance(prior, (LaplacePrior, BoxPrior)):
+        return _last_layer_qp(Hh, Xh, Wt_old, noise, prior)
+    if isinstance(prior, GaussianPrior):
+        J = np.ones(K)
+        J[-1] = 0.0
+        out = np.empty((D, K))
+        for d in range(D):   # row d: (Hh + (sigma_d^2 / var) J) Wt_d^T = Xh_d^T
+            A = Hh + np.diag(noise[d] / prior.var * J)
+            out[d] = _psd_solve(A, Xh[d] - Wt_old[d] @ A) + Wt_old[d]
+        return out
+    G = Xh - Wt_old @ Hh                                                   # (D, K) residual
+    return Wt_old + _psd_solve(Hh, G.T).T
+
+
+def _psd_solve(A: Arr, B: Arr, cholesky: bool = False) -> Arr:
+    """Solve A X = B for symmetric PSD A (n, n); B (n,) or (n, k).
+
+    Default: the eigen-decomposition, with eigenvalues below ``_RANK_RTOL * n * max``
+    treated as 0 (pseudo-inverse: no move along directions the data does not determine;
+    the cut-off of verified_dgn.em as well). ``cholesky=True`` (large systems that a ridge
+    makes positive definite) tries a Cholesky factorisation first and falls back to that.
+    """
+    A = 0.5 * (A + A.T)
+    if float(np.max(np.abs(np.diag(A)), initial=0.0)) == 0.0:
+        return np.zeros_like(B)
+    if cholesky:
+        try:
+            c = sla.cho_factor(A, check_finite=False)
+            X = sla.cho_solve(c, B, check_finite=False)
+            if np.all(np.isfinite(X)):
+                return X
+        except (np.linalg.LinAlgError, ValueError):
+            pass
+    ev, U = np.linalg.eigh(A)
+    keep = ev > _RANK_RTOL * max(float(ev[-1]), 0.0) * A.shape[0]
+    inv = np.where(keep, 1.0 / np.where(keep, ev, 1.0), 0.0)
+    return U @ (inv[:, None] * (U.T @ B)) if B.ndim > 1 else U @ (inv * (U.T @ B))
+
+
+def _weight_mask(shape: tuple[int, int]) -> NDArray[np.bool_]:
+    """True for the weight entries of Wt = [W, v] (False for the bias column)."""
+    m = np.ones(shape, dtype=bool)
+    m[:, -1] = False
+    return m
+
+
+def _cvxpy_solve(problem: Any) -> None:
+    import cvxpy as cp
+    try:
+        if "CLARABEL" in cp.installed_solvers():
+            problem.solve(solver="CLARABEL")
+        else:  # pragma: no cover - CLARABEL ships with cvxpy >= 1.4
+            problem.solve()
+    except cp.error.SolverError as exc:
+        raise RuntimeError(f"the convex QP of the M-step failed: {exc}") from None
+    if problem.status not in ("optimal", "optimal_inaccurate"):
+        raise RuntimeError(f"the convex QP of the M-step ended with status {problem.status!r}")
+
+
+def _psd_root(A: Arr) -> Arr:
+    """R with R^T R = A for symmetric PSD A (eigen-decomposition; negative rounding
+    eigenvalues set to 0)."""
+    ev, U = np.linalg.eigh(0.5 * (A + A.T))
+    return (U * np.sqrt(np.maximum(ev, 0.0))).T
+
+
+def _penalty(prior: LaplacePrior | BoxPrior, x: Any, mask: NDArray[np.bool_]) -> tuple[Any, list[Any]]:
+    import cvxpy as cp
+    idx = np.flatnonzero(mask.ravel())
+    xw = x[idx]
+    if isinstance(prior, LaplacePrior):
+        return cp.norm1(xw) / prior.scale, []
+    return 0, [cp.abs(xw) <= prior.bound]
+
+
+def _last_layer_qp(Hh: Arr, Xh: Arr, Wt_old: Arr, noise: Arr, prior: LaplacePrior | BoxPrior) -> Arr:
+    """The last-layer M-step with a Laplace or box prior: a convex QP (cvxpy)."""
+    import cvxpy as cp
+    D, K = Wt_old.shape
+    Rt = _psd_root(Hh)                                                     # (K, K)
+    x = cp.Variable(D * K)
+    Wt = cp.reshape(x, (D, K), order="C")
+    inv = 1.0 / noise
+    quad = 0.5 * cp.sum_squares(cp.multiply(np.sqrt(inv)[:, None], Wt @ Rt.T))
+    lin = cp.sum(cp.multiply(inv[:, None] * Xh, Wt))
+    pen, cons = _penalty(prior, x, _weight_mask((D, K)))
+    prob = cp.Problem(cp.Minimize(quad - lin + pen), cons)
+    x.value = Wt_old.ravel()
+    _cvxpy_solve(prob)
+    out = np.asarray(x.value, dtype=np.float64).reshape(D, K)
+    if isinstance(prior, BoxPrior):   # solver tolerance: stay inside the box
+        out[:, :-1] = np.clip(out[:, :-1], -prior.bound, prior.bound)
+    return out
+
+
+def _last_layer_q(Hh: Arr, Xh: Arr, Wt: Arr, noise: Arr, prior: Prior | None) -> float:
+    """Q(Wt) of the last layer up to a constant (see :func:`_last_layer_update`)."""
+    quad = np.einsum("dk,kj,dj->d", Wt, Hh, Wt) - 2.0 * np.einsum("dk,dk->d", Xh, Wt)
+    val = -0.5 * float(np.sum(quad / noise))
+    return val + (0.0 if prior is None else prior.log_density([Wt[:, :-1]]))
+
+
+def _residual_after(resid2: Arr, Hh: Arr, Xh: Arr, Wt_old: Arr, Wt_new: Arr) -> Arr:
+    """sum_n E[(x_n - Wt_new h~)^2 | x_n] (elementwise, shape (D,)) from the residual under
+    Wt_old: r_new = r_old - 2 diag(dW (Xh^T - Hh Wt_old^T)) + diag(dW Hh dW^T).
+
+    The correction is first order in dW, so no cancellation of sum x^2 against the fit
+    (the residual can be 1e-6 of it at small noise)."""
+    dW = Wt_new - Wt_old
+    G = Xh - Wt_old @ Hh                                                   # (D, K)
+    out = resid2 - 2.0 * np.einsum("dk,dk->d", dW, G) + np.einsum("dk,kj,dj->d", dW, Hh, dW)
+    return np.maximum(out, 0.0)
+
+
+def _noise_update(resid2: Arr, N: int, isotropic: bool, floor: float) -> tuple[Arr, bool]:
+    """Exact ECM update of Sigma_x: mean expected squared residual, clipped at ``floor``.
+
+    Parameters
+    ----------
+    resid2 : ndarray, shape (D,)
+        sum_n E[(x_n - g(z))^2 | x_n] elementwise, under the new last layer.
+    N : int
+    isotropic : bool
+        sigma^2 = trace / (N D) (isotropic) or resid2 / N per dimension (diagonal).
+    floor : float
+
+    Returns
+    -------
+    noise : ndarray, shape (D,)
+    hit : bool
+        Whether the floor bound (the unclipped update was below it).
+    """
+    D = resid2.shape[0]
+    raw = np.full(D, float(np.sum(resid2)) / (N * D)) if isotropic else resid2 / N
+    hit = bool(np.any(raw < floor))
+    return np.maximum(raw, floor), hit
+
+
+def _inner_system(F: Arr, c: Arr, H: Arr, Xeta: Arr, eta: Arr, inv_noise: Arr) -> tuple[Arr, Arr]:
+    """The frozen-activation quadratic of an inner layer: Q(Wt) = -x^T M x / 2 + r^T x + const.
+
+    Parameters
+    ----------
+    F : ndarray, shape (R, D, D_l)
+    c : ndarray, shape (R, D)
+    H : ndarray, shape (R, K, K)
+    Xeta : ndarray, shape (R, D, K)
+    eta : ndarray, shape (R, K)
+    inv_noise : ndarray, shape (D,)
+        1 / diag(Sigma_x).
+
+    Returns
+    -------
+    M : ndarray, shape (D_l K, D_l K)
+        sum_w (F_w^T Sigma_x^-1 F_w) kron H_w (row-major vec of Wt (D_l, K)).
+    r : ndarray, shape (D_l K,)
+        vec(sum_w F_w^T Sigma_x^-1 (Xeta_w - c_w eta_w^T)).
+    """
+    R, _, Dl = F.shape
+    K = H.shape[1]
+    SF = F * inv_noise[None, :, None]
+    Kw = np.einsum("rdi,rdj->rij", F, SF)                                 # (R, Dl, Dl)
+    M4 = (Kw.reshape(R, Dl * Dl).T @ H.reshape(R, K * K)).reshape(Dl, Dl, K, K)
+    M = M4.transpose(0, 2, 1, 3).reshape(Dl * K, Dl * K)
+    M = 0.5 * (M + M.T)
+    T = Xeta - c[:, :, None] * eta[:, None, :]                             # (R, D, K)
+    r = np.einsum("rdi,rdk->ik", SF, T).ravel()
+    return M, r
+
+
+def _inner_gradient(F: Arr, c: Arr, H: Arr, Xeta: Arr, eta: Arr, inv_noise: Arr, Wt: Arr) -> Arr:
+    """r - M vec(Wt) without forming M: the gradient of the exact log-likelihood with
+    respect to Wt = [W^l, v^l] (Fisher's identity), shape (D_l, K)."""
+    SF = F * inv_noise[None, :, None]
+    T = Xeta - c[:, :, None] * eta[:, None, :]                             # (R, D, K)
+    FWH = np.einsum("rdi,ik,rkj->rdj", F, Wt, H)                          # F Wt H_w
+    return np.einsum("rdi,rdk->ik", SF, T - FWH)
+
+
+def _inner_target(M: Arr, r: Arr, x0: Arr, shape: tuple[int, int], prior: Prior | None,
+                  ridge: float) -> Arr:
+    """Maximiser of the surrogate -x^T M x / 2 + r^T x - lambda |x - x0|^2 / 2 + log p(W).
+
+    lambda = ridge * mean(diag M) (proximal: directions the data leaves undetermined keep
+    their value x0). Returns the target Wt of shape (D_l, K).
+    """
+    n = M.shape[0]
+    lam = ridge * float(np.trace(M)) / n
+    if not lam > 0:
+        lam = ridge
+    A = M + lam * np.eye(n)
+    b = r + lam * x0
+    mask = _weight_mask(shape).ravel()
+    if isinstance(prior, (LaplacePrior, BoxPrior)):
+        import cvxpy as cp
+        Rt = _psd_root(A)
+        x = cp.Variable(n)
+        pen, cons = _penalty(prior, x, mask.reshape(shape))
+        prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(Rt @ x) - b @ x + pen), cons)
+        x.value = x0
+        _cvxpy_solve(prob)
+        out = np.asarray(x.value, dtype=np.float64)
+        if isinstance(prior, BoxPrior):
+            out[mask] = np.clip(out[mask], -prior.bound, prior.bound)
+        return out.reshape(shape)
+    if isinstance(prior, GaussianPrior):
+        A = A + np.diag(mask / prior.var)
+    return (x0 + _psd_solve(A, b - A @ x0, cholesky=lam > 0)).reshape(shape)
+
+
+def _surrogate(M: Arr, r: Arr, x: Arr) -> float:
+    return float(-0.5 * x @ (M @ x) + r @ x)
+
+
+def _with_layer(net: DGN, l: int, Wt: Arr) -> DGN:
+    Ws, vs = list(net.weights), list(net.biases)
+    Ws[l], vs[l] = Wt[:, :-1], Wt[:, -1]
+    return net.replace(weights=Ws, biases=vs)
+
+
+def _Wt(net: DGN, l: int) -> Arr:
+    return np.column_stack([net.weights[l], net.biases[l]])
+
+
+@dataclass
+class _Sweep:
+    """Quantities of one E-step that the M-step pieces share."""
+
+    slopes: list[Arr]
+    inputs: list[tuple[Arr, Arr]]
+    R: int
+
+
+def _sweep_maps(net: DGN, P: Partition) -> _Sweep:
+    R = len(P)
+    slopes = _hidden_slopes(net, P.sign_matrix)
+    return _Sweep(slopes, _input_maps(net, slopes, R), R)
+
+
+def _ecm(net: DGN, st: EStepStatistics, P: Partition, *, last: bool, noise_mode: str | None,
+         update_prior_cov: bool, prior: Prior | None, floor: float
+         ) -> tuple[DGN, bool, float]:
+    """The exact ECM part of an iteration: last layer, then noise, then Sigma_z.
+
+    Returns (new net, whether the noise floor bound, last-layer Q gain). A last-layer
+    update whose Q (computed) does not increase is dropped (QP solver inaccuracy)."""
+    L = net.n_layers
+    sw = _sweep_maps(net, P)
+    Pl, pl = sw.inputs[L - 1]
+    H, Xeta, _ = _layer_moments(Pl, pl, st)
+    Hh, Xh = H.sum(axis=0), Xeta.sum(axis=0)
+    noise = np.array(net.noise_var_vector, dtype=np.float64)
+    Wt_old = _Wt(net, L - 1)
+    Wt_new, q_gain = Wt_old, 0.0
+    if last:
+        cand = _last_layer_update(Hh, Xh, Wt_old, noise, prior)
+        q_old = _last_layer_q(Hh, Xh, Wt_old, noise, prior)
+        q_new = _last_layer_q(Hh, Xh, cand, noise, prior)
+        if q_new >= q_old:
+            Wt_new, q_gain = cand, q_new - q_old
+    changes: dict[str, Any] = {}
+    if Wt_new is not Wt_old:
+        Ws, vs = list(net.weights), list(net.biases)
+        Ws[-1], vs[-1] = Wt_new[:, :-1], Wt_new[:, -1]
+        changes.update(weights=Ws, biases=vs)
+    hit = False
+    if noise_mode is not None:
+        resid2 = _residual_after(st.resid2, Hh, Xh, Wt_old, Wt_new)
+        nv, hit = _noise_update(resid2, st.n, noise_mode == "isotropic", floor)
+        changes["noise_var"] = float(nv[0]) if noise_mode == "isotropic" else nv
+    if update_prior_cov:
+        cov = st.S2.sum(axis=0) / st.n
+        cov = 0.5 * (cov + cov.T)
+        if np.linalg.eigvalsh(cov).min() > 0:
+            changes["prior_cov"] = cov
+    return (net.replace(**changes) if changes else net), hit, q_gain
+
+
+def _inner_layer_target(net: DGN, st: EStepStatistics, P: Partition, l: int, prior: Prior | None,
+                        ridge: float) -> tuple[Arr, Arr, Arr]:
+    """(target Wt (D_l, K), M, r) of inner layer l (0-based) from the E-step ``st``."""
+    sw = _sweep_maps(net, P)
+    Pl, pl = sw.inputs[l]
+    H, Xeta, eta = _layer_moments(Pl, pl, st)
+    F, c = _output_map(net, sw.slopes, l, sw.R)
+    inv_noise = 1.0 / np.asarray(net.noise_var_vector, dtype=np.float64)
+    M, r = _inner_system(F, c, H, Xeta, eta, inv_noise)
+    Wt = _Wt(net, l)
+    return _inner_target(M, r, Wt.ravel(), Wt.shape, prior, ridge), M, r
+
