@@ -397,7 +397,7 @@ def _Wt(net: DGN, l: int) -> Arr:
 
 @dataclass
 class _Sweep:
-    """Quantities of one E-step that the M-step pieces share."""
+    """The region maps of one partition that the M-step pieces share."""
 
     slopes: list[Arr]
     inputs: list[tuple[Arr, Arr]]
