@@ -431,8 +431,9 @@ def test_prune_option():
             f(net, X, dps=dps, partition=P, prune=least - 0.01)
         with pytest.raises(ValueError, match="too small"):
             f(net, X, dps=dps, partition=P, prune=-1)
-        with pytest.raises(ValueError, match="nan"):
-            f(net, X, dps=dps, partition=P, prune=float("nan"))
+        for bad in (float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="finite margin"):
+                f(net, X, dps=dps, partition=P, prune=bad)
         for bad in ("yes", [60.0], 1j):
             with pytest.raises(TypeError, match="prune"):
                 f(net, X, dps=dps, partition=P, prune=bad)

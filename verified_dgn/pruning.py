@@ -24,7 +24,7 @@ The margin, from ``prune`` (:func:`_prune_digits`, which keeps it in decimal dig
 
 * ``True`` (default): the safe margin ``(dps + 10) ln 10`` nats (``dps ln 10 + 23.03``):
   the skipped mass stays ten digits below the ``10**-dps`` the results claim;
-* a number: the margin in nats; it must be at least ``(dps + 1) ln 10`` (one digit below
+* a number: the margin in nats, finite and at least ``(dps + 1) ln 10`` (one digit below
   the claim), else ``ValueError``: a smaller one could spoil the claimed digits;
 * ``False`` or ``None``: every pair is integrated.
 """
@@ -59,8 +59,8 @@ def _prune_digits(prune: Any, dps: int, check: bool = True) -> int | float | Non
         raise TypeError("prune must be True, False, None or a margin in nats (a real number), "
                         f"got {type(prune).__name__}")
     m = float(prune)
-    if math.isnan(m):
-        raise ValueError("prune must be True, False, None or a margin in nats, got nan")
+    if not math.isfinite(m):
+        raise ValueError(f"prune must be True, False, None or a finite margin in nats, got {m}")
     least = (dps + _MIN_MARGIN_GUARD) * math.log(10)
     if check and not m >= least:
         raise ValueError(

@@ -22,6 +22,7 @@ import mpmath
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dgn_core.exceptions import DataError
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
 from dgn_core.validation import check_net
@@ -69,11 +70,11 @@ def _to_fraction(v: Any, name: str) -> Fraction:
         return Fraction(v)
     if isinstance(v, float):
         if not math.isfinite(v):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise DataError(f"{name} contains NaN or infinite values")
         return Fraction(v)
     if isinstance(v, mpmath.mpf):
         if not mpmath.isfinite(v):
-            raise ValueError(f"{name} contains NaN or infinite values")
+            raise DataError(f"{name} contains NaN or infinite values")
         sign, man, exp, _ = v._mpf_  # (man_exp drops the sign)
         q = Fraction(int(man)) * Fraction(2) ** int(exp)
         return -q if sign else q
@@ -81,7 +82,12 @@ def _to_fraction(v: Any, name: str) -> Fraction:
 
 
 def _check_points(X: ArrayLike, dim: int, name: str) -> list[list[Fraction]]:
-    """Rows of X as exact Fractions; X of shape (N, dim) or (dim,)."""
+    """Rows of X as exact Fractions; X of shape (N, dim) or (dim,).
+
+    :class:`~dgn_core.exceptions.DataError` (a ValueError) for a wrong shape, no rows, NaN
+    or infinite entries, as ``dgn_core.data.check_data``; TypeError for entries that are
+    not numbers.
+    """
     if isinstance(X, np.ndarray) and X.dtype == object:
         arr = X
     else:
@@ -97,9 +103,9 @@ def _check_points(X: ArrayLike, dim: int, name: str) -> list[list[Fraction]]:
         else:
             arr = arr[None, :]
     if arr.ndim != 2 or arr.shape[1] != dim:
-        raise ValueError(f"{name} must have shape (N, {dim}), got shape {np.shape(X)}")
+        raise DataError(f"{name} must have shape (N, {dim}), got shape {np.shape(X)}")
     if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty (0 points)")
+        raise DataError(f"{name} is empty (0 points)")
     return [[_to_fraction(v, name) for v in row] for row in arr.tolist()]
 
 
