@@ -11,8 +11,8 @@ measured in the same run:
   ``quad`` for m0 alone on the triangle (the obvious high-precision alternative).
 
 Geometry (triangulation, Lemma 4 terms) is cached per (C, d): the first call on a region
-is timed separately ("cold") from later calls with another Gaussian ("warm").
-Timings are noisy on the shared 2-core machine.
+is timed separately ("cold") from later calls with another Gaussian ("warm"). Timings
+depend on the machine and its load; the ratios to the baseline of the same run compare.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     R3 = [[1.0, 0.3, -0.2], [0.3, 1.0, 0.4], [-0.2, 0.4, 1.0]]
     for name, b, R in [("Phi_2 central", [0.3, -0.5], R2), ("Phi_2 tail", [-8.0, -6.0], R2),
                        ("Phi_3 central", [0.3, -0.5, 1.0], R3), ("Phi_3 tail", [-6.0, -5.0, -4.0], R3)]:
-        t = timeit(lambda: orthant_probability(b, R, dps=dps), rep)
-        tb = timeit(lambda: multivariate_normal.cdf(b, cov=R), rep)
+        t = timeit(lambda b=b, R=R: orthant_probability(b, R, dps=dps), rep)
+        tb = timeit(lambda b=b, R=R: multivariate_normal.cdf(b, cov=R), rep)
         print(f"{name:28s} {t * 1e3:9.1f} ms   scipy mvn.cdf {tb * 1e3:7.2f} ms   ratio {t / tb:8.0f}")
 
     # ---------------------------------------------------------------- baseline for polygons

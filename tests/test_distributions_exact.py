@@ -174,8 +174,9 @@ def test_woodbury_forms_match_direct_matrices(net_leaky):
             for w, r in enumerate(P):
                 lk, mu, Sigma = _direct_region(net_leaky, r, x)
                 assert abs(post.log_kappa[n, w] - lk) <= mpmath.mpf(10) ** -(DPS + 5)
-                assert abs(post.gauss_mean[n, w, 0] - mu[0]) <= mpmath.mpf(10) ** -(DPS + 5) * (1 + abs(mu[0]))
-                assert abs(post.gauss_cov[w, 0, 0] - Sigma[0, 0]) <= mpmath.mpf(10) ** -(DPS + 5) * Sigma[0, 0]
+                tol = mpmath.mpf(10) ** -(DPS + 5)
+                assert abs(post.gauss_mean[n, w, 0] - mu[0]) <= tol * (1 + abs(mu[0]))
+                assert abs(post.gauss_cov[w, 0, 0] - Sigma[0, 0]) <= tol * Sigma[0, 0]
 
 
 def test_log_marginal_matches_slow_loop(net_leaky):
@@ -212,7 +213,7 @@ def test_pruning_is_rigorous_and_harmless():
     """Pruned regions' true e0 (computed without pruning) lie below e0_bound, and the pruned
     result agrees with the full one within the claim."""
     # noise 3e-3: 11 (point, region) pairs pruned; (with 1e-3 the off-curve point has regions
-    # of mass exp(-3.5e6), which prune=False integrates for minutes)
+    # of mass exp(-3.5e6), costly to integrate with prune=False)
     net = DGN.random((1, 6, 6, 2), seed=11, noise_var=3e-3)
     P = verified_dgn.partition(net)
     X = np.vstack([net.sample(2, seed=4)[0], [[0.4, 0.6]]])
@@ -240,7 +241,7 @@ def test_pruning_bounds_hold_and_are_tight(net2):
     slack = []
     for x in [np.array([0.3, -0.2]), np.array([2.0, 1.5]), np.array([-1.0, 0.4])]:
         xq = [Fraction(float(v)) for v in x]
-        for w, (f, r) in enumerate(zip(forms, P)):
+        for f, r in zip(forms, P):
             mu, _ = dist._mu_and_q(model, f, xq)
             with mpmath.workdps(40):
                 lb0, lT = dist._log_bounds(f, mu, mpmath.mpf(0), True)

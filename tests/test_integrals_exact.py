@@ -6,7 +6,7 @@ polyhedron cut by a +-14 sd box (cddlib through geometry.exact_polyhedron), scip
 Delaunay triangulation, simplices bisected to at most 1.5 sd and integrated by tensor
 Gauss-Legendre in collapsed (Duffy) coordinates (good to ~1e-12 of the natural scales).
 
-Default selection: about 40 s on the 2-core dev machine; ``--runslow`` adds 3-D polytopes
+Default selection: the quick cases; ``--runslow`` adds 3-D polytopes
 with non-simple vertices, the cube and a 4-simplex.
 """
 
@@ -261,9 +261,11 @@ def test_input_number_types():
 def test_one_dimensional_closed_forms(a, b, mu, v):
     rows, rhs = [], []
     if math.isfinite(b):
-        rows.append([1.0]); rhs.append(b)
+        rows.append([1.0])
+        rhs.append(b)
     if math.isfinite(a):
-        rows.append([-1.0]); rhs.append(-a)
+        rows.append([-1.0])
+        rhs.append(-a)
     res = gaussian_moments(rows, rhs, [mu], [[v]], dps=30)
     with mpmath.workdps(60):
         r = _truncnorm_moments(mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(mu), mpmath.mpf(v))
@@ -436,7 +438,8 @@ def test_triangulation_volumes_and_pieces():
     pieces = triangulate_polyhedron(octa.vertices, octa.rays, octa.incidence)
     assert sum(p.volume() for p in pieces) == Fraction(4, 3) == barycentric_volume(octa)
     # V-representation only: facets by enumeration give the same pieces
-    assert sorted(p.generators for p in triangulate_vrep(octa.vertices)) == sorted(p.generators for p in pieces)
+    assert (sorted(p.generators for p in triangulate_vrep(octa.vertices))
+            == sorted(p.generators for p in pieces))
 
 
 def test_cone_facets_bruteforce_matches_cdd_incidence():
@@ -510,7 +513,8 @@ def test_moments_check_on_a_given_net():
 
 def test_moment_discrepancy_detects_differences():
     a = (mpmath.mpf(1), np.array([mpmath.mpf(0)], dtype=object), np.array([[mpmath.mpf(1)]], dtype=object))
-    b = (mpmath.mpf(1), np.array([mpmath.mpf("1e-10")], dtype=object), np.array([[mpmath.mpf(1)]], dtype=object))
+    b = (mpmath.mpf(1), np.array([mpmath.mpf("1e-10")], dtype=object),
+         np.array([[mpmath.mpf(1)]], dtype=object))
     assert moment_discrepancy(a, a) == 0
     assert 0.9e-10 < moment_discrepancy(a, b) < 1.1e-10
     assert issubclass(PrecisionError, ArithmeticError)

@@ -7,8 +7,8 @@ integral scaled to its maximum (relative accuracy in the far tails), scipy's det
 bivariate normal (Genz), and a float tensor Gauss-Legendre brute force for the moments.
 Every digit claim is re-checked by recomputing at dps + 15.
 
-Default selection: about 25 s on the 2-core dev machine; ``--runslow`` adds the
-Plackett-vs-conditioning Phi_4 comparison (minutes).
+Default selection: the quick cases; ``--runslow`` adds the (costly)
+Plackett-vs-conditioning Phi_4 comparison.
 """
 
 from __future__ import annotations
@@ -208,7 +208,8 @@ def test_phi3_closed_form_at_origin():
         R = corr_from(rng, 3)
         v = orthant_probability([0, 0, 0], R, dps=30)
         with mpmath.workdps(60):
-            ref = mpmath.mpf(1) / 8 + sum(mpmath.asin(R[i, j]) for i, j in ((0, 1), (0, 2), (1, 2))) / (4 * mpmath.pi)
+            ref = mpmath.mpf(1) / 8 + sum(mpmath.asin(R[i, j])
+                                          for i, j in ((0, 1), (0, 2), (1, 2))) / (4 * mpmath.pi)
             assert rel(v, ref) < 1e-30
 
 
@@ -359,7 +360,7 @@ def moments_bruteforce(b, K, n=60, width=12.0):
     grids = np.meshgrid(*axes, indexing="ij")
     Y = np.stack([g.ravel() for g in grids], axis=1)
     W = np.ones(len(Y))
-    for i, g in enumerate(np.meshgrid(*wts, indexing="ij")):
+    for g in np.meshgrid(*wts, indexing="ij"):
         W *= g.ravel()
     dens = multivariate_normal(mean=np.zeros(k), cov=K).pdf(Y).reshape(-1) * W
     return dens.sum(), Y.T @ dens, (Y * dens[:, None]).T @ Y
@@ -402,14 +403,14 @@ def test_moments_2d_exact_quadrature():
             return mpmath.exp(-(Ki[0, 0] * x * x + 2 * Ki[0, 1] * x * y + Ki[1, 1] * y * y) / 2) / (
                 2 * mpmath.pi * mpmath.sqrt(det))
 
-        def I(g):
+        def integral(g):
             return mpmath.quad(lambda x: mpmath.quad(lambda y: g(x, y) * N(x, y), [-mpmath.inf, b[1]]),
                                [-mpmath.inf, b[0]])
 
-        assert rel(P, I(lambda x, y: 1)) < 1e-20
-        assert rel(m1[0], I(lambda x, y: x)) < 1e-20
-        assert rel(M2[0, 1], I(lambda x, y: x * y)) < 1e-20
-        assert rel(M2[1, 1], I(lambda x, y: y * y)) < 1e-20
+        assert rel(P, integral(lambda x, y: 1)) < 1e-20
+        assert rel(m1[0], integral(lambda x, y: x)) < 1e-20
+        assert rel(M2[0, 1], integral(lambda x, y: x * y)) < 1e-20
+        assert rel(M2[1, 1], integral(lambda x, y: y * y)) < 1e-20
 
 
 def test_moment_digits_confirmed_at_dps_plus_15():

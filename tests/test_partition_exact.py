@@ -8,7 +8,7 @@ All comparisons are exact (==) on Fractions. Independent oracles used here:
   (written here, sharing nothing with the walk);
 * dense sampling (grid + random points) with exact verification;
 * the checks' own oracles (exact forward pass, cdd redundancy removal on all rows of eq. 8).
-Default selection runtime: about 30 s on the 2-core dev machine; the slow-marked tests
+Default selection: the quick cases; the slow-marked tests
 (--runslow) add the wide / deep / S = 3, 4 nets.
 """
 
@@ -78,7 +78,7 @@ def test_region_fields_are_exact_and_consistent(name):
     net = P.net
     S, D = net.latent_dim, net.data_dim
     assert P.exact and len(P) >= 1
-    for i, r in enumerate(P):
+    for r in P:
         assert isinstance(r.signs, tuple) and len(r.signs) == net.n_hidden_units
         assert set(r.signs) <= {1, -1}
         for arr, shape in [(r.A, (D, S)), (r.b, (D,)), (r.C, (r.n_facets, S)),
@@ -131,7 +131,7 @@ def test_facets_non_redundant_and_reproduce_region(name):
 
     P = cached(name)
     S = P.net.latent_dim
-    for i, r in enumerate(P):
+    for r in P:
         C_all, d_all = region_inequalities(P.net, r.signs, exact=True)
         # every generator satisfies every row of eq. 8: the region is inside the eq. 8 set
         for v in r.vertices:

@@ -359,7 +359,7 @@ def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
             A = M.copy()
             for i in range(n_var):
                 A[i, i] = A[i, i] + lam
-                if var is not None and i < (K - 1) * Dl:     # weights, not the bias column
+                if var_mp is not None and i < (K - 1) * Dl:  # weights, not the bias column
                     A[i, i] = A[i, i] + 1 / var_mp
             b = r_col + lam * x0
             x = x0 + _psd_solve(A, b - A @ x0)

@@ -135,7 +135,7 @@ class _IntNet:
         qs = self.layer_signs(q)
         for l in range(1, self.L):
             blocks.append(N)
-            key = q[:self.offsets[l]]  # N^{l+1} depends on the signs of layers 1..l only
+            key = tuple(q[:self.offsets[l]])  # N^{l+1} depends on the signs of layers 1..l only
             cache = self._cache[l] if l < self.L - 1 else None
             if cache is not None and key in cache:
                 N = cache[key]

@@ -156,6 +156,7 @@ def _pointed_parts(Cf: NDArray[Any], df: NDArray[Any], depth: int = 0) -> list[A
     # cut through the interior point, orthogonally to a line direction
     l = list(P.lines[0])
     z0 = P.interior_point
+    assert z0 is not None  # P has facets and is full-dimensional here
     c = sum(a * b for a, b in zip(l, z0))
     C1 = np.vstack([P.C, np.array([l], dtype=object)])
     C2 = np.vstack([P.C, np.array([[-a for a in l]], dtype=object)])
@@ -365,7 +366,7 @@ def _mahalanobis_distance(A: NDArray[np.float64], e: NDArray[np.float64], mu: ND
                 continue
             z = mu + K @ Aa.T @ lam
             if np.all(A @ z <= e + 1e-9 * (1 + np.abs(e))):
-                dist = float(np.sqrt(max(0.0, lam @ G @ lam)))
+                dist = float(np.sqrt(max(0.0, float(lam @ G @ lam))))
                 best = min(best, dist)
     return best
 

@@ -3,7 +3,7 @@
 :func:`_phi4`: the Plackett path from the star reference of the variable ``i`` whose
 partial correlations are largest: ``Phi_4(h; R0) = int phi(x) prod_j Phi(u_j(x)) dx`` plus,
 for each of the three other pairs, ``(r_jk - r0_jk) int_0^1 phi_2(h_j, h_k; r_jk(t))
-Phi_2(conditional) dt`` (nested integrals: about a second per orthant).
+Phi_2(conditional) dt`` (nested integrals: the costliest kernel).
 
 :func:`_phi4_conditioning`: an independent, slower version (conditioning on one variable,
 nested ``Phi_3``), kept for the tests.
@@ -70,6 +70,7 @@ def _phi4(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
                 j, k = rest[a], rest[b]
                 pc = (R[j][k] - R[i][j] * R[i][k]) / mpmath.sqrt((1 - R[i][j] ** 2) * (1 - R[i][k] ** 2))
                 worst = pc if worst is None or pc < worst else worst
+        assert worst is not None
         if best is None or worst > best[0]:
             best = (worst, i, rest)
     assert best is not None

@@ -71,8 +71,8 @@ def _phi3_identity_path(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digi
 
 def _phi3(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int
           ) -> tuple[mpmath.mpf, mpmath.mpf]:
-    # The identity path is about three times cheaper; use it when it cannot lose more
-    # than about two digits: all correlations >= 0 (every term positive), or a central
+    # The identity path needs one Phi per node, the star path about three; use it when it
+    # cannot lose more than about two digits: all correlations >= 0 (every term positive), or a central
     # orthant whose result is checked a posteriori.
     if all(R[a][b] >= 0 for a, b in ((0, 1), (0, 2), (1, 2))):
         return _phi3_identity_path(h, R, digits)

@@ -95,10 +95,10 @@ def _int_vec(v: Sequence[Fraction]) -> tuple[int, ...]:
         den = den * x.denominator // gcd(den, x.denominator)
     iv = [int(x * den) for x in v]
     g = 0
-    for x in iv:
-        g = gcd(g, abs(x))
+    for n in iv:
+        g = gcd(g, abs(n))
     if g > 1:
-        iv = [x // g for x in iv]
+        iv = [n // g for n in iv]
     return tuple(iv)
 
 
@@ -329,8 +329,9 @@ class Piece:
                 return int(self.contains(z))
             vals = [sum(c * x for c, x in zip(row, z)) - e for row, e in zip(self.C, self.d)]
             total = 0
-            for sign, keep, J in self._anchored_index_sets(anchor if anchor is not None else 0):
-                ok = (not keep or vals[anchor if anchor is not None else 0] <= 0) and all(vals[j] > 0 for j in J)
+            a = anchor if anchor is not None else 0
+            for sign, keep, J in self._anchored_index_sets(a):
+                ok = (not keep or vals[a] <= 0) and all(vals[j] > 0 for j in J)
                 total += sign * int(ok)
             return total
         total = 0
