@@ -1,46 +1,56 @@
 """Figures: the latent-space partition, the generator's curve, densities and training curves.
 
-Only matplotlib's non-interactive Agg backend is used, so figures can be written on a
-machine without a display.
+Figures are built with matplotlib's object-oriented API (:class:`matplotlib.figure.Figure`),
+not with pyplot: importing or using this module selects no backend and registers no figure
+with pyplot, so it works without a display and leaves a notebook's backend as it was.
+:func:`save_figure` writes a figure (the file format follows the suffix).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
+from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.collections import PolyCollection  # noqa: E402
+from dgn_core.io import atomic_path
+from dgn_core.regions import Partition, Region
 
-from dgn_core.regions import Partition, Region  # noqa: E402
-
-__all__ = ["region_polygon", "plot_partition", "plot_curve", "save_figure"]
+__all__ = ["new_figure", "subplots", "region_polygon", "plot_partition", "plot_curve",
+           "plot_history", "save_figure"]
 
 
-def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 150) -> Path:
-    """Save a figure atomically (temporary file in the same folder, then rename)."""
+def new_figure(**fig_kw: Any) -> Figure:
+    """A figure outside pyplot (``fig_kw``: ``figsize``, ``dpi``, ... of :class:`Figure`)."""
+    return Figure(**fig_kw)
+
+
+def subplots(nrows: int = 1, ncols: int = 1, *, squeeze: bool = True,
+             subplot_kw: dict[str, Any] | None = None, **fig_kw: Any) -> tuple[Figure, Any]:
+    """``pyplot.subplots`` without pyplot: a new :class:`Figure` and its axes."""
+    fig = new_figure(**fig_kw)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze, subplot_kw=subplot_kw)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 150) -> Path:
+    """Write ``fig`` to ``path`` atomically (a partly written picture never replaces the
+    file); the format follows the suffix (PNG when there is none).
+
+    A figure made with pyplot is closed afterwards, so that pyplot releases it.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png",
-                               dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=path.suffix or ".png") as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    finally:
-        plt.close(fig)
+    if "matplotlib.pyplot" in sys.modules:  # a no-op for figures pyplot does not manage
+        sys.modules["matplotlib.pyplot"].close(fig)
     return path
 
 
@@ -72,8 +82,8 @@ def region_polygon(region: Region, reach: float) -> NDArray[np.float64]:
     return P[order]
 
 
-def plot_partition(P: Partition, ax: Any = None, window: float = 4.0, seed: int = 0,
-                   title: str | None = None) -> Any:
+def plot_partition(P: Partition, ax: Axes | None = None, window: float = 4.0, seed: int = 0,
+                   title: str | None = None) -> Axes:
     """Draw the regions of a partition with latent dimension 2.
 
     Parameters
@@ -87,11 +97,11 @@ def plot_partition(P: Partition, ax: Any = None, window: float = 4.0, seed: int 
     if P.net.latent_dim != 2:
         raise ValueError(f"plot_partition draws latent dimension 2, got {P.net.latent_dim}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 6))
+        _, ax = subplots(figsize=(6, 6))
     reach = 100.0 * window
     polys = [region_polygon(r, reach) for r in P]
     rng = np.random.default_rng(seed)
-    colors = plt.get_cmap("tab20")(rng.integers(0, 20, size=len(polys)))
+    colors = matplotlib.colormaps["tab20"](rng.integers(0, 20, size=len(polys)))
     ax.add_collection(PolyCollection(polys, facecolors=colors, edgecolors="k",
                                      linewidths=0.3, alpha=0.85))
     ax.set_xlim(-window, window)
@@ -103,8 +113,8 @@ def plot_partition(P: Partition, ax: Any = None, window: float = 4.0, seed: int 
     return ax
 
 
-def plot_curve(P: Partition, ax: Any = None, window: float = 4.0, X: NDArray[np.float64] | None = None,
-               title: str | None = None) -> Any:
+def plot_curve(P: Partition, ax: Axes | None = None, window: float = 4.0,
+               X: NDArray[np.float64] | None = None, title: str | None = None) -> Axes:
     """Draw the piecewise-affine curve g(z) of a net with latent dimension 1, kinks marked.
 
     For data dimension 2 the curve is drawn in data space (optionally over data ``X``); for
@@ -114,7 +124,7 @@ def plot_curve(P: Partition, ax: Any = None, window: float = 4.0, X: NDArray[np.
     if net.latent_dim != 1:
         raise ValueError(f"plot_curve draws latent dimension 1, got {net.latent_dim}")
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 5))
+        _, ax = subplots(figsize=(6, 5))
     kinks = np.unique(np.concatenate([np.asarray(r.vertices, dtype=np.float64).ravel() for r in P]))
     inside = kinks[np.abs(kinks) <= window]
     z = np.union1d(np.linspace(-window, window, 801), inside)
@@ -126,7 +136,7 @@ def plot_curve(P: Partition, ax: Any = None, window: float = 4.0, X: NDArray[np.
         sc = ax.scatter(G[:, 0], G[:, 1], c=z, s=2, cmap="viridis")
         ax.plot(G[:, 0], G[:, 1], "-", c="k", lw=0.6, alpha=0.5)
         ax.plot(Gk[:, 0], Gk[:, 1], "o", ms=3, c="crimson", label=f"kinks ({len(inside)} in view)")
-        plt.colorbar(sc, ax=ax, label="z")
+        ax.figure.colorbar(sc, ax=ax, label="z")
         ax.set_xlabel("$x_1$")
         ax.set_ylabel("$x_2$")
         ax.set_aspect("equal", adjustable="datalim")
@@ -143,10 +153,11 @@ def plot_curve(P: Partition, ax: Any = None, window: float = 4.0, X: NDArray[np.
     return ax
 
 
-def plot_history(values: Sequence[float], ax: Any = None, label: str = "", ylabel: str = "") -> Any:
+def plot_history(values: Sequence[float], ax: Axes | None = None, label: str = "",
+                 ylabel: str = "") -> Axes:
     """A training curve."""
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = subplots(figsize=(6, 4))
     ax.plot(np.arange(len(values)), values, "-o", ms=2, label=label)
     ax.set_xlabel("iteration")
     ax.set_ylabel(ylabel)

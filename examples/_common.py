@@ -18,9 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -31,12 +29,14 @@ from typing import Any
 import numpy as np
 
 # running as `python examples/figX.py` from anywhere: make the package importable
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import fastpath
+from dgn_core.io import atomic_open
 from dgn_core.model import DGN
+from dgn_tools.cli import parse_hidden_widths
+
+_ROOT = Path(__file__).resolve().parents[1]
 
 __all__ = [
     "MethodRun",
@@ -87,18 +87,11 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
         for k in r:
             if k not in keys:
                 keys.append(k)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=keys)
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: _fmt(r.get(k, "")) for k in keys})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: _fmt(r.get(k, "")) for k in keys})
     return path
 
 
@@ -125,7 +118,7 @@ def base_parser(description: str) -> argparse.ArgumentParser:
                    help="the paper-sized run (more data, iterations and epochs; slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data, the initial DGN, "
                    "the VAEs and the GMMs")
-    p.add_argument("--widths", default=None,
+    p.add_argument("--widths", type=parse_hidden_widths, default=None,
                    help="hidden widths of the DGN, comma separated (e.g. 8,8)")
     p.add_argument("--activation", default=None, choices=["relu", "leaky_relu", "abs"])
     p.add_argument("--lrs", default=None,
@@ -153,10 +146,10 @@ def parse_floats(text: str | None, default: Sequence[float]) -> list[float]:
     return [float(t) for t in text.split(",") if t.strip()]
 
 
-def parse_widths(text: str | None, default: Sequence[int]) -> tuple[int, ...]:
-    if text is None:
-        return tuple(default)
-    return tuple(int(t) for t in text.split(",") if t.strip())
+def hidden_widths(args: argparse.Namespace, default: Sequence[int]) -> tuple[int, ...]:
+    """The hidden widths of ``--widths`` (parsed by the ``dgn`` command's parser), else
+    ``default``."""
+    return tuple(default) if args.widths is None else tuple(args.widths)
 
 
 def log(msg: str, quiet: bool = False) -> None:
@@ -376,15 +369,15 @@ def run_and_report(net: DGN, X: np.ndarray, X_test: np.ndarray, args: argparse.N
 
 
 def _color(label: str, i: int) -> Any:
-    import matplotlib.pyplot as plt
-    return _COLORS.get(label, plt.get_cmap("tab10")(i % 10))
+    import matplotlib
+    return _COLORS.get(label, matplotlib.colormaps["tab10"](i % 10))
 
 
 def plot_nll(runs: Sequence[MethodRun], gmm_rows: Sequence[dict[str, Any]], path: Path,
              title: str) -> Path:
     """Fig. 4 style: exact NLL (train solid, held-out dashed) vs updates and vs wall-clock."""
-    from dgn_tools.plotting import plt, save_figure
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    from dgn_tools.plotting import save_figure, subplots
+    fig, axes = subplots(1, 2, figsize=(12, 4.5))
     for i, r in enumerate(runs):
         c = _color(r.label, i)
         h = r.history
@@ -417,8 +410,8 @@ def plot_nll(runs: Sequence[MethodRun], gmm_rows: Sequence[dict[str, Any]], path
 
 def plot_kl(runs: Sequence[MethodRun], path: Path, title: str) -> Path:
     """Fig. 5 style: exact KL(q(z|x) || p(z|x)) of each VAE during training."""
-    from dgn_tools.plotting import plt, save_figure
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    from dgn_tools.plotting import save_figure, subplots
+    fig, ax = subplots(figsize=(6.5, 4.5))
     for i, r in enumerate(runs):
         if r.method != "VAE":
             continue
@@ -440,10 +433,10 @@ def plot_kl(runs: Sequence[MethodRun], path: Path, title: str) -> Path:
 def plot_curves(net0: DGN, runs: Sequence[MethodRun], X: np.ndarray, path: Path, title: str,
                 z_range: float = 3.0, equal_aspect: bool = True) -> Path:
     """Learned manifolds g(z), z in [-z_range, z_range] (S = 1, D = 2), over the data."""
-    from dgn_tools.plotting import plt, save_figure
+    from dgn_tools.plotting import save_figure, subplots
     z = np.linspace(-z_range, z_range, 2001)[:, None]
     n = len(runs) + 1
-    fig, axes = plt.subplots(1, n, figsize=(3.3 * n, 3.4))
+    fig, axes = subplots(1, n, figsize=(3.3 * n, 3.4))
     lo, hi = X.min(axis=0), X.max(axis=0)
     pad = 0.15 * (hi - lo)
     for ax, (label, m) in zip(axes, [("initial DGN", net0)] + [(r.label, r.model) for r in runs]):

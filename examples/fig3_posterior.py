@@ -29,15 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:  # running as `python examples/fig3_posterior.py` from anywhere
-    sys.path.insert(0, str(_ROOT))
+# running as `python examples/fig3_posterior.py` from anywhere: make the package importable
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import mpmath
 
 from dgn_core.model import DGN
 from dgn_tools.cli import example_posterior_net, posterior_figure
 from dgn_tools.plotting import save_figure
+
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 def folded_point(net: DGN, seed: int = 0) -> np.ndarray:

@@ -63,12 +63,12 @@ def load_mnist(images: str, labels: str | None, digit: int, n_max: int | None,
 def plot_manifold(net0: DGN, runs: list, X: np.ndarray, path: Path, title: str) -> Path:
     from scipy.special import ndtri
 
-    from dgn_tools.plotting import plt, save_figure
+    from dgn_tools.plotting import save_figure, subplots
     side = round(np.sqrt(X.shape[1]))
     shape = (side, side) if side * side == X.shape[1] else (1, X.shape[1])
     z = ndtri((np.arange(10) + 0.5) / 10)[:, None]
     models = [("data (random)", None), ("initial DGN", net0)] + [(r.label, r.model) for r in runs]
-    fig, axes = plt.subplots(len(models), 10, figsize=(10, 1.1 * len(models) + 0.6))
+    fig, axes = subplots(len(models), 10, figsize=(10, 1.1 * len(models) + 0.6))
     rng = np.random.default_rng(0)
     for i, (label, m) in enumerate(models):
         imgs = X[rng.choice(len(X), 10, replace=False)] if m is None else m.forward(z)
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
         source = f"scikit-learn 8x8 digits (digit {args.digit})"
     X, X_test = C.split(data, args.test_fraction, args.seed)
     D = X.shape[1]
-    widths = C.parse_widths(args.widths, (16, 32))
+    widths = C.hidden_widths(args, (16, 32))
     activation = args.activation or "leaky_relu"
     em_iter = args.em_iter or (200 if full else 30)
     batch = args.batch_size or 32

@@ -1,4 +1,4 @@
-"""Check Prop. 3: GLO's latent argmin ||x - g(z)||^2 is the MAP of the zero-noise posterior under a flat prior.
+"""Check Prop. 3: GLO's latent argmin ||x - g(z)||^2 is the flat-prior MAP of the zero-noise posterior.
 
 Usage: python proofs_checks/prop3_glo.py [--thorough] [--seed N] [--dps D] [--model PATH.npz]
 

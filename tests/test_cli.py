@@ -55,9 +55,6 @@ def test_posterior_figure_panels():
     assert "posterior of x = (0.600, 0.000)" in post_ax.get_title()
     labels = [l.get_label() for l in post_ax.get_lines()]
     assert "p(z | x)" in labels and any(l.startswith("E[z|x]") for l in labels)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
 
 
 # --------------------------------------------------------------------------- dgn fit / select

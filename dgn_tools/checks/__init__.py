@@ -20,8 +20,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CheckResult", "register", "registry", "run_checks", "digits_from_residual",
-           "script_main"]
+from dgn_core.exceptions import DGNError
+
+__all__ = ["CheckResult", "CheckNotApplicable", "register", "registry", "run_checks",
+           "digits_from_residual", "script_main"]
+
+
+class CheckNotApplicable(DGNError, ValueError):
+    """A check asked to run on a net it cannot handle (e.g. a latent dimension its
+    reference quadrature does not cover)."""
 
 
 @dataclass
@@ -79,11 +86,15 @@ def digits_from_residual(residual: float, scale: float = 1.0) -> float:
 
 _REGISTRY: dict[str, tuple[str, Callable[..., CheckResult]]] = {}
 
-# modules that define checks; imported on demand by registry()
+# modules that define checks, imported on demand by registry(); their order (and within a
+# module, the order of definition) is the order of `dgn check --list`
 _CHECK_MODULES = [
     "dgn_tools.checks.partition_checks",
     "dgn_tools.checks.integral_checks",
-    "dgn_tools.checks.distribution_checks",
+    "dgn_tools.checks.marginal_checks",
+    "dgn_tools.checks.posterior_checks",
+    "dgn_tools.checks.mixture_checks",
+    "dgn_tools.checks.zero_noise_checks",
     "dgn_tools.checks.em_checks",
 ]
 

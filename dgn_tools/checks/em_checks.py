@@ -1,4 +1,4 @@
-"""Numerical checks of the EM algorithm (DESIGN.md 2.5, paper Sec. 4 / App. G).
+"""Numerical checks of the EM algorithm (docs/DESIGN.md §2.5; the paper's Sec. 4 / App. G).
 
 * "M-step": the closed-form M-step maximises the Q function. The E-step is the exact
   posterior (verified_dgn, mpmath); the closed forms come from :func:`verified_dgn.em.em_step`
@@ -290,7 +290,8 @@ def check_em_monotone(*, net: DGN | None = None, quick: bool = True, seed: int =
     if net is not None:
         data = X if X is not None else (noisy_circle(300, seed=seed) if net.data_dim == 2 else
                                         net.sample(300, seed=seed)[0])
-        cases = [(net, np.asarray(data, dtype=np.float64), {})]
+        cases: list[tuple[DGN, np.ndarray, dict[str, Any]]] = [
+            (net, np.asarray(data, dtype=np.float64), {})]
     else:
         cases = _monotone_suite(quick, seed)
     worst, worst_rel = 0.0, 0.0

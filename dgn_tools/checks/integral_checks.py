@@ -1,4 +1,5 @@
-"""Checks of the Gaussian integrals: Lemma 4, the triangulation, orthant closed forms, moments.
+"""Checks of the Gaussian integrals: Lemma 4, the triangulation, orthant closed forms, moments
+(docs/DESIGN.md §2.4).
 
 * "Lemma 4": for every piece of the triangulation of a suite of polyhedra (or of the regions
   of a net), ``1_piece(z)`` equals the signed sum of indicators of intersections of at most
@@ -325,7 +326,8 @@ def check_triangulation(net: DGN | None = None, quick: bool = True, seed: int = 
                 n_int = sum(all(_dot(r, z) < e for r, e in zip(p.C, p.d)) for p in pieces)
                 n_closed = sum(p.contains(z) for p in pieces)
                 n_pts += 1
-                ok = (n_int <= 1) and ((n_closed >= 1) == inside) and (n_int == 1 or not inside or n_closed >= 2)
+                ok = ((n_int <= 1) and ((n_closed >= 1) == inside)
+                      and (n_int == 1 or not inside or n_closed >= 2))
                 if not ok:
                     failures += 1
                     if len(bad) < 5:
@@ -350,7 +352,9 @@ def check_orthant_closed_forms(net: DGN | None = None, quick: bool = True, seed:
 
     rng = np.random.default_rng(seed)
     cases: list[tuple[str, Any, Any]] = []
-    for rho in ([-0.9, -0.3, 0.5, 0.99] if quick else [-0.999999, -0.9, -0.5, -0.1, 0.2, 0.7, 0.99, 0.9999999]):
+    rhos = ([-0.9, -0.3, 0.5, 0.99] if quick
+            else [-0.999999, -0.9, -0.5, -0.1, 0.2, 0.7, 0.99, 0.9999999])
+    for rho in rhos:
         with mpmath.workdps(dps + 30):
             ref = mpmath.mpf(1) / 4 + mpmath.asin(rho) / (2 * mpmath.pi)
         cases.append((f"Phi_2 rho={rho}", ([0, 0], [[1, rho], [rho, 1]]), ref))
@@ -362,7 +366,8 @@ def check_orthant_closed_forms(net: DGN | None = None, quick: bool = True, seed:
         R = (R + R.T) / 2
         np.fill_diagonal(R, 1.0)
         with mpmath.workdps(dps + 30):
-            ref = mpmath.mpf(1) / 8 + (mpmath.asin(R[0, 1]) + mpmath.asin(R[0, 2]) + mpmath.asin(R[1, 2])) / (4 * mpmath.pi)
+            asins = mpmath.asin(R[0, 1]) + mpmath.asin(R[0, 2]) + mpmath.asin(R[1, 2])
+            ref = mpmath.mpf(1) / 8 + asins / (4 * mpmath.pi)
         cases.append(("Phi_3 random R", ([0, 0, 0], R), ref))
     if not quick:
         for k in (3, 4):
@@ -426,9 +431,11 @@ def check_moments(net: DGN | None = None, quick: bool = True, seed: int = 0,
         for a, b, mu, v in cases:
             rows, rhs = [], []
             if b != mpmath.inf:
-                rows.append([1.0]); rhs.append(float(b))
+                rows.append([1.0])
+                rhs.append(float(b))
             if a != -mpmath.inf:
-                rows.append([-1.0]); rhs.append(-float(a))
+                rows.append([-1.0])
+                rhs.append(-float(a))
             res = gaussian_moments(np.array(rows), np.array(rhs), [mu], [[v]], dps=dps)
             with mpmath.workdps(dps + 30):
                 ref = _truncnorm_moments(mpmath.mpf(a), mpmath.mpf(b), mpmath.mpf(mu), mpmath.mpf(v))
@@ -442,11 +449,11 @@ def check_moments(net: DGN | None = None, quick: bool = True, seed: int = 0,
     # the digit claim confirmed by recomputing at dps + 15 (a 2-D polygon whose Lemma 4 sum
     # cancels ~10 digits, and an unbounded one)
     confirm = 0.0
-    for C, d, mu in [(np.array([[-1.0, 0], [0, -1], [1, 1]]), np.array([0.0, 0, 1]), [4.0, -3.0]),
-                     (np.array([[-1.0, 0.5], [0.25, -1]]), np.array([0.0, 1.0]), [-0.5, 0.2])]:
+    for C, d, mean in [(np.array([[-1.0, 0], [0, -1], [1, 1]]), np.array([0.0, 0, 1]), [4.0, -3.0]),
+                       (np.array([[-1.0, 0.5], [0.25, -1]]), np.array([0.0, 1.0]), [-0.5, 0.2])]:
         cov = [[1.0, 0.3], [0.3, 0.6]]
-        lo = gaussian_moments(C, d, mu, cov, dps=dps)
-        hi = gaussian_moments(C, d, mu, cov, dps=dps + 15)
+        lo = gaussian_moments(C, d, mean, cov, dps=dps)
+        hi = gaussian_moments(C, d, mean, cov, dps=dps + 15)
         confirm = max(confirm, moment_discrepancy(lo, hi))
         n += 1
     worst = max(worst, confirm)

@@ -1,4 +1,5 @@
-"""Checks of the partition results: Lemma 3, Corollary 1, the per-region affine maps, tiling.
+"""Checks of the partition results: Lemma 3, Corollary 1, the per-region affine maps, tiling
+(docs/DESIGN.md §2.1 and §2.2).
 
 Each check verifies an identity in exact rational arithmetic, with oracles that do not share
 code with the walk in :mod:`verified_dgn.exact_partition`:
@@ -254,7 +255,8 @@ def check_lemma3(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
         if len(set(pats)) != len(pats):
             failures.append(f"{name}: two regions share a sign pattern")
         for i, r in enumerate(P):
-            pre, _, _, _ = fwd.numerators(r.interior_point)
+            assert r.interior_point is not None  # exact regions always carry one
+            pre, _, _, _ = fwd.numerators(list(r.interior_point))
             if tuple(1 if a >= 0 else -1 for a in pre) != r.signs:
                 failures.append(f"{name}: region {i}: pattern at the interior point differs")
                 continue
@@ -403,6 +405,7 @@ def check_affine_maps(*, net: DGN | None = None, quick: bool = True, seed: int =
                 A, b = region_affine_map(nt, r.signs, exact=True)
                 if not (np.array_equal(A, r.A) and np.array_equal(b, r.b)):
                     failures.append(f"{name}: region {i}: A, b differ from the product formula")
+            assert r.interior_point is not None  # exact regions always carry one
             pts = [list(r.interior_point)] + [list(v) for v in r.vertices.tolist()]
             pts += _random_interior_points(r, rng, max(k, S + 1 - len(pts)))
             hom = []
@@ -551,8 +554,8 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
             near[:, i] = viol.max(axis=1) <= 1e-9  # float error is ~1e-15 of this scale
         for n, (z, zq) in enumerate(zip(Z, Zs)):
             n_in = n_closed = 0
-            for i in np.flatnonzero(near[n]):
-                r = P[int(i)]
+            for w in np.flatnonzero(near[n]).tolist():
+                r = P[w]
                 s = [dd - _dot(c, zq) for c, dd in zip(r.C.tolist(), r.d.tolist())]
                 if all(x >= 0 for x in s):
                     n_closed += 1

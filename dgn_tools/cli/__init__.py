@@ -1,0 +1,72 @@
+"""The ``dgn`` command line.
+
+    dgn partition [MODEL.npz | --random WIDTHS] [--exact] [--out FILE.png]
+    dgn check     [MODEL.npz | --random WIDTHS] [--thorough] [NAME ...]
+    dgn posterior [MODEL.npz | --random WIDTHS] [--point X1,X2] [--exact] [--out FILE.png]
+    dgn fit       [--data circle|cosine|FILE] [--widths 8,8] [--latent-dim S] [--out DIR]
+                  [--resume DIR] ...   (no arguments: the main job, EM on the noisy circle)
+    dgn select    [--data ...] [--candidates '4;8;8,8']
+
+Every command has ``--help``. Errors in the input (a missing or damaged model file, bad
+widths, a region limit) are reported in one line with exit status 2, not a traceback
+(set DGN_DEBUG=1 to see the traceback).
+
+One module per command (``partition``, ``check``, ``posterior``, ``fit``, ``select``), each
+with ``add_parser(subparsers)`` and ``run(args) -> exit status``; ``_common`` holds what they
+share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from dgn_core.exceptions import DGNError
+
+from . import check, fit, partition, posterior, select
+from ._common import CLIError, load_fit_data, parse_hidden_widths, parse_widths
+from .fit import FIT_DEFAULTS, manifold_figure
+from .partition import EXAMPLE_WIDTHS
+from .posterior import POSTERIOR_WIDTHS, example_posterior_net, posterior_figure
+
+__all__ = ["main", "build_parser", "posterior_figure", "example_posterior_net", "manifold_figure",
+           "load_fit_data", "parse_widths", "parse_hidden_widths", "CLIError", "EXAMPLE_WIDTHS",
+           "POSTERIOR_WIDTHS", "FIT_DEFAULTS"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``dgn`` and its commands."""
+    parser = argparse.ArgumentParser(
+        prog="dgn",
+        description="Exact distributions and EM for piecewise-affine deep generative networks.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in (partition, check, posterior, fit, select):
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``dgn`` with ``argv`` (default: the process's arguments); returns the exit status.
+
+    The project's own errors (:class:`~dgn_core.exceptions.DGNError`: bad input, an
+    unreadable model or data file, a region limit, ...) and file-system errors (``OSError``)
+    are printed in one line with status 2; anything else is a bug and keeps its traceback.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except (DGNError, OSError) as exc:
+        if os.environ.get("DGN_DEBUG"):
+            raise
+        print(f"dgn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"dgn {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,7 @@
+"""``python -m dgn_tools.cli``: the ``dgn`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,75 @@
+"""``dgn select``: hidden widths chosen by exact log-likelihood, AIC and BIC."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgn_core.validation import check_int, check_nonnegative
+
+from ._common import CLIError, check_option, load_fit_data, parse_hidden_widths, random_net, write_csv
+
+__all__ = ["add_parser", "run"]
+
+#: the table columns written to the CSV file, after hidden_widths
+_COLUMNS = ("log_likelihood", "per_point", "n_params", "aic", "bic", "n_iter")
+
+
+def _parse_candidates(text: str) -> list[tuple[int, ...]]:
+    try:
+        return [parse_hidden_widths(part) for part in text.split(";")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"candidates are hidden widths separated by ';', "
+                                         f"e.g. '4;8;8,8': {exc}") from None
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "select", help="choose hidden widths by exact log-likelihood, AIC and BIC",
+        description="Train one DGN per candidate hidden widths by exact EM and print the exact "
+        "log-likelihood, the number of parameters, AIC and BIC of each.")
+    p.add_argument("--data", default="circle", help="circle, cosine or a data file (circle)")
+    p.add_argument("--n", type=int, default=500, help="points of a built-in data set (500)")
+    p.add_argument("--data-seed", type=int, default=0)
+    p.add_argument("--candidates", type=_parse_candidates, default=[(4,), (8,), (8, 8)],
+                   help="hidden widths separated by ';' (default '4;8;8,8')")
+    p.add_argument("--latent-dim", type=int, default=1)
+    p.add_argument("--activation", choices=["relu", "leaky_relu", "abs"], default="leaky_relu")
+    p.add_argument("--slope", type=float, default=0.1)
+    p.add_argument("--max-iter", type=int, default=50, help="EM iterations per candidate (50)")
+    p.add_argument("--tol", type=float, default=1e-6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="also write the table as CSV")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from fastpath.selection import select_widths
+
+    # the options select_widths would reject, reported before any training
+    if args.latent_dim < 1:
+        raise CLIError(f"--latent-dim must be positive, got {args.latent_dim}")
+    check_option(check_int, args.max_iter, "max_iter")
+    check_option(check_nonnegative, args.tol, "tol")
+    check_option(check_int, args.seed, "seed")
+    check_option(check_int, args.data_seed, "data_seed")
+    if args.activation == "leaky_relu":  # the slope rule of the model, on a 1 x 1 net
+        random_net((1, 1), activation=args.activation, slope=args.slope)
+    X, what = load_fit_data(args.data, args.n, args.data_seed)
+    print(f"dgn select: {what}: N = {X.shape[0]}, D = {X.shape[1]}; "
+          f"{len(args.candidates)} candidates, {args.max_iter} EM iterations each", flush=True)
+    table = select_widths(X, args.candidates, latent_dim=args.latent_dim,
+                          activation=args.activation, slope=args.slope, max_iter=args.max_iter,
+                          tol=args.tol, seed=args.seed)
+    print(table.to_text())
+    if args.out is not None:
+        out = Path(args.out)
+        cols = {k: np.array([r[k] for r in table.rows], dtype=np.float64) for k in _COLUMNS}
+        rows = [["x".join(map(str, r["hidden"]))] + [repr(float(cols[k][i])) for k in cols]
+                for i, r in enumerate(table.rows)]
+        write_csv(out, ["hidden_widths", *cols], rows)
+        print(f"wrote {out}")
+    return 0
