@@ -40,7 +40,7 @@ __all__ = ["BACKEND_FUNCTIONS", "SHARED_OPTIONS", "Backend", "PosteriorLike"]
 # certified upper bound on their share of p(x) is below exp(-margin) are not integrated
 # (their bound is still added to the error budget). ``True`` (the default) takes each
 # backend's safe margin: 60 nats in float64 (24 nats below its resolution), and
-# dps * ln(10) + 10 nats in the exact backend (so pruning never touches the claimed
+# (dps + 10) * ln(10) nats in the exact backend (so pruning never touches the claimed
 # digits); a number is the margin in nats (the exact backend refuses one too small for its
 # dps); ``False`` or ``None`` integrates every pair.
 

