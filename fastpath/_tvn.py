@@ -200,6 +200,11 @@ def _sov_chunk(h: NDArray[np.float64], R: NDArray[np.float64],
         res[rr] = np.logaddexp(res[rr], pres[part])
     return res
 
+
+#: correlations smaller in magnitude are taken as 0 by the k = 3 kernel (see _log_tvn)
+_R_TINY = 1e-40
+
+
 @_quiet
 def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
     """k = 3: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 3), R (N, 3, 3).
@@ -209,6 +214,12 @@ def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float
     """
     h = np.asarray(h, dtype=np.float64)
     R = np.asarray(R, dtype=np.float64)
+    # A correlation below _R_TINY changes log P by less than |r| h_j h_k, far below float64
+    # resolution for any finite bound that matters, but dividing by it overflows the Plackett
+    # windows (NaN for |r| < ~1e-150): it is taken as the exact 0 the kernel handles.
+    tiny = (R != 0.0) & (np.abs(R) < _R_TINY)
+    if tiny.any():
+        R = np.where(tiny, 0.0, R)
     off = np.abs(R[:, [0, 0, 1], [1, 2, 2]])
     degen = (off > 1.0 - 1e-9).any(axis=1)
     out = np.empty(h.shape[0])

@@ -270,3 +270,17 @@ def test_onefactor_oracle_thorough(k):
     tol = _logp_tol(ref, R, bulk, tail)
     err = np.abs(got - ref)
     assert np.all(err <= tol), (err / tol)
+
+
+@pytest.mark.parametrize("c", [1.679191038450214e-184, 1e-39, 1e-41, 1e-150, 1e-300, 5e-324])
+def test_tiny_correlations_are_finite_and_right(c):
+    """Correlations of ~1e-150 and below gave NaN (found by the contract tests' hypothesis
+    sweep: Phi_3(0; R) with r = 1.7e-184). Checked against the exact backend at 30 digits,
+    at the origin and in the tail; rtol 1e-12 as for the other k = 3 checks."""
+    import verified_dgn
+
+    R = np.array([[1.0, 0.25, 0.25], [0.25, 1.0, c], [0.25, c, 1.0]])
+    for h in ([0.0, 0.0, 0.0], [-1.0, 0.0, 2.0], [-30.0, -20.0, 2.0]):
+        got = float(fo.log_orthant_probability(h, R))
+        ref = float(verified_dgn.log_orthant_probability(h, R, dps=30))
+        assert np.isfinite(got) and abs(got - ref) <= 1e-12 * abs(ref) + 1e-14, (h, got, ref)

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import mpmath
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-_SETTINGS = settings(max_examples=25, deadline=None,
+# derandomize: CI must be reproducible; the examples are a fixed sweep chosen by hypothesis
+# (run with --hypothesis-seed=random locally to explore further)
+_SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                      suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -111,3 +114,26 @@ def test_half_space_mass_and_moments_match_the_closed_form(backend, S, seed, log
     backend.assert_close(m0, m0_ref, what="m0")
     backend.assert_close(m1, m1_ref, atol=float(tol * m0_ref * r), rtol=tol, what="m1")
     backend.assert_close(M2, M2_ref, atol=float(tol * m0_ref * r * r), rtol=tol, what="M2")
+
+
+# Found by the randomised sweep above (not yet fixed; the fast k = 3 kernel predates this
+# test): correlations of ~1e-13 to 1e-10 next to others cost the fast trivariate kernel up to
+# 1e-8 relative. strict: this test fails loudly once the kernel is fixed, so the marker goes.
+_SMALL_CORRELATION_CASES = [
+    (-0.011367544482787095, -2.947642045662266e-13, -1.0081837178842982e-197),
+    (-0.1308271233913169, 0.0, -9.61352157257897e-11),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="fast k = 3 kernel: up to 1e-8 relative error with "
+                   "correlations of 1e-13 to 1e-10 (known gap, reliability issue)")
+@pytest.mark.parametrize("a, b, c", _SMALL_CORRELATION_CASES)
+def test_fast_trivariate_orthant_with_tiny_correlations(a, b, c):
+    import fastpath
+
+    R = [[1.0, a, b], [a, 1.0, c], [b, c, 1.0]]
+    with mpmath.workdps(40):
+        ref = mpmath.mpf(1) / 8 + (mpmath.asin(_mp(a)) + mpmath.asin(_mp(b))
+                                   + mpmath.asin(_mp(c))) / (4 * mpmath.pi)
+    got = float(fastpath.orthant_probability([0.0, 0.0, 0.0], R))
+    assert abs(got - float(ref)) <= 1e-12 * float(ref), (got, float(ref))
