@@ -9,13 +9,14 @@ evaluates the same objective in high precision.
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from .validation import check_positive
 
 __all__ = ["GaussianPrior", "LaplacePrior", "BoxPrior", "Prior", "parse_prior", "check_prior",
            "log_prior"]
@@ -33,7 +34,7 @@ class GaussianPrior:
     var: float
 
     def __post_init__(self) -> None:
-        _positive("GaussianPrior var", self.var)
+        check_positive(self.var, "GaussianPrior var")
 
     def log_density(self, weights: Sequence[Arr]) -> float:
         n = sum(W.size for W in weights)
@@ -54,7 +55,7 @@ class LaplacePrior:
     scale: float
 
     def __post_init__(self) -> None:
-        _positive("LaplacePrior scale", self.scale)
+        check_positive(self.scale, "LaplacePrior scale")
 
     def log_density(self, weights: Sequence[Arr]) -> float:
         n = sum(W.size for W in weights)
@@ -75,7 +76,7 @@ class BoxPrior:
     bound: float
 
     def __post_init__(self) -> None:
-        _positive("BoxPrior bound", self.bound)
+        check_positive(self.bound, "BoxPrior bound")
 
     def log_density(self, weights: Sequence[Arr]) -> float:
         n = sum(W.size for W in weights)
@@ -88,13 +89,6 @@ class BoxPrior:
 
 
 Prior = GaussianPrior | LaplacePrior | BoxPrior
-
-
-def _positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a positive number, got {value!r}")
-    if not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be positive and finite, got {value!r}")
 
 
 def log_prior(prior: Prior | None, weights: Sequence[NDArray[np.float64]]) -> float:
