@@ -49,6 +49,21 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str | None = None) -> I
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .model import DGN
+if TYPE_CHECKING:
+    from .model import DGN
 
 __all__ = [
     "SYMMETRY_RTOL",
@@ -35,6 +36,7 @@ __all__ = [
     "check_nonnegative",
     "check_positive",
     "check_covariance",
+    "real_array",
 ]
 
 #: largest relative asymmetry max|C - C^T| / max|C| accepted for a covariance (rounding of
@@ -47,6 +49,9 @@ MAX_CONDITION = 1e13
 
 def check_net(net: Any, name: str = "net") -> DGN:
     """``net`` if it is a :class:`DGN`, else ``TypeError``."""
+    # imported here: dgn_core.model itself validates its parameters with real_array
+    from .model import DGN
+
     if not isinstance(net, DGN):
         raise TypeError(f"{name} must be a DGN, got {type(net).__name__}")
     return net
@@ -60,6 +65,44 @@ def check_int(value: Any, name: str, low: int = 0) -> int:
     if value < low:
         raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
     return int(value)
+
+
+def real_array(value: Any, name: str, error: type[Exception] = TypeError) -> NDArray[np.float64]:
+    """``value`` as a new float64 array, refusing anything that is not real numbers.
+
+    ``np.asarray(value, dtype=float)`` would silently drop imaginary parts (with only a
+    ``ComplexWarning``), read booleans as 0/1 and parse strings such as ``"1.5"``; here each
+    of those is an ``error`` naming ``name``, as is a ragged nested list. Object arrays are
+    accepted when every element is a real number (``Fraction``, ``mpmath.mpf``).
+    Shape and finiteness are the caller's to check.
+    """
+    if isinstance(value, np.ndarray):
+        arr = value
+    else:
+        try:
+            arr = np.asarray(value)
+        except (ValueError, TypeError) as exc:
+            raise error(f"{name} is not a rectangular array of numbers (rows of different "
+                        f"lengths?): {exc}") from None
+    kind = arr.dtype.kind
+    if kind == "c":
+        raise error(f"{name} holds complex numbers (dtype {arr.dtype}); only real numbers are "
+                    "accepted (pass the real part explicitly if that is what you mean)")
+    if kind == "b":
+        raise error(f"{name} holds booleans, not numbers")
+    if kind in "USVMm":
+        raise error(f"{name} must hold real numbers, got dtype {arr.dtype} "
+                    f"({'strings' if kind in 'US' else 'not numbers'})")
+    if kind == "O":
+        for item in arr.flat:
+            if (isinstance(item, (bool, np.bool_, str, bytes))
+                    or (isinstance(item, numbers.Complex) and not isinstance(item, numbers.Real))):
+                raise error(f"{name} must hold real numbers, got an element {item!r} of type "
+                            f"{type(item).__name__}")
+    try:
+        return np.array(arr, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise error(f"{name} must hold real numbers: {exc}") from None
 
 
 def check_max_regions(max_regions: Any) -> int:

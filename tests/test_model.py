@@ -174,3 +174,118 @@ def test_fastpath_imports_without_cddlib():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert int(out.stdout.strip()) > 1
+
+
+def _damaged_copy(tmp_path, **changes):
+    """A (2, 8, 8, 2) model file with some entries replaced (None: removed)."""
+    good = DGN.random((2, 8, 8, 2), seed=0).save(tmp_path / "good.npz")
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    path = tmp_path / "damaged.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+W1_GOOD = DGN.random((2, 8, 8, 2), seed=0).weights[1]
+
+
+# (entry changes, words the message must contain besides the file name)
+@pytest.mark.parametrize("changes, words", [
+    # n_layers disagreeing with the stored layers used to load as a (2, 8, 8) network
+    (dict(n_layers=np.array(2)), ["'n_layers'", "unexpected W2"]),
+    (dict(n_layers=np.array(4)), ["'n_layers'", "missing W3"]),
+    (dict(n_layers=np.array(0)), ["'n_layers'", ">= 1"]),
+    (dict(n_layers=np.array([3])), ["'n_layers'", "single integer"]),  # was a TypeError
+    (dict(n_layers=np.array(3.0)), ["'n_layers'", "single integer"]),
+    (dict(n_layers=None), ["missing entry 'n_layers'"]),
+    (dict(format_version=np.array("1")), ["'format_version'", "integer"]),
+    (dict(format_version=np.array(2)), ["newer version"]),
+    (dict(format_version=np.array(0)), ["'format_version'"]),
+    (dict(slope=np.array("0.0")), ["'slope'", "real numbers"]),
+    (dict(slope=np.array([0.0])), ["'slope'", "single number"]),
+    (dict(slope=np.array(0.5)), ["'slope'", "relu has slope 0"]),
+    (dict(slope=np.array(np.nan)), ["'slope'", "NaN"]),
+    (dict(activation=np.array("tanh")), ["'activation'", "tanh"]),
+    (dict(activation=np.array(1)), ["'activation'"]),
+    (dict(activation=None), ["missing entry 'activation'"]),
+    (dict(noise_var=np.array(0.0)), ["'noise_var'", "positive"]),
+    (dict(noise_var=np.array(-1.0)), ["'noise_var'", "positive"]),
+    (dict(noise_var=np.array(np.inf)), ["'noise_var'", "infinite"]),
+    (dict(noise_var=np.array(0.1 + 1j)), ["'noise_var'", "complex"]),
+    (dict(noise_var=np.ones(3)), ["'noise_var'", "shape"]),
+    (dict(noise_var=np.ones((2, 2))), ["'noise_var'"]),
+    (dict(W1=W1_GOOD > 0), ["'W1'", "bool"]),
+    (dict(W1=W1_GOOD.astype(np.complex128)), ["'W1'", "complex"]),
+    (dict(W1=W1_GOOD.astype(str)), ["'W1'", "real numbers"]),
+    (dict(W1=W1_GOOD[:, :3]), ["'W1'", "inputs"]),
+    (dict(W1=W1_GOOD[0]), ["'W1'", "2-dimensional"]),
+    (dict(W1=np.full_like(W1_GOOD, np.nan)), ["'W1'", "NaN"]),
+    (dict(v1=np.zeros(3)), ["'v1'", "shape"]),
+    (dict(v2=None), ["'n_layers'", "missing v2"]),
+    (dict(prior_cov=-np.eye(2)), ["prior_cov", "positive definite"]),
+    (dict(prior_cov=np.eye(3)), ["prior_cov", "shape"]),
+    (dict(extra=np.array(1)), ["unexpected entries", "extra"]),
+    (dict(format=np.array("something.else")), ["not a saved DGN model"]),
+])
+def test_load_checks_every_entry(tmp_path, changes, words):
+    path = _damaged_copy(tmp_path, **changes)
+    with pytest.raises(ModelFileError) as info:
+        DGN.load(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    for word in words:
+        assert word in msg, (word, msg)
+
+
+def test_load_of_a_directory_or_missing_file(tmp_path):
+    (tmp_path / "m.npz").mkdir()
+    with pytest.raises(ModelFileError, match="is a directory"):
+        DGN.load(tmp_path / "m.npz")
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        DGN.load(tmp_path / "absent.npz")
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(weights=[np.ones((2, 2)) * (1 + 1j)]), r"weights\[0\] holds complex"),
+    (dict(weights=[np.ones((2, 2), dtype=bool)]), r"weights\[0\] holds booleans"),
+    (dict(weights=[[["1", "2"], ["3", "4"]]]), r"weights\[0\] .*strings"),
+    (dict(biases=[np.zeros(2, dtype=complex)]), r"biases\[0\] holds complex"),
+    (dict(weights=[[[1.0, 2.0], [3.0]]]), r"weights\[0\] is not a rectangular"),
+    (dict(noise_var=0.1 + 0j), "noise_var holds complex"),
+    (dict(noise_var="0.1"), "noise_var .*strings"),
+    (dict(noise_var=True), "noise_var holds booleans"),
+    (dict(activation="leaky_relu", slope=np.complex128(0.1)), "slope holds complex"),
+    (dict(activation="leaky_relu", slope="0.1"), "slope .*strings"),
+    (dict(activation="leaky_relu", slope=[0.1, 0.2]), "slope must be a real number"),
+])
+def test_parameters_must_be_real_numbers(kw, match):
+    # np.asarray(..., dtype=float) would drop the imaginary part with only a warning,
+    # read booleans as 0/1 and parse strings
+    args = dict(weights=[np.eye(2)], biases=[np.zeros(2)])
+    args.update(kw)
+    with pytest.raises(TypeError, match=match):
+        DGN(**args)
+
+
+def test_parameters_accept_exact_rationals():
+    W = np.array([[Fraction(1, 3), Fraction(2)]], dtype=object)
+    net = DGN([W], [[Fraction(1, 2)]])
+    np.testing.assert_array_equal(net.weights[0], [[1 / 3, 2.0]])
+
+
+def test_save_replaces_atomically_and_keeps_no_temporary(tmp_path):
+    a = DGN.random((2, 3, 2), seed=0)
+    b = DGN.random((2, 3, 2), seed=1)
+    p = a.save(tmp_path / "m.npz")
+    assert b.save(p) == p  # the API overwrites (the command line asks for --force)
+    assert DGN.load(p) == b
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.npz"]
+    (tmp_path / "d.npz").mkdir()
+    with pytest.raises(OSError):
+        a.save(tmp_path / "d.npz")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["d.npz", "m.npz"]
