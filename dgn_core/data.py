@@ -12,26 +12,40 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .exceptions import DataError
+from .validation import real_array
 
 __all__ = ["noisy_circle", "cosine", "digits", "load_data", "read_idx", "check_data",
-           "BUILTIN_DATASETS", "DataError"]
+           "BUILTIN_DATASETS", "DataError", "MAX_DATA_ABS"]
+
+
+#: largest magnitude accepted in a data matrix: squares (variances, squared residuals) and
+#: their sums over up to ~1e8 points stay below float64's 1.8e308
+MAX_DATA_ABS = 1e150
 
 
 def check_data(X: ArrayLike, dim: int | None = None, name: str = "X") -> NDArray[np.float64]:
     """Validate a data matrix: 2-D ``(N, D)`` real, finite, non-empty; returns float64.
 
-    A 1-D array is taken as ``N`` points of dimension 1 when ``dim`` is None or 1.
+    A 1-D array is taken as ``N`` points of dimension 1 when ``dim`` is None or 1, and as one
+    point when its length is ``dim``.
+
+    Raises
+    ------
+    DataError
+        Not real numbers (complex, boolean, strings, objects, ragged rows), wrong shape, no
+        rows or no columns, a column count other than ``dim``, NaN or infinite values (the
+        message gives the first row, counted from 0), or values of magnitude above
+        :data:`MAX_DATA_ABS`, whose squares overflow float64.
     """
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be a real array: {exc}") from None
+    arr = real_array(X, name, DataError)
     if arr.ndim == 1 and (dim is None or dim == 1):
         arr = arr[:, None]
     elif arr.ndim == 1 and dim is not None and arr.shape[0] == dim:
@@ -40,14 +54,33 @@ def check_data(X: ArrayLike, dim: int | None = None, name: str = "X") -> NDArray
         raise DataError(f"{name} must be 2-D (N, D), got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise DataError(f"{name} is empty (no rows)")
+    if arr.shape[1] == 0:
+        raise DataError(f"{name} has no columns (shape {arr.shape})")
     if dim is not None and arr.shape[1] != dim:
         raise DataError(f"{name} must have {dim} columns (the data dimension), got shape {arr.shape}")
     bad = ~np.isfinite(arr)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
-        kind = "NaN" if np.isnan(arr).any() else "infinite"
-        raise DataError(f"{name} contains {kind} values in {len(rows)} row(s), first at row {rows[0]}")
+        r, c = int(rows[0]), int(np.flatnonzero(bad[rows[0]])[0])
+        kind = "NaN" if np.isnan(arr[r, c]) else "infinite"
+        raise DataError(f"{name} contains NaN or infinite values in {len(rows)} row(s), first "
+                        f"{kind} at row {r}, column {c} (counted from 0)")
+    _check_magnitude(arr, name)
     return arr
+
+
+def _check_magnitude(arr: NDArray[np.float64], name: str) -> None:
+    big = np.abs(arr) > MAX_DATA_ABS
+    if big.any():
+        r = int(np.flatnonzero(big.any(axis=1))[0])
+        raise DataError(
+            f"{name} has values of magnitude up to {float(np.max(np.abs(arr))):.3g} (first at row "
+            f"{r}, counted from 0): {_TOO_LARGE}")
+
+
+_TOO_LARGE = (f"too large for float64 computations (the limit is {MAX_DATA_ABS:.0e}: variances "
+              "and squared residuals would overflow float64's 1.8e308); rescale the data, e.g. "
+              "divide by its standard deviation")
 
 
 def noisy_circle(n: int = 1000, noise_std: float = 0.05, radius: float = 1.0,
@@ -117,39 +150,148 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[np.generic]:
 
 
 def load_data(path: str | os.PathLike[str]) -> NDArray[np.float64]:
-    """Load a data matrix ``(N, D)`` from ``.npy``, ``.csv`` / ``.txt`` or an IDX file.
+    """Load a data matrix ``(N, D)`` from ``.npy``, ``.csv`` / ``.txt`` / ``.tsv`` or IDX.
 
-    ``.npy`` files are read without unpickling; CSV files may have one header line.
-    IDX images are flattened to ``(N, rows * cols)`` and scaled to [0, 1].
+    ``.npy`` files are read without unpickling. Text tables (``,``-separated for ``.csv``,
+    whitespace-separated otherwise; ``#`` starts a comment) may begin with one header line,
+    recognised as a first line none of whose fields is a number. IDX images are flattened
+    to ``(N, rows * cols)`` and scaled to [0, 1].
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    DataError
+        ``path`` is a directory or unreadable, an unknown format, a pickled or complex
+        ``.npy``, a text field that is not a real number (the message gives its line, as
+        numbered in the file from 1, and its column, from 1), rows of different lengths,
+        NaN or infinite values, or anything :func:`check_data` refuses.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no data file at {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file")
     name = path.name.lower()
     if name.endswith(".npy"):
         try:
             X = np.load(path, allow_pickle=False)
         except ValueError as exc:
             raise DataError(f"{path}: refusing to load pickled objects ({exc})") from None
-        except OSError as exc:
+        except (OSError, EOFError) as exc:
             raise DataError(f"{path} is not a readable .npy file: {exc}") from None
+        if not isinstance(X, np.ndarray):
+            X.close()
+            raise DataError(f"{path} is an .npz archive, not a single .npy array")
     elif "idx" in name or name.endswith("-ubyte") or name.endswith("-ubyte.gz"):
         A = read_idx(path)
         X = A.reshape(A.shape[0], -1).astype(np.float64)
         if A.dtype == np.uint8:
             X /= 255.0
     elif name.endswith((".csv", ".txt", ".tsv")):
-        delim = "," if name.endswith(".csv") else None
-        try:
-            X = np.loadtxt(path, delimiter=delim, ndmin=2)
-        except ValueError:
-            try:
-                X = np.loadtxt(path, delimiter=delim, ndmin=2, skiprows=1)
-            except ValueError as exc:
-                raise DataError(f"{path}: not a numeric table ({exc})") from None
+        X = _read_table(path, "," if name.endswith(".csv") else None)
     else:
         raise DataError(f"{path}: unknown data format (use .npy, .csv, .txt or an IDX file)")
     return check_data(X, name=str(path))
+
+
+def _fields(line: str, delim: str | None) -> list[str]:
+    text = line.split("#", 1)[0]
+    if not text.strip():
+        return []
+    return [f.strip() for f in text.split(delim)] if delim else text.split()
+
+
+def _data_lines(path: Path, delim: str | None) -> Iterator[tuple[int, list[str]]]:
+    """``(line number from 1, fields)`` of every line that is not blank or a comment."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                fields = _fields(line, delim)
+                if fields:
+                    yield lineno, fields
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not a text file (not UTF-8); a .csv/.txt data file "
+                        "holds numbers as text") from None
+    except OSError as exc:
+        raise DataError(f"cannot read the data file {path}: {exc.strerror}") from None
+
+
+def _field_error(path: Path, lineno: int, col: int, field: str, delim: str | None) -> DataError:
+    where = f"{path}, line {lineno}, column {col}"
+    if not field:
+        return DataError(f"{where} is empty (a missing value?)")
+    try:
+        complex(field)
+    except ValueError:
+        pass
+    else:
+        return DataError(f"{where}: {field!r} is a complex number; the data must be real")
+    hint = ""
+    if delim == "," and any(c in field for c in ";\t "):
+        hint = " (fields of a .csv file are separated by ',')"
+    return DataError(f"{where}: {field!r} is not a number{hint}")
+
+
+def _is_number(field: str) -> bool:
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return "_" not in field  # float() reads "1_000"; numpy's parser does not
+
+
+def _read_table(path: Path, delim: str | None) -> NDArray[np.float64]:
+    """A numeric text table with an optional header line, errors located by line and column."""
+    header = 0  # line number of the header, 0 if none
+    for lineno, fields in _data_lines(path, delim):
+        numeric = [_is_number(f) for f in fields]
+        if not any(numeric) and all(fields):
+            header = lineno
+        elif not all(numeric):
+            # a first line mixing numbers and text is a bad data row, not a header
+            col = numeric.index(False)
+            raise _field_error(path, lineno, col + 1, fields[col], delim)
+        break
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
+            X = np.loadtxt(path, delimiter=delim, ndmin=2, skiprows=header, encoding="utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        _locate_table_error(path, delim, header)
+        raise DataError(f"{path}: not a numeric table ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"cannot read the data file {path}: {exc.strerror}") from None
+    if X.shape[0] == 0:
+        raise DataError(f"{path} holds no data rows" + (f" (only the header on line {header})"
+                                                        if header else ""))
+    if not np.all(np.isfinite(X)) or np.any(np.abs(X) > MAX_DATA_ABS):
+        _locate_table_error(path, delim, header)
+    return np.asarray(X, dtype=np.float64)
+
+
+def _locate_table_error(path: Path, delim: str | None, header: int) -> None:
+    """Raise the DataError for the first bad field, ragged row or non-finite value."""
+    width = None
+    first = 0
+    for lineno, fields in _data_lines(path, delim):
+        if lineno <= header:
+            continue
+        if width is None:
+            width, first = len(fields), lineno
+        elif len(fields) != width:
+            raise DataError(f"{path}, line {lineno} has {len(fields)} column(s) but line "
+                            f"{first} has {width}")
+        for col, field in enumerate(fields, start=1):
+            if not _is_number(field):
+                raise _field_error(path, lineno, col, field, delim)
+            value = float(field)
+            if not np.isfinite(value):
+                raise DataError(f"{path}, line {lineno}, column {col}: {field!r} is not a finite "
+                                "number (the data must be finite)")
+            if abs(value) > MAX_DATA_ABS:
+                raise DataError(f"{path}, line {lineno}, column {col}: {field!r} is "
+                                f"{_TOO_LARGE}")
 
 
 BUILTIN_DATASETS = {

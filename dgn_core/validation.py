@@ -95,8 +95,7 @@ def real_array(value: Any, name: str, error: type[Exception] = TypeError) -> NDA
                     f"({'strings' if kind in 'US' else 'not numbers'})")
     if kind == "O":
         for item in arr.flat:
-            if (isinstance(item, (bool, np.bool_, str, bytes))
-                    or (isinstance(item, numbers.Complex) and not isinstance(item, numbers.Real))):
+            if isinstance(item, (bool, np.bool_)) or not isinstance(item, numbers.Real):
                 raise error(f"{name} must hold real numbers, got an element {item!r} of type "
                             f"{type(item).__name__}")
     try:
