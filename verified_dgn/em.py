@@ -29,7 +29,6 @@ covers the closed forms only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
@@ -41,6 +40,7 @@ from numpy.typing import ArrayLike
 from dgn_core.model import DGN
 from dgn_core.priors import GaussianPrior, check_prior
 from dgn_core.regions import Partition
+from dgn_core.validation import check_nonnegative
 
 from .region_forms import _check_dps, _check_net, _check_partition, _check_points
 
@@ -234,10 +234,9 @@ def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
                 f"{type(weight_prior).__name__} has no closed-form M-step (the fast path solves "
                 "a convex QP); the exact oracle covers no prior or a Gaussian prior")
         var = Fraction(float(weight_prior.var))
-    if not (isinstance(ridge, (int, float)) and math.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
-    if not (isinstance(noise_floor, (int, float)) and math.isfinite(noise_floor) and noise_floor >= 0):
-        raise ValueError(f"noise_floor must be a finite number >= 0, got {noise_floor!r}")
+    # the fast em_step's rule: TypeError for a non-number, ValueError for one out of range
+    ridge = check_nonnegative(ridge, "ridge")
+    noise_floor = check_nonnegative(noise_floor, "noise_floor")
     partition = _check_partition(net, partition)
     post = posterior if posterior is not None else exact_posterior(net, X, dps=dps, partition=partition)
     N, R = post.e0.shape
