@@ -45,6 +45,7 @@ from dgn_core.exceptions import GeometryError
 
 from ._polyhedron_triangulation import _triangulate_cone
 from ._polyhedron_triangulation import fan_triangulation as fan_triangulation
+from ._standardise import unit_rows
 
 __all__ = ["PolyhedronGeometry", "polyhedron_geometry", "GeometryError"]
 
@@ -310,19 +311,38 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
         Use the loop-free construction when every vertex is simple (the default); False
         forces the per-vertex loop (the reference the tests compare it with).
     """
-    C = np.asarray(C, dtype=np.float64)
-    d = np.asarray(d, dtype=np.float64)
-    m, S = C.shape
-    # zero rows: 0 <= d_j, either always true or never
-    norms = np.linalg.norm(C, axis=1)
-    scale_d = 1.0 + (float(np.max(np.abs(d))) if m else 0.0)
-    zero = norms <= np.finfo(float).tiny
-    if np.any(d[zero] < 0):
+    C, d, S = unit_rows(C, d)
+    if C is None:
         return _empty_geometry(S)
-    C, d, norms = C[~zero], d[~zero], norms[~zero]
-    C = C / norms[:, None]
-    d = d / norms
+    # Work at unit scale: with L a power of two near max |d_j| (rows of unit norm), the
+    # geometry of {C x <= d / L} is computed and every length scaled back by L, exactly. All
+    # tolerances below are then relative to the polyhedron's own size, and the result is
+    # the same (bit for bit) for P and 2^k P: a box of half-width 1e-100 is as well resolved
+    # as one of half-width 1, and LP data stay far from HiGHS's infinity (1e20).
+    dmax = float(np.max(np.abs(d))) if len(d) else 0.0
+    L = 2.0 ** int(np.round(np.log2(dmax))) if dmax > 0 else 1.0
+    ip = None if interior_point is None else np.asarray(interior_point, dtype=np.float64) / L
+    g = _geometry_unit(C, d / L, S, ip, prune, vectorised)
+    return g if L == 1.0 else _scaled(g, L)
 
+
+def _scaled(g: PolyhedronGeometry, L: float) -> PolyhedronGeometry:
+    """The geometry of L P (L a power of two: exact) from that of P."""
+    return PolyhedronGeometry(
+        ambient_dim=g.ambient_dim, dim=g.dim, empty=g.empty, basis=g.basis, lines=g.lines,
+        C=g.C, d=g.d * L, vertices=g.vertices * L, active=g.active,
+        edge_start=g.edge_start * L, edge_dir=g.edge_dir, edge_len=g.edge_len * L,
+        rays=g.rays, piece_vertex=g.piece_vertex, piece_L=g.piece_L, piece_edge=g.piece_edge,
+        piece_orient=g.piece_orient, c_generic=g.c_generic,
+        interior_point=g.interior_point * L, inradius=g.inradius * L, info=g.info)
+
+
+def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
+                   interior_point: NDArray[np.float64] | None, prune: bool,
+                   vectorised: bool) -> PolyhedronGeometry:
+    """:func:`polyhedron_geometry` for unit rows and max |d_j| = 1 (or all d_j = 0)."""
+    m = C.shape[0]
+    scale_d = 1.0 + (float(np.max(np.abs(d))) if m else 0.0)
     basis, lines = _null_basis(C, S)
     Sp = basis.shape[1]
     if Sp == 0:  # no constraints left: the whole space
@@ -561,3 +581,4 @@ def _simple_polyhedron(Cr: NDArray[np.float64], dt: NDArray[np.float64], X: NDAr
     E_len = np.concatenate([E_len, np.full(nr, np.inf)])
     return (X, tuple(A), E_start, E_dir, E_len, np.arange(k, dtype=np.intp), CA.copy(),
             edge_id, orient)
+

@@ -39,14 +39,17 @@ def fan_triangulation(vertices: NDArray[np.float64], active: tuple[NDArray[np.in
     V, s = vertices.shape
     act = [frozenset(int(j) for j in a) for a in active]
     rows = sorted(set().union(*act)) if act else []
-    scale = float(np.max(np.abs(vertices))) + 1.0
+    # relative to the polytope's own extent (a box of width 1e-100 is as fat as one of width
+    # 1), plus a few roundings of the coordinates themselves (vertices far from the origin)
+    tol = (1e-12 * float(np.max(np.ptp(vertices, axis=0)))
+           + 1e-14 * float(np.max(np.abs(vertices)))) if V else 0.0
 
     def affine_dim(idx: tuple[int, ...]) -> int:
         if len(idx) <= 1:
             return 0
         D = vertices[list(idx[1:])] - vertices[idx[0]]
         sv = np.linalg.svd(D, compute_uv=False)
-        return int(np.sum(sv > 1e-12 * scale))
+        return int(np.sum(sv > tol))
 
     def tri(face: tuple[int, ...], k: int, used: frozenset) -> list[tuple[int, ...]]:
         if k == 0:

@@ -51,6 +51,7 @@ from dgn_core.validation import MAX_CONDITION, check_covariance
 
 from ._cones import ConeTable
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
+from ._standardise import MAX_SIGMAS, standardise
 
 __all__ = [
     "gaussian_moments",
@@ -526,6 +527,34 @@ class ConeBatch:
                 tcov.reshape(batch + (R, S, S)))
 
 
+# --------------------------------------------------------------------------- standardisation
+def _standardised(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, moments: bool
+                  ) -> tuple[NDArray[np.float64], tuple[int, ...], NDArray[np.float64],
+                             NDArray[np.float64] | None, NDArray[np.float64] | None]:
+    """(mean (N, S), batch, log m0 (N,), E[z|P] - mean (N, S), Cov[z|P] (N, S, S)).
+
+    Computed in the standardised coordinates w = A^{-1} (z - c) of
+    :func:`fastpath._standardise.standardise` (far rows dropped there) and mapped back:
+    log m0 is unchanged, E[z|P] - mean = A (E[w|P] - mean_w), Cov[z|P] = A Cov[w|P] A^T.
+    """
+    C, d = _check_halfspaces(C, d)
+    mean_b, cov_b, batch = _check_gaussians(mean, cov, C.shape[1])
+    st = standardise(C, d, mean_b, cov_b)
+    cones = PolyhedronCones(polyhedron_geometry(st.C, st.d))
+    if st.far > MAX_SIGMAS and not cones.empty:
+        raise ValueError(f"d: the polyhedron lies {st.far:.3g} standard deviations from the "
+                         "mean; its log mass (about -0.5 * that squared) is beyond float64")
+    lm, dm_w, tcov_w = _evaluate_group([cones.geometry], cones._table, st.mean[:, None],
+                                       st.cov[:, None], moments)
+    if not moments:
+        return mean_b, batch, lm[:, 0], None, None
+    assert dm_w is not None and tcov_w is not None
+    A = st.A
+    dm = dm_w[:, 0] @ A.T
+    tcov = A @ tcov_w[:, 0] @ A.T
+    return mean_b, batch, lm[:, 0], dm, 0.5 * (tcov + np.swapaxes(tcov, -1, -2))
+
+
 # --------------------------------------------------------------------------- functions
 def truncated_normal_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
                              ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
@@ -550,8 +579,24 @@ def truncated_normal_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: A
         E[Z Z^T | Z in P] (zeros for an empty P).
 
     Both moments are computed in scaled form and stay accurate where m0 underflows.
+    The computation is standardised (:mod:`fastpath._standardise`): the results are invariant
+    to rescaling z -> s z (mean -> s mean, cov -> s^2 cov, d -> s d), and rows farther
+    than 20 standard deviations beyond the polyhedron are dropped (their effect is below
+    1e-78 relative), so huge finite bounds give their limit.
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, NaN / infinite entries, a bad covariance; d - C mean, in units of the
+        standard deviation, or E[Z Z^T | P] not representable in float64.
     """
-    return PolyhedronCones.from_halfspaces(C, d).truncated_moments(mean, cov)
+    mean_b, batch, lm, dm, tcov = _standardised(C, d, mean, cov, True)
+    assert dm is not None and tcov is not None
+    mP, M2P = _finish(mean_b, lm, dm, tcov)
+    if not (np.all(np.isfinite(mP)) and np.all(np.isfinite(M2P))):
+        raise ValueError("mean, cov: E[Z Z^T | P] overflows float64 (entries beyond 1e308)")
+    S = mean_b.shape[-1]
+    return lm.reshape(batch), mP.reshape(batch + (S,)), M2P.reshape(batch + (S, S))
 
 
 def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
@@ -559,9 +604,11 @@ def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLik
     """log int_P N(z; mean, cov) dz for P = {z : C z <= d}; shape (...).
 
     Accurate where the mass underflows double precision; -inf only for an empty P (or one
-    without interior). Shapes as in :func:`truncated_normal_moments`.
+    without interior). Shapes, scale invariance and huge bounds as in
+    :func:`truncated_normal_moments`.
     """
-    return PolyhedronCones.from_halfspaces(C, d).log_mass(mean, cov)
+    _, batch, lm, _, _ = _standardised(C, d, mean, cov, False)
+    return lm.reshape(batch)
 
 
 def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
@@ -583,6 +630,9 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
     m1 : ndarray, shape (..., S)
     M2 : ndarray, shape (..., S, S)
         Zeros when P is empty or has no interior. Use :func:`log_gaussian_mass` or
-        :func:`truncated_normal_moments` where m0 underflows.
+        :func:`truncated_normal_moments` where m0 underflows. Scale invariance and huge
+        bounds as in :func:`truncated_normal_moments`.
     """
-    return PolyhedronCones.from_halfspaces(C, d).moments(mean, cov)
+    lm, mP, M2P = truncated_normal_moments(C, d, mean, cov)
+    m0 = np.exp(lm)
+    return m0, m0[..., None] * mP, m0[..., None, None] * M2P
