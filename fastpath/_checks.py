@@ -16,7 +16,7 @@ import numpy as np
 
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
-from dgn_core.validation import check_net
+from dgn_core.validation import check_int, check_net
 
 __all__ = ["DEFAULT_PRUNE", "MIN_PRUNE"]
 
@@ -34,12 +34,10 @@ def _check_net(net: Any) -> DGN:
 
 
 def _check_chunk_size(chunk_size: Any) -> int | None:
+    """None, or an integer >= 1 (TypeError for a float or a bool, ValueError below 1)."""
     if chunk_size is None:
         return None
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) \
-            or chunk_size < 1:
-        raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size!r}")
-    return int(chunk_size)
+    return check_int(chunk_size, "chunk_size (or None)", 1)
 
 
 def _check_prune(prune: Any) -> float | None:

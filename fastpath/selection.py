@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from dgn_core.data import check_data
 from dgn_core.model import DGN
+from dgn_core.validation import check_int
 
 __all__ = ["SelectionTable", "anomaly_scores", "select_widths"]
 
@@ -73,19 +74,25 @@ class SelectionTable:
 
 
 def _check_candidates(candidates: Any) -> list[tuple[int, ...]]:
-    if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence) or not candidates:
-        raise ValueError("candidates must be a non-empty list of hidden widths, e.g. [(4,), (8, 8)]")
+    """The candidates as tuples of widths: TypeError for a value of the wrong kind (not a
+    list, a width that is not an integer), ValueError for an empty list or a width < 1."""
+    example = "a non-empty list of hidden widths, e.g. [(4,), (8, 8)]"
+    if isinstance(candidates, np.ndarray):
+        candidates = candidates.tolist()
+    if isinstance(candidates, (str, bytes)) or not isinstance(candidates, Sequence):
+        raise TypeError(f"candidates must be {example}, got {type(candidates).__name__}")
+    if not candidates:
+        raise ValueError(f"candidates must be {example}, got an empty list")
     out = []
     for c in candidates:
-        if isinstance(c, numbers.Integral) and not isinstance(c, bool):
+        if isinstance(c, np.ndarray):
+            c = c.tolist()
+        if isinstance(c, numbers.Integral) and not isinstance(c, (bool, np.bool_)):
             c = (int(c),)
-        try:
-            t = tuple(int(v) for v in c)
-        except (TypeError, ValueError):
-            raise ValueError(f"a candidate must be a sequence of positive integers, got {c!r}") from None
-        if any(v < 1 for v in t) or any(not float(v).is_integer() for v in c):
-            raise ValueError(f"a candidate must be a sequence of positive integers, got {c!r}")
-        out.append(t)
+        if isinstance(c, (str, bytes)) or not isinstance(c, Sequence):
+            raise TypeError(f"each candidate must be a sequence of positive integers (hidden "
+                            f"widths), got {c!r}")
+        out.append(tuple(check_int(v, f"each width of candidate {c!r}", 1) for v in c))
     return out
 
 
@@ -118,8 +125,7 @@ def select_widths(X: ArrayLike, candidates: Sequence[Sequence[int]], *, latent_d
 
     X = check_data(X)
     cands = _check_candidates(candidates)
-    if isinstance(latent_dim, bool) or not isinstance(latent_dim, numbers.Integral) or latent_dim < 1:
-        raise ValueError(f"latent_dim must be a positive integer, got {latent_dim!r}")
+    latent_dim = check_int(latent_dim, "latent_dim", 1)
     N, D = X.shape
     if noise_var is None:
         noise_var = max(1e-4, 0.05 * float(np.mean(np.var(X, axis=0))))

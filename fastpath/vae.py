@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import time
 import warnings
 from collections.abc import Sequence
@@ -48,7 +47,7 @@ from numpy.typing import ArrayLike, NDArray
 from dgn_core.data import check_data
 from dgn_core.model import DGN
 from dgn_core.regions import RegionLimitError
-from dgn_core.validation import check_net
+from dgn_core.validation import check_int, check_net, check_positive
 
 from .torch_interop import _activation_module, _torch, from_torch, to_torch
 
@@ -150,20 +149,14 @@ class VAEResult:
 
 
 # =========================================================================== validation
+# dgn_core.validation's rule: TypeError for a value of the wrong kind (a float or a bool
+# where an integer is needed, a string where a number is), ValueError for one out of range
 def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(value, name, 1)
 
 
 def _positive_float(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {value!r}") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return v
+    return check_positive(value, name)
 
 
 # =========================================================================== networks
@@ -356,8 +349,7 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
     max_regions = _positive_int(max_regions, "max_regions")
     if kl_points is not None:
         kl_points = _positive_int(kl_points, "kl_points")
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_int(seed, "seed", 0)
     N, D, S = X.shape[0], net.data_dim, net.latent_dim
     n_batches = -(-N // batch_size)
     eval_every = n_batches if eval_every is None else _positive_int(eval_every, "eval_every")
