@@ -20,18 +20,40 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from numpy.typing import ArrayLike
+
 from dgn_core.model import DGN
 from dgn_core.priors import Prior, check_prior
 from dgn_core.validation import check_int, check_max_regions, check_nonnegative
 
-__all__ = ["DEFAULT_RIDGE", "EMOptions", "PARAMETER_CONSTRAINTS", "UPDATES", "check_option"]
+__all__ = ["DEFAULT_RIDGE", "EMOptions", "NOISE_FLOOR_ULPS", "PARAMETER_CONSTRAINTS", "UPDATES",
+           "check_option", "min_noise_floor"]
 
 #: default proximal ridge of the inner-layer systems, relative to their mean diagonal
 DEFAULT_RIDGE = 1e-6
+#: the smallest noise standard deviation EM uses, in units of the rounding error of the data:
+#: (NOISE_FLOOR_ULPS * eps * max |x|)^2 is the smallest noise variance (min_noise_floor)
+NOISE_FLOOR_ULPS = 8.0
 #: the parts of the model ``update`` may name
 UPDATES = ("layers", "last", "noise")
 #: the noise models
 NOISE_MODELS = ("isotropic", "diagonal")
+
+
+def min_noise_floor(X: ArrayLike) -> float:
+    """The smallest noise variance EM uses on the data ``X``: a ``noise_floor`` below it is
+    raised to it.
+
+    (NOISE_FLOOR_ULPS * eps * max |x_ij|)^2, and at least the smallest normal float64: the
+    residual x - g(z) is computed to about eps |x|, so a smaller variance measures rounding
+    error, and a floor of 0 lets the noise update reach exactly 0 (then no model exists) when
+    the net passes through repeated points.
+    """
+    A = np.asarray(X, dtype=np.float64)
+    m = float(np.max(np.abs(A))) if A.size else 0.0
+    return max((NOISE_FLOOR_ULPS * float(np.finfo(np.float64).eps) * m) ** 2,
+               float(np.finfo(np.float64).tiny))
 
 
 # ------------------------------------------------------------------------------ the checks
@@ -120,8 +142,8 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "update_prior_cov": Constraint("bool", "also update Sigma_z (exact ECM)", _truth),
     "weight_prior": Constraint("None, GaussianPrior, LaplacePrior or BoxPrior",
                                "prior on the weight matrices (MAP-EM)", _prior),
-    "noise_floor": Constraint("float >= 0", "lower bound of every noise variance",
-                              check_nonnegative),
+    "noise_floor": Constraint("float >= 0", "lower bound of every noise variance (raised to "
+                              "min_noise_floor(X) when below it)", check_nonnegative),
     "ridge": Constraint("float >= 0", "proximal ridge of the inner-layer systems, relative to "
                         "their mean diagonal", check_nonnegative),
     "max_halvings": Constraint("int >= 0", "step halvings tried per inner layer", _integer(0)),

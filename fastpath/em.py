@@ -85,7 +85,7 @@ from dgn_core.regions import Partition
 from dgn_core.validation import check_net
 
 from ._em_checkpoint import _consistent, _data_fingerprint, _read_checkpoint, _State, _write_checkpoint
-from ._em_options import DEFAULT_RIDGE, EMOptions, check_option
+from ._em_options import DEFAULT_RIDGE, EMOptions, check_option, min_noise_floor
 from ._em_result import EMIteration, EMResult
 from ._mstep import (
     _ecm,
@@ -177,8 +177,10 @@ def fit_em(
         Prior on the weight matrices; EM then maximises log p(X) + log p(W). The initial
         weights must lie inside a box prior.
     noise_floor : float, default 1e-6
-        Lower bound of every noise variance (module notes). The initial noise must not be
-        below it.
+        Lower bound of every noise variance (module notes); a value below
+        :func:`fastpath._em_options.min_noise_floor` of the data (about (2e-15 max |x|)^2, the
+        rounding level of the residuals) is raised to it. The initial noise must not be below
+        it.
     ridge : float, default 1e-6
         Proximal ridge of the inner-layer systems relative to their mean diagonal.
     max_halvings : int, default 12
@@ -280,6 +282,7 @@ class _Point:
 def _fit(net: DGN, X: ArrayLike, opts: EMOptions) -> EMResult:
     """The EM loop of :func:`fit_em`: every iteration is the named steps below, in order."""
     X = check_data(X, dim=net.data_dim)
+    opts = replace(opts, noise_floor=max(opts.noise_floor, min_noise_floor(X)))
     net = _initial_model(net, opts)
     run = _Run(X, opts, opts.noise_model(net), opts.record(net), _data_fingerprint(X))
     state, cur, t_origin = _start(run, net)
@@ -533,6 +536,7 @@ def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_co
     update_prior_cov : bool
     weight_prior : GaussianPrior, LaplacePrior, BoxPrior or None
     noise_floor : float, default 0
+        Raised to ``min_noise_floor(X)`` when below it (as in :func:`fit_em`).
     ridge : float
         Proximal ridge of the inner systems (relative to their mean diagonal).
     partition : Partition, optional
@@ -554,7 +558,7 @@ def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_co
     if noise is None:
         noise = "isotropic" if net.isotropic_noise else "diagonal"
     prior = check_option("weight_prior", weight_prior)
-    floor = check_option("noise_floor", noise_floor)
+    floor = max(check_option("noise_floor", noise_floor), min_noise_floor(X))
     ridge = check_option("ridge", ridge)
     P = partition if partition is not None else _partition(net, 100_000)
     st = _e_step(net, X, P)

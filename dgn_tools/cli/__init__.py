@@ -8,8 +8,9 @@
     dgn select    [--data ...] [--candidates '4;8;8,8']
 
 Every command has ``--help``. Errors in the input (a missing or damaged model file, bad
-widths, a region limit) are reported in one line with exit status 2, not a traceback
-(set DGN_DEBUG=1 to see the traceback).
+widths, a region limit, a file that cannot be written) are reported in one line with exit
+status 2, not a traceback (set DGN_DEBUG=1 to see the traceback). No command overwrites a
+file that exists already unless given ``--force``.
 
 One module per command (``partition``, ``check``, ``posterior``, ``fit``, ``select``), each
 with ``add_parser(subparsers)`` and ``run(args) -> exit status``; ``_common`` holds what they
@@ -26,7 +27,15 @@ from collections.abc import Sequence
 from dgn_core.exceptions import DGNError
 
 from . import check, fit, partition, posterior, select
-from ._common import CLIError, load_fit_data, parse_hidden_widths, parse_widths
+from ._common import (
+    CLIError,
+    Parser,
+    describe_os_error,
+    join_negative_values,
+    load_fit_data,
+    parse_hidden_widths,
+    parse_widths,
+)
 from .fit import FIT_DEFAULTS, manifold_figure
 from .partition import EXAMPLE_WIDTHS
 from .posterior import POSTERIOR_WIDTHS, example_posterior_net, posterior_figure
@@ -38,7 +47,7 @@ __all__ = ["main", "build_parser", "posterior_figure", "example_posterior_net", 
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``dgn`` and its commands."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dgn",
         description="Exact distributions and EM for piecewise-affine deep generative networks.",
     )
@@ -51,12 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dgn`` with ``argv`` (default: the process's arguments); returns the exit status.
 
-    The project's own errors (:class:`~dgn_core.exceptions.DGNError`: bad input, an
-    unreadable model or data file, a region limit, ...) and file-system errors (``OSError``)
-    are printed in one line with status 2; anything else is a bug and keeps its traceback.
+    Usage errors, the project's own errors (:class:`~dgn_core.exceptions.DGNError`: bad
+    input, an unreadable model or data file, a region limit, ...) and file-system errors
+    (``OSError``, with the path and what to do) are printed in one line with status 2;
+    anything else is a bug and keeps its traceback.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(join_negative_values(argv))
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -65,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (DGNError, OSError) as exc:
         if os.environ.get("DGN_DEBUG"):
             raise
-        print(f"dgn {args.command}: error: {exc}", file=sys.stderr)
+        msg = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"dgn {args.command}: error: {' '.join(msg.split())}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"dgn {args.command}: interrupted", file=sys.stderr)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -13,26 +12,11 @@ from typing import Any
 import numpy as np
 
 from dgn_core.model import DGN
-from dgn_core.validation import check_int, check_nonnegative
 
-from ._common import (
-    CLIError,
-    check_option,
-    load_fit_data,
-    parse_hidden_widths,
-    random_net,
-    write_columns_csv,
-    write_json,
-)
+from ._common import MAX_LATENT_DIM, add_force_arg, parse_hidden_widths, write_columns_csv, write_json
+from ._fit_setup import FIT_DEFAULTS, OPTION_DEFAULTS, RUN_FILES, FitPlan, plan_fit
 
 __all__ = ["FIT_DEFAULTS", "RUN_FILES", "manifold_figure", "history_figure", "add_parser", "run"]
-
-#: the main job: the settings of `dgn fit` with no arguments
-FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
-                "activation": "leaky_relu", "slope": 0.1, "max_iter": 100, "tol": 1e-6}
-#: the files of a run folder
-RUN_FILES = ("model.npz", "history.csv", "history.png", "manifold.png", "summary.json",
-             "config.json", "checkpoint.npz")
 
 
 def manifold_figure(net: DGN, X: np.ndarray, *, window: float = 4.0, title: str = "") -> Any:
@@ -94,13 +78,13 @@ def manifold_figure(net: DGN, X: np.ndarray, *, window: float = 4.0, title: str 
     return fig
 
 
-def history_figure(res: Any) -> Any:
+def history_figure(res: Any, history: dict[str, np.ndarray] | None = None) -> Any:
     """Exact log p(X) / N against iterations and seconds, from iteration 1: the initial value
     of a random net is often far below the rest and would flatten the curve (the title
     gives it)."""
     from ..plotting import subplots
 
-    h = res.history
+    h = res.history if history is None else history
     start = 1 if res.n_iter >= 1 else 0
     fig, axes = subplots(1, 2, figsize=(11, 4))
     axes[0].plot(h["iteration"][start:], h["per_point"][start:], "-o", ms=2)
@@ -122,39 +106,8 @@ def history_figure(res: Any) -> Any:
     return fig
 
 
-def _parse_prior(text: str) -> Any:
-    """The weight prior of ``--prior`` (:func:`dgn_core.priors.parse_prior`)."""
-    from dgn_core.priors import parse_prior
-
-    return check_option(parse_prior, text)
-
-
-def _fit_config(args: argparse.Namespace) -> dict[str, Any]:
-    """The settings of a new run (config.json), validated."""
-    prior = _parse_prior(args.prior)
-    return {"data": str(args.data), "n": int(args.n), "data_seed": int(args.data_seed),
-            "latent_dim": int(args.latent_dim), "widths": list(args.widths),
-            "activation": args.activation, "slope": args.slope, "seed": int(args.seed),
-            "noise": args.noise, "noise_var": args.noise_var, "noise_floor": float(args.noise_floor),
-            "prior": None if prior is None else prior.describe(), "tol": float(args.tol),
-            "max_iter": int(args.max_iter), "checkpoint_every": int(args.checkpoint_every)}
-
-
-def _check_config(cfg: dict[str, Any]) -> None:
-    """The options EM would reject, reported before the run folder is written."""
-    if cfg["latent_dim"] < 1:
-        raise CLIError(f"--latent-dim must be positive, got {cfg['latent_dim']}")
-    if cfg["max_iter"] < 0:
-        raise CLIError(f"--max-iter must be >= 0, got {cfg['max_iter']}")
-    check_option(check_nonnegative, cfg["tol"], "tol")
-    check_option(check_nonnegative, cfg["noise_floor"], "noise_floor")
-    check_option(check_int, cfg["checkpoint_every"], "checkpoint_every", 1)
-    check_option(check_int, cfg["seed"], "seed")
-    check_option(check_int, cfg["data_seed"], "data_seed")
-
-
 def add_parser(sub: Any) -> None:
-    d = FIT_DEFAULTS
+    d = OPTION_DEFAULTS
     p = sub.add_parser(
         "fit", help="train a DGN by exact, monotone EM (the main job)",
         description="Train a DGN by exact EM (fastpath.fit_em): the exact log-likelihood never "
@@ -163,38 +116,88 @@ def add_parser(sub: Any) -> None:
         "(N = 1000, radius 1, noise sd 0.05), 100 iterations (about 20-30 s on a 2-core "
         "machine). Writes a run folder: model.npz, history.csv, history.png, manifold.png, "
         "summary.json, config.json and checkpoint.npz. Interrupt with Ctrl-C and continue "
-        "with --resume DIR (same result as an uninterrupted run).")
-    p.add_argument("--data", default=d["data"],
-                   help="circle, cosine, or a data file (.npy, .csv, IDX) (default circle)")
-    p.add_argument("--n", type=int, default=d["n"], help="points of a built-in data set (1000)")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of a built-in data set (0)")
-    p.add_argument("--latent-dim", type=int, default=d["latent_dim"], help="latent dimension S (1)")
-    p.add_argument("--widths", type=parse_hidden_widths, default=d["widths"],
+        "with --resume DIR (same result as an uninterrupted run). EM runs on the data centred "
+        "on their mean and divided by a power of two near their spread; the saved model, "
+        "history and summary are in the data's own units.")
+    # the defaults are None: the settings take OPTION_DEFAULTS, and --resume can tell an
+    # option given on the command line (compared with the saved run) from a default
+    p.add_argument("--data", help="circle, cosine, or a data file (.npy, .csv, IDX) (default circle)")
+    p.add_argument("--n", type=int, help=f"points of a built-in data set ({d['n']})")
+    p.add_argument("--data-seed", type=int, help="seed of a built-in data set (0)")
+    p.add_argument("--latent-dim", type=int,
+                   help=f"latent dimension S, 1 to {MAX_LATENT_DIM} (default {d['latent_dim']})")
+    p.add_argument("--widths", type=parse_hidden_widths,
                    help="hidden widths, e.g. 8,8 (default 8,8; 'none' for a linear model)")
-    p.add_argument("--activation", choices=["relu", "leaky_relu", "abs"], default=d["activation"],
-                   help="activation (default leaky_relu)")
-    p.add_argument("--slope", type=float, default=d["slope"],
-                   help="negative-side slope of leaky_relu (default 0.1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial weights (default 0)")
-    p.add_argument("--max-iter", type=int, default=None,
+    p.add_argument("--activation", choices=["relu", "leaky_relu", "abs"],
+                   help=f"activation (default {d['activation']})")
+    p.add_argument("--slope", type=float,
+                   help=f"negative-side slope of leaky_relu (default {d['slope']})")
+    p.add_argument("--seed", type=int, help="seed of the initial weights (default 0)")
+    p.add_argument("--max-iter", type=int,
                    help=f"EM iterations (default {d['max_iter']}; with --resume: the new total)")
-    p.add_argument("--tol", type=float, default=d["tol"],
-                   help="stop when the log-likelihood gains less than this per point (1e-6)")
-    p.add_argument("--noise", choices=["isotropic", "diagonal"], default="isotropic",
+    p.add_argument("--tol", type=float,
+                   help=f"stop when the log-likelihood gains less than this per point ({d['tol']:g})")
+    p.add_argument("--noise", choices=["isotropic", "diagonal"],
                    help="noise model (default isotropic)")
-    p.add_argument("--noise-var", type=float, default=None,
+    p.add_argument("--noise-var", type=float,
                    help="initial noise variance (default 0.05 x the data's mean variance)")
-    p.add_argument("--noise-floor", type=float, default=1e-6,
-                   help="lower bound of the noise variance (default 1e-6)")
-    p.add_argument("--prior", default="none",
-                   help="weight prior: none, gaussian:VAR, laplace:SCALE or box:BOUND")
-    p.add_argument("--checkpoint-every", type=int, default=10,
-                   help="write checkpoint.npz every this many iterations (default 10)")
+    p.add_argument("--noise-floor", type=float,
+                   help=f"lower bound of the noise variance, positive and below the data's "
+                   f"variance (default {d['noise_floor']:g})")
+    p.add_argument("--prior", help="weight prior: none, gaussian:VAR, laplace:SCALE or box:BOUND")
+    p.add_argument("--checkpoint-every", type=int,
+                   help=f"write checkpoint.npz every this many iterations (default "
+                   f"{d['checkpoint_every']})")
+    p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,
+                   help="run EM on the data as given (default: centred and rescaled, then "
+                   "mapped back exactly)")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
-                   help="continue the interrupted run in DIR (its saved settings are used)")
+                   help="continue the interrupted run in DIR (its saved settings are used; an "
+                   "option that differs from them is an error)")
+    add_force_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
+
+
+def _start_run(plan: FitPlan) -> None:
+    """Create the run folder (or clear an earlier run's files with --force) and write
+    config.json; nothing happens to a resumed run's folder."""
+    if plan.resume:
+        return
+    plan.run_dir.mkdir(parents=True, exist_ok=True)
+    for f in plan.stale:
+        with contextlib.suppress(FileNotFoundError):
+            f.unlink()
+    cfg = dict(plan.cfg)
+    if plan.cfg["standardize"]:
+        cfg["scaling"] = plan.scaling.record()
+    write_json(plan.run_dir / "config.json", cfg)
+
+
+def _in_data_units(res: Any, plan: FitPlan) -> tuple[DGN, dict[str, np.ndarray], list[float], list[float]]:
+    """The trained model, the history columns, log p(X) and the objective of every
+    iteration, mapped from the transformed data back to the data's units."""
+    N, D = plan.X.shape
+    shift = plan.scaling.log_density_shift(D)
+    hist = dict(res.history)
+    ll = [v + N * shift for v in res.log_likelihood]
+    obj = [v + N * shift for v in res.objective]
+    hist["log_likelihood"] = np.asarray(ll, dtype=np.float64)
+    hist["per_point"] = hist["log_likelihood"] / N
+    hist["objective"] = np.asarray(obj, dtype=np.float64)
+    hist["noise_var"] = hist["noise_var"] * plan.scaling.scale ** 2
+    return plan.scaling.from_scaled(res.model), hist, ll, obj
+
+
+def _interrupted(plan: FitPlan) -> None:
+    ckpt = plan.run_dir / "checkpoint.npz"
+    if ckpt.exists():
+        print(f"dgn fit: the last completed iteration is saved in {ckpt}; continue with: "
+              f"dgn fit --resume {plan.run_dir}", file=sys.stderr)
+    else:
+        print(f"dgn fit: interrupted before the first iteration completed: no checkpoint was "
+              f"saved; start the run again with: dgn fit --resume {plan.run_dir}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,71 +206,43 @@ def run(args: argparse.Namespace) -> int:
 
     from ..plotting import save_figure
 
-    max_iter_given = args.max_iter is not None
-    if not max_iter_given:
-        args.max_iter = FIT_DEFAULTS["max_iter"]
-    if args.resume is not None:
-        run_dir = Path(args.resume)
-        cfg_path = run_dir / "config.json"
-        if not cfg_path.exists():
-            raise CLIError(f"--resume: {run_dir} is not a run folder of `dgn fit` (no config.json)")
-        cfg = json.loads(cfg_path.read_text())
-        if max_iter_given:
-            cfg["max_iter"] = int(args.max_iter)
-        _check_config(cfg)
-    else:
-        cfg = _fit_config(args)
-        _check_config(cfg)
-        run_dir = Path(args.out) if args.out is not None else \
-            Path("runs") / time.strftime("%Y%m%d-%H%M%S")
-        if run_dir.exists() and any((run_dir / f).exists() for f in RUN_FILES):
-            raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir} or another --out")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", cfg)
-    X, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
+    plan = plan_fit(args)          # every input error is raised here, before any file
+    cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
     N, D = X.shape
-    widths = (cfg["latent_dim"], *cfg["widths"], D)
-    nv0 = cfg["noise_var"]
-    if nv0 is None:
-        # a start well below the data's variance: from about the data's variance EM can
-        # linger on the plateau where the model is one broad Gaussian; much smaller starts
-        # pull the random curve onto the nearest data and fold it
-        nv0 = max(10.0 * cfg["noise_floor"], 0.05 * float(np.mean(np.var(X, axis=0))))
-    if not (np.isfinite(nv0) and nv0 > 0):
-        raise CLIError(f"--noise-var must be a positive variance, got {nv0}")
-    noise_var: Any = float(nv0) if cfg["noise"] == "isotropic" else np.full(D, float(nv0))
-    net = random_net(widths, activation=cfg["activation"],
-                     slope=cfg["slope"] if cfg["activation"] == "leaky_relu" else None,
-                     seed=cfg["seed"], noise_var=noise_var)
+    _start_run(plan)
     quiet = getattr(args, "quiet", False)
     if not quiet:
-        print(f"dgn fit: {what}: N = {N}, D = {D}; model {net!r}; run folder {run_dir}", flush=True)
+        print(f"dgn fit: {plan.what}: N = {N}, D = {D}; model "
+              f"{plan.scaling.from_scaled(plan.net)!r}; run folder {run_dir}", flush=True)
+        if plan.scaling.scale != 1.0:
+            print(f"dgn fit: EM runs on (x - mean) / {plan.scaling.scale:g}: its progress lines "
+                  f"give log p(X) of those data ({N * plan.scaling.log_density_shift(D):+.6g} "
+                  f"in the data's units) and their noise variance", flush=True)
     try:
         with warnings.catch_warnings():
             # reported in the summary line instead ("max-iter reached")
             warnings.simplefilter("ignore", ConvergenceWarning)
-            res = fit_em(net, X, max_iter=cfg["max_iter"], tol=cfg["tol"], noise=cfg["noise"],
-                         weight_prior=_parse_prior(cfg["prior"]), noise_floor=cfg["noise_floor"],
-                         seed=cfg["seed"], progress=not quiet, checkpoint=run_dir / "checkpoint.npz",
-                         checkpoint_every=cfg["checkpoint_every"],
-                         resume=args.resume is not None)
+            res = fit_em(plan.net, plan.scaling.apply(X), max_iter=cfg["max_iter"],
+                         tol=cfg["tol"], noise=cfg["noise"], weight_prior=plan.prior,
+                         noise_floor=plan.noise_floor, seed=cfg["seed"], progress=not quiet,
+                         checkpoint=run_dir / "checkpoint.npz",
+                         checkpoint_every=cfg["checkpoint_every"], resume=plan.resume)
     except KeyboardInterrupt:
-        print(f"dgn fit: the last completed iteration is saved in {run_dir}/checkpoint.npz; "
-              f"continue with: dgn fit --resume {run_dir}", file=sys.stderr)
+        _interrupted(plan)
         raise
-    model = res.model
+    model, hist, lls, objs = _in_data_units(res, plan)
     model.save(run_dir / "model.npz")
-    write_columns_csv(run_dir / "history.csv", res.history)
-    save_figure(history_figure(res), run_dir / "history.png")
-    save_figure(manifold_figure(model, X, title=f"learned manifold over the data ({what})"),
+    write_columns_csv(run_dir / "history.csv", hist)
+    save_figure(history_figure(res, hist), run_dir / "history.png")
+    save_figure(manifold_figure(model, X, title=f"learned manifold over the data ({plan.what})"),
                 run_dir / "manifold.png")
-    ll = float(res.log_likelihood[-1])
+    ll = lls[-1]
     k = model.n_params
     summary = {
-        "data": what, "n_points": N, "data_dim": D, "widths": list(model.widths),
+        "data": plan.what, "n_points": N, "data_dim": D, "widths": list(model.widths),
         "activation": model.activation, "slope": model.slope,
-        "log_likelihood": ll, "per_point": ll / N, "initial_log_likelihood": res.log_likelihood[0],
-        "objective": float(res.objective[-1]), "n_params": k, "aic": 2 * k - 2 * ll,
+        "log_likelihood": ll, "per_point": ll / N, "initial_log_likelihood": lls[0],
+        "objective": objs[-1], "n_params": k, "aic": 2 * k - 2 * ll,
         "bic": k * float(np.log(N)) - 2 * ll, "n_iter": res.n_iter, "converged": res.converged,
         "seconds": float(res.times[-1]),
         "noise_var": np.asarray(model.noise_var).tolist(),

@@ -7,10 +7,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dgn_core.model import DGN
 from dgn_core.validation import check_max_regions
 
-from ._common import add_model_args, check_option, load_model
+from ._common import (
+    CLIError,
+    add_force_arg,
+    add_model_args,
+    check_option,
+    check_output_file,
+    load_model,
+)
 
 __all__ = ["EXAMPLE_WIDTHS", "add_parser", "run"]
 
@@ -31,6 +40,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-regions", type=int, default=100_000,
                    help="stop with an error beyond this many regions (default 100000)")
     p.add_argument("--progress", action="store_true", help="print progress while walking")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
@@ -38,8 +48,14 @@ def run(args: argparse.Namespace) -> int:
     from ..plotting import plot_curve, plot_partition, save_figure, subplots
 
     max_regions = check_option(check_max_regions, args.max_regions)
+    if not (np.isfinite(args.window) and args.window > 0):
+        raise CLIError(f"--window must be a positive number, got {args.window}")
     net, what = load_model(args, lambda: DGN.random(EXAMPLE_WIDTHS, seed=0))
     assert net is not None
+    out = args.out or Path("dgn_partition.png")
+    if net.latent_dim in (1, 2):  # refused before the walk, not after it
+        check_output_file(out, force=args.force,
+                          inputs=[args.model] if args.model is not None else [])
     part_fn: Any
     if args.exact:
         import verified_dgn
@@ -58,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
           f"[{path}, {dt:.3f} s, {len(P) / max(dt, 1e-9):,.0f} regions/s]")
     S = net.latent_dim
     if S in (1, 2):
-        out = args.out or Path("dgn_partition.png")
         if S == 2:
             fig, ax = subplots(figsize=(6, 6))
             plot_partition(P, ax=ax, window=args.window)

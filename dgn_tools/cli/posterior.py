@@ -12,12 +12,15 @@ import numpy as np
 
 from dgn_core.model import DGN
 
-from ._common import CLIError, add_model_args, load_model
+from ._common import CLIError, add_force_arg, add_model_args, check_output_file, load_model
 
 __all__ = ["POSTERIOR_WIDTHS", "example_posterior_net", "posterior_figure", "add_parser", "run"]
 
 #: the built-in example net of `dgn posterior` with no model (S = 1; S = 2 with --latent 2)
 POSTERIOR_WIDTHS = {1: (1, 8, 8, 2), 2: (2, 8, 8, 2)}
+#: the largest --grid (points per axis) of the fast and of the exact path: the heat map holds
+#: grid^2 log-densities (the exact path evaluates each in mpmath, about 10 ms apiece)
+MAX_GRID = {False: 1000, True: 100}
 
 
 def example_posterior_net(latent_dim: int = 1, noise_var: float = 0.001, seed: int = 1) -> DGN:
@@ -91,11 +94,8 @@ def posterior_figure(net: DGN, x: Any | None = None, *, grid: int = 120, exact: 
 
     from ..plotting import region_polygon, subplots
 
-    if net.data_dim != 2 or net.latent_dim not in (1, 2):
-        raise CLIError(f"the posterior figure needs data dimension 2 and latent dimension 1 or "
-                       f"2, got widths {net.widths}")
-    if not isinstance(grid, (int, np.integer)) or grid < 2:
-        raise CLIError(f"--grid must be an integer >= 2, got {grid!r}")
+    _check_net(net)
+    _check_grid(grid, exact)
     name, part_fn, log_marginal, posterior = _posterior_backend(exact)
     P = part_fn(net)
     X, Zs = net.sample(n_samples, seed=seed)
@@ -170,11 +170,26 @@ def posterior_figure(net: DGN, x: Any | None = None, *, grid: int = 120, exact: 
     return fig
 
 
+def _check_net(net: DGN) -> None:
+    if net.data_dim != 2 or net.latent_dim not in (1, 2):
+        raise CLIError(f"the posterior figure needs data dimension 2 and latent dimension 1 or "
+                       f"2, got widths {net.widths}")
+
+
+def _check_grid(grid: Any, exact: bool) -> None:
+    """Refuse a heat-map size outside 2 to :data:`MAX_GRID` before anything is allocated."""
+    top = MAX_GRID[bool(exact)]
+    if isinstance(grid, bool) or not isinstance(grid, (int, np.integer)) or not 2 <= grid <= top:
+        raise CLIError(f"--grid must be an integer from 2 to {top}"
+                       f"{' with --exact' if exact else ''}, got {grid!r}")
+
+
 def _parse_point(text: str) -> tuple[float, float]:
     try:
         vals = tuple(float(t) for t in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"a point is two comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"a point is two comma-separated numbers like 0.5,-1 "
+                                         f"(or --point=-1,2), got {text!r}") from None
     if len(vals) != 2 or not all(np.isfinite(vals)):
         raise argparse.ArgumentTypeError(f"a point is two finite comma-separated numbers, got {text!r}")
     return vals[0], vals[1]
@@ -195,10 +210,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--point", type=_parse_point, default=None, metavar="X1,X2",
                    help="the data point whose posterior is drawn (default: a sample)")
     p.add_argument("--grid", type=int, default=None,
-                   help="heat-map points per axis (default 150; 16 with --exact)")
+                   help=f"heat-map points per axis (default 150, at most {MAX_GRID[False]}; 16 "
+                   f"with --exact, at most {MAX_GRID[True]})")
     p.add_argument("--exact", action="store_true",
                    help="use the exact path (mpmath; slow: keep --grid small)")
     p.add_argument("--out", type=Path, help="picture to write (default dgn_posterior.png)")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
@@ -210,6 +227,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.grid is None:
         args.grid = 16 if args.exact else 150
+    _check_grid(args.grid, args.exact)
     if args.noise is not None and not (np.isfinite(args.noise) and args.noise > 0):
         raise CLIError(f"--noise must be a positive variance, got {args.noise}")
     check_option(check_int, args.seed, "seed")
@@ -219,10 +237,12 @@ def run(args: argparse.Namespace) -> int:
     assert net is not None
     if args.noise is not None and (args.model is not None or args.random is not None):
         net = net.replace(noise_var=args.noise)
+    _check_net(net)
+    out = args.out or Path("dgn_posterior.png")
+    check_output_file(out, force=args.force, inputs=[args.model] if args.model is not None else [])
     print(f"model: {what}: {net!r}")
     t0 = time.perf_counter()
     fig = posterior_figure(net, args.point, grid=args.grid, exact=args.exact, seed=args.seed)
-    out = args.out or Path("dgn_posterior.png")
     save_figure(fig, out)
     print(f"wrote {out} [{time.perf_counter() - t0:.2f} s]")
     return 0

@@ -10,7 +10,17 @@ import numpy as np
 
 from dgn_core.validation import check_int, check_nonnegative
 
-from ._common import CLIError, check_option, load_fit_data, parse_hidden_widths, random_net, write_csv
+from ._common import (
+    MAX_LATENT_DIM,
+    add_force_arg,
+    check_latent_dim,
+    check_option,
+    check_output_file,
+    load_fit_data,
+    parse_hidden_widths,
+    random_net,
+    write_csv,
+)
 
 __all__ = ["add_parser", "run"]
 
@@ -19,8 +29,15 @@ _COLUMNS = ("log_likelihood", "per_point", "n_params", "aic", "bic", "n_iter")
 
 
 def _parse_candidates(text: str) -> list[tuple[int, ...]]:
+    """Hidden widths separated by ';'; an empty candidate is a typo ('none' is the linear
+    model)."""
+    parts = [part.strip() for part in text.split(";")]
+    if any(not part for part in parts):
+        raise argparse.ArgumentTypeError(f"candidates are hidden widths separated by ';', e.g. "
+                                         f"'4;8;8,8' ('none': no hidden layer); got an empty "
+                                         f"candidate in {text!r}")
     try:
-        return [parse_hidden_widths(part) for part in text.split(";")]
+        return [parse_hidden_widths(part) for part in parts]
     except argparse.ArgumentTypeError as exc:
         raise argparse.ArgumentTypeError(f"candidates are hidden widths separated by ';', "
                                          f"e.g. '4;8;8,8': {exc}") from None
@@ -36,13 +53,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--data-seed", type=int, default=0)
     p.add_argument("--candidates", type=_parse_candidates, default=[(4,), (8,), (8, 8)],
                    help="hidden widths separated by ';' (default '4;8;8,8')")
-    p.add_argument("--latent-dim", type=int, default=1)
+    p.add_argument("--latent-dim", type=int, default=1,
+                   help=f"latent dimension S, 1 to {MAX_LATENT_DIM} (default 1)")
     p.add_argument("--activation", choices=["relu", "leaky_relu", "abs"], default="leaky_relu")
     p.add_argument("--slope", type=float, default=0.1)
     p.add_argument("--max-iter", type=int, default=50, help="EM iterations per candidate (50)")
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the table as CSV")
+    add_force_arg(p)
     p.set_defaults(func=run)
 
 
@@ -50,8 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from fastpath.selection import select_widths
 
     # the options select_widths would reject, reported before any training
-    if args.latent_dim < 1:
-        raise CLIError(f"--latent-dim must be positive, got {args.latent_dim}")
+    check_latent_dim(args.latent_dim)
     check_option(check_int, args.max_iter, "max_iter")
     check_option(check_nonnegative, args.tol, "tol")
     check_option(check_int, args.seed, "seed")
@@ -59,14 +77,17 @@ def run(args: argparse.Namespace) -> int:
     if args.activation == "leaky_relu":  # the slope rule of the model, on a 1 x 1 net
         random_net((1, 1), activation=args.activation, slope=args.slope)
     X, what = load_fit_data(args.data, args.n, args.data_seed)
+    out = Path(args.out) if args.out is not None else None
+    if out is not None:  # refused before the training, not after it
+        data_file = Path(args.data)
+        check_output_file(out, force=args.force, inputs=[data_file] if data_file.is_file() else [])
     print(f"dgn select: {what}: N = {X.shape[0]}, D = {X.shape[1]}; "
           f"{len(args.candidates)} candidates, {args.max_iter} EM iterations each", flush=True)
     table = select_widths(X, args.candidates, latent_dim=args.latent_dim,
                           activation=args.activation, slope=args.slope, max_iter=args.max_iter,
                           tol=args.tol, seed=args.seed)
     print(table.to_text())
-    if args.out is not None:
-        out = Path(args.out)
+    if out is not None:
         cols = {k: np.array([r[k] for r in table.rows], dtype=np.float64) for k in _COLUMNS}
         rows = [["x".join(map(str, r["hidden"]))] + [repr(float(cols[k][i])) for k in cols]
                 for i, r in enumerate(table.rows)]

@@ -1,0 +1,226 @@
+"""The settings of ``dgn fit``, validated in full before its run folder is written.
+
+:func:`plan_fit` reads the options (a new run) or the run folder's config.json (``--resume``),
+refuses options that conflict with a saved run, loads and checks the data, builds the initial
+net and checks it against the noise floor and the prior, and checks the run folder: every
+input error is reported before a file is written, so a failed start leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgn_core.model import DGN
+from dgn_core.validation import check_int, check_nonnegative
+
+from ._common import CLIError, check_latent_dim, check_option, load_fit_data, random_net
+from ._scaling import Scaling, check_data_range, fit_scaling
+
+__all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "plan_fit"]
+
+#: the main job: the settings of `dgn fit` with no arguments
+FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
+                "activation": "leaky_relu", "slope": 0.1, "max_iter": 100, "tol": 1e-6}
+#: every setting of a run (config.json) and its default; the parser's defaults are None, so
+#: that an option given on the command line can be told from a default
+OPTION_DEFAULTS: dict[str, Any] = {
+    **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
+    "noise_floor": 1e-6, "prior": "none", "checkpoint_every": 10, "standardize": True}
+#: the files of a run folder
+RUN_FILES = ("model.npz", "history.csv", "history.png", "manifold.png", "summary.json",
+             "config.json", "checkpoint.npz")
+#: the noise variance a new run starts from, relative to the data's mean variance: from about
+#: the data's variance EM can linger on the plateau where the model is one broad Gaussian;
+#: much smaller starts pull the random curve onto the nearest data and fold it
+_INITIAL_NOISE = 0.05
+
+
+@dataclass
+class FitPlan:
+    """A validated run: where it goes, its settings, the data and the initial net (of the
+    transformed data, in ``scaling``'s units)."""
+
+    run_dir: Path
+    cfg: dict[str, Any]
+    resume: bool
+    X: np.ndarray
+    what: str
+    scaling: Scaling
+    net: DGN
+    prior: Any
+    noise_floor: float          # in the transformed data's units
+    stale: list[Path]           # files of an earlier run that --force replaces
+
+
+def parse_prior(text: str) -> Any:
+    """The weight prior of ``--prior`` (:func:`dgn_core.priors.parse_prior`)."""
+    from dgn_core.priors import parse_prior as parse
+
+    return check_option(parse, text)
+
+
+def _option(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line, in config.json's form."""
+    given = {k: getattr(args, k) for k in OPTION_DEFAULTS if getattr(args, k, None) is not None}
+    if "widths" in given:
+        given["widths"] = list(given["widths"])
+    if "data" in given:
+        given["data"] = str(given["data"])
+    return given
+
+
+def _new_config(args: argparse.Namespace) -> dict[str, Any]:
+    cfg = {**OPTION_DEFAULTS, **_given(args)}
+    cfg["widths"] = list(cfg["widths"])
+    # kept as given (a described prior rounds its parameter to 6 digits)
+    cfg["prior"] = None if parse_prior(cfg["prior"]) is None else cfg["prior"].strip()
+    return cfg
+
+
+def _same_setting(key: str, saved: Any, given: Any) -> bool:
+    if key == "prior":
+        return bool(parse_prior(given) == parse_prior(saved))
+    if key == "data" and saved is not None and Path(saved).is_file() and Path(given).is_file():
+        return os.path.samefile(saved, given)
+    if isinstance(saved, float) or isinstance(given, float):
+        return saved is not None and float(saved) == float(given)
+    return bool(saved == given)
+
+
+def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
+    """The saved settings of the run in ``run_dir``; an option given with ``--resume`` that
+    differs from them is an error (``--max-iter`` sets the new total)."""
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.is_file():
+        raise CLIError(f"--resume: {run_dir} is not a run folder of `dgn fit` (no config.json)")
+    try:
+        saved = json.loads(cfg_path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CLIError(f"--resume: {cfg_path} is damaged ({exc}); start a new run with --out") from None
+    if not isinstance(saved, dict) or any(k not in saved for k in FIT_DEFAULTS):
+        raise CLIError(f"--resume: {cfg_path} is not the config.json of `dgn fit`")
+    # runs written before the data transformation existed ran on the data as given
+    saved.setdefault("standardize", False)
+    if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
+        raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
+                       f"in its folder; drop --out")
+    for key, value in _given(args).items():
+        if key != "max_iter" and not _same_setting(key, saved.get(key), value):
+            raise CLIError(f"{_option(key)} {value} conflicts with the saved run in {run_dir} "
+                           f"({_option(key)} {saved.get(key)}); drop the option to continue the "
+                           f"run as saved, or start a new run with --out")
+    if args.max_iter is not None:
+        saved["max_iter"] = args.max_iter
+    return saved
+
+
+def _check_config(cfg: dict[str, Any]) -> None:
+    """The options EM would reject."""
+    check_latent_dim(cfg["latent_dim"])
+    if cfg["max_iter"] < 0:
+        raise CLIError(f"--max-iter must be >= 0, got {cfg['max_iter']}")
+    check_option(check_nonnegative, cfg["tol"], "--tol")
+    check_option(check_int, cfg["checkpoint_every"], "--checkpoint-every", 1)
+    check_option(check_int, cfg["seed"], "--seed")
+    check_option(check_int, cfg["data_seed"], "--data-seed")
+    floor = cfg["noise_floor"]
+    if not np.isfinite(floor):  # its lower bound depends on the data (_check_noise)
+        raise CLIError(f"--noise-floor must be a finite variance, got {floor}")
+    nv = cfg["noise_var"]
+    if nv is not None and not (np.isfinite(nv) and nv > 0):
+        raise CLIError(f"--noise-var must be a positive variance, got {nv}")
+
+
+def _check_noise(cfg: dict[str, Any], X: np.ndarray, spread: float, what: str) -> float:
+    """The initial noise variance (data units) after checking it and the floor against the
+    data."""
+    from fastpath._em_options import min_noise_floor
+
+    floor, lowest = cfg["noise_floor"], min_noise_floor(X)
+    if floor < lowest:
+        raise CLIError(f"--noise-floor must be at least {lowest:.3g} on these data (the rounding "
+                       f"level of the residuals, (8 eps max|x|)^2), got {floor:g}")
+    variance = spread * spread / X.shape[1]  # mean variance per coordinate
+    if variance > 0 and floor >= variance:
+        raise CLIError(f"--noise-floor {floor:g} is not below the data's mean variance "
+                       f"{variance:.3g} ({what}): the noise alone would explain the data; lower "
+                       f"it (e.g. --noise-floor {0.001 * variance:.1g})")
+    nv0 = cfg["noise_var"]
+    if nv0 is None:
+        nv0 = max(10.0 * floor, _INITIAL_NOISE * variance)
+    elif nv0 < floor:
+        raise CLIError(f"--noise-var {nv0:g} is below --noise-floor {floor:g}; raise it or lower "
+                       f"the floor")
+    return float(nv0)
+
+
+def _check_prior(prior: Any, net: DGN, cfg: dict[str, Any]) -> None:
+    from dgn_core.priors import BoxPrior
+
+    if isinstance(prior, BoxPrior) and not np.isfinite(prior.log_density(net.weights)):
+        top = max(float(np.max(np.abs(W))) for W in net.weights)
+        raise CLIError(f"--prior {cfg['prior']}: the initial weights (seed {cfg['seed']}) reach "
+                       f"{top:.3g}, outside the box; use a bound of at least {top:.3g}")
+
+
+def _check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> list[Path]:
+    """The files of an earlier run that ``--force`` replaces (none when resuming)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise CLIError(f"--out {run_dir} is a file; give a folder for the run")
+    for parent in (run_dir, *run_dir.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise CLIError(f"--out {run_dir}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise CLIError(f"the folder {parent} is not writable; choose another --out")
+            break
+    if resume:
+        return []
+    stale = [run_dir / f for f in RUN_FILES if (run_dir / f).exists()]
+    if stale and not force:
+        raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir}, another --out, "
+                       f"or --force to replace it")
+    return stale
+
+
+def plan_fit(args: argparse.Namespace) -> FitPlan:
+    """Everything ``dgn fit`` needs, validated; no file is written."""
+    resume = args.resume is not None
+    if resume:
+        run_dir = Path(args.resume)
+        cfg = _resume_config(args, run_dir)
+    else:
+        cfg = _new_config(args)
+        run_dir = Path(args.out) if args.out is not None else \
+            Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    _check_config(cfg)
+    stale = _check_run_dir(run_dir, resume=resume, force=bool(getattr(args, "force", False)))
+    X, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
+    spread = check_data_range(X, what)
+    nv0 = _check_noise(cfg, X, spread, what)
+    prior = parse_prior(cfg["prior"] or "none")
+    # with a weight prior only centring keeps the objective unchanged
+    scaling = fit_scaling(X, spread, scale=prior is None) if cfg["standardize"] else \
+        Scaling(shift=np.zeros(X.shape[1]), scale=1.0)
+    D = X.shape[1]
+    widths = (cfg["latent_dim"], *cfg["widths"], D)
+    s2 = scaling.scale * scaling.scale
+    noise_var: Any = nv0 / s2 if cfg["noise"] == "isotropic" else np.full(D, nv0 / s2)
+    net = random_net(widths, activation=cfg["activation"],
+                     slope=cfg["slope"] if cfg["activation"] == "leaky_relu" else None,
+                     seed=cfg["seed"], noise_var=noise_var)
+    _check_prior(prior, net, cfg)
+    return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, what=what, scaling=scaling,
+                   net=net, prior=prior, noise_floor=cfg["noise_floor"] / s2, stale=stale)

@@ -1,0 +1,113 @@
+"""The data transformation of ``dgn fit``: EM runs on centred, rescaled data, and the trained
+model is mapped back to the data's own units.
+
+A random initial net puts its outputs near the origin at unit scale, and EM has to move the
+last layer's bias out to data that lie far from the origin (1e6, 1e8) through many small
+steps, during which the inner layers adapt to a bad fit: such data train worse than the
+same data centred. EM therefore runs on y = (x - c) / s, with c the data's mean and s a power
+of two near their root-mean-square spread (a power of two: dividing and multiplying by it
+is exact in binary floating point, so only the shift c rounds). A DGN's last layer is
+affine, so the model of y maps exactly to one of x:
+
+    x = s y + c:  W_L -> s W_L,  b_L -> s b_L + c,  noise_var -> s^2 noise_var,
+    log p(x) = log p(y) - D log s  (per point).
+
+With a weight prior s is 1 (centring only): a prior on W_L is not invariant under scaling.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from dgn_core.model import DGN
+
+from ._common import CLIError
+
+__all__ = ["MAX_ABS_DATA", "MIN_SPREAD", "Scaling", "check_data_range", "fit_scaling"]
+
+#: the largest |x| accepted: |x|^2 and the variances must stay finite in float64
+MAX_ABS_DATA = 1e150
+#: the smallest root-mean-square spread accepted: the variances must stay normal floats
+MIN_SPREAD = 1e-150
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """y = (x - shift) / scale, ``scale`` a power of two."""
+
+    shift: NDArray[np.float64]
+    scale: float
+
+    @property
+    def identity(self) -> bool:
+        return self.scale == 1.0 and not np.any(self.shift)
+
+    def apply(self, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        """The data EM is run on."""
+        return (X - self.shift) / self.scale
+
+    def to_scaled(self, net: DGN) -> DGN:
+        """A model of x as the equivalent model of y."""
+        Ws, bs = list(net.weights), list(net.biases)
+        Ws[-1] = Ws[-1] / self.scale
+        bs[-1] = (bs[-1] - self.shift) / self.scale
+        return net.replace(weights=Ws, biases=bs, noise_var=_scale_var(net.noise_var, 1 / self.scale))
+
+    def from_scaled(self, net: DGN) -> DGN:
+        """A model of y as the equivalent model of x (the inverse of :meth:`to_scaled`)."""
+        Ws, bs = list(net.weights), list(net.biases)
+        Ws[-1] = Ws[-1] * self.scale
+        bs[-1] = bs[-1] * self.scale + self.shift
+        return net.replace(weights=Ws, biases=bs, noise_var=_scale_var(net.noise_var, self.scale))
+
+    def log_density_shift(self, D: int) -> float:
+        """log p(x) - log p(y) of one point: -D log s."""
+        return -D * math.log(self.scale)
+
+    def record(self) -> dict[str, Any]:
+        return {"shift": self.shift.tolist(), "scale": self.scale}
+
+
+def _scale_var(noise_var: Any, factor: float) -> Any:
+    if np.ndim(noise_var) == 0:
+        return float(noise_var) * factor * factor
+    return np.asarray(noise_var, dtype=np.float64) * (factor * factor)
+
+
+def check_data_range(X: NDArray[np.float64], what: str) -> float:
+    """The data's root-mean-square spread about their mean, after refusing data whose
+    variances do not exist in float64.
+
+    Raises
+    ------
+    CLIError
+        A value beyond :data:`MAX_ABS_DATA` (its square overflows) or a spread below
+        :data:`MIN_SPREAD` (a positive one; the variance underflows).
+    """
+    m = float(np.max(np.abs(X)))
+    if m > MAX_ABS_DATA:
+        exp10 = int(math.floor(math.log10(m)))
+        raise CLIError(f"the data ({what}) reach |x| = {m:.3g}: beyond {MAX_ABS_DATA:.0e} their "
+                       f"squares and variances overflow float64; rescale the data (e.g. divide "
+                       f"them by 1e{exp10})")
+    C = X - X.mean(axis=0)
+    peak = float(np.max(np.abs(C)))
+    # in units of the peak, so that the squares neither overflow nor underflow
+    spread = peak * math.sqrt(float(np.mean((C / peak) ** 2))) if peak > 0 else 0.0
+    if 0 < spread < MIN_SPREAD:
+        raise CLIError(f"the data ({what}) spread over only {spread:.3g} (root-mean-square): "
+                       f"below {MIN_SPREAD:.0e} their variances underflow float64; rescale "
+                       f"the data (e.g. multiply them by 1e{-int(math.floor(math.log10(spread)))})")
+    return spread
+
+
+def fit_scaling(X: NDArray[np.float64], spread: float, *, scale: bool) -> Scaling:
+    """The transformation of the data ``X`` (whose spread is ``spread``): centred on their
+    mean, and with ``scale`` divided by the power of two nearest to ``spread``."""
+    s = 2.0 ** round(math.log2(spread)) if scale and spread > 0 else 1.0
+    return Scaling(shift=np.asarray(X.mean(axis=0), dtype=np.float64), scale=s)
