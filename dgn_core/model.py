@@ -23,7 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .exceptions import ModelFileError
 from .io import atomic_write_npz
-from .validation import real_array
+from .validation import check_int, make_rng, real_array
 
 __all__ = ["DGN", "ACTIVATIONS", "ModelFileError"]
 
@@ -255,10 +255,7 @@ class DGN:
 
     # ------------------------------------------------------------------ evaluation
     def _check_latent(self, Z: ArrayLike, name: str = "Z") -> NDArray[np.float64]:
-        try:
-            Z = np.asarray(Z, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name} must be a real array") from None
+        Z = real_array(Z, name)
         if Z.ndim == 1:
             if self.latent_dim == 1 and Z.shape[0] != 1:
                 Z = Z[:, None]
@@ -349,9 +346,8 @@ class DGN:
         X : ndarray, shape (n, D)
         Z : ndarray, shape (n, S)
         """
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        rng = np.random.default_rng(seed)
+        n = check_int(n, "n", 0)
+        rng = make_rng(seed)
         Z = rng.standard_normal((int(n), self.latent_dim))
         if self._prior_cov is not None:
             Z = Z @ np.linalg.cholesky(self._prior_cov).T
@@ -382,14 +378,16 @@ class DGN:
             variance ``2 / fan_in``, biases zero (a bias-free net: every hyperplane of the
             first layer passes through the origin).
         """
+        if isinstance(widths, (str, bytes)):
+            raise TypeError(f"widths must be a sequence of integers, got {widths!r}")
         widths = tuple(widths)
-        if len(widths) < 2 or not all(
-            isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in widths
-        ):
-            raise ValueError(f"widths must be at least two positive integers, got {widths!r}")
+        if len(widths) < 2:
+            raise ValueError(f"widths must be at least two positive integers (latent, ..., "
+                             f"data), got {widths!r}")
+        widths = tuple(check_int(w, f"each entry of widths {widths!r}", 1) for w in widths)
         if init not in ("torch", "he"):
             raise ValueError(f"init must be 'torch' or 'he', got {init!r}")
-        rng = np.random.default_rng(seed)
+        rng = make_rng(seed)
         Ws, vs = [], []
         for fan_in, fan_out in zip(widths[:-1], widths[1:]):
             if init == "torch":

@@ -105,6 +105,9 @@ def check_prior(prior: Any) -> Prior | None:
 
 def parse_prior(text: str | None) -> Prior | None:
     """``"none"``, ``"gaussian:VAR"``, ``"laplace:SCALE"`` or ``"box:BOUND"`` -> a prior."""
+    if text is not None and not isinstance(text, str):
+        raise TypeError(f"a prior's text form must be a string such as 'gaussian:1', got "
+                        f"{type(text).__name__}")
     if text is None or text.strip().lower() in ("", "none"):
         return None
     kind, _, val = text.partition(":")

@@ -37,6 +37,7 @@ __all__ = [
     "check_positive",
     "check_covariance",
     "real_array",
+    "make_rng",
 ]
 
 #: largest relative asymmetry max|C - C^T| / max|C| accepted for a covariance (rounding of
@@ -102,6 +103,23 @@ def real_array(value: Any, name: str, error: type[Exception] = TypeError) -> NDA
         return np.array(arr, dtype=np.float64)
     except (TypeError, ValueError, OverflowError) as exc:
         raise error(f"{name} must hold real numbers: {exc}") from None
+
+
+def make_rng(seed: Any, name: str = "seed") -> np.random.Generator:
+    """``np.random.default_rng(seed)`` with errors that name ``seed``: TypeError for a value
+    of the wrong kind (a float, a string, a bool, which numpy would read as 0 or 1),
+    ValueError for a negative integer."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator, "
+                        f"got {seed!r}")
+    try:
+        return np.random.default_rng(seed)
+    except TypeError:
+        raise TypeError(f"{name} must be None, a non-negative integer or a numpy Generator, "
+                        f"got {seed!r}") from None
+    except ValueError as exc:
+        raise ValueError(f"{name} must be None, a non-negative integer or a numpy Generator, "
+                         f"got {seed!r} ({exc})") from None
 
 
 def check_max_regions(max_regions: Any) -> int:

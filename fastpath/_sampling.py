@@ -11,7 +11,6 @@ polyhedron, and by sequential inverse CDF when both would accept too rarely.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -20,6 +19,7 @@ from scipy.special import log_ndtr, logsumexp, ndtri_exp
 
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
+from dgn_core.validation import check_int, make_rng
 
 from ._checks import _check_net, _check_partition
 from ._density import _single_point
@@ -218,9 +218,8 @@ def sample_posterior(net: DGN, x: ArrayLike, n: int, seed: int | np.random.Gener
     """
     net = _check_net(net)
     x = _single_point(net, x)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
-    rng = np.random.default_rng(seed)
+    n = check_int(n, "n", 0)
+    rng = make_rng(seed)
     partition = _check_partition(net, partition)
     model = _model(net, partition)
     res = _chunk(model, x, False, None)

@@ -50,7 +50,7 @@ from numpy.typing import ArrayLike, NDArray
 from dgn_core.data import check_data
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
-from dgn_core.validation import check_covariance
+from dgn_core.validation import check_covariance, real_array
 
 from ._checks import _check_chunk_size, _check_net, _check_partition, _check_prune
 from ._region_maps import affine_maps, cone_batch
@@ -70,10 +70,7 @@ _BLOCK_FLOATS = 1 << 21
 
 # =========================================================================== validation
 def _as_finite(a: ArrayLike, name: str) -> Arr:
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real array: {exc}") from None
+    arr = real_array(a, name)
     if not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "infinite"
         rows = np.flatnonzero(~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)) \
