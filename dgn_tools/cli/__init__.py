@@ -1,11 +1,11 @@
 """The ``dgn`` command line.
 
-    dgn partition [MODEL.npz | --random WIDTHS] [--exact] [--out FILE.png]
-    dgn check     [MODEL.npz | --random WIDTHS] [--thorough] [NAME ...]
-    dgn posterior [MODEL.npz | --random WIDTHS] [--point X1,X2] [--exact] [--out FILE.png]
+    dgn partition [MODEL.npz | --random WIDTHS] [--exact] [--out FILE.png] [--force]
+    dgn check     [--list] [NAME ...] [MODEL.npz | --random WIDTHS] [--thorough]
+    dgn posterior [MODEL.npz | --random WIDTHS] [--point X1,X2] [--exact] [--out FILE.png] [--force]
     dgn fit       [--data circle|cosine|FILE] [--widths 8,8] [--latent-dim S] [--out DIR]
-                  [--resume DIR] ...   (no arguments: the main job, EM on the noisy circle)
-    dgn select    [--data ...] [--candidates '4;8;8,8']
+                  [--resume DIR] [--force] ...   (no arguments: the main job, EM on the circle)
+    dgn select    [--data ...] [--candidates '4;8;8,8'] [--out FILE.csv] [--force]
 
 Every command has ``--help``. Errors in the input (a missing or damaged model file, bad
 widths, a region limit, a file that cannot be written) are reported in one line with exit

@@ -71,6 +71,15 @@ def _option(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
+def _show(key: str, value: Any) -> str:
+    """A setting as it is written on the command line."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) if value else "none"
+    if value is None:
+        return "none" if key == "prior" else "(default)"
+    return str(value)
+
+
 def _given(args: argparse.Namespace) -> dict[str, Any]:
     """The settings given on the command line, in config.json's form."""
     given = {k: getattr(args, k) for k in OPTION_DEFAULTS if getattr(args, k, None) is not None}
@@ -118,9 +127,9 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
                        f"in its folder; drop --out")
     for key, value in _given(args).items():
         if key != "max_iter" and not _same_setting(key, saved.get(key), value):
-            raise CLIError(f"{_option(key)} {value} conflicts with the saved run in {run_dir} "
-                           f"({_option(key)} {saved.get(key)}); drop the option to continue the "
-                           f"run as saved, or start a new run with --out")
+            raise CLIError(f"{_option(key)} {_show(key, value)} conflicts with the saved run in "
+                           f"{run_dir} ({_option(key)} {_show(key, saved.get(key))}); drop the option "
+                           f"to continue the run as saved, or start a new run with --out")
     if args.max_iter is not None:
         saved["max_iter"] = args.max_iter
     return saved
