@@ -44,6 +44,14 @@ def inputs(tmp_path_factory):
     # a finished run (no iterations: fast) for the --resume and overwrite cases
     assert main(["fit", "--data", str(d / "data.npy"), "--widths", "4", "--max-iter", "0",
                  "--quiet", "--out", str(d / "run")]) == 0
+    # a run whose data file changed afterwards, and one whose checkpoint is damaged
+    np.save(d / "moving.npy", X)
+    assert main(["fit", "--data", str(d / "moving.npy"), "--widths", "4", "--max-iter", "0",
+                 "--quiet", "--out", str(d / "run_moved")]) == 0
+    np.save(d / "moving.npy", X + 0.001)
+    assert main(["fit", "--data", str(d / "data.npy"), "--widths", "4", "--max-iter", "0",
+                 "--quiet", "--out", str(d / "run_bad_checkpoint")]) == 0
+    (d / "run_bad_checkpoint" / "checkpoint.npz").write_bytes(b"not a checkpoint")
     (d / "broken_run").mkdir()
     (d / "broken_run" / "config.json").write_text("{not json")
     return d
@@ -112,6 +120,10 @@ CASES = [
                  id="fit-resume-conflicting-prior"),
     pytest.param(["fit", "--resume", "{d}/run", "--out", "{t}/elsewhere"], "--out",
                  id="fit-resume-with-another-out"),
+    pytest.param(["fit", "--resume", "{d}/run_moved", "--max-iter", "2"], "different data",
+                 id="fit-resume-after-the-data-changed"),
+    pytest.param(["fit", "--resume", "{d}/run_bad_checkpoint", "--max-iter", "2"],
+                 "not a readable EM checkpoint", id="fit-resume-damaged-checkpoint"),
     # ------------------------------------------------------------------ select
     pytest.param(["select", "--data", "{d}/data.csv", "--out", "{d}/data.csv"], "input file",
                  id="select-out-is-the-data"),
@@ -225,6 +237,18 @@ def test_read_only_folder(tmp_path, capsys):
         assert "not writable" in err and str(folder) in err
     finally:
         folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("command", ["partition", "posterior"])
+def test_exact_without_pycddlib(command, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "cdd", None)      # as if pycddlib were not installed
+    out = tmp_path / "p.png"
+    assert main([command, "--exact", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "pycddlib" in err
+    assert not out.exists()
 
 
 def test_internal_errors_keep_their_traceback(tmp_path, monkeypatch):

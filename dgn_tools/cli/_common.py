@@ -18,7 +18,8 @@ from dgn_core.exceptions import DGNError
 from dgn_core.io import atomic_open
 from dgn_core.model import DGN
 
-__all__ = ["CLIError", "MAX_LATENT_DIM", "check_latent_dim", "Parser", "parse_widths", "parse_list",
+__all__ = ["CLIError", "MAX_LATENT_DIM", "check_latent_dim", "check_exact_available", "Parser",
+           "parse_widths", "parse_list",
            "describe_os_error", "check_output_file", "add_force_arg", "join_negative_values",
            "parse_hidden_widths", "check_option", "random_net", "add_model_args", "load_model",
            "load_fit_data", "write_csv", "write_columns_csv", "write_json"]
@@ -139,6 +140,16 @@ def check_latent_dim(value: int, option: str = "--latent-dim") -> int:
         raise CLIError(f"{option} must be from 1 to {MAX_LATENT_DIM} (the fast path integrates "
                        f"over polyhedra in at most {MAX_LATENT_DIM} dimensions), got {value}")
     return value
+
+
+def check_exact_available() -> None:
+    """``--exact`` needs pycddlib (the exact path's rational geometry), an optional extra."""
+    import importlib.util
+
+    if importlib.util.find_spec("cdd") is None:
+        raise CLIError("--exact needs pycddlib (the exact path's rational geometry), which is "
+                       "not installed; install it (pip install pycddlib, with libcdd-dev and "
+                       "libgmp-dev) or drop --exact")
 
 
 def random_net(widths: Sequence[int], **options: Any) -> DGN:

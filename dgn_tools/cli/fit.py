@@ -13,7 +13,14 @@ import numpy as np
 
 from dgn_core.model import DGN
 
-from ._common import MAX_LATENT_DIM, add_force_arg, parse_hidden_widths, write_columns_csv, write_json
+from ._common import (
+    MAX_LATENT_DIM,
+    CLIError,
+    add_force_arg,
+    parse_hidden_widths,
+    write_columns_csv,
+    write_json,
+)
 from ._fit_setup import FIT_DEFAULTS, OPTION_DEFAULTS, RUN_FILES, FitPlan, plan_fit
 
 __all__ = ["FIT_DEFAULTS", "RUN_FILES", "manifold_figure", "history_figure", "add_parser", "run"]
@@ -229,6 +236,13 @@ def run(args: argparse.Namespace) -> int:
                          checkpoint_every=cfg["checkpoint_every"], resume=plan.resume)
     except KeyboardInterrupt:
         _interrupted(plan)
+        raise
+    except ValueError as exc:
+        # fit_em reports a checkpoint it cannot continue (damaged, other data or options)
+        # as a ValueError whose message starts with the file's name; any other is a bug
+        ckpt = str(run_dir / "checkpoint.npz")
+        if plan.resume and not isinstance(exc, CLIError) and str(exc).startswith(ckpt):
+            raise CLIError(f"--resume {run_dir}: {exc}") from None
         raise
     model, hist, lls, objs = _in_data_units(res, plan)
     model.save(run_dir / "model.npz")

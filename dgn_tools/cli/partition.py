@@ -16,6 +16,7 @@ from ._common import (
     CLIError,
     add_force_arg,
     add_model_args,
+    check_exact_available,
     check_option,
     check_output_file,
     load_model,
@@ -48,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from ..plotting import plot_curve, plot_partition, save_figure, subplots
 
     max_regions = check_option(check_max_regions, args.max_regions)
+    if args.exact:
+        check_exact_available()
     if not (np.isfinite(args.window) and args.window > 0):
         raise CLIError(f"--window must be a positive number, got {args.window}")
     net, what = load_model(args, lambda: DGN.random(EXAMPLE_WIDTHS, seed=0))

@@ -12,7 +12,14 @@ import numpy as np
 
 from dgn_core.model import DGN
 
-from ._common import CLIError, add_force_arg, add_model_args, check_output_file, load_model
+from ._common import (
+    CLIError,
+    add_force_arg,
+    add_model_args,
+    check_exact_available,
+    check_output_file,
+    load_model,
+)
 
 __all__ = ["POSTERIOR_WIDTHS", "example_posterior_net", "posterior_figure", "add_parser", "run"]
 
@@ -228,6 +235,8 @@ def run(args: argparse.Namespace) -> int:
     if args.grid is None:
         args.grid = 16 if args.exact else 150
     _check_grid(args.grid, args.exact)
+    if args.exact:
+        check_exact_available()
     if args.noise is not None and not (np.isfinite(args.noise) and args.noise > 0):
         raise CLIError(f"--noise must be a positive variance, got {args.noise}")
     check_option(check_int, args.seed, "seed")
