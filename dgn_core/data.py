@@ -45,7 +45,7 @@ def check_data(X: ArrayLike, dim: int | None = None, name: str = "X") -> NDArray
         message gives the first row, counted from 0), or values of magnitude above
         :data:`MAX_DATA_ABS`, whose squares overflow float64.
     """
-    arr = real_array(X, name, DataError)
+    arr = real_array(X, name, DataError, copy=False)
     if arr.ndim == 1 and (dim is None or dim == 1):
         arr = arr[:, None]
     elif arr.ndim == 1 and dim is not None and arr.shape[0] == dim:
@@ -70,9 +70,8 @@ def check_data(X: ArrayLike, dim: int | None = None, name: str = "X") -> NDArray
 
 
 def _check_magnitude(arr: NDArray[np.float64], name: str) -> None:
-    big = np.abs(arr) > MAX_DATA_ABS
-    if big.any():
-        r = int(np.flatnonzero(big.any(axis=1))[0])
+    if max(float(arr.max()), -float(arr.min())) > MAX_DATA_ABS:
+        r = int(np.flatnonzero((np.abs(arr) > MAX_DATA_ABS).any(axis=1))[0])
         raise DataError(
             f"{name} has values of magnitude up to {float(np.max(np.abs(arr))):.3g} (first at row "
             f"{r}, counted from 0): {_TOO_LARGE}")

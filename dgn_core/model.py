@@ -436,7 +436,9 @@ class DGN:
         """Write the model to an ``.npz`` file atomically (no pickled objects).
 
         The file is written to a temporary file in the same folder and renamed over the
-        target, so an interrupted save never leaves a truncated model behind.
+        target, so an interrupted save never leaves a truncated model behind. An existing
+        file at ``path`` is replaced (the command line refuses that without ``--force``).
+        ``.npz`` is appended to a name with another suffix; the path written is returned.
         """
         path = Path(path)
         if path.suffix != ".npz":

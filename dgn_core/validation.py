@@ -68,8 +68,10 @@ def check_int(value: Any, name: str, low: int = 0) -> int:
     return int(value)
 
 
-def real_array(value: Any, name: str, error: type[Exception] = TypeError) -> NDArray[np.float64]:
-    """``value`` as a new float64 array, refusing anything that is not real numbers.
+def real_array(value: Any, name: str, error: type[Exception] = TypeError, *,
+               copy: bool = True) -> NDArray[np.float64]:
+    """``value`` as a float64 array (a new one unless ``copy=False``), refusing anything
+    that is not real numbers.
 
     ``np.asarray(value, dtype=float)`` would silently drop imaginary parts (with only a
     ``ComplexWarning``), read booleans as 0/1 and parse strings such as ``"1.5"``; here each
@@ -100,7 +102,7 @@ def real_array(value: Any, name: str, error: type[Exception] = TypeError) -> NDA
                 raise error(f"{name} must hold real numbers, got an element {item!r} of type "
                             f"{type(item).__name__}")
     try:
-        return np.array(arr, dtype=np.float64)
+        return np.array(arr, dtype=np.float64, copy=True if copy else None)
     except (TypeError, ValueError, OverflowError) as exc:
         raise error(f"{name} must hold real numbers: {exc}") from None
 
