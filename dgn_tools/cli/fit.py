@@ -197,10 +197,23 @@ def _in_data_units(res: Any, plan: FitPlan) -> tuple[DGN, dict[str, np.ndarray],
     return plan.scaling.from_scaled(res.model), hist, ll, obj
 
 
+def _saved_iteration(ckpt: Path) -> int | None:
+    """The last iteration stored in an EM checkpoint (0: the initial model), or None."""
+    try:
+        with np.load(ckpt, allow_pickle=False) as data:
+            return len(data["log_likelihood"]) - 1
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _interrupted(plan: FitPlan) -> None:
+    """Say what an interruption left: fit_em saves the last completed iteration, but an
+    interruption before that (while the initial model is evaluated) leaves no checkpoint."""
     ckpt = plan.run_dir / "checkpoint.npz"
-    if ckpt.exists():
-        print(f"dgn fit: the last completed iteration is saved in {ckpt}; continue with: "
+    it = _saved_iteration(ckpt) if ckpt.exists() else None
+    if it is not None:
+        what = f"iteration {it}" if it else "the initial model (no iteration had completed)"
+        print(f"dgn fit: {what} is saved in {ckpt}; continue with: "
               f"dgn fit --resume {plan.run_dir}", file=sys.stderr)
     else:
         print(f"dgn fit: interrupted before the first iteration completed: no checkpoint was "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from ._common import (
     random_net,
     write_csv,
 )
+from ._scaling import Scaling, check_data_range, fit_scaling
 
 __all__ = ["add_parser", "run"]
 
@@ -43,6 +45,21 @@ def _parse_candidates(text: str) -> list[tuple[int, ...]]:
                                          f"e.g. '4;8;8,8': {exc}") from None
 
 
+def _in_data_units(table: Any, scaling: Scaling, D: int) -> Any:
+    """The table of models trained on the transformed data, for the data themselves:
+    log p(X) shifts by N * (-D log s), and AIC and BIC with it."""
+    from fastpath.selection import SelectionTable
+
+    N = table.n_points
+    rows = []
+    for r in table.rows:
+        ll = r["log_likelihood"] + N * scaling.log_density_shift(D)
+        k = r["n_params"]
+        rows.append({**r, "log_likelihood": ll, "per_point": ll / N, "aic": 2 * k - 2 * ll,
+                     "bic": k * math.log(N) - 2 * ll})
+    return SelectionTable(rows, [scaling.from_scaled(m) for m in table.models], N)
+
+
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "select", help="choose hidden widths by exact log-likelihood, AIC and BIC",
@@ -60,6 +77,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--max-iter", type=int, default=50, help="EM iterations per candidate (50)")
     p.add_argument("--tol", type=float, default=1e-6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-standardize", dest="standardize", action="store_false",
+                   help="train on the data as given (default: centred and divided by a power "
+                   "of two near their spread, as dgn fit; the table is in the data's units)")
     p.add_argument("--out", type=Path, default=None, help="also write the table as CSV")
     add_force_arg(p)
     p.set_defaults(func=run)
@@ -83,9 +103,11 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(out, force=args.force, inputs=[data_file] if data_file.is_file() else [])
     print(f"dgn select: {what}: N = {X.shape[0]}, D = {X.shape[1]}; "
           f"{len(args.candidates)} candidates, {args.max_iter} EM iterations each", flush=True)
-    table = select_widths(X, args.candidates, latent_dim=args.latent_dim,
+    scaling = fit_scaling(X, check_data_range(X, what), scale=args.standardize)
+    table = select_widths(scaling.apply(X), args.candidates, latent_dim=args.latent_dim,
                           activation=args.activation, slope=args.slope, max_iter=args.max_iter,
                           tol=args.tol, seed=args.seed)
+    table = _in_data_units(table, scaling, X.shape[1])
     print(table.to_text())
     if out is not None:
         cols = {k: np.array([r[k] for r in table.rows], dtype=np.float64) for k in _COLUMNS}
