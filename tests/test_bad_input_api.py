@@ -364,6 +364,29 @@ def test_exact_only_options():
         verified_dgn.em_step(_NET, _X, dps=15, weight_prior=LaplacePrior(1.0))
 
 
+@needs_cdd
+@pytest.mark.parametrize("label", ["float posterior", "other X", "fewer digits",
+                                   "other partition"])
+def test_exact_em_step_refuses_a_posterior_of_something_else(label):
+    # a posterior of two points for three used to give an M-step silently
+    import verified_dgn
+
+    P = verified_dgn.partition(_NET)
+    post = verified_dgn.posterior(_NET, _X[:2], dps=15, partition=P)
+    X, kw = _X[:2], {"posterior": post, "dps": 15}
+    err, match = ValueError, None
+    if label == "float posterior":
+        kw["posterior"], err, match = fastpath.posterior(_NET, X), TypeError, "posterior must be"
+    elif label == "other X":
+        X, match = _X, r"posterior holds 2 point\(s\) but X has 3"
+    elif label == "fewer digits":
+        kw["dps"], match = 20, "computed to 15 digits, fewer than dps=20"
+    else:
+        kw["partition"], match = verified_dgn.partition(_NET), "over another partition"
+    with pytest.raises(err, match=match):
+        verified_dgn.em_step(_NET, X, **kw)
+
+
 @needs_torch
 def test_torch_and_vae_arguments():
     import torch

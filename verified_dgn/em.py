@@ -178,6 +178,27 @@ def _lu_multi(A: Obj, B: Obj) -> mpmath.matrix:
     return out
 
 
+def _check_posterior(post: Any, net: DGN, partition: Partition | None, N: int,
+                     dps: int) -> Any:
+    """``post`` if it can be the exact posterior of ``net`` at N points to ``dps`` digits
+    over ``partition`` (its own partition when None): its regions index the M-step's sums."""
+    from .exact_posterior import ExactPosterior
+
+    if not isinstance(post, ExactPosterior):
+        raise TypeError("posterior must be verified_dgn.posterior(net, X, dps=dps, "
+                        f"partition=partition), got {type(post).__name__}")
+    if partition is not None and post.partition is not partition:
+        raise ValueError("posterior was computed over another partition than the partition "
+                         "given (pass the same Partition object to both)")
+    _check_partition(net, post.partition)
+    if post.e0.shape[0] != N:
+        raise ValueError(f"posterior holds {post.e0.shape[0]} point(s) but X has {N}: it must "
+                         "be the posterior of this X")
+    if post.dps < dps:
+        raise ValueError(f"posterior was computed to {post.dps} digits, fewer than dps={dps}")
+    return post
+
+
 def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
             update_prior_cov: bool = False, weight_prior: Any = None, noise_floor: float = 0.0,
             ridge: float = DEFAULT_RIDGE, partition: Partition | None = None,
@@ -203,7 +224,9 @@ def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
     partition : Partition, optional
         ``verified_dgn.partition(net)``.
     posterior : ExactPosterior, optional
-        ``verified_dgn.posterior(net, X, dps, partition=partition)`` (computed if not given).
+        ``verified_dgn.posterior(net, X, dps, partition=partition)`` (computed if not given);
+        it must be the posterior of this X (checked: its type, partition, number of points
+        and digits; not the values of X).
 
     Returns
     -------
@@ -237,8 +260,12 @@ def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
     # the fast em_step's rule: TypeError for a non-number, ValueError for one out of range
     ridge = check_nonnegative(ridge, "ridge")
     noise_floor = check_nonnegative(noise_floor, "noise_floor")
-    partition = _check_partition(net, partition)
-    post = posterior if posterior is not None else exact_posterior(net, X, dps=dps, partition=partition)
+    if posterior is None:
+        partition = _check_partition(net, partition)
+        post = exact_posterior(net, X, dps=dps, partition=partition)
+    else:
+        post = _check_posterior(posterior, net, partition, len(pts), dps)
+        partition = post.partition
     N, R = post.e0.shape
     S, D, L = net.latent_dim, net.data_dim, net.n_layers
     Xf = [[mpmath.mpf(v.numerator) / v.denominator for v in row] for row in pts]
