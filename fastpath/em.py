@@ -85,7 +85,7 @@ from dgn_core.regions import Partition
 from dgn_core.validation import check_net
 
 from ._em_checkpoint import _consistent, _data_fingerprint, _read_checkpoint, _State, _write_checkpoint
-from ._em_options import DEFAULT_RIDGE, EMOptions, check_option, min_noise_floor
+from ._em_options import DEFAULT_RIDGE, EMOptions, check_option, min_noise_floor, warn_if_far_from_data
 from ._em_result import EMIteration, EMResult
 from ._mstep import (
     _ecm,
@@ -284,6 +284,7 @@ def _fit(net: DGN, X: ArrayLike, opts: EMOptions) -> EMResult:
     X = check_data(X, dim=net.data_dim)
     opts = replace(opts, noise_floor=max(opts.noise_floor, min_noise_floor(X)))
     net = _initial_model(net, opts)
+    warn_if_far_from_data(net, X)
     run = _Run(X, opts, opts.noise_model(net), opts.record(net), _data_fingerprint(X))
     state, cur, t_origin = _start(run, net)
     _report_progress(run, f"EM: {net!r}, N = {run.N}, log p(X) = {state.log_likelihood[-1]:.6f}")

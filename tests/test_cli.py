@@ -320,3 +320,21 @@ def test_select_offset_data_matches_centred_data(tmp_path):
     np.testing.assert_allclose(tables[1]["log_likelihood"], tables[0]["log_likelihood"] + shift,
                                rtol=1e-7)
     np.testing.assert_allclose(tables[1]["bic"], tables[0]["bic"] - 2 * shift, rtol=1e-7)
+
+
+def test_fit_em_warns_on_data_far_from_the_net():
+    # the library does not transform the data (dgn fit does): it says so when they lie far
+    # from the initial net's outputs (1e6 here: 3 iterations there reach -1e11 nats per point)
+    import warnings
+
+    import fastpath
+    from dgn_core.data import noisy_circle
+    from verified_dgn import DGN
+
+    X = noisy_circle(50, seed=0)
+    net = DGN.random((1, 3, 2), seed=0, noise_var=0.01)
+    with pytest.warns(RuntimeWarning, match="data spreads from the initial net"):
+        fastpath.fit_em(net, X + 1e6, max_iter=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fastpath.fit_em(net, X, max_iter=0)
