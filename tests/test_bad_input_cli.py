@@ -54,6 +54,13 @@ def inputs(tmp_path_factory):
     (d / "run_bad_checkpoint" / "checkpoint.npz").write_bytes(b"not a checkpoint")
     (d / "broken_run").mkdir()
     (d / "broken_run" / "config.json").write_text("{not json")
+    cfg = json.loads((d / "run" / "config.json").read_text())
+    for name, key, value in (("run_edited", "latent_dim", "2"), ("run_cut", "noise_floor", None)):
+        (d / name).mkdir()
+        edited = {k: v for k, v in cfg.items() if k != key}
+        if value is not None:
+            edited[key] = value
+        (d / name / "config.json").write_text(json.dumps(edited))
     return d
 
 
@@ -110,6 +117,10 @@ CASES = [
     pytest.param(["fit", "--resume", "{d}/folder"], "config.json", id="fit-resume-not-a-run"),
     pytest.param(["fit", "--resume", "{d}/missing"], "config.json", id="fit-resume-missing"),
     pytest.param(["fit", "--resume", "{d}/broken_run"], "damaged", id="fit-resume-damaged-config"),
+    pytest.param(["fit", "--resume", "{d}/run_edited"], "'latent_dim' is '2'",
+                 id="fit-resume-config-wrong-type"),
+    pytest.param(["fit", "--resume", "{d}/run_cut"], "'noise_floor' is missing",
+                 id="fit-resume-config-key-missing"),
     pytest.param(["fit", "--resume", "{d}/run", "--widths", "8,8"], "--widths 8,8 conflicts",
                  id="fit-resume-conflicting-widths"),
     pytest.param(["fit", "--resume", "{d}/run", "--data", "cosine"], "--data cosine conflicts",
@@ -158,6 +169,7 @@ CASES = [
     pytest.param(["posterior", "--noise", "0"], "--noise", id="posterior-noise-0"),
     # ------------------------------------------------------------------ check
     pytest.param(["check", "no such check"], "Lemma 3", id="check-unknown-name-lists-the-names"),
+    pytest.param(["check", "Lemma", "3"], "quote names with spaces", id="check-unquoted-name"),
     pytest.param(["check", "{d}/model.npz", "{d}/model2.npz"], "at most one",
                  id="check-two-models"),
     pytest.param(["check", "{d}/missing.npz"], "missing.npz", id="check-model-missing"),

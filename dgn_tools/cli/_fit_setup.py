@@ -108,6 +108,29 @@ def _same_setting(key: str, saved: Any, given: Any) -> bool:
     return bool(saved == given)
 
 
+#: the JSON types of the settings in config.json
+_SAVED_TYPES: dict[str, tuple[type, ...]] = {
+    "data": (str,), "n": (int,), "data_seed": (int,), "latent_dim": (int,), "widths": (list,),
+    "activation": (str,), "slope": (int, float), "seed": (int,), "noise": (str,),
+    "noise_var": (int, float, type(None)), "noise_floor": (int, float),
+    "prior": (str, type(None)), "tol": (int, float), "max_iter": (int,),
+    "checkpoint_every": (int,), "standardize": (bool,)}
+
+
+def _check_saved_types(saved: dict[str, Any], cfg_path: Path) -> None:
+    missing = object()
+    for key, types in _SAVED_TYPES.items():
+        value = saved.get(key, missing)
+        # JSON true / false are bools, which Python also counts as ints
+        ok = isinstance(value, types) and (key == "standardize") == isinstance(value, bool)
+        if ok and key == "widths":
+            ok = all(isinstance(w, int) and not isinstance(w, bool) for w in value)
+        if not ok:
+            what = "missing" if value is missing else f"{value!r}"
+            raise CLIError(f"--resume: {cfg_path} is damaged: {key!r} is {what}; start a new run "
+                           f"with --out")
+
+
 def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     """The saved settings of the run in ``run_dir``; an option given with ``--resume`` that
     differs from them is an error (``--max-iter`` sets the new total)."""
@@ -118,10 +141,11 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         saved = json.loads(cfg_path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
         raise CLIError(f"--resume: {cfg_path} is damaged ({exc}); start a new run with --out") from None
-    if not isinstance(saved, dict) or any(k not in saved for k in FIT_DEFAULTS):
+    if not isinstance(saved, dict):
         raise CLIError(f"--resume: {cfg_path} is not the config.json of `dgn fit`")
     # runs written before the data transformation existed ran on the data as given
     saved.setdefault("standardize", False)
+    _check_saved_types(saved, cfg_path)
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
                        f"in its folder; drop --out")

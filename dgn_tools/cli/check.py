@@ -37,8 +37,8 @@ def _split_items(items: list[str], reg: Any) -> tuple[list[str], Path | None]:
         elif item.lower().endswith(".npz") or Path(item).is_file():
             models.append(Path(item))
         else:
-            raise CLIError(f"unknown check {item!r} (not a model file either); the checks are: "
-                           f"{', '.join(reg)}")
+            raise CLIError(f"unknown check {item!r} (not a model file either); the checks are "
+                           f"{', '.join(reg)} (quote names with spaces: dgn check 'Lemma 3')")
     if len(models) > 1:
         raise CLIError(f"give at most one model file, got {', '.join(map(str, models))}")
     return names, models[0] if models else None
