@@ -152,8 +152,9 @@ def load_data(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     """Load a data matrix ``(N, D)`` from ``.npy``, ``.csv`` / ``.txt`` / ``.tsv`` or IDX.
 
     ``.npy`` files are read without unpickling. Text tables (``,``-separated for ``.csv``,
-    whitespace-separated otherwise; ``#`` starts a comment) may begin with one header line,
-    recognised as a first line none of whose fields is a number. IDX images are flattened
+    tab-separated for ``.tsv``, whitespace-separated for ``.txt``; ``#`` starts a comment)
+    may begin with one header line, recognised as a first line none of whose fields is a
+    number. IDX images are flattened
     to ``(N, rows * cols)`` and scaled to [0, 1].
 
     Raises
@@ -188,7 +189,9 @@ def load_data(path: str | os.PathLike[str]) -> NDArray[np.float64]:
         if A.dtype == np.uint8:
             X /= 255.0
     elif name.endswith((".csv", ".txt", ".tsv")):
-        X = _read_table(path, "," if name.endswith(".csv") else None)
+        # tabs for .tsv, so that an empty field is an error, not a shifted row
+        delim = "," if name.endswith(".csv") else "\t" if name.endswith(".tsv") else None
+        X = _read_table(path, delim)
     else:
         raise DataError(f"{path}: unknown data format (use .npy, .csv, .txt or an IDX file)")
     return check_data(X, name=str(path))
@@ -227,8 +230,8 @@ def _field_error(path: Path, lineno: int, col: int, field: str, delim: str | Non
     else:
         return DataError(f"{where}: {field!r} is a complex number; the data must be real")
     hint = ""
-    if delim == "," and any(c in field for c in ";\t "):
-        hint = " (fields of a .csv file are separated by ',')"
+    if delim is not None and any(c in field for c in ";,\t "):
+        hint = f" (fields are separated by {delim!r})"
     return DataError(f"{where}: {field!r} is not a number{hint}")
 
 

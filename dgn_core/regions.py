@@ -214,6 +214,11 @@ class Region:
     def contains(self, z: ArrayLike, tol: float = 0.0) -> bool:
         """Whether ``C z <= d + tol * (1 + |d|)``; exact for Fraction regions and ``tol=0``."""
         z = np.asarray(z)
+        if z.shape != (self.latent_dim,):
+            raise ValueError(f"z must have shape ({self.latent_dim},) (one latent point), "
+                             f"got shape {z.shape}")
+        if z.dtype.kind not in "iufO":
+            raise TypeError(f"z must hold real numbers, got dtype {z.dtype}")
         if self.C.shape[0] == 0:
             return True
         if self.exact and tol == 0:

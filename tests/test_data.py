@@ -80,6 +80,8 @@ _BAD_TABLES = [
     ("a.csv", "", ["no data rows"]),
     ("a.csv", "x,y\n1,2\n1e200,2\n", ["line 3, column 1", "too large for float64"]),
     ("a.txt", "1 2\n3 x\n", ["line 2, column 2", "'x'"]),
+    ("a.tsv", "1\t2\t3\n4\t\t6\n", ["line 2, column 2 is empty"]),
+    ("a.tsv", "x\ty\n1,2\n", ["line 2, column 1", "separated by '\\t'"]),
 ]
 
 
