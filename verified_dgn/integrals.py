@@ -58,6 +58,7 @@ from numpy.typing import ArrayLike, NDArray
 from dgn_core.exceptions import PrecisionError
 
 from .covariance import check_covariance_rule
+from .integrals_scale import standardise
 from .orthant import _orthant_moments_acc
 from .orthant_base import _GUARD, _MAX_DIGITS, _phi_cov, _wdps, to_mpf
 from .triangulation import Row, triangulate_polyhedron
@@ -459,6 +460,20 @@ def _to_arrays(m0: mpmath.mpf, m1: list[mpmath.mpf], M2: list[list[mpmath.mpf]]
     return m0, a1, a2
 
 
+def _scaled_moments(Cf: NDArray[Any], df: NDArray[Any], mf: NDArray[Any], Kf: NDArray[Any],
+                    dps: int, lcond: float) -> tuple[mpmath.mpf, NDArray[Any], NDArray[Any]]:
+    """:func:`_moments` of the rescaled problem (:func:`verified_dgn.integrals_scale.standardise`),
+    scaled back exactly (powers of two)."""
+    st = standardise(Cf, df, mf, Kf, dps)
+    m0, m1, M2 = _to_arrays(*_moments(st.C, st.d, st.mean, st.cov, dps, lcond))
+    k = st.log2_sigma
+    for i in range(len(m1)):
+        m1[i] = mpmath.ldexp(m1[i], k)
+        for j in range(len(m1)):
+            M2[i, j] = mpmath.ldexp(M2[i, j], 2 * k)
+    return m0, m1, M2
+
+
 def moment_discrepancy(a: tuple[Any, Any, Any], b: tuple[Any, Any, Any]) -> float:
     """Largest difference of two moment triples in the scales of the digit claim.
 
@@ -524,6 +539,11 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
 
     Notes
     -----
+    Rows are normalised and lengths divided by a power of two near the largest standard
+    deviation (exact), and rows too far beyond ``P`` to change a claimed digit are dropped
+    (:mod:`verified_dgn.integrals_scale`): results are invariant to rescaling the problem
+    and huge finite bounds give their limit. A polyhedron more than 1e150 standard
+    deviations from the mean raises ValueError.
     The paper's method: exact triangulation and Lemma 4 into orthants, Tallis moments in
     mpmath; the working precision is raised automatically by the digits lost to
     cancellation (see the module docstring), so a polygon far in the tail of the Gaussian
@@ -531,10 +551,10 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
     of dimension up to ``S`` per term); ``benchmarks/exact_integrals.py`` measures it.
     """
     Cf, df, mf, Kf, lcond = _check_inputs(C, d, mean, cov, dps)
-    res = _to_arrays(*_moments(Cf, df, mf, Kf, dps, lcond))
+    res = _scaled_moments(Cf, df, mf, Kf, dps, lcond)
     if not verify:
         return res
-    hi = _to_arrays(*_moments(Cf, df, mf, Kf, dps + 15, lcond))
+    hi = _scaled_moments(Cf, df, mf, Kf, dps + 15, lcond)
     disc = moment_discrepancy(res, hi)
     if not disc <= 10.0 ** (-dps):
         raise PrecisionError(f"gaussian_moments at dps={dps} differs from dps={dps + 15} by "
@@ -550,7 +570,8 @@ def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLik
     the orthant probabilities' moments of order 0).
     """
     Cf, df, mf, Kf, lcond = _check_inputs(C, d, mean, cov, dps)
-    m0 = _mass(Cf, df, mf, Kf, dps, lcond)
+    st = standardise(Cf, df, mf, Kf, dps)
+    m0 = _mass(st.C, st.d, st.mean, st.cov, dps, lcond)
     with mpmath.workdps(dps + _GUARD):
         return mpmath.log(m0) if m0 > 0 else mpmath.mpf("-inf")
 
