@@ -52,6 +52,7 @@ from .orthant_base import (
     _convert_cov,
     _lost_digits,
     _phi_cov,
+    _scale_digits,
     _solve,
     _sub,
     _wdps,
@@ -72,6 +73,15 @@ __all__ = ["orthant_probability", "orthant_moments", "log_orthant_probability", 
 
 
 # --------------------------------------------------------------------------- public API
+def _input_digits(bb: NDArray[Any], KK: NDArray[Any]) -> int:
+    """:func:`_scale_digits` of the checked inputs (0 where they are not yet usable: the
+    covariance rule then reports the problem)."""
+    try:
+        return _scale_digits(list(bb), [list(r) for r in KK])
+    except (ValueError, ZeroDivisionError, TypeError):
+        return 0
+
+
 def orthant_probability(b: ArrayLike, cov: ArrayLike, *, dps: int = 30) -> mpmath.mpf:
     """Gaussian orthant probability ``P(Y <= b)`` for ``Y ~ N(0, cov)`` in high precision.
 
@@ -103,7 +113,9 @@ def orthant_probability(b: ArrayLike, cov: ArrayLike, *, dps: int = 30) -> mpmat
     """
     bb, KK = _check_orthant_args(b, cov, dps)
     k = bb.shape[0]
-    with mpmath.workdps(_wdps(dps)):
+    # inputs rounded with the digits the far tail needs (the error of a bound h enters
+    # the result multiplied by about h^2)
+    with mpmath.workdps(_wdps(dps + _input_digits(bb, KK))):
         K = _convert_cov(KK)
         if k == 0:
             return mpmath.mpf(1)
@@ -221,8 +233,9 @@ def _orthant_moments_acc(b: list[mpmath.mpf], K: list[list[mpmath.mpf]], digits:
     ``sqrt(P M2_ii)`` resp. ``sqrt(M2_ii M2_jj)``) and recomputes.
     """
     q = digits + 2
+    extra = _scale_digits(b, K)
     while True:
-        with mpmath.workdps(_wdps(q)):
+        with mpmath.workdps(_wdps(q + extra)):
             P, m1, M2, lost = _orthant_moments_mp(b, K, q)
         if lost <= q - digits:
             return P, m1, M2
@@ -260,7 +273,7 @@ def orthant_moments(b: ArrayLike, cov: ArrayLike, *, dps: int = 30
     """
     bb, KK = _check_orthant_args(b, cov, dps)
     k = bb.shape[0]
-    with mpmath.workdps(_wdps(dps)):
+    with mpmath.workdps(_wdps(dps + _input_digits(bb, KK))):
         K = _convert_cov(KK)
         bm = [to_mpf(x) for x in bb]
     P, m1, M2 = _orthant_moments_acc(bm, K, dps)

@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 from dgn_core.exceptions import QuadratureError
 
 from .covariance import check_covariance_rule
-from .mp_quadrature import _gauss_phi_product, _quad
+from .mp_quadrature import _gauss_phi_product, _ladder, _quad
 
 mp = mpmath.mp
 
@@ -245,14 +245,33 @@ def _bvn_asin_integral(h: mpmath.mpf, k: mpmath.mpf, t0: mpmath.mpf, t1: mpmath.
             v *= extra(s)
         return v
 
-    pts = [t0, t1]
+    def rate(t: mpmath.mpf) -> mpmath.mpf:
+        # 1 / decay length at t of exp(E), E = -(hh - hk2 u)/(2 D), u = sin t, D = 1 - u^2:
+        # |E_t| + sqrt|E_tt| + 1, with dE/du = n/D^2, n = hk (1 + u^2) - u hh,
+        # d2E/du2 = (n' D + 4 u n)/D^3, n' = 2 hk u - hh
+        u = mpmath.sin(t)
+        D = (1 - u) * (1 + u)
+        n = h * k * (1 + u * u) - u * hh
+        e1 = n / D ** 2
+        e2 = ((hk2 * u - hh) * D + 4 * u * n) / D ** 3
+        return abs(e1 * mpmath.cos(t)) + mpmath.sqrt(abs(e2 * D - e1 * u)) + 1
+
+    marks = [(t0, 1), (t1, -1)]
     if h * k > 0:
         # interior maximiser of the exponent at sin t = min(h/k, k/h)
         r = min(h / k, k / h)
         ts = mpmath.asin(r)
         if t0 < ts < t1:
-            pts = [t0, ts, t1]
-    return _quad(g, pts, digits) / (2 * mpmath.pi)
+            marks += [(ts, 1), (ts, -1)]
+    # far in the tails (|h|, |k| large) the integrand is concentrated within 1/(h k) of
+    # a maximiser: ladders of cuts at growing distances from each candidate (the ends
+    # and ts) keep every piece within a bounded number of decay lengths
+    cuts = {t0, t1}
+    for p, sgn in marks:
+        cuts.add(p)
+        ell = 1 / rate(p)
+        cuts.update(x for x in _ladder(p, sgn * ell, t1 - t0) if t0 < x < t1)
+    return _quad(g, sorted(cuts), digits) / (2 * mpmath.pi)
 
 
 def _phi2(h: mpmath.mpf, k: mpmath.mpf, rho: mpmath.mpf, digits: int
@@ -264,12 +283,15 @@ def _phi2(h: mpmath.mpf, k: mpmath.mpf, rho: mpmath.mpf, digits: int
     if rho > 0:
         v = base + _bvn_asin_integral(h, k, mpmath.mpf(0), mpmath.asin(rho), digits)
         return v, v
-    # rho < 0: P <= Phi(h)Phi(k); the asin formula subtracts. Cheap estimate of the
-    # cancellation first: if both tails are deep the conditioning integral is used.
-    I = _bvn_asin_integral(h, k, mpmath.asin(rho), mpmath.mpf(0), digits)
-    v = base - I
-    if v > 0 and (base + I) <= 100 * v:
-        return v, base + I
+    # rho < 0: P <= Phi(h)Phi(k); the asin formula subtracts, about rho h k nats when
+    # both bounds are negative (P ~ Phi(h)Phi(k) exp(rho h k) for small rho): there the
+    # conditioning integral is used at once. Otherwise the asin formula is tried and kept
+    # when it loses at most two digits.
+    if not (h < 0 and k < 0 and -rho * h * k > 1):
+        I = _bvn_asin_integral(h, k, mpmath.asin(rho), mpmath.mpf(0), digits)
+        v = base - I
+        if v > 0 and (base + I) <= 100 * v:
+            return v, base + I
     # conditioning integral: positive integrand, no cancellation
     if k < h:
         h, k = k, h
@@ -316,14 +338,49 @@ def _lost_digits(value: mpmath.mpf, magnitude: mpmath.mpf) -> float:
     return max(0.0, float(mpmath.log10(magnitude / value)))
 
 
+def _scale_digits(b: Sequence[Any], K: list[list[Any]]) -> int:
+    """Extra working digits for the exponents of a far-tail or near-singular orthant.
+
+    The kernels evaluate ``exp(E)`` with exponents ``E`` (and subtract bounds) of size up to
+    about ``max_i b_i^2 / K_ii`` over the smallest conditional variance ``1 / (R^-1)_ii`` of
+    the correlation matrix: at ``p`` working digits they carry an absolute error of
+    ``|E| 10**-p``, a relative error of the result. So ``log10(1 + |E|)`` digits are added
+    (a bound of 1e6 standard deviations costs 13 digits; without them an integrand
+    of ``exp(-4.6e13)`` was noise in its 43rd digit and the quadrature could not converge).
+    Estimated at 15 digits: only its logarithm matters.
+    """
+    finite = [i for i, x in enumerate(b) if not _is_inf(x)]
+    if not finite:
+        return 0
+    with mpmath.workdps(15):
+        bb = [to_mpf(b[i]) for i in finite]
+        KK = [[to_mpf(K[i][j]) for j in finite] for i in finite]
+        m = max(x * x / KK[i][i] for i, x in enumerate(bb))
+        lam = mpmath.mpf(1)
+        if len(finite) > 1:
+            sd = [mpmath.sqrt(KK[i][i]) for i in range(len(finite))]
+            R = [[KK[i][j] / (sd[i] * sd[j]) for j in range(len(finite))]
+                 for i in range(len(finite))]
+            eye = [[mpmath.mpf(int(i == j)) for j in range(len(finite))] for i in range(len(finite))]
+            try:
+                inv = _solve(R, eye)
+                lam = min(1 / inv[i][i] for i in range(len(finite)) if inv[i][i] > 0)
+            except (ZeroDivisionError, ValueError):
+                lam = mpmath.mpf(10) ** -15
+            lam = max(lam, mpmath.mpf(10) ** -15)  # finer is beyond the 15-digit estimate
+        return int(mpmath.ceil(mpmath.log10(1 + m / lam)))
+
+
 def _phi_acc(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int) -> mpmath.mpf:
     """P(Y <= h) to ``digits`` relative digits, raising the precision past cancellation.
 
-    ``h`` and ``R`` are used as given (their rounding is part of the caller's error budget).
+    ``h`` and ``R`` are used as given (their rounding is part of the caller's error budget);
+    the working precision includes the digits of :func:`_scale_digits`.
     """
     q = digits
+    extra = _scale_digits(h, R)
     while True:
-        with mpmath.workdps(_wdps(q)):
+        with mpmath.workdps(_wdps(q + extra)):
             v, mag = _phi(h, R, q)
         lost = _lost_digits(v, mag)
         if lost <= q - digits + 2:
@@ -339,6 +396,7 @@ def _phi_acc(h: Sequence[mpmath.mpf], R: list[list[mpmath.mpf]], digits: int) ->
 def _phi_cov(b: Sequence[mpmath.mpf], K: list[list[mpmath.mpf]], digits: int) -> mpmath.mpf:
     if not b:
         return mpmath.mpf(1)
-    h, R = _standardise(b, K)
+    with mpmath.workdps(mp.dps + _scale_digits(b, K)):
+        h, R = _standardise(b, K)
     return _phi_acc(h, R, digits)
 
