@@ -14,7 +14,8 @@ file that exists already unless given ``--force``.
 
 One module per command (``partition``, ``check``, ``posterior``, ``fit``, ``select``), each
 with ``add_parser(subparsers)`` and ``run(args) -> exit status``; ``_common`` holds what they
-share.
+share, ``_fit_setup`` the validation of a fit run before its folder is written, and
+``_scaling`` the centring and rescaling of the data that ``fit`` and ``select`` train on.
 """
 
 from __future__ import annotations

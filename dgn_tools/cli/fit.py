@@ -236,8 +236,9 @@ def run(args: argparse.Namespace) -> int:
               f"{plan.scaling.from_scaled(plan.net)!r}; run folder {run_dir}", flush=True)
         if plan.scaling.scale != 1.0:
             print(f"dgn fit: EM runs on (x - mean) / {plan.scaling.scale:g}: its progress lines "
-                  f"give log p(X) of those data ({N * plan.scaling.log_density_shift(D):+.6g} "
-                  f"in the data's units) and their noise variance", flush=True)
+                  f"give log p(X) and the noise variance of those data (add "
+                  f"{N * plan.scaling.log_density_shift(D):+.6g} to log p(X) and multiply the "
+                  f"variance by {plan.scaling.scale ** 2:g} for the data's units)", flush=True)
     try:
         with warnings.catch_warnings():
             # reported in the summary line instead ("max-iter reached")
