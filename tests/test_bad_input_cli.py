@@ -143,7 +143,7 @@ CASES = [
     pytest.param(["select", "--out", "{d}/exists.csv"], "--force", id="select-out-exists"),
     pytest.param(["select", "--out", "{d}/folder"], "folder", id="select-out-is-a-folder"),
     pytest.param(["select", "--latent-dim", "9"], "1 to 4", id="select-latent-dim-9"),
-    pytest.param(["select", "--max-iter", "-1"], "max_iter", id="select-max-iter-negative"),
+    pytest.param(["select", "--max-iter", "-1"], "--max-iter", id="select-max-iter-negative"),
     pytest.param(["select", "--data", "{d}/folder"], "folder", id="select-data-is-a-folder"),
     # ------------------------------------------------------------------ partition
     pytest.param(["partition", "--out", "{d}/exists.png"], "--force", id="partition-out-exists"),
@@ -155,7 +155,7 @@ CASES = [
     pytest.param(["partition", "{d}/missing.npz"], "missing.npz", id="partition-model-missing"),
     pytest.param(["partition", "{d}/model.npz", "--random", "1,4,2"], "not both",
                  id="partition-model-and-random"),
-    pytest.param(["partition", "--max-regions", "0"], "max_regions", id="partition-max-regions-0"),
+    pytest.param(["partition", "--max-regions", "0"], "--max-regions", id="partition-max-regions-0"),
     pytest.param(["partition", "--window", "-1"], "--window", id="partition-window-negative"),
     # ------------------------------------------------------------------ posterior
     pytest.param(["posterior", "--grid", "100000"], "from 2 to 1000", id="posterior-grid-huge"),

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from dgn_core.model import DGN
-from dgn_core.validation import check_max_regions
+from dgn_core.validation import check_int
 
 from ._common import (
     CLIError,
@@ -48,7 +48,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..plotting import plot_curve, plot_partition, save_figure, subplots
 
-    max_regions = check_option(check_max_regions, args.max_regions)
+    max_regions = check_option(check_int, args.max_regions, "--max-regions", 1)
     if args.exact:
         check_exact_available()
     if not (np.isfinite(args.window) and args.window > 0):

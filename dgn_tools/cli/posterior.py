@@ -239,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         check_exact_available()
     if args.noise is not None and not (np.isfinite(args.noise) and args.noise > 0):
         raise CLIError(f"--noise must be a positive variance, got {args.noise}")
-    check_option(check_int, args.seed, "seed")
+    check_option(check_int, args.seed, "--seed")
 
     S = args.latent
     net, what = load_model(args, lambda: example_posterior_net(S, noise_var=args.noise or 0.001))

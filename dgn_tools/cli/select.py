@@ -90,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
 
     # the options select_widths would reject, reported before any training
     check_latent_dim(args.latent_dim)
-    check_option(check_int, args.max_iter, "max_iter")
-    check_option(check_nonnegative, args.tol, "tol")
-    check_option(check_int, args.seed, "seed")
-    check_option(check_int, args.data_seed, "data_seed")
+    check_option(check_int, args.max_iter, "--max-iter", 0)
+    check_option(check_nonnegative, args.tol, "--tol")
+    check_option(check_int, args.seed, "--seed")
+    check_option(check_int, args.data_seed, "--data-seed")
     if args.activation == "leaky_relu":  # the slope rule of the model, on a 1 x 1 net
         random_net((1, 1), activation=args.activation, slope=args.slope)
     X, what = load_fit_data(args.data, args.n, args.data_seed)
