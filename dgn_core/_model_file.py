@@ -1,0 +1,163 @@
+"""The model file format of :class:`~dgn_core.model.DGN` (``.npz``, no pickles): reading and
+checking every entry of a file, so that a damaged or foreign file is a
+:class:`~dgn_core.exceptions.ModelFileError` naming the file and the entry, never a
+different network or a traceback from numpy.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .exceptions import ModelFileError
+from .model import _FORMAT, _FORMAT_VERSION, ACTIVATIONS, _check_activation
+
+__all__ = ["read_model"]
+
+
+def read_model(path: Path) -> dict[str, Any]:
+    """The constructor arguments of the model saved at ``path``, every entry checked
+    (:meth:`DGN.load <dgn_core.model.DGN.load>` documents the errors)."""
+    if not path.exists():
+        raise FileNotFoundError(f"no model file at {path}")
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a saved DGN model (.npz file)")
+    try:
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read the model file {path}: {exc.strerror}") from None
+    if magic[:1] == b"\x80":
+        raise ModelFileError(
+            f"{path} is a pickle, not a saved DGN model; refusing to unpickle it")
+    if magic != b"PK\x03\x04":
+        raise ModelFileError(f"{path} is not a readable .npz model file (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    except ValueError as exc:
+        if "pickle" in str(exc):
+            raise ModelFileError(
+                f"{path} contains pickled Python objects; refusing to load it "
+                "(a saved DGN holds plain arrays only)"
+            ) from None
+        raise ModelFileError(f"{path} is not a saved DGN model: {exc}") from None
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise ModelFileError(f"{path} is not a readable .npz model file ({exc})") from None
+    return _check_arrays(path, data)
+
+
+def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
+    """Check every entry of a loaded model file (presence, dtype, shape, value); every
+    error is a :class:`ModelFileError` naming ``path`` and the entry."""
+    marker = data.get("format")
+    if (marker is None or marker.dtype.kind != "U" or marker.ndim != 0
+            or str(marker) != _FORMAT):
+        raise ModelFileError(f"{path} is not a saved DGN model (no '{_FORMAT}' marker)")
+    version = _file_int(path, data, "format_version")
+    if version > _FORMAT_VERSION:
+        raise ModelFileError(
+            f"{path} was written by a newer version (format {version}); "
+            f"this version reads format {_FORMAT_VERSION}"
+        )
+    if version < 1:
+        raise ModelFileError(f"{path}: entry 'format_version' must be >= 1, got {version}")
+    L = _file_int(path, data, "n_layers")
+    if L < 1:
+        raise ModelFileError(f"{path}: entry 'n_layers' must be >= 1, got {L}")
+    layer_keys = {k for k in data if k[:1] in "Wv" and k[1:].isdigit()}
+    expected = {f"{c}{i}" for c in "Wv" for i in range(L)}
+    if layer_keys != expected:
+        missing = sorted(expected - layer_keys, key=_layer_order)
+        extra = sorted(layer_keys - expected, key=_layer_order)
+        what = "; ".join(
+            part for part in (f"missing {', '.join(missing)}" if missing else "",
+                              f"unexpected {', '.join(extra)}" if extra else "") if part)
+        raise ModelFileError(
+            f"{path}: entry 'n_layers' says {L} layer(s) (W0..W{L - 1}, v0..v{L - 1}) "
+            f"but the stored layers disagree ({what}); the file is damaged")
+    known = {"format", "format_version", "n_layers", "activation", "slope", "noise_var",
+             "prior_cov"} | expected
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ModelFileError(f"{path}: unexpected entries {unknown} in a DGN model file")
+    Ws = [_file_array(path, data, f"W{i}", 2) for i in range(L)]
+    vs = [_file_array(path, data, f"v{i}", 1) for i in range(L)]
+    for i, W in enumerate(Ws):
+        if 0 in W.shape:
+            raise ModelFileError(f"{path}: entry 'W{i}' has an empty dimension: shape "
+                                 f"{W.shape}")
+        if i > 0 and W.shape[1] != Ws[i - 1].shape[0]:
+            raise ModelFileError(
+                f"{path}: entry 'W{i}' has shape {W.shape} (expects {W.shape[1]} inputs) "
+                f"but 'W{i - 1}' has {Ws[i - 1].shape[0]} outputs")
+        if vs[i].shape != (W.shape[0],):
+            raise ModelFileError(f"{path}: entry 'v{i}' must have shape ({W.shape[0]},) to "
+                                 f"match 'W{i}' of shape {W.shape}, got {vs[i].shape}")
+    act = data.get("activation")
+    if act is None:
+        raise ModelFileError(f"{path} is a damaged DGN model: missing entry 'activation'")
+    if act.dtype.kind != "U" or act.ndim != 0 or str(act) not in ACTIVATIONS:
+        got = repr(act.item()) if act.ndim == 0 else f"shape {act.shape}"
+        raise ModelFileError(f"{path}: entry 'activation' must be one of "
+                             f"{sorted(ACTIVATIONS)}, got {got} (dtype {act.dtype})")
+    activation = str(act)
+    slope = float(_file_array(path, data, "slope", 0))
+    try:
+        _check_activation(activation, slope)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: entry 'slope' is invalid: {exc}") from None
+    D = Ws[-1].shape[0]
+    nv = _file_array(path, data, "noise_var", None)
+    if nv.ndim > 1 or (nv.ndim == 1 and nv.shape != (D,)):
+        raise ModelFileError(f"{path}: entry 'noise_var' must be a scalar or have shape "
+                             f"({D},), got shape {nv.shape}")
+    if np.any(nv <= 0):
+        raise ModelFileError(f"{path}: entry 'noise_var' must be positive, got "
+                             f"min {float(nv.min())!r}")
+    noise_var: float | NDArray[np.float64] = float(nv) if nv.ndim == 0 else nv
+    prior_cov = None
+    if "prior_cov" in data:
+        prior_cov = _file_array(path, data, "prior_cov", 2)
+    return dict(weights=Ws, biases=vs, activation=activation, slope=slope,
+                noise_var=noise_var, prior_cov=prior_cov)
+
+
+def _layer_order(key: str) -> tuple[int, str]:
+    return int(key[1:]), key[0]
+
+
+def _file_entry(path: Path, data: dict[str, NDArray[Any]], key: str) -> NDArray[Any]:
+    if key not in data:
+        raise ModelFileError(f"{path} is a damaged DGN model: missing entry '{key}'")
+    return data[key]
+
+
+def _file_int(path: Path, data: dict[str, NDArray[Any]], key: str) -> int:
+    """A 0-d integer entry (booleans, floats and strings refused)."""
+    arr = _file_entry(path, data, key)
+    if arr.ndim != 0 or arr.dtype.kind not in "iu":
+        raise ModelFileError(f"{path}: entry '{key}' must be a single integer, got "
+                             f"dtype {arr.dtype} and shape {arr.shape}")
+    return int(arr)
+
+
+def _file_array(path: Path, data: dict[str, NDArray[Any]], key: str,
+                ndim: int | None) -> NDArray[np.float64]:
+    """A finite real entry of ``ndim`` dimensions (``None``: 0 or 1) as float64."""
+    arr = _file_entry(path, data, key)
+    if arr.dtype.kind not in "fiu":
+        raise ModelFileError(f"{path}: entry '{key}' must hold real numbers, got dtype "
+                             f"{arr.dtype}")
+    if (arr.ndim != ndim) if ndim is not None else arr.ndim > 1:
+        want = "a single number" if ndim == 0 else (f"{ndim}-dimensional" if ndim else
+                                                      "a number or a vector")
+        raise ModelFileError(f"{path}: entry '{key}' must be {want}, got shape {arr.shape}")
+    out = np.asarray(arr, dtype=np.float64)
+    if not np.all(np.isfinite(out)):
+        raise ModelFileError(f"{path}: entry '{key}' contains NaN or infinite values")
+    return out
