@@ -203,10 +203,11 @@ def test_huge_data_is_not_blamed_on_noise_var(inputs, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------- file-system errors
-def _raise_oserror(code: int):
+def _raise_oserror(code: int, where: int = -1):
+    """A replacement for a writer that fails as the OS would, naming the path it was given
+    (positional argument ``where``)."""
     def fail(*args, **kwargs):
-        path = args[-1] if args else "?"
-        raise OSError(code, os.strerror(code), str(path))
+        raise OSError(code, os.strerror(code), str(args[where]))
     return fail
 
 
@@ -235,6 +236,19 @@ def test_run_folder_read_only_mid_run(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert "model.npz" in err and "permissions" in err
+
+
+def test_checkpoint_write_fails_mid_run(tmp_path, monkeypatch, capsys):
+    # the folder becomes unwritable during EM: the checkpoint after iteration 1 fails
+    import fastpath._em_checkpoint as ckpt
+
+    monkeypatch.setattr(ckpt, "atomic_write_npz", _raise_oserror(errno.EROFS, where=0))
+    run = tmp_path / "run"
+    assert main(["fit", "--n", "50", "--widths", "3", "--max-iter", "3", "--quiet",
+                 "--checkpoint-every", "1", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "checkpoint.npz" in err and "read-only" in err
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
