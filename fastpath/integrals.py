@@ -592,7 +592,8 @@ def truncated_normal_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: A
     """
     mean_b, batch, lm, dm, tcov = _standardised(C, d, mean, cov, True)
     assert dm is not None and tcov is not None
-    mP, M2P = _finish(mean_b, lm, dm, tcov)
+    with np.errstate(over="ignore", invalid="ignore"):
+        mP, M2P = _finish(mean_b, lm, dm, tcov)
     if not (np.all(np.isfinite(mP)) and np.all(np.isfinite(M2P))):
         raise ValueError("mean, cov: E[Z Z^T | P] overflows float64 (entries beyond 1e308)")
     S = mean_b.shape[-1]
