@@ -51,7 +51,8 @@ def check_data(X: ArrayLike, dim: int | None = None, name: str = "X") -> NDArray
     elif arr.ndim == 1 and dim is not None and arr.shape[0] == dim:
         arr = arr[None, :]
     if arr.ndim != 2:
-        raise DataError(f"{name} must be 2-D (N, D), got shape {arr.shape}")
+        want = "2-D (N, D)" if dim is None else f"of shape (N, {dim}) or ({dim},)"
+        raise DataError(f"{name} must be {want}, got shape {arr.shape}")
     if arr.shape[0] == 0:
         raise DataError(f"{name} is empty (no rows)")
     if arr.shape[1] == 0:

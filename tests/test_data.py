@@ -156,6 +156,8 @@ def test_check_data_dimension_against_the_net():
     with pytest.raises(DataError, match="must have 2 columns"):
         check_data(np.zeros((2, 3)), dim=2)
     np.testing.assert_array_equal(check_data([1.0, 2.0], dim=2), [[1.0, 2.0]])
+    with pytest.raises(DataError, match=r"X must be of shape \(N, 2\) or \(2,\), got shape \(3,\)"):
+        check_data([1.0, 2.0, 3.0], dim=2)
 
 
 def test_check_data_accepts_exact_numbers_and_the_limit():
