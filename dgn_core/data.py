@@ -208,7 +208,7 @@ def _fields(line: str, delim: str | None) -> list[str]:
 def _data_lines(path: Path, delim: str | None) -> Iterator[tuple[int, list[str]]]:
     """``(line number from 1, fields)`` of every line that is not blank or a comment."""
     try:
-        with open(path, encoding="utf-8") as fh:
+        with open(path, encoding="utf-8-sig") as fh:
             for lineno, line in enumerate(fh, start=1):
                 fields = _fields(line, delim)
                 if fields:
@@ -259,7 +259,7 @@ def _read_table(path: Path, delim: str | None) -> NDArray[np.float64]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            X = np.loadtxt(path, delimiter=delim, ndmin=2, skiprows=header, encoding="utf-8")
+            X = np.loadtxt(path, delimiter=delim, ndmin=2, skiprows=header, encoding="utf-8-sig")
     except (ValueError, UnicodeDecodeError) as exc:
         _locate_table_error(path, delim, header)
         raise DataError(f"{path}: not a numeric table ({exc})") from None

@@ -106,6 +106,9 @@ def test_header_is_a_line_without_numbers(tmp_path):
         np.testing.assert_array_equal(load_data(tmp_path / "t.csv"), X)
     (tmp_path / "t.tsv").write_text("a\tb\n" + text.replace(",", "\t"))
     np.testing.assert_array_equal(load_data(tmp_path / "t.tsv"), X)
+    # as spreadsheets write it: a UTF-8 byte-order mark and CRLF line ends
+    (tmp_path / "excel.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    np.testing.assert_array_equal(load_data(tmp_path / "excel.csv"), X)
 
 
 def test_bad_files(tmp_path):
