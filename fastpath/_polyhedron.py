@@ -322,7 +322,13 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
     dmax = float(np.max(np.abs(d))) if len(d) else 0.0
     L = 2.0 ** int(np.round(np.log2(dmax))) if dmax > 0 else 1.0
     ip = None if interior_point is None else np.asarray(interior_point, dtype=np.float64) / L
-    g = _geometry_unit(C, d / L, S, ip, prune, vectorised)
+    try:
+        g = _geometry_unit(C, d / L, S, ip, prune, vectorised)
+    except GeometryError as exc:
+        raise GeometryError(
+            f"{exc}: the polyhedron may be too thin for float64 geometry (width below ~1e-9 "
+            "of its extent); log_gaussian_mass / truncated_normal_moments, which know the "
+            "Gaussian, drop rows too far away to matter") from None
     return g if L == 1.0 else _scaled(g, L)
 
 

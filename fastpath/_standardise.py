@@ -69,9 +69,9 @@ def unit_rows(C: NDArray[np.float64], d: NDArray[np.float64]
 
     Returns (C, d, S), or (None, d, S) when a zero row has d_j < 0 (P is empty). Norms are
     taken without overflow (entries up to the float64 maximum). A row whose d_j / |C_j|
-    overflows is a half-space beyond every float64 point: dropped when d_j > 0 (it holds
-    for all of them), and for d_j < 0 a :class:`ValueError` (no float64 point satisfies it,
-    although P is not empty).
+    overflows (beyond 1.8e308) is dropped when d_j > 0 (its half-space holds every point of
+    norm below 1.8e308), and for d_j < 0 it is a :class:`ValueError` (no such point
+    satisfies it, although the half-space is not empty).
     """
     C = np.asarray(C, dtype=np.float64)
     d = np.asarray(d, dtype=np.float64)

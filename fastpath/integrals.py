@@ -19,10 +19,13 @@ constraints, and z | y is Gaussian with mean mean + K (y - B^T mean),
 K = cov B (B^T cov B)^{-1}, and covariance cov - K B^T cov.
 
 Public functions validate their inputs (covariances by the shared rule,
-:func:`dgn_core.validation.check_covariance`); the geometry of a polyhedron (float H->V, no
-pycddlib) is computed once per :class:`PolyhedronCones` and reused for any number of
-Gaussians; :class:`ConeBatch` evaluates many polyhedra times many Gaussians with a handful of
-vectorised passes (the E-step's layout: regions x points, one covariance per region).
+:func:`dgn_core.validation.check_covariance`); the module-level functions integrate in the
+Gaussian's own units and drop rows too far away to matter (:mod:`fastpath._standardise`),
+so they are invariant to rescaling and give huge bounds their limit. The geometry of a
+polyhedron (float H->V, no pycddlib) is computed once per :class:`PolyhedronCones` and
+reused for any number of Gaussians; :class:`ConeBatch` evaluates many polyhedra times many
+Gaussians with a handful of vectorised passes (the E-step's layout: regions x points, one
+covariance per region).
 
 Accuracy (measured against verified_dgn.gaussian_moments, tests/test_integrals_cross.py):
 log m0 to ~1e-14 where m0 >= 1e-20 (the cancelling and thin-cone E-step pairs: <= 4e-13,
