@@ -136,26 +136,37 @@ def standardise(C: NDArray[np.float64], d: NDArray[np.float64], mean: NDArray[np
     t = (dw[None] - mean_w @ Cw.T) / sd_rows                                   # (N, m)
     # every point of P is at least max_j(-t_j) standard deviations from the mean
     far = float(np.max(-t))
-    keep = _rows_kept(Cw, dw, mean_w, cov_w, t)
-    return Standardised(Cw[keep], dw[keep], A, mean_w, cov_w, far)
+    keep, p = _rows_kept(Cw, dw, mean_w, cov_w, t)
+    Cw, dw = Cw[keep], dw[keep]
+    if p is not None and far >= DROP_SIGMAS:
+        # P lies in a tail: its geometry is computed about a point of P, so that the
+        # tolerances are relative to P's own size, not to its distance from the mean (a
+        # box of width 1 at 1e12 sd); the translation is exact up to one rounding of d
+        dw = dw - Cw @ p
+        mean_w = mean_w - p
+    return Standardised(Cw, dw, A, mean_w, cov_w, far)
 
 
 def _rows_kept(C: NDArray[np.float64], d: NDArray[np.float64], mean: NDArray[np.float64],
-               cov: NDArray[np.float64], t: NDArray[np.float64]) -> NDArray[np.bool_]:
-    """Rows that may matter for some Gaussian of the batch (module docstring); t (N, m):
-    the distances of the rows from the means in standard deviations."""
+               cov: NDArray[np.float64], t: NDArray[np.float64]
+               ) -> tuple[NDArray[np.bool_], NDArray[np.float64] | None]:
+    """Rows that may matter for some Gaussian of the batch (module docstring), and the
+    point of P used to decide it (None if none was needed or found); t (N, m): the
+    distances of the rows from the means in standard deviations."""
+    keep = np.ones(C.shape[0], dtype=bool)
     if np.all(t < DROP_SIGMAS):
-        return np.ones(C.shape[0], dtype=bool)
+        return keep, None
     # clip where no row can be dropped anyway: beyond the farthest violated row, + 2 K
     lb = float(np.max(np.maximum(-t, 0.0)))
     p = point_near_origin(C, d - C @ mean[0], 2.0 * (lb + DROP_SIGMAS))
     if p is None:
-        return np.ones(C.shape[0], dtype=bool)
-    diff = p[None] + mean[0] - mean                                           # (N, S)
+        return keep, None
+    p = p + mean[0]
+    diff = p[None] - mean                                                     # (N, S)
     delta = np.sqrt(np.einsum("ns,ns->n", diff, np.linalg.solve(cov, diff[..., None])[..., 0]))
     # the 1e-9 covers the roundings of delta and t (far inside the slack of K)
     far = t >= (delta[:, None] + DROP_SIGMAS) * (1 + 1e-9)
-    return ~np.all(far, axis=0)
+    return ~np.all(far, axis=0), p
 
 
 def point_near_origin(C: NDArray[np.float64], d: NDArray[np.float64], clip: float

@@ -125,6 +125,21 @@ def test_fast_huge_bound_gives_the_limit(B):
     assert abs(M2[0, 0] - float(r2)) <= 1e-15
 
 
+# from B ~ 1e8 on, log m0 ~ -B^2/2 leaves no float64 digit for the rest (log B, the width):
+# the kernels warn and return the point-mass limit, which is the answer to rounding
+@pytest.mark.filterwarnings("ignore:.*lost all digits to cancellation")
+@pytest.mark.parametrize("B", [1e3, 1e6, 1e10, 1e12])
+def test_fast_box_far_in_the_tail_is_resolved(B):
+    # [B, B (1 + 1e-6)] x [-1, 1]: a box of width 1e-6 B, B standard deviations away; its
+    # geometry is computed about a point of the box, so it is not thin relative to B
+    # (before: -inf at B = 1e12)
+    C, d = _box([B, -1.0], [B * (1 + 1e-6), 1.0])
+    lo, hi = -d[2:], d[:2]
+    ref = float(_box_log_mass(lo, hi))
+    got = fastpath.log_gaussian_mass(C, d, np.zeros(2), np.eye(2))
+    assert abs(got - ref) <= 1e-13 * abs(ref)
+
+
 def test_fast_batches_drop_only_rows_far_for_every_gaussian():
     # row z1 <= 1e12 is far for both means; the second mean sits 2 sd below z1 = 0
     C, d = _box([0.0, -1.0], [1e12, 1.0])
