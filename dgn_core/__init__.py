@@ -20,6 +20,7 @@ docs/ARCHITECTURE.md.
 from __future__ import annotations
 
 from .exceptions import (
+                         CheckpointError,
                          ConvergenceWarning,
                          DataError,
                          DGNError,
@@ -40,5 +41,6 @@ __all__ = [
     "DGN", "ACTIVATIONS", "Partition", "Region",
     "GaussianPrior", "LaplacePrior", "BoxPrior",
     "DGNError", "ModelFileError", "DataError", "RegionLimitError", "GeometryError",
-    "QuadratureError", "PrecisionError", "TorchConversionError", "ConvergenceWarning",
+    "QuadratureError", "PrecisionError", "TorchConversionError", "CheckpointError",
+    "ConvergenceWarning",
 ]

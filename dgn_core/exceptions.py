@@ -18,6 +18,7 @@ __all__ = [
     "QuadratureError",
     "PrecisionError",
     "TorchConversionError",
+    "CheckpointError",
     "ConvergenceWarning",
 ]
 
@@ -52,6 +53,11 @@ class PrecisionError(DGNError, ArithmeticError):
 
 class TorchConversionError(DGNError, ValueError):
     """A torch module that cannot be converted to (or from) a :class:`~dgn_core.model.DGN`."""
+
+
+class CheckpointError(DGNError, ValueError):
+    """An EM checkpoint that cannot be resumed: unreadable, of a newer format, or written for
+    other data or with other options."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dgn_core.exceptions import CheckpointError
 from dgn_core.io import atomic_write_npz
 from dgn_core.model import DGN
 
@@ -124,25 +125,38 @@ def _write_checkpoint(path: Path, state: _State, fingerprint: str, options: dict
 def _read_checkpoint(path: Path, fingerprint: str, options: dict[str, Any]) -> _State:
     """The state stored in ``path``.
 
-    Raises ``ValueError`` when the file is not a readable checkpoint of this or an earlier
-    format version, or was written for other data or with other options.
+    Raises :class:`~dgn_core.exceptions.CheckpointError` when the file is not a readable
+    checkpoint of this or an earlier format version (missing or malformed entries included),
+    or was written for other data or with other options.
     """
     try:
         with np.load(path, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
-        raise ValueError(f"{path} is not a readable EM checkpoint: {exc}") from None
+        raise CheckpointError(f"{path} is not a readable EM checkpoint: {exc}") from None
     if str(data.get("format", "")) != _CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not an EM checkpoint (no {_CHECKPOINT_FORMAT!r} marker)")
+        raise CheckpointError(f"{path} is not an EM checkpoint (no {_CHECKPOINT_FORMAT!r} marker)")
+    try:
+        return _state_from_arrays(path, data, fingerprint, options)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, CheckpointError):
+            raise
+        raise CheckpointError(f"{path} is a damaged EM checkpoint ({type(exc).__name__}: {exc}); "
+                              "start a new run or restore the file") from None
+
+
+def _state_from_arrays(path: Path, data: dict[str, Any], fingerprint: str,
+                       options: dict[str, Any]) -> _State:
     if int(data["format_version"]) > _CHECKPOINT_VERSION:
-        raise ValueError(f"{path} was written by a newer version of fit_em")
+        raise CheckpointError(f"{path} was written by a newer version of fit_em")
     if str(data["data_sha256"]) != fingerprint:
-        raise ValueError(f"{path} was written for different data (the data's SHA-256 differs); "
-                         "resume with the same X or start a new checkpoint")
+        raise CheckpointError(f"{path} was written for different data (the data's SHA-256 differs); "
+                              "resume with the same X or start a new checkpoint")
     saved = json.loads(str(data["options"]))
     diff = {k: (saved.get(k), v) for k, v in options.items() if saved.get(k) != v}
     if diff:
-        raise ValueError(f"{path} was written with other options; differing (saved, now): {diff}")
+        raise CheckpointError(f"{path} was written with other options; differing (saved, now): "
+                              f"{diff}")
     iso = data["noise_isotropic"]
     nvs = [float(row[0]) if i else row.copy() for row, i in zip(data["noise_var"], iso)]
     return _State(

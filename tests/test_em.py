@@ -30,6 +30,7 @@ import pytest
 
 import fastpath
 from dgn_core.data import DataError, noisy_circle
+from dgn_core.exceptions import CheckpointError
 from fastpath import _mstep as MS
 from fastpath import em as E
 from verified_dgn import DGN
@@ -349,8 +350,22 @@ def test_checkpoint_refuses_other_data_or_options(tmp_path):
         E.fit_em(net, X, max_iter=2, checkpoint=path, resume=True, noise_floor=1e-4)
     bad = tmp_path / "bad.npz"
     np.savez(bad, a=np.zeros(2))
-    with pytest.raises(ValueError, match="not an EM checkpoint"):
+    with pytest.raises(CheckpointError, match="not an EM checkpoint"):
         E.fit_em(net, X, max_iter=2, checkpoint=bad, resume=True)
+    # a checkpoint with its marker but an entry missing or malformed: one clear error, not a
+    # KeyError from inside the reader
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    for damage in ("drop", "string"):
+        broken = dict(arrays)
+        if damage == "drop":
+            del broken["log_likelihood"]
+        else:
+            broken["format_version"] = np.array("two")
+        damaged = tmp_path / f"damaged_{damage}.npz"
+        np.savez(damaged, **broken)
+        with pytest.raises(CheckpointError, match="damaged EM checkpoint"):
+            E.fit_em(net, X, max_iter=2, checkpoint=damaged, resume=True)
 
 
 # --------------------------------------------------------------------------- conventions

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from dgn_core.exceptions import CheckpointError
 from dgn_core.model import DGN
 
 from ._common import (
@@ -251,13 +252,9 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _interrupted(plan)
         raise
-    except ValueError as exc:
-        # fit_em reports a checkpoint it cannot continue (damaged, other data or options)
-        # as a ValueError whose message starts with the file's name; any other is a bug
-        ckpt = str(run_dir / "checkpoint.npz")
-        if plan.resume and not isinstance(exc, CLIError) and str(exc).startswith(ckpt):
-            raise CLIError(f"--resume {run_dir}: {exc}") from None
-        raise
+    except CheckpointError as exc:
+        # a checkpoint fit_em cannot continue (damaged, other data or options)
+        raise CLIError(f"--resume {run_dir}: {exc}") from None
     model, hist, lls, objs = _in_data_units(res, plan)
     model.save(run_dir / "model.npz")
     write_columns_csv(run_dir / "history.csv", hist)
