@@ -51,6 +51,7 @@ from ._cone_cubature import _THIN_COST_FACTOR as _THIN_COST_FACTOR
 from ._cone_cubature import _CubatureRouting
 from ._cone_interval import _IntervalMoments
 from ._cone_nearest import _NearestPoints
+from ._cone_tail import TAIL_DISTANCE, tail_enabled, tail_moments
 from ._polyhedron import PolyhedronGeometry
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -242,6 +243,29 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         return np.where(inside, 0.0, log_ndtr(-np.sqrt(np.sum(xstar * xstar, axis=-1))))
 
     def _guarded(self, mean, chol, moments, direction):
+        """:meth:`_guarded_cones`; then, for S = 2, 3, the moments of the pairs whose mean is
+        at least ``TAIL_DISTANCE`` whitened units from P come from slices about the nearest
+        point (:mod:`fastpath._cone_tail`): there the cone sum's covariance cancels (its
+        relative error grows as eps d^4) and its mean loses ~eps d^2 |log m0|."""
+        out = self._guarded_cones(mean, chol, moments, direction)
+        if not moments or self.dim not in (2, 3) or direction != "nearest" or not tail_enabled():
+            return out
+        Uinv = np.linalg.inv(chol)
+        xstar, _, inside = self._nearest_points(mean, chol, Uinv)
+        dist = np.sqrt(np.sum(xstar * xstar, axis=-1))
+        far = ~inside & (dist >= TAIL_DISTANCE)
+        if not np.any(far):
+            return out
+        dm, tc = out[1].copy(), out[2].copy()
+        for a, j in zip(*np.nonzero(far)):
+            U = chol[a if chol.shape[0] > 1 else 0, j]
+            fv = self.f_valid[j]
+            _, dm[a, j], tc[a, j], _ = tail_moments(
+                self.f_C[j][fv], self.f_d[j][fv], self.e_start[j], self.e_dir[j],
+                self.e_len[j], mean[a, j], U, xstar[a, j])
+        return out[0], dm, tc, out[3]
+
+    def _guarded_cones(self, mean, chol, moments, direction):
         """:meth:`_evaluate`, with a fallback where the signed sum cancelled catastrophically.
 
         Where more than ``_MAX_LOG_CANCEL`` of the terms' magnitude cancelled (or the sum is
@@ -277,7 +301,7 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
                 f"{int(still.sum())} Gaussian integral(s) lost all digits to cancellation "
                 "(an extremely thin polyhedron, or orthant values without relative accuracy); "
                 "returned the limit of a point mass at the nearest point", RuntimeWarning,
-                stacklevel=4)
+                stacklevel=5)
             fix = self._point_mass(mean, chol, moments)
             for i in range(3):
                 if res[i] is None:

@@ -54,6 +54,7 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition
 
 from ._checks import _check_chunk_size, _check_net, _check_partition, _check_prune
+from ._cone_tail import TAIL_DISTANCE, cone_sum_only
 from ._region_maps import affine_maps, cone_batch
 from .integrals import ConeBatch
 
@@ -77,6 +78,8 @@ _PRUNE_PROBE = 32
 _PROBE_DENSE = 0.65
 #: floats of a (pairs, D) residual block in the refinement of Q
 _RESIDUAL_FLOATS = 1 << 21
+#: pairs with e0 >= exp(-this) get far-tail moments where their mean is far from the region
+_TAIL_NATS = 46.0
 
 
 # =========================================================================== precomputation
@@ -230,9 +233,47 @@ class _ChunkResult:
     log_m0: Arr | None     # (n, R) log Phi_w (-inf where skipped)
 
 
-def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
-           forms: _Forms | None = None) -> _ChunkResult:
-    """Theorem 1 for a chunk of points Xc (n, D): log p(x) and (central) region moments."""
+def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None) -> _ChunkResult:
+    """Theorem 1 for a chunk of points Xc (n, D): log p(x) and (central) region moments.
+
+    The cone integrals of all pairs are evaluated by the signed cone sum; then the pairs
+    that carry weight (e0 >= e^-_TAIL_NATS) and whose mean lies far outside the region get
+    their moments again with the far-tail method (:mod:`fastpath._cone_tail`), which the
+    dense pass skips because most far pairs carry no weight.
+    """
+    with cone_sum_only():
+        res = _chunk_cones(model, Xc, moments, prune)
+    if moments:
+        _fix_tails(model, res)
+    return res
+
+
+def _fix_tails(model: _Model, res: _ChunkResult) -> None:
+    """Recompute, in place, the moments of the pairs with weight that lie far in a tail."""
+    if model.S not in (2, 3):
+        return
+    assert res.dm is not None and res.tcov is not None and res.mu_z is not None
+    with np.errstate(invalid="ignore"):
+        cand = (res.log_w - res.log_px[:, None]) >= -_TAIL_NATS
+    nn, ww = np.nonzero(cand)
+    if nn.size == 0:
+        return
+    # the truncated mean lies in the region, so its whitened offset from mu_w bounds the
+    # distance from mu_w to the region from above: a cheap screen for "far"
+    Lc = np.linalg.cholesky(model.cov_z)
+    y = np.linalg.solve(Lc[ww], res.dm[nn, ww][..., None])[..., 0]
+    far = np.sum(y * y, axis=-1) >= TAIL_DISTANCE ** 2
+    nn, ww = nn[far], ww[far]
+    for w in np.unique(ww):
+        rows = nn[ww == w]
+        _, b, c = model.cones.cones[w].truncated_mean_cov(res.mu_z[rows, w], model.cov_z[w])
+        res.dm[rows, w] = b
+        res.tcov[rows, w] = c
+
+
+def _chunk_cones(model: _Model, Xc: Arr, moments: bool, prune: float | None,
+                 forms: _Forms | None = None) -> _ChunkResult:
+    """:func:`_chunk` with the cone sums' moments everywhere."""
     if forms is None:
         forms = _quadratic_forms(model, Xc)
     mu_z = model.mu_z(forms.mu_u)
@@ -256,12 +297,12 @@ def _chunk(model: _Model, Xc: Arr, moments: bool, prune: float | None,
         up = model.const - 0.5 * (forms.Q[pr] - forms.bound[pr]) \
             + cones.log_mass_bound(mu_z[pr], model.cov_z)
         if (up >= (np.max(up, axis=1, keepdims=True) - prune)).mean() > _PROBE_DENSE:
-            return _chunk(model, Xc, moments, None, forms)
+            return _chunk_cones(model, Xc, moments, None, forms)
     upper = model.const - 0.5 * (forms.Q - forms.bound) + cones.log_mass_bound(mu_z, model.cov_z)
     todo = upper >= (np.max(upper, axis=1, keepdims=True) - prune)
     if todo.mean() > _SPARSE_MAX_FRACTION:
         # little to skip: one batched pass over every pair beats per-region calls
-        return _chunk(model, Xc, moments, None, forms)
+        return _chunk_cones(model, Xc, moments, None, forms)
     log_w = np.full((n, R), -np.inf)
     lm_all = np.full((n, R), -np.inf)
     dm = np.zeros((n, R, S)) if moments else None
