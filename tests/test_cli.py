@@ -121,6 +121,25 @@ def test_fit_command_resume_equals_uninterrupted(tmp_path, monkeypatch, capsys):
     assert np.array_equal(a["log_likelihood"], b["log_likelihood"])
 
 
+@pytest.mark.parametrize("standardize", [True, False])
+def test_fit_initial_noise_is_a_twentieth_of_the_data_variance(tmp_path, standardize):
+    """The default initial noise variance is 0.05 times the data's mean variance per
+    coordinate, in the data's units, whether or not EM runs on standardised data (with
+    --max-iter 0 the saved model is the initial one; D = 3 and unequal variances so that a
+    per-entry / per-point mix-up shows)."""
+    from verified_dgn import DGN
+
+    X = np.random.default_rng(3).standard_normal((80, 3)) * [3.0, 0.5, 0.2] + [10.0, -4.0, 0.0]
+    np.save(tmp_path / "x.npy", X)
+    run = tmp_path / "r"
+    extra = [] if standardize else ["--no-standardize"]
+    assert main(["fit", "--data", str(tmp_path / "x.npy"), "--max-iter", "0", "--quiet",
+                 "--out", str(run), *extra]) == 0
+    expected = 0.05 * float(np.mean(np.var(X, axis=0)))
+    # the scaling is by a power of two (exact), the centring only moves the bias
+    assert DGN.load(run / "model.npz").noise_var == pytest.approx(expected, rel=1e-12)
+
+
 def test_fit_command_options_and_data_files(tmp_path, capsys):
     from verified_dgn import DGN
 

@@ -185,7 +185,7 @@ def _check_noise(cfg: dict[str, Any], X: np.ndarray, spread: float, what: str) -
     if floor < lowest:
         raise CLIError(f"--noise-floor must be at least {lowest:.3g} on these data (the rounding "
                        f"level of the residuals, (8 eps max|x|)^2), got {floor:g}")
-    variance = spread * spread / X.shape[1]  # mean variance per coordinate
+    variance = spread * spread  # the mean variance per coordinate (spread is per entry)
     if variance > 0 and floor >= variance:
         raise CLIError(f"--noise-floor {floor:g} is not below the data's mean variance "
                        f"{variance:.3g} ({what}): the noise alone would explain the data; lower "
