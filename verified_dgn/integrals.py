@@ -572,8 +572,11 @@ def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLik
     Cf, df, mf, Kf, lcond = _check_inputs(C, d, mean, cov, dps)
     st = standardise(Cf, df, mf, Kf, dps)
     m0 = _mass(st.C, st.d, st.mean, st.cov, dps, lcond)
-    with mpmath.workdps(dps + _GUARD):
-        return mpmath.log(m0) if m0 > 0 else mpmath.mpf("-inf")
+    if not m0 > 0:
+        return mpmath.mpf("-inf")
+    # absolute 10**-dps: the digits of |log m0| are added (log m0 reaches -1e13 in tails)
+    with mpmath.workdps(dps + _GUARD + len(str(abs(int(mpmath.mag(m0)))))):
+        return mpmath.log(m0)
 
 
 def _mass(Cf: NDArray[Any], df: NDArray[Any], mf: NDArray[Any], Kf: NDArray[Any], dps: int,

@@ -125,10 +125,14 @@ def orthant_probability(b: ArrayLike, cov: ArrayLike, *, dps: int = 30) -> mpmat
 
 
 def log_orthant_probability(b: ArrayLike, cov: ArrayLike, *, dps: int = 30) -> mpmath.mpf:
-    """``log P(Y <= b)`` (``-inf`` when the probability is 0); see :func:`orthant_probability`."""
+    """``log P(Y <= b)`` (``-inf`` when the probability is 0) to ``10**-dps`` absolute (the
+    relative accuracy of :func:`orthant_probability`; the log is rounded with the digits of
+    its integer part added, as it reaches -1e13 in far tails)."""
     p = orthant_probability(b, cov, dps=dps)
-    with mpmath.workdps(_wdps(dps)):
-        return mpmath.log(p) if p > 0 else mpmath.mpf("-inf")
+    if not p > 0:
+        return mpmath.mpf("-inf")
+    with mpmath.workdps(_wdps(dps) + len(str(abs(int(mpmath.mag(p)))))):
+        return mpmath.log(p)
 
 
 
