@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 import fastpath
 import verified_dgn
+from fastpath._polyhedron import polyhedron_geometry
+from fastpath.integrals import PolyhedronCones
 from tests.conftest import needs_cdd
 
 # derandomize: CI must be reproducible (a fixed sweep chosen by hypothesis)
@@ -96,6 +98,26 @@ def test_fast_tiny_box_is_volume_times_density(h):
     got = fastpath.log_gaussian_mass(C, d, np.zeros(2), np.eye(2))
     # about (2h)^2 phi(0)^2: the cubature of the tiny box is exact to rounding
     assert abs(got - float(ref)) <= 1e-12 * abs(float(ref))
+
+
+@pytest.mark.parametrize("k", [-300, -40, 0, 60, 300])
+def test_fast_geometry_of_a_rescaled_polyhedron_is_the_rescaled_geometry(k):
+    # powers of two: the geometry is computed at unit scale, so it scales exactly
+    C, d, _, _ = _problem(3, 7, True)
+    g0 = polyhedron_geometry(C, d)
+    g1 = polyhedron_geometry(C, 2.0 ** k * d)
+    assert np.array_equal(g1.vertices, 2.0 ** k * g0.vertices)
+    assert np.array_equal(g1.piece_L, g0.piece_L)
+    assert g1.inradius == 2.0 ** k * g0.inradius
+
+
+@pytest.mark.parametrize("h", [1e-12, 1e-100])
+def test_fast_tiny_box_through_precomputed_cones(h):
+    # the class API (no Gaussian known when the geometry is built) resolves tiny boxes too
+    C, d = _box([-h, -h], [h, h])
+    ref = float(_box_log_mass([-h, -h], [h, h]))
+    got = PolyhedronCones.from_halfspaces(C, d).log_mass(np.zeros(2), np.eye(2))
+    assert abs(got - ref) <= 1e-12 * abs(ref)
 
 
 @pytest.mark.parametrize("h", [1e-12, 1e-100])
