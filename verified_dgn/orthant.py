@@ -99,8 +99,9 @@ def orthant_probability(b: ArrayLike, cov: ArrayLike, *, dps: int = 30) -> mpmat
     Returns
     -------
     mpmath.mpf
-        ``P(Y <= b)`` to about ``dps`` significant digits (relative accuracy, also in the
-        far tail: values like 1e-10000 are fine). ``k = 0`` gives 1.
+        ``P(Y <= b)`` with relative error at most ``10**-dps``, also in the far tail (values
+        like 1e-10000 are fine) and for correlations near +-1 (checked against ``dps + 20``
+        by ``tests/test_exact_digits_sweep.py``). ``k = 0`` gives 1.
 
     Raises
     ------
