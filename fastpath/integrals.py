@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dgn_core.validation import MAX_CONDITION, check_covariance
+from dgn_core.validation import MAX_CONDITION, check_covariance, real_array
 
 from ._cones import ConeTable
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
@@ -71,10 +71,9 @@ _PAIRS_CHUNK = 65536
 
 # --------------------------------------------------------------------------- validation
 def _as_finite(a: ArrayLike, name: str) -> NDArray[np.float64]:
-    try:
-        arr = np.asarray(a, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a real array: {exc}") from None
+    # real_array refuses complex, boolean and string entries that np.asarray(dtype=float)
+    # would convert silently (imaginary parts dropped, True read as 1)
+    arr = real_array(a, name, copy=False)
     if not np.all(np.isfinite(arr)):
         bad = "NaN" if np.isnan(arr).any() else "infinite"
         raise ValueError(f"{name} contains {bad} values")
