@@ -84,6 +84,8 @@ _PARALLEL = 1e-12
 _WINDOW = 50.0
 #: relative agreement of the 12-node rule with its two halves that accepts an interval
 _TOL = 1e-13
+#: ... and for the outer variable of S = 3, whose integrand carries the inner rule's errors
+_TOL_OUTER = 1e-11
 _MAX_ITER = 60
 #: 45 e-folds of the 1-D tilted density: the window of the quadrature branch (as for S = 1)
 _TILT_E = 90.0
@@ -144,8 +146,8 @@ def _osum(owner: NDArray[np.intp], vals: Arr, n_owner: int) -> Arr:
     return out.reshape((n_owner,) + vals.shape[1:])
 
 
-def _adaptive(a: Arr, b: Arr, owner: NDArray[np.intp], n_owner: int, f: Integrand
-              ) -> tuple[Arr, Arr, Arr, Arr]:
+def _adaptive(a: Arr, b: Arr, owner: NDArray[np.intp], n_owner: int, f: Integrand,
+              tol: float = _TOL) -> tuple[Arr, Arr, Arr, Arr]:
     """Integrate a log-concave integrand over the intervals [a, b] of each owner.
 
     ``f(u, own)`` returns, at points u (n,) of owners own (n,): log f (n,), a vector mu
@@ -217,9 +219,15 @@ def _adaptive(a: Arr, b: Arr, owner: NDArray[np.intp], n_owner: int, f: Integran
             t2 += _osum(ao, ww[:, None, None] * np.abs(Sa + ma[:, :, None] * ma[:, None, :]),
                         n_owner)
         tiny = 1e-300
-        conv = ((d0 <= _TOL * t0[owner] + tiny)
-                & np.all(d1 <= _TOL * t1[owner] + tiny, axis=1)
-                & np.all(d2 <= _TOL * t2[owner] + tiny, axis=(1, 2)))
+        # the scales of the moments about the anchor: a first moment against the root mean
+        # square (a mean that is 0 by symmetry carries only rounding noise), a second
+        # moment against the geometric mean of the two diagonal ones
+        dg = np.sqrt(np.maximum(np.diagonal(t2, axis1=1, axis2=2), 0.0))     # (n_owner, p)
+        s1 = np.maximum(t1, np.sqrt(t0)[:, None] * dg)
+        s2 = np.maximum(t2, dg[:, :, None] * dg[:, None, :])
+        conv = ((d0 <= tol * t0[owner] + tiny)
+                & np.all(d1 <= tol * s1[owner] + tiny, axis=1)
+                & np.all(d2 <= tol * s2[owner] + tiny, axis=(1, 2)))
         # concavity: both ends 50 nats below the best, and the best point outside: drop
         ends = np.maximum(lf[:, 36], lf[:, 37])
         bu = best_u[owner]
@@ -275,12 +283,17 @@ def _combine(lw: Arr, own: NDArray[np.intp], mu: Arr, C: Arr, n_owner: int
 
 
 # --------------------------------------------------------------------------- slices
-def _initial_intervals(d: float, pa: Arr, pb: Arr, p1: Arr, p2: Arr, L1: Arr, L2: Arr
+def _initial_intervals(d: float, pa: Arr, pb: Arr, p1: Arr, p2: Arr, L1: Arr, L2: Arr,
+                       owner: NDArray[np.intp], n_owner: int, f: Integrand, logc: float
                        ) -> tuple[Arr, Arr, NDArray[np.intp]]:
-    """Sub-intervals (start, end, piece) of the pieces [pa, pb] on which the lower bound of
-    t is linear, through (p1, L1) and (p2, L2): on the window where the Gaussian part
-    -u^2/2 - d L - L^2/2 is within _WINDOW nats of its maximum on the piece, split so that
-    it varies by at most ~4 on each."""
+    """Sub-intervals (start, end, owner) of the pieces [pa, pb] on which the lower bound of
+    t is linear, through (p1, L1) and (p2, L2).
+
+    The Gaussian part g(u) = -u^2/2 - d L - L^2/2 bounds log f <= g + logc. Pieces whose
+    bound stays _WINDOW nats below the largest log f found at the pieces' maxima of g are
+    dropped; the others are cut to the window where g is within that margin, and split so
+    that g varies by at most ~4 on each sub-interval.
+    """
     with np.errstate(invalid="ignore"):
         l1 = (L2 - L1) / (p2 - p1)
     l1 = np.where(np.isfinite(l1), l1, 0.0)
@@ -289,24 +302,36 @@ def _initial_intervals(d: float, pa: Arr, pb: Arr, p1: Arr, p2: Arr, L1: Arr, L2
     st = np.sqrt(tau)
     mu_p = -l1 * (d + l0) / tau
     va, vb = st * (pa - mu_p), st * (pb - mu_p)
-    T = 2.0 * _WINDOW
-    ext_r = T / (np.sqrt(va * va + T) + np.abs(va))        # from a piece end at v0 > 0
-    ext_l = T / (np.sqrt(vb * vb + T) + np.abs(vb))
     left = va >= 0.0                                         # maximum at the left end
     right = vb <= 0.0
+    h = pb - pa
+    u0 = np.where(left, pa, np.where(right, pb, mu_p))
+    Lu = l0 + l1 * u0
+    gmax = -0.5 * u0 * u0 - Lu * (d + 0.5 * Lu)
+    lf0, _, _ = f(np.clip(u0, pa + 1e-6 * h, pb - 1e-6 * h), owner)
+    lb = np.full(n_owner, -np.inf)
+    np.maximum.at(lb, owner, np.where(np.isnan(lf0), -np.inf, lf0))
+    thr = np.maximum(gmax - _WINDOW, lb[owner] - logc - _WINDOW)
+    keep = np.isfinite(thr) & (gmax >= thr)
+    T = 2.0 * np.where(keep, gmax - thr, 0.0) + 1e-300
+    ext_r = T / (np.sqrt(va * va + T) + np.abs(va))        # from a piece end at v0 > 0
+    ext_l = T / (np.sqrt(vb * vb + T) + np.abs(vb))
+    sT = np.sqrt(T)
     wa = np.where(left, pa, np.where(right, np.maximum(pa, pb - ext_l / st),
-                                     np.maximum(pa, mu_p - math.sqrt(T) / st)))
+                                     np.maximum(pa, mu_p - sT / st)))
     wb = np.where(left, np.minimum(pb, pa + ext_r / st), np.where(
-        right, pb, np.minimum(pb, mu_p + math.sqrt(T) / st)))
+        right, pb, np.minimum(pb, mu_p + sT / st)))
+    keep &= wb > wa
+    wa, wb, st, mu_p, own = wa[keep], wb[keep], st[keep], mu_p[keep], owner[keep]
     wva, wvb = st * (wa - mu_p), st * (wb - mu_p)
     var = st * (wb - wa) * 0.5 * (np.abs(wva) + np.abs(wvb))
     nsub = np.clip(np.ceil(np.nan_to_num(var, nan=8.0, posinf=256.0) / 4.0), 1, 64).astype(np.intp)
-    so = np.repeat(np.arange(pa.size), nsub)
+    so = np.repeat(np.arange(wa.size), nsub)
     frac = np.arange(so.size) - np.repeat(np.cumsum(nsub) - nsub, nsub)
     step = (wb - wa) / nsub
     sa = wa[so] + frac * step[so]
     sb = np.where(frac + 1 == nsub[so], wb[so], sa + step[so])
-    return sa, sb, so
+    return sa, sb, own[so]
 
 
 def _slices2(d: float, al: Arr, ga: Arr, G: Arr, bps: Arr) -> tuple[Arr, Arr, Arr, Arr]:
@@ -357,8 +382,10 @@ def _slices2(d: float, al: Arr, ga: Arr, G: Arr, bps: Arr) -> tuple[Arr, Arr, Ar
     p1, p2 = pa + 0.25 * h, pa + 0.75 * h
     L1, _, _ = LH(p1, po)
     L2, _, _ = LH(p2, po)
-    sa, sb, so = _initial_intervals(d, pa, pb, p1, p2, L1, L2)
-    return _adaptive(sa, sb, po[so], K, integrand)
+    # log f <= g + log R(d): the slice integral J <= R(d + L) <= R(d)
+    logc = _LOG_SQRT_PI_2 + math.log(float(erfcx(d * _SQRT_HALF)))
+    sa, sb, so = _initial_intervals(d, pa, pb, p1, p2, L1, L2, po, K, integrand, logc)
+    return _adaptive(sa, sb, so, K, integrand)
 
 
 def _frame(n: Arr) -> Arr:
@@ -425,8 +452,12 @@ def tail_moments(C: Arr, dvec: Arr, e_start: Arr, e_dir: Arr, e_len: Arr, mean: 
                                 -_U_MAX, _U_MAX))
         qa, qb = pts[:-1], pts[1:]
         q1, q2 = qa + 0.25 * (qb - qa), qa + 0.75 * (qb - qa)
-        pa, pb, _ = _initial_intervals(d, qa, qb, q1, q2, lmin(q1), lmin(q2))
-        logZ, mu, cov, err = _adaptive(pa, pb, np.zeros(pa.size, dtype=np.intp), 1, outer)
+        # the slice at u1 has mass <= sqrt(2 pi) exp(-d Lmin - Lmin^2/2) R(d)
+        logc = _LOG_SQRT_2PI + _LOG_SQRT_PI_2 + math.log(float(erfcx(d * _SQRT_HALF)))
+        pa, pb, _ = _initial_intervals(d, qa, qb, q1, q2, lmin(q1), lmin(q2),
+                                       np.zeros(qa.size, dtype=np.intp), 1, outer, logc)
+        logZ, mu, cov, err = _adaptive(pa, pb, np.zeros(pa.size, dtype=np.intp), 1, outer,
+                                       _TOL_OUTER)
         mu_f, cov_f, er = mu[0], cov[0], float(err[0])
         lz = float(logZ[0])
     log_m0 = lz - 0.5 * d * d - s * _LOG_SQRT_2PI
