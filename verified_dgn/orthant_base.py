@@ -5,15 +5,19 @@ Shared by the kernels of :mod:`verified_dgn.orthant_trivariate` and
 functions (docs/DESIGN.md §2.4):
 
 * working precision: the digits requested plus ``_GUARD`` guard digits, rounded up to a
-  multiple of 8 (so that cached quadrature nodes are reused);
+  multiple of 8 (so that cached quadrature nodes are reused), plus :func:`_scale_digits`,
+  the digits of the largest exponent a kernel evaluates (far tails, near-singular
+  correlations);
 * conversion of ints, floats, Fractions, mpf and decimal strings to mpf, and the checks of
   the public arguments (the covariance by the shared rule, :mod:`verified_dgn.covariance`);
 * small dense algebra in mpf (Cholesky, solves, Gaussian conditioning, standardisation);
 * the kernels of dimension 1 and 2, on standardised bounds ``h`` and correlation ``rho``:
   ``Phi_1 = Phi(h)`` (``mpmath.ncdf``, relative in the far tail); for ``rho >= 0``
   ``Phi_2 = Phi(h1) Phi(h2) + (1/2pi) int_0^{asin rho} exp(-(h1^2 + h2^2 - 2 h1 h2 sin t)
-  / (2 cos^2 t)) dt`` (both terms positive); for ``rho < 0`` the same formula when it
-  loses at most two digits, otherwise the conditioning integral
+  / (2 cos^2 t)) dt`` (both terms positive; the interval cut into ladders of pieces
+  about each maximiser, as the integrand concentrates within ``1/(h1 h2)`` of one); for
+  ``rho < 0`` the same formula when it loses at most two digits, otherwise (and at once
+  when both bounds are negative and ``-rho h1 h2 > 1``) the conditioning integral
   ``int_{-inf}^{h1} phi(x) Phi((h2 - rho x)/sqrt(1 - rho^2)) dx``;
 * :func:`_phi_acc`, the driver: where a formula subtracts (a Plackett path with a negative
   correlation increment), the digits lost are measured (sum of the absolute values of the
