@@ -322,15 +322,20 @@ def _initial_intervals(d: float, pa: Arr, pb: Arr, p1: Arr, p2: Arr, L1: Arr, L2
     wb = np.where(left, np.minimum(pb, pa + ext_r / st), np.where(
         right, pb, np.minimum(pb, mu_p + sT / st)))
     keep &= wb > wa
-    wa, wb, st, mu_p, own = wa[keep], wb[keep], st[keep], mu_p[keep], owner[keep]
-    wva, wvb = st * (wa - mu_p), st * (wb - mu_p)
-    var = st * (wb - wa) * 0.5 * (np.abs(wva) + np.abs(wvb))
-    nsub = np.clip(np.ceil(np.nan_to_num(var, nan=8.0, posinf=256.0) / 4.0), 1, 64).astype(np.intp)
-    so = np.repeat(np.arange(wa.size), nsub)
-    frac = np.arange(so.size) - np.repeat(np.cumsum(nsub) - nsub, nsub)
-    step = (wb - wa) / nsub
-    sa = wa[so] + frac * step[so]
-    sb = np.where(frac + 1 == nsub[so], wb[so], sa + step[so])
+    wa, wb, st, own = wa[keep], wb[keep], st[keep], owner[keep]
+    # split where g has dropped by 4, 8, 12, ... from its maximum at u0 (on both sides
+    # when u0 is inside): the offsets from u0 are 8k / (sqrt(v0^2 + 8k) + |v0|) / st
+    u0, v0 = u0[keep], np.clip(0.0, va, vb)[keep]
+    k8 = 8.0 * np.arange(1, int(math.ceil(_WINDOW / 4.0)) + 1)
+    off = k8 / (np.sqrt(v0[:, None] ** 2 + k8) + np.abs(v0)[:, None]) / st[:, None]
+    cuts = np.concatenate([u0[:, None] - off, u0[:, None], u0[:, None] + off,
+                           wa[:, None], wb[:, None]], axis=1)
+    cuts = np.clip(cuts, wa[:, None], wb[:, None])
+    cuts.sort(axis=1)
+    sa, sb = cuts[:, :-1].ravel(), cuts[:, 1:].ravel()
+    so = np.repeat(np.arange(wa.size), cuts.shape[1] - 1)
+    live = sb > sa
+    sa, sb, so = sa[live], sb[live], so[live]
     return sa, sb, own[so]
 
 
