@@ -22,10 +22,11 @@ import mpmath
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from dgn_core.data import MAX_DATA_ABS
 from dgn_core.exceptions import DataError
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
-from dgn_core.validation import check_net
+from dgn_core.validation import check_net, real_array
 
 #: guard digits of the pruning threshold and of the rounded (non-integral) part
 _GUARD = 10
@@ -95,8 +96,8 @@ def _check_points(X: ArrayLike, dim: int, name: str) -> list[list[Fraction]]:
             arr = np.asarray(X)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"{name} must be a real array: {exc}") from None
-        if arr.dtype.kind not in "iuf" and arr.dtype != object:
-            raise TypeError(f"{name} must be a real array, got dtype {arr.dtype}")
+        # complex, boolean and string entries: the fast path's error (dgn_core.data.check_data)
+        real_array(arr, name, DataError, copy=False)
     if arr.ndim == 1:
         if dim == 1 and arr.shape[0] != 1:
             arr = arr[:, None]
@@ -106,7 +107,14 @@ def _check_points(X: ArrayLike, dim: int, name: str) -> list[list[Fraction]]:
         raise DataError(f"{name} must have shape (N, {dim}), got shape {np.shape(X)}")
     if arr.shape[0] == 0:
         raise DataError(f"{name} is empty (0 points)")
-    return [[_to_fraction(v, name) for v in row] for row in arr.tolist()]
+    rows = [[_to_fraction(v, name) for v in row] for row in arr.tolist()]
+    # the same limit as the fast path: pruning and the region forms square the data in float64
+    big = max(abs(v) for row in rows for v in row)
+    if big > MAX_DATA_ABS:
+        raise DataError(f"{name} has values of magnitude up to {float(big):.3g}: too large for "
+                        f"the float64 parts of the computation (the limit is {MAX_DATA_ABS:.0e}, "
+                        "as in fastpath); rescale the data, e.g. divide by its standard deviation")
+    return rows
 
 
 def _check_partition(net: DGN, partition: Any) -> Partition:
