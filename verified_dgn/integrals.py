@@ -45,7 +45,6 @@ raises :class:`PrecisionError` if the two results differ by more than that.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections import defaultdict
 from fractions import Fraction
@@ -58,7 +57,7 @@ from numpy.typing import ArrayLike, NDArray
 from dgn_core.exceptions import PrecisionError
 
 from .integral_inputs import _check_inputs, _fraction_array
-from .integrals_scale import standardise
+from .integrals_scale import face_projections, standardise
 from .orthant import _orthant_moments_acc
 from .orthant_base import _GUARD, _MAX_DIGITS, _phi_cov, _wdps, to_mpf
 from .triangulation import Row, triangulate_polyhedron
@@ -280,24 +279,10 @@ def _mahalanobis_distance(A: NDArray[np.float64], e: NDArray[np.float64], mu: ND
     By enumeration of the active sets of at most ``S`` rows (the closest point is the
     projection of ``mu`` onto the face of one of them): fine for the few rows here.
     """
-    S = len(mu)
     if np.all(A @ mu <= e):
         return 0.0
-    best = math.inf
-    m = len(A)
-    for k in range(1, min(S, m) + 1):
-        for act in itertools.combinations(range(m), k):
-            Aa = A[list(act)]
-            G = Aa @ K @ Aa.T
-            try:
-                lam = np.linalg.solve(G, e[list(act)] - Aa @ mu)
-            except np.linalg.LinAlgError:
-                continue
-            z = mu + K @ Aa.T @ lam
-            if np.all(A @ z <= e + 1e-9 * (1 + np.abs(e))):
-                dist = float(np.sqrt(max(0.0, float(lam @ G @ lam))))
-                best = min(best, dist)
-    return best
+    dists = [float(np.sqrt(max(0.0, float(lam @ G @ lam)))) for _, lam, G in face_projections(A, e, mu, K)]
+    return min(dists, default=math.inf)
 
 
 def _prior_loss(terms: tuple[tuple[int, tuple[Row, ...]], ...], Cf: NDArray[Any], df: NDArray[Any],

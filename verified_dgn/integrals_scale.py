@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -44,6 +45,8 @@ from typing import Any
 import mpmath
 import numpy as np
 from numpy.typing import NDArray
+
+from .triangulation import _inverse
 
 __all__ = ["Standardised", "standardise", "drop_sigmas"]
 
@@ -169,7 +172,7 @@ def _distance_bound(C: NDArray[Any], d: NDArray[Any], mean: NDArray[Any], cov: N
             if inside(x):
                 cands.append(x)
                 break
-    covi = _inverse(cov)
+    covi = _inverse([[Fraction(x) for x in row] for row in cov])  # cov is positive definite
     best = None
     for x in cands:
         diff = [x[i] - mu[i] for i in range(S)]
@@ -179,45 +182,40 @@ def _distance_bound(C: NDArray[Any], d: NDArray[Any], mean: NDArray[Any], cov: N
     return best
 
 
-def _inverse(A: NDArray[Any]) -> list[list[Fraction]]:
-    """Exact inverse of a small nonsingular rational matrix (Gauss-Jordan)."""
-    n = A.shape[0]
-    M = [[Fraction(A[i, j]) for j in range(n)] + [Fraction(int(i == j)) for j in range(n)]
-         for i in range(n)]
-    for c in range(n):
-        p = next(r for r in range(c, n) if M[r][c] != 0)
-        M[c], M[p] = M[p], M[c]
-        piv = M[c][c]
-        M[c] = [x / piv for x in M[c]]
-        for r in range(n):
-            if r != c and M[r][c] != 0:
-                f = M[r][c]
-                M[r] = [x - f * y for x, y in zip(M[r], M[c])]
-    return [row[n:] for row in M]
+def face_projections(A: NDArray[np.float64], e: NDArray[np.float64], mu: NDArray[np.float64],
+                     K: NDArray[np.float64], max_sets: int | None = None
+                     ) -> Iterator[tuple[NDArray[np.float64], NDArray[Any], NDArray[np.float64]]]:
+    """The projections ``z`` of ``mu`` (metric ``K^{-1}``) onto the faces of up to S rows of
+    ``{z : A z <= e}`` that satisfy every row to 1e-9 relative, with their multipliers
+    ``lam`` and Gram matrices ``G`` (the nearest point is one of them).
+
+    ``max_sets``: stop at the first face size with more than this many row sets.
+    """
+    m, S = A.shape
+    for k in range(1, min(S, m) + 1):
+        if max_sets is not None and math.comb(m, k) > max_sets:
+            break
+        for act in itertools.combinations(range(m), k):
+            Aa = A[list(act)]
+            G = Aa @ K @ Aa.T
+            try:
+                lam = np.linalg.solve(G, e[list(act)] - Aa @ mu)
+            except np.linalg.LinAlgError:
+                continue
+            z = mu + K @ Aa.T @ lam
+            if np.all(A @ z <= e + 1e-9 * (1 + np.abs(e))):
+                yield z, lam, G
 
 
 def _float_projections(C: NDArray[Any], d: NDArray[Any], mean: NDArray[Any], cov: NDArray[Any]
                        ) -> list[NDArray[np.float64]]:
     """Float candidates for the nearest point: projections of the mean (metric cov^{-1})
     onto the faces of up to S rows that satisfy every row to 1e-9 (checked exactly later)."""
-    m, S = C.shape
     A = np.array([[_flt(x) for x in row] for row in C])
     e = np.array([_flt(x) for x in d])
     mu = np.array([_flt(x) for x in mean])
     Kc = np.array([[_flt(x) for x in row] for row in cov])
-    out = []
     with np.errstate(all="ignore"):
-        for k in range(1, min(S, m) + 1):
-            if math.comb(m, k) > 2000:  # many rows: fewer candidates, still valid
-                break
-            for act in itertools.combinations(range(m), k):
-                Aa = A[list(act)]
-                G = Aa @ Kc @ Aa.T
-                try:
-                    lam = np.linalg.solve(G, e[list(act)] - Aa @ mu)
-                except np.linalg.LinAlgError:
-                    continue
-                z = mu + Kc @ Aa.T @ lam
-                if np.all(np.isfinite(z)) and np.all(A @ z <= e + 1e-9 * (1 + np.abs(e))):
-                    out.append(z)
-    return out
+        # many rows: fewer candidates, still valid
+        return [z for z, _, _ in face_projections(A, e, mu, Kc, max_sets=2000)
+                if np.all(np.isfinite(z))]

@@ -24,14 +24,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dgn_core.data import MAX_DATA_ABS
 from dgn_core.model import DGN
 
 from ._common import CLIError
 
 __all__ = ["MAX_ABS_DATA", "MIN_SPREAD", "Scaling", "check_data_range", "fit_scaling"]
 
-#: the largest |x| accepted: |x|^2 and the variances must stay finite in float64
-MAX_ABS_DATA = 1e150
+#: the largest |x| accepted: the library's limit (|x|^2 and variances stay finite in float64)
+MAX_ABS_DATA = MAX_DATA_ABS
 #: the smallest root-mean-square spread accepted: the variances must stay normal floats
 MIN_SPREAD = 1e-150
 
