@@ -7,7 +7,10 @@ is given; CI runs the default selection, which includes a quick subset of every 
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 
@@ -30,3 +33,21 @@ HAVE_TORCH = importlib.util.find_spec("torch") is not None
 
 needs_cdd = pytest.mark.skipif(not HAVE_CDD, reason="pycddlib is not installed")
 needs_torch = pytest.mark.skipif(not HAVE_TORCH, reason="torch is not installed")
+
+
+def damaged_model_file(tmp: Path, name: str = "damaged.npz", **changes: Any) -> Path:
+    """A saved (2, 8, 8, 2) model written to ``tmp / name`` with entries replaced (a value of
+    None removes the entry): the model-file tests' damaged inputs."""
+    from dgn_core.model import DGN
+
+    good = DGN.random((2, 8, 8, 2), seed=0).save(tmp / "good.npz")
+    with np.load(good) as f:
+        arrays = {k: f[k] for k in f.files}
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    path = tmp / name
+    np.savez(path, **arrays)
+    return path

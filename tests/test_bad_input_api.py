@@ -26,7 +26,7 @@ from dgn_core import BoxPrior, DataError, GaussianPrior, LaplacePrior, ModelFile
 from dgn_core.data import check_data, load_data
 from dgn_core.model import DGN
 from dgn_core.priors import parse_prior
-from tests.conftest import needs_cdd, needs_torch
+from tests.conftest import damaged_model_file, needs_cdd, needs_torch
 
 _NET = DGN.random((1, 3, 2), activation="leaky_relu", slope=0.2, seed=3, noise_var=0.1)
 _OTHER = DGN.random((2, 4, 2), seed=0, noise_var=0.1)
@@ -38,18 +38,8 @@ _ZERO2 = np.zeros(2)
 
 # ------------------------------------------------------------------------------ files
 def _model_file(tmp: Path, **changes: Any) -> Path:
-    """A saved (2, 8, 8, 2) model with entries replaced (None: removed)."""
-    good = DGN.random((2, 8, 8, 2), seed=0).save(tmp / "good.npz")
-    with np.load(good) as f:
-        arrays = {k: f[k] for k in f.files}
-    for key, value in changes.items():
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
-    path = tmp / "model.npz"
-    np.savez(path, **arrays)
-    return path
+    """A saved (2, 8, 8, 2) model with entries replaced (None: removed), as model.npz."""
+    return damaged_model_file(tmp, "model.npz", **changes)
 
 
 def _text_file(tmp: Path, name: str, text: str) -> Path:

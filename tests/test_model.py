@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from dgn_core.regions import layer_maps, region_inequalities
+from tests.conftest import damaged_model_file
 from verified_dgn import DGN, ModelFileError
 
 
@@ -178,17 +179,7 @@ def test_fastpath_imports_without_cddlib():
 
 def _damaged_copy(tmp_path, **changes):
     """A (2, 8, 8, 2) model file with some entries replaced (None: removed)."""
-    good = DGN.random((2, 8, 8, 2), seed=0).save(tmp_path / "good.npz")
-    with np.load(good) as f:
-        arrays = {k: f[k] for k in f.files}
-    for key, value in changes.items():
-        if value is None:
-            arrays.pop(key)
-        else:
-            arrays[key] = value
-    path = tmp_path / "damaged.npz"
-    np.savez(path, **arrays)
-    return path
+    return damaged_model_file(tmp_path, "damaged.npz", **changes)
 
 
 W1_GOOD = DGN.random((2, 8, 8, 2), seed=0).weights[1]
