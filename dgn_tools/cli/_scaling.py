@@ -24,15 +24,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dgn_core.data import MAX_DATA_ABS
 from dgn_core.model import DGN
 
 from ._common import CLIError
 
-__all__ = ["MAX_ABS_DATA", "MIN_SPREAD", "Scaling", "check_data_range", "fit_scaling"]
+__all__ = ["MIN_SPREAD", "Scaling", "check_data_range", "fit_scaling"]
 
-#: the largest |x| accepted: the library's limit (|x|^2 and variances stay finite in float64)
-MAX_ABS_DATA = MAX_DATA_ABS
 #: the smallest root-mean-square spread accepted: the variances must stay normal floats
 MIN_SPREAD = 1e-150
 
@@ -82,20 +79,14 @@ def _scale_var(noise_var: Any, factor: float) -> Any:
 
 def check_data_range(X: NDArray[np.float64], what: str) -> float:
     """The data's root-mean-square spread about their mean, after refusing data whose
-    variances do not exist in float64.
+    variances underflow float64 (magnitudes whose squares overflow are refused when the data
+    are loaded: :data:`dgn_core.data.MAX_DATA_ABS`).
 
     Raises
     ------
     CLIError
-        A value beyond :data:`MAX_ABS_DATA` (its square overflows) or a spread below
-        :data:`MIN_SPREAD` (a positive one; the variance underflows).
+        A spread below :data:`MIN_SPREAD` (a positive one; the variance underflows).
     """
-    m = float(np.max(np.abs(X)))
-    if m > MAX_ABS_DATA:
-        exp10 = int(math.floor(math.log10(m)))
-        raise CLIError(f"the data ({what}) reach |x| = {m:.3g}: beyond {MAX_ABS_DATA:.0e} their "
-                       f"squares and variances overflow float64; rescale the data (e.g. divide "
-                       f"them by 1e{exp10})")
     C = X - X.mean(axis=0)
     peak = float(np.max(np.abs(C)))
     # in units of the peak, so that the squares neither overflow nor underflow
