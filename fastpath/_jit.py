@@ -11,26 +11,23 @@ Modules holding compiled kernels import numba at their top and are themselves im
 lazily by the numpy-facing functions that use them, so ``import fastpath`` and the S = 1
 paths never import numba (0.35 s).
 
-Parallel kernels split the elements of one call over numba's threads; each element is
-computed by the same code whatever thread runs it, so results are identical for any
-thread count. :func:`threads` sets that count for a block (``n_jobs``) and keeps BLAS at
-one thread inside it (threadpoolctl): OpenBLAS's own threads on a machine that is also
-running our kernels cost up to 8x on the small matmuls of the cubature.
+Parallel kernels split the elements of one call over numba's threads; the count is set
+by :func:`fastpath._threads.threads` (``n_jobs``), applied here when numba is first imported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numba
-import numpy as np
 
-__all__ = ["jit", "pjit", "threads", "resolve_n_jobs", "warmup", "KERNEL_MODULES"]
+from ._threads import _apply, requested_threads
+
+__all__ = ["jit", "pjit", "warmup", "KERNEL_MODULES", "cache_dir"]
 
 _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
@@ -42,6 +39,9 @@ KERNEL_MODULES: tuple[str, ...] = (
 )
 
 
+_apply(requested_threads())
+
+
 def jit(fn: Callable[..., Any]) -> Any:
     """numba.njit with the project's options (cached, no GIL, numpy's error model)."""
     return numba.njit(**_OPTIONS)(fn)
@@ -50,41 +50,6 @@ def jit(fn: Callable[..., Any]) -> Any:
 def pjit(fn: Callable[..., Any]) -> Any:
     """:func:`jit` for kernels with a ``prange`` loop over independent elements."""
     return numba.njit(parallel=True, **_OPTIONS)(fn)
-
-
-def resolve_n_jobs(n_jobs: int | None) -> int:
-    """Threads for ``n_jobs``: None or -1 = all cores, -k = all but k - 1, k >= 1 = k.
-
-    Raises
-    ------
-    ValueError
-        ``n_jobs`` is 0, not an integer, or below -(cores).
-    """
-    cores = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
-    if n_jobs is None:
-        return cores
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)):
-        raise ValueError(f"n_jobs must be an integer or None, got {n_jobs!r}")
-    n = int(n_jobs)
-    if n == 0 or n < -cores:
-        raise ValueError(f"n_jobs must be >= 1, or -1..-{cores} (counting back from all "
-                         f"{cores} cores), or None; got {n}")
-    return min(n, cores) if n > 0 else cores + 1 + n
-
-
-@contextlib.contextmanager
-def threads(n_jobs: int | None = None) -> Iterator[int]:
-    """Run the block with ``n_jobs`` kernel threads and one BLAS thread; yields the count."""
-    from threadpoolctl import threadpool_limits
-
-    n = resolve_n_jobs(n_jobs)
-    before = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield n
-    finally:
-        numba.set_num_threads(before)
 
 
 def warmup(progress: Callable[[str, float], None] | None = None) -> float:

@@ -1,0 +1,92 @@
+"""Thread counts of the compiled kernels (``n_jobs``), without importing numba.
+
+The compiled kernels (:mod:`fastpath._jit`) split the elements of one call over numba's
+threads; each element is computed by the same code whatever thread runs it, so results are
+identical for any thread count. :func:`threads` sets that count for a block and keeps BLAS
+at one thread inside it (threadpoolctl): the kernels' threads and OpenBLAS's compete for
+the same cores, and OpenBLAS's threads cost up to 8x on the small matrix products of the
+cubature on a busy machine.
+
+This module does not import numba, so that the S = 1 paths, which use no compiled kernel,
+do not pay its import: the requested count is recorded here and applied by
+:mod:`fastpath._jit` when it is first imported (and directly afterwards).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+
+import numpy as np
+
+__all__ = ["threads", "resolve_n_jobs", "max_threads", "requested_threads"]
+
+#: kernel threads requested by the innermost :func:`threads` block (None: numba's default)
+_REQUESTED: list[int] = []
+
+
+def max_threads() -> int:
+    """The most kernel threads available: NUMBA_NUM_THREADS, else the usable cores."""
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        return int(numba.config.NUMBA_NUM_THREADS)
+    env = os.environ.get("NUMBA_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_n_jobs(n_jobs: object) -> int:
+    """Threads for ``n_jobs``: None or -1 = all cores, -k = all but k - 1, k >= 1 = k
+    (at most the cores available).
+
+    Raises
+    ------
+    TypeError
+        ``n_jobs`` is not an integer or None.
+    ValueError
+        ``n_jobs`` is 0 or below -(cores).
+    """
+    cores = max_threads()
+    if n_jobs is None:
+        return cores
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)):
+        raise TypeError(f"n_jobs must be an integer or None, got {n_jobs!r}")
+    n = int(n_jobs)
+    if n == 0 or n < -cores:
+        raise ValueError(f"n_jobs must be >= 1, -1..-{cores} (counting back from all "
+                         f"{cores} cores) or None; got {n}")
+    return min(n, cores) if n > 0 else cores + 1 + n
+
+
+def requested_threads() -> int | None:
+    """The count set by the innermost :func:`threads` block, or None outside any."""
+    return _REQUESTED[-1] if _REQUESTED else None
+
+
+def _apply(n: int | None) -> None:
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        numba.set_num_threads(max_threads() if n is None else n)
+
+
+@contextlib.contextmanager
+def threads(n_jobs: object = None) -> Iterator[int]:
+    """Run the block with ``n_jobs`` kernel threads (see :func:`resolve_n_jobs`) and one
+    BLAS thread; yields the thread count."""
+    from threadpoolctl import threadpool_limits
+
+    n = resolve_n_jobs(n_jobs)
+    _REQUESTED.append(n)
+    _apply(n)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield n
+    finally:
+        _REQUESTED.pop()
+        _apply(requested_threads())
