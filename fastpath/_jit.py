@@ -17,8 +17,10 @@ by :func:`fastpath._threads.threads` (``n_jobs``), applied here when numba is fi
 
 from __future__ import annotations
 
+import glob
 import importlib
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,13 +44,37 @@ KERNEL_MODULES: tuple[str, ...] = (
 _apply(requested_threads())
 
 
+#: set once the first-compilation notice has been printed (or warm-up is running)
+_NOTICE_DONE = [False]
+
+
+def _notice_if_uncompiled(fn: Callable[..., Any]) -> None:
+    """Say once per process, on stderr, when a kernel module has nothing in the cache: its
+    first call will compile (seconds to tens of seconds), which a user should not take for
+    a hang."""
+    if _NOTICE_DONE[0] or os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    src = fn.__code__.co_filename
+    stem = os.path.splitext(os.path.basename(src))[0]
+    cache = os.path.join(os.path.dirname(src), "__pycache__")
+    if not os.access(os.path.dirname(src), os.W_OK):
+        return  # numba caches elsewhere (its per-user directory); nothing to check here
+    if glob.glob(os.path.join(glob.escape(cache), f"{stem}.*.nbi")):
+        return
+    _NOTICE_DONE[0] = True
+    print("fastpath: compiling the fast path's kernels for their first use (tens of seconds, "
+          "once per installation; `dgn warmup` does it ahead of time)", file=sys.stderr)
+
+
 def jit(fn: Callable[..., Any]) -> Any:
     """numba.njit with the project's options (cached, no GIL, numpy's error model)."""
+    _notice_if_uncompiled(fn)
     return numba.njit(**_OPTIONS)(fn)
 
 
 def pjit(fn: Callable[..., Any]) -> Any:
     """:func:`jit` for kernels with a ``prange`` loop over independent elements."""
+    _notice_if_uncompiled(fn)
     return numba.njit(parallel=True, **_OPTIONS)(fn)
 
 
@@ -58,6 +84,7 @@ def warmup(progress: Callable[[str, float], None] | None = None) -> float:
     ``progress(module, seconds)`` is called after each module. A first run compiles
     (tens of seconds, once per installation); later runs load the cache.
     """
+    _NOTICE_DONE[0] = True  # the caller reports progress itself
     t_all = time.perf_counter()
     for name in KERNEL_MODULES:
         t0 = time.perf_counter()

@@ -1,7 +1,7 @@
 """Compiled univariate normal kernels (scalar): Phi, log Phi and log(Phi(b) - Phi(a)).
 
 The compiled orthant kernels call these per element. They reproduce scipy.special's
-``ndtr`` and ``log_ndtr`` (the Cephes algorithms, on the platform's erf/erfc) and
+``ndtr`` and ``log_ndtr`` (the same algorithms, on the platform's erf/erfc) and
 :func:`fastpath._orthant_rules._log_ndtr_diff`; tests/test_jit_kernels.py cross-checks
 them against those and against mpmath over all magnitudes.
 """
@@ -39,11 +39,12 @@ def ndtr(a: float) -> float:
 
 @jit
 def log_ndtr(a: float) -> float:
-    """log Phi(a), relatively accurate in both tails (Cephes log_ndtr)."""
+    """log Phi(a), relatively accurate in both tails (scipy's log_ndtr: log1p for a > 0,
+    the asymptotic series below -20)."""
     if math.isnan(a):
         return math.nan
-    if a > 6.0:
-        return -ndtr(-a)  # log(1 - x) = -x to within x^2 / 2 < 1e-19
+    if a > 0.0:
+        return math.log1p(-ndtr(-a))  # Phi(a) near 1: log(Phi(a)) would lose digits
     if a > -20.0:
         return math.log(ndtr(a))
     # asymptotic series of the Mills ratio: Phi(a) = phi(a)/(-a) (1 - 1/a^2 + 3/a^4 - ...)

@@ -1,0 +1,81 @@
+"""Thread control (n_jobs), ahead-of-time compilation and the import-time promise.
+
+- ``import fastpath`` and the S = 1 paths do not import numba (0.35 s);
+- ``fastpath._threads.resolve_n_jobs`` follows scikit-learn's convention and refuses what
+  is not a thread count;
+- ``threads(n)`` sets numba's thread count and one BLAS thread inside the block, and
+  restores both after it;
+- ``dgn warmup`` compiles (or loads) every registered kernel module and exits 0.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from dgn_tools.cli import main
+from fastpath import _threads
+
+
+def _python(code: str) -> str:
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_import_fastpath_does_not_import_numba():
+    out = _python("import sys, fastpath, fastpath.em, fastpath.distributions; "
+                  "print('numba' in sys.modules)")
+    assert out == "False"
+
+
+def test_s1_log_marginal_does_not_import_numba():
+    out = _python("import sys, numpy as np; from fastpath import DGN, log_marginal; "
+                  "net = DGN.random((1, 4, 2), seed=0); "
+                  "log_marginal(net, np.zeros((3, 2))); print('numba' in sys.modules)")
+    assert out == "False"
+
+
+@pytest.mark.parametrize("n_jobs, expect", [(None, "all"), (-1, "all"), (1, 1), (10_000, "all")])
+def test_resolve_n_jobs(n_jobs, expect):
+    cores = _threads.max_threads()
+    assert _threads.resolve_n_jobs(n_jobs) == (cores if expect == "all" else expect)
+
+
+def test_resolve_n_jobs_counts_back_from_all_cores():
+    cores = _threads.max_threads()
+    assert _threads.resolve_n_jobs(-cores) == 1
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-10_000, ValueError), (1.5, TypeError),
+                                      ("2", TypeError), (True, TypeError)])
+def test_resolve_n_jobs_refuses(bad, exc):
+    with pytest.raises(exc, match="n_jobs"):
+        _threads.resolve_n_jobs(bad)
+
+
+def test_threads_block_sets_and_restores():
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from fastpath import _jit  # noqa: F401  (imports numba and applies the default)
+
+    before = numba.get_num_threads()
+    with _threads.threads(1) as n:
+        assert n == 1
+        assert numba.get_num_threads() == 1
+        assert _threads.requested_threads() == 1
+        assert all(p["num_threads"] == 1 for p in threadpool_info() if p["user_api"] == "blas")
+    assert numba.get_num_threads() == before
+    assert _threads.requested_threads() is None
+
+
+def test_dgn_warmup_runs(capsys):
+    from fastpath import _jit
+
+    assert main(["warmup"]) == 0
+    err = capsys.readouterr().err
+    for module in _jit.KERNEL_MODULES:
+        assert module in err
+    assert f"{len(_jit.KERNEL_MODULES)} kernel modules ready" in err
