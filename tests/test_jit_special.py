@@ -26,7 +26,8 @@ def test_log_ndtr_matches_scipy():
 
 def test_log_ndtr_against_mpmath():
     # relative 2e-13 of log Phi (measured worst 9.4e-14 at x = 23, the same as scipy's:
-    # erfc's own accuracy there; within 5e-15 (a few ulp of erfc) below |x| = 8); log1p form above 0 in mpmath too
+    # erfc's own accuracy there; within 5e-15, a few ulp of erfc, below |x| = 8); the
+    # reference takes the log1p form above 0 as well
     with mpmath.workdps(40):
         for x in _X[::3]:
             xm = mpmath.mpf(float(x))
