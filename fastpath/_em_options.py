@@ -141,6 +141,13 @@ def _blas_threads(value: Any, name: str) -> int | None:
     return None if value is None else check_int(value, name, 1)
 
 
+def _n_jobs(value: Any, name: str) -> int | None:
+    from ._threads import resolve_n_jobs
+
+    resolve_n_jobs(value)  # raises TypeError / ValueError naming n_jobs
+    return None if value is None else int(value)
+
+
 @dataclass(frozen=True)
 class Constraint:
     """What one option accepts and means, and the check that enforces it.
@@ -185,6 +192,8 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
                            "returning True stops EM", _callback),
     "blas_threads": Constraint("None or int >= 1", "BLAS threads while fitting (None: leave "
                                "the setting alone)", _blas_threads),
+    "n_jobs": Constraint("None, int >= 1 or -1..-cores", "threads of the compiled kernels (None "
+                         "or -1: all cores; results are identical for any count)", _n_jobs),
 }
 
 
@@ -220,6 +229,7 @@ class EMOptions:
     resume: bool = False
     callback: Callable[..., Any] | None = None
     blas_threads: int | None = 1
+    n_jobs: int | None = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EMOptions:

@@ -56,6 +56,7 @@ from dgn_core.regions import Partition
 from ._checks import _check_chunk_size, _check_net, _check_partition, _check_prune
 from ._cone_tail import TAIL_DISTANCE, cone_sum_only
 from ._region_maps import affine_maps, cone_batch
+from ._threads import threads
 from .integrals import ConeBatch
 
 __all__ = ["EStepChunk", "EStepStatistics", "estep_statistics"]
@@ -502,15 +503,15 @@ class EStepStatistics:
 
 
 def estep_statistics(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
-                     chunk_size: int | None = None, prune: float | bool | None = True
-                     ) -> EStepStatistics:
+                     chunk_size: int | None = None, prune: float | bool | None = True,
+                     n_jobs: int | None = None) -> EStepStatistics:
     """Sufficient statistics of the E-step (see :class:`EStepStatistics`), in O(R D S) memory.
 
     Parameters
     ----------
     net : DGN
     X : array_like, shape (N, D)
-    partition, chunk_size, prune
+    partition, chunk_size, prune, n_jobs
         As in :func:`fastpath.posterior`.
 
     Returns
@@ -518,6 +519,12 @@ def estep_statistics(net: DGN, X: ArrayLike, *, partition: Partition | None = No
     EStepStatistics
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
+    with threads(n_jobs, blas=net.latent_dim >= 2):
+        return _estep_statistics(net, X, partition, chunk_size, prune)
+
+
+def _estep_statistics(net: DGN, X: Arr, partition: Partition, chunk_size: int | None,
+                      prune: float | None) -> EStepStatistics:
     model = _model(net, partition)
     A, b = model.A, model.b
     R, S, D = model.R, model.S, model.D

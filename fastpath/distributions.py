@@ -62,6 +62,7 @@ from ._estep import (  # noqa: F401
 )
 from ._map import map_latent
 from ._sampling import sample_posterior
+from ._threads import threads
 
 __all__ = [
     "DEFAULT_PRUNE",
@@ -82,7 +83,8 @@ Arr = NDArray[np.float64]
 
 # =========================================================================== public API
 def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
-                 chunk_size: int | None = None, prune: float | bool | None = True) -> Arr:
+                 chunk_size: int | None = None, prune: float | bool | None = True,
+                 n_jobs: int | None = None) -> Arr:
     """log p(x) of every row of X (Theorem 1), exact up to float64 rounding.
 
     Parameters
@@ -99,6 +101,10 @@ def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
         :mod:`fastpath._estep`; the computed p(x) is then low by a relative R exp(-margin)
         at most). True is this backend's safe margin, :data:`DEFAULT_PRUNE` = 60 nats; a
         number is the margin in nats (finite, >= 30); False or None evaluates every pair.
+    n_jobs : int or None, default None
+        Threads of the compiled kernels (S >= 2; BLAS is kept at one thread meanwhile):
+        None or -1 all cores, -k all but k - 1, k >= 1 that many. The result is the same bit
+        for bit for any ``n_jobs``.
 
     Returns
     -------
@@ -116,12 +122,13 @@ def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
         A partition of another net; ``prune`` below 30 or not finite; a bad ``chunk_size``.
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
-    model = _model(net, partition)
-    step = chunk_size or _default_chunk(model, moments=False)
-    out = np.empty(X.shape[0])
-    for a in range(0, X.shape[0], step):
-        b = min(X.shape[0], a + step)
-        out[a:b] = _chunk(model, X[a:b], False, prune).log_px
+    with threads(n_jobs, blas=net.latent_dim >= 2):
+        model = _model(net, partition)
+        step = chunk_size or _default_chunk(model, moments=False)
+        out = np.empty(X.shape[0])
+        for a in range(0, X.shape[0], step):
+            b = min(X.shape[0], a + step)
+            out[a:b] = _chunk(model, X[a:b], False, prune).log_px
     return out
 
 
@@ -206,7 +213,8 @@ class Posterior:
 
 
 def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
-              chunk_size: int | None = None, prune: float | bool | None = True) -> Posterior:
+              chunk_size: int | None = None, prune: float | bool | None = True,
+              n_jobs: int | None = None) -> Posterior:
     """The exact posterior of every row of X: log p(x), region weights and moments.
 
     Parameters
@@ -220,6 +228,8 @@ def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
     prune : float, bool or None, default True
         As in :func:`log_marginal`: pairs certified to have e0 < exp(-margin) are 0 (True:
         60 nats; False or None: every pair is evaluated).
+    n_jobs : int or None, default None
+        As in :func:`log_marginal`.
 
     Returns
     -------
@@ -233,6 +243,12 @@ def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
     As :func:`log_marginal`.
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
+    with threads(n_jobs, blas=net.latent_dim >= 2):
+        return _posterior(net, X, partition, chunk_size, prune)
+
+
+def _posterior(net: DGN, X: Arr, partition: Partition, chunk_size: int | None,
+               prune: float | None) -> Posterior:
     model = _model(net, partition)
     N, R, S = X.shape[0], model.R, model.S
     out = {k: np.empty(shape) for k, shape in (

@@ -98,6 +98,7 @@ from ._mstep import (
     _with_layer,
     _Wt,
 )
+from ._threads import threads
 
 if TYPE_CHECKING:
     from .distributions import EStepStatistics
@@ -149,6 +150,7 @@ def fit_em(
     resume: bool = False,
     callback: Callable[[EMIteration], Any] | None = None,
     blas_threads: int | None = 1,
+    n_jobs: int | None = None,
 ) -> EMResult:
     """Train a DGN by exact, monotone EM (module notes).
 
@@ -212,6 +214,10 @@ def fit_em(
         setting alone). The linear algebra here is many small calls, for which extra BLAS
         threads mostly add synchronisation cost (worst on a busy machine), and a fixed
         thread count keeps runs reproducible bit for bit.
+    n_jobs : int or None, default None
+        Threads of the compiled kernels of the E-step (S >= 2): None or -1 all cores, -k all
+        but k - 1, k >= 1 that many. Each (point, region) pair is computed by the same code
+        on whatever thread, so the result is the same bit for bit for any ``n_jobs``.
 
     Returns
     -------
@@ -235,8 +241,8 @@ def fit_em(
         weight_prior=weight_prior, noise_floor=noise_floor, ridge=ridge, max_halvings=max_halvings,
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
-        blas_threads=blas_threads)
-    with _blas_limit(opts.blas_threads):
+        blas_threads=blas_threads, n_jobs=n_jobs)
+    with _blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
         return _fit(net, X, opts)
 
 

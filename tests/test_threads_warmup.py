@@ -79,3 +79,44 @@ def test_dgn_warmup_runs(capsys):
     for module in _jit.KERNEL_MODULES:
         assert module in err
     assert f"{len(_jit.KERNEL_MODULES)} kernel modules ready" in err
+
+
+@pytest.fixture(scope="module")
+def s2_problem():
+    import numpy as np
+
+    from fastpath import DGN, partition
+
+    net = DGN.random((2, 6, 6, 3), seed=4)
+    X = np.random.default_rng(2).normal(size=(40, 3)) * 2.0
+    return net, partition(net), X
+
+
+def test_results_identical_for_any_thread_count(s2_problem):
+    # every (point, region) pair is computed by the same code on whatever thread runs it:
+    # bit-for-bit equality, not a tolerance
+    import numpy as np
+
+    from fastpath import posterior
+    from fastpath.distributions import estep_statistics
+
+    net, part, X = s2_problem
+    p1 = posterior(net, X, partition=part, n_jobs=1)
+    p2 = posterior(net, X, partition=part, n_jobs=-1)
+    for name in ("log_px", "e0", "mean", "cov", "region_mean", "region_cov"):
+        np.testing.assert_array_equal(getattr(p1, name), getattr(p2, name), err_msg=name)
+    s1 = estep_statistics(net, X, partition=part, n_jobs=1)
+    s2 = estep_statistics(net, X, partition=part, n_jobs=2)
+    np.testing.assert_array_equal(s1.log_px, s2.log_px)
+    np.testing.assert_array_equal(s1.S2, s2.S2)
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), ("all", TypeError)])
+def test_public_functions_refuse_bad_n_jobs(s2_problem, bad, exc):
+    from fastpath import fit_em, log_marginal
+
+    net, part, X = s2_problem
+    with pytest.raises(exc, match="n_jobs"):
+        log_marginal(net, X, partition=part, n_jobs=bad)
+    with pytest.raises(exc, match="n_jobs"):
+        fit_em(net, X, max_iter=1, n_jobs=bad)
