@@ -120,3 +120,9 @@ def test_public_functions_refuse_bad_n_jobs(s2_problem, bad, exc):
         log_marginal(net, X, partition=part, n_jobs=bad)
     with pytest.raises(exc, match="n_jobs"):
         fit_em(net, X, max_iter=1, n_jobs=bad)
+
+
+def test_dgn_fit_refuses_bad_jobs(tmp_path, capsys):
+    assert main(["fit", "--jobs", "0", "--out", str(tmp_path / "run")]) == 2
+    assert "--jobs" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

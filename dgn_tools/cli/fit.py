@@ -165,6 +165,9 @@ def add_parser(sub: Any) -> None:
                    "option that differs from them is an error)")
     add_force_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="threads of the compiled E-step kernels at S >= 2 (default: all cores; "
+                   "-1 all, -2 all but one); the result does not depend on it")
     p.set_defaults(func=run)
 
 
@@ -221,12 +224,24 @@ def _interrupted(plan: FitPlan) -> None:
               f"saved; start the run again with: dgn fit --resume {plan.run_dir}", file=sys.stderr)
 
 
+def _check_jobs(jobs: int | None) -> int | None:
+    from fastpath._threads import resolve_n_jobs
+
+    try:
+        resolve_n_jobs(jobs)
+    except (TypeError, ValueError) as exc:
+        msg = str(exc).replace("n_jobs", "the thread count").replace(" or None", "")
+        raise CLIError(f"--jobs: {msg}") from None
+    return jobs
+
+
 def run(args: argparse.Namespace) -> int:
     # looked up at call time (not imported at module level), so that a test can replace it
     from fastpath.em import ConvergenceWarning, fit_em
 
     from ..plotting import save_figure
 
+    jobs = _check_jobs(getattr(args, "jobs", None))
     plan = plan_fit(args)          # every input error is raised here, before any file
     cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
     N, D = X.shape
@@ -248,7 +263,8 @@ def run(args: argparse.Namespace) -> int:
                          tol=cfg["tol"], noise=cfg["noise"], weight_prior=plan.prior,
                          noise_floor=plan.noise_floor, seed=cfg["seed"], progress=not quiet,
                          checkpoint=run_dir / "checkpoint.npz",
-                         checkpoint_every=cfg["checkpoint_every"], resume=plan.resume)
+                         checkpoint_every=cfg["checkpoint_every"], resume=plan.resume,
+                         n_jobs=jobs)
     except KeyboardInterrupt:
         _interrupted(plan)
         raise
