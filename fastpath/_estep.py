@@ -523,6 +523,33 @@ def estep_statistics(net: DGN, X: ArrayLike, *, partition: Partition | None = No
         return _estep_statistics(net, X, partition, chunk_size, prune)
 
 
+#: (pair, D, S) elements gathered at once by :func:`_residual_sums` (8 MB)
+_PAIR_BLOCK = 1 << 20
+
+
+def _residual_sums(A: Arr, b: Arr, Xc: Arr, ch: EStepChunk) -> Arr:
+    """sum over pairs (n, w) of e0 [(x_n - b_w - A_w m_nw)^2 + diag(A_w C_nw A_w^T)], (D,).
+
+    The residuals are formed per pair (not expanded into moments, which would cancel when
+    the fit is good); the covariance term sums e0 C over the points of a region first, as
+    A_w does not depend on the point.
+    """
+    mask = ch.e0 > 0
+    nn, ww = np.nonzero(mask)
+    e0 = ch.e0[nn, ww]
+    D, S = A.shape[1], A.shape[2]
+    out = np.zeros(D)
+    step = max(1, _PAIR_BLOCK // (D * S))
+    for a in range(0, nn.size, step):
+        n_, w_ = nn[a:a + step], ww[a:a + step]
+        res = Xc[n_] - b[w_] - (A[w_] @ ch.cmean[n_, w_][..., None])[..., 0]       # (k, D)
+        out += e0[a:a + step] @ (res * res)
+    # pruned pairs (e0 = 0) may hold no covariance: they are left out, not multiplied by 0
+    Cw = np.einsum("nw,nwij->wij", ch.e0, np.where(mask[..., None, None], ch.ccov, 0.0))
+    out += np.einsum("wdi,wij,wdj->d", A, Cw, A)
+    return out
+
+
 def _estep_statistics(net: DGN, X: Arr, partition: Partition, chunk_size: int | None,
                       prune: float | None) -> EStepStatistics:
     model = _model(net, partition)
@@ -536,7 +563,6 @@ def _estep_statistics(net: DGN, X: Arr, partition: Partition, chunk_size: int | 
     resid2 = np.zeros(D)
     log_px = np.empty(X.shape[0])
     step = chunk_size or _default_chunk(model, moments=True)
-    # diag(A ccov A^T) per region and pair: sum_ij A_di A_dj ccov_ij
     for a in range(0, X.shape[0], step):
         rows = slice(a, min(X.shape[0], a + step))
         ch = _assemble(rows, _chunk(model, X[rows], True, prune))
@@ -547,14 +573,7 @@ def _estep_statistics(net: DGN, X: Arr, partition: Partition, chunk_size: int | 
         S2 += ch.E2.sum(axis=0)
         x0 += ch.e0.T @ Xc
         x1 += np.einsum("nd,nri->rdi", Xc, ch.e1)
-        nn, ww = np.nonzero(ch.e0 > 0)
-        for w in np.unique(ww):
-            sel = nn[ww == w]
-            e0 = ch.e0[sel, w]
-            res = Xc[sel] - b[w] - ch.cmean[sel, w] @ A[w].T               # (k, D)
-            resid2 += e0 @ (res * res)
-            AC = np.einsum("di,kij->kdj", A[w], ch.ccov[sel, w])
-            resid2 += np.einsum("k,kdj,dj->d", e0, AC, A[w])
+        resid2 += _residual_sums(A, b, Xc, ch)
     return EStepStatistics(X.shape[0], log_px, s0, s1, S2, x0, x1,
                            np.einsum("nd,nd->d", X, X), resid2)
 
