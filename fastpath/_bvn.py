@@ -2,7 +2,10 @@
 
 :func:`_log_bvn` is the k = 2 kernel: it routes every element to the cheapest method that
 is accurate for it and returns log P with relative accuracy of P about 1e-13, down to
-log P of -1e4 and below (no path forms P and then takes its log in a tail).
+log P of -1e4 and below (no path forms P and then takes its log in a tail). It runs the
+compiled kernel of :mod:`fastpath._jit_bvn`, element by element; the numpy implementation
+here (:func:`_log_bvn_numpy`, array by array) is the one the rules below were designed
+and measured in, and the second implementation the compiled one is tested against.
 
 Plackett's identity dPhi_2/drho = phi_2(h, k; rho) integrated from a base point where every
 term is non-negative (so nothing cancels, which is what makes the tails relatively accurate):
@@ -67,9 +70,37 @@ _Q_24 = 0.6
 _Q_TIERS = ((0.03, 48, False), (0.01, 32, True), (1e-3, 40, True), (1e-7, 48, True))
 
 
-@_quiet
 def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
-    """log P(X <= h, Y <= k) for a standard bivariate normal with correlation ``rho``.
+    """log P(X <= h, Y <= k) for a standard bivariate normal with correlation ``rho``: the
+    compiled kernel (:mod:`fastpath._jit_bvn`, the same rules element by element).
+
+    Parameters
+    ----------
+    h, k : array_like
+        Upper bounds, broadcast together with ``rho``; may be ``+-inf``.
+    rho : array_like
+        Correlation in [-1, 1]; ``+-1`` is the degenerate (one-dimensional) case.
+
+    Returns
+    -------
+    ndarray
+        log P, broadcast shape. Relative accuracy of P about 1e-13 (module notes).
+    """
+    from ._jit_bvn import log_bvn_vec
+
+    h, k, rho = np.broadcast_arrays(np.asarray(h, dtype=np.float64),
+                                    np.asarray(k, dtype=np.float64),
+                                    np.asarray(rho, dtype=np.float64))
+    shape = h.shape
+    out = log_bvn_vec(np.ascontiguousarray(h).ravel(), np.ascontiguousarray(k).ravel(),
+                      np.ascontiguousarray(rho).ravel())
+    return out.reshape(shape)
+
+
+@_quiet
+def _log_bvn_numpy(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
+    """:func:`_log_bvn` in numpy, array by array (with Owen's T form for q < 0.3 where it
+    is accurate): the second implementation the compiled kernel is tested against.
 
     Parameters
     ----------

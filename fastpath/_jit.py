@@ -29,7 +29,7 @@ import numba
 
 from ._threads import _apply, requested_threads
 
-__all__ = ["jit", "pjit", "warmup", "KERNEL_MODULES", "cache_dir"]
+__all__ = ["jit", "jit_inline", "pjit", "warmup", "KERNEL_MODULES", "cache_dir"]
 
 _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
@@ -38,6 +38,7 @@ _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fas
 #: library uses
 KERNEL_MODULES: tuple[str, ...] = (
     "fastpath._jit_special",
+    "fastpath._jit_bvn",
 )
 
 
@@ -70,6 +71,13 @@ def jit(fn: Callable[..., Any]) -> Any:
     """numba.njit with the project's options (cached, no GIL, numpy's error model)."""
     _notice_if_uncompiled(fn)
     return numba.njit(**_OPTIONS)(fn)
+
+
+def jit_inline(fn: Callable[..., Any]) -> Any:
+    """:func:`jit` inlined into its callers at numba's level: for small functions called
+    in node loops, which LLVM vectorises only when it sees the whole loop body."""
+    _notice_if_uncompiled(fn)
+    return numba.njit(inline="always", **_OPTIONS)(fn)
 
 
 def pjit(fn: Callable[..., Any]) -> Any:

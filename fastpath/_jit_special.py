@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 
+import llvmlite.ir
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from ._jit import jit, pjit
+from ._jit import jit, jit_inline, pjit
 from ._orthant_rules import _GL10
 
 _SQRT1_2 = math.sqrt(0.5)
@@ -22,6 +24,54 @@ _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _EPS = float(np.finfo(np.float64).eps)
 _X10 = np.ascontiguousarray(_GL10[0])
 _W10 = np.ascontiguousarray(_GL10[1])
+
+
+@intrinsic
+def _bits_to_float(typingctx, bits):  # type: ignore[no-untyped-def]
+    """The float64 whose IEEE bits are the int64 ``bits`` (a register move, vectorisable)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], llvmlite.ir.DoubleType())
+
+    return sig, codegen
+
+
+_LOG2E = 1.4426950408889634
+# ln 2 split so that k * _LN2_HI is exact for |k| < 2^20 (fdlibm's constants)
+_LN2_HI = 6.93147180369123816490e-01
+_LN2_LO = 1.90821492927058770002e-10
+#: 1.5 * 2^52: adding and subtracting it rounds |y| < 2^51 to the nearest integer
+_SHIFT = 6755399441055744.0
+
+
+@jit_inline
+def exp_vec(x: float) -> float:
+    """e^x for x >= -708 (0 below; nan for nan), within 2 ulp: straight-line arithmetic that LLVM
+    vectorises in node loops, where the libm call would stay scalar (~4x slower).
+
+    Cody-Waite reduction x = k ln 2 + r, |r| <= ln(2)/2 (+ 1 ulp), then Taylor to degree 13
+    (truncation < 4e-18 relative) and 2^k from its exponent bits.
+    """
+    xc = min(max(x, -708.0), 709.0)
+    kf = (xc * _LOG2E + _SHIFT) - _SHIFT  # round to nearest (math.floor is a call)
+    r = (xc - kf * _LN2_HI) - kf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    scale: float = _bits_to_float((np.int64(kf) + 1023) << 52)  # type: ignore[call-arg]
+    return p * scale if x >= -708.0 else (0.0 if x < -708.0 else x)  # nan stays nan
 
 
 @jit
@@ -114,7 +164,17 @@ def log_ndtr_diff_vec(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray
     return out
 
 
+@pjit
+def exp_vec_array(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`exp_vec` over a 1-D array (tests, warm-up)."""
+    out = np.empty(x.size)
+    for i in prange(x.size):
+        out[i] = exp_vec(x[i])
+    return out
+
+
 def _warmup() -> None:
     x = np.array([-30.0, -1.0, 0.5, 7.0])
+    exp_vec_array(x)
     log_ndtr_vec(x)
     log_ndtr_diff_vec(x, x + 1.0)

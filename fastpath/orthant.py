@@ -40,6 +40,7 @@ from ._bvn import _Q_24 as _Q_24
 from ._bvn import _Q_FAST as _Q_FAST
 from ._bvn import _Q_TIERS as _Q_TIERS
 from ._bvn import _log_bvn as _log_bvn
+from ._bvn import _log_bvn_numpy as _log_bvn_numpy
 from ._bvn import _log_bvn_plackett as _log_bvn_plackett
 from ._bvn_cond import _OWEN_HMAX as _OWEN_HMAX
 from ._bvn_cond import _log_bvn_cond as _log_bvn_cond

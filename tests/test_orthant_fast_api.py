@@ -68,7 +68,8 @@ def test_public_singular_2x2_accepted():
     # correlation exactly 1 (singular within rounding): the degenerate 1-D case
     cov = np.array([[4.0, 6.0], [6.0, 9.0]])
     got = fo.log_mvn_cdf([1.0, -3.0], cov)
-    assert got == special.log_ndtr(min(0.5, -1.0))
+    # log Phi(-1), compiled on libm's erfc: within a few ulp of scipy's
+    assert abs(got - special.log_ndtr(min(0.5, -1.0))) <= 4e-16 * 1.85
 
 
 def test_against_scipy_bulk():
