@@ -62,3 +62,15 @@ def test_log_ndtr_diff_against_numpy_kernel_and_mpmath():
             ref_i = float(mpmath.log(exact))
             # relative 1e-13 of the difference itself (an absolute error in the log)
             assert abs(got[i] - ref_i) <= 1e-13 * max(1.0, abs(ref_i)), (a[i], b[i])
+
+
+def test_exp_vec_within_two_ulp():
+    # the vectorisable exp of the node loops against numpy's (itself within 1 ulp):
+    # |difference| <= 2 ulp over the whole range, 0 below -708, nan stays nan
+    x = np.concatenate([np.linspace(-708.0, 709.0, 400001), -(10.0 ** np.linspace(-300, 2.5, 2000)),
+                        10.0 ** np.linspace(-300, 2.5, 2000), [0.0, -0.0]])
+    got = jit_special.exp_vec_array(x)
+    ref = np.exp(x)
+    assert np.all(np.abs(got - ref) <= 2 * np.spacing(ref))
+    tail = jit_special.exp_vec_array(np.array([-708.5, -745.2, -1e300, -np.inf, np.nan]))
+    assert np.array_equal(tail[:4], np.zeros(4)) and np.isnan(tail[4])
