@@ -38,6 +38,7 @@ _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fas
 #: library uses
 KERNEL_MODULES: tuple[str, ...] = (
     "fastpath._jit_special",
+    "fastpath._jit_owens",
     "fastpath._jit_bvn",
 )
 
