@@ -168,7 +168,8 @@ def _subdivide(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
 
 
 def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
-                    moments: bool = True, max_simplices: int = _MAX_SIMPLICES
+                    moments: bool = True, max_simplices: int = _MAX_SIMPLICES,
+                    compiled: bool = False
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
                                NDArray[np.float64] | None, NDArray[np.bool_]]:
     """Moments of N(0, I) over unions of simplices.
@@ -184,6 +185,10 @@ def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: in
     moments : bool
     max_simplices : int
         Cap on the simplices per polytope after subdivision.
+    compiled : bool
+        Evaluate the rules and combine the simplices by the compiled kernels
+        (:mod:`fastpath._jit_cubature`, threads over simplices and polytopes); False: by
+        numpy (:func:`_simplex_block_numpy`). The two agree to rounding.
 
     Returns
     -------
@@ -197,8 +202,20 @@ def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: in
         False where the cap stopped the subdivision (the values are then less accurate
         than stated in :func:`_rules`).
     """
+    X = np.asarray(X, dtype=np.float64)
+    owner = np.asarray(owner)
+    if X.ndim != 3 or X.shape[1] != X.shape[2] + 1 or X.shape[2] < 1:
+        raise ValueError(f"X: expected simplices of shape (K, s + 1, s), got {X.shape}")
+    if owner.shape != (X.shape[0],) or owner.dtype.kind not in "iu" or (
+            owner.size and not (0 <= owner.min() and owner.max() < n_owner)):
+        raise ValueError("owner: expected (K,) integers in [0, n_owner)")
     s = X.shape[-1]
-    X, owner, spread, resolved = _subdivide(X, owner, n_owner, max_simplices)
+    if X.shape[0] == 0:
+        return (np.full(n_owner, -np.inf), np.zeros((n_owner, s)) if moments else None,
+                np.zeros((n_owner, s, s)) if moments else None, np.ones(n_owner, dtype=bool))
+    X, owner, spread, resolved = _subdivide(X, owner.astype(np.intp), n_owner, max_simplices)
+    if compiled:
+        return (*_moments_compiled(X, owner, spread, n_owner, moments), resolved)
     K = X.shape[0]
     # per simplex: log of its mass (logW), and about its centre c the mean offset (mo)
     # and covariance (cw) of the density on it; combined per owner below
@@ -215,7 +232,7 @@ def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: in
         blk = max(8, _BLOCK_NODES // lam.shape[0])
         for i in range(0, sel_all.size, blk):
             sel = sel_all[i:i + blk]
-            logW[sel], mo[sel], cw[sel] = _simplex_block(X[sel], lamc, logw, moments)
+            logW[sel], mo[sel], cw[sel] = _simplex_block_numpy(X[sel], lamc, logw, moments)
     c = _centres(X)
     top = np.full(n_owner, -np.inf)
     np.maximum.at(top, owner, logW)
@@ -245,13 +262,60 @@ def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: in
     return log_m0, mean, cov, resolved
 
 
+@functools.cache
+def _rule_table(s: int) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                                 NDArray[np.intp]]:
+    """The rules of :func:`_rules` concatenated for the compiled kernel: band upper bounds
+    (R,), barycentric node offsets from the centre (s+1, Qt), log weights (Qt,) and where
+    each rule's nodes start (R + 1,)."""
+    bounds, lamcs, logws, starts = [], [], [], [0]
+    for bound, n in _rules(s):
+        lam, w = conical_rule(s, n)
+        bounds.append(bound)
+        lamcs.append((lam - 1.0 / (s + 1)).T)
+        logws.append(np.log(w))
+        starts.append(starts[-1] + w.size)
+    return (np.array(bounds), np.ascontiguousarray(np.concatenate(lamcs, axis=1)),
+            np.concatenate(logws), np.array(starts, dtype=np.intp))
+
+
+def _moments_compiled(X: NDArray[np.float64], owner: NDArray[np.intp],
+                      spread: NDArray[np.float64], n_owner: int, moments: bool
+                      ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
+                                 NDArray[np.float64] | None]:
+    """:func:`simplex_moments` after the subdivision, by the compiled kernels: simplices
+    (K, s+1, s) with owners (K,) and spreads (K,) -> log m0 (n_owner,), mean
+    (n_owner, s), cov (n_owner, s, s) (None unless ``moments``)."""
+    from . import _jit_cubature as jc
+
+    K, _, s = X.shape
+    bounds, lamcT, logw, q_start = _rule_table(s)
+    # the band (lo, bound] of each spread, as the numpy path selects it; NaN: no rule
+    rule = np.searchsorted(bounds, spread, side="left")
+    rule[~(rule < bounds.size)] = -1
+    X = np.ascontiguousarray(X)
+    logW = np.empty(K)
+    mo = np.empty((K, s))
+    cw = np.empty((K, s, s))
+    jc.simplex_stats(X, rule, lamcT, logw, q_start, math.lgamma(s + 1), moments, logW, mo, cw)
+    order = np.argsort(owner, kind="stable")           # a polytope's simplices in input order
+    seg = np.zeros(n_owner + 1, dtype=np.intp)
+    np.cumsum(np.bincount(owner, minlength=n_owner), out=seg[1:])
+    log_m0 = np.empty(n_owner)
+    mean = np.empty((n_owner, s)) if moments else np.empty((0, s))
+    cov = np.empty((n_owner, s, s)) if moments else np.empty((0, s, s))
+    jc.combine_owners(logW, mo, cw, _centres(X), order, seg, s * _LOG_SQRT_2PI, moments,
+                      log_m0, mean, cov)
+    return log_m0, (mean if moments else None), (cov if moments else None)
+
+
 def _mm_small(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     return np.einsum("ij,jk->ik", a, b)
 
 
-def _simplex_block(X: NDArray[np.float64], lamc: NDArray[np.float64], logw: NDArray[np.float64],
-                   moments: bool) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                           NDArray[np.float64]]:
+def _simplex_block_numpy(X: NDArray[np.float64], lamc: NDArray[np.float64],
+                         logw: NDArray[np.float64], moments: bool
+                         ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """One rule on simplices X (K, s+1, s): log mass (K,), mean offset from the centre
     (K, s) and covariance (K, s, s) of N(0, I) on each simplex.
 

@@ -1,0 +1,252 @@
+"""Compiled node loops of the simplex cubature (:mod:`fastpath._simplex_cubature`).
+
+Two kernels, both ``prange`` loops over independent elements, each writing only its own
+output slots, so that the results are the same bit for bit for any thread count:
+
+* :func:`simplex_stats`: per simplex (prange over blocks of simplices), Stroud's conical
+  product rule chosen by the simplex's spread band: the log of its N(0, I) mass, and the
+  mean offset from its centre and the covariance of the density on it;
+* :func:`combine_owners`: per polytope (prange over polytopes, its simplices summed in
+  their input order), the log-sum-exp of its simplices' masses, its mean and its
+  covariance about that mean.
+
+The arithmetic is that of :func:`fastpath._simplex_cubature._simplex_block_numpy`
+(nodes as centre + offset, Y = lamc @ (X - centre), log N = -|c|^2/2 - c.Y - |Y|^2/2,
+moments about the centre), with the sums taken node by node in a fixed order instead of
+through GEMMs: the two agree to rounding (tests/test_jit_cubature.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+from numpy.typing import NDArray
+
+from ._jit import jit, pjit
+
+#: simplices per prange element (one scratch allocation each)
+_BLOCK = 16
+
+
+@jit
+def _abs_det(E: NDArray[np.float64]) -> float:
+    """|det E| of a small square matrix by LU with partial pivoting (as LAPACK's getrf);
+    E is overwritten."""
+    n = E.shape[0]
+    det = 1.0
+    for j in range(n):
+        p = j
+        big = abs(E[j, j])
+        for i in range(j + 1, n):
+            if abs(E[i, j]) > big:
+                big = abs(E[i, j])
+                p = i
+        if big == 0.0:
+            return 0.0
+        if p != j:
+            for k in range(n):
+                t = E[j, k]
+                E[j, k] = E[p, k]
+                E[p, k] = t
+        piv = E[j, j]
+        det *= piv
+        for i in range(j + 1, n):
+            f = E[i, j] / piv
+            for k in range(j + 1, n):
+                E[i, k] -= f * E[j, k]
+    return abs(det)
+
+
+@pjit
+def simplex_stats(X: NDArray[np.float64], rule: NDArray[np.intp],
+                  lamcT: NDArray[np.float64], logw: NDArray[np.float64],
+                  q_start: NDArray[np.intp], log_fact: float, moments: bool,
+                  logW: NDArray[np.float64], mo: NDArray[np.float64],
+                  cw: NDArray[np.float64]) -> None:
+    """One cubature rule per simplex.
+
+    Parameters
+    ----------
+    X : (K, s+1, s) simplex vertices (whitened).
+    rule : (K,) index of each simplex's rule (-1: none, the simplex gets log mass -inf).
+    lamcT : (s+1, Qt) barycentric node offsets from the centre of all rules, concatenated.
+    logw : (Qt,) log weights of those nodes.
+    q_start : (n_rules + 1,) where each rule's nodes start in lamcT / logw.
+    log_fact : log s!.
+    moments : whether to fill mo and cw.
+    logW : (K,) out: log of the N(0, I) mass of each simplex (without (2 pi)^(-s/2)).
+    mo : (K, s) out: mean offset from the simplex's centre.
+    cw : (K, s, s) out: covariance of the density on the simplex.
+    """
+    K = X.shape[0]
+    sp1 = X.shape[1]
+    s = X.shape[2]
+    Qmax = 0
+    for r in range(q_start.size - 1):
+        Qmax = max(Qmax, q_start[r + 1] - q_start[r])
+    nblk = (K + _BLOCK - 1) // _BLOCK
+    for b in prange(nblk):
+        Y = np.empty((s, Qmax))
+        lf = np.empty(Qmax)
+        c = np.empty(s)
+        D = np.empty((sp1, s))
+        E = np.empty((s, s))
+        m1 = np.empty(s)
+        m2 = np.empty((s, s))
+        for k in range(b * _BLOCK, min(K, (b + 1) * _BLOCK)):
+            for d in range(s):
+                mo[k, d] = 0.0
+                for e in range(s):
+                    cw[k, d, e] = 0.0
+            r = rule[k]
+            if r < 0:
+                logW[k] = -math.inf
+                continue
+            q0 = q_start[r]
+            Q = q_start[r + 1] - q0
+            # centre (as _centres: x0 + x1 + ..., then / (s+1)) and offsets
+            cc = 0.0
+            for d in range(s):
+                acc = X[k, 0, d] + X[k, 1, d]
+                for a in range(2, sp1):
+                    acc += X[k, a, d]
+                c[d] = acc / sp1
+                cc += c[d] * c[d]
+            for a in range(sp1):
+                for d in range(s):
+                    D[a, d] = X[k, a, d] - c[d]
+            for i in range(s):
+                for d in range(s):
+                    E[i, d] = X[k, i + 1, d] - X[k, 0, d]
+            vol = _abs_det(E)
+            if not vol > 0.0:
+                logW[k] = -math.inf
+                continue
+            logvol = math.log(vol) - log_fact
+            # node offsets Y (s, Q) and log weights times density, contiguous in q
+            for d in range(s):
+                da = D[0, d]
+                for q in range(Q):
+                    Y[d, q] = lamcT[0, q0 + q] * da
+                for a in range(1, sp1):
+                    da = D[a, d]
+                    for q in range(Q):
+                        Y[d, q] += lamcT[a, q0 + q] * da
+            for q in range(Q):
+                lf[q] = logw[q0 + q]
+            for d in range(s):
+                cd = c[d]
+                for q in range(Q):
+                    y = Y[d, q]
+                    lf[q] -= cd * y + 0.5 * y * y
+            mx = -math.inf
+            for q in range(Q):
+                mx = max(mx, lf[q])
+            if not math.isfinite(mx):
+                logW[k] = -math.inf
+                continue
+            for q in range(Q):
+                lf[q] = math.exp(lf[q] - mx)
+            W = 0.0
+            for q in range(Q):
+                W += lf[q]
+            logW[k] = mx + math.log(W) + logvol - 0.5 * cc
+            if not moments:
+                continue
+            for d in range(s):
+                acc = 0.0
+                for q in range(Q):
+                    acc += lf[q] * Y[d, q]
+                m1[d] = acc / W
+            for d in range(s):
+                for e in range(d, s):
+                    acc = 0.0
+                    for q in range(Q):
+                        acc += lf[q] * Y[d, q] * Y[e, q]
+                    m2[d, e] = acc / W
+            for d in range(s):
+                mo[k, d] = m1[d]
+                for e in range(d, s):
+                    v = m2[d, e] - m1[d] * m1[e]
+                    cw[k, d, e] = v
+                    cw[k, e, d] = v
+
+
+@pjit
+def combine_owners(logW: NDArray[np.float64], mo: NDArray[np.float64],
+                   cw: NDArray[np.float64], c: NDArray[np.float64],
+                   order: NDArray[np.intp], seg: NDArray[np.intp], log_norm: float,
+                   moments: bool, log_m0: NDArray[np.float64], mean: NDArray[np.float64],
+                   cov: NDArray[np.float64]) -> None:
+    """Per polytope: log-sum-exp of its simplices' masses and the mixture's moments.
+
+    Parameters
+    ----------
+    logW, mo, cw : (K,), (K, s), (K, s, s) per simplex (:func:`simplex_stats`).
+    c : (K, s) the simplices' centres.
+    order : (K,) simplices grouped by polytope, each group in input order.
+    seg : (n_owner + 1,) polytope i owns order[seg[i]:seg[i+1]].
+    log_norm : subtracted from each log mass (s log sqrt(2 pi)).
+    moments : whether to fill mean and cov.
+    log_m0 : (n_owner,) out: log mass (-inf without any).
+    mean : (n_owner, s) out: the mean (about the first simplex's centre, whose
+        differences with the others' keep the digits of a small polytope far out); the
+        first simplex's centre where the mass is 0, zeros without simplices.
+    cov : (n_owner, s, s) out: covariance about that mean (zeros where the mass is 0).
+    """
+    n_owner = seg.size - 1
+    s = c.shape[1]
+    for i in prange(n_owner):
+        lo = seg[i]
+        hi = seg[i + 1]
+        top = -math.inf
+        for t in range(lo, hi):
+            top = max(top, logW[order[t]])
+        ok = math.isfinite(top)
+        sh = top if ok else 0.0
+        tot = 0.0
+        for t in range(lo, hi):
+            tot += math.exp(logW[order[t]] - sh)
+        log_m0[i] = top + math.log(tot) - log_norm if ok else -math.inf
+        if not moments:
+            continue
+        for d in range(s):
+            mean[i, d] = c[order[lo], d] if hi > lo else 0.0
+            for e in range(s):
+                cov[i, d, e] = 0.0
+        if not (hi > lo and tot > 0.0):
+            continue
+        moff = np.zeros(s)
+        for t in range(lo, hi):
+            k = order[t]
+            a = math.exp(logW[k] - sh)
+            for d in range(s):
+                moff[d] += a * ((c[k, d] - mean[i, d]) + mo[k, d])
+        for d in range(s):
+            moff[d] /= tot
+        for t in range(lo, hi):
+            k = order[t]
+            a = math.exp(logW[k] - sh)
+            for d in range(s):
+                dd = (c[k, d] - mean[i, d]) + mo[k, d] - moff[d]
+                for e in range(d, s):
+                    de = (c[k, e] - mean[i, e]) + mo[k, e] - moff[e]
+                    cov[i, d, e] += a * (cw[k, d, e] + dd * de)
+        for d in range(s):
+            for e in range(d, s):
+                v = cov[i, d, e] / tot
+                cov[i, d, e] = v
+                cov[i, e, d] = v
+            mean[i, d] += moff[d]
+
+
+def _warmup() -> None:
+    """Compile both kernels for s = 2 (every signature is the same for all s)."""
+    from . import _simplex_cubature as sc
+
+    X = np.array([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]],
+                  [[1.0, 1.0], [1.5, 1.0], [1.0, 2.0]]])
+    for moments in (True, False):
+        sc.simplex_moments(X, np.array([0, 0]), 1, moments=moments, compiled=True)
