@@ -34,17 +34,18 @@ which moves P by at most that much (a negligible change of every Gaussian integr
 from __future__ import annotations
 
 import functools
-import itertools
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from dgn_core.exceptions import GeometryError
 
+from ._polyhedron_simple import simple_polyhedron
 from ._polyhedron_triangulation import _triangulate_cone
 from ._polyhedron_triangulation import fan_triangulation as fan_triangulation
+from ._small_polytope import facet_rows, small_enough, subsets
+from ._small_polytope import interior_point as _enumerated_interior_point
 from ._standardise import unit_rows
 
 __all__ = ["PolyhedronGeometry", "polyhedron_geometry", "GeometryError"]
@@ -263,8 +264,7 @@ def _tangent_generators(C: NDArray[np.float64], A: NDArray[np.intp], S: int
     if S == 1:
         cand = np.array([[1.0], [-1.0]])
     else:
-        subsets = np.array(list(itertools.combinations(range(len(A)), S - 1)), dtype=np.intp)
-        n, smin = _null_direction(CA[subsets])
+        n, smin = _null_direction(CA[subsets(len(A), S - 1)])
         n = n[smin > _RANK_TOL * 10]
         cand = np.vstack([n, -n])
     ok = np.max(cand @ CA.T, axis=1) <= _TOL
@@ -275,16 +275,24 @@ def _tangent_generators(C: NDArray[np.float64], A: NDArray[np.intp], S: int
     return reps / np.linalg.norm(reps, axis=1, keepdims=True)
 
 
+@functools.lru_cache(maxsize=64)
+def _generic_draws(bounded: bool, n_try: int, k: int) -> NDArray[np.float64]:
+    """The fixed random draws of :func:`_choose_generic_direction` (a fresh seeded
+    generator per call gave the same numbers; cached, they cost nothing), read-only."""
+    rng = np.random.default_rng(20240607)
+    a = rng.normal(size=(n_try, k)) if bounded else rng.exponential(size=(n_try, k))
+    a.flags.writeable = False
+    return a
+
+
 def _choose_generic_direction(C: NDArray[np.float64], U: NDArray[np.float64], bounded: bool,
                               n_try: int = 64) -> NDArray[np.float64]:
     """Unit c = C^T lam (lam > 0; any direction if bounded) maximising min_e |c.u_e| (deterministic)."""
     S = C.shape[1]
-    rng = np.random.default_rng(20240607)
     if bounded:
-        cand = rng.normal(size=(n_try, S))
+        cand = _generic_draws(True, n_try, S).copy()
     else:
-        lam = rng.exponential(size=(n_try, C.shape[0]))
-        cand = lam @ C
+        cand = _generic_draws(False, n_try, C.shape[0]) @ C
     cand /= np.linalg.norm(cand, axis=1, keepdims=True)
     if len(U) == 0:
         return cand[0]
@@ -295,7 +303,8 @@ def _choose_generic_direction(C: NDArray[np.float64], U: NDArray[np.float64], bo
 # --------------------------------------------------------------------------- main entry
 def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
                         interior_point: NDArray[np.float64] | None = None,
-                        prune: bool = True, vectorised: bool = True) -> PolyhedronGeometry:
+                        prune: bool = True, vectorised: bool = True,
+                        enumerate_small: bool = True) -> PolyhedronGeometry:
     """Float V-data of {z : C z <= d}; see :class:`PolyhedronGeometry`.
 
     Parameters
@@ -310,6 +319,10 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
     vectorised : bool
         Use the loop-free construction when every vertex is simple (the default); False
         forces the per-vertex loop (the reference the tests compare it with).
+    enumerate_small : bool
+        For few rows (:func:`fastpath._small_polytope.small_enough`) find the interior
+        point and the redundant rows by enumeration instead of the LP and qhull (the
+        default); False forces the LP and qhull (the reference the tests compare it with).
     """
     C, d, S = unit_rows(C, d)
     if C is None:
@@ -323,7 +336,7 @@ def polyhedron_geometry(C: NDArray[np.float64], d: NDArray[np.float64],
     L = 2.0 ** int(np.round(np.log2(dmax))) if dmax > 0 else 1.0
     ip = None if interior_point is None else np.asarray(interior_point, dtype=np.float64) / L
     try:
-        g = _geometry_unit(C, d / L, S, ip, prune, vectorised)
+        g = _geometry_unit(C, d / L, S, ip, prune, vectorised, enumerate_small)
     except GeometryError as exc:
         raise GeometryError(
             f"{exc}: the polyhedron may be too thin for float64 geometry (width below ~1e-9 "
@@ -345,7 +358,7 @@ def _scaled(g: PolyhedronGeometry, L: float) -> PolyhedronGeometry:
 
 def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
                    interior_point: NDArray[np.float64] | None, prune: bool,
-                   vectorised: bool) -> PolyhedronGeometry:
+                   vectorised: bool, enumerate_small: bool = True) -> PolyhedronGeometry:
     """:func:`polyhedron_geometry` for unit rows and max |d_j| = 1 (or all d_j = 0)."""
     m = C.shape[0]
     scale_d = 1.0 + (float(np.max(np.abs(d))) if m else 0.0)
@@ -365,9 +378,14 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
     dr = d / np.linalg.norm(C @ basis, axis=1)
 
     r = -np.inf
+    small = enumerate_small and small_enough(m, Sp)
     if interior_point is not None:
         y0 = basis.T @ np.asarray(interior_point, dtype=np.float64)
         r = float(np.min(dr - Cr @ y0)) if len(dr) else np.inf
+    elif small:
+        y_e = _enumerated_interior_point(Cr, dr, _TOL, _DET_TOL, 10 * _RANK_TOL)
+        if y_e is not None:
+            y0, r = y_e, float(np.min(dr - Cr @ y_e))
     if not r > 1e3 * _EMPTY_TOL * scale_d:
         # no point given, or one too close to the boundary to decide emptiness with: LP
         y0, r = _chebyshev_center(Cr, dr)
@@ -376,7 +394,9 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
     z_int = basis @ y0
 
     dt = dr - Cr @ y0                       # slacks at the centre, all >= r > 0
-    if prune:
+    # few rows: the redundant ones follow from the vertices (after their enumeration)
+    late_prune = prune and small and Sp >= 2 and m > Sp + 1
+    if prune and not late_prune:
         keep = _prune_redundant(Cr, dt)
         Cr, dr, dt = Cr[keep], dr[keep], dt[keep]
     m = Cr.shape[0]
@@ -389,7 +409,7 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
         pts = [p for p in (lo, hi) if np.isfinite(p)]
         X = np.array(pts, dtype=np.float64).reshape(-1, 1)
     else:
-        combos = np.array(list(itertools.combinations(range(m), Sp)), dtype=np.intp)
+        combos = subsets(m, Sp)
         M = Cr[combos]
         det = np.linalg.det(M)
         ok = np.abs(det) > _DET_TOL
@@ -402,10 +422,16 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
             X = _cluster_fast(X, tolx)
         else:
             X = np.zeros((0, Sp))
+        if late_prune and len(X):
+            keep = facet_rows(Cr, dt, X, _TOL * (r + np.linalg.norm(X, axis=1)), _TOL,
+                              10 * _RANK_TOL)
+            Cr, dr, dt = Cr[keep], dr[keep], dt[keep]
+            m = Cr.shape[0]
     if len(X) == 0:
         raise GeometryError("no vertex found for a pointed polyhedron with interior")
 
-    fast = _simple_polyhedron(Cr, dt, X, r) if (Sp >= 2 and vectorised) else None
+    fast = (simple_polyhedron(Cr, dt, X, r, _TOL, _DET_TOL)
+            if (Sp >= 2 and vectorised) else None)
     if fast is not None:
         return _assemble(S, Sp, basis, lines, Cr, dr, y0, z_int, r, *fast)
 
@@ -522,69 +548,3 @@ def _cluster_fast(X: NDArray[np.float64], tol: NDArray[np.float64]) -> NDArray[n
     if np.all(D > np.maximum(tol[:, None], tol[None, :])):
         return X
     return _cluster(X, tol)[0]
-
-
-def _simple_polyhedron(Cr: NDArray[np.float64], dt: NDArray[np.float64], X: NDArray[np.floating[Any]],
-                       r: float):
-    """Vectorised vertex data when every vertex is simple (exactly S' tight rows), else None.
-
-    Coordinates relative to the interior point (rows {Cr x <= dt}). For a simple vertex with
-    active rows A the generators are the columns of -C_A^{-1} and its cone is {C_A (x - v) <= 0}
-    (row q of C_A is opposite generator q).
-    """
-    k, Sp = X.shape
-    tolx = _TOL * (r + np.linalg.norm(X, axis=1))
-    slack = dt[None, :] - X @ Cr.T                                        # (k, m)
-    T = np.abs(slack) <= tolx[:, None]
-    if not np.all(T.sum(axis=1) == Sp):
-        return None
-    A = np.nonzero(T)[1].reshape(k, Sp)                                   # sorted row indices
-    CA = Cr[A]                                                            # (k, Sp, Sp)
-    if np.any(np.abs(np.linalg.det(CA)) <= _DET_TOL):
-        return None
-    X = np.linalg.solve(CA, dt[A][..., None])[..., 0]                     # polished
-    slack = dt[None, :] - X @ Cr.T
-    G = -np.linalg.inv(CA)                                                # columns: generators
-    G = G / np.linalg.norm(G, axis=1, keepdims=True)
-    Gt = np.swapaxes(G, 1, 2)                                             # (k, q, Sp)
-    dots = Gt @ Cr.T                                                      # (k, q, m)
-    hit = (dots > 1e-12) & ~T[:, None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tt = np.where(hit, slack[:, None, :] / dots, np.inf)
-    tstar = tt.min(axis=-1)                                               # (k, q)
-    bounded = np.isfinite(tstar)
-    end = X[:, None, :] + np.where(bounded, tstar, 0.0)[..., None] * Gt
-    dist = np.linalg.norm(end[:, :, None, :] - X[None, None, :, :], axis=-1)   # (k, q, k)
-    dist[np.arange(k), :, np.arange(k)] = np.inf
-    j = np.argmin(dist, axis=-1)
-    dj = np.take_along_axis(dist, j[..., None], axis=-1)[..., 0]
-    scale = 1e-6 * (r + np.linalg.norm(end, axis=-1))
-    if np.any(bounded & (dj > scale)):
-        return None
-    i_idx = np.broadcast_to(np.arange(k)[:, None], (k, Sp))
-    lo = np.minimum(i_idx, j)
-    hi = np.maximum(i_idx, j)
-    bi, bq = np.nonzero(bounded)
-    pairs = np.stack([lo[bi, bq], hi[bi, bq]], axis=1)
-    uniq, inv, cnt = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
-    if np.any(cnt != 2):
-        return None
-    nb = len(uniq)
-    edge_id = np.empty((k, Sp), dtype=np.intp)
-    orient = np.ones((k, Sp))
-    edge_id[bi, bq] = inv.ravel()
-    orient[bi, bq] = np.where(bi == lo[bi, bq], 1.0, -1.0)
-    E_dir = np.empty((nb, Sp))
-    first = bi == lo[bi, bq]                                              # seen from the lower end
-    E_dir[inv.ravel()[first]] = Gt[bi[first], bq[first]]
-    E_start = X[uniq[:, 0]]
-    E_len = np.linalg.norm(X[uniq[:, 1]] - X[uniq[:, 0]], axis=1)
-    ri, rq = np.nonzero(~bounded)
-    nr = len(ri)
-    edge_id[ri, rq] = nb + np.arange(nr)
-    E_dir = np.vstack([E_dir, Gt[ri, rq]])
-    E_start = np.vstack([E_start, X[ri]])
-    E_len = np.concatenate([E_len, np.full(nr, np.inf)])
-    return (X, tuple(A), E_start, E_dir, E_len, np.arange(k, dtype=np.intp), CA.copy(),
-            edge_id, orient)
-
