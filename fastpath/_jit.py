@@ -18,6 +18,7 @@ by :func:`fastpath._threads.threads` (``n_jobs``), applied here when numba is fi
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib
 import os
 import sys
@@ -44,6 +45,45 @@ KERNEL_MODULES: tuple[str, ...] = (
 
 
 _apply(requested_threads())
+
+
+def _drop_stale_cache() -> None:
+    """Delete the cached kernels when any source of the fast path has changed.
+
+    numba checks a cached kernel only against its own source file, but a kernel also
+    bakes in the kernels it calls and the constant tables it reads from other modules
+    (rules, thresholds): after an edit anywhere in the package a cached caller could run
+    old code. The stamp is a hash of every fastpath source and numba's version (~1 ms).
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return  # a cache of the user's choosing: theirs to manage
+    here = os.path.dirname(os.path.abspath(__file__))
+    cache = os.path.join(here, "__pycache__")
+    digest = hashlib.sha256(numba.__version__.encode())
+    for src in sorted(glob.glob(os.path.join(glob.escape(here), "*.py"))):
+        with open(src, "rb") as fh:
+            digest.update(os.path.basename(src).encode() + b"\0" + fh.read())
+    stamp = os.path.join(cache, "dgn_kernels.stamp")
+    try:
+        with open(stamp, encoding="ascii") as fh:
+            if fh.read() == digest.hexdigest():
+                return
+    except OSError:
+        pass
+    try:
+        os.makedirs(cache, exist_ok=True)
+        for pattern in ("*.nbi", "*.nbc"):
+            for f in glob.glob(os.path.join(glob.escape(cache), pattern)):
+                os.remove(f)
+        tmp = f"{stamp}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="ascii") as fh:
+            fh.write(digest.hexdigest())
+        os.replace(tmp, stamp)
+    except OSError:
+        pass  # read-only package folder: numba caches in its per-user folder instead
+
+
+_drop_stale_cache()
 
 
 #: set once the first-compilation notice has been printed (or warm-up is running)

@@ -126,3 +126,20 @@ def test_dgn_fit_refuses_bad_jobs(tmp_path, capsys):
     assert main(["fit", "--jobs", "0", "--out", str(tmp_path / "run")]) == 2
     assert "--jobs" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_unchanged_sources_keep_the_kernel_cache(monkeypatch):
+    # the stamp matches the sources: nothing is deleted (a mismatch deletes *.nbi / *.nbc,
+    # which tests/test_threads_warmup cannot do without recompiling every kernel)
+    import glob
+    import os
+
+    from fastpath import _jit
+
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    _jit.warmup()
+    cache = os.path.join(os.path.dirname(_jit.__file__), "__pycache__")
+    before = sorted(glob.glob(os.path.join(cache, "*.nbi")))
+    _jit._drop_stale_cache()
+    assert os.path.exists(os.path.join(cache, "dgn_kernels.stamp"))
+    assert sorted(glob.glob(os.path.join(cache, "*.nbi"))) == before
