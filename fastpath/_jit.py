@@ -41,6 +41,7 @@ KERNEL_MODULES: tuple[str, ...] = (
     "fastpath._jit_special",
     "fastpath._jit_owens",
     "fastpath._jit_bvn",
+    "fastpath._jit_cubature",
 )
 
 

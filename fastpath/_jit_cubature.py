@@ -24,10 +24,133 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import jit, pjit
+from ._jit import jit, jit_inline, pjit
+from ._jit_special import exp_vec
 
 #: simplices per prange element (one scratch allocation each)
 _BLOCK = 16
+#: nodes per chunk of the node loop (its (s + 1) working rows stay in L1)
+_CHUNK = 128
+
+
+# Sums over the nodes in four interleaved partial sums (q mod 4), then (s0 + s1) + (s2 + s3):
+# a fixed order (the same for any thread count) whose four chains run in parallel (a
+# single running sum is bound by the latency of one addition per node)
+
+
+@jit_inline
+def _sum4(x: NDArray[np.float64], n: int) -> float:
+    """sum x[:n] in the fixed order above."""
+    s0 = s1 = s2 = s3 = 0.0
+    m = n - n % 4
+    for q in range(0, m, 4):
+        s0 += x[q]
+        s1 += x[q + 1]
+        s2 += x[q + 2]
+        s3 += x[q + 3]
+    for q in range(m, n):
+        s0 += x[q]
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit_inline
+def _dot4(x: NDArray[np.float64], y: NDArray[np.float64], n: int) -> float:
+    """sum x[:n] * y[:n] in the fixed order above."""
+    s0 = s1 = s2 = s3 = 0.0
+    m = n - n % 4
+    for q in range(0, m, 4):
+        s0 += x[q] * y[q]
+        s1 += x[q + 1] * y[q + 1]
+        s2 += x[q + 2] * y[q + 2]
+        s3 += x[q + 3] * y[q + 3]
+    for q in range(m, n):
+        s0 += x[q] * y[q]
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit_inline
+def _max4(x: NDArray[np.float64], n: int) -> float:
+    """max x[:n] (-inf when n = 0; NaN entries are skipped, as they fail every >)."""
+    s0 = s1 = s2 = s3 = -math.inf
+    m = n - n % 4
+    for q in range(0, m, 4):
+        s0 = x[q] if x[q] > s0 else s0
+        s1 = x[q + 1] if x[q + 1] > s1 else s1
+        s2 = x[q + 2] if x[q + 2] > s2 else s2
+        s3 = x[q + 3] if x[q + 3] > s3 else s3
+    for q in range(m, n):
+        s0 = x[q] if x[q] > s0 else s0
+    return max(max(s0, s1), max(s2, s3))
+
+
+# Node offsets Y = lamc @ D (s, n) and log terms lf = log w - c.Y - |Y|^2/2 (n,) of the
+# nodes qa .. qa + n of the concatenated rules: one loop over the nodes for s = 2 and 3
+# (the sums in registers, vectorised over nodes), row passes for other s
+
+
+@jit_inline
+def _offsets(lamcT: NDArray[np.float64], logw: NDArray[np.float64], qa: int, n: int,
+             D: NDArray[np.float64], c: NDArray[np.float64], Y: NDArray[np.float64],
+             lf: NDArray[np.float64]) -> None:
+    sp1, s = D.shape
+    for d in range(s):
+        Yd = Y[d]
+        da = D[0, d]
+        for q in range(n):
+            Yd[q] = lamcT[0, qa + q] * da
+        for a in range(1, sp1):
+            da = D[a, d]
+            for q in range(n):
+                Yd[q] += lamcT[a, qa + q] * da
+    for q in range(n):
+        lf[q] = logw[qa + q]
+    for d in range(s):
+        cd = c[d]
+        Yd = Y[d]
+        for q in range(n):
+            y = Yd[q]
+            lf[q] -= cd * y + 0.5 * y * y
+
+
+@jit_inline
+def _offsets2(lamcT: NDArray[np.float64], logw: NDArray[np.float64], qa: int, n: int,
+              D: NDArray[np.float64], c: NDArray[np.float64], Y: NDArray[np.float64],
+              lf: NDArray[np.float64]) -> None:
+    l0, l1, l2 = lamcT[0, qa:qa + n], lamcT[1, qa:qa + n], lamcT[2, qa:qa + n]
+    lw = logw[qa:qa + n]
+    Y0, Y1 = Y[0], Y[1]
+    d00, d01, d10, d11, d20, d21 = D[0, 0], D[0, 1], D[1, 0], D[1, 1], D[2, 0], D[2, 1]
+    c0, c1 = c[0], c[1]
+    for q in range(n):
+        y0 = l0[q] * d00 + l1[q] * d10 + l2[q] * d20
+        y1 = l0[q] * d01 + l1[q] * d11 + l2[q] * d21
+        Y0[q] = y0
+        Y1[q] = y1
+        lf[q] = lw[q] - (c0 * y0 + 0.5 * y0 * y0) - (c1 * y1 + 0.5 * y1 * y1)
+
+
+@jit_inline
+def _offsets3(lamcT: NDArray[np.float64], logw: NDArray[np.float64], qa: int, n: int,
+              D: NDArray[np.float64], c: NDArray[np.float64], Y: NDArray[np.float64],
+              lf: NDArray[np.float64]) -> None:
+    l0, l1 = lamcT[0, qa:qa + n], lamcT[1, qa:qa + n]
+    l2, l3 = lamcT[2, qa:qa + n], lamcT[3, qa:qa + n]
+    lw = logw[qa:qa + n]
+    Y0, Y1, Y2 = Y[0], Y[1], Y[2]
+    d00, d01, d02 = D[0, 0], D[0, 1], D[0, 2]
+    d10, d11, d12 = D[1, 0], D[1, 1], D[1, 2]
+    d20, d21, d22 = D[2, 0], D[2, 1], D[2, 2]
+    d30, d31, d32 = D[3, 0], D[3, 1], D[3, 2]
+    c0, c1, c2 = c[0], c[1], c[2]
+    for q in range(n):
+        y0 = l0[q] * d00 + l1[q] * d10 + l2[q] * d20 + l3[q] * d30
+        y1 = l0[q] * d01 + l1[q] * d11 + l2[q] * d21 + l3[q] * d31
+        y2 = l0[q] * d02 + l1[q] * d12 + l2[q] * d22 + l3[q] * d32
+        Y0[q] = y0
+        Y1[q] = y1
+        Y2[q] = y2
+        lf[q] = (lw[q] - (c0 * y0 + 0.5 * y0 * y0) - (c1 * y1 + 0.5 * y1 * y1)
+                 - (c2 * y2 + 0.5 * y2 * y2))
 
 
 @jit
@@ -83,13 +206,11 @@ def simplex_stats(X: NDArray[np.float64], rule: NDArray[np.intp],
     K = X.shape[0]
     sp1 = X.shape[1]
     s = X.shape[2]
-    Qmax = 0
-    for r in range(q_start.size - 1):
-        Qmax = max(Qmax, q_start[r + 1] - q_start[r])
     nblk = (K + _BLOCK - 1) // _BLOCK
     for b in prange(nblk):
-        Y = np.empty((s, Qmax))
-        lf = np.empty(Qmax)
+        Y = np.empty((s, _CHUNK))
+        EY = np.empty((s, _CHUNK))
+        lf = np.empty(_CHUNK)
         c = np.empty(s)
         D = np.empty((sp1, s))
         E = np.empty((s, s))
@@ -125,47 +246,57 @@ def simplex_stats(X: NDArray[np.float64], rule: NDArray[np.intp],
                 logW[k] = -math.inf
                 continue
             logvol = math.log(vol) - log_fact
-            # node offsets Y (s, Q) and log weights times density, contiguous in q
-            for d in range(s):
-                da = D[0, d]
-                for q in range(Q):
-                    Y[d, q] = lamcT[0, q0 + q] * da
-                for a in range(1, sp1):
-                    da = D[a, d]
-                    for q in range(Q):
-                        Y[d, q] += lamcT[a, q0 + q] * da
-            for q in range(Q):
-                lf[q] = logw[q0 + q]
-            for d in range(s):
-                cd = c[d]
-                for q in range(Q):
-                    y = Y[d, q]
-                    lf[q] -= cd * y + 0.5 * y * y
+            # nodes in chunks of _CHUNK (their offsets Y (s, chunk) and log terms stay in
+            # L1): log-sum-exp against a running maximum (the sums are rescaled when a
+            # later chunk raises it), the first and second moments about the centre
             mx = -math.inf
-            for q in range(Q):
-                mx = max(mx, lf[q])
-            if not math.isfinite(mx):
+            W = 0.0
+            for d in range(s):
+                m1[d] = 0.0
+                for e in range(s):
+                    m2[d, e] = 0.0
+            for j0 in range(0, Q, _CHUNK):
+                n = min(_CHUNK, Q - j0)
+                qa = q0 + j0
+                if s == 3:
+                    _offsets3(lamcT, logw, qa, n, D, c, Y, lf)
+                elif s == 2:
+                    _offsets2(lamcT, logw, qa, n, D, c, Y, lf)
+                else:
+                    _offsets(lamcT, logw, qa, n, D, c, Y, lf)
+                cm = _max4(lf, n)
+                if cm > mx:
+                    f = math.exp(mx - cm)          # 0 while mx = -inf
+                    W *= f
+                    for d in range(s):
+                        m1[d] *= f
+                        for e in range(d, s):
+                            m2[d, e] *= f
+                    mx = cm
+                if not math.isfinite(mx):
+                    continue
+                for q in range(n):
+                    lf[q] = exp_vec(lf[q] - mx)
+                W += _sum4(lf, n)
+                if moments:
+                    for d in range(s):
+                        Yd = Y[d]
+                        EYd = EY[d]
+                        for q in range(n):
+                            EYd[q] = lf[q] * Yd[q]
+                        m1[d] += _sum4(EYd, n)
+                        for e in range(d, s):
+                            m2[d, e] += _dot4(EYd, Y[e], n)
+            if not (math.isfinite(mx) and W > 0.0):
                 logW[k] = -math.inf
                 continue
-            for q in range(Q):
-                lf[q] = math.exp(lf[q] - mx)
-            W = 0.0
-            for q in range(Q):
-                W += lf[q]
             logW[k] = mx + math.log(W) + logvol - 0.5 * cc
             if not moments:
                 continue
             for d in range(s):
-                acc = 0.0
-                for q in range(Q):
-                    acc += lf[q] * Y[d, q]
-                m1[d] = acc / W
-            for d in range(s):
+                m1[d] /= W
                 for e in range(d, s):
-                    acc = 0.0
-                    for q in range(Q):
-                        acc += lf[q] * Y[d, q] * Y[e, q]
-                    m2[d, e] = acc / W
+                    m2[d, e] /= W
             for d in range(s):
                 mo[k, d] = m1[d]
                 for e in range(d, s):

@@ -169,7 +169,7 @@ def _subdivide(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
 
 def simplex_moments(X: NDArray[np.float64], owner: NDArray[np.intp], n_owner: int,
                     moments: bool = True, max_simplices: int = _MAX_SIMPLICES,
-                    compiled: bool = False
+                    compiled: bool = True
                     ) -> tuple[NDArray[np.float64], NDArray[np.float64] | None,
                                NDArray[np.float64] | None, NDArray[np.bool_]]:
     """Moments of N(0, I) over unions of simplices.
