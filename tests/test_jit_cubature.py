@@ -1,0 +1,159 @@
+"""fastpath._jit_cubature: the compiled simplex cubature against the numpy one and the exact path.
+
+* compiled vs numpy (``simplex_moments(..., compiled=False)``, the same rules evaluated by
+  GEMMs): random polytopes (groups of random simplices) at S = 1..4, near and far, small and
+  large (subdivided), log m0, mean and covariance to rounding;
+* the compiled kernels give the same bits for one thread and two;
+* end to end, small polytopes far from N(0, I) (where the signed cone sum cancels and the
+  E-step uses this cubature) against the exact path verified_dgn.gaussian_moments.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from fastpath import _simplex_cubature as sc
+from fastpath._polyhedron import polyhedron_geometry
+
+_EPS = float(np.finfo(float).eps)
+
+
+def _random_polytopes(rng: np.random.Generator, s: int, n_owner: int, far: float,
+                      size: float) -> tuple[np.ndarray, np.ndarray]:
+    """Simplices (K, s+1, s) and owners (K,): each owner 1-4 random simplices around one
+    centre at distance up to ``far``, edges ~``size`` (large ones get subdivided)."""
+    Xs, owners = [], []
+    for i in range(n_owner):
+        centre = rng.normal(size=s)
+        centre *= rng.uniform(0.0, far) / np.linalg.norm(centre)
+        for _ in range(int(rng.integers(1, 5))):
+            Xs.append(centre + size * rng.uniform(0.05, 1.0) * rng.normal(size=(s + 1, s)))
+            owners.append(i)
+    return np.array(Xs), np.array(owners)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4])
+@pytest.mark.parametrize("far,size", [(3.0, 0.3), (12.0, 0.05), (2.0, 2.5), (25.0, 0.01)])
+def test_compiled_matches_numpy(s, far, size):
+    """The same rule on the same simplices, summed in another order (per node in four
+    interleaved partial sums and a running maximum instead of GEMMs and one maximum) and
+    with a vectorised exp within 2 ulp of numpy's: the results differ by rounding only.
+
+    Tolerances: log m0 = max + log(sum) + log vol - |c|^2/2: each term rounded to a few eps
+    of its size, the largest being |c|^2/2 ~ |log m0| far out, so 1e-14 (10 + |log m0|)
+    (~45 eps of the largest term; measured at most ~1e-14 here). The mean: 1e-14 of the
+    polytope's size plus 8 eps of |mean| (the offsets from its first simplex's centre are
+    accurate relative to the size; adding that centre rounds to |mean|). The covariance:
+    E[YY^T] - mo mo^T about the centres, 1e-13 of size^2 (both implementations lose the same
+    digits to that difference, at most ~|c| D / 1 = the spread bound 12 -> 2 digits)."""
+    if s == 1 and size > 2:
+        size = 1.0
+    rng = np.random.default_rng(100 * s + int(far))
+    X, owner = _random_polytopes(rng, s, 40, far, size)
+    a = sc.simplex_moments(X, owner, 41, compiled=False)          # owner 40 has no simplex
+    b = sc.simplex_moments(X, owner, 41, compiled=True)
+    np.testing.assert_array_equal(a[3], b[3])
+    assert a[0][40] == b[0][40] == -np.inf
+    fin = np.isfinite(a[0])
+    np.testing.assert_array_equal(fin, np.isfinite(b[0]))
+    assert fin[:40].all()
+    lm = a[0][fin]
+    assert np.all(np.abs(b[0][fin] - lm) <= 1e-14 * (10.0 + np.abs(lm)))
+    scale = np.array([np.max(np.abs(X[owner == i] - X[owner == i].mean(axis=(0, 1))))
+                      for i in range(40)])
+    ma, mb = a[1][:40], b[1][:40]
+    assert np.all(np.abs(mb - ma) <= 1e-14 * scale[:, None] + 8 * _EPS * np.abs(ma))
+    ca, cb = a[2][:40], b[2][:40]
+    assert np.all(np.abs(cb - ca) <= 1e-13 * scale[:, None, None] ** 2)
+    np.testing.assert_array_equal(cb, np.swapaxes(cb, 1, 2))
+    # moments=False: the same log m0, bit for bit
+    c = sc.simplex_moments(X, owner, 41, moments=False, compiled=True)
+    assert c[1] is None and c[2] is None
+    np.testing.assert_array_equal(c[0], b[0])
+
+
+def test_compiled_same_bits_for_one_and_two_threads():
+    """prange over simplices and over polytopes, each writing its own slots and summing in
+    a fixed order: the thread count cannot change a bit (many simplices and owners, so that
+    both threads get work in both kernels)."""
+    import numba
+
+    rng = np.random.default_rng(7)
+    X, owner = _random_polytopes(rng, 3, 300, 6.0, 0.8)
+    perm = rng.permutation(owner.size)                  # owners interleaved in the input
+    X, owner = X[perm], owner[perm]
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = sc.simplex_moments(X, owner, 300, compiled=True)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = sc.simplex_moments(X, owner, 300, compiled=True)
+    finally:
+        numba.set_num_threads(before)
+    for u, v in zip(one, two):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_bad_input_is_refused():
+    X = np.zeros((2, 3, 2))
+    with pytest.raises(ValueError, match="X"):
+        sc.simplex_moments(np.zeros((2, 3, 3)), np.array([0, 0]), 1)
+    with pytest.raises(ValueError, match="owner"):
+        sc.simplex_moments(X, np.array([0, 1]), 1)
+    with pytest.raises(ValueError, match="owner"):
+        sc.simplex_moments(X, np.array([0.0, 0.0]), 1)
+
+
+_HAVE_EXACT = importlib.util.find_spec("cdd") is not None
+try:
+    from verified_dgn.integrals import gaussian_moments as exact_moments
+except ImportError:  # pragma: no cover - depends on the checkout
+    _HAVE_EXACT = False
+
+
+def _far_polytope(rng: np.random.Generator, s: int, dist: float, size: float):
+    """A random bounded {C x <= d} of diameter ~size whose centre is at distance dist."""
+    for _ in range(100):
+        m = int(rng.integers(s + 2, s + 5))
+        N = rng.normal(size=(m, s))
+        N /= np.linalg.norm(N, axis=1, keepdims=True)
+        d = size * rng.uniform(0.3, 1.0, m)
+        g = polyhedron_geometry(N, d)
+        if not g.empty and len(g.rays) == 0:
+            shift = rng.normal(size=s)
+            shift *= dist / np.linalg.norm(shift)
+            return N, d + N @ shift
+    raise RuntimeError("no polytope drawn")
+
+
+@pytest.mark.skipif(not _HAVE_EXACT, reason="verified_dgn's exact path (pycddlib) missing")
+@pytest.mark.parametrize("s,dist,size,seed", [(2, 6.0, 0.2, 1), (2, 9.0, 0.05, 2),
+                                              (2, 5.0, 1.5, 3)])
+def test_compiled_cubature_vs_exact(s, dist, size, seed):
+    """Small polytopes far from N(0, I) (the cone sum's cancelling case) against the exact
+    path at 30 digits: log m0 within 1e-12 (the rules' stated accuracy, _rules: <= 1.6e-13
+    per simplex), mean and covariance within 1e-11 of the polytope's size (its square)."""
+    rng = np.random.default_rng(seed)
+    C, d = _far_polytope(rng, s, dist, size)
+    g = polyhedron_geometry(C, d)
+    X = g.simplices
+    lm, mean, cov, resolved = sc.simplex_moments(X, np.zeros(X.shape[0], dtype=np.intp), 1,
+                                                 compiled=True)
+    assert resolved[0]
+    m0, m1, M2 = exact_moments(C, d, np.zeros(s), np.eye(s), dps=30)
+    with mpmath.workdps(35):
+        lref = float(mpmath.log(m0))
+        mref = [m / m0 for m in m1]
+        cref = np.array([[float(M2[i][j] / m0 - mref[i] * mref[j]) for j in range(s)]
+                         for i in range(s)])
+        mref_f = np.array([float(m) for m in mref])
+    span = float(np.max(np.linalg.norm(g.vertices - g.vertices.mean(0), axis=1)))
+    assert lref < math.log(1e-3)                         # far: the hard case
+    assert abs(lm[0] - lref) <= 1e-12
+    np.testing.assert_allclose(mean[0], mref_f, rtol=0, atol=1e-11 * span)
+    np.testing.assert_allclose(cov[0], cref, rtol=0, atol=1e-11 * span * span)
