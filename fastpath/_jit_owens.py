@@ -269,6 +269,8 @@ def owens_t(h: float, a: float) -> float:
 def owens_t_vec(h: NDArray[np.float64], a: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`owens_t` elementwise over two 1-D arrays of one size (n,) -> (n,) (tests,
     warm-up, benchmarks)."""
+    if a.size != h.size:
+        raise ValueError("owens_t_vec: h and a must have the same size")
     out = np.empty(h.size)
     for i in prange(h.size):
         out[i] = owens_t(h[i], a[i])

@@ -150,3 +150,8 @@ def test_special_values():
     for h, a in [(0.7, 0.2), (2.5, 3.0), (5.0, 0.9), (0.01, 100.0)]:
         assert T(-h, a) == T(h, a)
         assert T(h, -a) == -T(h, a)
+
+
+def test_vec_refuses_mismatched_sizes():
+    with pytest.raises(ValueError, match="same size"):
+        jit_owens.owens_t_vec(np.zeros(3), np.zeros(2))
