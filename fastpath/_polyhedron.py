@@ -44,7 +44,7 @@ from dgn_core.exceptions import GeometryError
 from ._polyhedron_simple import simple_polyhedron
 from ._polyhedron_triangulation import _triangulate_cone
 from ._polyhedron_triangulation import fan_triangulation as fan_triangulation
-from ._small_polytope import facet_rows, small_enough, subsets
+from ._small_polytope import extreme_rays, facet_rows, small_enough, subsets
 from ._small_polytope import interior_point as _enumerated_interior_point
 from ._standardise import unit_rows
 
@@ -382,8 +382,10 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
     if interior_point is not None:
         y0 = basis.T @ np.asarray(interior_point, dtype=np.float64)
         r = float(np.min(dr - Cr @ y0)) if len(dr) else np.inf
-    elif small:
-        y_e = _enumerated_interior_point(Cr, dr, _TOL, _DET_TOL, 10 * _RANK_TOL)
+    rays_e = (extreme_rays(Cr, _TOL, 10 * _RANK_TOL)
+              if small and (interior_point is None or prune) else None)
+    if interior_point is None and rays_e is not None:
+        y_e = _enumerated_interior_point(Cr, dr, _TOL, _DET_TOL, rays_e)
         if y_e is not None:
             y0, r = y_e, float(np.min(dr - Cr @ y_e))
     if not r > 1e3 * _EMPTY_TOL * scale_d:
@@ -395,7 +397,7 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
 
     dt = dr - Cr @ y0                       # slacks at the centre, all >= r > 0
     # few rows: the redundant ones follow from the vertices (after their enumeration)
-    late_prune = prune and small and Sp >= 2 and m > Sp + 1
+    late_prune = prune and rays_e is not None and Sp >= 2 and m > Sp + 1
     if prune and not late_prune:
         keep = _prune_redundant(Cr, dt)
         Cr, dr, dt = Cr[keep], dr[keep], dt[keep]
@@ -423,8 +425,8 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
         else:
             X = np.zeros((0, Sp))
         if late_prune and len(X):
-            keep = facet_rows(Cr, dt, X, _TOL * (r + np.linalg.norm(X, axis=1)), _TOL,
-                              10 * _RANK_TOL)
+            assert rays_e is not None
+            keep = facet_rows(Cr, dt, X, _TOL * (r + np.linalg.norm(X, axis=1)), _TOL, rays_e)
             Cr, dr, dt = Cr[keep], dr[keep], dt[keep]
             m = Cr.shape[0]
     if len(X) == 0:

@@ -59,7 +59,11 @@ def simple_polyhedron(Cr: NDArray[np.float64], dt: NDArray[np.float64], X: NDArr
     hi = np.maximum(i_idx, j)
     bi, bq = np.nonzero(bounded)
     pairs = np.stack([lo[bi, bq], hi[bi, bq]], axis=1)
-    uniq, inv, cnt = np.unique(pairs, axis=0, return_inverse=True, return_counts=True)
+    # unique (lo, hi) pairs in lexicographic order through one integer key (np.unique
+    # with axis=0 gives the same order and inverse at several times the cost)
+    ukey, inv, cnt = np.unique(pairs[:, 0] * k + pairs[:, 1], return_inverse=True,
+                               return_counts=True)
+    uniq = np.stack([ukey // k, ukey % k], axis=1)
     if np.any(cnt != 2):
         return None
     nb = len(uniq)

@@ -71,20 +71,37 @@ def _solve_subsets(C: NDArray[np.float64], d: NDArray[np.float64], det_tol: floa
     return combos, X
 
 
+def _null_directions(M: NDArray[np.float64]) -> NDArray[np.float64]:
+    """A null vector of each (s-1) x s matrix of a batch (K, s-1, s), by the generalised
+    cross product (signed (s-1)-minors): unit rows give |n| = the volume their rows span,
+    0 when they are dependent."""
+    K, k, s = M.shape
+    if s == 2:
+        return np.stack([-M[:, 0, 1], M[:, 0, 0]], axis=1)
+    if s == 3:
+        return np.cross(M[:, 0], M[:, 1])
+    n = np.empty((K, s))
+    for i in range(s):
+        cols = [c for c in range(s) if c != i]
+        n[:, i] = (-1) ** i * np.linalg.det(M[:, :, cols])
+    return n
+
+
 def extreme_rays(C: NDArray[np.float64], tol: float, rank_tol: float) -> NDArray[np.float64]:
     """Unit extreme rays of the pointed cone {x : C x <= 0} (unit rows), possibly repeated.
 
-    Candidates are the null directions of the (S'-1)-subsets of rows (rank S' - 1) and
-    their negatives; a candidate is a ray when ``max C x <= tol`` (the tolerance of
-    :func:`fastpath._polyhedron._tangent_generators`).
+    Candidates are the null directions of the (S'-1)-subsets of rows that span S' - 1
+    dimensions (volume above ``rank_tol``) and their negatives; a candidate is a ray when
+    ``max C x <= tol`` (the tolerance of :func:`fastpath._polyhedron._tangent_generators`).
     """
     m, s = C.shape
     if s == 1:
         cand = np.array([[1.0], [-1.0]])
     else:
-        M = C[subsets(m, s - 1)]
-        _, sv, Vt = np.linalg.svd(M, full_matrices=True)
-        n = Vt[:, -1, :][sv[:, -1] > rank_tol]
+        n = _null_directions(C[subsets(m, s - 1)])
+        nn = np.linalg.norm(n, axis=1)
+        ok = nn > rank_tol
+        n = n[ok] / nn[ok, None]
         cand = np.concatenate([n, -n])
     if len(cand) == 0:
         return cand
@@ -92,13 +109,14 @@ def extreme_rays(C: NDArray[np.float64], tol: float, rank_tol: float) -> NDArray
 
 
 def interior_point(C: NDArray[np.float64], d: NDArray[np.float64], tol: float,
-                   det_tol: float, rank_tol: float) -> NDArray[np.float64] | None:
+                   det_tol: float, R: NDArray[np.float64]) -> NDArray[np.float64] | None:
     """A point of the interior of the pointed P = {y : C y <= d} (unit rows, |d| <= 1), or None.
 
     The mean of the feasible solutions of all S'-subsets of rows (feasible: every row
     holds within ``tol (1 + |y|)``), plus the mean extreme ray of the recession cone
-    scaled to the spread of the vertices (module docstring). None when no vertex is found
-    (P empty, or no subset non-singular); the caller checks the point's inradius.
+    scaled to the spread of the vertices (module docstring); R (r, s): the extreme rays
+    (:func:`extreme_rays`). None when no vertex is found (P empty, or no subset
+    non-singular); the caller checks the point's inradius.
     """
     m, s = C.shape
     _, X = _solve_subsets(C, d, det_tol)
@@ -109,7 +127,6 @@ def interior_point(C: NDArray[np.float64], d: NDArray[np.float64], tol: float,
     if len(X) == 0:
         return None
     y0 = X.mean(axis=0)
-    R = extreme_rays(C, tol, rank_tol)
     if len(R):
         # step out along the recession cone by about the size of the vertex set (any
         # positive step gives an interior point; this one keeps the ball large)
@@ -119,8 +136,13 @@ def interior_point(C: NDArray[np.float64], d: NDArray[np.float64], tol: float,
 
 
 def facet_rows(C: NDArray[np.float64], dt: NDArray[np.float64], X: NDArray[np.float64],
-               tolx: NDArray[np.float64], tol: float, rank_tol: float) -> NDArray[np.intp]:
+               tolx: NDArray[np.float64], tol: float, R: NDArray[np.float64]) -> NDArray[np.intp]:
     """Indices (sorted) of the rows of {C x <= dt} to keep: the facets and ambiguous rows.
+
+    A facet of a pointed polyhedron holds at least S' of its extreme generators (vertices
+    and extreme rays), and a face of lower dimension holds fewer when S' <= 3 (a point is
+    one vertex, an edge two generators); at S' = 4 a 2-face may hold any number, so rows
+    with 4 or more are checked by the rank of their generators.
 
     Parameters
     ----------
@@ -131,36 +153,30 @@ def facet_rows(C: NDArray[np.float64], dt: NDArray[np.float64], X: NDArray[np.fl
         The vertices (clustered), relative to the same point.
     tolx : ndarray, shape (k,)
         The tightness tolerance of each vertex (:mod:`fastpath._polyhedron`).
-    tol, rank_tol : float
-        Tightness tolerance of a ray (C_j r) and the rank tolerance of null directions.
+    tol : float
+        Tightness tolerance of a ray (|C_j r|).
+    R : ndarray, shape (r, s)
+        The extreme rays (:func:`extreme_rays`).
     """
     m, s = C.shape
     tight = np.abs(dt[None, :] - X @ C.T) <= tolx[:, None]                 # (k, m)
-    R = extreme_rays(C, tol, rank_tol)
-    rtight = (np.abs(R @ C.T) <= tol) if len(R) else np.zeros((0, m), dtype=bool)
-    keep = np.zeros(m, dtype=bool)
-    ext = max(1.0, float(np.max(np.abs(X)))) if len(X) else 1.0
-    for j in range(m):
-        V = X[tight[:, j]]
-        if len(V) == 0:
-            continue                                  # strictly redundant: no vertex on it
-        rows = [(V[1:] - V[0]) / ext, R[rtight[:, j]]]
-        M = np.concatenate(rows)
-        if s == 1:
-            keep[j] = True                            # a facet of an interval is a vertex
-            continue
-        if len(M) < s - 1:
-            continue                                  # too few generators for a facet
-        sv = np.linalg.svd(M, compute_uv=False)
-        # relative to the largest generator; a clearly flat face is weakly redundant
-        keep[j] = sv[s - 2] > _FLAT_SV * max(1.0, float(sv[0]))
+    count = tight.sum(axis=0)
+    rtight = np.abs(R @ C.T) <= tol                                         # (r, m)
+    keep = (count >= 1) & (count + rtight.sum(axis=0) >= s)
+    if s == 4:
+        ext = max(1.0, float(np.max(np.abs(X)))) if len(X) else 1.0
+        for j in np.flatnonzero(keep):
+            V = X[tight[:, j]]
+            M = np.concatenate([(V[1:] - V[0]) / ext, R[rtight[:, j]]])
+            sv = np.linalg.svd(M, compute_uv=False)
+            # relative to the largest generator; a clearly flat face is weakly redundant
+            keep[j] = sv[s - 2] > _FLAT_SV * max(1.0, float(sv[0]))
     # duplicates (same row and offset within the tolerances): keep the first
     idx = np.flatnonzero(keep)
-    for a_, i in enumerate(idx):
-        if not keep[i]:
-            continue
-        for j in idx[a_ + 1:]:
-            if keep[j] and np.max(np.abs(C[i] - C[j])) <= tol \
-                    and abs(dt[i] - dt[j]) <= tol * (1.0 + abs(dt[i])):
-                keep[j] = False
+    if len(idx) > 1:
+        same = ((np.max(np.abs(C[idx, None, :] - C[None, idx, :]), axis=-1) <= tol)
+                & (np.abs(dt[idx, None] - dt[None, idx])
+                   <= tol * (1.0 + np.abs(dt[idx]))[:, None]))
+        dup = np.any(np.triu(same, 1), axis=0)
+        keep[idx[dup]] = False
     return np.flatnonzero(keep)

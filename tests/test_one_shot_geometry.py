@@ -209,16 +209,16 @@ def test_interior_point_and_facets_directly():
     C /= np.linalg.norm(C, axis=1, keepdims=True)
     V = np.array([[1.0, 1.0], [1.0, -2.0], [-2.0, 1.0]])                   # x, y <= 1, x + y >= -1
     d = np.array([1.0, 1.0, 1.0 / math.sqrt(2.0)])
-    y0 = interior_point(C, d, 1e-9, 1e-14, 1e-11)
+    y0 = interior_point(C, d, 1e-9, 1e-14, np.zeros((0, 2)))
     np.testing.assert_allclose(y0, V.mean(axis=0), atol=1e-14)
     # a weakly redundant row through vertex (1, 1) and a duplicate of row 0
     C2 = np.vstack([C, [[1.0, 1.0]] / np.sqrt(2.0), C[:1]])
     d2 = np.append(d, [math.sqrt(2.0), 1.0])
-    keep = facet_rows(C2, d2 - C2 @ y0, V - y0, np.full(3, 1e-9), 1e-9, 1e-11)
+    keep = facet_rows(C2, d2 - C2 @ y0, V - y0, np.full(3, 1e-9), 1e-9, np.zeros((0, 2)))
     assert list(keep) == [0, 1, 2]
     # an empty set has no vertex
     assert interior_point(np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]),
-                          np.array([-1.0, -1.0, 1.0]), 1e-9, 1e-14, 1e-11) is None
+                          np.array([-1.0, -1.0, 1.0]), 1e-9, 1e-14, np.zeros((0, 2))) is None
 
 
 def _residual(g):
