@@ -68,6 +68,10 @@ _Q_24 = 0.6
 #: rule stops at 1e-7: below it fails the tolerance by up to 5x (q in [1e-9, 1e-8), 1.2e5
 #: random elements; 0.76 of it on [1e-8, 1e-7), 0.14 on [1e-7, 1e-5)).
 _Q_TIERS = ((0.03, 48, False), (0.01, 32, True), (1e-3, 40, True), (1e-7, 48, True))
+#: |rho| (1 + |h|)(1 + |k|) below this: P = Phi(h) Phi(k) to within it relatively, since
+#: dP/drho = phi_2 <= (1 + |h|)(1 + |k|) Phi(h) Phi(k) near rho = 0 (Mills' ratio); such
+#: correlations (|rho| < ~1e-190 at q < 1e-7) overflow the conditioning integral's window
+_RHO_NEGLIGIBLE = 1e-17
 
 
 def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
@@ -121,9 +125,11 @@ def _log_bvn_numpy(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.flo
     h, k, rho = h.ravel(), k.ravel(), rho.ravel()
     out = np.empty(h.shape)
     q = np.abs(h - k) * np.abs(h + k) / 8.0
+    indep = (rho == 0.0) | (np.abs(rho) * (1.0 + np.abs(h)) * (1.0 + np.abs(k))
+                            < _RHO_NEGLIGIBLE)
     # regular elements: finite, 0 < |rho| < 1 (comparisons with nan are False); q is nan
     # or inf for non-finite bounds
-    fast = (q >= _Q_FAST) & (q < np.inf) & (np.abs(rho) < 1.0) & (rho != 0.0)
+    fast = (q >= _Q_FAST) & (q < np.inf) & (np.abs(rho) < 1.0) & ~indep
     fi = np.flatnonzero(fast)
     if fi.size == h.size and np.all(q >= _Q_24):
         out[:] = _log_bvn_plackett(h, k, rho)
@@ -159,10 +165,10 @@ def _log_bvn_numpy(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.flo
         # P(-k <= X <= h)
         res[m] = _log_ndtr_diff(-ko[m], ho[m])
     done |= m
-    m = ~done & (ro == 0.0)
+    m = ~done & indep[oth]
     res[m] = sc.log_ndtr(ho[m]) + sc.log_ndtr(ko[m])
     done |= m
-    slow = np.flatnonzero(~done)  # finite, 0 < |rho| < 1, q < 0.3
+    slow = np.flatnonzero(~done)  # finite, 0 < |rho| < 1 (not negligible), q < 0.3
     if slow.size:
         lp, ok = _log_bvn_owen(ho[slow], ko[slow], ro[slow])
         res[slow[ok]] = lp[ok]

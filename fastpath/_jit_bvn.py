@@ -10,12 +10,11 @@ derivations), element by element instead of array by array:
 * q < 1e-7: the conditioning integral with its log-concave window
   (:mod:`fastpath._bvn_cond`).
 
-The numpy kernel first offers q < 0.3 elements to Owen's T form, its cheapest path in numpy
-(two calls of scipy's owens_t instead of 32-48 quadrature nodes); compiled, the tier rules
-cost about as much and are accurate for every q >= 1e-7 (their tolerance was measured on
-random and E-step elements, Owen's among them), so this kernel does not use Owen's T.
-tests/test_jit_bvn.py checks the two kernels against each other route by route and both
-against mpmath.
+q < 0.3 elements are first offered to Owen's T form (:func:`_owen`, with the numpy
+kernel's acceptance filters: |h|, |k| < 3.3, a h outside [3.3, 3.5], at most a factor 16
+of cancellation), compiled Owen's T of :mod:`fastpath._jit_owens`; what it declines goes
+to the tier rules. tests/test_jit_bvn.py checks the two kernels against each other route
+by route and the compiled one against mpmath in the far tail.
 """
 
 from __future__ import annotations
@@ -26,10 +25,11 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
-from ._bvn import _Q_24, _Q_FAST, _Q_TIERS, _T_WINDOW
-from ._bvn_cond import _GEOM, _T_COND
+from ._bvn import _Q_24, _Q_FAST, _Q_TIERS, _RHO_NEGLIGIBLE, _T_WINDOW
+from ._bvn_cond import _GEOM, _OWEN_HMAX, _OWEN_RATIO, _T_COND
 from ._jit import jit, jit_inline, pjit
-from ._jit_special import exp_vec, log_ndtr, log_ndtr_diff
+from ._jit_owens import owens_t
+from ._jit_special import exp_vec, log_ndtr, log_ndtr_diff, ndtr
 from ._orthant_rules import _LOG_PI, _LOG_SQRT_2PI, _SQRT8, _Z_FLAT, _gl01
 
 
@@ -96,9 +96,9 @@ def _piece_u(a: float, b: float, sx: float, q4: float, x: NDArray[np.float64],
 
 
 @jit_inline
-def _sinh_vec(z: float) -> float:
-    """sinh z to ~2 ulp, branch-free for the node loops: the odd Taylor series to z^15
-    (truncation < 3e-17 relative) for |z| <= 0.5, (e^z - e^-z)/2 above."""
+def _sinh_series(z: float) -> float:
+    """sinh z for |z| <= 0.5 to ~1 ulp: the odd Taylor series to z^15 (truncation < 3e-17
+    relative), straight-line arithmetic for the node loops."""
     z2 = z * z
     p = 1.0 / 1307674368000.0
     p = p * z2 + 1.0 / 6227020800.0
@@ -107,29 +107,39 @@ def _sinh_vec(z: float) -> float:
     p = p * z2 + 1.0 / 5040.0
     p = p * z2 + 1.0 / 120.0
     p = p * z2 + 1.0 / 6.0
-    series = z + z * z2 * p
-    e = exp_vec(z)
-    return series if abs(z) <= 0.5 else 0.5 * (e - 1.0 / e)
+    return z + z * z2 * p
 
 
 @jit
 def _piece_v(a: float, b: float, sx: float, q4: float, x: NDArray[np.float64],
              w: NDArray[np.float64], buf: NDArray[np.float64]) -> float:
-    """:func:`_piece_u` in the variable v of u = 2 sqrt(q) sinh v (_bvn._bvn_pieces_sinh)."""
+    """:func:`_piece_u` in the variable v of u = 2 sqrt(q) sinh v (_bvn._bvn_pieces_sinh).
+
+    Per node one exponential for the hyperbolic parts, s = e^{v/2}: e^v = s^2,
+    e^{(v + va)/2} = s e^{va/2}, e^{(v - va)/2} = s e^{-va/2}, and one reciprocal 1/s for
+    their inverses (the node loops are bound by exp and division)."""
     c = math.sqrt(q4)
     bw = min(b, math.sqrt(a * a + _T_WINDOW))
     va = math.asinh(a / c)
     lv = math.asinh(bw / c) - va
     c4 = 4.0 * sx * sx
+    e_hi = math.exp(0.5 * va)
+    e_lo = 1.0 / e_hi
     n = x.size
     for i in range(n):
         y = lv * x[i]
         v = va + y
-        p = exp_vec(v)
-        ec = exp_vec(0.5 * v + 0.5 * va)
+        s = exp_vec(0.5 * v)
+        si = 1.0 / s
+        p = s * s
+        pinv = si * si
+        ec = s * e_hi
+        # sinh(y/2): its series where |y/2| <= 0.5 (the exp form cancels), else exact
+        em = s * e_lo
+        sh = _sinh_series(0.5 * y) if abs(y) <= 1.0 else 0.5 * (em - si * e_hi)
         # u - a = 2 c cosh((v + va)/2) sinh((v - va)/2): no cancellation near the start
-        d = c * (ec + 1.0 / ec) * _sinh_vec(0.5 * y)
-        upa = 0.5 * c * (p - 1.0 / p) + a
+        d = c * (ec + si * e_lo) * sh
+        upa = 0.5 * c * (p - pinv) + a
         pc = p * c  # r + u
         buf[i] = w[i] * exp_vec(-d * upa) * pc / (pc * pc + c4)
     return _sum4(buf, n) * (2.0 * sx * lv)
@@ -168,6 +178,40 @@ def _plackett(h: float, k: float, rho: float, x: NDArray[np.float64], w: NDArray
     else:
         base = -math.inf
     return _logaddexp(base, log_j)
+
+
+@jit
+def _owen_t_accurate(h: float, a: float) -> bool:
+    """As _bvn_cond._owens_t_accurate: the argument band [3.3, 3.5] is declined."""
+    arg = abs(h) * max(1.0, abs(a))
+    return not (arg >= 3.3 and arg <= 3.5)
+
+
+@jit
+def _owen(h: float, k: float, rho: float) -> float:
+    """log P by Owen's T form where it is accurate (as _bvn_cond._log_bvn_owen), else nan
+    (finite h, k; 0 < |rho| < 1)."""
+    s = math.sqrt((1.0 - rho) * (1.0 + rho))
+    if not (abs(h) < _OWEN_HMAX and abs(k) < _OWEN_HMAX and h != 0.0 and k != 0.0
+            and s > 1e-8):
+        return math.nan
+    sg = 1.0 if rho > 0.0 else -1.0
+    om = 1.0 - abs(rho)
+    # k - rho h as (k - sgn(rho) h) + sgn(rho) (1 - |rho|) h: no cancellation
+    ah = ((k - sg * h) + sg * om * h) / (h * s)
+    ak = ((h - sg * k) + sg * om * k) / (k * s)
+    if not (_owen_t_accurate(h, ah) and _owen_t_accurate(k, ak)):
+        return math.nan
+    th_ = owens_t(h, ah)
+    tk_ = owens_t(k, ak)
+    opp = h * k < 0.0
+    th = -0.5 * ndtr(-h) if (opp and h > 0.0) else 0.5 * ndtr(h)
+    tk = -0.5 * ndtr(-k) if (opp and k > 0.0) else 0.5 * ndtr(k)
+    p = th + tk - th_ - tk_
+    mag = abs(th) + abs(tk) + abs(th_) + abs(tk_)
+    if p * _OWEN_RATIO > mag:
+        return math.log(p)
+    return math.nan
 
 
 @jit
@@ -307,13 +351,16 @@ def log_bvn_buf(h: float, k: float, rho: float, buf: NDArray[np.float64]) -> flo
         return log_ndtr(min(h, k))
     if rho <= -1.0:
         return log_ndtr_diff(-k, h)  # P(-k <= X <= h)
-    if rho == 0.0:
-        return log_ndtr(h) + log_ndtr(k)
+    if rho == 0.0 or abs(rho) * (1.0 + abs(h)) * (1.0 + abs(k)) < _RHO_NEGLIGIBLE:
+        return log_ndtr(h) + log_ndtr(k)  # rho = 0 to within 1e-17 in P (_bvn notes)
     q = abs(h - k) * abs(h + k) / 8.0
     if q >= _Q_24:
         return _plackett(h, k, rho, _X24, _W24, False, buf)
     if q >= _Q_FAST:
         return _plackett(h, k, rho, _X32, _W32, False, buf)
+    lp = _owen(h, k, rho)
+    if not math.isnan(lp):
+        return lp
     for t in range(_TIER_Q.size):
         if q >= _TIER_Q[t]:
             n = _TIER_N[t]

@@ -1,23 +1,26 @@
 """The compiled k = 2 kernel (fastpath/_jit_bvn.py) against the numpy kernel it replaces,
-route by route, and against the conditioning integral where the numpy kernel takes Owen's
-T form instead (the compiled kernel uses the tier rules there).
+route by route, and against mpmath in the far tail.
 
 Both kernels are accurate to about 1e-13 relative in P (tests/test_orthant_fast_bvn.py
-checks the compiled one, through ``_log_bvn``, against mpmath); they are compared here to
-2e-13 in log P (relative in P), or relative to |log P| where |log P| > 1 (a log of -1e4
-carries 1e-12 of rounding by itself). The numpy Plackett rules are the same formulas, so
-the measured differences are ~1e-14.
+checks the compiled one, through ``_log_bvn``, against mpmath); they run the same rules
+with the same nodes and formulas, so they are compared here to TOL = 2e-13 in log P
+(relative in P), or relative to |log P| where |log P| > 1 (a log of -1e4 carries 1e-12 of
+rounding by itself). Measured differences are ~1e-14: the compiled node loops use a
+polynomial exp (within 2 ulp) and sum in four partial sums, and Owen's T is compiled
+(:mod:`fastpath._jit_owens`, within a few ulp of scipy's where the route accepts it).
 """
 
 from __future__ import annotations
 
 import math
 
+import mpmath
+import numba
 import numpy as np
 import pytest
 
 from fastpath import _bvn
-from fastpath._bvn_cond import _log_bvn_cond
+from fastpath._bvn_cond import _log_bvn_cond, _log_bvn_owen
 
 jit_bvn = pytest.importorskip("fastpath._jit_bvn")
 
@@ -61,13 +64,74 @@ def test_compiled_against_numpy_by_route(band):
     assert _close(got, ref) <= TOL
 
 
-def test_compiled_against_conditioning_integral_on_owen_elements():
-    # the elements the numpy kernel hands to Owen's T (q < 0.3, |h|, |k| < 3.3): the
-    # compiled tier rules against the independent conditioning integral
-    h, k, rho = _band(1e-7, _bvn._Q_FAST, 40000, seed=7)
+@numba.njit
+def _owen_vec(h, k, rho):
+    out = np.empty(h.size)
+    for i in range(h.size):
+        out[i] = jit_bvn._owen(h[i], k[i], rho[i])
+    return out
+
+
+def test_owen_route_same_decisions_and_values():
+    # q < 0.3 with |h|, |k| < 3.3 (where Owen's T form can be accepted): the compiled route
+    # accepts exactly the elements the numpy one does, with the same log P to TOL, and
+    # the whole kernel agrees with the independent conditioning integral there
+    h, k, rho = _band(1e-7, _bvn._Q_FAST, 60000, seed=7)
     sel = (np.abs(h) < 3.3) & (np.abs(k) < 3.3)
     h, k, rho = h[sel], k[sel], rho[sel]
+    ref, ok = _log_bvn_owen(h, k, rho)
+    got = _owen_vec(h, k, rho)
+    assert 0.3 < ok.mean() < 0.99  # both outcomes exercised
+    np.testing.assert_array_equal(~np.isnan(got), ok)
+    assert _close(got[ok], ref[ok]) <= TOL
     assert _close(jit_bvn.log_bvn_vec(h, k, rho), _log_bvn_cond(h, k, rho)) <= TOL
+
+
+def _random_all(n, seed):
+    """(h, k, rho) over all magnitudes: h, k in +-40 (half in +-4), a fifth with |k| ~ |h|
+    (q down to ~1e-12 h^2), correlations tanh(1.5 z), a tenth within 1e-12..1e-2 of +-1
+    and a tenth within 1e-300..1e-3 of 0."""
+    rng = np.random.default_rng(seed)
+    h = np.where(rng.random(n) < 0.5, rng.uniform(-40, 40, n), rng.uniform(-4, 4, n))
+    k = np.where(rng.random(n) < 0.5, rng.uniform(-40, 40, n), rng.uniform(-4, 4, n))
+    close = rng.random(n) < 0.2
+    k[close] = np.sign(rng.normal(size=close.sum())) * h[close] * (
+        1 + 10 ** rng.uniform(-12, -1, close.sum()))
+    rho = np.tanh(1.5 * rng.normal(size=n))
+    near = rng.random(n) < 0.1
+    rho[near] = np.sign(rho[near]) * (1 - 10 ** rng.uniform(-12, -2, near.sum()))
+    zero = rng.random(n) < 0.1
+    rho[zero] = np.sign(rho[zero]) * 10 ** rng.uniform(-300, -3, zero.sum())
+    return h, k, rho
+
+
+def test_compiled_against_numpy_random_all_magnitudes():
+    h, k, rho = _random_all(200000, seed=11)
+    q = np.abs(h - k) * np.abs(h + k) / 8
+    assert (q < 1e-7).sum() > 1000 and (q < _bvn._Q_FAST).sum() > 20000
+    assert _close(jit_bvn.log_bvn_vec(h, k, rho), _bvn._log_bvn_numpy(h, k, rho)) <= TOL
+
+
+def test_far_tail_against_mpmath():
+    # log P down to -1e4: 50 elements with h, k in [-141, -20] (rho of both signs, q from
+    # ~1e-9 to ~1e3: Plackett, tier and conditioning routes), against mpmath's quadrature
+    # of the conditioning integral (tests/test_orthant_fast_bvn.py's oracle) at 30 digits.
+    # log P ~ -1e4 carries ~1e-12 of rounding in float64, hence relative to |log P|.
+    from test_orthant_fast_bvn import mp_log_bvn
+
+    rng = np.random.default_rng(21)
+    n = 50
+    h = -rng.uniform(20, 141, n)
+    k = np.where(rng.random(n) < 0.4, h * (1 + 10 ** rng.uniform(-12, -2, n)),
+                 -rng.uniform(20, 141, n))
+    rho = np.where(rng.random(n) < 0.5, rng.uniform(-0.99, 0.99, n),
+                   np.sign(rng.normal(size=n)) * (1 - 10 ** rng.uniform(-10, -2, n)))
+    got = jit_bvn.log_bvn_vec(h, k, rho)
+    with mpmath.workdps(30):
+        ref = np.array([float(mp_log_bvn(h[i], k[i], rho[i])) for i in range(n)])
+    assert ref.min() < -5000
+    err = np.abs(got - ref) / np.maximum(1.0, np.abs(ref))
+    assert err.max() <= 1e-13, (err.max(), int(err.argmax()))
 
 
 def test_special_values():
