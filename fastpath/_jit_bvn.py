@@ -202,11 +202,19 @@ def _owen(h: float, k: float, rho: float) -> float:
     ak = ((h - sg * k) + sg * om * k) / (k * s)
     if not (_owen_t_accurate(h, ah) and _owen_t_accurate(k, ak)):
         return math.nan
-    th_ = owens_t(h, ah)
-    tk_ = owens_t(k, ak)
     opp = h * k < 0.0
     th = -0.5 * ndtr(-h) if (opp and h > 0.0) else 0.5 * ndtr(h)
     tk = -0.5 * ndtr(-k) if (opp and k > 0.0) else 0.5 * ndtr(k)
+    # P <= Phi(h) Phi(k) (rho < 0; Slepian) or min(Phi(h), Phi(k)) (rho > 0) and the terms'
+    # magnitude is >= |th| + |tk|: where that bound already fails the cancellation test
+    # (with a margin far above the rounding of P), decline before the two T evaluations
+    ph = 1.0 + 2.0 * th if (opp and h > 0.0) else 2.0 * th
+    pk = 1.0 + 2.0 * tk if (opp and k > 0.0) else 2.0 * tk
+    bound = ph * pk if rho < 0.0 else min(ph, pk)
+    if bound * _OWEN_RATIO < 0.99 * (abs(th) + abs(tk)):
+        return math.nan
+    th_ = owens_t(h, ah)
+    tk_ = owens_t(k, ak)
     p = th + tk - th_ - tk_
     mag = abs(th) + abs(tk) + abs(th_) + abs(tk_)
     if p * _OWEN_RATIO > mag:
