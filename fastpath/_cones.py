@@ -65,6 +65,9 @@ _GENERIC_MARGIN = 1e-12
 _MAX_LOG_CANCEL = 30.0
 #: target number of (Gaussian, cone) pairs processed per vectorised chunk
 _CHUNK_PAIRS = 65536
+#: S = 2 cone sums (direction "nearest") by the compiled kernel of :mod:`fastpath._jit_cones`;
+#: False runs :meth:`ConeTable._evaluate_numpy` (the second implementation, kept for tests)
+COMPILED = [True]
 
 
 # --------------------------------------------------------------------------- table
@@ -323,6 +326,45 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         return log_m0, dm, np.zeros(dm.shape + (s,))
 
     def _evaluate(self, mean, chol, moments, direction="nearest"):
+        if self.dim == 2 and direction == "nearest" and COMPILED[0]:
+            return self._evaluate_compiled(mean, chol, moments)
+        return self._evaluate_numpy(mean, chol, moments, direction)
+
+    def _table_arrays(self) -> tuple[Any, ...]:
+        """The table's arrays as the compiled kernels take them (cached per table)."""
+        got = self.own_cache.get("jit_arrays")
+        if got is None:
+            f64 = np.float64
+            p_end = np.append(self.p_seg[1:], self.n_pieces).astype(np.intp)
+            got = (np.ascontiguousarray(self.p_seg, dtype=np.intp), p_end,
+                   np.ascontiguousarray(self.p_apex, dtype=f64),
+                   np.ascontiguousarray(self.p_L, dtype=f64),
+                   np.ascontiguousarray(self.p_edge, dtype=np.intp),
+                   np.ascontiguousarray(self.p_orient, dtype=f64),
+                   np.ascontiguousarray(self.e_start, dtype=f64),
+                   np.ascontiguousarray(self.e_dir, dtype=f64),
+                   np.ascontiguousarray(self.e_len, dtype=f64),
+                   np.ascontiguousarray(self.f_C, dtype=f64),
+                   np.ascontiguousarray(self.f_d, dtype=f64),
+                   np.ascontiguousarray(self.f_valid, dtype=np.bool_),
+                   np.ascontiguousarray(self.c_gen, dtype=f64))
+            self.own_cache["jit_arrays"] = got
+        return got
+
+    def _evaluate_compiled(self, mean, chol, moments):
+        """:meth:`_evaluate_numpy` for S = 2, direction "nearest", by the fused per-pair
+        kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs)."""
+        from ._jit_cones import evaluate_s2
+
+        lm, dm, tc, lc = evaluate_s2(
+            np.ascontiguousarray(mean, dtype=np.float64),
+            np.ascontiguousarray(chol, dtype=np.float64), *self._table_arrays(),
+            bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT)
+        if not moments:
+            return lm, None, None, lc
+        return lm, dm, tc, lc
+
+    def _evaluate_numpy(self, mean, chol, moments, direction="nearest"):
         s = self.dim
         if s == 1 and direction == "nearest":
             return self._evaluate_interval(mean, chol, moments)

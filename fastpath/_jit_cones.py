@@ -1,0 +1,319 @@
+"""Compiled signed vertex-cone sums of dimension 2: one fused kernel per (Gaussian, polyhedron) pair.
+
+The same formulas as :meth:`fastpath._cones.ConeTable._evaluate_numpy` (whose module notes
+give the derivation), pair by pair instead of array by array: whitening, the nearest point
+over the edges, the direction c and the per-edge flips, the flipped cones' bounds h and unit
+rows A, the orthant terms (:func:`fastpath._jit_bvn.log_bvn_buf` for P, the conditional
+univariate normal for the Tallis terms), the signed log-sum-exp over the pieces of the
+polyhedron, and the moment assembly. Pairs are split over numba's threads in blocks; every
+pair is computed by one thread in a fixed order, so results do not depend on the thread
+count.
+
+Differences from the numpy path are rounding only: 2 x 2 products written out instead of
+``matmul``/``einsum``/``inv``, sums over pieces left to right instead of ``reduceat``.
+tests/test_jit_cones.py compares the two.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import prange
+from numpy.typing import NDArray
+
+from ._jit import jit, pjit
+from ._jit_bvn import BUF_SIZE, log_bvn_buf
+from ._jit_special import log_ndtr
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+#: pairs per block of the parallel loop (one set of scratch buffers per block)
+_BLOCK = 32
+#: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, logf0, logf1, logf01
+_NCOL = 11
+
+
+@jit
+def _nmax(a: float, b: float) -> float:
+    """np.maximum of two scalars (NaN propagates, as in the numpy path)."""
+    if a != a or b != b:
+        return math.nan
+    return a if a >= b else b
+
+
+@jit
+def _exp_rel(x: float) -> float:
+    """exp(x) for x <= 0, 0 below -700 (as _cone_algebra._exp_rel)."""
+    if x < -700.0:
+        return 0.0
+    return math.exp(x)
+
+
+@jit
+def _nearest_s2(m0: float, m1: float, ui00: float, ui10: float, ui11: float,
+                es: NDArray[np.float64], ed: NDArray[np.float64], el: NDArray[np.float64],
+                ) -> tuple[float, float]:
+    """Whitened nearest point minus the whitened mean, over the edges (segments / rays) of
+    one polyhedron: (x0, x1). ``ui`` is the lower-triangular U^{-1}."""
+    E = el.size
+    best = math.inf
+    bx0 = 0.0
+    bx1 = 0.0
+    for e in range(E):
+        s0 = ui00 * es[e, 0]
+        s1 = ui10 * es[e, 0] + ui11 * es[e, 1]
+        w0 = ui00 * ed[e, 0]
+        w1 = ui10 * ed[e, 0] + ui11 * ed[e, 1]
+        ww = w0 * w0 + w1 * w1
+        sw = s0 * w0 + s1 * w1
+        ss = s0 * s0 + s1 * s1
+        mW = m0 * w0 + m1 * w1
+        mS = m0 * s0 + m1 * s1
+        t = (mW - sw) / ww
+        t = min(max(t, 0.0), el[e])
+        de = ss - 2.0 * mS + 2.0 * t * (sw - mW) + t * t * ww
+        if de < best or (e == 0):
+            best = de
+            bx0 = s0 + t * w0
+            bx1 = s1 + t * w1
+    return bx0 - m0, bx1 - m1
+
+
+@jit
+def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[np.float64],
+             p_seg: NDArray[np.intp], p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
+             p_L: NDArray[np.float64], p_edge: NDArray[np.intp], p_orient: NDArray[np.float64],
+             e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
+             e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
+             f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
+             margin: float, gweight: float, cu: NDArray[np.float64], terms: NDArray[np.float64],
+             buf: NDArray[np.float64], out_lm: NDArray[np.float64],
+             out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
+             out_lc: NDArray[np.float64]) -> None:
+    """Everything of one (Gaussian a, polyhedron j) pair; cj is a's row of ``chol``."""
+    u00 = chol[cj, j, 0, 0]
+    u10 = chol[cj, j, 1, 0]
+    u11 = chol[cj, j, 1, 1]
+    mu0 = mean[a, j, 0]
+    mu1 = mean[a, j, 1]
+    # U^{-1} of the lower-triangular U
+    ui00 = 1.0 / u00
+    ui11 = 1.0 / u11
+    ui10 = -u10 * ui00 * ui11
+    m0 = ui00 * mu0
+    m1 = ui10 * mu0 + ui11 * mu1
+    es = e_start[j]
+    ed = e_dir[j]
+    el = e_len[j]
+    E = el.size
+    # inside: every valid facet row satisfied at the mean
+    inside = True
+    for r in range(f_d.shape[1]):
+        if f_valid[j, r]:
+            beta = f_d[j, r] - (f_C[j, r, 0] * mu0 + f_C[j, r, 1] * mu1)
+            if not beta >= 0.0:
+                inside = False
+                break
+    if inside:
+        x0 = 0.0
+        x1 = 0.0
+    else:
+        x0, x1 = _nearest_s2(m0, m1, ui00, ui10, ui11, es, ed, el)
+    # the direction c: toward the mean from the nearest point, plus a generic part
+    cg0 = c_gen[j, 0] * u00 + c_gen[j, 1] * u10
+    cg1 = c_gen[j, 1] * u11
+    ncg = math.sqrt(cg0 * cg0 + cg1 * cg1)
+    cg0 /= ncg
+    cg1 /= ncg
+    cw0 = -x0
+    cw1 = -x1
+    ncw = math.sqrt(cw0 * cw0 + cw1 * cw1)
+    if ncw > 0:
+        c0 = cw0 + gweight * ncw * cg0
+        c1 = cw1 + gweight * ncw * cg1
+    else:
+        c0 = cg0
+        c1 = cg1
+    nc = math.sqrt(c0 * c0 + c1 * c1)
+    bad = False
+    for e in range(E):
+        w0 = ui00 * ed[e, 0]
+        w1 = ui10 * ed[e, 0] + ui11 * ed[e, 1]
+        v = c0 * w0 + c1 * w1
+        cu[e] = v
+        nW = math.sqrt(w0 * w0 + w1 * w1)
+        if abs(v) <= margin * nc * nW or (not math.isfinite(el[e]) and v >= 0):
+            bad = True
+    if bad:
+        for e in range(E):
+            w0 = ui00 * ed[e, 0]
+            w1 = ui10 * ed[e, 0] + ui11 * ed[e, 1]
+            cu[e] = cg0 * w0 + cg1 * w1
+    # ---- per piece: flipped cone, orthant terms; running max of the terms
+    p0 = p_seg[j]
+    npc = p_end[j] - p0
+    K = -math.inf
+    for k in range(npc):
+        p = p0 + k
+        sign = 1.0
+        for q in range(2):
+            lq0 = p_L[p, q, 0]
+            lq1 = p_L[p, q, 1]
+            # row q of L U (rows U^T L_q), normalised
+            a0 = lq0 * u00 + lq1 * u10
+            a1 = lq1 * u11
+            nA = math.sqrt(a0 * a0 + a1 * a1)
+            a0 /= nA
+            a1 /= nA
+            lv = lq0 * p_apex[p, 0] + lq1 * p_apex[p, 1]
+            lm = lq0 * mu0 + lq1 * mu1
+            sg = -1.0 if p_orient[p, q] * cu[p_edge[p, q]] > 0 else 1.0
+            sign *= sg
+            terms[k, 1 + q] = sg * (lv - lm) / nA
+            terms[k, 3 + 2 * q] = sg * a0
+            terms[k, 4 + 2 * q] = sg * a1
+        h0 = terms[k, 1]
+        h1 = terms[k, 2]
+        a00 = terms[k, 3]
+        a01 = terms[k, 4]
+        a10 = terms[k, 5]
+        a11 = terms[k, 6]
+        rho = a00 * a10 + a01 * a11
+        lP = log_bvn_buf(h0, h1, rho, buf)
+        terms[k, 0] = sign
+        terms[k, 7] = lP
+        Kp = lP
+        if moments:
+            # q = 0: condition row 1 on row 0
+            r0 = a10 - rho * a00
+            r1 = a11 - rho * a01
+            sd = math.sqrt(r0 * r0 + r1 * r1)
+            inv = 1.0 / sd
+            hn = (h1 - rho * h0) * inv
+            lph0 = -0.5 * h0 * h0 - _LOG_SQRT_2PI
+            lf0 = lph0 + log_ndtr(hn)
+            lf01 = lph0 + (-0.5 * hn * hn - _LOG_SQRT_2PI) - np.log(sd)
+            # q = 1: condition row 0 on row 1
+            r0 = a00 - rho * a10
+            r1 = a01 - rho * a11
+            sd = math.sqrt(r0 * r0 + r1 * r1)
+            inv = 1.0 / sd
+            hn = (h0 - rho * h1) * inv
+            lf1 = (-0.5 * h1 * h1 - _LOG_SQRT_2PI) + log_ndtr(hn)
+            terms[k, 8] = lf0
+            terms[k, 9] = lf1
+            terms[k, 10] = lf01
+            Kp = _nmax(_nmax(_nmax(Kp, lf0), lf1), lf01)
+        K = Kp if k == 0 else _nmax(K, Kp)
+    # ---- signed log-sum-exp and moment sums
+    m0s = 0.0
+    absum = 0.0
+    g0 = g1 = 0.0
+    q00 = q01 = q11 = 0.0
+    for k in range(npc):
+        sign = terms[k, 0]
+        eP = _exp_rel(terms[k, 7] - K)
+        m0s += sign * eP
+        absum += eP
+        if moments:
+            h0 = terms[k, 1]
+            h1 = terms[k, 2]
+            a00 = terms[k, 3]
+            a01 = terms[k, 4]
+            a10 = terms[k, 5]
+            a11 = terms[k, 6]
+            f0 = sign * _exp_rel(terms[k, 8] - K)
+            f1 = sign * _exp_rel(terms[k, 9] - K)
+            f2 = sign * _exp_rel(terms[k, 10] - K)
+            R = a00 * a10 + a01 * a11
+            md0 = -(h0 * f0 + R * f2)
+            md1 = -(h1 * f1 + R * f2)
+            g0 += a00 * f0 + a10 * f1
+            g1 += a01 * f0 + a11 * f1
+            q00 += md0 * a00 * a00 + md1 * a10 * a10 + f2 * (a00 * a10 + a10 * a00)
+            q01 += md0 * a00 * a01 + md1 * a10 * a11 + f2 * (a00 * a11 + a10 * a01)
+            q11 += md0 * a01 * a01 + md1 * a11 * a11 + f2 * (a01 * a11 + a11 * a01)
+    out_lm[a, j] = K + np.log(m0s)
+    out_lc[a, j] = np.log(absum) - np.log(m0s)
+    if not moments:
+        return
+    d0 = -g0 / m0s
+    d1 = -g1 / m0s
+    c00 = 1.0 + q00 / m0s
+    c01 = q01 / m0s
+    c11 = 1.0 + q11 / m0s
+    dm0 = u00 * d0
+    dm1 = u10 * d0 + u11 * d1
+    # U C2 U^T with U = [[u00, 0], [u10, u11]]
+    t00 = u00 * c00 * u00
+    t01 = u00 * (c00 * u10 + c01 * u11)
+    t11 = u10 * (c00 * u10 + c01 * u11) + u11 * (c01 * u10 + c11 * u11)
+    out_dm[a, j, 0] = dm0
+    out_dm[a, j, 1] = dm1
+    out_tc[a, j, 0, 0] = t00 - dm0 * dm0
+    v = t01 - dm0 * dm1
+    out_tc[a, j, 0, 1] = v
+    out_tc[a, j, 1, 0] = v
+    out_tc[a, j, 1, 1] = t11 - dm1 * dm1
+
+
+@pjit
+def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
+                p_seg: NDArray[np.intp], p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
+                p_L: NDArray[np.float64], p_edge: NDArray[np.intp],
+                p_orient: NDArray[np.float64], e_start: NDArray[np.float64],
+                e_dir: NDArray[np.float64], e_len: NDArray[np.float64],
+                f_C: NDArray[np.float64], f_d: NDArray[np.float64], f_valid: NDArray[np.bool_],
+                c_gen: NDArray[np.float64], moments: bool, margin: float, gweight: float,
+                ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
+                           NDArray[np.float64]]:
+    """log m0 (N, n), E[y|P] - mean (N, n, 2), Cov[y|P] (N, n, 2, 2), log cancel (N, n) of
+    every polyhedron for every Gaussian (``mean`` (N, n, 2), ``chol`` (Nc, n, 2, 2) lower,
+    Nc in {1, N}); the table arrays as in :class:`fastpath._cones.ConeTable`, ``p_end``
+    the end of each polyhedron's pieces. The moment outputs are left 0 if not ``moments``."""
+    N = mean.shape[0]
+    n = mean.shape[1]
+    shared = chol.shape[0] == 1
+    out_lm = np.empty((N, n))
+    out_lc = np.empty((N, n))
+    out_dm = np.zeros((N, n, 2))
+    out_tc = np.zeros((N, n, 2, 2))
+    maxp = 1
+    for j in range(n):
+        maxp = max(maxp, p_end[j] - p_seg[j])
+    E = e_len.shape[1]
+    total = N * n
+    for blk in prange((total + _BLOCK - 1) // _BLOCK):
+        cu = np.empty(E)
+        terms = np.empty((maxp, _NCOL))
+        buf = np.empty(BUF_SIZE)
+        for i in range(blk * _BLOCK, min(total, (blk + 1) * _BLOCK)):
+            a = i // n
+            j = i - a * n
+            _pair_s2(a, j, 0 if shared else a, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
+                     p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
+                     margin, gweight, cu, terms, buf, out_lm, out_dm, out_tc, out_lc)
+    return out_lm, out_dm, out_tc, out_lc
+
+
+def _warmup() -> None:
+    # the unit square [0, 1]^2 as two pieces would need the geometry code; a single cone
+    # (the quadrant x, y >= 0 written as one piece with apex 0) exercises every line
+    p_seg = np.array([0], dtype=np.intp)
+    p_end = np.array([1], dtype=np.intp)
+    p_apex = np.zeros((1, 2))
+    p_L = np.array([[[-1.0, 0.0], [0.0, -1.0]]])
+    p_edge = np.array([[0, 1]], dtype=np.intp)
+    p_orient = np.ones((1, 2))
+    e_start = np.zeros((1, 2, 2))
+    e_dir = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+    e_len = np.full((1, 2), np.inf)
+    f_C = p_L.copy()
+    f_d = np.zeros((1, 2))
+    f_valid = np.ones((1, 2), dtype=np.bool_)
+    c_gen = np.array([[-0.6, -0.8]])
+    mean = np.array([[[0.3, -0.2]]])
+    chol = np.array([[[[1.0, 0.0], [0.2, 0.9]]]])
+    for mom in (True, False):
+        evaluate_s2(mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start, e_dir,
+                    e_len, f_C, f_d, f_valid, c_gen, mom, 1e-12, 1e-7)
