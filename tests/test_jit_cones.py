@@ -10,6 +10,8 @@ those effects with their measured values.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,7 @@ def _partition_table():
 def _random_polygon_table(rng: np.random.Generator, n: int):
     """n random polygons (4-7 half-planes about a random centre; some unbounded: all
     normals in a half-circle)."""
-    geoms = []
+    geoms: list[Any] = []
     while len(geoms) < n:
         m = int(rng.integers(3, 8))
         ang = rng.uniform(0, 2 * np.pi, m)
