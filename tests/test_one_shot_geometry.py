@@ -19,7 +19,7 @@ import pytest
 from integrals_fast_refs import random_cov, random_polytope
 
 from fastpath._polyhedron import GeometryError, polyhedron_geometry
-from fastpath._small_polytope import facet_rows, interior_point, small_enough
+from fastpath._small_polytope import extreme_rays, facet_rows, interior_point, small_enough
 from fastpath.integrals import PolyhedronCones, gaussian_moments, truncated_normal_moments
 
 #: vertices are solved from the same rows with the same tolerances; they differ by the
@@ -216,6 +216,14 @@ def test_interior_point_and_facets_directly():
     d2 = np.append(d, [math.sqrt(2.0), 1.0])
     keep = facet_rows(C2, d2 - C2 @ y0, V - y0, np.full(3, 1e-9), 1e-9, np.zeros((0, 2)))
     assert list(keep) == [0, 1, 2]
+    # the recession cone of {x <= 1, x + y >= -1} (2-D) and of the positive octant (3-D),
+    # against their rays by hand (each found once per subset that spans it)
+    R = extreme_rays(C[[0, 2]], 1e-9, 1e-11)
+    want = np.array([[-1.0, 1.0], [0.0, 1.0]]) / np.array([[math.sqrt(2.0)], [1.0]])
+    assert {tuple(np.round(r, 12)) for r in R} == {tuple(np.round(r, 12)) for r in want}
+    R3 = extreme_rays(-np.eye(3), 1e-9, 1e-11)
+    assert {tuple(np.round(r, 12)) for r in R3} == {tuple(r) for r in np.eye(3)}
+    assert len(extreme_rays(C, 1e-9, 1e-11)) == 0                          # bounded
     # an empty set has no vertex
     assert interior_point(np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]),
                           np.array([-1.0, -1.0, 1.0]), 1e-9, 1e-14, np.zeros((0, 2))) is None
