@@ -205,12 +205,18 @@ def _owen(h: float, k: float, rho: float) -> float:
     opp = h * k < 0.0
     th = -0.5 * ndtr(-h) if (opp and h > 0.0) else 0.5 * ndtr(h)
     tk = -0.5 * ndtr(-k) if (opp and k > 0.0) else 0.5 * ndtr(k)
-    # P <= Phi(h) Phi(k) (rho < 0; Slepian) or min(Phi(h), Phi(k)) (rho > 0) and the terms'
-    # magnitude is >= |th| + |tk|: where that bound already fails the cancellation test
-    # (with a margin far above the rounding of P), decline before the two T evaluations
+    # upper bounds on P: min(Phi(h), Phi(k)) for rho > 0; for rho < 0, Phi(h) Phi(k)
+    # (Slepian) and Phi(h) Phi((k - rho h)/s), since P = int_{x <= h} phi(x)
+    # Phi((k - rho x)/s) dx with the second factor increasing in x (and the same with h, k
+    # swapped). The terms' magnitude is >= |th| + |tk|: where a bound already fails the
+    # cancellation test (with a margin far above the rounding of P), decline before the two
+    # T evaluations (the same decision, at the cost of two normal cdfs instead of two T)
     ph = 1.0 + 2.0 * th if (opp and h > 0.0) else 2.0 * th
     pk = 1.0 + 2.0 * tk if (opp and k > 0.0) else 2.0 * tk
-    bound = ph * pk if rho < 0.0 else min(ph, pk)
+    if rho < 0.0:
+        bound = min(ph * pk, ph * ndtr(ah * h), pk * ndtr(ak * k))
+    else:
+        bound = min(ph, pk)
     if bound * _OWEN_RATIO < 0.99 * (abs(th) + abs(tk)):
         return math.nan
     th_ = owens_t(h, ah)
