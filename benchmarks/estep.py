@@ -3,6 +3,7 @@
     python benchmarks/estep.py                 # S = 1 (D = 2, D = 784), S = 2 (D = 2), S = 3 (D = 3)
     python benchmarks/estep.py --quick         # fewer points
     python benchmarks/estep.py --cases s2d2 --points 2000
+    python benchmarks/estep.py --cases s2d2 --threads 1 2   # kernel threads (S >= 2)
 
 Measured: (x, region) pairs per second of the full E-step, i.e. for every data point x and
 every region w of the partition: log kappa_w(x), mu_w(x), log Phi_w, e0, e1, E2, and per
@@ -19,6 +20,11 @@ multivariate_normal.cdf (``PaperMethod`` of benchmarks/integrals.py, reused). Th
 printed is baseline time per pair / fast time per pair. Timings are wall-clock and CPU
 (process) time; on a shared machine CPU time is the steadier figure. Targets: S = 1
 >= 2,000,000 pairs/s at D = 2 and >= 100,000 at D = 784; S = 2 >= 200,000 at D = 2.
+
+S >= 2 also: the fast E-step with each ``--threads`` count of the compiled kernels
+(``fastpath._threads.threads``, one BLAS thread; default 1 and all cores), and, for S = 2,
+with the numpy cone sum instead of the compiled one (``fastpath._cones.COMPILED``), all in
+the same run, with the load average beside them.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from scipy.special import ndtr
 from scipy.stats import multivariate_normal, norm
 
 import fastpath
+from fastpath import _cones
+from fastpath._threads import max_threads, threads
 from fastpath.distributions import _estep_chunks, _model
 from verified_dgn import DGN
 
@@ -129,7 +137,41 @@ def baseline_pairs(net, P, X, pairs, base):
     return out
 
 
-def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
+def thread_lines(net, P, X, pairs: int, S: int, counts: list[int], reps: int) -> None:
+    """The fast E-step (every pair) with each kernel thread count, and for S = 2 with the
+    numpy cone sum (one thread): min / median of ``reps`` runs, wall clock."""
+    import os
+
+    def timed(fn):
+        ws = []
+        for _ in range(reps):
+            w0 = time.perf_counter()
+            fn()
+            ws.append(time.perf_counter() - w0)
+        return min(ws), float(np.median(ws))
+
+    base = None
+    for n in counts:
+        with threads(n):
+            fast_estep(net, P, X[:50], False)                 # warm the pool
+            w, med = timed(lambda: fast_estep(net, P, X, False))
+        base = base or w
+        print(f"  fast every pair, {n} kernel thread(s): {pairs / w:12,.0f} pairs/s (median "
+              f"{pairs / med:,.0f}); {base / w:.2f}x the first count; load "
+              f"{os.getloadavg()[0]:.2f}")
+    if S == 2:
+        _cones.COMPILED[0] = False
+        try:
+            with threads(1):
+                w, med = timed(lambda: fast_estep(net, P, X, False))
+        finally:
+            _cones.COMPILED[0] = True
+        print(f"  fast every pair, numpy cone sum, 1 thread: {pairs / w:12,.0f} pairs/s (median "
+              f"{pairs / med:,.0f}); load {os.getloadavg()[0]:.2f}")
+
+
+def run(name: str, n_points: int, n_base: int, seed: int, reps: int,
+        counts: list[int] | None = None) -> None:
     widths, nv, *_ = CASES[name]
     S = widths[0]
     net = DGN.random(widths, activation="relu", seed=seed, noise_var=nv)
@@ -153,6 +195,9 @@ def run(name: str, n_points: int, n_base: int, seed: int, reps: int) -> None:
         res[prune] = (w, c)
         tag = "pruned (default)" if prune else "every pair     "
         print(f"  fast {tag}: {pairs / w:12,.0f} pairs/s wall  {pairs / c:12,.0f} pairs/s CPU")
+
+    if S >= 2:
+        thread_lines(net, P, X, pairs, S, counts or [1, max_threads()], max(3, reps))
 
     model = _model(net, P)
     if S == 1:
@@ -232,6 +277,8 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=2, help="fast runs (best is reported)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, nargs="+", default=None,
+                    help="kernel thread counts timed for S >= 2 (default: 1 and all cores)")
     a = ap.parse_args()
     try:
         from threadpoolctl import threadpool_info
@@ -243,7 +290,7 @@ def main() -> None:
     for name in a.cases:
         _, _, full, quick, nb = CASES[name]
         run(name, a.points or (quick if a.quick else full), a.baseline or nb, a.seed,
-            1 if a.quick else a.reps)
+            1 if a.quick else a.reps, a.threads)
 
 
 if __name__ == "__main__":
