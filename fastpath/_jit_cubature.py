@@ -12,8 +12,12 @@ output slots, so that the results are the same bit for bit for any thread count:
 
 The arithmetic is that of :func:`fastpath._simplex_cubature._simplex_block_numpy`
 (nodes as centre + offset, Y = lamc @ (X - centre), log N = -|c|^2/2 - c.Y - |Y|^2/2,
-moments about the centre), with the sums taken node by node in a fixed order instead of
-through GEMMs: the two agree to rounding (tests/test_jit_cubature.py).
+moments about the centre), with the sums taken over chunks of nodes in a fixed order
+(a running maximum for the log-sum-exp, four interleaved partial sums) instead of through
+GEMMs, and exp by :func:`fastpath._jit_special.exp_vec` (vectorised, within 2 ulp): the two
+agree to rounding (tests/test_jit_cubature.py: log m0 within ~1e-15 relative). On the
+S = 3 E-step's cubature batches ~6 ns per node single-threaded against ~10 for numpy
+(benchmarks/cubature_jit.py).
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ Method (whitened coordinates, the Gaussian is N(0, I)):
   chosen by the simplex's spread (:func:`_rules`).
 * Log-sum-exp over all nodes of a polytope; the mean and the covariance about it from the
   same nodes (no cancellation against the second moment about the Gaussian's mean).
+
+The rules and the per-polytope sums run in compiled kernels (:mod:`fastpath._jit_cubature`,
+imported on first use); the numpy evaluation (``simplex_moments(..., compiled=False)``)
+stays as the second implementation they are tested against.
 """
 
 from __future__ import annotations
