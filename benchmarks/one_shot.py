@@ -8,8 +8,9 @@
 Polytopes: ~20 regions (no lines) of a real partition of a random ReLU net (the nets of
 benchmarks/integrals.py), half the most probable for the first data point, half random,
 each with the E-step Gaussian N(mu_r(x), Sigma_r) of the data point x (of 4 x batch) for
-which the region's mass bound is largest (far pairs, which an E-step skips by their
-bound, would time the far-tail slices instead). Timed per call, as a user calls it:
+which the region's mass bound is largest; only regions where that bound is above e^-20
+(far pairs, which an E-step skips by their bound, would time the far-tail slices).
+Timed per call, as a user calls it:
 
 * fast: ``fastpath.gaussian_moments(C, d, mean, cov)`` (validation, standardisation,
   geometry from the H-representation, cones, moments);
@@ -74,6 +75,16 @@ def _child(tree: str, data_path: str, batch: int, paper: bool) -> None:
             gaussian_moments(c["C"], c["d"], c["mu"], c["cov"])
 
     out["fast"] = rep_times(fast)
+    # the geometry alone (H -> V of the raw rows), and in this tree with the LP + qhull
+    from fastpath._polyhedron import polyhedron_geometry
+
+    out["geometry"] = rep_times(lambda: [polyhedron_geometry(c["C"], c["d"]) for c in cases])
+    try:
+        out["geometry_lp"] = rep_times(lambda: [polyhedron_geometry(c["C"], c["d"],
+                                                                    enumerate_small=False)
+                                                for c in cases])
+    except TypeError:                                   # a tree without the enumeration
+        pass
     out["fast_m0"] = [float(gaussian_moments(c["C"], c["d"], c["mu"], c["cov"])[0])
                       for c in cases]
     if paper:
@@ -122,7 +133,9 @@ def _make_cases(S: int, n_regions: int, batch: int, seed: int) -> list[dict]:
     mu, cov = bench.estep_gaussians(net, P, n_pts, seed + 1)
     rng = np.random.default_rng(seed)
     lm = fastpath.integrals.ConeBatch.from_partition(P).log_mass_bound(mu, cov)  # (n, R)
-    ok = [r for r in range(len(P)) if not len(P[r].lines)]
+    # regions without lines that matter to some data point (bound above e^-20: the far
+    # pairs, which an E-step skips by their bound, would time the far-tail slices)
+    ok = [r for r in range(len(P)) if not len(P[r].lines) and np.max(lm[:, r]) > -20.0]
     top = [r for r in np.argsort(-lm[0]) if r in ok][: n_regions // 2]
     rest = [r for r in rng.permutation(ok) if r not in top][: n_regions - len(top)]
     cases = []
@@ -200,6 +213,10 @@ def main() -> None:
             print(f"  {name:>4} gaussian_moments one call:            {_fmt(r['fast'])}   "
                   f"paper / fast = {min(paper) / min(r['fast']):6.1f} x (min), "
                   f"{sorted(paper)[1] / sorted(r['fast'])[1]:6.1f} x (median)")
+        for name, _ in trees:
+            r = res[name]
+            print(f"  {name:>4} geometry alone (polyhedron_geometry):  {_fmt(r['geometry'])}"
+                  + (f"   (LP + qhull: {_fmt(r['geometry_lp'])})" if "geometry_lp" in r else ""))
         for name, _ in trees:
             r = res[name]
             print(f"  {name:>4} batched, per (region, Gaussian) pair:   {_fmt(r['batched'])}")

@@ -67,7 +67,10 @@ def fan_triangulation(vertices: NDArray[np.float64], active: tuple[NDArray[np.in
             sub = tuple(v for v in face if j in act[v])
             if len(sub) < k or v0 in sub or sub in seen:
                 continue
-            if affine_dim(sub) != k - 1:
+            # sub lies in a proper face of F (v0 is not in it), so its dimension is at most
+            # k - 1; at least k - 1 when k - 1 <= 2, since no three vertices of a polytope
+            # are collinear: the rank test is needed only for the facets of a 4-polytope
+            if k - 1 > 2 and affine_dim(sub) != k - 1:
                 continue
             seen.add(sub)
             out.extend((v0,) + t for t in tri(sub, k - 1, used | {j}))

@@ -260,6 +260,23 @@ def test_partition_regions_same_geometry(S, seed):
         _assert_same_geometry(a2, a)
 
 
+@pytest.mark.parametrize("S", [2, 3, 4])
+def test_fan_triangulation_volume(S):
+    """The fan triangulation (rank tests only for the facets of 4-polytopes) tiles P: its
+    simplices' volumes sum to qhull's volume of the vertices' hull, none is flat."""
+    from scipy.spatial import ConvexHull
+
+    rng = np.random.default_rng(1560 + S)
+    for t in range(10):
+        C, d = random_polytope(rng, S, True, m=S + 2 + t)
+        g = polyhedron_geometry(C, d)
+        T = g.simplices
+        vol = np.abs(np.linalg.det(T[:, 1:] - T[:, :1])) / math.factorial(S)
+        assert np.all(vol > 1e-12 * vol.sum())
+        # both volumes are sums of ~10-100 rounded terms: 1e-12 relative
+        assert abs(vol.sum() / ConvexHull(g.vertices).volume - 1) < 1e-12
+
+
 # --------------------------------------------------------------------------- moments
 @pytest.mark.parametrize("S", [2, 3])
 def test_moments_equal_with_either_geometry(S):
