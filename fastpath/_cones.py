@@ -25,6 +25,10 @@ which the Gaussian is N(0, I):
 * All terms are combined in log space with one common scale per Gaussian (signed
   log-sum-exp), so results stay finite and accurate where m0 underflows.
 
+For S = 2 (direction "nearest") all of this runs in one compiled kernel per (Gaussian,
+polyhedron) pair (:mod:`fastpath._jit_cones`, threads over pairs); the numpy form below
+(:meth:`ConeTable._evaluate_numpy`) serves the other dimensions and is its test reference.
+
 :class:`ConeTable` holds the cones of many polyhedra. Its parts by concern: the nearest
 points (:mod:`fastpath._cone_nearest`), the closed forms of dimension 1
 (:mod:`fastpath._cone_interval`), and the choice between the cone sum and simplex cubature
