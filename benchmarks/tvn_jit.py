@@ -1,0 +1,158 @@
+"""The experimental compiled k = 3 kernel (fastpath/_jit_tvn.py) vs the numpy kernel.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/tvn_jit.py            # random + E-step inputs
+    python benchmarks/tvn_jit.py --points 20 --random 20000
+
+Inputs: (a) random standardised problems (bounds uniform in +-3 or +-30, correlations
+uniform on the elliptope, 10% with one correlation within 1e-8..1e-1 of +-1, 10% with one
+tiny correlation 1e-13..1e-10); (b) the trivariate problems the S = 3 E-step produces
+(benchmarks/estep.py case s3d3, ``--points`` data points), captured by wrapping
+``_log_mvn_cdf_std`` where the cone algebra calls it.
+
+Printed per input set: elements/s (min/median of 3 runs, one numba thread, one BLAS thread)
+of the numpy kernel (``_log_mvn_cdf_std``, the baseline), of the compiled rule alone
+(declined elements NaN) and of the compiled rule with the numpy fallback; the fraction
+declined; integrand evaluations per accepted element; and the accuracy of the accepted
+elements against the numpy kernel per band of log P (|d log P| = relative error of P).
+For log P > -100 the numpy kernel's own accuracy is shown beside it: the difference of its
+two routes (Plackett vs the conditioning integral ``_log_mvn_sov``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from numpy.typing import NDArray
+
+import fastpath
+import fastpath._cone_algebra as _ca
+from fastpath._estep import estep_statistics
+from fastpath._tvn import _log_mvn_cdf_std, _log_mvn_sov
+from verified_dgn import DGN
+
+
+def random_inputs(n: int, seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """(h (m, 3), R (m, 3, 3)), m <= n, as the module docstring says."""
+    rng = np.random.default_rng(seed)
+    r = rng.uniform(-1, 1, (3 * n, 3))
+    det = 1 + 2 * r[:, 0] * r[:, 1] * r[:, 2] - (r ** 2).sum(1)
+    r = r[det > 0][:n]
+    m = rng.random(r.shape[0])
+    sel = m < 0.1
+    r[sel, 0] = np.sign(r[sel, 0]) * (1 - 10 ** rng.uniform(-8, -1, sel.sum()))
+    sel = (m > 0.1) & (m < 0.2)
+    r[sel, 1] = r[sel, 1] * 10 ** rng.uniform(-13, -10, sel.sum())
+    det = 1 + 2 * r[:, 0] * r[:, 1] * r[:, 2] - (r ** 2).sum(1)
+    r = r[det > 0]
+    k = r.shape[0]
+    scale = np.where(rng.random(k) < 0.5, 3.0, 30.0)
+    h = rng.uniform(-1, 1, (k, 3)) * scale[:, None]
+    return h, full(r)
+
+
+def full(r: NDArray[np.float64]) -> NDArray[np.float64]:
+    """(m, 3) correlations (r01, r02, r12) -> (m, 3, 3) matrices."""
+    R = np.empty((r.shape[0], 3, 3))
+    R[:] = np.eye(3)
+    R[:, 0, 1] = R[:, 1, 0] = r[:, 0]
+    R[:, 0, 2] = R[:, 2, 0] = r[:, 1]
+    R[:, 1, 2] = R[:, 2, 1] = r[:, 2]
+    return R
+
+
+def estep_inputs(points: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The finite k = 3 problems of the S = 3 E-step (estep.py's s3d3 net, seed 0)."""
+    recs = []
+    orig = _ca._log_mvn_cdf_std
+
+    def wrap(h, R):  # type: ignore[no-untyped-def]
+        if h.shape[-1] == 3:
+            recs.append((h.reshape(-1, 3).copy(), R.reshape(-1, 3, 3).copy()))
+        return orig(h, R)
+
+    net = DGN.random((3, 6, 6, 3), activation="relu", seed=0, noise_var=0.05)
+    P = fastpath.partition(net)
+    X, _ = net.sample(points, seed=1)
+    _ca._log_mvn_cdf_std = wrap
+    try:
+        estep_statistics(net, X, partition=P)
+    finally:
+        _ca._log_mvn_cdf_std = orig
+    h = np.concatenate([a for a, _ in recs])
+    R = np.concatenate([b for _, b in recs])
+    fin = np.isfinite(h).all(axis=1)
+    return h[fin], R[fin]
+
+
+def timed(fn, reps: int = 3) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    ts = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return min(ts), float(np.median(ts))
+
+
+def run(name: str, h: NDArray[np.float64], R: NDArray[np.float64]) -> None:
+    from fastpath._jit_tvn import log_tvn_vec
+
+    n = h.shape[0]
+    print(f"\n{name}: {n} elements, load {os.getloadavg()}")
+    log_tvn_vec(h[:10], R[:10])  # compile / load the cache outside the timings
+    ref = _log_mvn_cdf_std(h, R)
+    out, ev, bad, _ = log_tvn_vec(h, R, fallback=False, stats=True)
+    t_np = timed(lambda: _log_mvn_cdf_std(h, R))
+    t_raw = timed(lambda: log_tvn_vec(h, R, fallback=False))
+    t_fb = timed(lambda: log_tvn_vec(h, R))
+    for label, (tmin, tmed) in (("numpy kernel (baseline)", t_np),
+                                ("compiled rule, declined = NaN", t_raw),
+                                ("compiled rule + numpy fallback", t_fb)):
+        print(f"  {label:32s} {n / tmin:10,.0f} el/s (min)  {n / tmed:10,.0f} el/s (median)"
+              f"  ratio {t_np[0] / tmin:5.2f}x")
+    print(f"  declined (fallback): {bad.mean():.4f}; evaluations per accepted element "
+          f"mean {ev[~bad].mean():.1f}, max {ev[~bad].max()}")
+    ok = ~bad & np.isfinite(ref) & np.isfinite(out)
+    mism = int((np.isfinite(ref[~bad]) != np.isfinite(out[~bad])).sum())
+    d = np.abs(out - ref)
+    print(f"  accepted vs numpy (|d log P| = rel. error of P; -inf mismatches {mism}):")
+    for lo, hi in ((-10, 1), (-100, -10), (-1000, -100), (-np.inf, -1000)):
+        s = ok & (ref > lo) & (ref <= hi)
+        if not s.any():
+            continue
+        rel = d[s] / np.maximum(1.0, np.abs(ref[s]))
+        print(f"    log P in ({lo:g}, {hi:g}]: n {s.sum():7d}  max {d[s].max():.1e}  "
+              f"p99.9 {np.quantile(d[s], 0.999):.1e}  >1e-13 {np.mean(d[s] > 1e-13):.4f}  "
+              f"| d log P / |log P| max {rel.max():.1e}")
+    mod = np.flatnonzero(np.isfinite(ref) & (ref > -100))[:5000]
+    if mod.size:
+        sov = _log_mvn_sov(h[mod], R[mod])
+        dn = np.abs(sov - ref[mod])
+        print(f"  numpy kernel's own routes (Plackett vs conditioning), log P > -100, "
+              f"{mod.size} el.: max {dn.max():.1e} p99.9 {np.quantile(dn, 0.999):.1e} "
+              f">1e-13 {np.mean(dn > 1e-13):.4f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--random", type=int, default=20000)
+    ap.add_argument("--points", type=int, default=20)
+    args = ap.parse_args()
+    import numba
+
+    numba.set_num_threads(1)
+    h, R = random_inputs(args.random, 1)
+    run("random", h, R)
+    h, R = estep_inputs(args.points)
+    run(f"S = 3 E-step (s3d3, {args.points} points)", h, R)
+
+
+if __name__ == "__main__":
+    main()
