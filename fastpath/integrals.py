@@ -44,17 +44,18 @@ signed sum of such a P cancels completely a RuntimeWarning flags a point-mass li
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dgn_core.validation import MAX_CONDITION, check_covariance, real_array
-
 from ._cones import ConeTable
+from ._integral_checks import _as_finite, _check_cov, _check_gaussians, _check_halfspaces
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
 from ._standardise import MAX_SIGMAS, standardise
+from ._threads import threads
 
 __all__ = [
     "gaussian_moments",
@@ -67,83 +68,6 @@ __all__ = [
 
 #: (pair, cone) elements per pass of ConeBatch.truncated_moments_pairs
 _PAIRS_CHUNK = 65536
-
-
-# --------------------------------------------------------------------------- validation
-def _as_finite(a: ArrayLike, name: str) -> NDArray[np.float64]:
-    # real_array refuses complex, boolean and string entries that np.asarray(dtype=float)
-    # would convert silently (imaginary parts dropped, True read as 1)
-    arr = real_array(a, name, copy=False)
-    if not np.all(np.isfinite(arr)):
-        bad = "NaN" if np.isnan(arr).any() else "infinite"
-        raise ValueError(f"{name} contains {bad} values")
-    return arr
-
-
-def _check_halfspaces(C: ArrayLike, d: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    C = _as_finite(C, "C")
-    d = _as_finite(d, "d")
-    if C.ndim != 2:
-        raise ValueError(f"C must have shape (m, S), got shape {C.shape}")
-    if not 1 <= C.shape[1] <= 4:
-        raise ValueError(f"the dimension S = C.shape[1] must be 1 to 4, got {C.shape[1]}")
-    if d.shape != (C.shape[0],):
-        raise ValueError(f"d must have shape ({C.shape[0]},) to match C {C.shape}, got {d.shape}")
-    return C, d
-
-
-def _check_cov(cov: NDArray[np.float64], S: int, name: str = "cov") -> NDArray[np.float64]:
-    """Symmetrised cov (..., S, S) by the shared rule (:func:`dgn_core.validation.check_covariance`).
-
-    One wording differs: a positive semi-definite matrix whose smallest eigenvalue is 0
-    within rounding (``lo >= -S eps hi``) is reported as singular, not as "not positive
-    definite" (it is rejected either way).
-    """
-    try:
-        return check_covariance(cov, S, name)
-    except ValueError as exc:
-        if not str(exc).startswith(f"{name} is not positive definite"):
-            raise
-        ev = np.linalg.eigvalsh(0.5 * (cov + np.swapaxes(cov, -1, -2)))
-        lo, hi = ev[..., 0], ev[..., -1]
-        if np.any(hi <= 0) or np.any(lo < -S * np.finfo(float).eps * hi):
-            raise
-        raise ValueError(f"{name} is singular or numerically singular (smallest eigenvalue "
-                         f"{float(np.min(lo)):.3g}, condition number >= {MAX_CONDITION:.0e})"
-                         ) from None
-
-
-def _check_gaussians(mean: ArrayLike, cov: ArrayLike, S: int, tail: tuple[int, ...] = ()
-                     ) -> tuple[NDArray[np.float64], NDArray[np.float64], tuple[int, ...]]:
-    """Broadcast mean (..., *tail, S) and cov (..., *tail, S, S) (or one (S, S) for all).
-
-    Returns mean (N, *tail, S), cov (Nc, *tail, S, S) with Nc in {1, N}, and the batch shape.
-    """
-    mean = _as_finite(mean, "mean")
-    cov = _as_finite(cov, "cov")
-    nt = len(tail)
-    if nt and cov.ndim == 2:  # one covariance for every polyhedron
-        cov = np.broadcast_to(cov, tail + cov.shape)
-    if mean.ndim < 1 + nt or mean.shape[-1] != S or mean.shape[mean.ndim - 1 - nt:-1] != tail:
-        raise ValueError(f"mean must have shape (..., {', '.join(map(str, tail + (S,)))}), "
-                         f"got {mean.shape}")
-    if cov.ndim < 2 + nt or cov.shape[cov.ndim - 2 - nt:-2] != tail:
-        raise ValueError(f"cov must have shape (..., {', '.join(map(str, tail + (S, S)))}), "
-                         f"got {cov.shape}")
-    cov = _check_cov(cov, S)
-    mlead = mean.shape[:mean.ndim - 1 - nt]
-    clead = cov.shape[:cov.ndim - 2 - nt]
-    try:
-        batch = np.broadcast_shapes(mlead, clead)
-    except ValueError:
-        raise ValueError(f"mean {mean.shape} and cov {cov.shape} do not broadcast") from None
-    N = int(np.prod(batch, dtype=np.int64))
-    mean_b = np.broadcast_to(mean, batch + tail + (S,)).reshape((N,) + tail + (S,))
-    if int(np.prod(clead, dtype=np.int64)) == 1:
-        cov_b = cov.reshape((1,) + tail + (S, S))
-    else:
-        cov_b = np.broadcast_to(cov, batch + tail + (S, S)).reshape((N,) + tail + (S, S))
-    return np.ascontiguousarray(mean_b), np.ascontiguousarray(cov_b), batch
 
 
 # --------------------------------------------------------------------------- groups
@@ -554,8 +478,11 @@ def _standardised(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, m
     if st.far > MAX_SIGMAS and not cones.empty:
         raise ValueError(f"d: the polyhedron lies {st.far:.3g} standard deviations from the "
                          "mean; its log mass (about -0.5 * that squared) is beyond float64")
-    lm, dm_w, tcov_w = _evaluate_group([cones.geometry], cones._table, st.mean[:, None],
-                                       st.cov[:, None], moments)
+    # one Gaussian: a handful of orthants, so the compiled kernels run on this thread
+    # (waking a thread pool costs more than the work; results do not depend on the count)
+    with threads(1, blas=False) if mean_b.shape[0] == 1 else contextlib.nullcontext():
+        lm, dm_w, tcov_w = _evaluate_group([cones.geometry], cones._table, st.mean[:, None],
+                                           st.cov[:, None], moments)
     if not moments:
         return mean_b, batch, lm[:, 0], None, None
     assert dm_w is not None and tcov_w is not None
