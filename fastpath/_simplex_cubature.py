@@ -31,6 +31,7 @@ stays as the second implementation they are tested against.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -38,6 +39,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 from scipy.special import roots_jacobi
+
+from ._threads import threads
 
 #: bisect simplices whose log-density spread bound |c| D + D^2/2 exceeds this (the last
 #: band of :func:`_rules`: fewer, larger simplices with more nodes are far cheaper than
@@ -50,6 +53,9 @@ _MAX_SIMPLICES = 4096
 _BLOCK_NODES = 131072
 #: simplices whose density bound is below the polytope's best by this many nats are dropped
 _DROP = 60.0
+
+#: batches with fewer rule nodes than this (~3 ms on one thread) skip the kernel threads
+_SERIAL_NODES = 500_000
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -301,15 +307,21 @@ def _moments_compiled(X: NDArray[np.float64], owner: NDArray[np.intp],
     logW = np.empty(K)
     mo = np.empty((K, s))
     cw = np.empty((K, s, s))
-    jc.simplex_stats(X, rule, lamcT, logw, q_start, math.lgamma(s + 1), moments, logW, mo, cw)
     order = np.argsort(owner, kind="stable")           # a polytope's simplices in input order
     seg = np.zeros(n_owner + 1, dtype=np.intp)
     np.cumsum(np.bincount(owner, minlength=n_owner), out=seg[1:])
     log_m0 = np.empty(n_owner)
     mean = np.empty((n_owner, s)) if moments else np.empty((0, s))
     cov = np.empty((n_owner, s, s)) if moments else np.empty((0, s, s))
-    jc.combine_owners(logW, mo, cw, _centres(X), order, seg, s * _LOG_SQRT_2PI, moments,
-                      log_m0, mean, cov)
+    # a small batch runs on the calling thread (same bits: the kernels do not depend on the
+    # thread count): waking the pool cost milliseconds per kernel on a loaded machine,
+    # more than such a batch's work
+    nodes = int(np.diff(q_start)[rule[rule >= 0]].sum())
+    with threads(1, blas=False) if nodes < _SERIAL_NODES else contextlib.nullcontext():
+        jc.simplex_stats(X, rule, lamcT, logw, q_start, math.lgamma(s + 1), moments,
+                         logW, mo, cw)
+        jc.combine_owners(logW, mo, cw, _centres(X), order, seg, s * _LOG_SQRT_2PI, moments,
+                          log_m0, mean, cov)
     return log_m0, (mean if moments else None), (cov if moments else None)
 
 

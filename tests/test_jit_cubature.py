@@ -77,11 +77,14 @@ def test_compiled_matches_numpy(s, far, size):
     np.testing.assert_array_equal(c[0], b[0])
 
 
-def test_compiled_same_bits_for_one_and_two_threads():
+def test_compiled_same_bits_for_one_and_two_threads(monkeypatch):
     """prange over simplices and over polytopes, each writing its own slots and summing in
     a fixed order: the thread count cannot change a bit (many simplices and owners, so that
-    both threads get work in both kernels)."""
+    both threads get work in both kernels; small batches would run on the calling thread,
+    so that shortcut is switched off here)."""
     import numba
+
+    monkeypatch.setattr(sc, "_SERIAL_NODES", 0)
 
     rng = np.random.default_rng(7)
     X, owner = _random_polytopes(rng, 3, 300, 6.0, 0.8)
