@@ -50,6 +50,7 @@ from ._orthant_rules import (
     _log_ndtr_diff,
     _quiet,
 )
+from ._threads import serial_below
 
 #: log of the relative truncation of a quadrature window (e^-37.5 = 5e-17)
 _T_WINDOW = 37.5
@@ -67,6 +68,8 @@ _Q_24 = 0.6
 #: are cheaper than a rule in u or the conditioning integral of the same accuracy. The v48
 #: rule stops at 1e-7: below it fails the tolerance by up to 5x (q in [1e-9, 1e-8), 1.2e5
 #: random elements; 0.76 of it on [1e-8, 1e-7), 0.14 on [1e-7, 1e-5)).
+#: calls with fewer elements than this (~3 ms on one thread) run on the calling thread
+_SERIAL_ELEMENTS = 15_000
 _Q_TIERS = ((0.03, 48, False), (0.01, 32, True), (1e-3, 40, True), (1e-7, 48, True))
 #: |rho| (1 + |h|)(1 + |k|) below this: P = Phi(h) Phi(k) to within it relatively, since
 #: dP/drho = phi_2 <= (1 + |h|)(1 + |k|) Phi(h) Phi(k) near rho = 0 (Mills' ratio); such
@@ -96,8 +99,9 @@ def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
                                     np.asarray(k, dtype=np.float64),
                                     np.asarray(rho, dtype=np.float64))
     shape = h.shape
-    out = log_bvn_vec(np.ascontiguousarray(h).ravel(), np.ascontiguousarray(k).ravel(),
-                      np.ascontiguousarray(rho).ravel())
+    with serial_below(h.size, _SERIAL_ELEMENTS):
+        out = log_bvn_vec(np.ascontiguousarray(h).ravel(), np.ascontiguousarray(k).ravel(),
+                          np.ascontiguousarray(rho).ravel())
     return out.reshape(shape)
 
 
