@@ -29,19 +29,13 @@ from ._bvn import _Q_24, _Q_FAST, _Q_TIERS, _RHO_NEGLIGIBLE, _T_WINDOW
 from ._bvn_cond import _GEOM, _OWEN_HMAX, _OWEN_RATIO, _T_COND
 from ._jit import jit, jit_inline, pjit
 from ._jit_owens import owens_t
-from ._jit_special import exp_vec, log_ndtr, log_ndtr_diff, ndtr
-from ._orthant_rules import _LOG_PI, _LOG_SQRT_2PI, _SQRT8, _Z_FLAT, _gl01
+from ._jit_special import exp_vec, gl_rule, log_ndtr, log_ndtr_diff, logaddexp, ndtr, sum4
+from ._orthant_rules import _LOG_PI, _LOG_SQRT_2PI, _SQRT8, _Z_FLAT
 
-
-def _rule(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    x, w = _gl01(n)
-    return np.ascontiguousarray(x), np.ascontiguousarray(w)
-
-
-_X24, _W24 = _rule(24)
-_X32, _W32 = _rule(32)
-_X40, _W40 = _rule(40)
-_X48, _W48 = _rule(48)
+_X24, _W24 = gl_rule(24)
+_X32, _W32 = gl_rule(32)
+_X40, _W40 = gl_rule(40)
+_X48, _W48 = gl_rule(48)
 # the tiers of _Q_TIERS as flat tables: (q bound, in v?) and the rule of each
 _TIER_Q = np.array([t[0] for t in _Q_TIERS])
 _TIER_SINH = np.array([t[2] for t in _Q_TIERS])
@@ -50,32 +44,6 @@ assert set(_TIER_N.tolist()) <= {32, 40, 48}
 _GEOM_T = np.ascontiguousarray(_GEOM)
 #: elements per block of the parallel loops (one scratch buffer per block)
 _BLOCK = 256
-
-
-@jit
-def _logaddexp(a: float, b: float) -> float:
-    if a == -math.inf:
-        return b
-    if b == -math.inf:
-        return a
-    m = max(a, b)
-    return m + math.log1p(math.exp(-abs(a - b)))
-
-
-@jit
-def _sum4(buf: NDArray[np.float64], n: int) -> float:
-    """sum of buf[:n] in four interleaved partial sums (fixed order: deterministic, and
-    four independent chains of additions instead of one)."""
-    s0 = s1 = s2 = s3 = 0.0
-    m = n - n % 4
-    for i in range(0, m, 4):
-        s0 += buf[i]
-        s1 += buf[i + 1]
-        s2 += buf[i + 2]
-        s3 += buf[i + 3]
-    for i in range(m, n):
-        s0 += buf[i]
-    return (s0 + s1) + (s2 + s3)
 
 
 @jit
@@ -92,7 +60,7 @@ def _piece_u(a: float, b: float, sx: float, q4: float, x: NDArray[np.float64],
         r = math.sqrt(u * u + q4)
         p = r + u
         buf[i] = w[i] * exp_vec(-(2.0 * a + t) * t) * p / (r * (p * p + c4))
-    return _sum4(buf, n) * (2.0 * sx * L)
+    return sum4(buf, n) * (2.0 * sx * L)
 
 
 @jit_inline
@@ -142,7 +110,7 @@ def _piece_v(a: float, b: float, sx: float, q4: float, x: NDArray[np.float64],
         upa = 0.5 * c * (p - pinv) + a
         pc = p * c  # r + u
         buf[i] = w[i] * exp_vec(-d * upa) * pc / (pc * pc + c4)
-    return _sum4(buf, n) * (2.0 * sx * lv)
+    return sum4(buf, n) * (2.0 * sx * lv)
 
 
 @jit
@@ -177,7 +145,7 @@ def _plackett(h: float, k: float, rho: float, x: NDArray[np.float64], w: NDArray
         base = log_ndtr_diff(-max(h, k), min(h, k))
     else:
         base = -math.inf
-    return _logaddexp(base, log_j)
+    return logaddexp(base, log_j)
 
 
 @jit
@@ -336,7 +304,7 @@ def _cond(h: float, k: float, rho: float) -> float:
         lf = xr * y - 0.5 * y * y + log_ndtr(za + g * y) + (-0.5 * xr * xr - l_m)
         tot += _W40[i] * math.exp(lf)
     part = l_m + math.log(tot * width) - _LOG_SQRT_2PI
-    return _logaddexp(cf, part)
+    return logaddexp(cf, part)
 
 
 #: scratch needed by :func:`log_bvn_buf` (the largest rule)

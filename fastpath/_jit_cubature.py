@@ -29,7 +29,7 @@ from numba import prange
 from numpy.typing import NDArray
 
 from ._jit import jit, jit_inline, pjit
-from ._jit_special import exp_vec
+from ._jit_special import exp_vec, sum4
 
 #: simplices per prange element (one scratch allocation each)
 _BLOCK = 16
@@ -40,21 +40,6 @@ _CHUNK = 128
 # Sums over the nodes in four interleaved partial sums (q mod 4), then (s0 + s1) + (s2 + s3):
 # a fixed order (the same for any thread count) whose four chains run in parallel (a
 # single running sum is bound by the latency of one addition per node)
-
-
-@jit_inline
-def _sum4(x: NDArray[np.float64], n: int) -> float:
-    """sum x[:n] in the fixed order above."""
-    s0 = s1 = s2 = s3 = 0.0
-    m = n - n % 4
-    for q in range(0, m, 4):
-        s0 += x[q]
-        s1 += x[q + 1]
-        s2 += x[q + 2]
-        s3 += x[q + 3]
-    for q in range(m, n):
-        s0 += x[q]
-    return (s0 + s1) + (s2 + s3)
 
 
 @jit_inline
@@ -281,14 +266,14 @@ def simplex_stats(X: NDArray[np.float64], rule: NDArray[np.intp],
                     continue
                 for q in range(n):
                     lf[q] = exp_vec(lf[q] - mx)
-                W += _sum4(lf, n)
+                W += sum4(lf, n)
                 if moments:
                     for d in range(s):
                         Yd = Y[d]
                         EYd = EY[d]
                         for q in range(n):
                             EYd[q] = lf[q] * Yd[q]
-                        m1[d] += _sum4(EYd, n)
+                        m1[d] += sum4(EYd, n)
                         for e in range(d, s):
                             m2[d, e] += _dot4(EYd, Y[e], n)
             if not (math.isfinite(mx) and W > 0.0):

@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 from numpy.typing import NDArray
 
 from ._jit import jit, jit_inline, pjit
-from ._orthant_rules import _GL10
+from ._orthant_rules import _GL10, _gl01
 
 _SQRT1_2 = math.sqrt(0.5)
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -144,6 +144,40 @@ def log_ndtr_diff(a: float, b: float) -> float:
             s += _W10[i] * math.exp(-0.5 * x * x - m)
         return m + math.log(s * width) - _LOG_SQRT_2PI
     return lhi + math.log(-math.expm1(d))
+
+
+@jit
+def logaddexp(a: float, b: float) -> float:
+    """log(e^a + e^b) for scalars (-inf allowed)."""
+    if a == -math.inf:
+        return b
+    if b == -math.inf:
+        return a
+    m = max(a, b)
+    return m + math.log1p(math.exp(-abs(a - b)))
+
+
+@jit_inline
+def sum4(x: NDArray[np.float64], n: int) -> float:
+    """sum of x[:n] in four interleaved partial sums: a fixed order (the same result on
+    any thread) and four independent chains of additions instead of one."""
+    s0 = s1 = s2 = s3 = 0.0
+    m = n - n % 4
+    for i in range(0, m, 4):
+        s0 += x[i]
+        s1 += x[i + 1]
+        s2 += x[i + 2]
+        s3 += x[i + 3]
+    for i in range(m, n):
+        s0 += x[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+def gl_rule(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The n-point Gauss-Legendre rule on [0, 1] (``_orthant_rules._gl01``) as contiguous
+    arrays, the form the kernels take as constants."""
+    x, w = _gl01(n)
+    return np.ascontiguousarray(x), np.ascontiguousarray(w)
 
 
 @pjit

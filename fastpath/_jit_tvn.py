@@ -39,8 +39,8 @@ from numba import prange
 from numpy.typing import NDArray
 
 from ._jit import jit, pjit
-from ._jit_special import log_ndtr, log_ndtr_diff
-from ._orthant_rules import _LOG_PI, _LOG_SQRT_2PI, _SQRT8, _Z_FLAT, _gl01
+from ._jit_special import gl_rule, log_ndtr, log_ndtr_diff, logaddexp
+from ._orthant_rules import _LOG_PI, _LOG_SQRT_2PI, _SQRT8, _Z_FLAT
 
 #: nodes per side of the mode
 N_SIDE = 20
@@ -56,23 +56,8 @@ _R_TINY = 1e-40
 _BASE, _ANTI, _PLACK = 0, 1, 2
 
 
-def _rule(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    x, w = _gl01(n)
-    return np.ascontiguousarray(x), np.ascontiguousarray(w)
-
-
-_X, _W = _rule(N_SIDE)
-_XC, _WC = _rule(N_CHECK)
-
-
-@jit
-def _logaddexp(a: float, b: float) -> float:
-    if a == -math.inf:
-        return b
-    if b == -math.inf:
-        return a
-    m = max(a, b)
-    return m + math.log1p(math.exp(-abs(a - b)))
+_X, _W = gl_rule(N_SIDE)
+_XC, _WC = gl_rule(N_CHECK)
 
 
 @jit
@@ -298,12 +283,12 @@ def _integrate(kind: int, p: NDArray[np.float64], lo: float, hi: float, guess: f
     err = 0.0
     if xm > a:
         v, t = _gl(kind, p, a, xm, buf)
-        res = _logaddexp(res, v)
+        res = logaddexp(res, v)
         err = max(err, t)
         ev += _X.size + _XC.size
     if b > xm:
         v, t = _gl(kind, p, xm, b, buf)
-        res = _logaddexp(res, v)
+        res = logaddexp(res, v)
         err = max(err, t)
         ev += _X.size + _XC.size
     return res, err, ev
@@ -394,7 +379,7 @@ def log_tvn_raw(h0: float, h1: float, h2: float, r01: float, r02: float, r12: fl
                 v, t, e = _integrate(kind, p, lo, hi2, 0.0, kw, buf)
                 ev += e
                 err = max(err, t)
-                base = _logaddexp(base, v)
+                base = logaddexp(base, v)
     # -------------------------------------------------------------- Plackett
     ra = rij * rik - (sj * sk if anti else 0.0)
     corr = -math.inf
@@ -420,7 +405,7 @@ def log_tvn_raw(h0: float, h1: float, h2: float, r01: float, r02: float, r12: fl
             corr, t, e = _integrate(_PLACK, p, u_lo, u_hi, guess, scl, buf)
             ev += e
             err = max(err, t)
-    res = _logaddexp(base, corr)
+    res = logaddexp(base, corr)
     if not err <= CHECK_TOL or math.isnan(res):
         return math.nan, ev, err
     return res, ev, err
