@@ -36,7 +36,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a source checkout
 
 from dgn_core.data import noisy_circle
-from fastpath.em import ConvergenceWarning, _blas_limit, fit_em, log_likelihood_gradient
+from fastpath._threads import blas_limit
+from fastpath.em import ConvergenceWarning, fit_em, log_likelihood_gradient
 from verified_dgn import DGN
 
 
@@ -77,7 +78,7 @@ def run_adam(net: DGN, X: np.ndarray, budget: float, lr: float, max_steps: int =
     N = X.shape[0]
     times, lls = [], []
     t0 = time.perf_counter()
-    with _blas_limit(1):
+    with blas_limit(1):
         for k in range(1, max_steps + 1):
             cur = net.replace(weights=params[:L], biases=params[L:2 * L],
                               noise_var=float(np.exp(params[-1][0])))

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-__all__ = ["threads", "serial_below", "resolve_n_jobs", "max_threads", "requested_threads"]
+__all__ = ["threads", "serial_below", "blas_limit", "resolve_n_jobs", "max_threads", "requested_threads"]
 
 #: kernel threads requested by the innermost :func:`threads` block (None: numba's default)
 _REQUESTED: list[int] = []
@@ -80,12 +80,15 @@ def _apply(n: int | None) -> None:
 _CONTROLLER: list[object] = []
 
 
-def _one_blas_thread() -> contextlib.AbstractContextManager[object]:
+def blas_limit(n: int | None = 1) -> contextlib.AbstractContextManager[object]:
+    """A block with BLAS at ``n`` threads (None: the setting is left alone)."""
+    if n is None:
+        return contextlib.nullcontext()
     if not _CONTROLLER:
         from threadpoolctl import ThreadpoolController
 
         _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")  # type: ignore[attr-defined, no-any-return]
+    return _CONTROLLER[0].limit(limits=n, user_api="blas")  # type: ignore[attr-defined, no-any-return]
 
 
 @contextlib.contextmanager
@@ -97,7 +100,7 @@ def threads(n_jobs: object = None, *, blas: bool = True) -> Iterator[int]:
     _REQUESTED.append(n)
     _apply(n)
     try:
-        with _one_blas_thread() if blas else contextlib.nullcontext():
+        with blas_limit(1) if blas else contextlib.nullcontext():
             yield n
     finally:
         _REQUESTED.pop()

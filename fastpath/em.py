@@ -57,7 +57,6 @@ bit for bit, and so is a run resumed from a checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import sys
@@ -98,7 +97,7 @@ from ._mstep import (
     _with_layer,
     _Wt,
 )
-from ._threads import threads
+from ._threads import blas_limit, threads
 
 if TYPE_CHECKING:
     from .distributions import EStepStatistics
@@ -210,7 +209,7 @@ def fit_em(
     callback : callable, optional
         ``callback(EMIteration)`` after every iteration; returning True stops EM.
     blas_threads : int or None, default 1
-        BLAS threads while fitting (through threadpoolctl when installed; None leaves the
+        BLAS threads while fitting (through threadpoolctl; None leaves the
         setting alone). The linear algebra here is many small calls, for which extra BLAS
         threads mostly add synchronisation cost (worst on a busy machine), and a fixed
         thread count keeps runs reproducible bit for bit.
@@ -242,19 +241,8 @@ def fit_em(
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
         blas_threads=blas_threads, n_jobs=n_jobs)
-    with _blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
+    with blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
         return _fit(net, X, opts)
-
-
-def _blas_limit(threads: int | None) -> Any:
-    """A context limiting BLAS to ``threads`` threads (no-op without threadpoolctl)."""
-    if threads is None:
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=threads, user_api="blas")
 
 
 # =========================================================================== the EM loop

@@ -10,7 +10,6 @@ objects with batched numpy operations. It never imports pycddlib.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import warnings
 from typing import Any, cast
@@ -26,6 +25,7 @@ from dgn_core.validation import check_max_regions, check_net
 
 from . import _arrangement
 from ._arrangement import _ONE, Arrangement, _ragged_arange, next_layer_maps, subdivide
+from ._threads import blas_limit
 
 __all__ = ["partition"]
 
@@ -94,7 +94,7 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
     (the exact path keeps it; hyperplanes that coincide only up to float rounding, e.g.
     ``2.5 * w`` rounded, are such a case). ``W1`` counts as rank deficient when a singular value is below
     ``1e-13 * max(W1.shape) * sigma_max``. While it runs, BLAS is limited to one thread
-    (when threadpoolctl is installed): its matrix products are small.
+    (threadpoolctl): its matrix products are small.
     """
     net = check_net(net)
     max_regions = check_max_regions(max_regions)
@@ -120,31 +120,9 @@ def _partition(net: DGN, max_regions: int, z0: NDArray[np.float64], progress: bo
                rtol: float = _arrangement.RTOL) -> Partition:
     if net.n_hidden_units == 0:
         return Partition(net, [_whole_space(net)], exact=False)
-    with _single_threaded_blas():
+    with blas_limit(1):  # small products: more BLAS threads only add hand-over cost
         arr = subdivide(net, max_regions=max_regions, progress=progress, rtol=rtol)
         return _assemble(net, arr, z0, rtol)
-
-
-_BLAS_CONTROLLER: Any = None
-
-
-def _single_threaded_blas() -> Any:
-    """Limit BLAS to one thread while partitioning, when threadpoolctl is installed.
-
-    The matrix products here are small (widths x widths): a multi-threaded BLAS would spend
-    more time handing them between threads than computing them.
-    """
-    global _BLAS_CONTROLLER
-    if _BLAS_CONTROLLER is None:
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            _BLAS_CONTROLLER = False
-        else:
-            _BLAS_CONTROLLER = ThreadpoolController()
-    if _BLAS_CONTROLLER is False:
-        return contextlib.nullcontext()
-    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
 
 
 def _ro(a: NDArray[Any]) -> NDArray[Any]:
