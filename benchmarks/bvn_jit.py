@@ -24,10 +24,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numba
 import numpy as np
 from estep import CASES, fast_estep
+from orthant_inputs import random_bvn
 
 import fastpath
 from fastpath import _bvn, _cone_algebra, _cones, _tvn
@@ -36,21 +38,6 @@ from verified_dgn import DGN
 
 #: numba's configuration (its attributes are set at import, unknown to mypy)
 CFG: Any = numba.config
-
-
-def random_inputs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Random (h, k, rho): half over +-40, half over +-4; a fifth with |h| ~ |k| (small q);
-    correlations tanh(1.5 z), a tenth within 1e-12..1e-2 of +-1."""
-    rng = np.random.default_rng(seed)
-    h = np.where(rng.random(n) < 0.5, rng.uniform(-40, 40, n), rng.uniform(-4, 4, n))
-    k = np.where(rng.random(n) < 0.5, rng.uniform(-40, 40, n), rng.uniform(-4, 4, n))
-    close = rng.random(n) < 0.2
-    k[close] = np.sign(rng.normal(size=close.sum())) * h[close] * (
-        1 + 10 ** rng.uniform(-12, -1, close.sum()))
-    rho = np.tanh(1.5 * rng.normal(size=n))
-    near = rng.random(n) < 0.1
-    rho[near] = np.sign(rho[near]) * (1 - 10 ** rng.uniform(-12, -2, near.sum()))
-    return h, k, rho
 
 
 def capture(name: str, n_points: int | None, seed: int) -> tuple[np.ndarray, ...]:
@@ -129,8 +116,8 @@ def main() -> None:
     print(f"numba {numba.__version__}, threading layer {CFG.THREADING_LAYER}, "
           f"max threads {CFG.NUMBA_NUM_THREADS}, "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}")
-    log_bvn_vec(*random_inputs(100, 1))  # compile / load before timing
-    report("random", *random_inputs(a.random, a.seed))
+    log_bvn_vec(*random_bvn(100, 1))  # compile / load before timing
+    report("random", *random_bvn(a.random, a.seed))
     report("S = 2 E-step (s2d2)", *capture("s2d2", a.points, a.seed))
 
 

@@ -28,34 +28,17 @@ from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np
 from numpy.typing import NDArray
+from orthant_inputs import random_tvn
 
 import fastpath
 import fastpath._cone_algebra as _ca
 from fastpath._estep import estep_statistics
 from fastpath._tvn import _log_mvn_cdf_std, _log_mvn_sov
 from verified_dgn import DGN
-
-
-def random_inputs(n: int, seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """(h (m, 3), R (m, 3, 3)), m <= n, as the module docstring says."""
-    rng = np.random.default_rng(seed)
-    r = rng.uniform(-1, 1, (3 * n, 3))
-    det = 1 + 2 * r[:, 0] * r[:, 1] * r[:, 2] - (r ** 2).sum(1)
-    r = r[det > 0][:n]
-    m = rng.random(r.shape[0])
-    sel = m < 0.1
-    r[sel, 0] = np.sign(r[sel, 0]) * (1 - 10 ** rng.uniform(-8, -1, sel.sum()))
-    sel = (m > 0.1) & (m < 0.2)
-    r[sel, 1] = r[sel, 1] * 10 ** rng.uniform(-13, -10, sel.sum())
-    det = 1 + 2 * r[:, 0] * r[:, 1] * r[:, 2] - (r ** 2).sum(1)
-    r = r[det > 0]
-    k = r.shape[0]
-    scale = np.where(rng.random(k) < 0.5, 3.0, 30.0)
-    h = rng.uniform(-1, 1, (k, 3)) * scale[:, None]
-    return h, full(r)
 
 
 def full(r: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -148,7 +131,8 @@ def main() -> None:
     import numba
 
     numba.set_num_threads(1)
-    h, R = random_inputs(args.random, 1)
+    h, r = random_tvn(args.random, 1)
+    R = full(r)
     run("random", h, R)
     h, R = estep_inputs(args.points)
     run(f"S = 3 E-step (s3d3, {args.points} points)", h, R)

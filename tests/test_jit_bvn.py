@@ -18,6 +18,7 @@ import mpmath
 import numba
 import numpy as np
 import pytest
+from orthant_inputs import random_bvn
 
 from fastpath import _bvn
 from fastpath._bvn_cond import _log_bvn_cond, _log_bvn_owen
@@ -94,26 +95,8 @@ def test_owen_route_same_decisions_and_values():
     assert _close(jit_bvn.log_bvn_vec(h, k, rho), _log_bvn_cond(h, k, rho)) <= TOL
 
 
-def _random_all(n, seed):
-    """(h, k, rho) over all magnitudes: h, k in +-40 (half in +-4), a fifth with |k| ~ |h|
-    (q down to ~1e-12 h^2), correlations tanh(1.5 z), a tenth within 1e-12..1e-2 of +-1
-    and a tenth within 1e-300..1e-3 of 0."""
-    rng = np.random.default_rng(seed)
-    h = np.where(rng.random(n) < 0.5, rng.uniform(-40, 40, n), rng.uniform(-4, 4, n))
-    k = np.where(rng.random(n) < 0.5, rng.uniform(-40, 40, n), rng.uniform(-4, 4, n))
-    close = rng.random(n) < 0.2
-    k[close] = np.sign(rng.normal(size=close.sum())) * h[close] * (
-        1 + 10 ** rng.uniform(-12, -1, close.sum()))
-    rho = np.tanh(1.5 * rng.normal(size=n))
-    near = rng.random(n) < 0.1
-    rho[near] = np.sign(rho[near]) * (1 - 10 ** rng.uniform(-12, -2, near.sum()))
-    zero = rng.random(n) < 0.1
-    rho[zero] = np.sign(rho[zero]) * 10 ** rng.uniform(-300, -3, zero.sum())
-    return h, k, rho
-
-
 def test_compiled_against_numpy_random_all_magnitudes():
-    h, k, rho = _random_all(200000, seed=11)
+    h, k, rho = random_bvn(200000, seed=11, tiny_rho=True)
     q = np.abs(h - k) * np.abs(h + k) / 8
     assert (q < 1e-7).sum() > 1000 and (q < _bvn._Q_FAST).sum() > 20000
     assert _close(jit_bvn.log_bvn_vec(h, k, rho), _bvn._log_bvn_numpy(h, k, rho)) <= TOL

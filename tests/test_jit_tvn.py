@@ -17,27 +17,10 @@ import pytest
 
 pytest.importorskip("numba")
 
+from orthant_inputs import random_tvn  # noqa: E402
+
 from fastpath._jit_tvn import log_tvn, log_tvn_vec  # noqa: E402
 from fastpath._tvn import _log_mvn_cdf_std  # noqa: E402
-
-
-def _random(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bounds in +-3 or +-30; correlations uniform on the elliptope, 10% with one within
-    1e-8..1e-1 of +-1, 10% with one tiny (1e-13..1e-10) beside larger ones."""
-    rng = np.random.default_rng(seed)
-    r = rng.uniform(-1, 1, (3 * n, 3))
-    det = 1 + 2 * r[:, 0] * r[:, 1] * r[:, 2] - (r ** 2).sum(1)
-    r = r[det > 0][:n]
-    m = rng.random(r.shape[0])
-    sel = m < 0.1
-    r[sel, 0] = np.sign(r[sel, 0]) * (1 - 10 ** rng.uniform(-8, -1, sel.sum()))
-    sel = (m > 0.1) & (m < 0.2)
-    r[sel, 1] = r[sel, 1] * 10 ** rng.uniform(-13, -10, sel.sum())
-    det = 1 + 2 * r[:, 0] * r[:, 1] * r[:, 2] - (r ** 2).sum(1)
-    r = r[det > 0]
-    scale = np.where(rng.random(r.shape[0]) < 0.5, 3.0, 30.0)
-    h = rng.uniform(-1, 1, (r.shape[0], 3)) * scale[:, None]
-    return h, r
 
 
 def _full(r: np.ndarray) -> np.ndarray:
@@ -59,7 +42,7 @@ def _assert_close(out: np.ndarray, ref: np.ndarray) -> None:
 
 
 def test_random_accepted_match_numpy_kernel() -> None:
-    h, r = _random(112_000, 0)
+    h, r = random_tvn(112_000, 0)
     assert h.shape[0] >= 100_000
     ref = _log_mvn_cdf_std(h, _full(r))
     out, _, bad, _ = log_tvn_vec(h, r, fallback=False, stats=True)
@@ -70,7 +53,7 @@ def test_random_accepted_match_numpy_kernel() -> None:
 
 
 def test_fallback_fills_declined_from_numpy_kernel() -> None:
-    h, r = _random(3000, 1)
+    h, r = random_tvn(3000, 1)
     R = _full(r)
     ref = _log_mvn_cdf_std(h, R)
     out, _, bad, _ = log_tvn_vec(h, R, stats=True)
@@ -80,7 +63,7 @@ def test_fallback_fills_declined_from_numpy_kernel() -> None:
 
 
 def test_scalar_same_bits_as_vector() -> None:
-    h, r = _random(300, 2)
+    h, r = random_tvn(300, 2)
     out = log_tvn_vec(h, r, fallback=False)
     sc = np.array([log_tvn(*h[i], *r[i]) for i in range(h.shape[0])])
     assert np.array_equal(np.isnan(sc), np.isnan(out))
@@ -91,7 +74,7 @@ def test_scalar_same_bits_as_vector() -> None:
 def test_thread_count_does_not_change_results() -> None:
     import numba
 
-    h, r = _random(2000, 3)
+    h, r = random_tvn(2000, 3)
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
