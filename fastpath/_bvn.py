@@ -108,20 +108,8 @@ def _log_bvn(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
 @_quiet
 def _log_bvn_numpy(h: ArrayLike, k: ArrayLike, rho: ArrayLike) -> NDArray[np.float64]:
     """:func:`_log_bvn` in numpy, array by array (with Owen's T form for q < 0.3 where it
-    is accurate): the second implementation the compiled kernel is tested against.
-
-    Parameters
-    ----------
-    h, k : array_like
-        Upper bounds, broadcast together with ``rho``; may be ``+-inf``.
-    rho : array_like
-        Correlation in [-1, 1]; ``+-1`` is the degenerate (one-dimensional) case.
-
-    Returns
-    -------
-    ndarray
-        log P, broadcast shape. Relative accuracy of P about 1e-15 (see module docstring).
-    """
+    is accurate): the second implementation the compiled kernel is tested against. Same
+    parameters, result and accuracy as :func:`_log_bvn`."""
     h, k, rho = np.broadcast_arrays(np.asarray(h, dtype=np.float64),
                                     np.asarray(k, dtype=np.float64),
                                     np.asarray(rho, dtype=np.float64))

@@ -48,6 +48,10 @@ KERNEL_MODULES: tuple[str, ...] = (
 
 _apply(requested_threads())
 
+#: the package folder and numba's default cache beside it
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_CACHE = os.path.join(_HERE, "__pycache__")
+
 
 def _drop_stale_cache() -> None:
     """Delete the cached kernels when any source of the fast path has changed.
@@ -59,13 +63,11 @@ def _drop_stale_cache() -> None:
     """
     if os.environ.get("NUMBA_CACHE_DIR"):
         return  # a cache of the user's choosing: theirs to manage
-    here = os.path.dirname(os.path.abspath(__file__))
-    cache = os.path.join(here, "__pycache__")
     digest = hashlib.sha256(numba.__version__.encode())
-    for src in sorted(glob.glob(os.path.join(glob.escape(here), "*.py"))):
+    for src in sorted(glob.glob(os.path.join(glob.escape(_HERE), "*.py"))):
         with open(src, "rb") as fh:
             digest.update(os.path.basename(src).encode() + b"\0" + fh.read())
-    stamp = os.path.join(cache, "dgn_kernels.stamp")
+    stamp = os.path.join(_CACHE, "dgn_kernels.stamp")
     try:
         with open(stamp, encoding="ascii") as fh:
             if fh.read() == digest.hexdigest():
@@ -73,9 +75,9 @@ def _drop_stale_cache() -> None:
     except OSError:
         pass
     try:
-        os.makedirs(cache, exist_ok=True)
+        os.makedirs(_CACHE, exist_ok=True)
         for pattern in ("*.nbi", "*.nbc"):
-            for f in glob.glob(os.path.join(glob.escape(cache), pattern)):
+            for f in glob.glob(os.path.join(glob.escape(_CACHE), pattern)):
                 os.remove(f)
         tmp = f"{stamp}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="ascii") as fh:
@@ -98,12 +100,10 @@ def _notice_if_uncompiled(fn: Callable[..., Any]) -> None:
     a hang."""
     if _NOTICE_DONE[0] or os.environ.get("NUMBA_CACHE_DIR"):
         return
-    src = fn.__code__.co_filename
-    stem = os.path.splitext(os.path.basename(src))[0]
-    cache = os.path.join(os.path.dirname(src), "__pycache__")
-    if not os.access(os.path.dirname(src), os.W_OK):
+    stem = os.path.splitext(os.path.basename(fn.__code__.co_filename))[0]
+    if not os.access(_HERE, os.W_OK):
         return  # numba caches elsewhere (its per-user directory); nothing to check here
-    if glob.glob(os.path.join(glob.escape(cache), f"{stem}.*.nbi")):
+    if glob.glob(os.path.join(glob.escape(_CACHE), f"{stem}.*.nbi")):
         return
     _NOTICE_DONE[0] = True
     print("fastpath: compiling the fast path's kernels for their first use (tens of seconds, "
@@ -147,5 +147,4 @@ def warmup(progress: Callable[[str, float], None] | None = None) -> float:
 
 def cache_dir() -> str:
     """Where the compiled kernels are cached (NUMBA_CACHE_DIR, else beside the sources)."""
-    return os.environ.get("NUMBA_CACHE_DIR") or os.path.join(os.path.dirname(__file__),
-                                                             "__pycache__")
+    return os.environ.get("NUMBA_CACHE_DIR") or _CACHE

@@ -2,7 +2,7 @@
 
 The compiled orthant kernels call these per element. They reproduce scipy.special's
 ``ndtr`` and ``log_ndtr`` (the same algorithms, on the platform's erf/erfc) and
-:func:`fastpath._orthant_rules._log_ndtr_diff`; tests/test_jit_kernels.py cross-checks
+:func:`fastpath._orthant_rules._log_ndtr_diff`; tests/test_jit_special.py cross-checks
 them against those and against mpmath over all magnitudes.
 """
 
