@@ -59,7 +59,7 @@ from ._region_maps import affine_maps, cone_batch
 from ._threads import threads
 from .integrals import ConeBatch
 
-__all__ = ["EStepChunk", "EStepStatistics", "estep_statistics"]
+__all__ = ["EStepChunk", "EStepStatistics", "estep_statistics", "kernel_threads"]
 
 Arr = NDArray[np.float64]
 
@@ -519,8 +519,15 @@ def estep_statistics(net: DGN, X: ArrayLike, *, partition: Partition | None = No
     EStepStatistics
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
-    with threads(n_jobs, blas=net.latent_dim >= 2):
+    with kernel_threads(net, n_jobs):
         return _estep_statistics(net, X, partition, chunk_size, prune)
+
+
+def kernel_threads(net: DGN, n_jobs: int | None) -> Any:
+    """The thread block of an E-step computation: ``n_jobs`` kernel threads, and BLAS at one
+    thread where compiled kernels run (S >= 2); at S = 1 there are none and BLAS keeps its
+    threads for the large products of wide data."""
+    return threads(n_jobs, blas=net.latent_dim >= 2)
 
 
 #: (pair, D, S) elements gathered at once by :func:`_residual_sums` (8 MB)

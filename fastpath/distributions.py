@@ -59,10 +59,10 @@ from ._estep import (  # noqa: F401
     _model,
     _prepare,
     estep_statistics,
+    kernel_threads,
 )
 from ._map import map_latent
 from ._sampling import sample_posterior
-from ._threads import threads
 
 __all__ = [
     "DEFAULT_PRUNE",
@@ -122,7 +122,7 @@ def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
         A partition of another net; ``prune`` below 30 or not finite; a bad ``chunk_size``.
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
-    with threads(n_jobs, blas=net.latent_dim >= 2):
+    with kernel_threads(net, n_jobs):
         model = _model(net, partition)
         step = chunk_size or _default_chunk(model, moments=False)
         out = np.empty(X.shape[0])
@@ -243,7 +243,7 @@ def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
     As :func:`log_marginal`.
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
-    with threads(n_jobs, blas=net.latent_dim >= 2):
+    with kernel_threads(net, n_jobs):
         return _posterior(net, X, partition, chunk_size, prune)
 
 
