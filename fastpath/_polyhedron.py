@@ -44,7 +44,7 @@ from dgn_core.exceptions import GeometryError
 from ._polyhedron_simple import simple_polyhedron
 from ._polyhedron_triangulation import _triangulate_cone
 from ._polyhedron_triangulation import fan_triangulation as fan_triangulation
-from ._small_polytope import extreme_rays, facet_rows, small_enough, subsets
+from ._small_polytope import extreme_rays, facet_rows, small_enough, solve_subsets, subsets
 from ._small_polytope import interior_point as _enumerated_interior_point
 from ._standardise import unit_rows
 
@@ -411,19 +411,12 @@ def _geometry_unit(C: NDArray[np.float64], d: NDArray[np.float64], S: int,
         pts = [p for p in (lo, hi) if np.isfinite(p)]
         X = np.array(pts, dtype=np.float64).reshape(-1, 1)
     else:
-        combos = subsets(m, Sp)
-        M = Cr[combos]
-        det = np.linalg.det(M)
-        ok = np.abs(det) > _DET_TOL
-        combos, M = combos[ok], M[ok]
-        if len(combos):
-            X = np.linalg.solve(M, dt[combos][..., None])[..., 0]
+        _, X = solve_subsets(Cr, dt, _DET_TOL)
+        if len(X):
             tolx = _TOL * (r + np.linalg.norm(X, axis=1))
             viol = np.max(X @ Cr.T - dt, axis=1)
             X, tolx = X[viol <= tolx], tolx[viol <= tolx]
             X = _cluster_fast(X, tolx)
-        else:
-            X = np.zeros((0, Sp))
         if late_prune and len(X):
             assert rays_e is not None
             keep = facet_rows(Cr, dt, X, _TOL * (r + np.linalg.norm(X, axis=1)), _TOL, rays_e)

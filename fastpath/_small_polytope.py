@@ -33,7 +33,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["MAX_SUBSETS", "small_enough", "subsets", "interior_point", "facet_rows"]
+__all__ = ["MAX_SUBSETS", "small_enough", "subsets", "solve_subsets", "interior_point",
+           "facet_rows"]
 
 #: at most this many S'-subsets of rows are enumerated (above it the LP and qhull are cheaper)
 MAX_SUBSETS = 4096
@@ -56,7 +57,7 @@ def subsets(m: int, k: int) -> NDArray[np.intp]:
     return out
 
 
-def _solve_subsets(C: NDArray[np.float64], d: NDArray[np.float64], det_tol: float
+def solve_subsets(C: NDArray[np.float64], d: NDArray[np.float64], det_tol: float
                    ) -> tuple[NDArray[np.intp], NDArray[np.float64]]:
     """The non-singular S'-subsets of rows and the point where each is tight, (K, s), (K, s)."""
     m, s = C.shape
@@ -119,7 +120,7 @@ def interior_point(C: NDArray[np.float64], d: NDArray[np.float64], tol: float,
     non-singular); the caller checks the point's inradius.
     """
     m, s = C.shape
-    _, X = _solve_subsets(C, d, det_tol)
+    _, X = solve_subsets(C, d, det_tol)
     if len(X) == 0:
         return None
     viol = np.max(X @ C.T - d, axis=1)
