@@ -31,7 +31,6 @@ stays as the second implementation they are tested against.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import itertools
 import math
@@ -40,7 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import roots_jacobi
 
-from ._threads import threads
+from ._threads import serial_below
 
 #: bisect simplices whose log-density spread bound |c| D + D^2/2 exceeds this (the last
 #: band of :func:`_rules`: fewer, larger simplices with more nodes are far cheaper than
@@ -317,7 +316,7 @@ def _moments_compiled(X: NDArray[np.float64], owner: NDArray[np.intp],
     # thread count): waking the pool cost milliseconds per kernel on a loaded machine,
     # more than such a batch's work
     nodes = int(np.diff(q_start)[rule[rule >= 0]].sum())
-    with threads(1, blas=False) if nodes < _SERIAL_NODES else contextlib.nullcontext():
+    with serial_below(nodes, _SERIAL_NODES):
         jc.simplex_stats(X, rule, lamcT, logw, q_start, math.lgamma(s + 1), moments,
                          logW, mo, cw)
         jc.combine_owners(logW, mo, cw, _centres(X), order, seg, s * _LOG_SQRT_2PI, moments,

@@ -44,7 +44,6 @@ signed sum of such a P cancels completely a RuntimeWarning flags a point-mass li
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -55,7 +54,7 @@ from ._cones import ConeTable
 from ._integral_checks import _as_finite, _check_cov, _check_gaussians, _check_halfspaces
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
 from ._standardise import MAX_SIGMAS, standardise
-from ._threads import threads
+from ._threads import serial_below
 
 __all__ = [
     "gaussian_moments",
@@ -480,7 +479,7 @@ def _standardised(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, m
                          "mean; its log mass (about -0.5 * that squared) is beyond float64")
     # one Gaussian: a handful of orthants, so the compiled kernels run on this thread
     # (waking a thread pool costs more than the work; results do not depend on the count)
-    with threads(1, blas=False) if mean_b.shape[0] == 1 else contextlib.nullcontext():
+    with serial_below(mean_b.shape[0], 2):
         lm, dm_w, tcov_w = _evaluate_group([cones.geometry], cones._table, st.mean[:, None],
                                            st.cov[:, None], moments)
     if not moments:
