@@ -43,6 +43,7 @@ KERNEL_MODULES: tuple[str, ...] = (
     "fastpath._jit_bvn",
     "fastpath._jit_cubature",
     "fastpath._jit_cones",
+    "fastpath._jit_one_shot",
 )
 
 

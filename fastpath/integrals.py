@@ -52,6 +52,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._cones import ConeTable
 from ._integral_checks import _as_finite, _check_cov, _check_gaussians, _check_halfspaces
+from ._one_shot import one_shot
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
 from ._standardise import MAX_SIGMAS, standardise
 from ._threads import serial_below
@@ -526,6 +527,9 @@ def truncated_normal_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: A
         Bad shapes, NaN / infinite entries, a bad covariance; d - C mean, in units of the
         standard deviation, or E[Z Z^T | P] not representable in float64.
     """
+    lane = one_shot(C, d, mean, cov, True)
+    if lane is not None:
+        return lane[:1].reshape(()), lane[1:3], lane[3:7].reshape(2, 2)
     mean_b, batch, lm, dm, tcov = _standardised(C, d, mean, cov, True)
     assert dm is not None and tcov is not None
     with np.errstate(over="ignore", invalid="ignore"):
@@ -544,6 +548,9 @@ def log_gaussian_mass(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLik
     without interior). Shapes, scale invariance and huge bounds as in
     :func:`truncated_normal_moments`.
     """
+    lane = one_shot(C, d, mean, cov, False)
+    if lane is not None:
+        return lane[:1].reshape(())
     _, batch, lm, _, _ = _standardised(C, d, mean, cov, False)
     return lm.reshape(batch)
 
@@ -570,6 +577,9 @@ def gaussian_moments(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike
         :func:`truncated_normal_moments` where m0 underflows. Scale invariance and huge
         bounds as in :func:`truncated_normal_moments`.
     """
+    lane = one_shot(C, d, mean, cov, True)
+    if lane is not None:
+        return lane[7], lane[8:10], lane[10:14].reshape(2, 2)
     lm, mP, M2P = truncated_normal_moments(C, d, mean, cov)
     m0 = np.exp(lm)
     return m0, m0[..., None] * mP, m0[..., None, None] * M2P

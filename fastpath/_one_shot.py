@@ -1,0 +1,108 @@
+"""Dispatch of one call (one polyhedron, one Gaussian) to the compiled fast lane.
+
+:func:`fastpath.integrals.gaussian_moments`, :func:`~fastpath.integrals.truncated_normal_moments`
+and :func:`~fastpath.integrals.log_gaussian_mass` call :func:`one_shot` first. It takes
+the call only when the input is plainly one float64 polygon (C (m, 2), d (m,)) and one
+Gaussian (mean (2,), cov (2, 2)), and the compiled kernel
+(:func:`fastpath._jit_one_shot.one_shot_s2`) finishes it; otherwise it returns None and the
+general path runs, validates (with its own error messages) and answers. The kernel
+declines every case the general path treats specially (its module docstring), so results
+never differ from the general path's by more than rounding.
+
+``ENABLED[0] = False`` turns the lane off (the tests' reference). :data:`COUNTS` tallies
+the kernel's verdicts by reason (:data:`fastpath._jit_one_shot.REASONS`), for the
+benchmark's share of calls the lane takes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["ENABLED", "COUNTS", "one_shot", "warmup_inputs"]
+
+#: the lane is tried (False: every call takes the general path)
+ENABLED = [True]
+#: verdicts of the kernel by status (0: taken), when counting is on (COUNTING[0])
+COUNTS: Counter[int] = Counter()
+COUNTING = [False]
+
+_F64 = np.dtype(np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def _constants() -> tuple[Any, ...]:
+    """The general path's draws, rules and constants, as the kernel takes them."""
+    from ._cone_cubature import _LOG_CANCEL_CUBATURE
+    from ._cone_tail import TAIL_DISTANCE
+    from ._cones import _GENERIC_MARGIN, _GENERIC_WEIGHT, _MAX_LOG_CANCEL
+    from ._polyhedron import _generic_draws
+    from ._simplex_cubature import _rule_table
+
+    bounds, lamcT, logw, q_start = _rule_table(2)
+    return (np.ascontiguousarray(_generic_draws(True, 64, 2)), bounds, lamcT, logw,
+            q_start, float(_GENERIC_MARGIN), float(_GENERIC_WEIGHT),
+            float(_LOG_CANCEL_CUBATURE), float(_MAX_LOG_CANCEL), float(TAIL_DISTANCE))
+
+
+@functools.lru_cache(maxsize=128)
+def _unbounded_draws(m: int) -> NDArray[np.float64]:
+    """(m + 1, 64, m): ``_generic_draws(False, 64, k)`` in ``[k, :, :k]`` for k <= m."""
+    from ._polyhedron import _generic_draws
+
+    out = np.zeros((m + 1, 64, max(m, 1)))
+    for k in range(1, m + 1):
+        out[k, :, :k] = _generic_draws(False, 64, k)
+    return out
+
+
+def _plain(a: Any, shape: tuple[int, ...]) -> bool:
+    return type(a) is np.ndarray and a.dtype == _F64 and a.shape == shape
+
+
+def one_shot(C: Any, d: Any, mean: Any, cov: Any, moments: bool
+             ) -> NDArray[np.float64] | None:
+    """The kernel's output (14,) (log m0, E[z|P], E[z z^T|P], m0, m1, M2), or None when
+    the general path is to take the call."""
+    if not ENABLED[0]:
+        return None
+    if not (type(C) is np.ndarray and C.ndim == 2 and C.shape[1] == 2 and C.dtype == _F64
+            and C.shape[0] >= 2 and _plain(d, (C.shape[0],)) and _plain(mean, (2,))
+            and _plain(cov, (2, 2))):
+        return None
+    from ._cone_tail import tail_enabled
+    from ._jit_one_shot import OK, one_shot_s2
+
+    (draws_b, bounds, lamcT, logw, q_start, margin, gweight, lcc, mlc,
+     tail_d) = _constants()
+    out = np.empty(14)
+    status = one_shot_s2(np.ascontiguousarray(C), np.ascontiguousarray(d),
+                         np.ascontiguousarray(mean), np.ascontiguousarray(cov), draws_b,
+                         _unbounded_draws(C.shape[0]), bounds, lamcT, logw, q_start,
+                         moments, tail_enabled(), margin, gweight, lcc, mlc, tail_d, out)
+    if COUNTING[0]:
+        COUNTS[int(status)] += 1
+    return out if status == OK else None
+
+
+def warmup_inputs() -> list[tuple[Any, ...]]:
+    """Arguments of the kernel that exercise its paths (cones, cubature, rays), for
+    :func:`fastpath._jit_one_shot._warmup`."""
+    (draws_b, bounds, lamcT, logw, q_start, margin, gweight, lcc, mlc,
+     tail_d) = _constants()
+    cov = np.array([[1.0, 0.3], [0.3, 0.8]])
+    square = (np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]),
+              np.array([1.0, 1.0, 1.0, 1.0]))
+    small_far = (square[0], np.array([4.1, -4.0, 0.1, 0.0]))   # cancels: the cubature
+    wedge = (np.array([[-1.0, 0.2], [0.3, -1.0]]), np.array([0.5, 0.5]))
+    out = []
+    for (C, d) in (square, small_far, wedge):
+        for mom in (True, False):
+            out.append((C, d, np.array([0.1, -0.2]), cov, draws_b,
+                        _unbounded_draws(C.shape[0]), bounds, lamcT, logw, q_start, mom,
+                        True, margin, gweight, lcc, mlc, tail_d, np.empty(14)))
+    return out
