@@ -213,7 +213,7 @@ def test_check_name_is_a_check_not_a_model(capsys):
     # `dgn check NAME` (the documented form) runs that check on its own suite of nets
     assert main(["check", "Lemma 3", "--random", "2,3,2"]) == 0
     out = capsys.readouterr().out
-    assert "Lemma 3" in out and "1 of 1 checks passed" in out and "Tiling" not in out
+    assert "Lemma 3" in out and "1 check: 1 passed" in out and "Tiling" not in out
 
 
 def test_force_replaces_outputs(tmp_path, capsys):

@@ -23,7 +23,13 @@ from typing import Any
 from dgn_core.exceptions import DGNError
 
 __all__ = ["CheckResult", "CheckNotApplicable", "register", "registry", "run_checks",
-           "digits_from_residual", "script_main"]
+           "digits_from_residual", "script_main", "STATUSES", "skipped_result", "call_check"]
+
+#: the outcomes of a check: the claim verified (PASS), refuted beyond the reference's own
+#: error (FAIL), not decided because the independent reference did not reach the accuracy
+#: needed (INCONCLUSIVE, with the reference's error estimate), or not run because the
+#: check does not handle the model (SKIPPED, with the reason)
+STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "SKIPPED")
 
 
 class CheckNotApplicable(DGNError, ValueError):
@@ -42,6 +48,7 @@ class CheckResult:
     statement : str
         What was checked, in words.
     passed : bool
+        True when the claim was verified (status PASS).
     measured : str
         What was measured, in words (how many regions / points / cases, which quantity).
     residual : float or None
@@ -52,6 +59,9 @@ class CheckResult:
         Wall-clock time of the check.
     details : dict
         Anything else worth printing.
+    status : str
+        One of :data:`STATUSES`; by default PASS or FAIL from ``passed``. INCONCLUSIVE and
+        SKIPPED set ``passed`` to False; only FAIL is a failure (:attr:`failed`).
     """
 
     name: str
@@ -62,10 +72,32 @@ class CheckResult:
     digits: float | None = None
     seconds: float = 0.0
     details: dict[str, Any] = field(default_factory=dict)
+    status: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            self.status = "PASS" if self.passed else "FAIL"
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+        self.passed = self.status == "PASS"
+
+    @property
+    def failed(self) -> bool:
+        """Whether the check refuted the claim (an inconclusive or skipped check did not)."""
+        return self.status == "FAIL"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as plain JSON types (non-finite numbers as the strings "inf", "nan")."""
+        def num(v: float | None) -> float | str | None:
+            return v if v is None or math.isfinite(v) else str(v)
+
+        return {"name": self.name, "statement": self.statement, "status": self.status,
+                "measured": self.measured, "residual": num(self.residual),
+                "digits": num(self.digits), "seconds": self.seconds,
+                "details": {str(k): str(v) for k, v in self.details.items()}}
 
     def __str__(self) -> str:
-        status = "PASS" if self.passed else "FAIL"
-        parts = [f"[{status}] {self.name}: {self.statement}", f"    measured: {self.measured}"]
+        parts = [f"[{self.status}] {self.name}: {self.statement}", f"    measured: {self.measured}"]
         if self.residual is not None:
             parts.append(f"    largest residual: {self.residual:.3g}")
         if self.digits is not None:
@@ -129,16 +161,41 @@ def registry() -> dict[str, tuple[str, Callable[..., CheckResult]]]:
     return dict(_REGISTRY)
 
 
+def skipped_result(name: str, statement: str, reason: str) -> CheckResult:
+    """The result of a check that does not handle the model it was given."""
+    return CheckResult(name=name, statement=statement, passed=False, status="SKIPPED",
+                       measured=f"not run: {reason}")
+
+
+def call_check(name: str, **kwargs: Any) -> CheckResult:
+    """Run one registered check; keyword arguments it does not take (e.g. ``dps`` for an
+    exact geometric check) are dropped, and a :class:`CheckNotApplicable` becomes a SKIPPED
+    result naming the reason."""
+    import inspect
+
+    statement, fn = registry()[name]
+    params = inspect.signature(getattr(fn, "__wrapped__", fn)).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    t0 = time.perf_counter()
+    try:
+        return fn(**kwargs)
+    except CheckNotApplicable as exc:
+        res = skipped_result(name, statement, str(exc))
+        res.seconds = time.perf_counter() - t0
+        return res
+
+
 def run_checks(names: list[str] | None = None, **kwargs: Any) -> list[CheckResult]:
-    """Run the named checks (all when ``names`` is None) with shared keyword arguments."""
+    """Run the named checks (all when ``names`` is None) with shared keyword arguments
+    (see :func:`call_check`: unknown ones are dropped per check, inapplicable checks are
+    SKIPPED and the rest still run)."""
     reg = registry()
     todo = list(reg) if names is None else names
-    out = []
     for n in todo:
         if n not in reg:
             raise KeyError(f"no check named {n!r}; known: {sorted(reg)}")
-        out.append(reg[n][1](**kwargs))
-    return out
+    return [call_check(n, **kwargs) for n in todo]
 
 
 def script_main(check: str, description: str, argv: list[str] | None = None, *,
@@ -151,7 +208,8 @@ def script_main(check: str, description: str, argv: list[str] | None = None, *,
     Options: ``--thorough`` (``quick=False``), ``--seed N``, ``--model PATH.npz``, ``--dps D``
     when ``dps_help`` is given (passed on only when set), and each ``(flag, keyword, type,
     help)`` of ``extra`` (passed on as ``keyword``, None when not given). Returns the exit
-    status: 0 when the check passed, 1 otherwise.
+    status: 1 when the check failed, else 0 (passed, inconclusive or skipped: the printed
+    status says which).
     """
     import argparse
     from pathlib import Path
@@ -172,7 +230,6 @@ def script_main(check: str, description: str, argv: list[str] | None = None, *,
                           for flag, key, _, _ in extra}
     if dps_help is not None and args.dps is not None:
         kw["dps"] = args.dps
-    _, fn = registry()[check]
-    result = fn(net=net, quick=not args.thorough, seed=args.seed, **kw)
+    result = call_check(check, net=net, quick=not args.thorough, seed=args.seed, **kw)
     print(result)
-    return 0 if result.passed else 1
+    return 1 if result.failed else 0

@@ -10,7 +10,7 @@ They live in :mod:`~dgn_tools.checks.marginal_checks` (Theorem 1),
 from __future__ import annotations
 
 from .distribution_reference import builtin_nets, joint_quadrature_1d, joint_quadrature_2d, kinks_1d
-from .marginal_checks import _normalisation_2d, check_theorem1
+from .marginal_checks import check_theorem1
 from .mixture_checks import check_prop1, check_prop2
 from .posterior_checks import check_posterior_normalisation
 from .zero_noise_checks import check_lemma2, check_prop3, glo_latent_1d
@@ -27,5 +27,4 @@ __all__ = [
     "joint_quadrature_1d",
     "joint_quadrature_2d",
     "kinks_1d",
-    "_normalisation_2d",  # used by tests/test_distributions_exact.py
 ]

@@ -470,33 +470,28 @@ def _joint_quadrature_2d_box(net: DGN, x: Sequence[float], z2_hints: Sequence[fl
     return log_I0, mean, cov, trunc
 
 
-def _gauss_hermite_2d(f: Callable[[Arr], Arr], c: NDArray[Any], L: NDArray[Any], n: int) -> float:
-    """``int f(x) dx`` over R^2 with x = c + L u and a Gauss-Hermite rule in u
-    (``f`` returns log f for an (M, 2) array)."""
-    t, w = np.polynomial.hermite_e.hermegauss(n)  # weight exp(-u^2/2)
-    U = np.array(list(itertools.product(t, t)))
-    Wt = np.array([a * b for a, b in itertools.product(w, w)])
-    Xs = c + U @ L.T
-    lf = f(Xs)
-    # int f dx = |L| int f(c + L u) exp(|u|^2/2) exp(-|u|^2/2) du
-    lv = lf + 0.5 * np.sum(U ** 2, axis=1) + np.log(Wt) + math.log(abs(np.linalg.det(L)))
-    m = lv.max()
-    return float(math.exp(m) * np.exp(lv - m).sum())
-
-
 # =========================================================================== helpers
+def _listed(items: list[str]) -> str:
+    return "; ".join(items[:6]) + (f" (+{len(items) - 6} more)" if len(items) > 6 else "")
+
+
 def _result(name: str, statement: str, failures: list[str], measured: str, residual: float,
-            details: dict[str, Any], digits: bool = True) -> CheckResult:
-    """``digits=False`` for limit checks, whose residual is a measured asymptotic deviation
-    (it shrinks with the parameter), not a rounding error."""
+            details: dict[str, Any], digits: bool = True,
+            inconclusive: list[str] | None = None) -> CheckResult:
+    """FAIL when there are ``failures``; else INCONCLUSIVE when some comparison could not be
+    decided because its reference did not converge (``inconclusive``: what and its error
+    estimate); else PASS. ``digits=False`` for limit checks, whose residual is a measured
+    asymptotic deviation (it shrinks with the parameter), not a rounding error."""
+    details = dict(details)
     if failures:
-        details = dict(details)
-        details["failures"] = "; ".join(failures[:6]) + (f" (+{len(failures) - 6} more)"
-                                                        if len(failures) > 6 else "")
-    return CheckResult(name=name, statement=statement, passed=not failures, measured=measured,
-                       residual=residual,
+        details["failures"] = _listed(failures)
+    if inconclusive:
+        details["inconclusive"] = _listed(inconclusive)
+    status = "FAIL" if failures else ("INCONCLUSIVE" if inconclusive else "PASS")
+    return CheckResult(name=name, statement=statement, passed=status == "PASS",
+                       measured=measured, residual=residual,
                        digits=digits_from_residual(residual) if digits and residual is not None else None,
-                       details=details)
+                       details=details, status=status)
 
 
 def _z2_hints(P: Partition) -> list[float]:
