@@ -13,7 +13,9 @@ which the region's mass bound is largest; only regions where that bound is above
 Timed per call, as a user calls it:
 
 * fast: ``fastpath.gaussian_moments(C, d, mean, cov)`` (validation, standardisation,
-  geometry from the H-representation, cones, moments);
+  geometry from the H-representation, cones, moments); at S = 2 the compiled one-call
+  lane (fastpath/_one_shot.py) takes the calls it can; its verdicts per call are printed,
+  and the same calls with the lane off (the general path);
 * paper: the paper's method of benchmarks/integrals.py (imported, not copied): Delaunay
   triangulation of the region from its V-representation (given for free), Lemma 4,
   scipy's multivariate normal cdf, per call;
@@ -87,6 +89,22 @@ def _child(tree: str, data_path: str, batch: int, paper: bool) -> None:
         pass
     out["fast_m0"] = [float(gaussian_moments(c["C"], c["d"], c["mu"], c["cov"])[0])
                       for c in cases]
+    # the compiled one-call lane: which calls it took, and the time of the rest alone
+    try:
+        from fastpath import _one_shot
+        from fastpath._jit_one_shot import REASONS
+    except ImportError:                                 # a tree without the lane
+        pass
+    else:
+        _one_shot.COUNTS.clear()
+        _one_shot.COUNTING[0] = True
+        for c in cases:
+            gaussian_moments(c["C"], c["d"], c["mu"], c["cov"])
+        _one_shot.COUNTING[0] = False
+        out["lane"] = {REASONS[k]: v for k, v in sorted(_one_shot.COUNTS.items())}
+        _one_shot.ENABLED[0] = False
+        out["general"] = rep_times(fast)
+        _one_shot.ENABLED[0] = True
     if paper:
         sys.path.insert(1, str(ROOT / "benchmarks"))
         import integrals as bench
@@ -213,6 +231,12 @@ def main() -> None:
             print(f"  {name:>4} gaussian_moments one call:            {_fmt(r['fast'])}   "
                   f"paper / fast = {min(paper) / min(r['fast']):6.1f} x (min), "
                   f"{sorted(paper)[1] / sorted(r['fast'])[1]:6.1f} x (median)")
+        for name, _ in trees:
+            r = res[name]
+            if "lane" in r:
+                print(f"  {name:>4} compiled lane verdicts: {r['lane']}; lane off (general "
+                      f"path): {_fmt(r['general'])}   paper / general = "
+                      f"{min(paper) / min(r['general']):6.1f} x (min)")
         for name, _ in trees:
             r = res[name]
             print(f"  {name:>4} geometry alone (polyhedron_geometry):  {_fmt(r['geometry'])}"

@@ -1,0 +1,255 @@
+"""Simplex cubature of one polygon inside the compiled one-call lane (fastpath._jit_one_shot).
+
+:func:`cubature_s2` is :func:`fastpath._simplex_cubature.simplex_moments` for the fan
+triangulation of one polygon (after the cost gate of
+``fastpath._cone_cubature._CubatureRouting._cubature``): the same bisection to the rules'
+spread, the same drop rule, the same rules chosen by spread band, and the node loop of
+:func:`fastpath._jit_cubature.simplex_stats` for s = 2 with the owner's sums of
+``combine_owners``, serial (one polygon: no threads to wake). The sums over nodes are
+taken in another order, so the two agree to rounding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._jit import jit
+from ._jit_special import exp_vec, sum4
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@jit
+def cubature_s2(V: NDArray[np.float64], tris: NDArray[np.intp], nt: int, budget: int,
+                 bounds: NDArray[np.float64], lamcT: NDArray[np.float64],
+                 logw: NDArray[np.float64], q_start: NDArray[np.intp],
+                 res: NDArray[np.float64]) -> bool:
+    """Simplex cubature of N(0, I) over triangles V[tris[:nt]] as
+    :func:`fastpath._simplex_cubature.simplex_moments` with ``max_simplices = budget``
+    after the cost gate of ``_CubatureRouting._cubature``. res: log m0, mean (2), cov
+    (00, 01, 11). False where the gate or the bisection cap leaves it to the cone sum."""
+    spread_max = 12.0              # _simplex_cubature._SPREAD
+    drop = 60.0                    # _simplex_cubature._DROP
+    est = 0.0
+    cur = np.empty((nt, 3, 2))
+    for t in range(nt):
+        for a in range(3):
+            cur[t, a, 0] = V[tris[t, a], 0]
+            cur[t, a, 1] = V[tris[t, a], 1]
+    K = nt
+    # sizes: |c|, longest edge (first of the pairs (0,1), (0,2), (1,2)), spread
+    done = np.empty((max(budget, nt) + nt, 3, 2))
+    done_sp = np.empty(done.shape[0])
+    nd = 0
+    first = True
+    resolved = True
+    while K > 0:
+        nc = np.empty(K)
+        D = np.empty(K)
+        ea = np.empty(K, dtype=np.intp)
+        eb = np.empty(K, dtype=np.intp)
+        best = -math.inf
+        for t in range(K):
+            c0 = (cur[t, 0, 0] + cur[t, 1, 0] + cur[t, 2, 0]) / 3.0
+            c1 = (cur[t, 0, 1] + cur[t, 1, 1] + cur[t, 2, 1]) / 3.0
+            nc[t] = math.sqrt(c0 * c0 + c1 * c1)
+            bl = -1.0
+            for p in range(3):
+                a = 0 if p < 2 else 1
+                b = 1 if p == 0 else 2
+                e0 = cur[t, b, 0] - cur[t, a, 0]
+                e1 = cur[t, b, 1] - cur[t, a, 1]
+                L2 = e0 * e0 + e1 * e1
+                if L2 > bl:
+                    bl = L2
+                    ea[t] = a
+                    eb[t] = b
+            D[t] = math.sqrt(bl)
+            best = max(best, -0.5 * nc[t] * nc[t])
+        if first:
+            for t in range(K):
+                sp = nc[t] * D[t] + 0.5 * D[t] * D[t]
+                est += max(1.0, sp / spread_max) ** 2
+            if est > budget:
+                return False
+            first = False
+        keep = np.empty(K, dtype=np.bool_)
+        cnt = 0
+        for t in range(K):
+            top = max(nc[t] - D[t], 0.0)
+            keep[t] = -0.5 * top * top >= best - drop
+            if keep[t]:
+                cnt += 1
+        nsplit = 0
+        split = np.zeros(K, dtype=np.bool_)
+        for t in range(K):
+            sp = nc[t] * D[t] + 0.5 * D[t] * D[t]
+            wide = keep[t] and sp > spread_max
+            if wide and cnt * 2 <= budget:
+                split[t] = True
+                nsplit += 1
+            elif wide:
+                resolved = False
+            if keep[t] and not split[t]:
+                if nd >= done.shape[0]:
+                    grown = np.empty((2 * done.shape[0], 3, 2))
+                    grown[:nd] = done[:nd]
+                    grown_sp = np.empty(2 * done.shape[0])
+                    grown_sp[:nd] = done_sp[:nd]
+                    done = grown
+                    done_sp = grown_sp
+                done[nd] = cur[t]
+                done_sp[nd] = sp
+                nd += 1
+        if nsplit == 0:
+            break
+        nxt = np.empty((2 * nsplit, 3, 2))
+        i = 0
+        for t in range(K):
+            if not split[t]:
+                continue
+            a = ea[t]
+            b = eb[t]
+            m0 = 0.5 * (cur[t, a, 0] + cur[t, b, 0])
+            m1 = 0.5 * (cur[t, a, 1] + cur[t, b, 1])
+            nxt[i] = cur[t]
+            nxt[i, b, 0] = m0
+            nxt[i, b, 1] = m1
+            nxt[nsplit + i] = cur[t]
+            nxt[nsplit + i, a, 0] = m0
+            nxt[nsplit + i, a, 1] = m1
+            i += 1
+        cur = nxt
+        K = 2 * nsplit
+    if not resolved:
+        return False
+    # one rule per simplex (simplex_stats, s = 2), then the owner's sums (combine_owners)
+    logW = np.empty(nd)
+    mo = np.empty((nd, 2))
+    cw = np.empty((nd, 3))
+    cen = np.empty((nd, 2))
+    nq = logw.size
+    Y0 = np.empty(nq)
+    Y1 = np.empty(nq)
+    lf = np.empty(nq)
+    EY = np.empty(nq)
+    log_fact = math.log(2.0)
+    nb = bounds.size
+    for k in range(nd):
+        c0 = (done[k, 0, 0] + done[k, 1, 0] + done[k, 2, 0]) / 3.0
+        c1 = (done[k, 0, 1] + done[k, 1, 1] + done[k, 2, 1]) / 3.0
+        cen[k, 0] = c0
+        cen[k, 1] = c1
+        mo[k, 0] = mo[k, 1] = 0.0
+        cw[k, 0] = cw[k, 1] = cw[k, 2] = 0.0
+        r = 0
+        while r < nb and bounds[r] < done_sp[k]:
+            r += 1
+        if r >= nb:
+            logW[k] = -math.inf
+            continue
+        d00 = done[k, 0, 0] - c0
+        d01 = done[k, 0, 1] - c1
+        d10 = done[k, 1, 0] - c0
+        d11 = done[k, 1, 1] - c1
+        d20 = done[k, 2, 0] - c0
+        d21 = done[k, 2, 1] - c1
+        # |det E| by LU with partial pivoting (as _jit_cubature._abs_det)
+        e00 = done[k, 1, 0] - done[k, 0, 0]
+        e01 = done[k, 1, 1] - done[k, 0, 1]
+        e10 = done[k, 2, 0] - done[k, 0, 0]
+        e11 = done[k, 2, 1] - done[k, 0, 1]
+        if abs(e10) > abs(e00):
+            e00, e01, e10, e11 = e10, e11, e00, e01
+        if e00 == 0.0:
+            vol = 0.0
+        else:
+            vol = abs(e00 * (e11 - (e10 / e00) * e01))
+        if not vol > 0.0:
+            logW[k] = -math.inf
+            continue
+        logvol = math.log(vol) - log_fact
+        q0 = q_start[r]
+        Q = q_start[r + 1] - q0
+        mx = -math.inf
+        for q in range(Q):
+            qa = q0 + q
+            y0 = lamcT[0, qa] * d00 + lamcT[1, qa] * d10 + lamcT[2, qa] * d20
+            y1 = lamcT[0, qa] * d01 + lamcT[1, qa] * d11 + lamcT[2, qa] * d21
+            Y0[q] = y0
+            Y1[q] = y1
+            v = logw[qa] - (c0 * y0 + 0.5 * y0 * y0) - (c1 * y1 + 0.5 * y1 * y1)
+            lf[q] = v
+            if v > mx:
+                mx = v
+        if not math.isfinite(mx):
+            logW[k] = -math.inf
+            continue
+        for q in range(Q):
+            lf[q] = exp_vec(lf[q] - mx)
+        W = sum4(lf, Q)
+        if not W > 0.0:
+            logW[k] = -math.inf
+            continue
+        logW[k] = mx + math.log(W) + logvol - 0.5 * (c0 * c0 + c1 * c1)
+        for q in range(Q):
+            EY[q] = lf[q] * Y0[q]
+        m10 = sum4(EY, Q) / W
+        s00 = 0.0
+        s01 = 0.0
+        for q in range(Q):
+            s00 += EY[q] * Y0[q]
+            s01 += EY[q] * Y1[q]
+        for q in range(Q):
+            EY[q] = lf[q] * Y1[q]
+        m11 = sum4(EY, Q) / W
+        s11 = 0.0
+        for q in range(Q):
+            s11 += EY[q] * Y1[q]
+        mo[k, 0] = m10
+        mo[k, 1] = m11
+        cw[k, 0] = s00 / W - m10 * m10
+        cw[k, 1] = s01 / W - m10 * m11
+        cw[k, 2] = s11 / W - m11 * m11
+    top = -math.inf
+    for k in range(nd):
+        top = max(top, logW[k])
+    if not math.isfinite(top):
+        return False
+    tot = 0.0
+    for k in range(nd):
+        tot += math.exp(logW[k] - top)
+    res[0] = top + math.log(tot) - 2.0 * _LOG_SQRT_2PI
+    r0 = cen[0, 0]
+    r1 = cen[0, 1]
+    f0 = 0.0
+    f1 = 0.0
+    for k in range(nd):
+        wk = math.exp(logW[k] - top)
+        f0 += wk * ((cen[k, 0] - r0) + mo[k, 0])
+        f1 += wk * ((cen[k, 1] - r1) + mo[k, 1])
+    f0 /= tot
+    f1 /= tot
+    v00 = v01 = v11 = 0.0
+    for k in range(nd):
+        wk = math.exp(logW[k] - top)
+        g0 = (cen[k, 0] - r0) + mo[k, 0] - f0
+        g1 = (cen[k, 1] - r1) + mo[k, 1] - f1
+        v00 += wk * (cw[k, 0] + g0 * g0)
+        v01 += wk * (cw[k, 1] + g0 * g1)
+        v11 += wk * (cw[k, 2] + g1 * g1)
+    res[1] = r0 + f0
+    res[2] = r1 + f1
+    res[3] = v00 / tot
+    res[4] = v01 / tot
+    res[5] = v11 / tot
+    return True
+
+
+def _warmup() -> None:
+    from ._jit_one_shot import _warmup as lane_warmup
+
+    lane_warmup()
