@@ -42,6 +42,7 @@ from ._orthant_rules import (
     _log_ndtr_diff,
     _quiet,
 )
+from ._threads import serial_below
 
 #: Gauss-Legendre nodes and log window level of the outer conditioning integral
 _SOV_NODES = {3: 40, 4: 32}
@@ -209,14 +210,54 @@ _R_TINY = 1e-40
 def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
     """k = 3: log P(Y <= h), Y ~ N(0, R), R a correlation matrix; h (N, 3), R (N, 3, 3).
 
-    Fast path (:func:`_log_tvn_plackett`); rows with a correlation within 1e-9 of +-1 go
-    to the conditioning integral with the bivariate kernel inside (:func:`_log_mvn_sov`).
+    Fast path (:func:`_log_tvn_plackett`, by the compiled kernel of
+    :mod:`fastpath._jit_tvn`); rows with a correlation within 1e-9 of +-1 go to the
+    conditioning integral with the bivariate kernel inside (:func:`_log_mvn_sov`).
     """
     h = np.asarray(h, dtype=np.float64)
     R = np.asarray(R, dtype=np.float64)
     # A correlation below _R_TINY changes log P by less than |r| h_j h_k, far below float64
     # resolution for any finite bound that matters, but dividing by it overflows the Plackett
     # windows (NaN for |r| < ~1e-150): it is taken as the exact 0 the kernel handles.
+    tiny = (R != 0.0) & (np.abs(R) < _R_TINY)
+    if tiny.any():
+        R = np.where(tiny, 0.0, R)
+    off = np.abs(R[:, [0, 0, 1], [1, 2, 2]])
+    degen = (off > 1.0 - 1e-9).any(axis=1)
+    out = np.empty(h.shape[0])
+    fast = np.flatnonzero(~degen)
+    if fast.size:
+        out[fast] = _log_tvn_fast(h[fast], R[fast])
+    if np.any(degen):
+        out[degen] = _log_mvn_sov(h[degen], R[degen])
+    return out
+
+
+#: calls with fewer k = 3 elements than this (~3 ms on one thread) run on the calling thread
+_SERIAL_ELEMENTS = 150
+
+
+def _log_tvn_fast(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`_log_tvn_plackett` by the compiled kernel (:mod:`fastpath._jit_tvn`, the same
+    rule element by element); the elements it declines (nan: non-finite input) by the numpy
+    one. h (N, 3), R (N, 3, 3), no correlation within 1e-9 of +-1."""
+    from ._jit_tvn import log_tvn_vec
+
+    r = np.ascontiguousarray(R[:, [0, 0, 1], [1, 2, 2]])
+    with serial_below(h.shape[0], _SERIAL_ELEMENTS):
+        out: NDArray[np.float64] = log_tvn_vec(h, r)
+    bad = np.flatnonzero(np.isnan(out))
+    if bad.size:
+        out[bad] = _log_tvn_plackett(h[bad], R[bad])
+    return out
+
+
+@_quiet
+def _log_tvn_numpy(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`_log_tvn` with the numpy kernel for every element: the second implementation
+    the compiled one is tested against (same parameters, result and accuracy)."""
+    h = np.asarray(h, dtype=np.float64)
+    R = np.asarray(R, dtype=np.float64)
     tiny = (R != 0.0) & (np.abs(R) < _R_TINY)
     if tiny.any():
         R = np.where(tiny, 0.0, R)
