@@ -42,7 +42,6 @@ KERNEL_MODULES: tuple[str, ...] = (
     "fastpath._jit_owens",
     "fastpath._jit_bvn",
     "fastpath._jit_tvn",
-    "fastpath._jit_tvn",
     "fastpath._jit_cubature",
     "fastpath._jit_cones",
     "fastpath._jit_one_shot_base",
