@@ -9,6 +9,11 @@ general path runs, validates (with its own error messages) and answers. The kern
 declines every case the general path treats specially (its module docstring), so results
 never differ from the general path's by more than rounding.
 
+At S = 3 the lane covers the steps before the cones: :func:`standardised_geometry`
+(input checks, standardisation and geometry by
+:func:`fastpath._jit_one_shot3.standardise_geometry_s3`) hands ``_standardised`` the
+general path's objects, whose cones it then evaluates as before.
+
 ``ENABLED[0] = False`` turns the lane off (the tests' reference). :data:`COUNTS` tallies
 the kernel's verdicts by reason (:data:`fastpath._jit_one_shot.REASONS`), for the
 benchmark's share of calls the lane takes.
@@ -23,7 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ENABLED", "COUNTS", "one_shot", "warmup_inputs"]
+__all__ = ["ENABLED", "COUNTS", "one_shot", "standardised_geometry", "warmup_inputs"]
 
 #: the lane is tried (False: every call takes the general path)
 ENABLED = [True]
@@ -106,3 +111,34 @@ def warmup_inputs() -> list[tuple[Any, ...]]:
                         _unbounded_draws(C.shape[0]), bounds, lamcT, logw, q_start, mom,
                         True, margin, gweight, lcc, mlc, tail_d, np.empty(14)))
     return out
+
+
+def standardised_geometry(C: Any, d: Any, mean: Any, cov: Any) -> tuple[Any, Any] | None:
+    """(Standardised, PolyhedronGeometry) of one call at S = 3 by the compiled
+    :func:`fastpath._jit_one_shot3.standardise_geometry_s3`, or None when the general
+    path is to take the call (input not plainly one float64 polytope and one Gaussian,
+    or a case the kernel declines)."""
+    if not ENABLED[0]:
+        return None
+    if not (type(C) is np.ndarray and C.ndim == 2 and C.shape[1] == 3 and C.dtype == _F64
+            and _plain(d, (C.shape[0],)) and _plain(mean, (3,)) and _plain(cov, (3, 3))):
+        return None
+    from ._jit_one_shot3 import standardise_geometry_s3
+    from ._polyhedron import _assemble, _scaled
+    from ._standardise import Standardised
+
+    res = standardise_geometry_s3(np.ascontiguousarray(C), np.ascontiguousarray(d),
+                                  np.ascontiguousarray(mean), np.ascontiguousarray(cov))
+    status = int(res[0])
+    if COUNTING[0]:
+        COUNTS[status] += 1
+    if status != 0:
+        return None
+    (_, A, Cw, dw, far, L, Cf, df, y0, r, V, act, E_start, E_dir, E_len, CA, edge_id,
+     orient) = res
+    g = _assemble(3, 3, np.eye(3), np.zeros((0, 3)), Cf, df, y0, y0.copy(), r, V,
+                  tuple(act), E_start, E_dir, E_len, np.arange(V.shape[0], dtype=np.intp),
+                  CA, edge_id, orient)
+    if L != 1.0:
+        g = _scaled(g, L)
+    return Standardised(Cw, dw, A, np.zeros((1, 3)), np.eye(3)[None], float(far)), g

@@ -52,7 +52,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._cones import ConeTable
 from ._integral_checks import _as_finite, _check_cov, _check_gaussians, _check_halfspaces
-from ._one_shot import one_shot
+from ._one_shot import one_shot, standardised_geometry
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
 from ._standardise import MAX_SIGMAS, standardise
 from ._threads import serial_below
@@ -471,10 +471,17 @@ def _standardised(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, m
     :func:`fastpath._standardise.standardise` (far rows dropped there) and mapped back:
     log m0 is unchanged, E[z|P] - mean = A (E[w|P] - mean_w), Cov[z|P] = A Cov[w|P] A^T.
     """
-    C, d = _check_halfspaces(C, d)
-    mean_b, cov_b, batch = _check_gaussians(mean, cov, C.shape[1])
-    st = standardise(C, d, mean_b, cov_b)
-    cones = PolyhedronCones(polyhedron_geometry(st.C, st.d))
+    lane = standardised_geometry(C, d, mean, cov)       # S = 3, one call: compiled
+    batch: tuple[int, ...] = ()
+    if lane is not None:
+        st, geometry = lane
+        mean_b = np.asarray(mean, dtype=np.float64)[None]
+    else:
+        C, d = _check_halfspaces(C, d)
+        mean_b, cov_b, batch = _check_gaussians(mean, cov, C.shape[1])
+        st = standardise(C, d, mean_b, cov_b)
+        geometry = polyhedron_geometry(st.C, st.d)
+    cones = PolyhedronCones(geometry)
     if st.far > MAX_SIGMAS and not cones.empty:
         raise ValueError(f"d: the polyhedron lies {st.far:.3g} standard deviations from the "
                          "mean; its log mass (about -0.5 * that squared) is beyond float64")
