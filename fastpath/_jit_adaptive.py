@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._jit import jit, jit_inline
+from ._jit_lnd import log_ndtr_vec, log_vec
 from ._jit_special import exp_vec, gl_rule, log_ndtr, log_ndtr_diff, logaddexp, sum4
 from ._orthant_adaptive import _REFINE_TOL, _SOV_DEPTH, _SOV_MAX_PANELS, _SOV_PASSES
 from ._orthant_rules import _LOG_SQRT_2PI, _legendre_tail
@@ -70,22 +71,25 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
     from the right end (the values stay exact where x is large), offset -B^2/2 - log
     sqrt(2 pi). PLACK: p = (h_i, h_j, h_k, r_ij, r_ik, s_j s_k, r_ij r_ik, s_a, s_c,
     4 s_a s_c, psi?, offset) as :func:`fastpath._tvn._tvn_plackett_term`.
+
+    The node loops are straight-line (:func:`log_ndtr_vec`, :func:`log_vec`, selects), so
+    that LLVM vectorises them; what needs a libm call (tan for psi, log(Phi(b) - Phi(a))
+    where Phi(a) > Phi(b)/2) is done in a second, scalar loop over the nodes concerned.
     """
     n = _X.size
     W = B - A
     if kind == PLACK:
         hi_, hj, hk, rij, rik, sjk, r0 = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
-        sa, sc, q4, degen = p[7], p[8], p[9], p[10] != 0.0
+        sa, sc, q4 = p[7], p[8], p[9]
+        if p[10] != 0.0:
+            _plack_psi(p, A, W, L, X)
+            return p[11]
         for i in range(n):
             u = A + W * _X[i]
             X[i] = u
-            if degen:
-                t = math.tan(u)
-                lg = 0.0
-            else:
-                rq = math.sqrt(u * u + q4)
-                t = (u + rq) / (2.0 * sc) if u >= 0.0 else 2.0 * sa / (rq - u)
-                lg = -u * u - math.log(rq * (t + 1.0 / t))
+            rq = math.sqrt(u * u + q4)
+            t = (u + rq) / (2.0 * sc) if u >= 0.0 else 2.0 * sa / (rq - u)
+            lg = -u * u - log_vec(rq * (t + 1.0 / t))
             tt = t * t
             one_p = 1.0 + tt
             r = (1.0 - tt) / one_p
@@ -93,10 +97,10 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
             cc = (r - r0) / sjk
             det = sjk * sjk * (1.0 - cc) * (1.0 + cc)
             num = hi_ * omr2 - (rij - r * rik) * hj - (rik - r * rij) * hk
-            ui = num / math.sqrt(fmax(det, 0.0) * omr2)
-            if ui != ui:
-                ui = -math.inf
-            v = lg + log_ndtr(ui)
+            det = 0.0 if det <= 0.0 else det  # nan stays nan
+            ui = num / math.sqrt(det * omr2)
+            ui = -math.inf if ui != ui else ui
+            v = lg + log_ndtr_vec(ui)
             L[i] = -math.inf if v != v else v
         return p[11]
     hj, hk, rij, rik, sj, sk = p[0], p[1], p[2], p[3], p[4], p[5]
@@ -104,18 +108,66 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
     ck = (hk - rik * B) / sk
     gj = rij / sj
     gk = rik / sk
+    if kind == BASE:
+        for i in range(n):
+            y = W * (1.0 - _X[i])
+            X[i] = B - y
+            v = (B * y - 0.5 * y * y) + (log_ndtr_vec(cj + gj * y) + log_ndtr_vec(ck + gk * y))
+            L[i] = -math.inf if v != v else v
+        return -0.5 * B * B - _LOG_SQRT_2PI
+    # ANTI: log(Phi(b_j) - Phi(-b_k)) as log_ndtr_diff: reflected into the lower half,
+    # lhi + log(1 - e^d) where d = log Phi(lo) - log Phi(hi) <= -0.7; the other nodes
+    # (marked nan) by log_ndtr_diff itself
+    close = 0
     for i in range(n):
         y = W * (1.0 - _X[i])
         X[i] = B - y
         bj = cj + gj * y
         bk = ck + gk * y
-        if kind == BASE:
-            lf = log_ndtr(bj) + log_ndtr(bk)
-        else:
-            lf = log_ndtr_diff(-bk, bj)
-        v = (B * y - 0.5 * y * y) + lf
-        L[i] = -math.inf if v != v else v
+        flip = bj - bk > 0.0
+        lo = -bj if flip else -bk
+        hi = bk if flip else bj
+        lhi = log_ndtr_vec(hi)
+        d = log_ndtr_vec(lo) - lhi
+        d = 0.0 if d > 0.0 else d
+        v = (B * y - 0.5 * y * y) + (lhi + log_vec(1.0 - exp_vec(d)))
+        v = -math.inf if v != v else v
+        inside = -bk < bj
+        v = v if inside else -math.inf
+        fix = inside and d > -0.7
+        v = math.inf if fix else v  # marks the nodes of the scalar loop
+        close += 1 if fix else 0
+        L[i] = v
+    if close:
+        for i in range(n):
+            if L[i] == math.inf:
+                y = W * (1.0 - _X[i])
+                v = (B * y - 0.5 * y * y) + log_ndtr_diff(-(ck + gk * y), cj + gj * y)
+                L[i] = -math.inf if v != v else v
     return -0.5 * B * B - _LOG_SQRT_2PI
+
+
+@jit
+def _plack_psi(p: NDArray[np.float64], A: float, W: float, L: NDArray[np.float64],
+               X: NDArray[np.float64]) -> None:
+    """PLACK nodes in psi = atan t (h_j = h_k = 0, where u is constant)."""
+    hi_, hj, hk, rij, rik, sjk, r0 = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    for i in range(_X.size):
+        u = A + W * _X[i]
+        X[i] = u
+        t = math.tan(u)
+        tt = t * t
+        one_p = 1.0 + tt
+        r = (1.0 - tt) / one_p
+        omr2 = 4.0 * tt / (one_p * one_p)
+        cc = (r - r0) / sjk
+        det = sjk * sjk * (1.0 - cc) * (1.0 + cc)
+        num = hi_ * omr2 - (rij - r * rik) * hj - (rik - r * rij) * hk
+        ui = num / math.sqrt(fmax(det, 0.0) * omr2)
+        if ui != ui:
+            ui = -math.inf
+        v = log_ndtr(ui)
+        L[i] = -math.inf if v != v else v
 
 
 @jit
