@@ -477,6 +477,31 @@ def test_density_integrates_to_one(widths, act):
     assert normalisation_verdict(res, 1e-9) == "PASS"
 
 
+def test_normalisation_panel_bounds_hold():
+    # the bound that closes panels without evaluating p must exceed the panel's integral
+    # (12-point product rule; the panels are small against the noise, so it is accurate)
+    import fastpath
+    from dgn_tools.checks.normalisation import _box, _ImageBound, _panel_nodes
+
+    for widths, S in (((1, 4, 2), 1), ((2, 4, 2), 2), ((3, 3, 2), 3)):
+        net = DGN.random(widths, seed=5, noise_var=0.05)
+        part = fastpath.partition(net)
+        lo0, hi0 = _box(net, part, 1e-10)
+        rng = np.random.default_rng(S)
+        w = 0.3 * np.sqrt(0.05)
+        lo = lo0 + (hi0 - lo0 - w) * rng.random((400, 2))
+        hi = lo + w
+        nodes, wts = _panel_nodes(lo, hi, 12)
+        q = np.sum(wts * np.exp(fastpath.log_marginal(net, nodes.reshape(-1, 2), partition=part)
+                                ).reshape(nodes.shape[:2]), axis=1)
+        b = _ImageBound(net, part, 1e-10).panel_bounds(lo, hi)
+        # where q exceeds b, the excess comes from z beyond the radius r of the bound, a
+        # mass of at most delta / 2 = 5e-11 over the whole space (module notes)
+        excess = float(np.sum(np.maximum(q - b * (1 + 1e-9), 0.0)))
+        assert excess <= 5e-11, (widths, excess, float(np.max(q - b)))
+        assert np.mean(b < 1e-12) > 0.2  # and it does close far panels
+
+
 def test_normalisation_refutes_a_wrong_density(monkeypatch):
     # a density 0.1% too large everywhere must be refuted, not called inconclusive
     import fastpath

@@ -9,9 +9,13 @@
   does not depend on Sigma_x); (b) every inner layer's closed form maximises the
   frozen-activation Q function (with a Gaussian weight prior so that the maximiser is
   unique); (c) Sigma_z. Passes when Q at the closed form is at least Q at the brute-force
-  optimum (relative 1e-10: rounding of the float64 Q) and the parameters agree to 1e-6
-  relative (BFGS with central-difference gradients; measured 1e-8 to 1e-10 on the
-  built-in nets).
+  optimum (relative 1e-10: rounding of the float64 Q) and the closed form is a stationary
+  point of Q: per parameter, the displacement to the maximum that the gradient and the
+  curvature of Q there imply, g_i / |H_ii| (central differences; exact up to rounding for
+  the quadratic cases, whose step is then chosen large), is at most 1e-7 relative. The
+  parameters of the BFGS optimum are reported beside it, not judged: on a flat direction
+  of Q (an ill-conditioned inner layer) BFGS stops up to ~1e-5 away while its Q is no
+  higher, and that is the optimiser's accuracy, not the closed form's.
 * "EM monotonicity": :func:`fastpath.fit_em` on a suite of architectures; the exact
   objective history must be non-decreasing within ``fastpath.em.ECM_RTOL`` (the rounding of
   log p(X)). This check runs the fast path (imported when it runs).
@@ -35,8 +39,10 @@ __all__ = ["check_em_monotone", "check_mstep", "q_function"]
 
 #: relative tolerance of "closed form is at least as good" (float64 Q of size ~N D)
 _Q_RTOL = 1e-10
-#: relative agreement of the parameters with the brute-force optimum
+#: relative agreement of the parameters with the brute-force optimum (reported only)
 _PARAM_RTOL = 1e-6
+#: relative displacement to the maximum implied at the closed form (g_i / |H_ii|)
+_STAT_RTOL = 1e-7
 
 
 def _default_nets(quick: bool, seed: int) -> list[DGN]:
@@ -119,19 +125,45 @@ def _maximise(f: Any, x0: np.ndarray) -> np.ndarray:
     return np.asarray(res.x)
 
 
-def _compare(q: Any, x_cf: np.ndarray, x0: np.ndarray) -> tuple[float, float]:
-    """(relative Q shortfall of the closed form, relative parameter difference) against the
-    brute-force maximiser of q started at x0."""
+def _stationarity(q: Any, x: np.ndarray, quadratic: bool) -> float:
+    """max_i |g_i / H_ii| / max(1, |x|_inf) at x: the displacement to the maximum that the
+    gradient and curvature of q imply per parameter (central differences). A quadratic q
+    has no truncation error, so its step is chosen large (second difference ~1e-4 |q|)
+    to keep rounding at ~1e-12 of the step; otherwise h = 1e-4 max(1, |x_i|)."""
+    q0 = q(x)
+    scale = max(1.0, float(np.max(np.abs(x))))
+    worst = 0.0
+    for i in range(x.size):
+        h = 1e-4 * max(1.0, abs(float(x[i])))
+        for _ in range(2 if quadratic else 1):
+            e = np.zeros_like(x)
+            e[i] = h
+            qp, qm = q(x + e), q(x - e)
+            curv = (qp - 2.0 * q0 + qm) / (h * h)
+            if quadratic and curv < 0.0:
+                h = max(h, math.sqrt(1e-4 * abs(q0) / -curv))
+        g = (qp - qm) / (2.0 * h)
+        if not curv < 0.0:
+            return math.inf  # not a maximum along this parameter
+        worst = max(worst, abs(g / curv) / scale)
+    return worst
+
+
+def _compare(q: Any, x_cf: np.ndarray, x0: np.ndarray, quadratic: bool = False
+             ) -> tuple[float, float, float]:
+    """(relative Q shortfall of the closed form, relative parameter difference, stationarity
+    of the closed form) against the brute-force maximiser of q started at x0."""
     x_bf = _maximise(q, x0)
     q_cf, q_bf = q(x_cf), q(x_bf)
     dq = max(0.0, (q_bf - q_cf) / abs(q_cf))
     dp = float(np.max(np.abs(x_bf - x_cf)) / max(1.0, float(np.max(np.abs(x_cf)))))
-    return dq, dp
+    return dq, dp, _stationarity(q, x_cf, quadratic)
 
 
 def _mstep_cases(nt: DGN, X: np.ndarray, dps: int, prior_var: float
-                 ) -> list[tuple[str, float, float]]:
-    """The M-step comparisons of one net: (label, Q shortfall, parameter difference)."""
+                 ) -> list[tuple[str, float, float, float]]:
+    """The M-step comparisons of one net: (label, Q shortfall, parameter difference,
+    stationarity)."""
     import verified_dgn
     from verified_dgn.em import em_step
 
@@ -186,7 +218,9 @@ def _mstep_cases(nt: DGN, X: np.ndarray, dps: int, prior_var: float
 
         Wt, vt = info_p["inner"][l]
         x_cf = np.concatenate([_float(Wt).ravel(), _float(vt)])
-        out.append((f"inner layer {l + 1}", *_compare(qb, x_cf, np.concatenate([Wl.ravel(), vl]))))
+        # with frozen activations A_w and b_w are affine in layer l: Q is quadratic in it
+        out.append((f"inner layer {l + 1}", *_compare(qb, x_cf, np.concatenate([Wl.ravel(), vl]),
+                                                      quadratic=True)))
     return out
 
 
@@ -212,27 +246,32 @@ def check_mstep(*, net: DGN | None = None, quick: bool = True, seed: int = 0, dp
     """
     nets = [net] if net is not None else _default_nets(quick, seed)
     N = n_points or (8 if quick else 15)
-    cases: list[tuple[str, float, float]] = []
+    cases: list[tuple[str, float, float, float]] = []
     for k, nt in enumerate(nets):
         rng = np.random.default_rng(seed + 100 + k)
         X = nt.sample(N, seed=seed + k)[0] + 0.1 * rng.standard_normal((N, nt.data_dim))
-        cases += [(f"net {k} {nt.widths} {label}", dq, dp)
-                  for label, dq, dp in _mstep_cases(nt, X, dps, prior_var)]
+        cases += [(f"net {k} {nt.widths} {label}", dq, dp, st)
+                  for label, dq, dp, st in _mstep_cases(nt, X, dps, prior_var)]
     worst_q = max(c[1] for c in cases)
     worst_p = max(c[2] for c in cases)
-    passed = worst_q <= _Q_RTOL and worst_p <= _PARAM_RTOL
-    lines = [f"{label}: Q shortfall {dq:.2g}, parameters {dp:.2g}" for label, dq, dp in cases]
+    worst_s = max(c[3] for c in cases)
+    passed = worst_q <= _Q_RTOL and worst_s <= _STAT_RTOL
+    lines = [f"{label}: Q shortfall {dq:.2g}, stationarity {st:.2g}, BFGS parameters {dp:.2g}"
+             for label, dq, dp, st in cases]
     return CheckResult(
         name="M-step",
         statement="the closed-form M-step maximises the Q function",
         passed=bool(passed),
         measured=(f"{len(nets)} net(s), {N} points each: exact posterior moments (dps={dps}), "
                   "closed forms in mpmath vs BFGS on the Q function written point by point; "
-                  "largest relative parameter difference and Q shortfall of the closed form"),
-        residual=worst_p,
-        digits=digits_from_residual(worst_p),
+                  "Q shortfall of the closed form and its stationarity (displacement to the "
+                  "maximum implied by the gradient and curvature of Q)"),
+        residual=worst_s,
+        digits=digits_from_residual(worst_s),
         details={"Q shortfall (relative)": f"{worst_q:.3g} (tolerance {_Q_RTOL:g})",
-                 "parameter tolerance": f"{_PARAM_RTOL:g} relative (BFGS accuracy, central differences)",
+                 "stationarity (relative)": f"{worst_s:.3g} (tolerance {_STAT_RTOL:g})",
+                 "BFGS optimum vs closed form (relative, reported)":
+                     f"{worst_p:.3g} (BFGS's accuracy: ~{_PARAM_RTOL:g} on well-conditioned Q)",
                  **{f"case {i}": t for i, t in enumerate(lines)}},
     )
 

@@ -9,7 +9,8 @@ x in R^D (D <= 3) is split into:
 * adaptive tensor Gauss-Legendre cubature over B: each panel by the 8- and 12-point
   product rules, the difference as its error estimate; panels whose estimate exceeds their
   share of the tolerance are split in 2^D and evaluated again, all panels of a round in one
-  vectorised call.
+  vectorised call. Panels far from the manifold are closed without evaluating p by a proved
+  bound of p over them (:class:`_ImageBound`), which counts in the error estimate.
 
 Tail bound: g is continuous and affine on each region, so it is Lipschitz with constant
 ``lip = max_w ||A_w||_2``. With z ~ N(0, Sigma_z), ``|g(z) - g(0)| <= lip sqrt(lambda_max)
@@ -53,7 +54,8 @@ class NormalisationResult:
     integral: float
     error: float           # cubature estimate + tail bound
     tail: float            # proved bound of the mass outside the box
-    panels: int
+    panels: int            # panels evaluated (both rules)
+    bounded: int           # panels closed by the bound of p over them
     evaluations: int
     converged: bool
     noise_raised: bool
@@ -78,19 +80,65 @@ def _panel_nodes(lo: NDArray[np.float64], hi: NDArray[np.float64], n: int
     return nodes, wt[None, :] * np.prod(half, axis=1)[:, None]
 
 
-def _box(net: DGN, part: Partition, delta: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The box (lo, hi) (D,) outside which p has mass <= delta (module notes)."""
+def _radii(net: DGN, delta: float) -> tuple[float, float]:
+    """r, t with chi2_S.sf(r^2) = delta / 2 and D 2 Phi(-t) = delta / 2 (module notes)."""
     from scipy import optimize, stats
 
-    S = net.latent_dim
+    r = math.sqrt(optimize.brentq(lambda q: stats.chi2.sf(q, net.latent_dim) - 0.5 * delta,
+                                  1e-9, 1e4))
+    return r, float(-stats.norm.ppf(0.25 * delta / net.data_dim))
+
+
+def _box(net: DGN, part: Partition, delta: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The box (lo, hi) (D,) outside which p has mass <= delta (module notes)."""
     lip = max(float(np.linalg.norm(np.asarray(r.A, dtype=np.float64), 2)) for r in part)
     lam = float(np.max(np.linalg.eigvalsh(net.prior_cov)))
-    r = math.sqrt(optimize.brentq(lambda q: stats.chi2.sf(q, S) - 0.5 * delta, 1e-9, 1e4))
-    sig = np.sqrt(net.noise_var_vector)
-    t = -stats.norm.ppf(0.25 * delta / net.data_dim)
-    g0 = net.forward(np.zeros((1, S)))[0]
-    half = lip * math.sqrt(lam) * r + t * sig
+    r, t = _radii(net, delta)
+    g0 = net.forward(np.zeros((1, net.latent_dim)))[0]
+    half = lip * math.sqrt(lam) * r + t * np.sqrt(net.noise_var_vector)
     return g0 - half, g0 + half
+
+
+class _ImageBound:
+    """Upper bounds of int_panel p(x) dx from z with |u| <= r (z = L_z u), which is all of
+    p but a mass of delta / 2 over the whole space, counted in the tail bound.
+
+    For such z, ``p(x) <= sup_{|u| <= r} N(x; g(L_z u), Sigma_x)``, a decreasing function of
+    the distance, scaled by the noise sds, from x to the image of the ball. That image lies
+    within ``slack = lip eta sqrt(S) / 2`` of the images of a grid of spacing eta over the
+    ball (lip: the Lipschitz constant of u -> g(L_z u) / sigma, the largest
+    ||diag(1/sigma) A_w L_z||_2, exact for a continuous piecewise-affine map), so a panel
+    whose centre is at distance d from the grid images is bounded with
+    ``d - half-diagonal - slack``. Panels far from the manifold are closed by this bound
+    without evaluating p there."""
+
+    def __init__(self, net: DGN, part: Partition, delta: float, max_grid: int = 200_000):
+        from scipy.spatial import cKDTree
+
+        S = net.latent_dim
+        self.sig = np.sqrt(net.noise_var_vector)
+        Lz = np.linalg.cholesky(net.prior_cov)
+        lip = max(float(np.linalg.norm(np.asarray(w.A, dtype=np.float64) @ Lz
+                                       / self.sig[:, None], 2)) for w in part)
+        r, _ = _radii(net, delta)
+        eta = 1.0 / max(lip, 1e-12)                  # slack ~ sqrt(S) / 2 noise sds
+        eta = max(eta, 2.0 * (r + 1.0) / max_grid ** (1.0 / S))
+        ax = np.arange(-r - eta, r + eta + 0.5 * eta, eta)
+        U = np.array(list(itertools.product(ax, repeat=S)))
+        U = U[np.linalg.norm(U, axis=1) <= r + 0.5 * eta * math.sqrt(S)]
+        self.tree = cKDTree(net.forward(U @ Lz.T) / self.sig)
+        self.slack = lip * eta * math.sqrt(S) / 2.0
+        self.log_peak = -0.5 * net.data_dim * math.log(2.0 * math.pi) - float(
+            np.sum(np.log(self.sig)))
+
+    def panel_bounds(self, lo: NDArray[np.float64], hi: NDArray[np.float64]
+                     ) -> NDArray[np.float64]:
+        """Upper bounds (P,) of the panels' integrals (lo, hi of shape (P, D))."""
+        c = 0.5 * (lo + hi) / self.sig
+        half_diag = 0.5 * np.linalg.norm((hi - lo) / self.sig, axis=1)
+        d, _ = self.tree.query(c)
+        dmin = np.maximum(0.0, d - half_diag - self.slack)
+        return np.prod(hi - lo, axis=1) * np.exp(self.log_peak - 0.5 * dmin * dmin)
 
 
 def normalisation_integral(net: DGN, *, tol: float = 1e-8, delta: float | None = None,
@@ -146,11 +194,20 @@ def normalisation_integral(net: DGN, *, tol: float = 1e-8, delta: float | None =
     err_done = 0.0
     pending_q, pending_err = math.nan, math.inf  # the open panels' last estimates
     evals = 0
-    n_panels = 0
+    n_panels = n_bounded = 0
+    image = _ImageBound(net, part, delta)
     heavy: list[tuple[float, NDArray[np.float64]]] = []
     converged = True
     volume = float(np.prod(hi0 - lo0))
     while lo.shape[0]:
+        # panels closed by the bound of p over them (no evaluation)
+        bound = image.panel_bounds(lo, hi)
+        far = bound <= 0.25 * tol * np.prod(hi - lo, axis=1) / volume
+        err_done += float(np.sum(bound[far]))
+        n_bounded += int(np.sum(far))
+        lo, hi = lo[~far], hi[~far]
+        if not lo.shape[0]:
+            break
         cost = lo.shape[0] * (_LO ** D + _HI ** D)
         if evals + cost > max_evaluations:
             converged = False
@@ -189,8 +246,8 @@ def normalisation_integral(net: DGN, *, tol: float = 1e-8, delta: float | None =
         lf = fastpath.log_marginal(net, pts, partition=part)
         le = np.array([float(v) for v in verified_dgn.log_marginal(net, pts, dps=20)])
         agree = float(np.max(np.abs(lf - le)))
-    return NormalisationResult(total, err_done + delta, delta, n_panels, evals, converged,
-                               raised, agree)
+    return NormalisationResult(total, err_done + delta, delta, n_panels, n_bounded, evals,
+                               converged, raised, agree)
 
 
 def normalisation_verdict(res: NormalisationResult, tol: float) -> str:
