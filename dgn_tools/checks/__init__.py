@@ -23,7 +23,8 @@ from typing import Any
 from dgn_core.exceptions import DGNError
 
 __all__ = ["CheckResult", "CheckNotApplicable", "register", "registry", "run_checks",
-           "digits_from_residual", "script_main", "STATUSES", "skipped_result", "call_check"]
+           "digits_from_residual", "script_main", "STATUSES", "ReferenceTooCostly",
+           "skipped_result", "call_check"]
 
 #: the outcomes of a check: the claim verified (PASS), refuted beyond the reference's own
 #: error (FAIL), not decided because the independent reference did not reach the accuracy
@@ -35,6 +36,11 @@ STATUSES = ("PASS", "FAIL", "INCONCLUSIVE", "SKIPPED")
 class CheckNotApplicable(DGNError, ValueError):
     """A check asked to run on a net it cannot handle (e.g. a latent dimension its
     reference quadrature does not cover)."""
+
+
+class ReferenceTooCostly(DGNError, RuntimeError):
+    """An independent reference would exceed its work budget on this net (e.g. a
+    z-quadrature whose panels must be finer than the noise); the check is INCONCLUSIVE."""
 
 
 @dataclass
@@ -169,8 +175,8 @@ def skipped_result(name: str, statement: str, reason: str) -> CheckResult:
 
 def call_check(name: str, **kwargs: Any) -> CheckResult:
     """Run one registered check; keyword arguments it does not take (e.g. ``dps`` for an
-    exact geometric check) are dropped, and a :class:`CheckNotApplicable` becomes a SKIPPED
-    result naming the reason."""
+    exact geometric check) are dropped, a :class:`CheckNotApplicable` becomes a SKIPPED
+    result and a :class:`ReferenceTooCostly` an INCONCLUSIVE one, naming the reason."""
     import inspect
 
     statement, fn = registry()[name]
@@ -182,8 +188,11 @@ def call_check(name: str, **kwargs: Any) -> CheckResult:
         return fn(**kwargs)
     except CheckNotApplicable as exc:
         res = skipped_result(name, statement, str(exc))
-        res.seconds = time.perf_counter() - t0
-        return res
+    except ReferenceTooCostly as exc:
+        res = CheckResult(name=name, statement=statement, passed=False, status="INCONCLUSIVE",
+                          measured=f"not decided: {exc}")
+    res.seconds = time.perf_counter() - t0
+    return res
 
 
 def run_checks(names: list[str] | None = None, **kwargs: Any) -> list[CheckResult]:

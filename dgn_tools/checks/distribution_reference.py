@@ -32,7 +32,11 @@ from numpy.typing import NDArray
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
 
-from . import CheckNotApplicable, CheckResult, digits_from_residual
+from . import CheckNotApplicable, CheckResult, ReferenceTooCostly, digits_from_residual
+
+#: most z-lines the nested S = 2 quadrature may sweep for one point (each line is a Python
+#: sweep of the net; beyond this the reference takes minutes per point)
+MAX_QUADRATURE_LINES = 6000
 
 __all__ = ["builtin_nets", "kinks_1d", "joint_quadrature_1d", "joint_quadrature_2d"]
 
@@ -440,6 +444,11 @@ def _joint_quadrature_2d_box(net: DGN, x: Sequence[float], z2_hints: Sequence[fl
     lo2, hi2 = -box * sd[1], box * sd[1]
     br2 = np.union1d(np.arange(lo2, hi2 + step / 2, step),
                      [h for h in z2_hints if lo2 < h < hi2])
+    if (len(br2) - 1) * n > MAX_QUADRATURE_LINES:
+        raise ReferenceTooCostly(
+            f"the S = 2 z-quadrature reference would sweep {(len(br2) - 1) * n} lines per "
+            f"point (panels of {step:.2g} prior sds, to resolve noise sd "
+            f"{math.sqrt(float(nv.min())):.2g}); its budget is {MAX_QUADRATURE_LINES}")
     Z2, W2 = _panel_nodes(br2, n)
     const = -0.5 * (len(x) * math.log(2 * math.pi) + np.sum(np.log(nv))
                     + 2 * math.log(2 * math.pi) + math.log(np.linalg.det(Sz)))
