@@ -1,5 +1,5 @@
-"""The model file format of :class:`~dgn_core.model.DGN` (``.npz``, no pickles): reading and
-checking every entry of a file, so that a damaged or foreign file is a
+"""The model file format of :class:`~dgn_core.model.DGN` (``.npz``, no pickles; specified in
+docs/model_format.md): reading and checking every entry of a file, so that a damaged or foreign file is a
 :class:`~dgn_core.exceptions.ModelFileError` naming the file and the entry, never a
 different network or a traceback from numpy.
 """
@@ -55,8 +55,7 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
     """Check every entry of a loaded model file (presence, dtype, shape, value); every
     error is a :class:`ModelFileError` naming ``path`` and the entry."""
     marker = data.get("format")
-    if (marker is None or marker.dtype.kind != "U" or marker.ndim != 0
-            or str(marker) != _FORMAT):
+    if marker is None or _text(marker) != _FORMAT:
         raise ModelFileError(f"{path} is not a saved DGN model (no '{_FORMAT}' marker)")
     version = _file_int(path, data, "format_version")
     if version > _FORMAT_VERSION:
@@ -101,11 +100,12 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
     act = data.get("activation")
     if act is None:
         raise ModelFileError(f"{path} is a damaged DGN model: missing entry 'activation'")
-    if act.dtype.kind != "U" or act.ndim != 0 or str(act) not in ACTIVATIONS:
-        got = repr(act.item()) if act.ndim == 0 else f"shape {act.shape}"
+    activation = _text(act)
+    if activation is None or activation not in ACTIVATIONS:
+        got = (repr(activation) if activation is not None
+               else repr(act.item()) if act.ndim == 0 else f"shape {act.shape}")
         raise ModelFileError(f"{path}: entry 'activation' must be one of "
                              f"{sorted(ACTIVATIONS)}, got {got} (dtype {act.dtype})")
-    activation = str(act)
     slope = float(_file_array(path, data, "slope", 0))
     try:
         _check_activation(activation, slope)
@@ -125,6 +125,19 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
         prior_cov = _file_array(path, data, "prior_cov", 2)
     return dict(weights=Ws, biases=vs, activation=activation, slope=slope,
                 noise_var=noise_var, prior_cov=prior_cov)
+
+
+def _text(arr: NDArray[Any]) -> str | None:
+    """A string entry: a 1-d uint8 array of ASCII bytes (written since the JSON twin of the
+    format) or a 0-d numpy unicode scalar (older files); ``None`` for anything else."""
+    if arr.dtype == np.uint8 and arr.ndim == 1:
+        try:
+            return arr.tobytes().decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if arr.dtype.kind == "U" and arr.ndim == 0:
+        return str(arr)
+    return None
 
 
 def _layer_order(key: str) -> tuple[int, str]:

@@ -33,6 +33,11 @@ _FORMAT = "verified_dgn.DGN"
 _FORMAT_VERSION = 1
 
 
+def _ascii_array(text: str) -> NDArray[np.uint8]:
+    """``text`` as a 1-d uint8 array of its ASCII bytes (the model file's string encoding)."""
+    return np.frombuffer(text.encode("ascii"), dtype=np.uint8).copy()
+
+
 def _as_float_array(value: ArrayLike, name: str, ndim: int) -> NDArray[np.float64]:
     arr = real_array(value, name)  # a copy: the model owns its parameters
     if arr.ndim != ndim:
@@ -434,6 +439,9 @@ class DGN:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model to an ``.npz`` file atomically (no pickled objects).
 
+        The format is specified in docs/model_format.md (keys, dtypes, shapes, conventions);
+        :meth:`to_json` writes the same model as language-neutral JSON.
+
         The file is written to a temporary file in the same folder and renamed over the
         target, so an interrupted save never leaves a truncated model behind. An existing
         file at ``path`` is replaced (the command line refuses that without ``--force``).
@@ -442,11 +450,13 @@ class DGN:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
+        # strings as ASCII bytes (uint8 arrays), not numpy unicode scalars, which many
+        # npy readers outside numpy cannot read (docs/model_format.md)
         arrays: dict[str, NDArray[Any]] = {
-            "format": np.array(_FORMAT),
-            "format_version": np.array(_FORMAT_VERSION),
-            "n_layers": np.array(self.n_layers),
-            "activation": np.array(self._activation),
+            "format": _ascii_array(_FORMAT),
+            "format_version": np.array(_FORMAT_VERSION, dtype=np.int64),
+            "n_layers": np.array(self.n_layers, dtype=np.int64),
+            "activation": _ascii_array(self._activation),
             "slope": np.array(self._slope),
             "noise_var": np.asarray(self._noise_var, dtype=np.float64),
         }
@@ -483,3 +493,29 @@ class DGN:
             # left to the constructor: prior_cov's shape, symmetry and definiteness, whose
             # messages name prior_cov
             raise ModelFileError(f"{path} holds an invalid DGN model: {exc}") from None
+
+    def to_json(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model as JSON (docs/model_format.md), atomically; returns the path.
+
+        Numbers are JSON numbers printed with ``repr``, so every float64 reads back
+        bit-exactly. ``.json`` is appended to a name with another suffix.
+        """
+        from .model_json import save_json
+
+        return save_json(self, path)
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike[str]) -> DGN:
+        """Read a model written by :meth:`to_json` (every entry checked).
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        ModelFileError
+            Not valid JSON, not a DGN model, a newer format, or an entry missing, of the
+            wrong type or shape, or out of range; the message names the file and the entry.
+        """
+        from .model_json import load_json
+
+        return load_json(path)
