@@ -101,7 +101,9 @@ def _child(tree: str, data_path: str, batch: int, paper: bool) -> None:
         for c in cases:
             gaussian_moments(c["C"], c["d"], c["mu"], c["cov"])
         _one_shot.COUNTING[0] = False
-        out["lane"] = {REASONS[k]: v for k, v in sorted(_one_shot.COUNTS.items())}
+        # S = 3: statuses of the geometry kernel, and 100 + those of the cone kernel
+        out["lane"] = {("cones: " if k >= 100 else "") + REASONS[k % 100]: v
+                       for k, v in sorted(_one_shot.COUNTS.items())}
         _one_shot.ENABLED[0] = False
         out["general"] = rep_times(fast)
         _one_shot.ENABLED[0] = True

@@ -612,7 +612,14 @@ def standardise_geometry_s3(C: NDArray[np.float64], d: NDArray[np.float64],
 
 
 def _warmup() -> None:
+    """Compile the S = 3 lane through its entry points: a cube (cones, and its cubature
+    route once far out), an unbounded orthant, with and without moments."""
+    from .integrals import gaussian_moments, log_gaussian_mass
+
     cov = np.array([[1.0, 0.2, 0.0], [0.2, 0.8, 0.1], [0.0, 0.1, 0.6]])
     cube = np.vstack([np.eye(3), -np.eye(3)])
-    standardise_geometry_s3(cube, np.ones(6), np.array([0.1, 0.0, -0.2]), cov)
-    standardise_geometry_s3(-np.eye(3), np.zeros(3), np.array([0.1, 0.0, -0.2]), cov)
+    cases = ((cube, np.ones(6)), (cube, np.array([4.1, 0.1, 0.1, -4.0, 0.0, 0.0])),
+             (-np.eye(3), np.array([0.5, 0.5, 0.5])))
+    for C, d in cases:
+        gaussian_moments(C, d, np.array([0.1, 0.0, -0.2]), cov)
+        log_gaussian_mass(C, d, np.array([0.1, 0.0, -0.2]), cov)

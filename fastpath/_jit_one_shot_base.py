@@ -20,8 +20,9 @@ NONSIMPLE = 6      # a non-simple vertex, close vertices, duplicate rows, odd ed
 TAIL = 7           # the tail slices of _cone_tail
 CANCEL = 8         # cancellation beyond what the cubature took
 NONFINITE = 9      # results not finite
+ORTHANT = 10       # an orthant the general path computes by another route (S = 3)
 REASONS = ("ok", "invalid input", "empty", "far", "lines or many rows", "thin or LP",
-           "non-simple", "tail", "cancellation", "non-finite")
+           "non-simple", "tail", "cancellation", "non-finite", "orthant route")
 
 
 

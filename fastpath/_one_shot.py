@@ -32,7 +32,8 @@ __all__ = ["ENABLED", "COUNTS", "one_shot", "standardised_geometry", "warmup_inp
 
 #: the lane is tried (False: every call takes the general path)
 ENABLED = [True]
-#: verdicts of the kernel by status (0: taken), when counting is on (COUNTING[0])
+#: verdicts of the kernels by status (0: taken; S = 3: the geometry kernel's, and 100 +
+#: the cone kernel's), when counting is on (COUNTING[0])
 COUNTS: Counter[int] = Counter()
 COUNTING = [False]
 
@@ -142,3 +143,37 @@ def standardised_geometry(C: Any, d: Any, mean: Any, cov: Any) -> tuple[Any, Any
     if L != 1.0:
         g = _scaled(g, L)
     return Standardised(Cw, dw, A, np.zeros((1, 3)), np.eye(3)[None], float(far)), g
+
+
+@functools.lru_cache(maxsize=1)
+def _constants3() -> tuple[Any, ...]:
+    from ._cone_cubature import _LOG_AMP_CUBATURE, _LOG_CANCEL_CUBATURE, _NODES_PER_CONE, _THIN_COST_FACTOR
+    from ._cone_tail import TAIL_DISTANCE
+    from ._cones import _GENERIC_MARGIN, _GENERIC_WEIGHT, _MAX_LOG_CANCEL
+    from ._simplex_cubature import _rule_table
+
+    consts = np.array([_GENERIC_MARGIN, _GENERIC_WEIGHT, _LOG_CANCEL_CUBATURE,
+                       _MAX_LOG_CANCEL, TAIL_DISTANCE, _NODES_PER_CONE, _LOG_AMP_CUBATURE,
+                       _THIN_COST_FACTOR], dtype=np.float64)
+    return (*_rule_table(3), consts)
+
+
+def cones_s3(g: Any, moments: bool) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                              NDArray[np.float64]] | None:
+    """(log m0 (1,), E[w|P] (1, 3), Cov[w|P] (1, 3, 3)) of N(0, I) over the geometry g
+    from :func:`standardised_geometry`, by :func:`fastpath._jit_one_shot3_cones.cones_s3`;
+    None where it declines (the general path's ConeTable then evaluates g)."""
+    from ._cone_tail import tail_enabled
+    from ._jit_one_shot3_cones import cones_s3 as kernel
+
+    bounds, lamcT, logw, q_start, consts = _constants3()
+    res = np.empty(13)
+    status = kernel(g.vertices, g.piece_L, g.piece_edge, g.piece_orient, g.edge_start,
+                    g.edge_dir, g.edge_len, g.C, g.d, g.c_generic, np.array(g.active),
+                    len(g.rays) == 0, moments, tail_enabled(), bounds, lamcT, logw, q_start,
+                    consts, res)
+    if COUNTING[0]:
+        COUNTS[100 + int(status)] += 1
+    if status != 0:
+        return None
+    return res[:1], res[1:4][None], res[4:13].reshape(1, 3, 3)

@@ -52,7 +52,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ._cones import ConeTable
 from ._integral_checks import _as_finite, _check_cov, _check_gaussians, _check_halfspaces
-from ._one_shot import one_shot, standardised_geometry
+from ._one_shot import cones_s3, one_shot, standardised_geometry
 from ._polyhedron import GeometryError, PolyhedronGeometry, polyhedron_geometry
 from ._standardise import MAX_SIGMAS, standardise
 from ._threads import serial_below
@@ -473,23 +473,32 @@ def _standardised(C: ArrayLike, d: ArrayLike, mean: ArrayLike, cov: ArrayLike, m
     """
     lane = standardised_geometry(C, d, mean, cov)       # S = 3, one call: compiled
     batch: tuple[int, ...] = ()
+    got = None
     if lane is not None:
         st, geometry = lane
         mean_b = np.asarray(mean, dtype=np.float64)[None]
+        got = cones_s3(geometry, moments)
     else:
         C, d = _check_halfspaces(C, d)
         mean_b, cov_b, batch = _check_gaussians(mean, cov, C.shape[1])
         st = standardise(C, d, mean_b, cov_b)
         geometry = polyhedron_geometry(st.C, st.d)
-    cones = PolyhedronCones(geometry)
-    if st.far > MAX_SIGMAS and not cones.empty:
-        raise ValueError(f"d: the polyhedron lies {st.far:.3g} standard deviations from the "
-                         "mean; its log mass (about -0.5 * that squared) is beyond float64")
-    # one Gaussian: a handful of orthants, so the compiled kernels run on this thread
-    # (waking a thread pool costs more than the work; results do not depend on the count)
-    with serial_below(mean_b.shape[0], 2):
-        lm, dm_w, tcov_w = _evaluate_group([cones.geometry], cones._table, st.mean[:, None],
-                                           st.cov[:, None], moments)
+    dm_w: NDArray[np.float64] | None
+    tcov_w: NDArray[np.float64] | None
+    if got is not None:
+        lm, dm_w, tcov_w = got[0][:, None], got[1][:, None], got[2][:, None]
+    else:
+        cones = PolyhedronCones(geometry)
+        if st.far > MAX_SIGMAS and not cones.empty:
+            raise ValueError(f"d: the polyhedron lies {st.far:.3g} standard deviations from "
+                             "the mean; its log mass (about -0.5 * that squared) is beyond "
+                             "float64")
+        # one Gaussian: a handful of orthants, so the compiled kernels run on this thread
+        # (waking a thread pool costs more than the work; results do not depend on the
+        # count)
+        with serial_below(mean_b.shape[0], 2):
+            lm, dm_w, tcov_w = _evaluate_group([cones.geometry], cones._table,
+                                               st.mean[:, None], st.cov[:, None], moments)
     if not moments:
         return mean_b, batch, lm[:, 0], None, None
     assert dm_w is not None and tcov_w is not None

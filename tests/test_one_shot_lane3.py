@@ -59,7 +59,45 @@ def test_random_polytopes_geometry_and_values(bounded):
                 np.testing.assert_allclose(got[0].A, st.A, rtol=1e-14, atol=0)
                 assert got[0].far == pytest.approx(st.far, rel=1e-12, abs=1e-12)
         taken = counts[0]
+        cones = counts[100]
     assert taken >= 0.7 * 2 * n, dict(counts)   # counted in both calls of the lane
+    assert cones >= 0.7 * n, dict(counts)       # the compiled cone sum ran
+
+
+def test_cancelling_small_far_polytopes():
+    """Small polytopes 2-6 standard deviations out: the cubature routes (cheaper than the
+    cones, or after the cone sum cancelled beyond e^3) inside the lane."""
+    rng = np.random.default_rng(7)
+    with _counting() as counts:
+        for i in range(20):
+            C, d = random_polytope(rng, 3, True)
+            size = 10 ** rng.uniform(-3, -0.3)
+            centre = rng.normal(size=3)
+            d = size * d + C @ centre * (1 - size)
+            u = rng.normal(size=3)
+            u /= np.linalg.norm(u)
+            cov = random_cov(rng, 3)
+            mu = centre + rng.uniform(2, 6) * u * np.sqrt(np.linalg.eigvalsh(cov)[0])
+            a, b = _both(C, d, mu, cov)
+            _assert_close(a, b, mu, cov, f"case {i}")
+        assert counts[100] >= 14, dict(counts)
+
+
+def test_tail_and_sharp_cones_declined_by_the_cone_kernel():
+    """A mean 12 standard deviations out (the tail slices) and a cone whose rows are
+    within 1e-10 of parallel (the general path's other k = 3 route) are left to the
+    general path's ConeTable, on the lane's geometry."""
+    cube_C = np.vstack([np.eye(3), -np.eye(3)])
+    eps = 1e-10
+    wedge_C = np.array([[0.0, -1.0, 0.0], [0.0, -1.0, eps], [0.0, 0.0, -1.0],
+                        [1.0, 0.0, 0.0]])
+    cases = [(cube_C, np.ones(6), np.array([13.0, 0.0, 0.0])),
+             (wedge_C, np.array([0.0, 0.0, 0.0, 1.0]), np.array([0.3, 0.5, 0.5]))]
+    with _counting() as counts:
+        for C, d, mu in cases:
+            a, b = _both(C, d, mu, np.eye(3))
+            _assert_close(a, b, mu, np.eye(3), str(mu))
+        assert counts[100] == 0 and counts[0] >= 1, dict(counts)
 
 
 def test_declined_cases_give_the_general_paths_results_exactly():
