@@ -7,6 +7,9 @@
                   [--resume DIR] [--force] ...   (no arguments: the main job, EM on the circle)
     dgn select    [--data ...] [--candidates '4;8;8,8'] [--out FILE.csv] [--force]
     dgn warmup    [--quiet]   (compile the fast path's kernels ahead of first use)
+    dgn reference [MODEL | --random WIDTHS] [--points FILE | --n N] [--digits 30] [--out FILE.json]
+                  [--npz FILE.npz] [--force]   (a certified reference bundle)
+    dgn compare   BUNDLE [RESULTS | --fastpath] [--digits 10]   (digits of agreement)
 
 Every command has ``--help``. Errors in the input (a missing or damaged model file, bad
 widths, a region limit, a file that cannot be written) are reported in one line with exit
@@ -14,7 +17,7 @@ status 2, not a traceback (set DGN_DEBUG=1 to see the traceback). No command ove
 file that exists already unless given ``--force``.
 
 One module per command (``partition``, ``check``, ``posterior``, ``fit``, ``select``,
-``warmup``), each
+``warmup``, ``reference``, ``compare``), each
 with ``add_parser(subparsers)`` and ``run(args) -> exit status``; ``_common`` holds what they
 share, ``_fit_setup`` the validation of a fit run before its folder is written, and
 ``_scaling`` the centring and rescaling of the data that ``fit`` and ``select`` train on.
@@ -29,7 +32,7 @@ from collections.abc import Sequence
 
 from dgn_core.exceptions import DGNError
 
-from . import check, fit, partition, posterior, select, warmup
+from . import check, compare, fit, partition, posterior, reference, select, warmup
 from ._common import (
     CLIError,
     Parser,
@@ -55,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact distributions and EM for piecewise-affine deep generative networks.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (partition, check, posterior, fit, select, warmup):
+    for command in (partition, check, posterior, fit, select, warmup, reference, compare):
         command.add_parser(sub)
     return parser
 
