@@ -10,7 +10,10 @@ integral with the k = 2 kernel inside (:func:`_log_mvn_sov`), which is also what
 
 All these 1-D integrals go through
 :func:`fastpath._orthant_adaptive._adaptive_log_integral`, with 40 (k = 3) or 32 (k = 4)
-Gauss-Legendre nodes.
+Gauss-Legendre nodes. :func:`_log_tvn` computes the k = 3 fast path with the compiled
+kernel of :mod:`fastpath._jit_tvn` (the same rule element by element, node loops
+vectorised, elements over the threads); :func:`_log_tvn_numpy` keeps the numpy one as the
+second implementation it is tested against (tests/test_jit_tvn.py).
 
 :func:`_log_mvn_cdf_std` dispatches a batch of standardised problems of any k <= 4 to the
 kernels, dropping ``+inf`` bounds; the public functions of :mod:`fastpath.orthant` and the
