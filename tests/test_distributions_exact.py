@@ -556,8 +556,63 @@ def test_prop3_quick(net1):
 
 
 def test_checks_reject_unsupported_latent_dimension():
+    from dgn_tools.checks import call_check
+
     with pytest.raises(ValueError, match="latent dimension"):
-        registry()["Lemma 2"][1](net=DGN.random((2, 3, 2)), quick=True)
+        registry()["Prop. 3"][1](net=DGN.random((2, 3, 2)), quick=True)
+    # through call_check (what `dgn check` runs) the check is SKIPPED with the reason
+    res = call_check("Prop. 3", net=DGN.random((2, 3, 2)), quick=True, dps=99)
+    assert res.status == "SKIPPED" and not res.failed and "latent dimension" in res.measured
+
+
+def test_lemma2_multi_latent():
+    # S = 3: z* from exact per-region QPs, the float64 posterior along sigma^2 -> 0
+    res = registry()["Lemma 2"][1](net=DGN.random((3, 4, 3), seed=3, noise_var=0.05),
+                                   quick=True, n_points=2)
+    assert res.status == "PASS", str(res)
+    assert res.residual is not None and res.residual < 1e-4
+
+
+def test_lemma2_multi_detects_a_wrong_covariance(monkeypatch):
+    # a posterior covariance 1% too large (a wrong Sigma_w) must fail the coefficient test
+    import fastpath
+
+    real = fastpath.posterior
+
+    class Wrong:
+        def __init__(self, post):
+            self.mean, self.cov = post.mean, post.cov * 1.01
+
+    monkeypatch.setattr(fastpath, "posterior", lambda *a, **k: Wrong(real(*a, **k)))
+    res = registry()["Lemma 2"][1](net=DGN.random((3, 4, 3), seed=3, noise_var=0.05),
+                                   quick=True, n_points=1)
+    assert res.status == "FAIL" and "coefficients" in res.details["failures"]
+
+
+def test_glo_latent_against_local_search():
+    # the exact per-region QP minimum is no worse than a dense grid polished by Nelder-Mead
+    from scipy import optimize
+
+    from dgn_tools.checks.zero_noise_multi import glo_latent
+
+    net = DGN.random((2, 5, 3), seed=4, noise_var=0.05)
+    P = verified_dgn.partition(net)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        x = net.forward(rng.uniform(-1, 1, (1, 2)))[0] + 0.1 * rng.standard_normal(3)
+        zq, val, _, _, _ = glo_latent(P, x)
+
+        def f(z):
+            return float(np.sum((x - net.forward(np.asarray(z)[None])[0]) ** 2))
+
+        g = np.linspace(-4, 4, 81)
+        grid = np.array([[a, b] for a in g for b in g])
+        z0 = grid[np.argmin([f(z) for z in grid])]
+        best = optimize.minimize(f, z0, method="Nelder-Mead",
+                                 options={"xatol": 1e-12, "fatol": 1e-15}).fun
+        # the exact minimum is below the local search's (which can only be >=), within
+        # float rounding of the objective (~1e-15 relative)
+        assert float(val) <= best + 1e-12 and abs(f([float(v) for v in zq]) - float(val)) < 1e-12
 
 
 # --------------------------------------------------------------------------- mutations

@@ -143,3 +143,26 @@ def test_partition_of_same_hidden_layers_is_reused():
     with pytest.raises(ValueError, match="different network"):
         fastpath.log_marginal(other, X, partition=P)
 
+
+
+@pytest.mark.parametrize("nv", [1e-16, 1e-300])
+def test_noise_too_small_for_float64_is_named(nv):
+    # a posterior precision I + A^T A / sigma^2 beyond float64 (condition >= 1e13) is a
+    # clear error naming the noise, not a LinAlgError from a Cholesky or a NaN
+    net = DGN.random((2, 4, 4, 2), seed=3, noise_var=nv)
+    X = np.zeros((2, 2))
+    for fn in (fastpath.log_marginal, fastpath.posterior):
+        with pytest.raises(ValueError, match="noise variance .* too small for float64"):
+            fn(net, X)
+
+
+def test_small_noise_still_float64():
+    # 1e-8 is well inside float64's range for these weights: log p(x) against the exact path
+    import verified_dgn
+
+    net = DGN.random((2, 3, 2), seed=3, noise_var=1e-8)
+    X = net.forward(np.array([[0.3, -0.2]])) + 1e-5
+    lf = fastpath.log_marginal(net, X)
+    le = np.array([float(v) for v in verified_dgn.log_marginal(net, X, dps=30)])
+    # rtol 1e-10: log p ~ -1e1..1e2 here, the quadratic forms carry |x - g|^2 / sigma^2
+    np.testing.assert_allclose(lf, le, rtol=1e-10)
