@@ -413,13 +413,21 @@ def assert_matches_reference(results: dict[str, Any] | str | os.PathLike[str],
 def fastpath_results(bundle: dict[str, Any] | str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """This project's fast path at the bundle's model and points, in the bundle's layout
     (``log_px``, ``region_weights`` with ``region_signs``, ``posterior_mean``,
-    ``posterior_cov``)."""
+    ``posterior_cov``, and the EM quantities when the bundle has them)."""
     import fastpath
 
     bundle = load_bundle(bundle)
     net, X = bundle_model(bundle), bundle_points(bundle)
     P = fastpath.partition(net)
     post = fastpath.posterior(net, X, partition=P)
-    return {"log_px": np.asarray(fastpath.log_marginal(net, X, partition=P)),
-            "region_weights": np.asarray(post.e0), "region_signs": P.sign_matrix,
-            "posterior_mean": np.asarray(post.mean), "posterior_cov": np.asarray(post.cov)}
+    out = {"log_px": np.asarray(fastpath.log_marginal(net, X, partition=P)),
+           "region_weights": np.asarray(post.e0), "region_signs": P.sign_matrix,
+           "posterior_mean": np.asarray(post.mean), "posterior_cov": np.asarray(post.cov)}
+    opts = bundle.get("em_options")
+    if opts:
+        new, _ = fastpath.em_step(net, X, noise=opts["noise"], partition=P)
+        L = net.n_layers
+        out[f"em_W{L - 1}"] = np.asarray(new.weights[-1])
+        out[f"em_v{L - 1}"] = np.asarray(new.biases[-1])
+        out["em_noise_var"] = np.asarray(new.noise_var_vector)
+    return out
