@@ -412,6 +412,15 @@ def joint_quadrature_2d(net: DGN, x: Sequence[float], z2_hints: Sequence[float] 
     return _joint_quadrature_2d_box(net, x, z2_hints, n, box, step)
 
 
+def _lipschitz(net: DGN) -> float:
+    """The Lipschitz constant of g: max_w ||A_w||_2 over the regions (exact for a continuous
+    piecewise-affine map; the product of the layers' norms can be far larger)."""
+    import fastpath
+
+    return max(float(np.linalg.norm(np.asarray(r.A, dtype=np.float64), 2))
+               for r in fastpath.partition(net))
+
+
 def _joint_quadrature_2d_box(net: DGN, x: Sequence[float], z2_hints: Sequence[float],
                              n: int, box: float, step: float | None
                              ) -> tuple[float, Arr, Arr, float]:
@@ -436,10 +445,7 @@ def _joint_quadrature_2d_box(net: DGN, x: Sequence[float], z2_hints: Sequence[fl
     Szi = np.linalg.inv(Sz)
     sd = np.sqrt(np.diag(Sz))
     if step is None:
-        lip = 1.0
-        for W in net.weights:
-            lip *= float(np.linalg.norm(W, 2)) * max(1.0, abs(net.slope))
-        step = float(min(0.5, 0.5 * math.sqrt(float(nv.min())) / max(lip, 1e-12)))
+        step = float(min(0.5, 0.5 * math.sqrt(float(nv.min())) / max(_lipschitz(net), 1e-12)))
     lo1, hi1 = -box * sd[0], box * sd[0]
     lo2, hi2 = -box * sd[1], box * sd[1]
     br2 = np.union1d(np.arange(lo2, hi2 + step / 2, step),
