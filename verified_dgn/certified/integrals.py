@@ -99,12 +99,14 @@ def _prepare(C: Sequence[Sequence[Fraction]], d: Sequence[Fraction], mean: Seque
     return [_Term(c, rows, mq, Kq, moments) for c, rows in terms], mq, Kq
 
 
-def _mass_pass(terms: list[_Term], bits: int, max_prec: int) -> tuple[arb, arb]:
-    """(m0, sum |c_t| P_t) with every orthant to ``bits`` relative bits."""
-    vals = [(t.c, orthant_ball(t.b, t.K, bits, max_prec)) for t in terms]
+def _mass_pass(terms: list[_Term], bits: int, max_prec: int, abs_log2: int | None
+               ) -> tuple[arb, arb]:
+    """(m0, sum |c_t| P_t) with every orthant to ``bits`` relative bits or to the absolute
+    radius ``2**abs_log2``."""
+    vals = [(t.c, orthant_ball(t.b, t.K, bits, max_prec, abs_log2)) for t in terms]
     with ctx.workprec(min(max_prec, bits + 2 * GUARD_BITS)):
         m0 = sum((c * P for c, P in vals), arb(0))
-        mag = sum((abs(c) * P for c, P in vals), arb(0))
+        mag = sum((abs(c) * P.abs_upper() for c, P in vals), arb(0))
     return m0, mag
 
 
@@ -115,33 +117,55 @@ def _lost_bits(value: arb, magnitude: arb) -> float:
     return max(0.0, log2_abs(magnitude) - log2_abs(value.abs_lower()))
 
 
+def _first_cap(bits: int, max_prec: int) -> int:
+    """Precision cap of a first pass that has no absolute scale yet: a term that cannot
+    reach its relative target below it is, in practice, negligible in the sum (its true
+    value is far below its cancelling parts); the second pass decides with the sum's scale."""
+    return min(max_prec, 3 * bits + 256)
+
+
 def mass_ball(C: Sequence[Sequence[Fraction]], d: Sequence[Fraction], mean: Sequence[Fraction],
               cov: Sequence[Sequence[Fraction]], bits: int, max_prec: int,
-              terms: list[_Term] | None = None) -> arb:
-    """``int_P N(mean, cov)`` to ``bits`` relative bits (exact Fraction inputs); the best ball
+              abs_log2: float | None = None) -> arb:
+    """``int_P N(mean, cov)`` to ``bits`` relative bits, or to the absolute radius
+    ``2**abs_log2`` when given and reached first (exact Fraction inputs); the best ball
     reached when ``max_prec`` does not allow it."""
-    if terms is None:
-        terms = _prepare(C, d, mean, cov, False)[0]
+    terms = _prepare(C, d, mean, cov, False)[0]
     if not terms:
         return arb(0)
     total = sum(abs(t.c) for t in terms)
-    extra = int(math.ceil(math.log2(total))) + 2
+    lt = math.log2(total) + 2
+    extra = int(math.ceil(lt))
     best: arb | None = None
+    cap = max_prec if abs_log2 is not None else _first_cap(bits + extra, max_prec)
+    scale = abs_log2  # absolute radius the terms may stop at (None: relative only)
     while True:
         q = min(bits + extra, max_prec - GUARD_BITS)
-        m0, mag = _mass_pass(terms, q, max_prec)
-        # the mass is positive: intersect with [0, inf) would not narrow the relative width
-        if best is None or rel_bits(m0) > rel_bits(best):
+        term_abs = None if scale is None else int(math.floor(scale - lt))
+        m0, mag = _mass_pass(terms, q, cap, term_abs)
+        if best is None or best.rad() > m0.rad():
             best = m0
-        if rel_bits(m0) >= bits or q >= max_prec - GUARD_BITS:
+        done_abs = abs_log2 is not None and log2_abs(m0.rad()) <= abs_log2
+        if rel_bits(m0) >= bits or done_abs or q >= max_prec - GUARD_BITS:
             return best
+        got = rel_bits(m0)
+        deficit = bits - got + 8 if math.isfinite(got) else 32
+        if scale is None and not m0.contains(0):
+            # the sum's own scale: no term needs more than its share of the radius
+            scale = log2_abs(m0.abs_lower()) - bits - 1
+            cap = max_prec
+        elif scale is not None:
+            scale -= deficit
+        else:
+            cap = min(max_prec, cap * 2)
         lost = _lost_bits(m0, mag)
         new = int(math.ceil(lost)) + 8 if math.isfinite(lost) else 2 * (extra + 16)
         extra = max(extra + 16, new)
 
 
 def _moments_pass(terms: list[_Term], mean: list[fmpq], cov: list[list[fmpq]], bits: int,
-                  max_prec: int) -> tuple[arb, list[arb], list[list[arb]], arb, list[arb], list[list[arb]]]:
+                  max_prec: int, abs_log2: int | None
+                  ) -> tuple[arb, list[arb], list[list[arb]], arb, list[arb], list[list[arb]]]:
     S = len(mean)
     with ctx.workprec(min(max_prec, bits + 2 * GUARD_BITS)):
         mu = [ball(x) for x in mean]
@@ -158,7 +182,7 @@ def _moments_pass(terms: list[_Term], mean: list[fmpq], cov: list[list[fmpq]], b
                 t1 = list(mu)
                 t2 = [[ball(cov[i][j]) + mu[i] * mu[j] for j in range(S)] for i in range(S)]
             else:
-                P, m1y, M2y = moments_ball(t.b, t.K, bits, max_prec)
+                P, m1y, M2y = moments_ball(t.b, t.K, bits, max_prec, abs_log2)
                 B = [[ball(x) for x in row] for row in t.B]
                 Bm = [sum((B[i][a] * m1y[a] for a in range(k)), arb(0)) for i in range(S)]
                 t1 = [mu[i] * P + Bm[i] for i in range(S)]
@@ -202,26 +226,39 @@ def _moment_accuracy(m0: arb, m1: list[arb], M2: list[list[arb]]) -> float:
 
 def moments_over_polyhedron(C: Sequence[Sequence[Fraction]], d: Sequence[Fraction],
                             mean: Sequence[Fraction], cov: Sequence[Sequence[Fraction]], bits: int,
-                            max_prec: int) -> tuple[arb, list[arb], list[list[arb]]]:
-    """(m0, m1, M2) to ``bits`` in the claim scales (module docstring); exact inputs."""
+                            max_prec: int, abs_log2: float | None = None
+                            ) -> tuple[arb, list[arb], list[list[arb]]]:
+    """(m0, m1, M2) to ``bits`` in the claim scales (module docstring), exact inputs;
+    ``abs_log2``: the orthants may stop at that absolute radius (the caller's scale)."""
     terms, mq, Kq = _prepare(C, d, mean, cov, True)
     S = len(mean)
     if not terms:
         return arb(0), [arb(0)] * S, [[arb(0)] * S for _ in range(S)]
     total = sum(abs(t.c) for t in terms)
-    extra = int(math.ceil(math.log2(total))) + 4
+    lt = math.log2(total) + 4
+    extra = int(math.ceil(lt))
     best: tuple[arb, list[arb], list[list[arb]]] | None = None
     best_acc = -math.inf
+    cap = max_prec if abs_log2 is not None else _first_cap(bits + extra, max_prec)
+    scale = abs_log2
     while True:
         q = min(bits + extra, max_prec - 2 * GUARD_BITS)
-        m0, m1, M2, A0, _, _ = _moments_pass(terms, mq, Kq, q, max_prec)
+        term_abs = None if scale is None else int(math.floor(scale - lt))
+        m0, m1, M2, A0, _, _ = _moments_pass(terms, mq, Kq, q, cap, term_abs)
         acc = _moment_accuracy(m0, m1, M2)
         if best is None or acc > best_acc:
             best, best_acc = (m0, m1, M2), acc
         if acc >= bits or q >= max_prec - 2 * GUARD_BITS:
             return best
-        deficit = bits - acc if math.isfinite(acc) else 2 * (extra + 16)
-        extra = max(extra + 16, extra + int(math.ceil(deficit)) + 8)
+        deficit = bits - acc + 8 if math.isfinite(acc) else 2 * (extra + 16)
+        if scale is None and not m0.contains(0):
+            scale = log2_abs(m0.abs_lower()) - bits - 1
+            cap = max_prec
+        elif scale is not None:
+            scale -= deficit
+        else:
+            cap = min(max_prec, cap * 2)
+        extra = max(extra + 16, extra + int(math.ceil(deficit)))
 
 
 # --------------------------------------------------------------------------- public functions

@@ -46,6 +46,7 @@ from ._arb import (
     ball,
     check_digits,
     digits_to_bits,
+    log2_abs,
     rel_bits,
     to_fmpq,
 )
@@ -196,22 +197,27 @@ def _start_prec(b: QVec, K: QMat, bits: int) -> int:
 
 
 @functools.lru_cache(maxsize=65536)
-def orthant_ball(b: QVec, K: QMat, bits: int, max_prec: int) -> arb:
-    """P(Y <= b) to ``bits`` relative bits, raising the working precision past cancellation
-    (up to ``max_prec``; then the best ball is returned). Exact inputs, cached."""
+def orthant_ball(b: QVec, K: QMat, bits: int, max_prec: int, abs_log2: int | None = None) -> arb:
+    """P(Y <= b) to ``bits`` relative bits, or to an absolute radius of ``2**abs_log2`` when
+    that is reached first (a term far below the sum it enters needs no relative digits),
+    raising the working precision past cancellation up to ``max_prec`` (then the best ball
+    is returned). Exact inputs, cached."""
     prec = min(_start_prec(b, K, bits), max_prec)
     best: arb | None = None
     while True:
         with ctx.workprec(prec):
             v = _orthant_at_prec(b, K)
         got = rel_bits(v)
-        if best is None or got > rel_bits(best):
+        if best is None or got > rel_bits(best) or (got == -math.inf and best.rad() > v.rad()):
             best = v
         if got >= bits or prec >= max_prec:
             return best
-        lost = prec - got if math.isfinite(got) else prec
-        prec = min(max_prec, max(prec + 32, int(bits + lost + GUARD_BITS + 16), int(prec * 1.5))
-                   if not math.isfinite(got) else max(prec + 32, int(bits + lost + GUARD_BITS)))
+        if abs_log2 is not None and log2_abs(v.rad()) <= abs_log2:
+            return v
+        if math.isfinite(got):
+            prec = min(max_prec, max(prec + 32, int(prec + bits - got + 16)))
+        else:
+            prec = min(max_prec, max(prec + 64, int(prec * 1.5)))
 
 
 # --------------------------------------------------------------------------- exact conditioning
@@ -254,24 +260,24 @@ def _density(quad: fmpq, det: fmpq, dim: int) -> arb:
     return (-ball(quad) / 2).exp() / ((2 * arb.pi()) ** dim * ball(det)).sqrt()
 
 
-def moments_ball(b: QVec, K: QMat, bits: int, max_prec: int
+def moments_ball(b: QVec, K: QMat, bits: int, max_prec: int, abs_log2: int | None = None
                  ) -> tuple[arb, list[arb], list[list[arb]]]:
     """(P, E[y 1], E[y y^T 1]) of the orthant ``y <= b``, ``y ~ N(0, K)`` (Tallis), every
     orthant probability to ``bits`` relative bits; the working precision of the rational
     parts is set from ``bits``."""
     n = len(b)
-    P = orthant_ball(b, K, bits, max_prec)
+    P = orthant_ball(b, K, bits, max_prec, abs_log2)
     with ctx.workprec(min(max_prec, bits + 2 * GUARD_BITS)):
         F: list[arb] = []
         for j in range(n):
             nb, nK, quad, _ = conditional(b, K, [j])
-            F.append(_density(quad, K[j][j], 1) * orthant_ball(nb, nK, bits, max_prec))
+            F.append(_density(quad, K[j][j], 1) * orthant_ball(nb, nK, bits, max_prec, abs_log2))
         Fp: dict[tuple[int, int], arb] = {}
         for i in range(n):
             for j in range(i + 1, n):
                 nb, nK, quad, _ = conditional(b, K, [i, j])
                 det = _det_small([[K[i][i], K[i][j]], [K[j][i], K[j][j]]])
-                Fp[i, j] = Fp[j, i] = _density(quad, det, 2) * orthant_ball(nb, nK, bits, max_prec)
+                Fp[i, j] = Fp[j, i] = _density(quad, det, 2) * orthant_ball(nb, nK, bits, max_prec, abs_log2)
         KK = [[ball(x) for x in row] for row in K]
         m1 = [-sum((KK[i][j] * F[j] for j in range(n)), arb(0)) for i in range(n)]
         H = [[arb(0)] * n for _ in range(n)]
