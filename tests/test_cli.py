@@ -357,3 +357,32 @@ def test_fit_em_warns_on_data_far_from_the_net():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         fastpath.fit_em(net, X, max_iter=0)
+
+
+def test_check_skips_what_it_cannot_handle_and_writes_json(tmp_path, capsys):
+    # an S = 3 model: Prop. 3 (S = 1 only) is SKIPPED with its reason, Lemma 3 still runs;
+    # --json writes the statuses; an existing JSON file is not overwritten without --force
+    import json
+
+    out = tmp_path / "checks.json"
+    assert main(["check", "Prop. 3", "Lemma 3", "--random", "3,3,2", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "[SKIPPED] Prop. 3" in text and "[PASS] Lemma 3" in text
+    assert "2 checks: 1 passed, 1 skipped" in text
+    doc = json.loads(out.read_text())
+    assert doc["counts"] == {"PASS": 1, "FAIL": 0, "INCONCLUSIVE": 0, "SKIPPED": 1}
+    assert [c["status"] for c in doc["checks"]] == ["SKIPPED", "PASS"]
+    assert "latent dimension" in doc["checks"][0]["measured"]
+    assert main(["check", "Lemma 3", "--random", "3,3,2", "--json", str(out)]) == 2
+    assert "exists already" in capsys.readouterr().err
+
+
+def test_check_json_to_stdout_and_dps(capsys):
+    import json
+
+    assert main(["check", "Orthant closed forms", "--dps", "40", "--json", "-"]) == 0
+    cap = capsys.readouterr()
+    doc = json.loads(cap.out)                       # stdout holds only the JSON document
+    assert doc["dps"] == 40 and doc["checks"][0]["status"] == "PASS"
+    assert "dps=40" in doc["checks"][0]["measured"]
+    assert main(["check", "Lemma 3", "--dps", "3"]) == 2
