@@ -18,6 +18,12 @@ with B an orthonormal basis of the complement of the lineality space, y = B^T z 
 constraints, and z | y is Gaussian with mean mean + K (y - B^T mean),
 K = cov B (B^T cov B)^{-1}, and covariance cov - K B^T cov.
 
+One call on one polyhedron and one Gaussian (float64 arrays C (m, S), d (m,), mean (S,),
+cov (S, S)) takes a compiled lane (:mod:`fastpath._one_shot`): at S = 2 the whole call
+in one kernel (:mod:`fastpath._jit_one_shot`), at S = 3 the checks, standardisation,
+geometry and cone sum of a simple polytope (:mod:`fastpath._jit_one_shot3`); the lane
+declines every case the steps below treat specially, which then run as described.
+
 Public functions validate their inputs (covariances by the shared rule,
 :func:`dgn_core.validation.check_covariance`); the module-level functions integrate in the
 Gaussian's own units and drop rows too far away to matter (:mod:`fastpath._standardise`),
