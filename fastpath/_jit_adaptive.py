@@ -39,6 +39,11 @@ _EPS = float(np.finfo(np.float64).eps)
 MAX_CHILD = 3 * _SOV_MAX_PANELS
 #: rows of the scratch arrays (L and X of every child, and one for the window passes)
 SCRATCH_ROWS = MAX_CHILD + 1
+#: shape of the float scratch ``sF`` (panel values, cuts of the children, sums, and the
+#: node arguments of :func:`evaluate`)
+SCRATCH_F, SCRATCH_W = 9, max(MAX_CHILD, 2 * N_NODES)
+#: log(1 - e^-0.7): below it log_ndtr_diff integrates phi instead (see :func:`evaluate`)
+_LOG_CLOSE = math.log(-math.expm1(-0.7))
 #: integrand kinds (see :func:`evaluate`)
 BASE, ANTI, PLACK = 0, 1, 2
 #: length of the parameter vector ``p``
@@ -62,19 +67,36 @@ def fmax(a: float, b: float) -> float:
 
 
 @jit
+def _lnd_inplace(buf: NDArray[np.float64], m: int) -> None:
+    """buf[:m] = log Phi(buf[:m]): the one inlined copy of :func:`log_ndtr_vec` (a map
+    that LLVM vectorises; one copy keeps the compile time down)."""
+    for i in range(m):
+        buf[i] = log_ndtr_vec(buf[i])
+
+
+@jit
+def _log_inplace(buf: NDArray[np.float64], m: int) -> None:
+    """buf[:m] = log(buf[:m]) (vectorised :func:`log_vec`; positive normal entries)."""
+    for i in range(m):
+        buf[i] = log_vec(buf[i])
+
+
+@jit
 def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[np.float64],
-             X: NDArray[np.float64]) -> float:
+             X: NDArray[np.float64], buf: NDArray[np.float64]) -> float:
     """The log-integrand at the N_NODES Gauss-Legendre nodes of [A, B]: fills ``L`` with
-    its value minus the returned offset (nan as -inf) and ``X`` with the nodes.
+    its value minus the returned offset (nan as -inf) and ``X`` with the nodes; ``buf``
+    is scratch of 2 N_NODES.
 
     BASE, ANTI: p = (h_j, h_k, r_ij, r_ik, s_j, s_k); the nodes as exact offsets y = B - x
     from the right end (the values stay exact where x is large), offset -B^2/2 - log
     sqrt(2 pi). PLACK: p = (h_i, h_j, h_k, r_ij, r_ik, s_j s_k, r_ij r_ik, s_a, s_c,
     4 s_a s_c, psi?, offset) as :func:`fastpath._tvn._tvn_plackett_term`.
 
-    The node loops are straight-line (:func:`log_ndtr_vec`, :func:`log_vec`, selects), so
-    that LLVM vectorises them; what needs a libm call (tan for psi, log(Phi(b) - Phi(a))
-    where Phi(a) > Phi(b)/2) is done in a second, scalar loop over the nodes concerned.
+    Every loop is straight-line (arguments, then :func:`_lnd_inplace` / :func:`_log_inplace`
+    over all of them, then the sums), so that LLVM vectorises it; what needs a libm call
+    (tan for psi, log(Phi(b) - Phi(a)) where Phi(a) > Phi(b)/2) is done in a second,
+    scalar loop over the nodes concerned.
     """
     n = _X.size
     W = B - A
@@ -89,7 +111,7 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
             X[i] = u
             rq = math.sqrt(u * u + q4)
             t = (u + rq) / (2.0 * sc) if u >= 0.0 else 2.0 * sa / (rq - u)
-            lg = -u * u - log_vec(rq * (t + 1.0 / t))
+            buf[i] = rq * (t + 1.0 / t)
             tt = t * t
             one_p = 1.0 + tt
             r = (1.0 - tt) / one_p
@@ -99,8 +121,11 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
             num = hi_ * omr2 - (rij - r * rik) * hj - (rik - r * rij) * hk
             det = 0.0 if det <= 0.0 else det  # nan stays nan
             ui = num / math.sqrt(det * omr2)
-            ui = -math.inf if ui != ui else ui
-            v = lg + log_ndtr_vec(ui)
+            buf[n + i] = -math.inf if ui != ui else ui
+        _log_inplace(buf, n)
+        _lnd_inplace(buf[n:], n)
+        for i in range(n):
+            v = (-X[i] * X[i] - buf[i]) + buf[n + i]
             L[i] = -math.inf if v != v else v
         return p[11]
     hj, hk, rij, rik, sj, sk = p[0], p[1], p[2], p[3], p[4], p[5]
@@ -108,34 +133,39 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
     ck = (hk - rik * B) / sk
     gj = rij / sj
     gk = rik / sk
-    if kind == BASE:
-        for i in range(n):
-            y = W * (1.0 - _X[i])
-            X[i] = B - y
-            v = (B * y - 0.5 * y * y) + (log_ndtr_vec(cj + gj * y) + log_ndtr_vec(ck + gk * y))
-            L[i] = -math.inf if v != v else v
-        return -0.5 * B * B - _LOG_SQRT_2PI
-    # ANTI: log(Phi(b_j) - Phi(-b_k)) as log_ndtr_diff: reflected into the lower half,
-    # lhi + log(1 - e^d) where d = log Phi(lo) - log Phi(hi) <= -0.7; the other nodes
-    # (marked nan) by log_ndtr_diff itself
-    close = 0
+    anti = kind == ANTI
     for i in range(n):
         y = W * (1.0 - _X[i])
         X[i] = B - y
         bj = cj + gj * y
         bk = ck + gk * y
+        # ANTI: log(Phi(b_j) - Phi(-b_k)) as log_ndtr_diff, reflected into the lower half
         flip = bj - bk > 0.0
-        lo = -bj if flip else -bk
-        hi = bk if flip else bj
-        lhi = log_ndtr_vec(hi)
-        d = log_ndtr_vec(lo) - lhi
-        d = 0.0 if d > 0.0 else d
-        v = (B * y - 0.5 * y * y) + (lhi + log_vec(1.0 - exp_vec(d)))
+        buf[i] = (-bj if flip else -bk) if anti else bj
+        buf[n + i] = (bk if flip else bj) if anti else bk
+    _lnd_inplace(buf, 2 * n)
+    if not anti:
+        for i in range(n):
+            y = W * (1.0 - _X[i])
+            v = (B * y - 0.5 * y * y) + (buf[i] + buf[n + i])
+            L[i] = -math.inf if v != v else v
+        return -0.5 * B * B - _LOG_SQRT_2PI
+    # lhi + log(1 - e^d), d = log Phi(lo) - log Phi(hi) <= -0.7 (log_ndtr_diff's rule);
+    # the other nodes of the support (marked +inf) by log_ndtr_diff itself
+    for i in range(n):
+        d = buf[i] - buf[n + i]
+        buf[i] = 1.0 - exp_vec(0.0 if d > 0.0 else d)
+    _log_inplace(buf, n)
+    close = 0
+    for i in range(n):
+        y = W * (1.0 - _X[i])
+        v = (B * y - 0.5 * y * y) + (buf[n + i] + buf[i])
         v = -math.inf if v != v else v
-        inside = -bk < bj
+        inside = -(ck + gk * y) < cj + gj * y
         v = v if inside else -math.inf
-        fix = inside and d > -0.7
-        v = math.inf if fix else v  # marks the nodes of the scalar loop
+        # d > -0.7 (log(1 - e^d) below _LOG_CLOSE, or nan): marked for the scalar loop
+        fix = inside and not buf[i] >= _LOG_CLOSE
+        v = math.inf if fix else v
         close += 1 if fix else 0
         L[i] = v
     if close:
@@ -254,7 +284,7 @@ def adaptive(kind: int, p: NDArray[np.float64], lo: float, hi: float, a: float, 
     """log int_lo^hi e^L for one unimodal log-integrand L (``kind``, ``p``); [a, b] the
     initial window inside [lo, hi]. Returns (value, integrand evaluations).
 
-    Scratch: ``sL``, ``sX`` (SCRATCH_ROWS, N_NODES); ``sF`` (8, MAX_CHILD + N_NODES);
+    Scratch: ``sL``, ``sX`` (SCRATCH_ROWS, N_NODES); ``sF`` (SCRATCH_F, SCRATCH_W);
     ``cuts`` (_SOV_MAX_PANELS, 4).
     """
     n = _X.size
@@ -268,7 +298,7 @@ def adaptive(kind: int, p: NDArray[np.float64], lo: float, hi: float, a: float, 
     for npass in range(_SOV_PASSES):
         A, B = a, b
         W = B - A
-        off = evaluate(kind, p, A, B, L, X)
+        off = evaluate(kind, p, A, B, L, X, sF[8])
         evals += n
         lmax = _lmax(L)
         c = lmax - level
@@ -374,7 +404,7 @@ def _refine(kind: int, p: NDArray[np.float64], par_val: float, sub_lmax: float,
                     cb[m] = cuts[q, s + 1]
                     m += 1
         for ch in range(m):
-            coff[ch] = evaluate(kind, p, ca[ch], cb[ch], sL[ch + 1], sX[ch + 1])
+            coff[ch] = evaluate(kind, p, ca[ch], cb[ch], sL[ch + 1], sX[ch + 1], sF[8])
             evals += n
             clmax[ch] = _lmax(sL[ch + 1])
             cval[ch] = _integral(sL[ch + 1], clmax[ch], ca[ch], cb[ch], coff[ch], tmp)

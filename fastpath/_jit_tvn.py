@@ -28,11 +28,12 @@ from ._jit_adaptive import (
     ANTI,
     BASE,
     LEVEL,
-    MAX_CHILD,
     N_NODES,
     N_PAR,
     PLACK,
+    SCRATCH_F,
     SCRATCH_ROWS,
+    SCRATCH_W,
     adaptive,
     fmax,
     fmin,
@@ -281,7 +282,7 @@ def log_tvn_raw(h0: float, h1: float, h2: float, r01: float, r02: float, r12: fl
 
 def _scratch() -> tuple[NDArray[np.float64], ...]:
     return (np.empty((SCRATCH_ROWS, N_NODES)), np.empty((SCRATCH_ROWS, N_NODES)),
-            np.empty((8, max(MAX_CHILD, N_NODES))), np.empty((_SOV_MAX_PANELS, 4)),
+            np.empty((SCRATCH_F, SCRATCH_W)), np.empty((_SOV_MAX_PANELS, 4)),
             np.empty(N_PAR))
 
 
@@ -290,7 +291,7 @@ def log_tvn(h0: float, h1: float, h2: float, r01: float, r02: float, r12: float)
     """log P(Y0 <= h0, Y1 <= h1, Y2 <= h2), unit variances; nan where declined."""
     sL = np.empty((SCRATCH_ROWS, N_NODES))
     sX = np.empty((SCRATCH_ROWS, N_NODES))
-    sF = np.empty((8, max(MAX_CHILD, N_NODES)))
+    sF = np.empty((SCRATCH_F, SCRATCH_W))
     cuts = np.empty((_SOV_MAX_PANELS, 4))
     return log_tvn_raw(h0, h1, h2, r01, r02, r12, sL, sX, sF, cuts, np.empty(N_PAR))[0]
 
@@ -304,7 +305,7 @@ def _log_tvn_rows(h: NDArray[np.float64], r: NDArray[np.float64]
     for blk in prange((n + _BLOCK - 1) // _BLOCK):
         sL = np.empty((SCRATCH_ROWS, N_NODES))
         sX = np.empty((SCRATCH_ROWS, N_NODES))
-        sF = np.empty((8, max(MAX_CHILD, N_NODES)))
+        sF = np.empty((SCRATCH_F, SCRATCH_W))
         cuts = np.empty((_SOV_MAX_PANELS, 4))
         p = np.empty(N_PAR)
         for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
