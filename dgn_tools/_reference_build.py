@@ -65,8 +65,9 @@ def _fmt(v: Fraction, sig: int) -> str:
     if v == 0:
         return "0"
     neg, a = v < 0, abs(v)
-    e = len(str(a.numerator)) - len(str(a.denominator))
-    # a in [10**(e-1), 10**(e+1)): normalise so that 10**(sig-1) <= m < 10**sig
+    # an estimate of floor(log10 a) from bit lengths (str() of a huge integer is refused
+    # by Python beyond 4300 digits), corrected by the loops below
+    e = int((a.numerator.bit_length() - a.denominator.bit_length()) * 0.30102999566398120)
     while a * Fraction(10) ** (sig - 1 - e) >= 10**sig:
         e += 1
     while a * Fraction(10) ** (sig - 1 - e) < 10 ** (sig - 1):

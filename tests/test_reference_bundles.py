@@ -48,6 +48,11 @@ def test_golden_bundle_matches_the_schemas_and_its_own_model(name):
     b = load_bundle(GOLDEN[name])
     net, X = bundle_model(b), bundle_points(b)
     assert f"S{net.latent_dim}_{net.activation}" == name and X.shape == (4, net.data_dim)
+    # log p(x) and the posterior are certified (arb balls) to >= 30 digits; the EM step is
+    # estimated, and says so
+    for q, rec in b["quantities"].items():
+        assert all(rec["certified"]) == (q in POSTERIOR_QUANTITIES), q
+        assert min(rec["digits"]) >= 30, q
     # points: the strings are the shortest round-trip decimals of the doubles
     assert [[repr(float(t)) for t in row] for row in b["points"]] == b["points"]
     # regions: the same sign patterns as the fast path's independent float64 walk, and each
@@ -159,8 +164,9 @@ def test_reference_then_compare_done_when(tmp_path, capsys, widths, activation):
                  "--digits", "40", "--out", str(bundle), "--npz", str(tmp_path / "ref.npz"),
                  "--no-em", "--quiet"]) == 0
     b = load_bundle(bundle)
-    _, ref_digits, _, cert = bundle_reference(b, "log_px")
-    assert cert.all() and ref_digits.min() >= 30
+    for q in POSTERIOR_QUANTITIES:
+        _, ref_digits, _, cert = bundle_reference(b, q)
+        assert cert.all() and ref_digits.min() >= 30, q
     assert "em_options" in b and b["em_options"] is None
     good = _fast_json(bundle, tmp_path / "fast.json")
     capsys.readouterr()
