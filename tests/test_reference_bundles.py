@@ -289,3 +289,30 @@ def test_regenerated_bundle_matches_the_shipped_one(tmp_path):
                                    q_old["digits"], q_old["scales"]):
             tol = Fraction(1, 10 ** min(na, nb)) * 2 * max(abs(Fraction(b)), Fraction(s))
             assert abs(Fraction(a) - Fraction(b)) <= tol, (name, a, b)
+
+
+@needs_cdd
+def test_reference_from_a_json_model_and_csv_points(tmp_path, capsys):
+    """A model file in either format and points from a file give the same bundle as the
+    model and points themselves (exact: the points are written with repr)."""
+    b0 = load_bundle(GOLDEN["S1_abs"])
+    net, X = bundle_model(b0), bundle_points(b0)
+    net.to_json(tmp_path / "m.json")
+    net.save(tmp_path / "m.npz")
+    (tmp_path / "x.csv").write_text("x1,x2\n" + "".join(
+        f"{float(a)!r},{float(b)!r}\n" for a, b in X))
+    for model in ("m.json", "m.npz"):
+        out = tmp_path / f"ref_{model}.json"
+        assert main(["reference", str(tmp_path / model), "--points", str(tmp_path / "x.csv"),
+                     "--digits", "20", "--no-em", "--quiet", "--out", str(out)]) == 0
+        b = load_bundle(out)
+        assert b["model"] == b0["model"] and b["points"] == b0["points"]
+        assert b["regions"] == b0["regions"]
+        cmp = compare_to_reference({q: bundle_reference(b0, q)[0] for q in POSTERIOR_QUANTITIES},
+                                   b, digits=15)
+        assert cmp.passed, cmp.table()
+    assert main(["reference", str(tmp_path / "m.json"), "--random", "1,3,2",
+                 "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["reference", str(tmp_path / "m.json"), "--points", str(tmp_path / "m.npz"),
+                 "--out", str(tmp_path / "y.json")]) == 2
+    assert "m.npz" in capsys.readouterr().err
