@@ -266,7 +266,7 @@ def build_bundle(net: DGN, X: np.ndarray, *, digits: int = 30, em: bool = True,
         _, info_hi = verified_dgn.em_step(net, X, dps=digits + 10, partition=P,
                                           posterior=post_hi)
         _, info_lo = verified_dgn.em_step(net, X, dps=digits, partition=P, posterior=post_lo)
-        L, D = net.n_layers, net.data_dim
+        L = net.n_layers
         noise = "isotropic" if net.isotropic_noise else "diagonal"
         em_options = {"noise": noise, "update_prior_cov": False, "weight_prior": None,
                       "noise_floor": 0.0, "updated": [f"em_W{L - 1}", f"em_v{L - 1}",
@@ -288,7 +288,6 @@ def build_bundle(net: DGN, X: np.ndarray, *, digits: int = 30, em: bool = True,
             scale = max(float(abs(v)) for v in flat_hi) or 1.0
             for f in range(flat_hi.size):
                 qe.set(f, estimate_record(flat_hi[f], flat_lo[f], scale, digits), scale, False)
-        assert D == hi.shape[0]
     regions = [{"signs": [int(s) for s in r.signs],
                 "C": [[str(Fraction(c)) for c in row] for row in r.C],
                 "d": [str(Fraction(c)) for c in r.d]} for r in P]

@@ -25,6 +25,7 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -376,9 +377,13 @@ def compare_to_reference(results: dict[str, Any] | str | os.PathLike[str],
         if y.shape != ref.shape:
             raise BundleError(f"{where}: quantity {name!r} has shape {y.shape}; the bundle's "
                               f"is {ref.shape} ({', '.join(refq[name]['index_names'])})")
-        ref_exact = [float(v) for v in refq[name]["values"]]  # rounded: error below 1e-16
+        ref_exact = [float(v) for v in refq[name]["values"]]
+        # the decimal's rounding to float64 counts: a result equal to float(r) agrees with
+        # r to its 16-17 digits, not to the reference's 30 (y - float(r) is exact when close)
+        resid = np.array([_rounding_residual(v) for v in refq[name]["values"]],
+                         dtype=np.float64).reshape(ref.shape)
         with np.errstate(divide="ignore", invalid="ignore"):
-            err = np.abs(y - ref) / np.maximum(np.abs(ref), scales)
+            err = np.abs((y - ref) - resid) / np.maximum(np.abs(ref), scales)
             agree = np.where(err == 0, np.inf, -np.log10(err))
         # NaN or infinite results agree to 0 digits; the reference caps the agreement
         agree = np.clip(np.where(np.isfinite(y), agree, 0.0), 0.0, ref_digits)
@@ -391,6 +396,14 @@ def compare_to_reference(results: dict[str, Any] | str | os.PathLike[str],
             reference_digits=int(ref_digits.min()) if agree.size else 0,
             certified=bool(cert.all()), n_values=int(agree.size), per_value=agree)
     return Comparison(out, [k for k in refq if k not in given], float(digits))
+
+
+def _rounding_residual(text: str) -> float:
+    """``r - float(r)`` for the decimal string ``r`` (exact, then rounded)."""
+    if text == "nan":
+        return 0.0
+    exact = Fraction(text)
+    return float(exact - Fraction(float(exact)))
 
 
 def assert_matches_reference(results: dict[str, Any] | str | os.PathLike[str],
