@@ -78,7 +78,12 @@ class _CubatureRouting:
         lcs = np.where(np.isnan(lc[a_idx, j_idx]), np.inf, lc[a_idx, j_idx])  # NaN: m0 <= 0
         budget = np.select([lcs < b for b, _ in _CUBATURE_BUDGET],
                            [n for _, n in _CUBATURE_BUDGET], default=_CUBATURE_BUDGET[-1][1])
-        got = self._cubature(mean, chol, moments, a_idx, j_idx, budget)
+        from ._cones import COMPILED
+
+        if self.dim == 2 and COMPILED[0]:
+            got = self._cubature_compiled(mean, chol, moments, a_idx, j_idx, budget)
+        else:
+            got = self._cubature(mean, chol, moments, a_idx, j_idx, budget)
         if got is None:
             return out
         res = [None if o is None else o.copy() for o in out]
@@ -117,6 +122,39 @@ class _CubatureRouting:
             tc = Ue @ cw[resolved] @ np.swapaxes(Ue, -1, -2)
             tc = 0.5 * (tc + np.swapaxes(tc, -1, -2))
         return a_idx, j_idx, lm, dm, tc
+
+    def _cubature_compiled(self, mean, chol, moments, a_idx, j_idx, budget):
+        """:meth:`_cubature` at s = 2 by one compiled kernel over the pairs
+        (:mod:`fastpath._jit_pair_cubature`: the same gate, bisection and rules, summed in
+        another order, so the two agree to rounding)."""
+        from . import _jit_pair_cubature as jp
+        from ._simplex_cubature import _rule_table
+        from ._threads import serial_below
+
+        tri, tri_start = self._triangle_table()
+        with serial_below(a_idx.size, 200):
+            ok, lm, dm, tc = jp.pair_cubature_s2(
+                tri, tri_start, np.ascontiguousarray(mean, dtype=np.float64),
+                np.ascontiguousarray(chol, dtype=np.float64), a_idx.astype(np.intp),
+                j_idx.astype(np.intp), budget.astype(np.intp), *_rule_table(2), moments)
+        if not np.any(ok):
+            return None
+        return (a_idx[ok], j_idx[ok], lm[ok], dm[ok] if moments else None,
+                tc[ok] if moments else None)
+
+    def _triangle_table(self):
+        """The fan triangles of all polyhedra (T, s+1, s) and where each one's start
+        (n_poly + 1,) (none for unbounded ones); built once per table."""
+        got = self.own_cache.get("triangle_table")
+        if got is None:
+            tris = [self._triangulation(j) for j in range(self.n_poly)]
+            start = np.zeros(self.n_poly + 1, dtype=np.intp)
+            start[1:] = np.cumsum([t.shape[0] for t in tris])
+            allt = (np.concatenate(tris) if start[-1] else
+                    np.zeros((0, self.dim + 1, self.dim)))
+            got = (np.ascontiguousarray(allt, dtype=np.float64), start)
+            self.own_cache["triangle_table"] = got
+        return got
 
     def _log_det_min(self, chol):
         """min over each polyhedron's cones of log det(A A^T), A the cone's unit rows in

@@ -46,6 +46,7 @@ KERNEL_MODULES: tuple[str, ...] = (
     "fastpath._jit_cones",
     "fastpath._jit_one_shot_base",
     "fastpath._jit_one_shot_cubature",
+    "fastpath._jit_pair_cubature",
     "fastpath._jit_one_shot_geometry",
     "fastpath._jit_one_shot",
     "fastpath._jit_one_shot3_cubature",
