@@ -36,7 +36,7 @@ from . import CheckNotApplicable, CheckResult, ReferenceTooCostly, digits_from_r
 
 #: most z-lines the nested S = 2 quadrature may sweep for one point (each line is a Python
 #: sweep of the net; beyond this the reference takes minutes per point)
-MAX_QUADRATURE_LINES = 6000
+MAX_QUADRATURE_LINES = 10000
 
 __all__ = ["builtin_nets", "kinks_1d", "joint_quadrature_1d", "joint_quadrature_2d"]
 

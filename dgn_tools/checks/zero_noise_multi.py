@@ -127,11 +127,6 @@ def glo_latent(partition: Any, x: Any) -> tuple[list[Fraction], Fraction, bool, 
     return z, val, interior, reg, (min(far) if far else Fraction(10 ** 9))
 
 
-def _slope(xs: list[float], ys: list[float]) -> float:
-    lx, ly = np.log(np.asarray(xs)), np.log(np.maximum(np.asarray(ys), 1e-300))
-    return float(np.polyfit(lx, ly, 1)[0])
-
-
 def lemma2_multi(nt: DGN, name: str, factors: list[float], n_points: int,
                  rng: np.random.Generator) -> tuple[dict[str, str], list[str], float]:
     """Lemma 2 on one net with S >= 2 (module notes): (rows, failures, worst coefficient
@@ -140,6 +135,8 @@ def lemma2_multi(nt: DGN, name: str, factors: list[float], n_points: int,
     Sigma_z))`` relative at the smallest noise."""
     import fastpath
     import verified_dgn
+
+    from .zero_noise_checks import _slope, limit_failures
 
     P = verified_dgn.partition(nt)
     S = nt.latent_dim
@@ -192,14 +189,7 @@ def lemma2_multi(nt: DGN, name: str, factors: list[float], n_points: int,
                      f"{', '.join(f'{v:.2e}' for v in errs)}; trace cov = "
                      f"{', '.join(f'{v:.2e}' for v in tr)}; slopes {sl_m:.3f}, {sl_v:.3f}; "
                      f"coefficients rel. err. {rel_m:.2e}, {rel_v:.2e} (float64 posterior)")
-        if not (all(a > b for a, b in itertools.pairwise(errs))
-                and all(a > b for a, b in itertools.pairwise(tr))):
-            failures.append(f"{key}: errors do not decrease monotonically")
-        if not (abs(sl_m - 1) <= 0.1 and abs(sl_v - 1) <= 0.1):
-            failures.append(f"{key}: rates {sl_m:.3f}, {sl_v:.3f} (expected 1)")
-        if not (rel_m <= tol_c and rel_v <= tol_c):
-            failures.append(f"{key}: leading coefficients off by {rel_m:.3g}, {rel_v:.3g} "
-                            f"(tol {tol_c:.3g})")
+        failures += limit_failures(key, errs, tr, (sl_m, sl_v), (rel_m, rel_v), tol_c)
         if not math.isfinite(rel_m + rel_v):
             failures.append(f"{key}: non-finite posterior moments")
     return rows, failures, worst
