@@ -4,6 +4,7 @@ bundle, digits of agreement per quantity (docs/reference_bundles.md)."""
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,12 @@ def add_parser(sub: Any) -> None:
 
     p = sub.add_parser(
         "compare", help="compare another implementation's numbers with a reference bundle",
-        description="Read RESULTS (another implementation's log p(x), posterior weights, "
-        "moments, EM step) and report, per quantity, the digits of agreement with the "
-        "reference BUNDLE (written by `dgn reference`) and the worst point and index. Exit "
-        "status 0: every quantity given agrees to --digits; 1: some quantity does not; 2: bad "
-        "input.\n\n" + RESULTS_LAYOUTS,
+        description=textwrap.fill(
+            "Read RESULTS (another implementation's log p(x), posterior weights, moments, EM "
+            "step) and report, per quantity, the digits of agreement with the reference "
+            "BUNDLE (written by `dgn reference`) and the worst point and index. Exit status "
+            "0: every quantity given agrees to --digits; 1: some quantity does not; 2: bad "
+            "input. See docs/reference_bundles.md.", 90) + "\n\n" + RESULTS_LAYOUTS,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path, help="a reference bundle (.json)")
     p.add_argument("results", type=Path, nargs="?", default=None,

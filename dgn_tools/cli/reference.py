@@ -39,10 +39,9 @@ def add_parser(sub: Any) -> None:
         "reference.schema.json): the model, the points, the exact regions, and per point "
         "log p(x), the posterior region weights, mean and covariance (certified digits), and "
         "one exact EM step's updated parameters (estimated digits). Latent dimension S <= 3. "
-        "Read another implementation's numbers against it with `dgn compare`.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_model_args(p, f"a random {','.join(map(str, REFERENCE_WIDTHS))} ReLU net, seed 0 "
-                   "(a .json model file is read with DGN.from_json)")
+        "Read another implementation's numbers against it with `dgn compare`.")
+    add_model_args(p, f"a random {','.join(map(str, REFERENCE_WIDTHS))} ReLU net, seed 0, "
+                   "noise variance 0.05 (a .json model file is read with DGN.from_json)")
     p.add_argument("--points", type=Path, metavar="FILE",
                    help="the points, (N, D) in .npy or .csv (default: --n samples of the model)")
     p.add_argument("--n", type=int, default=3, help="number of points sampled from the model "
@@ -50,7 +49,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--points-seed", type=int, default=1,
                    help="seed of the sampled points (default 1)")
     p.add_argument("--noise-var", type=float, default=None,
-                   help="noise variance of the --random net (default 0.05)")
+                   help="noise variance of the --random net (default 0.01, as DGN.random)")
     p.add_argument("--digits", type=int, default=30,
                    help="decimal digits asked of the certified values (default 30)")
     p.add_argument("--no-em", action="store_true", help="leave out the EM step")
