@@ -124,10 +124,51 @@ def _bvn_integral(h: arb, k: arb, t0: arb, t1: arb,
     return _integral(g, t0, t1, peak) / (2 * arb.pi())
 
 
+def _u_integral(a: arb, c: arb, U: arb) -> arb:
+    """``int_0^U exp(-a^2/(2u^2) - c/(1+r)) / (2 pi r) du``, ``r = sqrt(1 - u^2)``, ``U < 1``.
+
+    Near ``u = 0`` the integrand has an essential singularity (when ``a != 0``), so
+    ``[0, u0]`` is replaced by the ball ``[0, u0 max]``: the integrand increases in its
+    first factor and ``exp(-c/(1+r)) <= exp(max(0, -c))``, ``1/r <= 1/sqrt(1-u0^2)``;
+    ``u0`` is chosen where that bound is ``2**-prec`` below the peak.
+    """
+    prec = ctx.prec
+    cneg = max(0.0, -float(c.mid()))
+    a2 = a * a
+
+    singular = not a.is_zero()
+
+    def g(u: acb, analytic: bool) -> acb:
+        r = (1 - u * u).sqrt(analytic=analytic)
+        e = -c / (1 + r) - a2 / (2 * u * u) if singular else -c / (1 + r)
+        return e.exp() / (2 * arb.pi() * r)
+
+    peak = (-a2 / (2 * U * U) + cneg).exp()
+    if not singular:
+        return _integral(g, arb(0), U, peak)
+    T = float((a2 / (2 * U * U)).mid()) + prec * math.log(2) + abs(float(c.mid())) + 40
+    u0 = arb(abs(float(a.mid())) / math.sqrt(2 * T))
+    if not u0 < U:
+        u0 = U / 2
+    bound = u0 * (-a2 / (2 * u0 * u0) + cneg).exp() / (2 * arb.pi() * (1 - u0 * u0).sqrt())
+    return _integral(g, u0, U, peak) + arb(0).union(bound.upper())
+
+
 def _phi2(h: arb, k: arb, rho: arb) -> arb:
-    base = _ncdf(h) * _ncdf(k)
     if rho.is_zero():
-        return base
+        return _ncdf(h) * _ncdf(k)
+    if rho < -0.1:
+        # from rho = -1: Phi_2 = max(0, Phi(h) - Phi(-k)) + int_{-1}^{rho} phi_2, r = -sqrt(1-u^2);
+        # both parts positive: no cancellation, also in the far tails
+        base = _ncdf(h) - _ncdf(-k)
+        base = base if base > 0 else (arb(0) if base < 0 else base.nonnegative_part())
+        return base + _u_integral(h + k, -h * k, (1 - rho * rho).sqrt())
+    if rho > 0.9:
+        # from rho = 1: Phi_2 = Phi(min(h, k)) - int_rho^1 phi_2 (near-singular correlation:
+        # the arcsine form's integrand is steep near t = asin(rho) ~ pi/2)
+        low = _ncdf(h) if h < k else (_ncdf(k) if k < h else _ncdf(h).min(_ncdf(k)))
+        return low - _u_integral(h - k, h * k, (1 - rho * rho).sqrt())
+    base = _ncdf(h) * _ncdf(k)
     t1 = rho.asin()
     if rho > 0:
         return base + _bvn_integral(h, k, arb(0), t1)
