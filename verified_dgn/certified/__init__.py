@@ -17,6 +17,10 @@ Public functions (``digits``: decimal digits asked for; ``max_prec``: bits):
   covariance);
 * :func:`certified_decimal` ``(ball, *, absolute=False) -> (str, n)`` and
   :func:`certified_digits`.
+
+Arithmetic on the returned balls rounds at flint's global precision (``flint.ctx.prec``,
+53 bits unless raised): do it inside ``with flint.ctx.workprec(bits):``. The working
+precision is set through that global context, so the functions are not thread-safe.
 """
 
 from __future__ import annotations
