@@ -159,3 +159,18 @@ def test_em_monotone_check_quick():
     res = registry()["EM monotonicity"][1](net=net, max_iter=5)
     assert res.passed, str(res)
     assert res.residual == 0.0 or res.residual < 1e-6
+
+
+def test_mstep_check_passes_with_a_dead_unit():
+    # a hidden unit that is never active leaves Q flat along its outgoing weights: that is
+    # no direction of ascent, so the closed form still passes (it was judged "not a maximum")
+    from dgn_tools.checks import em_checks
+
+    net = DGN.random((1, 3, 2), activation="relu", seed=1, noise_var=0.1)
+    Ws, vs = list(net.weights), list(net.biases)
+    Ws[0] = Ws[0].copy()
+    vs[0] = vs[0].copy()
+    Ws[0][2] = 0.0
+    vs[0][2] = -1.0                                       # unit 3: pre-activation -1 always
+    res = em_checks.check_mstep(net=net.replace(weights=Ws, biases=vs), n_points=5, dps=15)
+    assert res.status == "PASS", str(res)

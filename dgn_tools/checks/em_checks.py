@@ -43,6 +43,7 @@ _Q_RTOL = 1e-10
 _PARAM_RTOL = 1e-6
 #: relative displacement to the maximum implied at the closed form (g_i / |H_ii|)
 _STAT_RTOL = 1e-7
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def _default_nets(quick: bool, seed: int) -> list[DGN]:
@@ -144,7 +145,11 @@ def _stationarity(q: Any, x: np.ndarray, quadratic: bool) -> float:
                 h = max(h, math.sqrt(1e-4 * abs(q0) / -curv))
         g = (qp - qm) / (2.0 * h)
         if not curv < 0.0:
-            return math.inf  # not a maximum along this parameter
+            # Q flat along this parameter to rounding (e.g. the weight of a unit that is
+            # never active): no direction of ascent; else not a maximum
+            if max(abs(qp - q0), abs(qm - q0)) <= 8.0 * _EPS * abs(q0):
+                continue
+            return math.inf
         worst = max(worst, abs(g / curv) / scale)
     return worst
 
