@@ -45,6 +45,7 @@ from ._arb import (
 )
 from .integrals import mass_ball
 from .orthant import KMAX
+from .orthant import _ncdf as ncdf
 
 __all__ = ["log_marginal"]
 
@@ -52,10 +53,6 @@ __all__ = ["log_marginal"]
 _PRUNE_GUARD = 10
 #: fewest relative bits asked of a region's integral
 _MIN_REGION_BITS = 12
-
-
-def _ncdf(x: arb) -> arb:
-    return (-x / arb(2).sqrt()).erfc() / 2
 
 
 def log_fraction(q: Fraction) -> arb:
@@ -91,7 +88,7 @@ def point_state(model: Any, forms: list[Any], x: Sequence[Fraction], prec: int) 
             if nr is None:
                 lb.append(k)
             else:
-                lb.append(k + _ncdf(-ball(frac_to_fmpq(nr[1])).sqrt()).log())
+                lb.append(k + ncdf(-ball(frac_to_fmpq(nr[1])).sqrt()).log())
     return PointState(mus, lk, lb, near)
 
 
@@ -201,13 +198,20 @@ def log_marginal(net: DGN, X: ArrayLike, *, digits: int = DEFAULT_DIGITS,
     TypeError, ValueError
         As :func:`verified_dgn.log_marginal`; ``S > 3``; bad ``digits`` / ``max_prec``.
     """
+    digits, max_prec, pts, model, forms = prepared(net, X, digits, max_prec, partition)
+    bits = digits_to_bits(digits)
+    return [_log_marginal_point(model, forms, x, bits, max_prec) for x in pts]
+
+
+def prepared(net: Any, X: ArrayLike, digits: int, max_prec: int, partition: Any
+             ) -> tuple[int, int, Any, Any, list[Any]]:
+    """The checked arguments of a certified per-point function and the exact region forms:
+    (digits, max_prec, points, model, forms)."""
     from ..region_forms import _check_partition, _check_points, _forms
 
     net = check_net_s3(net)
     digits, max_prec = check_digits(digits, max_prec)
     pts = _check_points(X, net.data_dim, "X")
-    partition = _check_partition(net, partition)
-    model, forms = _forms(net, partition)
-    bits = digits_to_bits(digits)
-    return [_log_marginal_point(model, forms, x, bits, max_prec) for x in pts]
+    model, forms = _forms(net, _check_partition(net, partition))
+    return digits, max_prec, pts, model, forms
 

@@ -35,13 +35,12 @@ from ._arb import (
     GUARD_BITS,
     abs_bits,
     ball,
-    check_digits,
     digits_to_bits,
     frac_to_fmpq,
     log2_abs,
 )
 from .integrals import moments_over_polyhedron
-from .marginal import PointState, check_net_s3, point_state, upper
+from .marginal import PointState, ncdf, point_state, prepared, upper
 
 __all__ = ["posterior", "CertifiedPosterior"]
 
@@ -76,10 +75,6 @@ class CertifiedPosterior:
     digits: int = 0
 
 
-def _ncdf(x: arb) -> arb:
-    return (-x / arb(2).sqrt()).erfc() / 2
-
-
 def _second_moment_bounds(f: Any, mu: Sequence[Fraction],
                           near: tuple[list[Fraction], Fraction] | None) -> tuple[arb, list[arb]]:
     """Balls of ``Phi(-r)`` (1 inside) and ``T_i`` bounding ``int_w z_i^2 N(mu, Sigma_w)``."""
@@ -90,7 +85,7 @@ def _second_moment_bounds(f: Any, mu: Sequence[Fraction],
         return arb(1), [mum[i] ** 2 + sig[i] for i in range(S)]
     p, r2 = near
     r = ball(frac_to_fmpq(r2)).sqrt()
-    Phi = _ncdf(-r)
+    Phi = ncdf(-r)
     phi = (-r * r / 2).exp() / (2 * arb.pi()).sqrt()
     beta = [ball(frac_to_fmpq(p[i] - mu[i])) / r for i in range(S)]
     T = [(mum[i] ** 2 + sig[i]) * Phi + 2 * mum[i] * beta[i] * phi + beta[i] ** 2 * r * phi
@@ -228,11 +223,5 @@ def posterior(net: DGN, X: ArrayLike, *, digits: int = DEFAULT_DIGITS,
     TypeError, ValueError
         As :func:`verified_dgn.posterior`; ``S > 3``; bad ``digits`` / ``max_prec``.
     """
-    from ..region_forms import _check_partition, _check_points, _forms
-
-    net = check_net_s3(net)
-    digits, max_prec = check_digits(digits, max_prec)
-    pts = _check_points(X, net.data_dim, "X")
-    partition = _check_partition(net, partition)
-    model, forms = _forms(net, partition)
+    digits, max_prec, pts, model, forms = prepared(net, X, digits, max_prec, partition)
     return [_posterior_point(model, forms, x, digits, max_prec) for x in pts]
