@@ -23,9 +23,10 @@ k = 4 kernel (for its inner k = 3 probabilities) call it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 from scipy import special as sc
 
 from ._bvn import _log_bvn
@@ -46,6 +47,8 @@ from ._orthant_rules import (
     _quiet,
 )
 from ._threads import serial_below
+
+Arr = NDArray[np.float64]
 
 #: Gauss-Legendre nodes and log window level of the outer conditioning integral
 _SOV_NODES = {3: 40, 4: 32}
@@ -217,6 +220,13 @@ def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float
     :mod:`fastpath._jit_tvn`); rows with a correlation within 1e-9 of +-1 go to the
     conditioning integral with the bivariate kernel inside (:func:`_log_mvn_sov`).
     """
+    return _log_tvn_routed(h, R, _log_tvn_fast)
+
+
+def _log_tvn_routed(h: ArrayLike, R: ArrayLike,
+                    plackett: Callable[[Arr, Arr], Arr]) -> Arr:
+    """:func:`_log_tvn` with ``plackett(h, R)`` for the rows without a correlation within
+    1e-9 of +-1 (the compiled or the numpy rule)."""
     h = np.asarray(h, dtype=np.float64)
     R = np.asarray(R, dtype=np.float64)
     # A correlation below _R_TINY changes log P by less than |r| h_j h_k, far below float64
@@ -230,7 +240,7 @@ def _log_tvn(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float
     out = np.empty(h.shape[0])
     fast = np.flatnonzero(~degen)
     if fast.size:
-        out[fast] = _log_tvn_fast(h[fast], R[fast])
+        out[fast] = plackett(h[fast], R[fast])
     if np.any(degen):
         out[degen] = _log_mvn_sov(h[degen], R[degen])
     return out
@@ -259,20 +269,13 @@ def _log_tvn_fast(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.
 def _log_tvn_numpy(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`_log_tvn` with the numpy kernel for every element: the second implementation
     the compiled one is tested against (same parameters, result and accuracy)."""
-    h = np.asarray(h, dtype=np.float64)
-    R = np.asarray(R, dtype=np.float64)
-    tiny = (R != 0.0) & (np.abs(R) < _R_TINY)
-    if tiny.any():
-        R = np.where(tiny, 0.0, R)
-    off = np.abs(R[:, [0, 0, 1], [1, 2, 2]])
-    degen = (off > 1.0 - 1e-9).any(axis=1)
-    out = np.empty(h.shape[0])
-    fast = np.flatnonzero(~degen)
-    for sl in _chunks(fast.size, 4096):
-        out[fast[sl]] = _log_tvn_plackett(h[fast[sl]], R[fast[sl]])
-    if np.any(degen):
-        out[degen] = _log_mvn_sov(h[degen], R[degen])
-    return out
+    def plackett(hh: NDArray[np.float64], RR: NDArray[np.float64]) -> NDArray[np.float64]:
+        out = np.empty(hh.shape[0])
+        for sl in _chunks(hh.shape[0], 4096):
+            out[sl] = _log_tvn_plackett(hh[sl], RR[sl])
+        return out
+
+    return _log_tvn_routed(h, R, plackett)
 
 
 def _log_tvn_plackett(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
