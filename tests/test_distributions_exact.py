@@ -573,6 +573,14 @@ def test_lemma2_multi_latent():
     assert res.residual is not None and res.residual < 1e-4
 
 
+def test_lemma2_skips_latent_above_data_dimension():
+    # S > D: argmin ||x - g(z)||^2 is a set, Lemma 2's limit is undefined: SKIPPED, not a crash
+    from dgn_tools.checks import call_check
+
+    res = call_check("Lemma 2", net=DGN.random((3, 3, 2), seed=1, noise_var=0.05), quick=True)
+    assert res.status == "SKIPPED" and "data dimension" in res.measured
+
+
 def test_lemma2_multi_detects_a_wrong_covariance(monkeypatch):
     # a posterior covariance 1% too large (a wrong Sigma_w) must fail the coefficient test
     import fastpath

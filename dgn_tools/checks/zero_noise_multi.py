@@ -26,6 +26,8 @@ import numpy as np
 
 from dgn_core.model import DGN
 
+from . import CheckNotApplicable
+
 __all__ = ["glo_latent", "lemma2_multi"]
 
 
@@ -120,6 +122,9 @@ def glo_latent(partition: Any, x: Any) -> tuple[list[Fraction], Fraction, bool, 
         got = _region_min(xq, r)
         if got is not None:
             cands.append((got[0], got[1], got[2], r))
+    if not cands:
+        raise ValueError("no region where g has full column rank: argmin ||x - g(z)||^2 is "
+                         "not unique in any region")
     cands.sort(key=lambda t: t[0])
     val, z, interior, reg = cands[0]
     far = [c[0] - val for c in cands[1:]
@@ -138,8 +143,12 @@ def lemma2_multi(nt: DGN, name: str, factors: list[float], n_points: int,
 
     from .zero_noise_checks import _slope, limit_failures
 
-    P = verified_dgn.partition(nt)
     S = nt.latent_dim
+    if S > nt.data_dim:
+        raise CheckNotApplicable(
+            f"Lemma 2's limit needs g of full column rank near z*, impossible with latent "
+            f"dimension {S} > data dimension {nt.data_dim} (z* is then a set, not a point)")
+    P = verified_dgn.partition(nt)
     Sz = np.asarray(nt.prior_cov, dtype=np.float64)
     lam_z = float(np.min(np.linalg.eigvalsh(Sz)))
     rows: dict[str, str] = {}
@@ -152,7 +161,10 @@ def lemma2_multi(nt: DGN, name: str, factors: list[float], n_points: int,
         x = nt.forward(z0[None, :])[0]
         if found % 2 == 1:
             x = x + 0.02 * rng.standard_normal(nt.data_dim)
-        zq, _, interior, reg, gap = glo_latent(P, x)
+        try:
+            zq, _, interior, reg, gap = glo_latent(P, x)
+        except ValueError:          # every region rank deficient: no unique z* to test
+            continue
         A = np.asarray(reg.A, dtype=np.float64)
         AtA = A.T @ A
         lam_a = float(np.min(np.linalg.eigvalsh(AtA)))
