@@ -136,28 +136,24 @@ def _model(net: DGN, partition: Partition) -> _Model:
     B = np.ascontiguousarray(B)
     bt = np.ascontiguousarray(b * inv_s)
     G = np.eye(S) + np.swapaxes(B, 1, 2) @ B
-    # log det G from the QR factor of [I; B] (G = R^T R): a Cholesky of the formed G fails
-    # once |B|^2 eps exceeds 1 (noise variances ~1e-16 |A|^2), the QR factor never does
-    Rq = np.linalg.qr(np.concatenate([np.broadcast_to(np.eye(S), (R, S, S)), B], axis=1),
-                      mode="r")
-    logdet_G = 2.0 * np.sum(np.log(np.abs(np.diagonal(Rq, axis1=1, axis2=2))), axis=1)
-    eye = np.broadcast_to(np.eye(S), G.shape)
-    # G^-1 = R^-1 R^-T, defined even where the formed G is singular to working precision
-    # (the conditioning check of the integrals then names the problem)
-    Rinv = np.linalg.solve(Rq, eye)
-    Ginv: Arr = np.asarray(Rinv @ np.swapaxes(Rinv, 1, 2), dtype=np.float64)
-    Ginv = 0.5 * (Ginv + np.swapaxes(Ginv, 1, 2))
+    # a noise variance far below the weights' scale makes G singular to float64 (its Cholesky
+    # would raise LinAlgError, its inverse be garbage): named here, before either
     ev = np.linalg.eigvalsh(G)
     with np.errstate(divide="ignore", invalid="ignore"):
         condG = ev[:, -1] / ev[:, 0]
     bad = ~(condG < MAX_CONDITION)
     if np.any(bad):
-        w = int(np.argmax(np.where(bad, np.inf, condG)))
+        w = int(np.argmax(bad))
         raise ValueError(
             f"the noise variance (smallest {float(nv.min()):.3g}) is too small for float64 "
             f"at these weights: the posterior precision I + A_w^T Sigma_x^-1 A_w of region "
             f"{w} has condition number {float(condG[w]):.3g} (>= {MAX_CONDITION:.0e}); "
             f"verified_dgn computes this model exactly")
+    LG = np.linalg.cholesky(G)
+    logdet_G = 2.0 * np.sum(np.log(np.diagonal(LG, axis1=1, axis2=2)), axis=1)
+    eye = np.broadcast_to(np.eye(S), G.shape)
+    Ginv: Arr = np.asarray(np.linalg.solve(G, eye), dtype=np.float64)
+    Ginv = 0.5 * (Ginv + np.swapaxes(Ginv, 1, 2))
     cov_z: Arr = Ginv if Lz is None else np.asarray(Lz @ Ginv @ Lz.T, dtype=np.float64)
     cov_z = 0.5 * (cov_z + np.swapaxes(cov_z, 1, 2))
     const = -0.5 * (D * _LOG_2PI + float(np.sum(np.log(nv))) + logdet_G)
