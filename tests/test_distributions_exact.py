@@ -610,7 +610,7 @@ def test_glo_latent_against_local_search():
         x = net.forward(rng.uniform(-1, 1, (1, 2)))[0] + 0.1 * rng.standard_normal(3)
         zq, val, _, _, _ = glo_latent(P, x)
 
-        def f(z):
+        def f(z, x=x):
             return float(np.sum((x - net.forward(np.asarray(z)[None])[0]) ** 2))
 
         g = np.linspace(-4, 4, 81)
