@@ -256,7 +256,8 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
     out_lc = np.empty((1, 1))
     out_dm = np.zeros((1, 1, 2))
     out_tc = np.zeros((1, 1, 2, 2))
-    _pair_s2(0, 0, 0, mean3, chol4, p_seg, p_end, V, CA, edge_id, orient,
+    zero = np.intp(0)  # a variable, not a literal: one compiled specialisation of _pair_s2
+    _pair_s2(zero, zero, zero, mean3, chol4, p_seg, p_end, V, CA, edge_id, orient,
              E_start.reshape((1, E, 2)), E_dir.reshape((1, E, 2)), E_len.reshape((1, E)),
              Cf.reshape((1, M, 2)), df.reshape((1, M)), np.ones((1, M), dtype=np.bool_),
              c_gen.reshape((1, 2)), moments, margin, gweight, np.empty(E),
@@ -295,7 +296,7 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
             tris[nt, 2] = b
             nt += 1
         res = np.empty(6)
-        if nt > 0 and cubature_s2(V, tris, nt, budget, bounds, lamcT, logw, q_start, res):
+        if nt > 0 and cubature_s2(V, tris, np.intp(nt), budget, bounds, lamcT, logw, q_start, res):
             lm = res[0]
             w0 = res[1]
             w1 = res[2]

@@ -156,7 +156,7 @@ def _terms(h: NDArray[np.float64], A: NDArray[np.float64], moments: bool,
     sd2 = np.empty(1)
     for q in range(3):
         lphq = _lphi(h[q])
-        _cond(h, A, 3, q, h1, A1, sd1)
+        _cond(h, A, np.intp(3), np.intp(q), h1, A1, sd1)
         rho = A1[0, 0] * A1[1, 0] + A1[0, 1] * A1[1, 1] + A1[0, 2] * A1[1, 2]
         out[1 + q] = lphq + log_bvn_buf(h1[0], h1[1], rho, buf)
         j = 0
@@ -164,7 +164,7 @@ def _terms(h: NDArray[np.float64], A: NDArray[np.float64], moments: bool,
             if t == q:
                 continue
             if t > q:
-                _cond(h1, A1, 2, j, h2, A2, sd2)
+                _cond(h1, A1, np.intp(2), np.intp(j), h2, A2, sd2)
                 val = lphq + _lphi(h1[j]) - np.log(sd1[j]) + log_ndtr(h2[0])
                 slot = 4 if (q == 0 and t == 1) else (5 if q == 0 else 6)
                 out[slot] = val
@@ -201,7 +201,7 @@ def cones_s3(V: NDArray[np.float64], CA: NDArray[np.float64], edge_id: NDArray[n
         cost, far, ldm = cost_s3(V, tris.shape[0], CA)
         amp = np.log(max(1.0, 0.5 * far * far)) - ldm
         if cost <= npc * k or (amp > lamp and cost <= thin * npc * k):
-            if cubature_s3(V, tris, 1024, bounds, lamcT, logw, q_start, res):
+            if cubature_s3(V, tris, np.intp(1024), bounds, lamcT, logw, q_start, res):
                 return OK
     # ---- the direction c: toward the mean from the nearest point, plus a generic part
     ng = math.sqrt(c_gen[0] ** 2 + c_gen[1] ** 2 + c_gen[2] ** 2)
