@@ -161,9 +161,17 @@ class PolyhedronCones:
 
     def __init__(self, geometry: PolyhedronGeometry) -> None:
         self.geometry = geometry
-        g = geometry
-        self._table = (ConeTable.from_geometries([g])
-                       if (not g.empty and g.dim >= 1) else None)
+        self._table_built: list[ConeTable | None] = []
+
+    @property
+    def _table(self) -> ConeTable | None:
+        """The one-polyhedron cone table, built on first use (a partition's ConeBatch
+        evaluates its groups' tables and seldom this one)."""
+        if not self._table_built:
+            g = self.geometry
+            self._table_built.append(ConeTable.from_geometries([g])
+                                     if (not g.empty and g.dim >= 1) else None)
+        return self._table_built[0]
 
     @classmethod
     def from_halfspaces(cls, C: ArrayLike, d: ArrayLike) -> PolyhedronCones:
@@ -174,12 +182,7 @@ class PolyhedronCones:
     @classmethod
     def from_region(cls, region: Any) -> PolyhedronCones:
         """Decomposition of a partition region (its non-redundant facets and interior point)."""
-        C, d = _check_halfspaces(np.asarray(region.C, dtype=np.float64),
-                                 np.asarray(region.d, dtype=np.float64))
-        ip = getattr(region, "interior_point", None)
-        ip = None if ip is None else np.asarray(ip, dtype=np.float64)
-        if ip is not None and (ip.shape != (C.shape[1],) or not np.all(np.isfinite(ip))):
-            ip = None
+        C, d, ip = _region_rows(region)
         return cls(polyhedron_geometry(C, d, interior_point=ip, prune=False))
 
     # ------------------------------------------------------------------ properties
@@ -275,6 +278,18 @@ class PolyhedronCones:
         return m0, m0[..., None] * mP, m0[..., None, None] * M2P
 
 
+def _region_rows(region: Any) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                       NDArray[np.float64] | None]:
+    """(C, d, interior point or None) of a partition region, validated."""
+    C, d = _check_halfspaces(np.asarray(region.C, dtype=np.float64),
+                             np.asarray(region.d, dtype=np.float64))
+    ip = getattr(region, "interior_point", None)
+    ip = None if ip is None else np.asarray(ip, dtype=np.float64)
+    if ip is not None and (ip.shape != (C.shape[1],) or not np.all(np.isfinite(ip))):
+        ip = None
+    return C, d, ip
+
+
 def _finish(mean: NDArray[np.float64], lm: NDArray[np.float64], dm: NDArray[np.float64],
             tcov: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """E[z|P] and E[z z^T|P] from E[z|P] - mean and Cov[z|P]; zeros where P is empty."""
@@ -322,8 +337,13 @@ class ConeBatch:
 
     @classmethod
     def from_partition(cls, partition: Sequence[Any]) -> ConeBatch:
-        """Batch of all regions of a partition (``PolyhedronCones.from_region`` for each)."""
-        return cls([PolyhedronCones.from_region(r) for r in partition])
+        """Batch of all regions of a partition (``PolyhedronCones.from_region`` for each;
+        at S = 2 the geometries of the simple polygons in one compiled call,
+        :mod:`fastpath._geometry_batch`)."""
+        from ._geometry_batch import region_geometries
+
+        return cls([PolyhedronCones(g)
+                    for g in region_geometries([_region_rows(r) for r in partition])])
 
     def __len__(self) -> int:
         return len(self.cones)
