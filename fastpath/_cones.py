@@ -250,6 +250,13 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
                 a = (self.lo - mu) / sd
                 b = (self.hi - mu) / sd
             return np.where(a > 0, log_ndtr(-a), np.where(b < 0, log_ndtr(b), 0.0))
+        if self.dim == 2 and COMPILED[0]:
+            from ._jit_cones import bound_s2
+
+            arrs = self._table_arrays()
+            with serial_below(mean.shape[0] * self.n_poly, _SERIAL_PIECES):
+                return bound_s2(np.ascontiguousarray(mean, dtype=np.float64),
+                                np.ascontiguousarray(chol, dtype=np.float64), *arrs[6:12])
         xstar, _, inside = self._nearest_points(mean, chol, np.linalg.inv(chol))
         return np.where(inside, 0.0, log_ndtr(-np.sqrt(np.sum(xstar * xstar, axis=-1))))
 

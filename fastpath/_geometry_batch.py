@@ -58,17 +58,21 @@ def _batch_s2(regions: Sequence[tuple[Any, Any, Any]], out: list[PolyhedronGeome
     C = np.ascontiguousarray(np.concatenate([regions[i][0] for i in idx]), dtype=np.float64)
     d = np.ascontiguousarray(np.concatenate([regions[i][1] for i in idx]), dtype=np.float64)
     ip = np.ascontiguousarray(np.array([regions[i][2] for i in idx]), dtype=np.float64)
-    (status, kk, ne, nray, inr, V, A, CA, eid, ori, Es, Ed, El, Cu, du, cg,
-     rays) = geometry_s2_batch(C, d, offs, ip, _constants()[0], _unbounded_draws(int(ms.max())))
+    (status, kk, ne, nray, inr, V, A, CA, eid, ori, Es, Ed, El, Cu, du, cg, rays, tri,
+     ntri) = geometry_s2_batch(C, d, offs, ip, _constants()[0], _unbounded_draws(int(ms.max())))
     for t, i in enumerate(idx):
         if status[t] != 0:
             continue
         a, m, k, E = int(offs[t]), int(ms[t]), int(kk[t]), int(ne[t])
         e = a + t
-        out[i] = PolyhedronGeometry(
+        g = PolyhedronGeometry(
             ambient_dim=2, dim=2, empty=False, basis=_EYE2, lines=_NOLINES,
             C=Cu[a:a + m], d=du[a:a + m], vertices=V[a:a + k], active=tuple(A[a:a + k]),
             edge_start=Es[e:e + E], edge_dir=Ed[e:e + E], edge_len=El[e:e + E],
             rays=rays[t, :nray[t]], piece_vertex=np.arange(k, dtype=np.intp),
             piece_L=CA[a:a + k], piece_edge=eid[a:a + k], piece_orient=ori[a:a + k],
             c_generic=cg[t], interior_point=ip[t], inradius=float(inr[t]))
+        if ntri[t] >= 0:
+            # the cached property's value (fan_triangulation's, see _jit_geometry_batch._fan)
+            g.__dict__["simplices"] = g.vertices[tri[a:a + int(ntri[t])]]
+        out[i] = g

@@ -296,6 +296,45 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
     return out_lm, out_dm, out_tc, out_lc
 
 
+@pjit
+def bound_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
+             e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
+             e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
+             f_valid: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """log Phi(-dist(mean, P)) (N, n) of every polyhedron for every Gaussian, 0 where the
+    mean lies in P (:meth:`fastpath._cones.ConeTable.log_mass_bound`, the nearest point
+    of :func:`_pair_s2`); arguments as in :func:`evaluate_s2`."""
+    N = mean.shape[0]
+    n = mean.shape[1]
+    shared = chol.shape[0] == 1
+    out = np.empty((N, n))
+    total = N * n
+    for blk in prange((total + _BLOCK - 1) // _BLOCK):
+        for i in range(blk * _BLOCK, min(total, (blk + 1) * _BLOCK)):
+            a = i // n
+            j = i - a * n
+            cj = 0 if shared else a
+            mu0 = mean[a, j, 0]
+            mu1 = mean[a, j, 1]
+            inside = True
+            for r in range(f_d.shape[1]):
+                if f_valid[j, r]:
+                    beta = f_d[j, r] - (f_C[j, r, 0] * mu0 + f_C[j, r, 1] * mu1)
+                    if not beta >= 0.0:
+                        inside = False
+                        break
+            if inside:
+                out[a, j] = 0.0
+                continue
+            ui00 = 1.0 / chol[cj, j, 0, 0]
+            ui11 = 1.0 / chol[cj, j, 1, 1]
+            ui10 = -chol[cj, j, 1, 0] * ui00 * ui11
+            x0, x1 = _nearest_s2(ui00 * mu0, ui10 * mu0 + ui11 * mu1, ui00, ui10, ui11,
+                                 e_start[j], e_dir[j], e_len[j])
+            out[a, j] = log_ndtr(-math.sqrt(x0 * x0 + x1 * x1))
+    return out
+
+
 def _warmup() -> None:
     # the unit square [0, 1]^2 as two pieces would need the geometry code; a single cone
     # (the quadrant x, y >= 0 written as one piece with apex 0) exercises every line
@@ -314,6 +353,7 @@ def _warmup() -> None:
     c_gen = np.array([[-0.6, -0.8]])
     mean = np.array([[[0.3, -0.2]]])
     chol = np.array([[[[1.0, 0.0], [0.2, 0.9]]]])
+    bound_s2(mean, chol, e_start, e_dir, e_len, f_C, f_d, f_valid)
     for mom in (True, False):
         evaluate_s2(mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start, e_dir,
                     e_len, f_C, f_d, f_valid, c_gen, mom, 1e-12, 1e-7)

@@ -58,7 +58,9 @@ def geometry_s2_batch(C: NDArray[np.float64], d: NDArray[np.float64], offs: NDAr
     status : (R,) int (0: done), k : (R,) vertices, ne : (R,) edges, nray : (R,) rays,
     inradius : (R,), V (M, 2), A (M, 2) int, CA (M, 2, 2), edge_id (M, 2) int,
     orient (M, 2), E_start (M + R, 2), E_dir (M + R, 2), E_len (M + R,), Cu (M, 2) unit
-    rows, du (M,), c_gen (R, 2), rays (R, 2, 2): packed as the module docstring says.
+    rows, du (M,), c_gen (R, 2), rays (R, 2, 2), tri (M, 3) int: the fan triangulation of
+    a bounded region (``PolyhedronGeometry.simplices`` as vertex indices), ntri (R,) its
+    number of triangles (-1: none given); packed as the module docstring says.
     """
     empty_tol = 1e-12           # _polyhedron._EMPTY_TOL
     R = offs.shape[0] - 1
@@ -80,6 +82,8 @@ def geometry_s2_batch(C: NDArray[np.float64], d: NDArray[np.float64], offs: NDAr
     du = np.zeros(M)
     cg = np.zeros((R, 2))
     rays = np.zeros((R, 2, 2))
+    tri = np.zeros((M, 3), dtype=np.intp)
+    ntri = np.full(R, -1, dtype=np.intp)
     R0 = np.empty((0, 2))
     for i in range(R):
         a = offs[i]
@@ -155,7 +159,41 @@ def geometry_s2_batch(C: NDArray[np.float64], d: NDArray[np.float64], offs: NDAr
             du[a + j] = df[j]
         cg[i, 0] = c_gen[0]
         cg[i, 1] = c_gen[1]
-    return (status, kk, ne, nray, inr, V, A, CA, eid, ori, Es, Ed, El, Cu, du, cg, rays)
+        if nrr == 0:
+            ntri[i] = _fan(Ai, k, m, tri[a:b])
+    return (status, kk, ne, nray, inr, V, A, CA, eid, ori, Es, Ed, El, Cu, du, cg, rays, tri,
+            ntri)
+
+
+@jit
+def _fan(A: NDArray[np.intp], k: int, m: int, out: NDArray[np.intp]) -> int:
+    """fan_triangulation of a bounded simple polygon from its vertices' tight rows A (k, 2):
+    the triangles (0, a, b), a < b the two vertices on row j, for the rows j in increasing
+    order that are not tight at vertex 0 (a face of dimension 1 of a simple polygon has
+    exactly two vertices); the number of triangles, -1 where a row has another count."""
+    t = 0
+    for j in range(m):
+        if A[0, 0] == j or A[0, 1] == j:
+            continue
+        c = 0
+        va = -1
+        vb = -1
+        for v in range(k):
+            if A[v, 0] == j or A[v, 1] == j:
+                if c == 0:
+                    va = v
+                else:
+                    vb = v
+                c += 1
+        if c == 0:
+            continue
+        if c != 2:
+            return -1
+        out[t, 0] = 0
+        out[t, 1] = va
+        out[t, 2] = vb
+        t += 1
+    return t
 
 
 def _warmup() -> None:

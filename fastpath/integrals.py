@@ -352,6 +352,10 @@ class ConeBatch:
         R, S = len(self.cones), self.dim
         mean_b, cov_b, batch = _check_gaussians(mean, cov, S, tail=(R,))
         N = mean_b.shape[0]
+        if len(self._groups) == 1:  # every region in one group, in order: no gathering
+            _, geoms, table = self._groups[0]
+            a, b, c = _evaluate_group(geoms, table, mean_b, cov_b, moments)
+            return mean_b, batch, a, b, c
         lm = np.empty((N, R))
         dm = np.empty((N, R, S)) if moments else None
         tcov = np.empty((N, R, S, S)) if moments else None
@@ -435,6 +439,9 @@ class ConeBatch:
         """
         R, S = len(self.cones), self.dim
         mean_b, cov_b, batch = _check_gaussians(mean, cov, S, tail=(R,))
+        if len(self._groups) == 1:
+            _, geoms, table = self._groups[0]
+            return _bound_group(geoms, table, mean_b, cov_b).reshape(batch + (R,))
         out = np.empty((mean_b.shape[0], R))
         for idx, geoms, table in self._groups:
             out[:, idx] = _bound_group(geoms, table, mean_b[:, idx], cov_b[:, idx])

@@ -56,6 +56,11 @@ def _assert_same(a, b):
     assert all(np.array_equal(u, v) for u, v in zip(a.active, b.active))
     assert abs(a.inradius - b.inradius) <= _TOL * (1 + b.inradius)
     assert a.bounded == b.bounded and a.simple == b.simple
+    # the batch gives the triangulation of a bounded region with its geometry; the
+    # Python one builds it on first use (fan_triangulation)
+    assert ("simplices" in a.__dict__) <= a.bounded
+    np.testing.assert_allclose(a.simplices, b.simplices, rtol=0,
+                               atol=_TOL * (1 + np.max(np.abs(b.vertices), initial=0)))
 
 
 def _batch_status(rows):
@@ -87,9 +92,10 @@ def test_partition_geometry_matches_python(widths, act, slope, seed):
     rows = [_region_rows(r) for r in partition(net)]
     fast = GB.region_geometries(rows)
     slow = _python(rows)
+    status = _batch_status(rows)
+    assert all("simplices" in g.__dict__ for g, st in zip(fast, status) if st == OK and g.bounded)
     for a, b in zip(fast, slow):
         _assert_same(a, b)
-    status = _batch_status(rows)
     # the batch takes nearly every region (else it would not be worth having), bounded
     # and unbounded ones
     assert np.mean(status == OK) > 0.95
@@ -166,3 +172,28 @@ def test_estep_unchanged():
     for f in ("log_px", "s0", "s1", "S2", "x0", "x1", "xx", "resid2"):
         x, y = np.asarray(getattr(fast, f)), np.asarray(getattr(slow, f))
         np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-10 * np.max(np.abs(y)), err_msg=f)
+
+
+def test_compiled_mass_bound_matches_numpy():
+    """ConeTable.log_mass_bound at S = 2: the compiled kernel (fastpath._jit_cones.bound_s2)
+    against the numpy nearest points (U^-1 by LAPACK there, written out in the kernel:
+    rounding only; 1e-12 relative to 1 + |bound|)."""
+    from fastpath import _cones
+    from fastpath.integrals import ConeBatch
+
+    net = DGN.random((2, 10, 10, 3), activation="leaky_relu", slope=0.1, seed=11,
+                     noise_var=0.05)
+    cb = ConeBatch.from_partition(partition(net))
+    R = len(cb)
+    rng = np.random.default_rng(1)
+    mean = 3.0 * rng.normal(size=(40, R, 2))
+    F = rng.normal(size=(R, 2, 2))
+    cov = F @ np.swapaxes(F, -1, -2) + 0.1 * np.eye(2)
+    fast = cb.log_mass_bound(mean, cov)
+    _cones.COMPILED[0] = False
+    try:
+        slow = cb.log_mass_bound(mean, cov)
+    finally:
+        _cones.COMPILED[0] = True
+    assert np.any(fast == 0.0) and np.any(fast < -5.0)
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,86 @@
+"""Compiled per-point assembly of the E-step's posterior moments (fastpath._estep._assemble).
+
+:func:`assemble` is the numpy ``_assemble`` after the normalising constant: from log w
+(n, R) with its row maxima and sums of exp(log w - max) (computed by numpy, so e0 is the
+same to the last bit), the per-region posterior moments e0, e1, E2, cmean, ccov and the
+posterior mean and covariance of every point, in one pass over each point's regions
+(threads over points) instead of a dozen (n, R, S, S) temporaries. Each element is the same
+expression as in numpy; the sums over regions run left to right, as numpy's reductions
+over a non-contiguous axis do (tests/test_jit_estep.py compares the two).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+from numpy.typing import NDArray
+
+from ._jit import pjit
+
+__all__ = ["assemble"]
+
+
+@pjit
+def assemble(log_w: NDArray[np.float64], ew: NDArray[np.float64], top: NDArray[np.float64],
+             tot: NDArray[np.float64], log_tot: NDArray[np.float64],
+             mu_z: NDArray[np.float64], dm: NDArray[np.float64], tcov: NDArray[np.float64]):
+    """(log_e0, e0 (n, R), e1 (n, R, S), E2 (n, R, S, S), cmean, ccov, mean (n, S),
+    cov (n, S, S)) of :class:`fastpath._estep.EStepChunk`.
+
+    ``top`` (n,): max of each row of ``log_w``; ``ew`` (n, R): exp(log_w - top);
+    ``tot`` (n,): its row sums, ``log_tot`` their logs (numpy's: its exp and log may differ
+    from libm's in the last bit).
+    """
+    n, R = log_w.shape
+    S = mu_z.shape[2]
+    log_e0 = np.empty((n, R))
+    e0 = np.empty((n, R))
+    e1 = np.empty((n, R, S))
+    E2 = np.empty((n, R, S, S))
+    cmean = np.empty((n, R, S))
+    ccov = np.empty((n, R, S, S))
+    mean = np.zeros((n, S))
+    cov = np.zeros((n, S, S))
+    for p in prange(n):
+        t = top[p]
+        lt = log_tot[p]
+        for r in range(R):
+            sh = log_w[p, r] - t
+            w = ew[p, r] / tot[p]
+            e0[p, r] = w
+            log_e0[p, r] = sh - lt
+            live = w > 0
+            for i in range(S):
+                c = mu_z[p, r, i] + dm[p, r, i] if live else 0.0
+                cmean[p, r, i] = c
+                e1[p, r, i] = w * c
+                mean[p, i] += w * c
+            for i in range(S):
+                for j in range(S):
+                    cc = tcov[p, r, i, j] if live else 0.0
+                    ccov[p, r, i, j] = cc
+                    E2[p, r, i, j] = w * (cc + cmean[p, r, i] * cmean[p, r, j])
+        for r in range(R):
+            w = e0[p, r]
+            for i in range(S):
+                for j in range(S):
+                    di = cmean[p, r, i] - mean[p, i]
+                    dj = cmean[p, r, j] - mean[p, j]
+                    cov[p, i, j] += w * (ccov[p, r, i, j] + di * dj)
+        for i in range(S):
+            for j in range(i + 1, S):
+                v = 0.5 * (cov[p, i, j] + cov[p, j, i])
+                cov[p, i, j] = v
+                cov[p, j, i] = v
+            cov[p, i, i] = 0.5 * (cov[p, i, i] + cov[p, i, i])
+    return log_e0, e0, e1, E2, cmean, ccov, mean, cov
+
+
+def _warmup() -> None:
+    rng = np.random.default_rng(0)
+    log_w = rng.normal(size=(3, 4))
+    top = log_w.max(axis=1)
+    ew = np.exp(log_w - top[:, None])
+    tot = ew.sum(axis=1)
+    assemble(log_w, ew, top, tot, np.log(tot), rng.normal(size=(3, 4, 2)), rng.normal(size=(3, 4, 2)),
+             rng.normal(size=(3, 4, 2, 2)))
