@@ -73,6 +73,8 @@ _CHUNK_PAIRS = 65536
 #: S = 2 cone sums (direction "nearest") by the compiled kernel of :mod:`fastpath._jit_cones`;
 #: False runs :meth:`ConeTable._evaluate_numpy` (the second implementation, kept for tests)
 COMPILED = [True]
+#: S = 2 compiled: (Gaussian, cone) pairs per chunk are this many times _CHUNK_PAIRS
+_COMPILED_CHUNK_FACTOR = 16
 #: (Gaussian, cone) pairs below which the compiled kernel runs on the calling thread
 #: (~3 ms: about 0.3 us per cone)
 _SERIAL_PIECES = 10_000
@@ -219,7 +221,12 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             log(sum of |terms| of m0 / m0): the digits lost to cancellation (diagnostic).
         """
         N = mean.shape[0]
-        per = max(1, _CHUNK_PAIRS // max(1, self.n_pieces))
+        chunk = _CHUNK_PAIRS
+        if self.dim == 2 and direction == "nearest" and COMPILED[0]:
+            # the compiled kernels keep no (pair, cone) temporaries: larger chunks, fewer
+            # passes of the routing around them (results are per pair, whatever the chunks)
+            chunk *= _COMPILED_CHUNK_FACTOR
+        per = max(1, chunk // max(1, self.n_pieces))
         if direction not in ("nearest", "generic"):
             raise ValueError(f"direction must be 'nearest' or 'generic', got {direction!r}")
         if N <= per:

@@ -582,10 +582,25 @@ def _residual_sums(A: Arr, b: Arr, Xc: Arr, ch: EStepChunk) -> Arr:
     """
     mask = ch.e0 > 0
     nn, ww = np.nonzero(mask)
-    e0 = ch.e0[nn, ww]
     D, S = A.shape[1], A.shape[2]
     out = np.zeros(D)
     step = max(1, _PAIR_BLOCK // (D * S))
+    if S >= 2 and COMPILED_ASSEMBLY[0]:
+        # the per-pair terms and the per-region covariance sums in one compiled pass; the
+        # sums over pairs stay numpy's (pairwise), block by block as below
+        from ._jit_estep import residual_terms
+
+        T, Cw = residual_terms(np.ascontiguousarray(Xc, dtype=np.float64),
+                               np.ascontiguousarray(b, dtype=np.float64),
+                               np.ascontiguousarray(A, dtype=np.float64),
+                               np.ascontiguousarray(ch.cmean), np.ascontiguousarray(ch.e0),
+                               np.ascontiguousarray(ch.ccov), nn.astype(np.intp),
+                               ww.astype(np.intp))
+        for a in range(0, nn.size, step):
+            out += np.sum(T[:, a:a + step], axis=1)
+        out += np.einsum("wdi,wij,wdj->d", A, Cw, A)
+        return out
+    e0 = ch.e0[nn, ww]
     for a in range(0, nn.size, step):
         n_, w_ = nn[a:a + step], ww[a:a + step]
         res = Xc[n_] - b[w_] - (A[w_] @ ch.cmean[n_, w_][..., None])[..., 0]       # (k, D)

@@ -76,6 +76,40 @@ def assemble(log_w: NDArray[np.float64], ew: NDArray[np.float64], top: NDArray[n
     return log_e0, e0, e1, E2, cmean, ccov, mean, cov
 
 
+@pjit
+def residual_terms(Xc: NDArray[np.float64], b: NDArray[np.float64], A: NDArray[np.float64],
+                   cmean: NDArray[np.float64], e0: NDArray[np.float64],
+                   ccov: NDArray[np.float64], nn: NDArray[np.intp], ww: NDArray[np.intp]):
+    """The terms of :func:`fastpath._estep._residual_sums`: T (D, P) with
+    T[d, p] = (x_n - b_w - A_w m_nw)_d^2 e0_nw for the pairs p = (nn[p], ww[p]), and
+    Cw (R, S, S) = sum over n (in order) of e0_nw ccov_nw where e0_nw > 0. The residual is
+    numpy's expression (the matrix product summed left to right from 0); the caller sums
+    T along the pairs (numpy's pairwise summation)."""
+    P = nn.shape[0]
+    R, D, S = A.shape
+    n = e0.shape[0]
+    T = np.empty((D, P))
+    for p in prange(P):
+        i = nn[p]
+        w = ww[p]
+        e = e0[i, w]
+        for d in range(D):
+            acc = 0.0
+            for k in range(S):
+                acc += A[w, d, k] * cmean[i, w, k]
+            r = Xc[i, d] - b[w, d] - acc
+            T[d, p] = (r * r) * e
+    Cw = np.zeros((R, S, S))
+    for w in prange(R):
+        for i in range(n):
+            e = e0[i, w]
+            if e > 0:
+                for k in range(S):
+                    for l in range(S):
+                        Cw[w, k, l] += e * ccov[i, w, k, l]
+    return T, Cw
+
+
 def _warmup() -> None:
     rng = np.random.default_rng(0)
     log_w = rng.normal(size=(3, 4))
@@ -84,3 +118,8 @@ def _warmup() -> None:
     tot = ew.sum(axis=1)
     assemble(log_w, ew, top, tot, np.log(tot), rng.normal(size=(3, 4, 2)), rng.normal(size=(3, 4, 2)),
              rng.normal(size=(3, 4, 2, 2)))
+    mask = rng.random((3, 4)) > 0.3
+    nn, ww = np.nonzero(mask)
+    residual_terms(rng.normal(size=(3, 3)), rng.normal(size=(4, 3)), rng.normal(size=(4, 3, 2)),
+                   rng.normal(size=(3, 4, 2)), np.where(mask, 0.5, 0.0),
+                   rng.normal(size=(3, 4, 2, 2)), nn.astype(np.intp), ww.astype(np.intp))

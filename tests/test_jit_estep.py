@@ -41,3 +41,22 @@ def test_assembly_matches_numpy(widths, seed):
         else:
             # element by element the same expressions, sums in numpy's order: bit for bit
             assert np.array_equal(a, b, equal_nan=True), f
+
+
+@pytest.mark.parametrize("widths,seed", [((2, 10, 10, 3), 0), ((3, 5, 4, 3), 1)])
+def test_residual_sums_match_numpy(widths, seed):
+    """_residual_sums with the compiled terms (fastpath._jit_estep.residual_terms) against
+    its numpy form: the residuals bit for bit and summed alike over the pairs; the
+    per-region covariance sums in another order than einsum's (rounding: 1e-14)."""
+    net = DGN.random(widths, activation="leaky_relu", slope=0.1, seed=seed, noise_var=0.05)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(50, widths[-1]))
+    model = E._model(net, partition(net))
+    ch = E._assemble(slice(0, 50), E._chunk(model, X, True, 60.0))
+    fast = E._residual_sums(model.A, model.b, X, ch)
+    E.COMPILED_ASSEMBLY[0] = False
+    try:
+        slow = E._residual_sums(model.A, model.b, X, ch)
+    finally:
+        E.COMPILED_ASSEMBLY[0] = True
+    np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=0)
