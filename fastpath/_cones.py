@@ -75,6 +75,9 @@ _CHUNK_PAIRS = 65536
 COMPILED = [True]
 #: S = 2 compiled: (Gaussian, cone) pairs per chunk are this many times _CHUNK_PAIRS
 _COMPILED_CHUNK_FACTOR = 16
+#: S = 2 compiled: leave out the cone-sum moments of the pairs the cubature will replace
+#: (:meth:`ConeTable._guarded_cones`); False computes them (the same results, tests)
+DEFER = [True]
 #: (Gaussian, cone) pairs below which the compiled kernel runs on the calling thread
 #: (~3 ms: about 0.3 us per cone)
 _SERIAL_PIECES = 10_000
@@ -299,12 +302,18 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         set from the rounding level of the terms, and a RuntimeWarning is issued: the answer
         is then no better than the float64 terms allow (never NaN).
         """
-        if direction == "nearest":
+        deferred = None
+        if direction == "nearest" and self.dim == 2 and COMPILED[0] and moments and DEFER[0]:
+            # the pairs the cubature will take get no cone-sum moments (about a third of
+            # an E-step's pairs); those it declines are evaluated again in full below
+            *out, deferred = self._evaluate_compiled(mean, chol, moments, defer=True)
+            out = tuple(out)
+        elif direction == "nearest":
             out = self._cones_or_cubature(mean, chol, moments)
         else:
             out = self._evaluate(mean, chol, moments, direction)
         if direction == "nearest" and self.dim >= 2:
-            out = self._cubature_where_cancelled(mean, chol, moments, out)
+            out = self._cubature_where_cancelled(mean, chol, moments, out, deferred)
         lc = out[3]
         bad = ~(lc <= _MAX_LOG_CANCEL)
         if direction != "nearest" or not np.any(bad):
@@ -373,18 +382,30 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             self.own_cache["jit_arrays"] = got
         return got
 
-    def _evaluate_compiled(self, mean, chol, moments):
+    def _evaluate_compiled(self, mean, chol, moments, defer=False):
         """:meth:`_evaluate_numpy` for S = 2, direction "nearest", by the fused per-pair
-        kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs)."""
+        kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs).
+
+        ``defer``: the moments of the bounded polyhedra's pairs whose orthant terms cancel
+        beyond ``_LOG_CANCEL_CUBATURE`` are left out (the cubature replaces most of them);
+        then a fifth output (N, n) flags those pairs (else None)."""
+        from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
         from ._jit_cones import evaluate_s2
 
+        if defer and self.bounded:
+            has = np.array([g is not None for g in self.bounded], dtype=np.bool_)
+        else:
+            has = np.zeros(self.n_poly, dtype=np.bool_)
         with serial_below(mean.shape[0] * self.n_pieces, _SERIAL_PIECES):
-            lm, dm, tc, lc = evaluate_s2(
+            lm, dm, tc, lc, dfr = evaluate_s2(
                 np.ascontiguousarray(mean, dtype=np.float64),
                 np.ascontiguousarray(chol, dtype=np.float64), *self._table_arrays(),
-                bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT)
+                bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT, _LOG_CANCEL_CUBATURE,
+                float(_CUBATURE_BUDGET[0][0]), has)
         if not moments:
             return lm, None, None, lc
+        if defer:
+            return lm, dm, tc, lc, (dfr if np.any(dfr) else None)
         return lm, dm, tc, lc
 
     def _evaluate_numpy(self, mean, chol, moments, direction="nearest"):
