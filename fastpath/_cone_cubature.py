@@ -68,8 +68,8 @@ class _CubatureRouting:
         (``_CUBATURE_BUDGET``: small polytopes, which is where the cone sum cancels most);
         their log_cancel becomes 0 (a sum of positive terms).
 
-        ``deferred`` (N, n) or None: pairs whose cone sum was left without its moments
-        (:meth:`fastpath._cones.ConeTable._evaluate_compiled`, all of them in the
+        ``deferred`` (N, n) or None: pairs whose cone sum may have been left without its
+        moments (:meth:`fastpath._cones.ConeTable._evaluate_compiled`; all of them in the
         selection here); those the cubature does not take are evaluated again in full."""
         lc = out[3]
         if not self.bounded:

@@ -78,6 +78,10 @@ _COMPILED_CHUNK_FACTOR = 16
 #: S = 2 compiled: leave out the cone-sum moments of the pairs the cubature will replace
 #: (:meth:`ConeTable._guarded_cones`); False computes them (the same results, tests)
 DEFER = [True]
+#: a deferred pair's log_cancel (from its orthant terms) is this far above the cubature's
+#: threshold and its budget step: far more than its rounding difference (~1e-14) from the
+#: log_cancel of the full sum, so the routing of every pair is that of the full sum
+_DEFER_MARGIN = 1e-9
 #: (Gaussian, cone) pairs below which the compiled kernel runs on the calling thread
 #: (~3 ms: about 0.3 us per cone)
 _SERIAL_PIECES = 10_000
@@ -302,16 +306,22 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         set from the rounding level of the terms, and a RuntimeWarning is issued: the answer
         is then no better than the float64 terms allow (never NaN).
         """
-        deferred = None
-        if direction == "nearest" and self.dim == 2 and COMPILED[0] and moments and DEFER[0]:
-            # the pairs the cubature will take get no cone-sum moments (about a third of
-            # an E-step's pairs); those it declines are evaluated again in full below
-            *out, deferred = self._evaluate_compiled(mean, chol, moments, defer=True)
-            out = tuple(out)
-        elif direction == "nearest":
+        if direction == "nearest":
             out = self._cones_or_cubature(mean, chol, moments)
         else:
             out = self._evaluate(mean, chol, moments, direction)
+        deferred = None
+        if direction == "nearest" and self.dim == 2 and moments and self._defers():
+            # the pairs _evaluate may have left without moments (see _evaluate_compiled),
+            # read off their log_cancel; a pair flagged here that was computed in full is
+            # only computed again, with the same result
+            from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
+
+            lc = out[3]
+            has = np.array([g is not None for g in self.bounded], dtype=bool)
+            with np.errstate(invalid="ignore"):
+                deferred = (has[None, :] & ~(lc <= _LOG_CANCEL_CUBATURE + _DEFER_MARGIN)
+                            & ~(np.abs(lc - _CUBATURE_BUDGET[0][0]) <= _DEFER_MARGIN))
         if direction == "nearest" and self.dim >= 2:
             out = self._cubature_where_cancelled(mean, chol, moments, out, deferred)
         lc = out[3]
@@ -356,9 +366,16 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         dm = (chol @ xstar[..., None])[..., 0]
         return log_m0, dm, np.zeros(dm.shape + (s,))
 
+    def _defers(self) -> bool:
+        """Whether :meth:`_evaluate` leaves out moments (S = 2 compiled, bounded polygons)."""
+        return self.dim == 2 and COMPILED[0] and DEFER[0] and any(
+            g is not None for g in self.bounded)
+
     def _evaluate(self, mean, chol, moments, direction="nearest"):
+        """The signed cone sums (log m0, E - mean, Cov, log_cancel). Where :meth:`_defers`,
+        the pairs the cubature of :meth:`_guarded_cones` takes have no moments (0)."""
         if self.dim == 2 and direction == "nearest" and COMPILED[0]:
-            return self._evaluate_compiled(mean, chol, moments)
+            return self._evaluate_compiled(mean, chol, moments, defer=self._defers())
         return self._evaluate_numpy(mean, chol, moments, direction)
 
     def _table_arrays(self) -> tuple[Any, ...]:
@@ -387,8 +404,9 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs).
 
         ``defer``: the moments of the bounded polyhedra's pairs whose orthant terms cancel
-        beyond ``_LOG_CANCEL_CUBATURE`` are left out (the cubature replaces most of them);
-        then a fifth output (N, n) flags those pairs (else None)."""
+        beyond ``_LOG_CANCEL_CUBATURE`` (by ``_DEFER_MARGIN``, away from the cubature's
+        budget step) are left out: the cubature replaces nearly all of them, and
+        :meth:`_guarded_cones` evaluates the others again (kernel: ``_pair_deferred``)."""
         from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
         from ._jit_cones import evaluate_s2
 
@@ -400,12 +418,10 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             lm, dm, tc, lc, dfr = evaluate_s2(
                 np.ascontiguousarray(mean, dtype=np.float64),
                 np.ascontiguousarray(chol, dtype=np.float64), *self._table_arrays(),
-                bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT, _LOG_CANCEL_CUBATURE,
-                float(_CUBATURE_BUDGET[0][0]), has)
+                bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT,
+                _LOG_CANCEL_CUBATURE + _DEFER_MARGIN, float(_CUBATURE_BUDGET[0][0]), has)
         if not moments:
             return lm, None, None, lc
-        if defer:
-            return lm, dm, tc, lc, (dfr if np.any(dfr) else None)
         return lm, dm, tc, lc
 
     def _evaluate_numpy(self, mean, chol, moments, direction="nearest"):

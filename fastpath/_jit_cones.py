@@ -86,6 +86,24 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
              e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
              e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
              f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
+             margin: float, gweight: float, cu: NDArray[np.float64], terms: NDArray[np.float64],
+             buf: NDArray[np.float64], out_lm: NDArray[np.float64],
+             out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
+             out_lc: NDArray[np.float64]) -> None:
+    """:func:`_pair_deferred` without deferral (the one-call lane's entry)."""
+    _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start,
+                   e_dir, e_len, f_C, f_d, f_valid, c_gen, moments, margin, gweight, math.inf,
+                   math.inf, False, cu, terms, buf, out_lm, out_dm, out_tc, out_lc,
+                   np.zeros((1, 1), dtype=np.bool_))
+
+
+@jit
+def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[np.float64],
+             p_seg: NDArray[np.intp], p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
+             p_L: NDArray[np.float64], p_edge: NDArray[np.intp], p_orient: NDArray[np.float64],
+             e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
+             e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
+             f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
              margin: float, gweight: float, defer_lo: float, defer_hi: float,
              defer_ok: bool, cu: NDArray[np.float64], terms: NDArray[np.float64],
              buf: NDArray[np.float64], out_lm: NDArray[np.float64],
@@ -95,7 +113,8 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
 
     With ``moments`` and ``defer_ok``, a pair whose orthant terms alone show a cancellation
     log (sum |P| / sum P) above ``defer_lo`` and away from ``defer_hi`` (by 1e-9, far more
-    than the rounding between this value and the final log_cancel) is left without its
+    than the rounding between this value and the final log_cancel; the caller's margin
+    above its threshold is in ``defer_lo``) is left without its
     moments, its log m0 and log_cancel from those terms only, and flagged in ``out_def``:
     the caller integrates it by cubature (:meth:`fastpath._cones.ConeTable._guarded_cones`)
     or evaluates it again without deferral. Every other pair is computed as without."""
@@ -200,7 +219,7 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
             s0 += terms[k, 0] * eP
             sa += eP
         lcP = np.log(sa) - np.log(s0)
-        if (not lcP <= defer_lo + 1e-9) and not abs(lcP - defer_hi) <= 1e-9:
+        if (not lcP <= defer_lo) and not abs(lcP - defer_hi) <= 1e-9:
             out_lm[a, j] = KP + np.log(s0)
             out_lc[a, j] = lcP
             out_def[a, j] = True
@@ -327,10 +346,10 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
             a = i // n
             j = i - a * n
             cj = 0 if shared else a
-            _pair_s2(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
-                     p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
-                     margin, gweight, defer_lo, defer_hi, defer[j], cu, terms, buf, out_lm,
-                     out_dm, out_tc, out_lc, out_def)
+            _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
+                           p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
+                           margin, gweight, defer_lo, defer_hi, defer[j], cu, terms, buf,
+                           out_lm, out_dm, out_tc, out_lc, out_def)
     return out_lm, out_dm, out_tc, out_lc, out_def
 
 
