@@ -430,14 +430,11 @@ def _assemble(rows: slice, res: _ChunkResult) -> EStepChunk:
     assert res.mu_z is not None and res.dm is not None and res.tcov is not None
     if res.mu_z.shape[2] >= 2 and COMPILED_ASSEMBLY[0]:
         # the rest in one compiled pass per point (S = 1 never imports the kernels)
-        from ._jit_estep import assemble
+        from ._jit_estep import assemble_chunk
 
-        tot1 = np.ascontiguousarray(tot[:, 0])
-        log_e0, e0, e1, E2, cmean, ccov, mean, cov = assemble(
-            np.ascontiguousarray(res.log_w), np.ascontiguousarray(ew),
-            np.ascontiguousarray(top[:, 0]), tot1, np.log(tot1), np.ascontiguousarray(res.mu_z),
-            np.ascontiguousarray(res.dm), np.ascontiguousarray(res.tcov))
-        return EStepChunk(rows, res.log_px, log_e0, e0, e1, E2, cmean, ccov, mean, cov)
+        return EStepChunk(rows, res.log_px, *assemble_chunk(res.log_w, ew, top[:, 0],
+                                                             tot[:, 0], res.mu_z, res.dm,
+                                                             res.tcov))
     e0 = ew / tot
     with np.errstate(divide="ignore"):
         log_e0 = (res.log_w - top) - np.log(tot)
@@ -588,18 +585,9 @@ def _residual_sums(A: Arr, b: Arr, Xc: Arr, ch: EStepChunk) -> Arr:
     if S >= 2 and COMPILED_ASSEMBLY[0]:
         # the per-pair terms and the per-region covariance sums in one compiled pass; the
         # sums over pairs stay numpy's (pairwise), block by block as below
-        from ._jit_estep import residual_terms
+        from ._jit_estep import residual_sums
 
-        T, Cw = residual_terms(np.ascontiguousarray(Xc, dtype=np.float64),
-                               np.ascontiguousarray(b, dtype=np.float64),
-                               np.ascontiguousarray(A, dtype=np.float64),
-                               np.ascontiguousarray(ch.cmean), np.ascontiguousarray(ch.e0),
-                               np.ascontiguousarray(ch.ccov), nn.astype(np.intp),
-                               ww.astype(np.intp))
-        for a in range(0, nn.size, step):
-            out += np.sum(T[:, a:a + step], axis=1)
-        out += np.einsum("wdi,wij,wdj->d", A, Cw, A)
-        return out
+        return residual_sums(A, b, Xc, ch.e0, ch.cmean, ch.ccov, nn, ww, step)
     e0 = ch.e0[nn, ww]
     for a in range(0, nn.size, step):
         n_, w_ = nn[a:a + step], ww[a:a + step]

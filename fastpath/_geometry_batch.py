@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._integral_checks import _check_halfspaces
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
 
-__all__ = ["ENABLED", "region_geometries"]
+__all__ = ["ENABLED", "partition_rows", "region_geometries", "region_rows"]
 
 #: the compiled S = 2 batch; False runs the Python geometry for every region (tests)
 ENABLED = [True]
@@ -28,6 +29,50 @@ _EYE2 = np.eye(2)
 _EYE2.flags.writeable = False
 _NOLINES = np.zeros((0, 2))
 _NOLINES.flags.writeable = False
+
+
+def region_rows(region: Any) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                       NDArray[np.float64] | None]:
+    """(C, d, interior point or None) of a partition region, validated."""
+    C, d = _check_halfspaces(np.asarray(region.C, dtype=np.float64),
+                             np.asarray(region.d, dtype=np.float64))
+    ip = getattr(region, "interior_point", None)
+    ip = None if ip is None else np.asarray(ip, dtype=np.float64)
+    if ip is not None and (ip.shape != (C.shape[1],) or not np.all(np.isfinite(ip))):
+        ip = None
+    return C, d, ip
+
+
+def partition_rows(partition: Sequence[Any]) -> list[tuple[NDArray[np.float64],
+                                                             NDArray[np.float64],
+                                                             NDArray[np.float64] | None]]:
+    """:func:`_region_rows` of every region; float64 arrays of the right shapes (what a
+    partition holds) are checked for finiteness all at once, anything else one by one."""
+    f64 = np.dtype(np.float64)
+    rows: list[Any] = []
+    plain: list[int] = []
+    for i, r in enumerate(partition):
+        C, d = r.C, r.d
+        ip = getattr(r, "interior_point", None)
+        if (type(C) is np.ndarray and C.dtype == f64 and C.ndim == 2
+                and 1 <= C.shape[1] <= 4 and type(d) is np.ndarray and d.dtype == f64
+                and d.shape == (C.shape[0],)
+                and (ip is None or (type(ip) is np.ndarray and ip.dtype == f64
+                                    and ip.shape == (C.shape[1],)))):
+            rows.append((C, d, ip))
+            plain.append(i)
+        else:
+            rows.append(region_rows(r))
+    if plain:
+        flat = np.concatenate([np.concatenate([rows[i][0].ravel(), rows[i][1]]) for i in plain])
+        if not np.all(np.isfinite(flat)):
+            for i in plain:           # the offending region's own error
+                rows[i] = region_rows(partition[i])
+        for i in plain:
+            ip = rows[i][2]
+            if ip is not None and not np.all(np.isfinite(ip)):
+                rows[i] = (rows[i][0], rows[i][1], None)
+    return rows
 
 
 def region_geometries(regions: Sequence[tuple[NDArray[np.float64], NDArray[np.float64],

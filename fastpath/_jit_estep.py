@@ -110,6 +110,34 @@ def residual_terms(Xc: NDArray[np.float64], b: NDArray[np.float64], A: NDArray[n
     return T, Cw
 
 
+def assemble_chunk(log_w: NDArray[np.float64], ew: NDArray[np.float64],
+                   top: NDArray[np.float64], tot: NDArray[np.float64],
+                   mu_z: NDArray[np.float64], dm: NDArray[np.float64],
+                   tcov: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
+    """:func:`assemble` of numpy arrays (log w, exp(log w - top) (n, R), top, tot (n,),
+    mu_z, dm (n, R, S), tcov (n, R, S, S)); log(tot) by numpy."""
+    c = np.ascontiguousarray
+    tot = c(tot)
+    return assemble(c(log_w), c(ew), c(top), tot, np.log(tot), c(mu_z), c(dm), c(tcov))
+
+
+def residual_sums(A: NDArray[np.float64], b: NDArray[np.float64], Xc: NDArray[np.float64],
+                  e0: NDArray[np.float64], cmean: NDArray[np.float64],
+                  ccov: NDArray[np.float64], nn: NDArray[np.intp], ww: NDArray[np.intp],
+                  step: int) -> NDArray[np.float64]:
+    """fastpath._estep._residual_sums from :func:`residual_terms`: the terms summed over
+    the pairs by numpy (pairwise) in blocks of ``step`` pairs, as the numpy form does."""
+    c = np.ascontiguousarray
+    T, Cw = residual_terms(c(Xc, dtype=np.float64), c(b, dtype=np.float64),
+                           c(A, dtype=np.float64), c(cmean), c(e0), c(ccov),
+                           nn.astype(np.intp), ww.astype(np.intp))
+    out = np.zeros(A.shape[1])
+    for a in range(0, nn.size, step):
+        out += np.sum(T[:, a:a + step], axis=1)
+    out += np.einsum("wdi,wij,wdj->d", A, Cw, A)
+    return out
+
+
 def _warmup() -> None:
     rng = np.random.default_rng(0)
     log_w = rng.normal(size=(3, 4))

@@ -182,7 +182,9 @@ class PolyhedronCones:
     @classmethod
     def from_region(cls, region: Any) -> PolyhedronCones:
         """Decomposition of a partition region (its non-redundant facets and interior point)."""
-        C, d, ip = _region_rows(region)
+        from ._geometry_batch import region_rows
+
+        C, d, ip = region_rows(region)
         return cls(polyhedron_geometry(C, d, interior_point=ip, prune=False))
 
     # ------------------------------------------------------------------ properties
@@ -278,50 +280,6 @@ class PolyhedronCones:
         return m0, m0[..., None] * mP, m0[..., None, None] * M2P
 
 
-def _region_rows(region: Any) -> tuple[NDArray[np.float64], NDArray[np.float64],
-                                       NDArray[np.float64] | None]:
-    """(C, d, interior point or None) of a partition region, validated."""
-    C, d = _check_halfspaces(np.asarray(region.C, dtype=np.float64),
-                             np.asarray(region.d, dtype=np.float64))
-    ip = getattr(region, "interior_point", None)
-    ip = None if ip is None else np.asarray(ip, dtype=np.float64)
-    if ip is not None and (ip.shape != (C.shape[1],) or not np.all(np.isfinite(ip))):
-        ip = None
-    return C, d, ip
-
-
-def _partition_rows(partition: Sequence[Any]) -> list[tuple[NDArray[np.float64],
-                                                             NDArray[np.float64],
-                                                             NDArray[np.float64] | None]]:
-    """:func:`_region_rows` of every region; float64 arrays of the right shapes (what a
-    partition holds) are checked for finiteness all at once, anything else one by one."""
-    f64 = np.dtype(np.float64)
-    rows: list[Any] = []
-    plain: list[int] = []
-    for i, r in enumerate(partition):
-        C, d = r.C, r.d
-        ip = getattr(r, "interior_point", None)
-        if (type(C) is np.ndarray and C.dtype == f64 and C.ndim == 2
-                and 1 <= C.shape[1] <= 4 and type(d) is np.ndarray and d.dtype == f64
-                and d.shape == (C.shape[0],)
-                and (ip is None or (type(ip) is np.ndarray and ip.dtype == f64
-                                    and ip.shape == (C.shape[1],)))):
-            rows.append((C, d, ip))
-            plain.append(i)
-        else:
-            rows.append(_region_rows(r))
-    if plain:
-        flat = np.concatenate([np.concatenate([rows[i][0].ravel(), rows[i][1]]) for i in plain])
-        if not np.all(np.isfinite(flat)):
-            for i in plain:           # the offending region's own error
-                rows[i] = _region_rows(partition[i])
-        for i in plain:
-            ip = rows[i][2]
-            if ip is not None and not np.all(np.isfinite(ip)):
-                rows[i] = (rows[i][0], rows[i][1], None)
-    return rows
-
-
 def _finish(mean: NDArray[np.float64], lm: NDArray[np.float64], dm: NDArray[np.float64],
             tcov: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """E[z|P] and E[z z^T|P] from E[z|P] - mean and Cov[z|P]; zeros where P is empty."""
@@ -372,9 +330,9 @@ class ConeBatch:
         """Batch of all regions of a partition (``PolyhedronCones.from_region`` for each;
         at S = 2 the geometries of the simple polygons in one compiled call,
         :mod:`fastpath._geometry_batch`)."""
-        from ._geometry_batch import region_geometries
+        from ._geometry_batch import partition_rows, region_geometries
 
-        return cls([PolyhedronCones(g) for g in region_geometries(_partition_rows(partition))])
+        return cls([PolyhedronCones(g) for g in region_geometries(partition_rows(partition))])
 
     def __len__(self) -> int:
         return len(self.cones)

@@ -16,8 +16,8 @@ import pytest
 from dgn_core.model import DGN
 from fastpath import _geometry_batch as GB
 from fastpath._estep import estep_statistics
+from fastpath._geometry_batch import region_rows as _region_rows
 from fastpath._jit_one_shot_base import LINES, NONSIMPLE, OK, THIN
-from fastpath.integrals import _region_rows
 from fastpath.partition_walk import partition
 
 #: both geometries solve the same rows from the same interior point with the same
