@@ -62,11 +62,15 @@ class _CubatureRouting:
 
         def _evaluate(self, mean: Any, chol: Any, moments: Any, direction: str = ...) -> Any: ...
 
-    def _cubature_where_cancelled(self, mean, chol, moments, out):
+    def _cubature_where_cancelled(self, mean, chol, moments, out, deferred=None):
         """Replace the results of bounded polyhedra whose signed cone sum lost more than
         ``_LOG_CANCEL_CUBATURE`` (or everything) by simplex cubature where it is cheap
         (``_CUBATURE_BUDGET``: small polytopes, which is where the cone sum cancels most);
-        their log_cancel becomes 0 (a sum of positive terms)."""
+        their log_cancel becomes 0 (a sum of positive terms).
+
+        ``deferred`` (N, n) or None: pairs whose cone sum may have been left without its
+        moments (:meth:`fastpath._cones.ConeTable._evaluate_compiled`; all of them in the
+        selection here); those the cubature does not take are evaluated again in full."""
         lc = out[3]
         if not self.bounded:
             return out
@@ -74,6 +78,33 @@ class _CubatureRouting:
         sel = ~(lc <= _LOG_CANCEL_CUBATURE) & has[None, :]
         if not np.any(sel):
             return out
+        if deferred is not None:
+            # the compiled kernel's own fresh arrays: filled in place
+            out = self._cubature_selected(mean, chol, moments, out, sel, inplace=True)
+            return self._undefer(mean, chol, moments, out, deferred)
+        return self._cubature_selected(mean, chol, moments, out, sel)
+
+    def _undefer(self, mean, chol, moments, out, deferred):
+        """The full cone sums of the deferred pairs the cubature left (log_cancel != 0),
+        written into ``out`` (the compiled kernel's own arrays)."""
+        left = deferred & (out[3] != 0.0)
+        if not np.any(left):
+            return out
+        a_idx, j_idx = np.nonzero(left)
+        sub = self.take(j_idx)
+        ch = chol[:, j_idx] if chol.shape[0] == 1 else chol[a_idx, j_idx][None]
+        lm, dm, tc, lc = sub._evaluate_compiled(mean[a_idx, j_idx][None], ch, moments)
+        res = list(out)
+        res[0][a_idx, j_idx] = lm[0]
+        res[1][a_idx, j_idx] = dm[0]
+        res[2][a_idx, j_idx] = tc[0]
+        res[3][a_idx, j_idx] = lc[0]
+        return res[0], res[1], res[2], res[3]
+
+    def _cubature_selected(self, mean, chol, moments, out, sel, inplace=False):
+        """:meth:`_cubature_where_cancelled` for the selected pairs ``sel`` (N, n); the
+        arrays of ``out`` are written to when ``inplace``, else copied first."""
+        lc = out[3]
         a_idx, j_idx = np.nonzero(sel)
         lcs = np.where(np.isnan(lc[a_idx, j_idx]), np.inf, lc[a_idx, j_idx])  # NaN: m0 <= 0
         budget = np.select([lcs < b for b, _ in _CUBATURE_BUDGET],
@@ -86,7 +117,7 @@ class _CubatureRouting:
             got = self._cubature(mean, chol, moments, a_idx, j_idx, budget)
         if got is None:
             return out
-        res = [None if o is None else o.copy() for o in out]
+        res = list(out) if inplace else [None if o is None else o.copy() for o in out]
         self._scatter(res, got)
         return res[0], res[1], res[2], res[3]
 

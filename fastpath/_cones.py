@@ -73,6 +73,15 @@ _CHUNK_PAIRS = 65536
 #: S = 2 cone sums (direction "nearest") by the compiled kernel of :mod:`fastpath._jit_cones`;
 #: False runs :meth:`ConeTable._evaluate_numpy` (the second implementation, kept for tests)
 COMPILED = [True]
+#: S = 2 compiled: (Gaussian, cone) pairs per chunk are this many times _CHUNK_PAIRS
+_COMPILED_CHUNK_FACTOR = 16
+#: S = 2 compiled: leave out the cone-sum moments of the pairs the cubature will replace
+#: (:meth:`ConeTable._guarded_cones`); False computes them (the same results, tests)
+DEFER = [True]
+#: a deferred pair's log_cancel (from its orthant terms) is this far above the cubature's
+#: threshold and its budget step: far more than its rounding difference (~1e-14) from the
+#: log_cancel of the full sum, so the routing of every pair is that of the full sum
+_DEFER_MARGIN = 1e-9
 #: (Gaussian, cone) pairs below which the compiled kernel runs on the calling thread
 #: (~3 ms: about 0.3 us per cone)
 _SERIAL_PIECES = 10_000
@@ -219,7 +228,12 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             log(sum of |terms| of m0 / m0): the digits lost to cancellation (diagnostic).
         """
         N = mean.shape[0]
-        per = max(1, _CHUNK_PAIRS // max(1, self.n_pieces))
+        chunk = _CHUNK_PAIRS
+        if self.dim == 2 and direction == "nearest" and COMPILED[0]:
+            # the compiled kernels keep no (pair, cone) temporaries: larger chunks, fewer
+            # passes of the routing around them (results are per pair, whatever the chunks)
+            chunk *= _COMPILED_CHUNK_FACTOR
+        per = max(1, chunk // max(1, self.n_pieces))
         if direction not in ("nearest", "generic"):
             raise ValueError(f"direction must be 'nearest' or 'generic', got {direction!r}")
         if N <= per:
@@ -250,6 +264,13 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
                 a = (self.lo - mu) / sd
                 b = (self.hi - mu) / sd
             return np.where(a > 0, log_ndtr(-a), np.where(b < 0, log_ndtr(b), 0.0))
+        if self.dim == 2 and COMPILED[0]:
+            from ._jit_cones import bound_s2
+
+            arrs = self._table_arrays()
+            with serial_below(mean.shape[0] * self.n_poly, _SERIAL_PIECES):
+                return bound_s2(np.ascontiguousarray(mean, dtype=np.float64),
+                                np.ascontiguousarray(chol, dtype=np.float64), *arrs[6:12])
         xstar, _, inside = self._nearest_points(mean, chol, np.linalg.inv(chol))
         return np.where(inside, 0.0, log_ndtr(-np.sqrt(np.sum(xstar * xstar, axis=-1))))
 
@@ -289,8 +310,20 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             out = self._cones_or_cubature(mean, chol, moments)
         else:
             out = self._evaluate(mean, chol, moments, direction)
+        deferred = None
+        if direction == "nearest" and self.dim == 2 and moments and self._defers():
+            # the pairs _evaluate may have left without moments (see _evaluate_compiled),
+            # read off their log_cancel; a pair flagged here that was computed in full is
+            # only computed again, with the same result
+            from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
+
+            lc = out[3]
+            has = np.array([g is not None for g in self.bounded], dtype=bool)
+            with np.errstate(invalid="ignore"):
+                deferred = (has[None, :] & ~(lc <= _LOG_CANCEL_CUBATURE + _DEFER_MARGIN)
+                            & ~(np.abs(lc - _CUBATURE_BUDGET[0][0]) <= _DEFER_MARGIN))
         if direction == "nearest" and self.dim >= 2:
-            out = self._cubature_where_cancelled(mean, chol, moments, out)
+            out = self._cubature_where_cancelled(mean, chol, moments, out, deferred)
         lc = out[3]
         bad = ~(lc <= _MAX_LOG_CANCEL)
         if direction != "nearest" or not np.any(bad):
@@ -333,9 +366,16 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         dm = (chol @ xstar[..., None])[..., 0]
         return log_m0, dm, np.zeros(dm.shape + (s,))
 
+    def _defers(self) -> bool:
+        """Whether :meth:`_evaluate` leaves out moments (S = 2 compiled, bounded polygons)."""
+        return self.dim == 2 and COMPILED[0] and DEFER[0] and any(
+            g is not None for g in self.bounded)
+
     def _evaluate(self, mean, chol, moments, direction="nearest"):
+        """The signed cone sums (log m0, E - mean, Cov, log_cancel). Where :meth:`_defers`,
+        the pairs the cubature of :meth:`_guarded_cones` takes have no moments (0)."""
         if self.dim == 2 and direction == "nearest" and COMPILED[0]:
-            return self._evaluate_compiled(mean, chol, moments)
+            return self._evaluate_compiled(mean, chol, moments, defer=self._defers())
         return self._evaluate_numpy(mean, chol, moments, direction)
 
     def _table_arrays(self) -> tuple[Any, ...]:
@@ -359,16 +399,27 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             self.own_cache["jit_arrays"] = got
         return got
 
-    def _evaluate_compiled(self, mean, chol, moments):
+    def _evaluate_compiled(self, mean, chol, moments, defer=False):
         """:meth:`_evaluate_numpy` for S = 2, direction "nearest", by the fused per-pair
-        kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs)."""
+        kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs).
+
+        ``defer``: the moments of the bounded polyhedra's pairs whose orthant terms cancel
+        beyond ``_LOG_CANCEL_CUBATURE`` (by ``_DEFER_MARGIN``, away from the cubature's
+        budget step) are left out: the cubature replaces nearly all of them, and
+        :meth:`_guarded_cones` evaluates the others again (kernel: ``_pair_deferred``)."""
+        from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
         from ._jit_cones import evaluate_s2
 
+        if defer and self.bounded:
+            has = np.array([g is not None for g in self.bounded], dtype=np.bool_)
+        else:
+            has = np.zeros(self.n_poly, dtype=np.bool_)
         with serial_below(mean.shape[0] * self.n_pieces, _SERIAL_PIECES):
-            lm, dm, tc, lc = evaluate_s2(
+            lm, dm, tc, lc, dfr = evaluate_s2(
                 np.ascontiguousarray(mean, dtype=np.float64),
                 np.ascontiguousarray(chol, dtype=np.float64), *self._table_arrays(),
-                bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT)
+                bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT,
+                _LOG_CANCEL_CUBATURE + _DEFER_MARGIN, float(_CUBATURE_BUDGET[0][0]), has)
         if not moments:
             return lm, None, None, lc
         return lm, dm, tc, lc

@@ -74,6 +74,9 @@ _CHUNK_FLOATS = 1 << 20
 #: pruning evaluates pairs region by region only when at most this fraction survives the
 #: bound (otherwise one batched pass over every pair is faster)
 _SPARSE_MAX_FRACTION = 0.5
+#: S >= 2: the posterior moments of a chunk by the compiled :func:`fastpath._jit_estep.assemble`;
+#: False: the numpy form of :func:`_assemble` (its test reference)
+COMPILED_ASSEMBLY = [True]
 #: points of a chunk whose bounds are computed first, and the surviving fraction above
 #: which the chunk is evaluated densely without bounding the rest (the bound would not pay)
 _PRUNE_PROBE = 32
@@ -191,9 +194,18 @@ def _quadratic_forms(model: _Model, Xc: Arr) -> _Forms:
     xx = np.einsum("nd,nd->n", Xt, Xt)
     xb = Xt @ model.btT                                                   # (n, R)
     y = (Xt @ model.Bcat).reshape(n, R, S) - model.By                    # B^T (x~ - b~)
-    mu_u = np.einsum("rij,nrj->nri", model.Ginv, y)
+    if S == 2:
+        # the einsums below written out: the same products summed in the same order (equal
+        # bit for bit), without einsum's overhead on a length-2 axis
+        Gi = model.Ginv
+        mu_u = np.empty_like(y)
+        mu_u[..., 0] = Gi[:, 0, 0] * y[..., 0] + Gi[:, 0, 1] * y[..., 1]
+        mu_u[..., 1] = Gi[:, 1, 0] * y[..., 0] + Gi[:, 1, 1] * y[..., 1]
+        yGy = y[..., 0] * mu_u[..., 0] + y[..., 1] * mu_u[..., 1]
+    else:
+        mu_u = np.einsum("rij,nrj->nri", model.Ginv, y)
+        yGy = np.einsum("nri,nri->nr", y, mu_u)
     rr = xx[:, None] - 2.0 * xb + model.bb
-    yGy = np.einsum("nri,nri->nr", y, mu_u)
     Q = rr - yGy
     # rounding of the length-D dot products: the probabilistic bound lambda sqrt(D) eps |a||b|
     # (Higham & Mary 2019; lambda = 8 fails with probability < 2 exp(-32) per product). It
@@ -277,8 +289,13 @@ def _fix_tails(model: _Model, res: _ChunkResult) -> None:
         return
     # the truncated mean lies in the region, so its whitened offset from mu_w bounds the
     # distance from mu_w to the region from above: a cheap screen for "far"
-    Lc = np.linalg.cholesky(model.cov_z)
-    y = np.linalg.solve(Lc[ww], res.dm[nn, ww][..., None])[..., 0]
+    Lc = np.linalg.cholesky(model.cov_z)[ww]
+    # y = Lc^-1 dm by forward substitution, column by column over all pairs (a batched
+    # LAPACK solve of 2 x 2 systems costs ~1 us each); a screen, rounding does not matter
+    r = res.dm[nn, ww]
+    y = np.empty_like(r)
+    for i in range(model.S):
+        y[:, i] = (r[:, i] - np.sum(Lc[:, i, :i] * y[:, :i], axis=1)) / Lc[:, i, i]
     # ... and only where the cone sum's error matters: its covariance is off by ~1e-14 d^5
     # relative to itself (measured: 6e-11 at d = 8, 1e-4 at 100, 5e2 at 1000), weighted
     # by e0 in the posterior; pairs whose e0 d^5 stays below 100 keep it (<= 1e-12)
@@ -410,11 +427,18 @@ def _assemble(rows: slice, res: _ChunkResult) -> EStepChunk:
     top = np.max(res.log_w, axis=1, keepdims=True)
     ew = np.exp(res.log_w - top)
     tot = ew.sum(axis=1, keepdims=True)
+    assert res.mu_z is not None and res.dm is not None and res.tcov is not None
+    if res.mu_z.shape[2] >= 2 and COMPILED_ASSEMBLY[0]:
+        # the rest in one compiled pass per point (S = 1 never imports the kernels)
+        from ._jit_estep import assemble_chunk
+
+        return EStepChunk(rows, res.log_px, *assemble_chunk(res.log_w, ew, top[:, 0],
+                                                             tot[:, 0], res.mu_z, res.dm,
+                                                             res.tcov))
     e0 = ew / tot
     with np.errstate(divide="ignore"):
         log_e0 = (res.log_w - top) - np.log(tot)
     live = e0 > 0
-    assert res.mu_z is not None and res.dm is not None and res.tcov is not None
     dm = res.dm
     cmean = np.where(live[..., None], res.mu_z + dm, 0.0)
     # the kernels' own truncated covariance: E[(z - mu)(z - mu)^T] - dm dm^T would cancel
@@ -555,10 +579,16 @@ def _residual_sums(A: Arr, b: Arr, Xc: Arr, ch: EStepChunk) -> Arr:
     """
     mask = ch.e0 > 0
     nn, ww = np.nonzero(mask)
-    e0 = ch.e0[nn, ww]
     D, S = A.shape[1], A.shape[2]
     out = np.zeros(D)
     step = max(1, _PAIR_BLOCK // (D * S))
+    if S >= 2 and COMPILED_ASSEMBLY[0]:
+        # the per-pair terms and the per-region covariance sums in one compiled pass; the
+        # sums over pairs stay numpy's (pairwise), block by block as below
+        from ._jit_estep import residual_sums
+
+        return residual_sums(A, b, Xc, ch.e0, ch.cmean, ch.ccov, nn, ww, step)
+    e0 = ch.e0[nn, ww]
     for a in range(0, nn.size, step):
         n_, w_ = nn[a:a + step], ww[a:a + step]
         res = Xc[n_] - b[w_] - (A[w_] @ ch.cmean[n_, w_][..., None])[..., 0]       # (k, D)

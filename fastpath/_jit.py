@@ -48,6 +48,8 @@ KERNEL_MODULES: tuple[str, ...] = (
     "fastpath._jit_one_shot_cubature",
     "fastpath._jit_pair_cubature",
     "fastpath._jit_one_shot_geometry",
+    "fastpath._jit_geometry_batch",
+    "fastpath._jit_estep",
     "fastpath._jit_one_shot",
     "fastpath._jit_one_shot3_cubature",
     "fastpath._jit_one_shot3_cones",

@@ -90,7 +90,34 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
              buf: NDArray[np.float64], out_lm: NDArray[np.float64],
              out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
              out_lc: NDArray[np.float64]) -> None:
-    """Everything of one (Gaussian a, polyhedron j) pair; cj is a's row of ``chol``."""
+    """:func:`_pair_deferred` without deferral (the one-call lane's entry)."""
+    _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start,
+                   e_dir, e_len, f_C, f_d, f_valid, c_gen, moments, margin, gweight, math.inf,
+                   math.inf, False, cu, terms, buf, out_lm, out_dm, out_tc, out_lc,
+                   np.zeros((1, 1), dtype=np.bool_))
+
+
+@jit
+def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[np.float64],
+             p_seg: NDArray[np.intp], p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
+             p_L: NDArray[np.float64], p_edge: NDArray[np.intp], p_orient: NDArray[np.float64],
+             e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
+             e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
+             f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
+             margin: float, gweight: float, defer_lo: float, defer_hi: float,
+             defer_ok: bool, cu: NDArray[np.float64], terms: NDArray[np.float64],
+             buf: NDArray[np.float64], out_lm: NDArray[np.float64],
+             out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
+             out_lc: NDArray[np.float64], out_def: NDArray[np.bool_]) -> None:
+    """Everything of one (Gaussian a, polyhedron j) pair; cj is a's row of ``chol``.
+
+    With ``moments`` and ``defer_ok``, a pair whose orthant terms alone show a cancellation
+    log (sum |P| / sum P) above ``defer_lo`` and away from ``defer_hi`` (by 1e-9, far more
+    than the rounding between this value and the final log_cancel; the caller's margin
+    above its threshold is in ``defer_lo``) is left without its
+    moments, its log m0 and log_cancel from those terms only, and flagged in ``out_def``:
+    the caller integrates it by cubature (:meth:`fastpath._cones.ConeTable._guarded_cones`)
+    or evaluates it again without deferral. Every other pair is computed as without."""
     u00 = chol[cj, j, 0, 0]
     u10 = chol[cj, j, 1, 0]
     u11 = chol[cj, j, 1, 1]
@@ -179,11 +206,35 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
         a10 = terms[k, 5]
         a11 = terms[k, 6]
         rho = a00 * a10 + a01 * a11
-        lP = log_bvn_buf(h0, h1, rho, buf)
         terms[k, 0] = sign
-        terms[k, 7] = lP
+        terms[k, 7] = log_bvn_buf(h0, h1, rho, buf)
+    if moments and defer_ok:
+        KP = -math.inf
+        for k in range(npc):
+            KP = terms[k, 7] if k == 0 else _nmax(KP, terms[k, 7])
+        s0 = 0.0
+        sa = 0.0
+        for k in range(npc):
+            eP = _exp_rel(terms[k, 7] - KP)
+            s0 += terms[k, 0] * eP
+            sa += eP
+        lcP = np.log(sa) - np.log(s0)
+        if (not lcP <= defer_lo) and not abs(lcP - defer_hi) <= 1e-9:
+            out_lm[a, j] = KP + np.log(s0)
+            out_lc[a, j] = lcP
+            out_def[a, j] = True
+            return
+    for k in range(npc):
+        lP = terms[k, 7]
         Kp = lP
         if moments:
+            h0 = terms[k, 1]
+            h1 = terms[k, 2]
+            a00 = terms[k, 3]
+            a01 = terms[k, 4]
+            a10 = terms[k, 5]
+            a11 = terms[k, 6]
+            rho = a00 * a10 + a01 * a11
             # q = 0: condition row 1 on row 0
             r0 = a10 - rho * a00
             r1 = a11 - rho * a01
@@ -265,12 +316,15 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
                 e_dir: NDArray[np.float64], e_len: NDArray[np.float64],
                 f_C: NDArray[np.float64], f_d: NDArray[np.float64], f_valid: NDArray[np.bool_],
                 c_gen: NDArray[np.float64], moments: bool, margin: float, gweight: float,
+                defer_lo: float, defer_hi: float, defer: NDArray[np.bool_],
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
-                           NDArray[np.float64]]:
+                           NDArray[np.float64], NDArray[np.bool_]]:
     """log m0 (N, n), E[y|P] - mean (N, n, 2), Cov[y|P] (N, n, 2, 2), log cancel (N, n) of
     every polyhedron for every Gaussian (``mean`` (N, n, 2), ``chol`` (Nc, n, 2, 2) lower,
     Nc in {1, N}); the table arrays as in :class:`fastpath._cones.ConeTable`, ``p_end``
-    the end of each polyhedron's pieces. The moment outputs are left 0 if not ``moments``."""
+    the end of each polyhedron's pieces. The moment outputs are left 0 if not ``moments``,
+    and for the pairs flagged in the fifth output (N, n): those of the polyhedra with
+    ``defer`` (n,) whose cancellation is above ``defer_lo`` (see :func:`_pair_s2`)."""
     N = mean.shape[0]
     n = mean.shape[1]
     shared = chol.shape[0] == 1
@@ -278,6 +332,7 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
     out_lc = np.empty((N, n))
     out_dm = np.zeros((N, n, 2))
     out_tc = np.zeros((N, n, 2, 2))
+    out_def = np.zeros((N, n), dtype=np.bool_)
     maxp = 1
     for j in range(n):
         maxp = max(maxp, p_end[j] - p_seg[j])
@@ -290,10 +345,51 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
         for i in range(blk * _BLOCK, min(total, (blk + 1) * _BLOCK)):
             a = i // n
             j = i - a * n
-            _pair_s2(a, j, 0 if shared else a, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
-                     p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
-                     margin, gweight, cu, terms, buf, out_lm, out_dm, out_tc, out_lc)
-    return out_lm, out_dm, out_tc, out_lc
+            cj = 0 if shared else a
+            _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
+                           p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
+                           margin, gweight, defer_lo, defer_hi, defer[j], cu, terms, buf,
+                           out_lm, out_dm, out_tc, out_lc, out_def)
+    return out_lm, out_dm, out_tc, out_lc, out_def
+
+
+@pjit
+def bound_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
+             e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
+             e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
+             f_valid: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """log Phi(-dist(mean, P)) (N, n) of every polyhedron for every Gaussian, 0 where the
+    mean lies in P (:meth:`fastpath._cones.ConeTable.log_mass_bound`, the nearest point
+    of :func:`_pair_s2`); arguments as in :func:`evaluate_s2`."""
+    N = mean.shape[0]
+    n = mean.shape[1]
+    shared = chol.shape[0] == 1
+    out = np.empty((N, n))
+    total = N * n
+    for blk in prange((total + _BLOCK - 1) // _BLOCK):
+        for i in range(blk * _BLOCK, min(total, (blk + 1) * _BLOCK)):
+            a = i // n
+            j = i - a * n
+            cj = 0 if shared else a
+            mu0 = mean[a, j, 0]
+            mu1 = mean[a, j, 1]
+            inside = True
+            for r in range(f_d.shape[1]):
+                if f_valid[j, r]:
+                    beta = f_d[j, r] - (f_C[j, r, 0] * mu0 + f_C[j, r, 1] * mu1)
+                    if not beta >= 0.0:
+                        inside = False
+                        break
+            if inside:
+                out[a, j] = 0.0
+                continue
+            ui00 = 1.0 / chol[cj, j, 0, 0]
+            ui11 = 1.0 / chol[cj, j, 1, 1]
+            ui10 = -chol[cj, j, 1, 0] * ui00 * ui11
+            x0, x1 = _nearest_s2(ui00 * mu0, ui10 * mu0 + ui11 * mu1, ui00, ui10, ui11,
+                                 e_start[j], e_dir[j], e_len[j])
+            out[a, j] = log_ndtr(-math.sqrt(x0 * x0 + x1 * x1))
+    return out
 
 
 def _warmup() -> None:
@@ -314,6 +410,8 @@ def _warmup() -> None:
     c_gen = np.array([[-0.6, -0.8]])
     mean = np.array([[[0.3, -0.2]]])
     chol = np.array([[[[1.0, 0.0], [0.2, 0.9]]]])
+    bound_s2(mean, chol, e_start, e_dir, e_len, f_C, f_d, f_valid)
     for mom in (True, False):
         evaluate_s2(mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start, e_dir,
-                    e_len, f_C, f_d, f_valid, c_gen, mom, 1e-12, 1e-7)
+                    e_len, f_C, f_d, f_valid, c_gen, mom, 1e-12, 1e-7, 3.0, 4.0,
+                    np.ones(1, dtype=np.bool_))

@@ -18,27 +18,10 @@ from ._jit_one_shot_base import LINES, NONSIMPLE, OK, THIN, max_viol, round_half
 
 
 @jit
-def geometry_s2(C0: NDArray[np.float64], d0: NDArray[np.float64],
-                 draws_b: NDArray[np.float64], draws_u: NDArray[np.float64]):
-    """polyhedron_geometry of {C0 w <= d0} (unit rows) for a simple pointed polygon.
-
-    Returns (status, k, X, A, CA, E_start, E_dir, E_len, edge_id, orient, Cr, dr, c_gen,
-    nr): vertices X (k, 2), their tight rows A (k, 2) and cones CA (k, 2, 2), edges
-    (E, 2), (E, 2), (E,), each vertex's edges and orientations (k, 2), facet rows
-    Cr (m, 2), dr (m,), the generic direction c_gen (2,) and the number of rays, all at the
-    polygon's own scale (as polyhedron_geometry returns them).
-    """
-    tol = 1e-9                  # _polyhedron._TOL
-    det_tol = 1e-14             # _polyhedron._DET_TOL
-    empty_tol = 1e-12           # _polyhedron._EMPTY_TOL
+def unit_scaled_rows(C0: NDArray[np.float64], d0: NDArray[np.float64]):
+    """(Cr (m, 2), dr (m,), L, scale_d): unit_rows, the scale L (a power of two near
+    max |d|) and _geometry_unit's renormalisation of {C0 w <= d0} (no zero rows)."""
     m = C0.shape[0]
-    e2 = np.empty((0, 2))
-    ei = np.empty((0, 2), dtype=np.intp)
-    bad = (e2, ei, np.empty((0, 2, 2)), e2, e2, np.empty(0), ei, e2, e2, np.empty(0),
-           np.empty(2), 0)
-    if m < 2 or m * (m - 1) // 2 > 4096:       # _small_polytope.MAX_SUBSETS
-        return (LINES, 0, 1.0) + bad
-    # unit_rows, the scale L (a power of two near max |d|), _geometry_unit's renormalisation
     Cr = np.empty((m, 2))
     dr = np.empty(m)
     dmax = 0.0
@@ -60,13 +43,44 @@ def geometry_s2(C0: NDArray[np.float64], d0: NDArray[np.float64],
         Cr[j, 1] = Cr[j, 1] / nn
         dr[j] = dr[j] / nn
         scale_d = max(scale_d, 1.0 + abs(dr[j]))
-    # rank 2 for certain: a pair of unit rows with |det| > 1e-6 bounds the smallest
-    # singular value far above _null_basis's threshold
+    return Cr, dr, L, scale_d
+
+
+@jit
+def rank2(Cr: NDArray[np.float64]) -> bool:
+    """Rank 2 for certain: a pair of unit rows with |det| > 1e-6 bounds the smallest
+    singular value far above _null_basis's threshold."""
+    m = Cr.shape[0]
     big = 0.0
     for i in range(m):
         for j in range(i + 1, m):
             big = max(big, abs(Cr[i, 0] * Cr[j, 1] - Cr[i, 1] * Cr[j, 0]))
-    if not big > 1e-6:
+    return big > 1e-6
+
+
+@jit
+def geometry_s2(C0: NDArray[np.float64], d0: NDArray[np.float64],
+                 draws_b: NDArray[np.float64], draws_u: NDArray[np.float64]):
+    """polyhedron_geometry of {C0 w <= d0} (unit rows) for a simple pointed polygon.
+
+    Returns (status, k, L, X, A, CA, E_start, E_dir, E_len, edge_id, orient, Cr, dr,
+    c_gen, nr): vertices X (k, 2), their tight rows A (k, 2) and cones CA (k, 2, 2), edges
+    (E, 2), (E, 2), (E,), each vertex's edges and orientations (k, 2), facet rows
+    Cr (m, 2), dr (m,), the generic direction c_gen (2,) and the number of rays, all at the
+    polygon's own scale (as polyhedron_geometry returns them).
+    """
+    tol = 1e-9                  # _polyhedron._TOL
+    det_tol = 1e-14             # _polyhedron._DET_TOL
+    empty_tol = 1e-12           # _polyhedron._EMPTY_TOL
+    m = C0.shape[0]
+    e2 = np.empty((0, 2))
+    ei = np.empty((0, 2), dtype=np.intp)
+    bad = (e2, ei, np.empty((0, 2, 2)), e2, e2, np.empty(0), ei, e2, e2, np.empty(0),
+           np.empty(2), 0)
+    if m < 2 or m * (m - 1) // 2 > 4096:       # _small_polytope.MAX_SUBSETS
+        return (LINES, 0, 1.0) + bad
+    Cr, dr, L, scale_d = unit_scaled_rows(C0, d0)
+    if not rank2(Cr):
         return (LINES, 0, L) + bad
     # extreme rays of the recession cone (extreme_rays: null directions of single rows)
     R = np.empty((2 * m, 2))
@@ -125,6 +139,28 @@ def geometry_s2(C0: NDArray[np.float64], d0: NDArray[np.float64],
         r = min(r, dr[j] - (Cr[j, 0] * y0 + Cr[j, 1] * y1))
     if not r > 1e3 * empty_tol * scale_d:
         return (THIN, 0, L) + bad
+    return polygon_geometry(Cr, dr, L, y0, y1, r, R, nr_e, True, draws_b, draws_u)
+
+
+@jit
+def polygon_geometry(Cr: NDArray[np.float64], dr: NDArray[np.float64], L: float, y0: float,
+                     y1: float, r: float, R: NDArray[np.float64], nr_e: int, prune: bool,
+                     draws_b: NDArray[np.float64], draws_u: NDArray[np.float64]):
+    """The rest of :func:`geometry_s2` (same return) from the unit-scale rows {Cr y <= dr}
+    (:func:`unit_scaled_rows`), an interior point (y0, y1) whose smallest slack is r, and
+    the extreme rays R[:nr_e] of the recession cone (only read when ``prune``: the facet
+    rows of _small_polytope.facet_rows; without it every row is kept, as
+    polyhedron_geometry(prune=False) does)."""
+    tol = 1e-9                  # _polyhedron._TOL
+    det_tol = 1e-14             # _polyhedron._DET_TOL
+    m = Cr.shape[0]
+    e2 = np.empty((0, 2))
+    ei = np.empty((0, 2), dtype=np.intp)
+    bad = (e2, ei, np.empty((0, 2, 2)), e2, e2, np.empty(0), ei, e2, e2, np.empty(0),
+           np.empty(2), 0)
+    nmax = m * (m - 1) // 2
+    X = np.empty((nmax, 2))
+    ci = np.empty((nmax, 2), dtype=np.intp)
     dt = np.empty(m)
     for j in range(m):
         dt[j] = dr[j] - (Cr[j, 0] * y0 + Cr[j, 1] * y1)
@@ -151,7 +187,7 @@ def geometry_s2(C0: NDArray[np.float64], d0: NDArray[np.float64],
     # duplicates of an earlier row dropped
     rows = np.empty(m, dtype=np.intp)
     mk = 0
-    if m > 3:
+    if prune and m > 3:
         keep = np.zeros(m, dtype=np.bool_)
         for j in range(m):
             c = 0

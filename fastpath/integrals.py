@@ -161,9 +161,17 @@ class PolyhedronCones:
 
     def __init__(self, geometry: PolyhedronGeometry) -> None:
         self.geometry = geometry
-        g = geometry
-        self._table = (ConeTable.from_geometries([g])
-                       if (not g.empty and g.dim >= 1) else None)
+        self._table_built: list[ConeTable | None] = []
+
+    @property
+    def _table(self) -> ConeTable | None:
+        """The one-polyhedron cone table, built on first use (a partition's ConeBatch
+        evaluates its groups' tables and seldom this one)."""
+        if not self._table_built:
+            g = self.geometry
+            self._table_built.append(ConeTable.from_geometries([g])
+                                     if (not g.empty and g.dim >= 1) else None)
+        return self._table_built[0]
 
     @classmethod
     def from_halfspaces(cls, C: ArrayLike, d: ArrayLike) -> PolyhedronCones:
@@ -174,12 +182,9 @@ class PolyhedronCones:
     @classmethod
     def from_region(cls, region: Any) -> PolyhedronCones:
         """Decomposition of a partition region (its non-redundant facets and interior point)."""
-        C, d = _check_halfspaces(np.asarray(region.C, dtype=np.float64),
-                                 np.asarray(region.d, dtype=np.float64))
-        ip = getattr(region, "interior_point", None)
-        ip = None if ip is None else np.asarray(ip, dtype=np.float64)
-        if ip is not None and (ip.shape != (C.shape[1],) or not np.all(np.isfinite(ip))):
-            ip = None
+        from ._geometry_batch import region_rows
+
+        C, d, ip = region_rows(region)
         return cls(polyhedron_geometry(C, d, interior_point=ip, prune=False))
 
     # ------------------------------------------------------------------ properties
@@ -322,8 +327,12 @@ class ConeBatch:
 
     @classmethod
     def from_partition(cls, partition: Sequence[Any]) -> ConeBatch:
-        """Batch of all regions of a partition (``PolyhedronCones.from_region`` for each)."""
-        return cls([PolyhedronCones.from_region(r) for r in partition])
+        """Batch of all regions of a partition (``PolyhedronCones.from_region`` for each;
+        at S = 2 the geometries of the simple polygons in one compiled call,
+        :mod:`fastpath._geometry_batch`)."""
+        from ._geometry_batch import partition_rows, region_geometries
+
+        return cls([PolyhedronCones(g) for g in region_geometries(partition_rows(partition))])
 
     def __len__(self) -> int:
         return len(self.cones)
@@ -332,6 +341,10 @@ class ConeBatch:
         R, S = len(self.cones), self.dim
         mean_b, cov_b, batch = _check_gaussians(mean, cov, S, tail=(R,))
         N = mean_b.shape[0]
+        if len(self._groups) == 1:  # every region in one group, in order: no gathering
+            _, geoms, table = self._groups[0]
+            a, b, c = _evaluate_group(geoms, table, mean_b, cov_b, moments)
+            return mean_b, batch, a, b, c
         lm = np.empty((N, R))
         dm = np.empty((N, R, S)) if moments else None
         tcov = np.empty((N, R, S, S)) if moments else None
@@ -415,6 +428,9 @@ class ConeBatch:
         """
         R, S = len(self.cones), self.dim
         mean_b, cov_b, batch = _check_gaussians(mean, cov, S, tail=(R,))
+        if len(self._groups) == 1:
+            _, geoms, table = self._groups[0]
+            return _bound_group(geoms, table, mean_b, cov_b).reshape(batch + (R,))
         out = np.empty((mean_b.shape[0], R))
         for idx, geoms, table in self._groups:
             out[:, idx] = _bound_group(geoms, table, mean_b[:, idx], cov_b[:, idx])

@@ -1,0 +1,62 @@
+"""The compiled assembly of the E-step's posterior moments (fastpath._jit_estep.assemble)
+against the numpy form of fastpath._estep._assemble, on real chunks (S = 2 and S = 3, with
+pruned pairs), and the E-step statistics with either."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dgn_core.model import DGN
+from fastpath import _estep as E
+from fastpath.partition_walk import partition
+
+FIELDS = ("log_px", "log_e0", "e0", "e1", "E2", "cmean", "ccov", "mean", "cov")
+
+
+def _chunk(widths, seed, n):
+    net = DGN.random(widths, activation="leaky_relu", slope=0.1, seed=seed, noise_var=0.05)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, widths[-1]))
+    model = E._model(net, partition(net))
+    return E._chunk(model, X, True, 60.0)
+
+
+@pytest.mark.parametrize("widths,seed", [((2, 10, 10, 3), 0), ((3, 5, 4, 3), 1)])
+def test_assembly_matches_numpy(widths, seed):
+    res = _chunk(widths, seed, 50)
+    fast = E._assemble(slice(0, 50), res)
+    E.COMPILED_ASSEMBLY[0] = False
+    try:
+        slow = E._assemble(slice(0, 50), res)
+    finally:
+        E.COMPILED_ASSEMBLY[0] = True
+    assert np.any(slow.e0 == 0) or np.all(np.isfinite(slow.log_e0))
+    for f in FIELDS:
+        a, b = getattr(fast, f), getattr(slow, f)
+        if f == "cov":
+            # a sum over regions in another order than einsum's: rounding of the sum
+            scale = np.max(np.abs(b), axis=(1, 2), keepdims=True)
+            assert np.all(np.abs(a - b) <= 1e-14 * scale), np.max(np.abs(a - b) / scale)
+        else:
+            # element by element the same expressions, sums in numpy's order: bit for bit
+            assert np.array_equal(a, b, equal_nan=True), f
+
+
+@pytest.mark.parametrize("widths,seed", [((2, 10, 10, 3), 0), ((3, 5, 4, 3), 1)])
+def test_residual_sums_match_numpy(widths, seed):
+    """_residual_sums with the compiled terms (fastpath._jit_estep.residual_terms) against
+    its numpy form: the residuals bit for bit and summed alike over the pairs; the
+    per-region covariance sums in another order than einsum's (rounding: 1e-14)."""
+    net = DGN.random(widths, activation="leaky_relu", slope=0.1, seed=seed, noise_var=0.05)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(50, widths[-1]))
+    model = E._model(net, partition(net))
+    ch = E._assemble(slice(0, 50), E._chunk(model, X, True, 60.0))
+    fast = E._residual_sums(model.A, model.b, X, ch)
+    E.COMPILED_ASSEMBLY[0] = False
+    try:
+        slow = E._residual_sums(model.A, model.b, X, ch)
+    finally:
+        E.COMPILED_ASSEMBLY[0] = True
+    np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=0)
