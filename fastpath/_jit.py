@@ -23,38 +23,49 @@ import importlib
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numba
 
-from ._threads import _apply, requested_threads
+from ._threads import _apply, max_threads, requested_threads
 
 __all__ = ["jit", "jit_inline", "pjit", "warmup", "KERNEL_MODULES", "cache_dir"]
 
 _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
-#: modules whose kernels :func:`warmup` compiles, in dependency order; each defines
-#: ``_warmup()`` that calls its kernels once on small float64 inputs of every signature the
-#: library uses
-KERNEL_MODULES: tuple[str, ...] = (
-    "fastpath._jit_special",
-    "fastpath._jit_owens",
-    "fastpath._jit_bvn",
-    "fastpath._jit_tvn",
-    "fastpath._jit_cubature",
-    "fastpath._jit_cones",
-    "fastpath._jit_one_shot_base",
-    "fastpath._jit_one_shot_cubature",
-    "fastpath._jit_pair_cubature",
-    "fastpath._jit_one_shot_geometry",
-    "fastpath._jit_geometry_batch",
-    "fastpath._jit_estep",
-    "fastpath._jit_one_shot",
-    "fastpath._jit_one_shot3_cubature",
-    "fastpath._jit_one_shot3_cones",
-    "fastpath._jit_one_shot3",
+#: modules whose kernels :func:`warmup` compiles, as chains: each chain in dependency order
+#: (a module's kernels call those of the modules before it in its chain, or of the first
+#: chain); each module defines ``_warmup()`` that calls its kernels once on small float64
+#: inputs of every signature the library uses. A parallel warm-up compiles whole chains
+#: per process, so that two processes do not compile the same callees at once.
+KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
+    (  # the S = 2 E-step
+        "fastpath._jit_special",
+        "fastpath._jit_owens",
+        "fastpath._jit_bvn",
+        "fastpath._jit_cubature",
+        "fastpath._jit_cones",
+        "fastpath._jit_pair_cubature",
+        "fastpath._jit_one_shot_geometry",
+        "fastpath._jit_geometry_batch",
+        "fastpath._jit_estep",
+    ),
+    (  # the k = 3 orthant kernel and the S = 3 one-call lane
+        "fastpath._jit_tvn",
+        "fastpath._jit_one_shot3_cubature",
+        "fastpath._jit_one_shot3_cones",
+        "fastpath._jit_one_shot3",
+    ),
+    (  # the S = 2 one-call lane
+        "fastpath._jit_one_shot_base",
+        "fastpath._jit_one_shot_cubature",
+        "fastpath._jit_one_shot",
+    ),
 )
+
+#: every kernel module, in an order that compiles each callee before its callers
+KERNEL_MODULES: tuple[str, ...] = tuple(m for chain in KERNEL_CHAINS for m in chain)
 
 
 _apply(requested_threads())
@@ -140,19 +151,71 @@ def pjit(fn: Callable[..., Any]) -> Any:
     return numba.njit(parallel=True, **_OPTIONS)(fn)
 
 
-def warmup(progress: Callable[[str, float], None] | None = None) -> float:
+def _load_modules(names: Sequence[str]) -> list[tuple[str, float]]:
+    """Run each module's ``_warmup()`` in this process; (module, seconds) per module."""
+    _NOTICE_DONE[0] = True
+    done = []
+    for name in names:
+        t0 = time.perf_counter()
+        importlib.import_module(name)._warmup()
+        done.append((name, time.perf_counter() - t0))
+    return done
+
+
+#: rough relative cold-compilation cost of each chain (by its first module), measured by
+#: benchmarks/jit_startup.py: the scheduling order of a parallel warm-up
+_CHAIN_COST = {"fastpath._jit_tvn": 3.0, "fastpath._jit_special": 2.0, "fastpath._jit_one_shot_base": 1.0}
+
+
+def _cached(module: str) -> bool:
+    """Whether the cache holds an index for ``module``'s kernels (it has been compiled)."""
+    stem = module.rsplit(".", 1)[-1]
+    return bool(glob.glob(os.path.join(glob.escape(cache_dir()), "**", f"{stem}.*.nbi"),
+                          recursive=True))
+
+
+def warmup(progress: Callable[[str, float], None] | None = None, jobs: int | None = None) -> float:
     """Compile (or load from the cache) every kernel; returns the seconds it took.
 
     ``progress(module, seconds)`` is called after each module. A first run compiles
-    (tens of seconds, once per installation); later runs load the cache.
+    (tens of seconds, once per installation); later runs load the cache (under a second).
+
+    Parameters
+    ----------
+    jobs : int, optional
+        Processes compiling at once when some module is not cached yet (default: the usable
+        cores). numba compiles in one thread per process, so separate processes (each
+        writing its kernels to the shared on-disk cache, atomically) divide the cold
+        compilation by up to the core count; a module whose callees another process has
+        already cached loads them instead of compiling them again. This process then
+        loads every kernel from the cache.
     """
-    _NOTICE_DONE[0] = True  # the caller reports progress itself
     t_all = time.perf_counter()
-    for name in KERNEL_MODULES:
-        t0 = time.perf_counter()
-        importlib.import_module(name)._warmup()
-        if progress is not None:
-            progress(name, time.perf_counter() - t0)
+    jobs = max_threads() if jobs is None else int(jobs)
+    if jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs}")
+    missing = [m for m in KERNEL_MODULES if not _cached(m)]
+    if jobs > 1 and sum(any(m in missing for m in c) for c in KERNEL_CHAINS) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        # spawn, not fork: a forked child would inherit numba's threading layer mid-state
+        ctx = multiprocessing.get_context("spawn")
+        # the longest chains first, so that the last one to start is the shortest
+        chains = sorted(([m for m in chain if m in missing] for chain in KERNEL_CHAINS),
+                        key=lambda c: -_CHAIN_COST.get(c[0], 1.0) if c else 0.0)
+        chains = [c for c in chains if c]
+        with ProcessPoolExecutor(max_workers=min(jobs, len(chains)), mp_context=ctx) as pool:
+            futures = [pool.submit(_load_modules, tuple(chain)) for chain in chains]
+            for fut in as_completed(futures):
+                for name, seconds in fut.result():
+                    if progress is not None:
+                        progress(name, seconds)
+        _load_modules(KERNEL_MODULES)  # from the cache now: well under a second
+    else:
+        for name, seconds in _load_modules(KERNEL_MODULES):
+            if progress is not None:
+                progress(name, seconds)
     return time.perf_counter() - t_all
 
 

@@ -143,3 +143,42 @@ def test_unchanged_sources_keep_the_kernel_cache(monkeypatch):
     _jit._drop_stale_cache()
     assert os.path.exists(os.path.join(cache, "dgn_kernels.stamp"))
     assert sorted(glob.glob(os.path.join(cache, "*.nbi"))) == before
+
+
+def test_kernel_chains_cover_every_kernel_module():
+    # a parallel warm-up compiles the chains, so a kernel module missing from them would be
+    # left to its first use; each module appears once
+    import glob
+    import os
+
+    from fastpath import _jit
+
+    here = os.path.dirname(_jit.__file__)
+    with_warmup = set()
+    for src in glob.glob(os.path.join(here, "_jit_*.py")):
+        with open(src, encoding="utf-8") as fh:
+            if "\ndef _warmup()" in fh.read():
+                with_warmup.add("fastpath." + os.path.basename(src)[:-3])
+    listed = [m for chain in _jit.KERNEL_CHAINS for m in chain]
+    assert len(listed) == len(set(listed))
+    missing = with_warmup - set(listed)
+    # _jit_adaptive and _jit_lnd are compiled as callees of _jit_tvn
+    assert missing <= {"fastpath._jit_adaptive", "fastpath._jit_lnd"}, missing
+
+
+def test_warmup_refuses_bad_jobs(capsys):
+    from fastpath import _jit
+
+    with pytest.raises(ValueError, match="jobs"):
+        _jit.warmup(jobs=0)
+    assert main(["warmup", "--jobs", "0"]) == 2
+    assert "--jobs" in capsys.readouterr().err
+
+
+def test_cached_sees_the_compiled_modules():
+    # after a warm-up every module has an index in the cache, so a second warm-up loads
+    # in this process instead of starting compiler processes
+    from fastpath import _jit
+
+    _jit.warmup(jobs=1)
+    assert all(_jit._cached(m) for m in _jit.KERNEL_MODULES)

@@ -20,6 +20,8 @@ def add_parser(sub: Any) -> None:
                        description="Compile (or load from the on-disk cache) every compiled "
                        "kernel of the fast path and report the time each module took.")
     p.add_argument("--quiet", action="store_true", help="print only the total")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes compiling at once (default: the usable cores)")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.quiet:
         print(f"dgn warmup: compiling kernels (cache: {_jit.cache_dir()})", file=sys.stderr)
-    total = _jit.warmup(report)
+    if args.jobs is not None and args.jobs < 1:
+        print(f"dgn warmup: --jobs must be a positive integer, got {args.jobs}", file=sys.stderr)
+        return 2
+    total = _jit.warmup(report, jobs=args.jobs)
     print(f"dgn warmup: {len(_jit.KERNEL_MODULES)} kernel modules ready in {total:.1f} s",
           file=sys.stderr)
     return 0
