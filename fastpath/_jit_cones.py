@@ -50,6 +50,19 @@ def _exp_rel(x: float) -> float:
 
 
 @jit
+def _inside_s2(f_C: NDArray[np.float64], f_d: NDArray[np.float64], f_valid: NDArray[np.bool_],
+               j: int, mu0: float, mu1: float) -> bool:
+    """Whether the point (mu0, mu1) satisfies every valid facet row of polyhedron j (a NaN
+    residual counts as outside)."""
+    for r in range(f_d.shape[1]):
+        if f_valid[j, r]:
+            beta = f_d[j, r] - (f_C[j, r, 0] * mu0 + f_C[j, r, 1] * mu1)
+            if not beta >= 0.0:
+                return False
+    return True
+
+
+@jit
 def _nearest_s2(m0: float, m1: float, ui00: float, ui10: float, ui11: float,
                 es: NDArray[np.float64], ed: NDArray[np.float64], el: NDArray[np.float64],
                 ) -> tuple[float, float]:
@@ -133,14 +146,7 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     ed = e_dir[j]
     el = e_len[j]
     E = el.size
-    # inside: every valid facet row satisfied at the mean
-    inside = True
-    for r in range(f_d.shape[1]):
-        if f_valid[j, r]:
-            beta = f_d[j, r] - (f_C[j, r, 0] * mu0 + f_C[j, r, 1] * mu1)
-            if not beta >= 0.0:
-                inside = False
-                break
+    inside = _inside_s2(f_C, f_d, f_valid, j, mu0, mu1)
     if inside:
         x0 = 0.0
         x1 = 0.0
@@ -373,14 +379,7 @@ def bound_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
             cj = 0 if shared else a
             mu0 = mean[a, j, 0]
             mu1 = mean[a, j, 1]
-            inside = True
-            for r in range(f_d.shape[1]):
-                if f_valid[j, r]:
-                    beta = f_d[j, r] - (f_C[j, r, 0] * mu0 + f_C[j, r, 1] * mu1)
-                    if not beta >= 0.0:
-                        inside = False
-                        break
-            if inside:
+            if _inside_s2(f_C, f_d, f_valid, j, mu0, mu1):
                 out[a, j] = 0.0
                 continue
             ui00 = 1.0 / chol[cj, j, 0, 0]
