@@ -114,14 +114,11 @@ def test_near_end_match_numpy_twin() -> None:
     assert ev.mean() <= 280, ev.mean()
 
 
-@pytest.mark.parametrize("case", [
-    "quick",
-    pytest.param("full", marks=pytest.mark.slow),
-])
-def test_near_end_vs_exact(case: str) -> None:
-    """Bulk and tail elements (log P down to about -300) near the singular end."""
+def test_near_end_vs_exact() -> None:
+    """Bulk and tail elements near the singular end (five spread over the sweep; the exact
+    path takes minutes on some of the others, whose R is within 1e-6 of singular)."""
     h, r = _near_end(400, 12)
-    pick = np.linspace(0, 399, 5 if case == "quick" else 40).astype(int)
+    pick = np.linspace(0, 399, 5).astype(int)
     h, r = h[pick], r[pick]
     exact = _exact(h, r)
     out = log_tvn_vec(h, r)
