@@ -4,7 +4,9 @@ k = 3 (:func:`_log_tvn_plackett`): with i a conditioning variable and c the part
 correlation of the other two given Y_i, P is the probability at the point where that partial
 correlation is 0 (c >= 0) or -1 (c < 0), a 1-D conditioning integral of elementary
 functions, plus Plackett's integral in r_jk, whose nodes need one log_ndtr: both terms
-positive, no cancellation. Rows with a correlation within 1e-9 of +-1 use the conditioning
+positive, no cancellation (where c < 0 and the end r_a, where c = -1, is singular and in the
+bulk, Plackett's integral is taken in log(r - r_a): :mod:`fastpath._tvn_end`). Rows with a
+correlation within 1e-9 of +-1 use the conditioning
 integral with the k = 2 kernel inside (:func:`_log_mvn_sov`), which is also what k = 4 uses
 (with the k = 3 kernel inside).
 
