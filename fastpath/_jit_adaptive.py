@@ -10,8 +10,9 @@ an unresolved window (a kink) to ``_REFINE_TOL``. The same constants, the same d
 the two implementations are cross-tested route by route (tests/test_jit_tvn.py).
 
 The integrands are those of :func:`fastpath._tvn._log_tvn_plackett` (see :func:`evaluate`):
-``BASE`` phi(x) Phi(beta_j) Phi(beta_k), ``ANTI`` phi(x) [Phi(beta_j) + Phi(beta_k) - 1]_+
-and ``PLACK`` Plackett's integrand in the Gaussianising variable u. A numba kernel cannot
+``BASE`` phi(x) Phi(beta_j) Phi(beta_k), ``ANTI`` phi(x) [Phi(beta_j) + Phi(beta_k) - 1]_+,
+``PLACK`` Plackett's integrand in the Gaussianising variable u and ``PLACK_END`` the same
+in x = log(r - r_a)/2 (:mod:`fastpath._tvn_end`). A numba kernel cannot
 take a Python callable cheaply, so the integrand is chosen by ``kind`` with its parameters
 in a float64 vector ``p``.
 """
@@ -45,7 +46,7 @@ SCRATCH_F, SCRATCH_W = 9, max(MAX_CHILD, 2 * N_NODES)
 #: log(1 - e^-0.7): below it log_ndtr_diff integrates phi instead (see :func:`evaluate`)
 _LOG_CLOSE = math.log(-math.expm1(-0.7))
 #: integrand kinds (see :func:`evaluate`)
-BASE, ANTI, PLACK = 0, 1, 2
+BASE, ANTI, PLACK, PLACK_END = 0, 1, 2, 3
 #: length of the parameter vector ``p``
 N_PAR = 12
 
@@ -100,6 +101,9 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
     """
     n = _X.size
     W = B - A
+    if kind == PLACK_END:
+        _plack_end(p, A, W, L, X, buf)
+        return p[8]
     if kind == PLACK:
         hi_, hj, hk, rij, rik, sjk, r0 = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
         sa, sc, q4 = p[7], p[8], p[9]
@@ -175,6 +179,34 @@ def evaluate(kind: int, p: NDArray[np.float64], A: float, B: float, L: NDArray[n
                 v = (B * y - 0.5 * y * y) + log_ndtr_diff(-(ck + gk * y), cj + gj * y)
                 L[i] = -math.inf if v != v else v
     return -0.5 * B * B - _LOG_SQRT_2PI
+
+
+@jit
+def _plack_end(p: NDArray[np.float64], A: float, W: float, L: NDArray[np.float64],
+               X: NDArray[np.float64], buf: NDArray[np.float64]) -> None:
+    """PLACK_END nodes: Plackett's integrand in x = log(r - r_a)/2 (c < 0), as
+    :func:`fastpath._tvn_end._tvn_plackett_end`; p = (h_i, h_M, h_m, num(r_a), num'(r_a),
+    s_j s_k, 1 + r_a, 1 - r_a, offset). Straight-line loops, as in :func:`evaluate`."""
+    n = _X.size
+    hi_, hM, hm, num_a, nd1, sjk, opa, oma = p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]
+    for i in range(n):
+        x = A + W * _X[i]
+        X[i] = x
+        dl = exp_vec(2.0 * x)
+        omr2 = (oma - dl) * (opa + dl)  # 1 - r^2
+        det = dl * (2.0 * sjk - dl)
+        num = num_a + dl * (nd1 - hi_ * dl)
+        r = (opa - 1.0) + dl
+        ui = num / math.sqrt(det * omr2)
+        dq = hm - r * hM
+        L[i] = dq * dq / (2.0 * omr2)
+        buf[i] = max(omr2, 1e-300)  # log_vec wants a normal positive argument
+        buf[n + i] = -math.inf if ui != ui else ui
+    _log_inplace(buf, n)
+    _lnd_inplace(buf[n:], n)
+    for i in range(n):
+        v = ((-L[i] - 0.5 * buf[i]) + buf[n + i]) + 2.0 * X[i]
+        L[i] = -math.inf if v != v else v
 
 
 @jit

@@ -31,6 +31,7 @@ from ._jit_adaptive import (
     N_NODES,
     N_PAR,
     PLACK,
+    PLACK_END,
     SCRATCH_F,
     SCRATCH_ROWS,
     SCRATCH_W,
@@ -41,6 +42,7 @@ from ._jit_adaptive import (
 from ._jit_special import log_ndtr_diff, logaddexp
 from ._orthant_adaptive import _SOV_MAX_PANELS
 from ._orthant_rules import _LOG_PI, _SQRT8, _Z_FLAT
+from ._tvn_end import _LOG_2_OVER_2PI
 
 #: correlations smaller in magnitude are taken as 0 (as _tvn._R_TINY)
 _R_TINY = 1e-40
@@ -149,6 +151,33 @@ def _laplace_window(h: NDArray[np.float64], R: NDArray[np.float64], plo: float, 
     if a_ >= phi:
         a_, b_ = fmax(plo, phi - span), phi
     return fmin(a_, b_ - 1e-300), b_
+
+
+@jit
+def _end_setup(hi_: float, hj: float, hk: float, rij: float, rik: float, rjk: float,
+               sj: float, sk: float, level: float, p: NDArray[np.float64]
+               ) -> tuple[float, float, float]:
+    """Fill ``p`` for PLACK_END and return (x_hi, a, b): the upper end of the domain and the
+    initial window (:func:`fastpath._tvn_end._end_params`, the same operations)."""
+    sjk = sj * sk
+    r0 = rij * rik
+    ra = r0 - sjk
+    opa = (rij + rik) ** 2 / (1.0 + r0 + sjk)
+    oma = (1.0 - r0) + sjk
+    big = abs(hj) >= abs(hk)
+    hM = hj if big else hk
+    hm = hk if big else hj
+    num_a = hi_ * (opa * oma) - (rij - ra * rik) * hj - (rik - ra * rij) * hk
+    p[0], p[1], p[2], p[3] = hi_, hM, hm, num_a
+    p[4], p[5], p[6], p[7] = -2.0 * hi_ * ra + rik * hj + rij * hk, sjk, opa, oma
+    p[8] = -0.5 * hM * hM + _LOG_2_OVER_2PI
+    dmax = (rjk - r0) + sjk
+    x_hi = 0.5 * math.log(dmax)
+    A = max(-num_a, 0.0) / math.sqrt(2.0 * sjk * opa * oma)
+    a = fmax(x_hi - (0.5 * level + 1.0),
+             math.log(max(A, 1e-300)) - 0.5 * math.log(2.0 * level + 4.0))
+    a = fmin(a, x_hi - level / (A * A / dmax + 2.0))
+    return x_hi, a, x_hi
 
 
 @jit
@@ -270,6 +299,13 @@ def log_tvn_raw(h0: float, h1: float, h2: float, r01: float, r02: float, r12: fl
                 a, b = u_lo, fmin(u_hi, math.sqrt(u_lo * u_lo + level))
             if u_hi <= -rmax:
                 a, b = fmax(u_lo, -math.sqrt(u_hi * u_hi + level)), u_hi
+        if anti and (degen or u_hi < rmax):
+            # the singular end r_a inside the bulk (fastpath._tvn_end._use_end): in
+            # log(r - r_a) where u_i -> -inf there (p[3] = num(r_a) <= 0)
+            x_hi, a_e, b_e = _end_setup(hi_, hj, hk, rij, rik, rjk, sj, sk, level, p)
+            if p[3] <= 0.0:
+                corr, e = adaptive(PLACK_END, p, -math.inf, x_hi, a_e, b_e, sL, sX, sF, cuts)
+                return logaddexp(base, corr), evals + e
         a = fmin(a, b - 1e-300)
         off = (0.0 if degen else -0.5 * max(hj * hj, hk * hk)) - _LOG_PI
         p[0], p[1], p[2], p[3], p[4] = hi_, hj, hk, rij, rik

@@ -4,7 +4,9 @@ k = 3 (:func:`_log_tvn_plackett`): with i a conditioning variable and c the part
 correlation of the other two given Y_i, P is the probability at the point where that partial
 correlation is 0 (c >= 0) or -1 (c < 0), a 1-D conditioning integral of elementary
 functions, plus Plackett's integral in r_jk, whose nodes need one log_ndtr: both terms
-positive, no cancellation. Rows with a correlation within 1e-9 of +-1 use the conditioning
+positive, no cancellation (where c < 0 and the end r_a, where c = -1, is singular and in the
+bulk, Plackett's integral is taken in log(r - r_a): :mod:`fastpath._tvn_end`). Rows with a
+correlation within 1e-9 of +-1 use the conditioning
 integral with the k = 2 kernel inside (:func:`_log_mvn_sov`), which is also what k = 4 uses
 (with the k = 3 kernel inside).
 
@@ -47,6 +49,7 @@ from ._orthant_rules import (
     _quiet,
 )
 from ._threads import serial_below
+from ._tvn_end import _tvn_plackett_end, _use_end
 
 Arr = NDArray[np.float64]
 
@@ -384,10 +387,18 @@ def _log_tvn_plackett(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray
     ra = rij * rik - np.where(anti, s_j * s_k, 0.0)
     has = rjk > ra
     corr = np.full(N, -np.inf)
-    if np.any(has):
-        q_ = np.flatnonzero(has)
+    # c < 0 with the singular end r_a inside the bulk: in log(r - r_a) (fastpath._tvn_end)
+    end = has & anti
+    end[end] = _use_end(hi_[end], hj[end], hk[end], rij[end], rik[end], s_j[end], s_k[end],
+                        level)
+    if np.any(has & ~end):
+        q_ = np.flatnonzero(has & ~end)
         corr[q_] = _tvn_plackett_term(hi_[q_], hj[q_], hk[q_], rij[q_], rik[q_], rjk[q_],
                                       ra[q_], s_j[q_], s_k[q_], n, level)
+    if np.any(end):
+        q_ = np.flatnonzero(end)
+        corr[q_] = _tvn_plackett_end(hi_[q_], hj[q_], hk[q_], rij[q_], rik[q_], rjk[q_],
+                                     s_j[q_], s_k[q_], n, level)
     return np.logaddexp(base, corr)
 
 
