@@ -304,14 +304,14 @@ def log_tvn_raw(h0: float, h1: float, h2: float, r01: float, r02: float, r12: fl
             # log(r - r_a) where u_i -> -inf there (p[3] = num(r_a) <= 0)
             x_hi, a_e, b_e = _end_setup(hi_, hj, hk, rij, rik, rjk, sj, sk, level, p)
             if p[3] <= 0.0:
-                corr, e = adaptive(PLACK_END, p, -math.inf, x_hi, a_e, b_e, sL, sX, sF, cuts)
+                corr, e = adaptive(np.intp(PLACK_END), p, -math.inf, x_hi, a_e, b_e, sL, sX, sF, cuts)
                 return logaddexp(base, corr), evals + e
         a = fmin(a, b - 1e-300)
         off = (0.0 if degen else -0.5 * max(hj * hj, hk * hk)) - _LOG_PI
         p[0], p[1], p[2], p[3], p[4] = hi_, hj, hk, rij, rik
         p[5], p[6], p[7], p[8], p[9] = sj * sk, rij * rik, sa, sc, 4.0 * sa * sc
         p[10], p[11] = (1.0 if degen else 0.0), off
-        corr, e = adaptive(PLACK, p, u_lo, u_hi, a, b, sL, sX, sF, cuts)
+        corr, e = adaptive(np.intp(PLACK), p, u_lo, u_hi, a, b, sL, sX, sF, cuts)
         evals += e
     return logaddexp(base, corr), evals
 
