@@ -159,14 +159,14 @@ class _CubatureRouting:
         (:mod:`fastpath._jit_pair_cubature`: the same gate, bisection and rules, summed in
         another order, so the two agree to rounding)."""
         from . import _jit_pair_cubature as jp
+        from ._cones import _kernel_array
         from ._simplex_cubature import _rule_table
         from ._threads import serial_below
 
         tri, tri_start = self._triangle_table()
         with serial_below(a_idx.size, 200):
             ok, lm, dm, tc = jp.pair_cubature_s2(
-                tri, tri_start, np.ascontiguousarray(mean, dtype=np.float64),
-                np.ascontiguousarray(chol, dtype=np.float64), a_idx.astype(np.intp),
+                tri, tri_start, _kernel_array(mean), _kernel_array(chol), a_idx.astype(np.intp),
                 j_idx.astype(np.intp), budget.astype(np.intp), *_rule_table(2), moments)
         if not np.any(ok):
             return None

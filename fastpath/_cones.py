@@ -87,6 +87,13 @@ _DEFER_MARGIN = 1e-9
 _SERIAL_PIECES = 10_000
 
 
+def _kernel_array(a: np.ndarray) -> np.ndarray:
+    """``a`` as a C-contiguous, writeable float64 array: numba compiles (and caches) a
+    kernel once per argument type, and a read-only view (a broadcast mean) is another
+    type, which would cost a first call seconds of compilation."""
+    return np.require(a, dtype=np.float64, requirements=["C_CONTIGUOUS", "WRITEABLE"])
+
+
 # --------------------------------------------------------------------------- table
 @dataclass(frozen=True, eq=False)
 class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
@@ -269,8 +276,7 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
 
             arrs = self._table_arrays()
             with serial_below(mean.shape[0] * self.n_poly, _SERIAL_PIECES):
-                return bound_s2(np.ascontiguousarray(mean, dtype=np.float64),
-                                np.ascontiguousarray(chol, dtype=np.float64), *arrs[6:12])
+                return bound_s2(_kernel_array(mean), _kernel_array(chol), *arrs[6:12])
         xstar, _, inside = self._nearest_points(mean, chol, np.linalg.inv(chol))
         return np.where(inside, 0.0, log_ndtr(-np.sqrt(np.sum(xstar * xstar, axis=-1))))
 
@@ -416,8 +422,7 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             has = np.zeros(self.n_poly, dtype=np.bool_)
         with serial_below(mean.shape[0] * self.n_pieces, _SERIAL_PIECES):
             lm, dm, tc, lc, dfr = evaluate_s2(
-                np.ascontiguousarray(mean, dtype=np.float64),
-                np.ascontiguousarray(chol, dtype=np.float64), *self._table_arrays(),
+                _kernel_array(mean), _kernel_array(chol), *self._table_arrays(),
                 bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT,
                 _LOG_CANCEL_CUBATURE + _DEFER_MARGIN, float(_CUBATURE_BUDGET[0][0]), has)
         if not moments:

@@ -52,6 +52,7 @@ KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
         "fastpath._jit_estep",
     ),
     (  # the k = 3 orthant kernel and the S = 3 one-call lane
+        "fastpath._jit_lnd",
         "fastpath._jit_tvn",
         "fastpath._jit_one_shot3_cubature",
         "fastpath._jit_one_shot3_cones",
@@ -164,7 +165,7 @@ def _load_modules(names: Sequence[str]) -> list[tuple[str, float]]:
 
 #: rough relative cold-compilation cost of each chain (by its first module), measured by
 #: benchmarks/jit_startup.py: the scheduling order of a parallel warm-up
-_CHAIN_COST = {"fastpath._jit_tvn": 3.0, "fastpath._jit_special": 2.0, "fastpath._jit_one_shot_base": 1.0}
+_CHAIN_COST = {"fastpath._jit_lnd": 3.0, "fastpath._jit_special": 2.0, "fastpath._jit_one_shot_base": 1.0}
 
 
 def _cached(module: str) -> bool:
