@@ -15,6 +15,7 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
+from ._cones import _kernel_array
 from ._jit import pjit
 
 __all__ = ["assemble"]
@@ -116,7 +117,7 @@ def assemble_chunk(log_w: NDArray[np.float64], ew: NDArray[np.float64],
                    tcov: NDArray[np.float64]) -> tuple[NDArray[np.float64], ...]:
     """:func:`assemble` of numpy arrays (log w, exp(log w - top) (n, R), top, tot (n,),
     mu_z, dm (n, R, S), tcov (n, R, S, S)); log(tot) by numpy."""
-    c = np.ascontiguousarray
+    c = _kernel_array
     tot = c(tot)
     return assemble(c(log_w), c(ew), c(top), tot, np.log(tot), c(mu_z), c(dm), c(tcov))
 
@@ -127,9 +128,8 @@ def residual_sums(A: NDArray[np.float64], b: NDArray[np.float64], Xc: NDArray[np
                   step: int) -> NDArray[np.float64]:
     """fastpath._estep._residual_sums from :func:`residual_terms`: the terms summed over
     the pairs by numpy (pairwise) in blocks of ``step`` pairs, as the numpy form does."""
-    c = np.ascontiguousarray
-    T, Cw = residual_terms(c(Xc, dtype=np.float64), c(b, dtype=np.float64),
-                           c(A, dtype=np.float64), c(cmean), c(e0), c(ccov),
+    c = _kernel_array
+    T, Cw = residual_terms(c(Xc), c(b), c(A), c(cmean), c(e0), c(ccov),
                            nn.astype(np.intp), ww.astype(np.intp))
     out = np.zeros(A.shape[1])
     for a in range(0, nn.size, step):
