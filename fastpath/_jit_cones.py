@@ -262,17 +262,25 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             terms[k, 10] = lf01
             Kp = _nmax(_nmax(_nmax(Kp, lf0), lf1), lf01)
         K = Kp if k == 0 else _nmax(K, Kp)
-    # ---- signed log-sum-exp and moment sums
+    # ---- signed log-sum-exp and moment sums. log m0 and log_cancel are scaled by the
+    # largest orthant term alone, so that they are the same bits with and without moments
+    # (log p(x) from posterior equals log_marginal's); the moment sums share the offset K
+    # of every term, with m0 scaled alike (mK)
+    KP = -math.inf
+    for k in range(npc):
+        KP = terms[k, 7] if k == 0 else _nmax(KP, terms[k, 7])
     m0s = 0.0
     absum = 0.0
+    mK = 0.0
     g0 = g1 = 0.0
     q00 = q01 = q11 = 0.0
     for k in range(npc):
         sign = terms[k, 0]
-        eP = _exp_rel(terms[k, 7] - K)
+        eP = _exp_rel(terms[k, 7] - KP)
         m0s += sign * eP
         absum += eP
         if moments:
+            mK += sign * _exp_rel(terms[k, 7] - K)
             h0 = terms[k, 1]
             h1 = terms[k, 2]
             a00 = terms[k, 3]
@@ -290,15 +298,15 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             q00 += md0 * a00 * a00 + md1 * a10 * a10 + f2 * (a00 * a10 + a10 * a00)
             q01 += md0 * a00 * a01 + md1 * a10 * a11 + f2 * (a00 * a11 + a10 * a01)
             q11 += md0 * a01 * a01 + md1 * a11 * a11 + f2 * (a01 * a11 + a11 * a01)
-    out_lm[a, j] = K + np.log(m0s)
+    out_lm[a, j] = KP + np.log(m0s)
     out_lc[a, j] = np.log(absum) - np.log(m0s)
     if not moments:
         return
-    d0 = -g0 / m0s
-    d1 = -g1 / m0s
-    c00 = 1.0 + q00 / m0s
-    c01 = q01 / m0s
-    c11 = 1.0 + q11 / m0s
+    d0 = -g0 / mK
+    d1 = -g1 / mK
+    c00 = 1.0 + q00 / mK
+    c01 = q01 / mK
+    c11 = 1.0 + q11 / mK
     dm0 = u00 * d0
     dm1 = u10 * d0 + u11 * d1
     # U C2 U^T with U = [[u00, 0], [u10, u11]]
