@@ -181,9 +181,9 @@ def test_pair_cubature_matches_numpy_route(monkeypatch):
     seen = []
     real = cc._CubatureRouting._cubature_where_cancelled
 
-    def spy(self, mean, chol, moments, out):
+    def spy(self, mean, chol, moments, out, deferred=None):
         seen.append((self, mean.copy(), chol.copy(), moments, out[3].copy()))
-        return real(self, mean, chol, moments, out)
+        return real(self, mean, chol, moments, out, deferred)
 
     monkeypatch.setattr(cc._CubatureRouting, "_cubature_where_cancelled", spy)
     net = DGN.random((2, 8, 8, 2), seed=0, noise_var=0.05)
