@@ -171,7 +171,10 @@ def structured_step(sys: InnerSystem, g: Arr, diag: Arr | None, rank_rtol: float
     y : ndarray, shape (n,)
     """
     B = sys.columns()
+    B = B[:, np.any(B != 0.0, axis=0)]   # regions without posterior mass: B B^T unchanged
     n = B.shape[0]
+    if B.shape[1] == 0:   # M = 0: A = diag(d), or the pseudo-inverse of 0
+        return np.zeros_like(g) if diag is None or in_range else g / diag
     if diag is not None:
         s = 1.0 / np.sqrt(diag)
         Q, T = np.linalg.qr(B * s[:, None])                                   # reduced

@@ -143,3 +143,21 @@ def test_auto_choice_uses_the_structured_solve_on_a_wide_layer(monkeypatch):
     x0 = MS._Wt(net, 1)
     tol = 50 * EPS * _cond_bound(system, None, 1e-6) * np.abs(t_dense - x0).max()
     assert np.abs(t_auto - t_dense).max() <= tol
+
+
+def test_zero_system():
+    # M = 0 (no posterior mass anywhere): the dense solve gives x0 + g / lambda at lambda > 0
+    # and x0 at lambda = 0
+    Dl, K, D, S, R = 3, 4, 2, 1, 2
+    rng = np.random.default_rng(0)
+    sy = IS.InnerSystem(np.zeros((R, Dl, Dl)), np.zeros((R, K, K)), rng.standard_normal((R, Dl, D)),
+                        np.zeros((R, K, S + 1)), np.zeros(Dl * K))
+    g = rng.standard_normal(Dl * K)
+    d = np.full(Dl * K, 0.5)
+    assert np.array_equal(IS.structured_step(sy, g, d, MS._RANK_RTOL), g / d)
+    assert np.array_equal(IS.structured_step(sy, g, None, MS._RANK_RTOL), np.zeros_like(g))
+    x0 = rng.standard_normal(Dl * K)
+    for ridge in (0.0, 1e-3):
+        ts = MS._inner_target(sy, x0, None, ridge, structured=True)
+        td = MS._inner_target(sy, x0, None, ridge, structured=False)
+        assert np.allclose(ts, td, rtol=0, atol=1e-15)
