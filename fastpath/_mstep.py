@@ -18,7 +18,9 @@ lambda (vec(Wt) - vec(Wt_old)) with lambda = ``ridge`` times the mean diagonal o
 keeps it solvable and leaves directions the data does not determine unchanged. A Gaussian
 weight prior adds 1/var to the diagonal (ridge towards 0, a MAP update); Laplace (L1) and box
 priors turn the same quadratic into a convex QP, solved with cvxpy (CLARABEL). Weight priors
-apply to the weight matrices W^1..W^L, not to the biases, the noise or Sigma_z.
+apply to the weight matrices W^1..W^L, not to the biases, the noise or Sigma_z. The inner
+system is kept factored (M = B B^T with B of R D (S + 1) columns, :mod:`fastpath._inner_solve`)
+and, where B is thin (wide layers at small S), solved without forming M.
 
 The noise update needs sum_n E[(x_n - g(z))^2 | x_n] under the *new* last layer; it is the
 E-step's residual (computed in residual form, no cancellation at small noise) corrected to
