@@ -18,7 +18,9 @@ lambda (vec(Wt) - vec(Wt_old)) with lambda = ``ridge`` times the mean diagonal o
 keeps it solvable and leaves directions the data does not determine unchanged. A Gaussian
 weight prior adds 1/var to the diagonal (ridge towards 0, a MAP update); Laplace (L1) and box
 priors turn the same quadratic into a convex QP, solved with cvxpy (CLARABEL). Weight priors
-apply to the weight matrices W^1..W^L, not to the biases, the noise or Sigma_z.
+apply to the weight matrices W^1..W^L, not to the biases, the noise or Sigma_z. The inner
+system is kept factored (M = B B^T with B of R D (S + 1) columns, :mod:`fastpath._inner_solve`)
+and, where B is thin (wide layers at small S), solved without forming M.
 
 The noise update needs sum_n E[(x_n - g(z))^2 | x_n] under the *new* last layer; it is the
 E-step's residual (computed in residual form, no cancellation at small noise) corrected to
@@ -42,6 +44,7 @@ from dgn_core.priors import BoxPrior, GaussianPrior, LaplacePrior, Prior
 from dgn_core.regions import Partition
 
 if TYPE_CHECKING:
+    from ._inner_solve import InnerSystem
     from .distributions import EStepStatistics
 
 Arr = NDArray[np.float64]
@@ -350,20 +353,50 @@ def _inner_gradient(F: Arr, c: Arr, H: Arr, Xeta: Arr, eta: Arr, inv_noise: Arr,
     return np.einsum("rdi,rdk->ik", SF, T - FWH)
 
 
-def _inner_target(M: Arr, r: Arr, x0: Arr, shape: tuple[int, int], prior: Prior | None,
-                  ridge: float) -> Arr:
+def _inner_target(system: InnerSystem, x0: Arr, prior: Prior | None, ridge: float,
+                  structured: bool | None = None) -> Arr:
     """Maximiser of the surrogate -x^T M x / 2 + r^T x - lambda |x - x0|^2 / 2 + log p(W).
 
     lambda = ridge * mean(diag M) (proximal: directions the data leaves undetermined keep
-    their value x0). Returns the target Wt of shape (D_l, K).
+    their value x0; ``ridge`` itself where M is 0). With A = M + lambda I (+ diag(1/var) on
+    the weights under a Gaussian prior) and b = r + lambda x0, the target is
+    x0 + A^-1 (b - A x0): the exact solution where A is positive definite (lambda > 0), else
+    x0 + A^+ (b - A x0), the solution of A x = b (least squares if inconsistent) closest to x0,
+    with A's eigenvalues below ``_RANK_RTOL * n * max`` treated as 0.
+
+    ``structured`` (None: automatic) computes the same point without forming M, through
+    M = B B^T with B of m = R D (S + 1) columns (:mod:`fastpath._inner_solve`); automatic
+    when m <= ``STRUCTURED_MAX_FRACTION`` n and the prior is None or Gaussian (Laplace and box
+    priors, and a Gaussian prior with lambda = 0, use the dense system). Both agree to the
+    rounding of the dense solve, eps cond(A) |x - x0|; without a prior the structured step
+    has no component off the column space of M, where the exact step has none and the dense
+    one carries rounding amplified by 1 / lambda. Returns the target Wt of shape (D_l, K).
     """
-    n = M.shape[0]
-    lam = ridge * float(np.trace(M)) / n
+    from ._inner_solve import STRUCTURED_MAX_FRACTION, structured_step
+    shape = system.shape
+    n = system.n
+    lam = ridge * system.trace() / n
     if not lam > 0:
         lam = ridge
+    mask = _weight_mask(shape).ravel()
+    gauss = isinstance(prior, GaussianPrior)
+    can = prior is None or (gauss and lam > 0)
+    if structured is None:
+        structured = can and system.m <= STRUCTURED_MAX_FRACTION * n
+    if structured and can:
+        diag = None
+        if lam > 0:
+            diag = np.full(n, lam)
+            if isinstance(prior, GaussianPrior):
+                diag = diag + mask / prior.var
+        g = system.r - system.matvec(x0)
+        if isinstance(prior, GaussianPrior):
+            g = g - mask / prior.var * x0
+        y = structured_step(system, g, diag, _RANK_RTOL, in_range=prior is None)
+        return (x0 + y).reshape(shape)
+    M, r = system.dense(), system.r
     A = M + lam * np.eye(n)
     b = r + lam * x0
-    mask = _weight_mask(shape).ravel()
     if isinstance(prior, (LaplacePrior, BoxPrior)):
         import cvxpy as cp
         Rt = _psd_root(A)
@@ -450,14 +483,16 @@ def _ecm(net: DGN, st: EStepStatistics, P: Partition, *, last: bool, noise_mode:
 
 
 def _inner_layer_target(net: DGN, st: EStepStatistics, P: Partition, l: int, prior: Prior | None,
-                        ridge: float) -> tuple[Arr, Arr, Arr]:
-    """(target Wt (D_l, K), M, r) of inner layer l (0-based) from the E-step ``st``."""
+                        ridge: float, structured: bool | None = None
+                        ) -> tuple[Arr, InnerSystem]:
+    """(target Wt (D_l, K), its factored system) of inner layer l (0-based) from the E-step
+    ``st``; ``structured`` as in :func:`_inner_target`."""
+    from ._inner_solve import build_system
     sw = _sweep_maps(net, P)
     Pl, pl = sw.inputs[l]
     H, Xeta, eta = _layer_moments(Pl, pl, st)
     F, c = _output_map(net, sw.slopes, l, sw.R)
     inv_noise = 1.0 / np.asarray(net.noise_var_vector, dtype=np.float64)
-    M, r = _inner_system(F, c, H, Xeta, eta, inv_noise)
+    system = build_system(F, c, Pl, pl, st.s0, st.s1, st.S2, H, Xeta, eta, inv_noise)
     Wt = _Wt(net, l)
-    return _inner_target(M, r, Wt.ravel(), Wt.shape, prior, ridge), M, r
-
+    return _inner_target(system, Wt.ravel(), prior, ridge, structured), system

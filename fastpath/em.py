@@ -92,7 +92,6 @@ from ._mstep import (
     _inner_layer_target,
     _layer_moments,
     _output_map,
-    _surrogate,
     _sweep_maps,
     _with_layer,
     _Wt,
@@ -392,12 +391,13 @@ def _inner_layer_step(run: _Run, cur: _Point, l: int, t0: float) -> tuple[_Point
     accepted (or the surrogate predicts no gain above rounding).
     """
     opts = run.opts
-    target, M, r = _inner_layer_target(cur.model, cur.st, cur.P, l, opts.weight_prior, opts.ridge)
+    target, system = _inner_layer_target(cur.model, cur.st, cur.P, l, opts.weight_prior,
+                                         opts.ridge)
     Wt0 = _Wt(cur.model, l)
     d = target - Wt0
     # the surrogate's predicted gain of the full step: nothing to try when it is below the
     # rounding level of the objective
-    gain1 = _surrogate(M, r, target.ravel()) - _surrogate(M, r, Wt0.ravel())
+    gain1 = system.surrogate(target.ravel()) - system.surrogate(Wt0.ravel())
     if not np.all(np.isfinite(d)) or not gain1 > _MIN_PREDICTED_GAIN * (abs(cur.obj) + run.N):
         return cur, None
     t = t0
@@ -561,9 +561,9 @@ def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_co
                        update_prior_cov=bool(update_prior_cov), prior=prior, floor=floor)
     inner, systems = [], []
     for l in range(net.n_layers - 1):
-        target, M, r = _inner_layer_target(net, st, P, l, prior, ridge)
+        target, system = _inner_layer_target(net, st, P, l, prior, ridge)
         inner.append((target[:, :-1], target[:, -1]))
-        systems.append((M, r))
+        systems.append((system.dense(), system.r))
     info = {"log_likelihood": st.log_likelihood,
             "last_layer": (np.array(new.weights[-1]), np.array(new.biases[-1])),
             "noise_var": new.noise_var,
