@@ -39,18 +39,13 @@ from orthant_inputs import random_tvn
 import fastpath
 import fastpath._cone_algebra as _ca
 from fastpath._estep import estep_statistics
-from fastpath._tvn import _log_mvn_sov, _log_tvn, _log_tvn_numpy
+from fastpath._tvn import _log_mvn_sov, _log_tvn, _log_tvn_numpy, correlation_matrices
 from verified_dgn import DGN
 
 
 def full(r: NDArray[np.float64]) -> NDArray[np.float64]:
     """(m, 3) correlations (r01, r02, r12) -> (m, 3, 3) matrices."""
-    R = np.empty((r.shape[0], 3, 3))
-    R[:] = np.eye(3)
-    R[:, 0, 1] = R[:, 1, 0] = r[:, 0]
-    R[:, 0, 2] = R[:, 2, 0] = r[:, 1]
-    R[:, 1, 2] = R[:, 2, 1] = r[:, 2]
-    return R
+    return correlation_matrices(r[:, 0], r[:, 1], r[:, 2])
 
 
 def estep_inputs(points: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

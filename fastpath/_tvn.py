@@ -63,6 +63,16 @@ _TVN_NODES = 40
 _TVN_LEVEL = 36.0
 
 
+
+def correlation_matrices(r01: Arr, r02: Arr, r12: Arr) -> Arr:
+    """The 3 x 3 correlation matrices (N, 3, 3) with off-diagonal entries r01, r02, r12 (N,)."""
+    R = np.empty((np.shape(r01)[0], 3, 3))
+    R[:] = np.eye(3)
+    R[:, 0, 1] = R[:, 1, 0] = r01
+    R[:, 0, 2] = R[:, 2, 0] = r02
+    R[:, 1, 2] = R[:, 2, 1] = r12
+    return R
+
 def _log_mvn_cdf_std(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray[np.float64]:
     """log P(Y <= h) for Y ~ N(0, R), R a correlation matrix; h (..., k), R (..., k, k).
 
@@ -354,12 +364,7 @@ def _log_tvn_plackett(h: NDArray[np.float64], R: NDArray[np.float64]) -> NDArray
     phi = np.concatenate(p_hi)
     if prow.size:
         # initial windows: Laplace at the dominant point of the base problem
-        R0 = np.empty((N, 3, 3))
-        R0[:] = np.eye(3)
-        r0jk = rij * rik - np.where(anti, s_j * s_k, 0.0)
-        R0[:, 0, 1] = R0[:, 1, 0] = rij
-        R0[:, 0, 2] = R0[:, 2, 0] = rik
-        R0[:, 1, 2] = R0[:, 2, 1] = r0jk
+        R0 = correlation_matrices(rij, rik, rij * rik - np.where(anti, s_j * s_k, 0.0))
         hh = np.stack([hi_, hj, hk], axis=1)
         a, b = _laplace_window(hh[prow], R0[prow], plo, phi, level)
         x, _ = _gl01(n)

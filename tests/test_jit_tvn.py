@@ -26,16 +26,12 @@ from fastpath._tvn import (  # noqa: E402
     _log_tvn,
     _log_tvn_numpy,
     _log_tvn_plackett,
+    correlation_matrices,
 )
 
 
 def _full(r: np.ndarray) -> np.ndarray:
-    R = np.empty((r.shape[0], 3, 3))
-    R[:] = np.eye(3)
-    R[:, 0, 1] = R[:, 1, 0] = r[:, 0]
-    R[:, 0, 2] = R[:, 2, 0] = r[:, 1]
-    R[:, 1, 2] = R[:, 2, 1] = r[:, 2]
-    return R
+    return correlation_matrices(r[:, 0], r[:, 1], r[:, 2])
 
 
 def _partial(r: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import pytest
 pytest.importorskip("numba")
 
 from fastpath._jit_tvn import log_tvn_vec  # noqa: E402
-from fastpath._tvn import _log_tvn_numpy  # noqa: E402
+from fastpath._tvn import _log_tvn_numpy, correlation_matrices  # noqa: E402
 
 #: (h, (r01, r02, r12)) of the k = 3 elements of the S = 3 E-step (benchmarks/estep.py
 #: s3d3: DGN.random((3, 6, 6, 3), relu, seed 0, noise 0.05, its first 100 points) on which
@@ -49,12 +49,7 @@ _KINKED = [
 
 
 def _full(r: np.ndarray) -> np.ndarray:
-    R = np.empty((r.shape[0], 3, 3))
-    R[:] = np.eye(3)
-    R[:, 0, 1] = R[:, 1, 0] = r[:, 0]
-    R[:, 0, 2] = R[:, 2, 0] = r[:, 1]
-    R[:, 1, 2] = R[:, 2, 1] = r[:, 2]
-    return R
+    return correlation_matrices(r[:, 0], r[:, 1], r[:, 2])
 
 
 def _near_end(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
