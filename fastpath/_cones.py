@@ -41,6 +41,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -324,9 +325,8 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
 
             lc = out[3]
-            has = np.array([g is not None for g in self.bounded], dtype=bool)
             with np.errstate(invalid="ignore"):
-                deferred = (has[None, :] & ~(lc <= _LOG_CANCEL_CUBATURE + _DEFER_MARGIN)
+                deferred = (self._bounded_mask[None, :] & ~(lc <= _LOG_CANCEL_CUBATURE + _DEFER_MARGIN)
                             & ~(np.abs(lc - _CUBATURE_BUDGET[0][0]) <= _DEFER_MARGIN))
         if direction == "nearest" and self.dim >= 2:
             out = self._cubature_where_cancelled(mean, chol, moments, out, deferred)
@@ -372,10 +372,16 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         dm = (chol @ xstar[..., None])[..., 0]
         return log_m0, dm, np.zeros(dm.shape + (s,))
 
+    @cached_property
+    def _bounded_mask(self) -> NDArray[np.bool_]:
+        """(n_poly,) whether each polyhedron is bounded (``bounded`` holds its geometry)."""
+        if not self.bounded:
+            return np.zeros(self.n_poly, dtype=np.bool_)
+        return np.array([g is not None for g in self.bounded], dtype=np.bool_)
+
     def _defers(self) -> bool:
         """Whether :meth:`_evaluate` leaves out moments (S = 2 compiled, bounded polygons)."""
-        return self.dim == 2 and COMPILED[0] and DEFER[0] and any(
-            g is not None for g in self.bounded)
+        return self.dim == 2 and COMPILED[0] and DEFER[0] and bool(self._bounded_mask.any())
 
     def _evaluate(self, mean, chol, moments, direction="nearest"):
         """The signed cone sums (log m0, E - mean, Cov, log_cancel). Where :meth:`_defers`,
@@ -416,10 +422,7 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
         from ._jit_cones import evaluate_s2
 
-        if defer and self.bounded:
-            has = np.array([g is not None for g in self.bounded], dtype=np.bool_)
-        else:
-            has = np.zeros(self.n_poly, dtype=np.bool_)
+        has = self._bounded_mask if defer else np.zeros(self.n_poly, dtype=np.bool_)
         with serial_below(mean.shape[0] * self.n_pieces, _SERIAL_PIECES):
             lm, dm, tc, lc, dfr = evaluate_s2(
                 _kernel_array(mean), _kernel_array(chol), *self._table_arrays(),
