@@ -51,6 +51,7 @@ signed sum of such a P cancels completely a RuntimeWarning flags a point-mass li
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -161,17 +162,13 @@ class PolyhedronCones:
 
     def __init__(self, geometry: PolyhedronGeometry) -> None:
         self.geometry = geometry
-        self._table_built: list[ConeTable | None] = []
 
-    @property
+    @cached_property
     def _table(self) -> ConeTable | None:
         """The one-polyhedron cone table, built on first use (a partition's ConeBatch
         evaluates its groups' tables and seldom this one)."""
-        if not self._table_built:
-            g = self.geometry
-            self._table_built.append(ConeTable.from_geometries([g])
-                                     if (not g.empty and g.dim >= 1) else None)
-        return self._table_built[0]
+        g = self.geometry
+        return ConeTable.from_geometries([g]) if (not g.empty and g.dim >= 1) else None
 
     @classmethod
     def from_halfspaces(cls, C: ArrayLike, d: ArrayLike) -> PolyhedronCones:
