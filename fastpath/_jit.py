@@ -38,7 +38,9 @@ _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fas
 #: (a module's kernels call those of the modules before it in its chain, or of the first
 #: chain); each module defines ``_warmup()`` that calls its kernels once on small float64
 #: inputs of every signature the library uses. A parallel warm-up compiles whole chains
-#: per process, so that two processes do not compile the same callees at once.
+#: per process, so that two processes do not compile the same callees at once; the chains
+#: are listed longest first (cold compilation, benchmarks/jit_startup.py), so that the last
+#: one to start is the shortest.
 KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
     (  # the S = 2 E-step
         "fastpath._jit_special",
@@ -163,11 +165,6 @@ def _load_modules(names: Sequence[str]) -> list[tuple[str, float]]:
     return done
 
 
-#: rough relative cold-compilation cost of each chain (by its first module), measured by
-#: benchmarks/jit_startup.py: the scheduling order of a parallel warm-up
-_CHAIN_COST = {"fastpath._jit_lnd": 3.0, "fastpath._jit_special": 2.0, "fastpath._jit_one_shot_base": 1.0}
-
-
 def _cached(module: str) -> bool:
     """Whether the cache holds an index for ``module``'s kernels (it has been compiled)."""
     stem = module.rsplit(".", 1)[-1]
@@ -195,17 +192,15 @@ def warmup(progress: Callable[[str, float], None] | None = None, jobs: int | Non
     jobs = max_threads() if jobs is None else int(jobs)
     if jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs}")
-    missing = [m for m in KERNEL_MODULES if not _cached(m)]
-    if jobs > 1 and sum(any(m in missing for m in c) for c in KERNEL_CHAINS) > 1:
+    # what is left to compile of each chain, in KERNEL_CHAINS' order (longest first)
+    chains = [left for left in ([m for m in chain if not _cached(m)] for chain in KERNEL_CHAINS)
+              if left]
+    if jobs > 1 and len(chains) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         # spawn, not fork: a forked child would inherit numba's threading layer mid-state
         ctx = multiprocessing.get_context("spawn")
-        # the longest chains first, so that the last one to start is the shortest
-        chains = sorted(([m for m in chain if m in missing] for chain in KERNEL_CHAINS),
-                        key=lambda c: -_CHAIN_COST.get(c[0], 1.0) if c else 0.0)
-        chains = [c for c in chains if c]
         with ProcessPoolExecutor(max_workers=min(jobs, len(chains)), mp_context=ctx) as pool:
             futures = [pool.submit(_load_modules, tuple(chain)) for chain in chains]
             for fut in as_completed(futures):
