@@ -46,7 +46,7 @@ def region_rows(region: Any) -> tuple[NDArray[np.float64], NDArray[np.float64],
 def partition_rows(partition: Sequence[Any]) -> list[tuple[NDArray[np.float64],
                                                              NDArray[np.float64],
                                                              NDArray[np.float64] | None]]:
-    """:func:`_region_rows` of every region; float64 arrays of the right shapes (what a
+    """:func:`region_rows` of every region; float64 arrays of the right shapes (what a
     partition holds) are checked for finiteness all at once, anything else one by one."""
     f64 = np.dtype(np.float64)
     rows: list[Any] = []
