@@ -7,6 +7,8 @@ Everything both backends agree on, defined once and importable with numpy alone:
   entries by the exact path, float64 by the fast path) and the per-region affine maps;
 - :mod:`dgn_core.priors`: the weight priors of MAP-EM;
 - :mod:`dgn_core.data`: the built-in data sets and the data loaders;
+- :mod:`dgn_core.data_source`: data read by row range without loading it (``.npy``
+  memory maps, zarr, folders of shards) and its one-pass summary;
 - :mod:`dgn_core.exceptions`: every exception and warning type;
 - :mod:`dgn_core.validation`: the input checks shared by the public functions;
 - :mod:`dgn_core.io`: atomic file writing;

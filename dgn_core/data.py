@@ -23,7 +23,7 @@ from .exceptions import DataError
 from .validation import real_array
 
 __all__ = ["noisy_circle", "cosine", "digits", "load_data", "read_idx", "check_data",
-           "BUILTIN_DATASETS", "DataError", "MAX_DATA_ABS"]
+           "check_values", "BUILTIN_DATASETS", "DataError", "MAX_DATA_ABS"]
 
 
 #: largest magnitude accepted in a data matrix: squares (variances, squared residuals) and
@@ -59,23 +59,43 @@ def check_data(X: ArrayLike, dim: int | None = None, name: str = "X") -> NDArray
         raise DataError(f"{name} has no columns (shape {arr.shape})")
     if dim is not None and arr.shape[1] != dim:
         raise DataError(f"{name} must have {dim} columns (the data dimension), got shape {arr.shape}")
+    check_values(arr, name)
+    return arr
+
+
+def check_values(arr: NDArray[np.float64], name: str, first_row: int = 0,
+                 n_rows: int | None = None) -> None:
+    """The value rules of :func:`check_data` for a 2-D float64 block of a larger data set.
+
+    ``arr`` holds rows ``first_row, first_row + 1, ...`` of the data set called ``name``;
+    error messages give those global row numbers, so that a streamed check (one block at a
+    time, see :mod:`dgn_core.data_source`) points at the same row as a check of the whole
+    array would. ``n_rows`` is the data set's row count when ``arr`` is only part of it.
+
+    Raises
+    ------
+    DataError
+        NaN or infinite values, or values of magnitude above :data:`MAX_DATA_ABS`.
+    """
     bad = ~np.isfinite(arr)
     if bad.any():
         rows = np.flatnonzero(bad.any(axis=1))
         r, c = int(rows[0]), int(np.flatnonzero(bad[rows[0]])[0])
         kind = "NaN" if np.isnan(arr[r, c]) else "infinite"
-        raise DataError(f"{name} contains NaN or infinite values in {len(rows)} row(s), first "
-                        f"{kind} at row {r}, column {c} (counted from 0)")
-    _check_magnitude(arr, name)
-    return arr
+        # a block only knows its own bad rows: say which rows were counted
+        among = "" if n_rows is None or n_rows == arr.shape[0] else (
+            f" among rows {first_row}-{first_row + arr.shape[0] - 1}")
+        raise DataError(f"{name} contains NaN or infinite values in {len(rows)} row(s){among}, "
+                        f"first {kind} at row {first_row + r}, column {c} (counted from 0)")
+    _check_magnitude(arr, name, first_row)
 
 
-def _check_magnitude(arr: NDArray[np.float64], name: str) -> None:
+def _check_magnitude(arr: NDArray[np.float64], name: str, first_row: int = 0) -> None:
     if max(float(arr.max()), -float(arr.min())) > MAX_DATA_ABS:
         r = int(np.flatnonzero((np.abs(arr) > MAX_DATA_ABS).any(axis=1))[0])
         raise DataError(
             f"{name} has values of magnitude up to {float(np.max(np.abs(arr))):.3g} (first at row "
-            f"{r}, counted from 0): {_TOO_LARGE}")
+            f"{first_row + r}, counted from 0): {_TOO_LARGE}")
 
 
 _TOO_LARGE = (f"too large for float64 computations (the limit is {MAX_DATA_ABS:.0e}: variances "
