@@ -27,9 +27,11 @@ from dgn_core.model import DGN
 from dgn_core.priors import Prior, check_prior
 from dgn_core.validation import check_int, check_max_regions, check_nonnegative
 
+from ._sharded import DEFAULT_SHARD_SIZE
+
 __all__ = ["DEFAULT_RIDGE", "EMOptions", "FAR_FROM_DATA", "NOISE_FLOOR_ULPS",
            "PARAMETER_CONSTRAINTS", "UPDATES", "check_option", "min_noise_floor",
-           "warn_if_far_from_data"]
+           "noise_floor_of_max", "warn_if_far_from_data", "warn_if_far_from_mean"]
 
 #: default proximal ridge of the inner-layer systems, relative to their mean diagonal
 DEFAULT_RIDGE = 1e-6
@@ -52,8 +54,12 @@ def min_noise_floor(X: ArrayLike) -> float:
     the net passes through repeated points.
     """
     A = np.asarray(X, dtype=np.float64)
-    m = float(np.max(np.abs(A))) if A.size else 0.0
-    return max((NOISE_FLOOR_ULPS * float(np.finfo(np.float64).eps) * m) ** 2,
+    return noise_floor_of_max(float(np.max(np.abs(A))) if A.size else 0.0)
+
+
+def noise_floor_of_max(max_abs: float) -> float:
+    """:func:`min_noise_floor` of data whose largest magnitude is ``max_abs``."""
+    return max((NOISE_FLOOR_ULPS * float(np.finfo(np.float64).eps) * max_abs) ** 2,
                float(np.finfo(np.float64).tiny))
 
 
@@ -67,17 +73,23 @@ FAR_FROM_DATA = 20.0
 
 def warn_if_far_from_data(net: DGN, X: NDArray[np.float64]) -> None:
     """Warn (RuntimeWarning) when the data lie far from where ``net`` puts its outputs."""
+    mean = X.mean(axis=0)
+    warn_if_far_from_mean(net, mean, float(np.sqrt(np.mean((X - mean) ** 2))), stacklevel=5)
+
+
+def warn_if_far_from_mean(net: DGN, mean: NDArray[np.float64], spread: float,
+                          stacklevel: int = 4) -> None:
+    """:func:`warn_if_far_from_data` for data of column means ``mean`` (D,) and root-mean-
+    square distance ``spread`` to them (a streamed summary of the data)."""
     import warnings
 
-    mean = X.mean(axis=0)
-    spread = float(np.sqrt(np.mean((X - mean) ** 2)))
     dist = float(np.linalg.norm(net.forward(np.zeros((1, net.latent_dim)))[0] - mean))
     if spread > 0 and dist > FAR_FROM_DATA * spread:
         warnings.warn(f"fit_em: the data's mean lies {dist / spread:.3g} data spreads from the "
                       f"initial net's output g(0); EM trains poorly from there: fit the centred, "
                       f"rescaled data (x - mean) / s and map the last layer back (W_L -> s W_L, "
                       f"b_L -> s b_L + mean, noise_var -> s^2 noise_var), as `dgn fit` does",
-                      RuntimeWarning, stacklevel=4)
+                      RuntimeWarning, stacklevel=stacklevel)
 
 
 # ------------------------------------------------------------------------------ the checks
@@ -141,6 +153,15 @@ def _blas_threads(value: Any, name: str) -> int | None:
     return None if value is None else check_int(value, name, 1)
 
 
+def _client(value: Any, name: str) -> Any:
+    """None or a ``dask.distributed.Client`` (anything with ``submit`` and ``scatter``)."""
+    if value is not None and not (callable(getattr(value, "submit", None))
+                                  and callable(getattr(value, "scatter", None))):
+        raise TypeError(f"{name} must be None or a dask.distributed.Client, got "
+                        f"{type(value).__name__}")
+    return value
+
+
 def _n_jobs(value: Any, name: str) -> int | None:
     from ._threads import resolve_n_jobs
 
@@ -194,6 +215,10 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
                                "the setting alone)", _blas_threads),
     "n_jobs": Constraint("None, int >= 1 or -1..-cores", "threads of the compiled kernels (None "
                          "or -1: all cores; results are identical for any count)", _n_jobs),
+    "client": Constraint("None or dask.distributed.Client", "run the E-step's shards on a Dask "
+                         "cluster (None: in this process); results are identical", _client),
+    "shard_size": Constraint("int >= 1", "rows per shard of the E-step's map-reduce (its "
+                             "fixed reduction order; part of the result)", _integer(1)),
 }
 
 
@@ -230,6 +255,8 @@ class EMOptions:
     callback: Callable[..., Any] | None = None
     blas_threads: int | None = 1
     n_jobs: int | None = None
+    client: Any = None
+    shard_size: int = DEFAULT_SHARD_SIZE
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EMOptions:
@@ -278,5 +305,5 @@ class EMOptions:
                 "weight_prior": None if self.weight_prior is None else self.weight_prior.describe(),
                 "noise_floor": self.noise_floor, "ridge": self.ridge,
                 "max_halvings": self.max_halvings, "max_regions": self.max_regions,
-                "tol": self.tol, "seed": self.seed,
+                "tol": self.tol, "seed": self.seed, "shard_size": self.shard_size,
                 "activation": net.activation, "widths": list(net.widths)}

@@ -83,8 +83,15 @@ from dgn_core.priors import (
 from dgn_core.regions import Partition
 from dgn_core.validation import check_net
 
-from ._em_checkpoint import _consistent, _data_fingerprint, _read_checkpoint, _State, _write_checkpoint
-from ._em_options import DEFAULT_RIDGE, EMOptions, check_option, min_noise_floor, warn_if_far_from_data
+from ._em_checkpoint import _consistent, _read_checkpoint, _State, _write_checkpoint
+from ._em_options import (
+    DEFAULT_RIDGE,
+    EMOptions,
+    check_option,
+    min_noise_floor,
+    noise_floor_of_max,
+    warn_if_far_from_mean,
+)
 from ._em_result import EMIteration, EMResult
 from ._mstep import (
     _ecm,
@@ -96,6 +103,7 @@ from ._mstep import (
     _with_layer,
     _Wt,
 )
+from ._sharded import DEFAULT_SHARD_SIZE, ShardedEStep, make_estep
 from ._threads import blas_limit, threads
 
 if TYPE_CHECKING:
@@ -149,6 +157,8 @@ def fit_em(
     callback: Callable[[EMIteration], Any] | None = None,
     blas_threads: int | None = 1,
     n_jobs: int | None = None,
+    client: Any = None,
+    shard_size: int = DEFAULT_SHARD_SIZE,
 ) -> EMResult:
     """Train a DGN by exact, monotone EM (module notes).
 
@@ -156,8 +166,11 @@ def fit_em(
     ----------
     net : DGN
         The initial model (any depth, S = 1..4, relu / leaky_relu / abs).
-    X : array_like, shape (N, D)
-        Training data.
+    X : array_like of shape (N, D), DataSource or path
+        Training data: an array, a :class:`dgn_core.data_source.DataSource`, or a path that
+        :func:`dgn_core.data_source.as_source` opens without loading it (a ``.npy`` file,
+        memory-mapped; a zarr array; a folder of ``.npy`` shards). Data in files are streamed
+        shard by shard (module notes of :mod:`fastpath._sharded`).
     max_iter : int, default 200
         Maximum number of iterations (sweeps); a :class:`ConvergenceWarning` is issued when
         it is reached before convergence.
@@ -216,6 +229,16 @@ def fit_em(
         Threads of the compiled kernels of the E-step (S >= 2): None or -1 all cores, -k all
         but k - 1, k >= 1 that many. Each (point, region) pair is computed by the same code
         on whatever thread, so the result is the same bit for bit for any ``n_jobs``.
+        With a ``client``, the threads of each shard task (default 1).
+    client : dask.distributed.Client, optional
+        Run the E-step's shards as tasks on this Dask cluster (the partition and the M-step
+        stay on this process). The history is the same bit for bit as without a client
+        (the shards are reduced in a fixed order; :mod:`fastpath._sharded`). In-memory data
+        are sent to the workers once; data in files are read by the workers from the same
+        path. A shard whose worker dies is resubmitted.
+    shard_size : int, default 2048
+        Rows per shard of the E-step (the unit of work of a cluster and the order of the
+        sums: part of the result at the rounding level, recorded in checkpoints).
 
     Returns
     -------
@@ -239,7 +262,7 @@ def fit_em(
         weight_prior=weight_prior, noise_floor=noise_floor, ridge=ridge, max_halvings=max_halvings,
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
-        blas_threads=blas_threads, n_jobs=n_jobs)
+        blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size)
     with blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
         return _fit(net, X, opts)
 
@@ -250,7 +273,7 @@ class _Run:
     """What stays fixed during a run: the data, the options and the fingerprints that a
     checkpoint must match."""
 
-    X: Arr
+    estep: ShardedEStep            # the E-step of the data, shard by shard
     opts: EMOptions
     noise: str                     # the run's noise model
     record: dict[str, Any]         # EMOptions.record of the initial model
@@ -258,7 +281,7 @@ class _Run:
 
     @property
     def N(self) -> int:
-        return int(self.X.shape[0])
+        return self.estep.n_points
 
 
 @dataclass
@@ -272,13 +295,24 @@ class _Point:
     pnet: DGN                      # the net P was computed for
 
 
-def _fit(net: DGN, X: ArrayLike, opts: EMOptions) -> EMResult:
-    """The EM loop of :func:`fit_em`: every iteration is the named steps below, in order."""
-    X = check_data(X, dim=net.data_dim)
-    opts = replace(opts, noise_floor=max(opts.noise_floor, min_noise_floor(X)))
+def _fit(net: DGN, X: Any, opts: EMOptions) -> EMResult:
+    """:func:`_fit_loop` on the data ``X`` (validated in one streaming pass)."""
+    from dgn_core.data_source import as_source, summarise
+
+    source = as_source(X, dim=net.data_dim)
+    summary = summarise(source)
+    opts = replace(opts, noise_floor=max(opts.noise_floor, noise_floor_of_max(summary.max_abs)))
     net = _initial_model(net, opts)
-    warn_if_far_from_data(net, X)
-    run = _Run(X, opts, opts.noise_model(net), opts.record(net), _data_fingerprint(X))
+    warn_if_far_from_mean(net, summary.mean, summary.spread)
+    with make_estep(source, client=opts.client, shard_size=opts.shard_size,
+                    blas_threads=opts.blas_threads, n_jobs=opts.n_jobs) as estep:
+        run = _Run(estep, opts, opts.noise_model(net), opts.record(net), summary.fingerprint)
+        return _fit_loop(run, net)
+
+
+def _fit_loop(run: _Run, net: DGN) -> EMResult:
+    """The EM loop of :func:`fit_em`: every iteration is the named steps below, in order."""
+    opts = run.opts
     state, cur, t_origin = _start(run, net)
     _report_progress(run, f"EM: {net!r}, N = {run.N}, log p(X) = {state.log_likelihood[-1]:.6f}")
     stopped = False
@@ -312,7 +346,7 @@ def _fit(net: DGN, X: ArrayLike, opts: EMOptions) -> EMResult:
     if not state.converged and not stopped and n_iter >= opts.max_iter and opts.max_iter > 0:
         warnings.warn(f"fit_em did not converge in {opts.max_iter} iterations (last per-point "
                       f"change {(state.objective[-1] - state.objective[-2]) / run.N:.3g} >= "
-                      f"tol={opts.tol:g}); raise max_iter or tol", ConvergenceWarning, stacklevel=3)
+                      f"tol={opts.tol:g}); raise max_iter or tol", ConvergenceWarning, stacklevel=4)
     return _result(run, state, stopped)
 
 
@@ -350,7 +384,7 @@ def _start(run: _Run, net: DGN) -> tuple[_State, _Point, float]:
                        noise_var=[net.noise_var], step_sizes=[], times=[0.0], floor_hit=[],
                        ecm_gain=[], ecm_rejected=[], n_regions=[len(P)],
                        t_next=np.ones(net.n_layers - 1))
-    st = _e_step(state.model, run.X, P)
+    st = run.estep.statistics(state.model, P)
     if not state.log_likelihood:
         state.log_likelihood.append(st.log_likelihood)
         state.objective.append(st.log_likelihood + log_prior(opts.weight_prior, state.model.weights))
@@ -373,13 +407,13 @@ def _exact_ecm_step(run: _Run, cur: _Point, it: int) -> tuple[_Point, bool, floa
     if cand == cur.model:
         return cur, hit, 0.0, False
     # the partition depends on the inner layers only: the E-step of cand reuses it
-    st_c = _e_step(cand, run.X, cur.P)
+    st_c = run.estep.statistics(cand, cur.P)
     obj_c = st_c.log_likelihood + log_prior(opts.weight_prior, cand.weights)
     gain = obj_c - cur.obj
     if obj_c >= cur.obj - ECM_RTOL * (abs(cur.obj) + run.N):
         return replace(cur, model=cand, st=st_c, obj=obj_c), hit, gain, False
     warnings.warn(f"fit_em: iteration {it}: the exact ECM step decreased the objective by "
-                  f"{-gain:.3g} (beyond rounding); rejected", RuntimeWarning, stacklevel=4)
+                  f"{-gain:.3g} (beyond rounding); rejected", RuntimeWarning, stacklevel=5)
     return cur, False, gain, True
 
 
@@ -407,7 +441,7 @@ def _inner_layer_step(run: _Run, cur: _Point, l: int, t0: float) -> tuple[_Point
         # needs (one pass instead of two); later trials need log p(X) only
         obj_t, P_t, st_t = _trial_objective(run, trial, moments=k == 0)
         if P_t is not None and obj_t >= cur.obj:
-            st = st_t if st_t is not None else _e_step(trial, run.X, P_t)
+            st = st_t if st_t is not None else run.estep.statistics(trial, P_t)
             return _Point(trial, P_t, st, obj_t, trial), t
         t *= 0.5
     return cur, None
@@ -423,9 +457,9 @@ def _trial_objective(run: _Run, trial: DGN, moments: bool
     try:
         P_t = _partition(trial, run.opts.max_regions)
         if moments:
-            st_t = _e_step(trial, run.X, P_t)
+            st_t = run.estep.statistics(trial, P_t)
             return st_t.log_likelihood + lp, P_t, st_t
-        return _log_likelihood(trial, run.X, P_t) + lp, P_t, None
+        return run.estep.log_likelihood(trial, P_t) + lp, P_t, None
     except RegionLimitError:
         return -math.inf, None, None
 
@@ -496,11 +530,6 @@ def _result(run: _Run, state: _State, stopped: bool) -> EMResult:
 def _e_step(net: DGN, X: Arr, P: Partition) -> EStepStatistics:
     from .distributions import estep_statistics
     return estep_statistics(net, X, partition=P)
-
-
-def _log_likelihood(net: DGN, X: Arr, P: Partition) -> float:
-    from .distributions import log_marginal
-    return float(np.sum(log_marginal(net, X, partition=P)))
 
 
 def _partition(net: DGN, max_regions: int) -> Partition:
