@@ -156,3 +156,49 @@ def test_a_worker_killed_mid_fit_leaves_the_result_unchanged(client):
     assert result.log_likelihood == reference.log_likelihood
     for W1, W2 in zip(result.model.weights, reference.model.weights):
         assert np.array_equal(W1, W2)
+
+
+def _cli_data(tmp_path):
+    from dgn_core.data import noisy_circle
+
+    X = noisy_circle(1500, 0)
+    np.save(tmp_path / "c.npy", X)
+    (tmp_path / "shards").mkdir()
+    for i, (a, b) in enumerate([(0, 400), (400, 1100), (1100, 1500)]):
+        np.save(tmp_path / "shards" / f"part{i}.npy", X[a:b])
+    return X
+
+
+def _summary(run_dir):
+    import json
+
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_dgn_fit_streams_a_folder_on_local_workers_as_in_process(tmp_path):
+    pytest.importorskip("distributed")
+    from dgn_tools.cli import main
+
+    _cli_data(tmp_path)
+    common = ["--max-iter", "2", "--quiet", "--shard-size", "500"]
+    assert main(["fit", "--data", str(tmp_path / "c.npy"), "--stream", "--out",
+                 str(tmp_path / "a"), *common]) == 0
+    assert main(["fit", "--data", str(tmp_path / "shards"), "--workers", "2", "--out",
+                 str(tmp_path / "b"), *common]) == 0
+    a, b = _summary(tmp_path / "a"), _summary(tmp_path / "b")
+    assert a["log_likelihood"] == b["log_likelihood"] and a["n_points"] == 1500
+
+
+def test_dgn_fit_refuses_bad_scale_options(tmp_path, capsys):
+    from dgn_tools.cli import main
+
+    _cli_data(tmp_path)
+    assert main(["fit", "--stream", "--out", str(tmp_path / "r")]) == 2
+    assert "--stream" in capsys.readouterr().err
+    assert main(["fit", "--data", str(tmp_path / "c.npy"), "--workers", "0",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--workers" in capsys.readouterr().err
+    assert main(["fit", "--data", str(tmp_path / "c.npy"), "--shard-size", "0",
+                 "--out", str(tmp_path / "r")]) == 2
+    assert "--shard-size" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -22,7 +22,7 @@ from dgn_core.model import DGN
 from dgn_core.validation import check_int, check_nonnegative
 
 from ._common import CLIError, check_latent_dim, check_option, load_fit_data, random_net
-from ._scaling import Scaling, check_data_range, fit_scaling
+from ._scaling import ScaledSource, Scaling, check_data_range, check_spread, fit_scaling
 
 __all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "plan_fit"]
 
@@ -33,7 +33,10 @@ FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
 #: that an option given on the command line can be told from a default
 OPTION_DEFAULTS: dict[str, Any] = {
     **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
-    "noise_floor": 1e-6, "prior": "none", "checkpoint_every": 10, "standardize": True}
+    "noise_floor": 1e-6, "prior": "none", "checkpoint_every": 10, "standardize": True,
+    "stream": False, "shard_size": 2048}
+#: rows of streamed data kept in memory for the figures (evenly spread blocks)
+_PLOT_ROWS = 10_000
 #: the files of a run folder
 RUN_FILES = ("model.npz", "history.csv", "history.png", "manifold.png", "summary.json",
              "config.json", "checkpoint.npz")
@@ -51,7 +54,9 @@ class FitPlan:
     run_dir: Path
     cfg: dict[str, Any]
     resume: bool
-    X: np.ndarray
+    X: np.ndarray               # the data, or evenly spread rows of streamed data (figures)
+    data: Any                   # what EM runs on: the transformed array, or a ScaledSource
+    n_points: int
     what: str
     scaling: Scaling
     net: DGN
@@ -114,7 +119,10 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "activation": (str,), "slope": (int, float), "seed": (int,), "noise": (str,),
     "noise_var": (int, float, type(None)), "noise_floor": (int, float),
     "prior": (str, type(None)), "tol": (int, float), "max_iter": (int,),
-    "checkpoint_every": (int,), "standardize": (bool,)}
+    "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
+    "shard_size": (int,)}
+#: settings whose JSON value is a bool
+_BOOLS = ("standardize", "stream")
 
 
 def _check_saved_types(saved: dict[str, Any], cfg_path: Path) -> None:
@@ -122,7 +130,7 @@ def _check_saved_types(saved: dict[str, Any], cfg_path: Path) -> None:
     for key, types in _SAVED_TYPES.items():
         value = saved.get(key, missing)
         # JSON true / false are bools, which Python also counts as ints
-        ok = isinstance(value, types) and (key == "standardize") == isinstance(value, bool)
+        ok = isinstance(value, types) and (key in _BOOLS) == isinstance(value, bool)
         if ok and key == "widths":
             ok = all(isinstance(w, int) and not isinstance(w, bool) for w in value)
         if not ok:
@@ -145,6 +153,10 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         raise CLIError(f"--resume: {cfg_path} is not the config.json of `dgn fit`")
     # runs written before the data transformation existed ran on the data as given
     saved.setdefault("standardize", False)
+    # ... and runs written before streamed data and shards existed in memory, in one shard
+    # of the default size (the E-step of up to 2048 points is unchanged)
+    saved.setdefault("stream", False)
+    saved.setdefault("shard_size", OPTION_DEFAULTS["shard_size"])
     _check_saved_types(saved, cfg_path)
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
@@ -168,6 +180,7 @@ def _check_config(cfg: dict[str, Any]) -> None:
     check_option(check_int, cfg["checkpoint_every"], "--checkpoint-every", 1)
     check_option(check_int, cfg["seed"], "--seed")
     check_option(check_int, cfg["data_seed"], "--data-seed")
+    check_option(check_int, cfg["shard_size"], "--shard-size", 1)
     floor = cfg["noise_floor"]
     if not np.isfinite(floor):  # its lower bound depends on the data (_check_noise)
         raise CLIError(f"--noise-floor must be a finite variance, got {floor}")
@@ -176,12 +189,12 @@ def _check_config(cfg: dict[str, Any]) -> None:
         raise CLIError(f"--noise-var must be a positive variance, got {nv}")
 
 
-def _check_noise(cfg: dict[str, Any], X: np.ndarray, spread: float, what: str) -> float:
+def _check_noise(cfg: dict[str, Any], max_abs: float, spread: float, what: str) -> float:
     """The initial noise variance (data units) after checking it and the floor against the
-    data."""
-    from fastpath._em_options import min_noise_floor
+    data (largest magnitude ``max_abs``)."""
+    from fastpath._em_options import noise_floor_of_max
 
-    floor, lowest = cfg["noise_floor"], min_noise_floor(X)
+    floor, lowest = cfg["noise_floor"], noise_floor_of_max(max_abs)
     if floor < lowest:
         raise CLIError(f"--noise-floor must be at least {lowest:.3g} on these data (the rounding "
                        f"level of the residuals, (8 eps max|x|)^2), got {floor:g}")
@@ -240,13 +253,24 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
             Path("runs") / time.strftime("%Y%m%d-%H%M%S")
     _check_config(cfg)
     stale = _check_run_dir(run_dir, resume=resume, force=bool(getattr(args, "force", False)))
-    X, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
-    spread = check_data_range(X, what)
-    nv0 = _check_noise(cfg, X, spread, what)
+    stream = _streamed(cfg)
+    if stream is not None:
+        from dgn_core.data_source import summarise
+
+        summary = summarise(stream)
+        what = f"streamed {stream.describe()}"
+        spread, mean, max_abs = check_spread(summary.spread, what), summary.mean, summary.max_abs
+        X = _plot_rows(stream)
+    else:
+        X, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
+        spread, mean = check_data_range(X, what), X.mean(axis=0)
+        max_abs = float(np.max(np.abs(X)))
+    nv0 = _check_noise(cfg, max_abs, spread, what)
     prior = parse_prior(cfg["prior"] or "none")
     # with a weight prior only centring keeps the objective unchanged
-    scaling = fit_scaling(X, spread, scale=prior is None) if cfg["standardize"] else \
+    scaling = fit_scaling(mean, spread, scale=prior is None) if cfg["standardize"] else \
         Scaling(shift=np.zeros(X.shape[1]), scale=1.0)
+    data = scaling.apply(X) if stream is None else ScaledSource(stream, scaling)
     D = X.shape[1]
     widths = (cfg["latent_dim"], *cfg["widths"], D)
     s2 = scaling.scale * scaling.scale
@@ -255,5 +279,35 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
                      slope=cfg["slope"] if cfg["activation"] == "leaky_relu" else None,
                      seed=cfg["seed"], noise_var=noise_var)
     _check_prior(prior, net, cfg)
-    return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, what=what, scaling=scaling,
-                   net=net, prior=prior, noise_floor=cfg["noise_floor"] / s2, stale=stale)
+    return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, data=data,
+                   n_points=X.shape[0] if stream is None else stream.n_points, what=what,
+                   scaling=scaling, net=net, prior=prior, noise_floor=cfg["noise_floor"] / s2,
+                   stale=stale)
+
+
+def _streamed(cfg: dict[str, Any]) -> Any:
+    """The data source of streamed data (``--stream``, a folder or a zarr array), else None."""
+    from dgn_core.data import BUILTIN_DATASETS
+    from dgn_core.data_source import as_source
+
+    spec = cfg["data"]
+    if spec in BUILTIN_DATASETS:
+        if cfg["stream"]:
+            raise CLIError(f"--stream reads a data file or folder; {spec!r} is a built-in data set")
+        return None
+    path = Path(spec)
+    if not (cfg["stream"] or path.is_dir()):
+        return None
+    if not path.exists():
+        raise CLIError(f"--data: no file or folder {spec!r}")
+    return as_source(path)
+
+
+def _plot_rows(source: Any) -> np.ndarray:
+    """Up to :data:`_PLOT_ROWS` rows of ``source`` in 20 evenly spread blocks (figures)."""
+    n = source.n_points
+    if n <= _PLOT_ROWS:
+        return np.asarray(source.read(0, n))
+    block = _PLOT_ROWS // 20
+    starts = np.linspace(0, n - block, 20).astype(int)
+    return np.concatenate([source.read(int(a), int(a) + block) for a in starts])

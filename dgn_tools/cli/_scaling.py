@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dgn_core.data_source import DataSource
 from dgn_core.model import DGN
 
 from ._common import CLIError
 
-__all__ = ["MIN_SPREAD", "Scaling", "check_data_range", "fit_scaling"]
+__all__ = ["MIN_SPREAD", "ScaledSource", "Scaling", "check_data_range", "check_spread",
+           "fit_scaling"]
 
 #: the smallest root-mean-square spread accepted: the variances must stay normal floats
 MIN_SPREAD = 1e-150
@@ -71,6 +73,20 @@ class Scaling:
         return {"shift": self.shift.tolist(), "scale": self.scale}
 
 
+class ScaledSource(DataSource):
+    """The rows of ``source`` transformed by ``scaling`` as they are read (streamed data)."""
+
+    def __init__(self, source: DataSource, scaling: Scaling) -> None:
+        self.source, self.scaling = source, scaling
+        self.n_points, self.dim = source.n_points, source.dim
+
+    def _read(self, start: int, stop: int) -> NDArray[np.float64]:
+        return np.ascontiguousarray(self.scaling.apply(self.source.read(start, stop)))
+
+    def describe(self) -> str:
+        return f"{self.source.describe()}, (x - mean) / {self.scaling.scale:g}"
+
+
 def _scale_var(noise_var: Any, factor: float) -> Any:
     if np.ndim(noise_var) == 0:
         return float(noise_var) * factor * factor
@@ -91,6 +107,11 @@ def check_data_range(X: NDArray[np.float64], what: str) -> float:
     peak = float(np.max(np.abs(C)))
     # in units of the peak, so that the squares neither overflow nor underflow
     spread = peak * math.sqrt(float(np.mean((C / peak) ** 2))) if peak > 0 else 0.0
+    return check_spread(spread, what)
+
+
+def check_spread(spread: float, what: str) -> float:
+    """``spread`` after refusing one whose square underflows (:func:`check_data_range`)."""
     if 0 < spread < MIN_SPREAD:
         raise CLIError(f"the data ({what}) spread over only {spread:.3g} (root-mean-square): "
                        f"below {MIN_SPREAD:.0e} their variances underflow float64; rescale "
@@ -98,8 +119,9 @@ def check_data_range(X: NDArray[np.float64], what: str) -> float:
     return spread
 
 
-def fit_scaling(X: NDArray[np.float64], spread: float, *, scale: bool) -> Scaling:
-    """The transformation of the data ``X`` (whose spread is ``spread``): centred on their
-    mean, and with ``scale`` divided by the power of two nearest to ``spread``."""
+def fit_scaling(mean: NDArray[np.float64], spread: float, *, scale: bool) -> Scaling:
+    """The transformation of data of column means ``mean`` (D,) and spread ``spread``:
+    centred on their mean, and with ``scale`` divided by the power of two nearest to
+    ``spread``."""
     s = 2.0 ** round(math.log2(spread)) if scale and spread > 0 else 1.0
-    return Scaling(shift=np.asarray(X.mean(axis=0), dtype=np.float64), scale=s)
+    return Scaling(shift=np.asarray(mean, dtype=np.float64), scale=s)

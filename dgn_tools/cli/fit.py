@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,8 @@ def add_parser(sub: Any) -> None:
         "history and summary are in the data's own units.")
     # the defaults are None: the settings take OPTION_DEFAULTS, and --resume can tell an
     # option given on the command line (compared with the saved run) from a default
-    p.add_argument("--data", help="circle, cosine, or a data file (.npy, .csv, IDX) (default circle)")
+    p.add_argument("--data", help="circle, cosine, a data file (.npy, .csv, IDX), or (streamed) a folder of "
+                   ".npy shards or a zarr array (default circle)")
     p.add_argument("--n", type=int, help=f"points of a built-in data set ({d['n']})")
     p.add_argument("--data-seed", type=int, help="seed of a built-in data set (0)")
     p.add_argument("--latent-dim", type=int,
@@ -167,7 +169,23 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="threads of the compiled E-step kernels at S >= 2 (default: all cores; "
-                   "-1 all, -2 all but one); the result does not depend on it")
+                   "-1 all, -2 all but one; with --workers / --scheduler: per task, default 1); "
+                   "the result does not depend on it")
+    p.add_argument("--stream", action="store_const", const=True, default=None,
+                   help="read a .npy data file shard by shard (memory-mapped) instead of loading "
+                   "it; implied for a folder of .npy shards or a zarr array")
+    p.add_argument("--shard-size", type=int, default=None, metavar="ROWS",
+                   help="rows per shard of the E-step (default 2048; part of the result at the "
+                   "rounding level, saved with the run)")
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="run the E-step on a local Dask cluster of N worker processes "
+                         "(needs the scale extra: pip install 'verified-dgn[scale]'); the "
+                         "result is the same bit for bit")
+    cluster.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                         help="run the E-step on the Dask cluster whose scheduler is at ADDRESS "
+                         "(e.g. tcp://10.0.0.5:8786; streamed data must be at the same path on "
+                         "every worker)")
     p.set_defaults(func=run)
 
 
@@ -189,7 +207,7 @@ def _start_run(plan: FitPlan) -> None:
 def _in_data_units(res: Any, plan: FitPlan) -> tuple[DGN, dict[str, np.ndarray], list[float], list[float]]:
     """The trained model, the history columns, log p(X) and the objective of every
     iteration, mapped from the transformed data back to the data's units."""
-    N, D = plan.X.shape
+    N, D = plan.n_points, plan.X.shape[1]
     shift = plan.scaling.log_density_shift(D)
     hist = dict(res.history)
     ll = [v + N * shift for v in res.log_likelihood]
@@ -235,6 +253,49 @@ def _check_jobs(jobs: int | None) -> int | None:
     return jobs
 
 
+def _cluster_options(args: argparse.Namespace) -> tuple[int | None, str | None]:
+    """(--workers, --scheduler), checked; Dask is imported only when one is given."""
+    workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
+    if workers is not None and workers < 1:
+        raise CLIError(f"--workers must be at least 1, got {workers}")
+    if workers is not None or scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise CLIError("--workers / --scheduler need Dask: pip install "
+                           "'dask[distributed]' (or the package's scale extra)") from None
+    return workers, scheduler
+
+
+@contextlib.contextmanager
+def _dask_client(cluster: tuple[int | None, str | None], quiet: bool) -> Iterator[Any]:
+    """A Dask client for the E-step (a local cluster of ``--workers`` processes, or the
+    ``--scheduler``'s), closed afterwards; None without either option."""
+    workers, scheduler = cluster
+    if workers is None and scheduler is None:
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if workers is not None:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as local, Client(local) as client:
+            if not quiet:
+                print(f"dgn fit: E-step on a local Dask cluster of {workers} worker processes",
+                      flush=True)
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout=30)
+    except OSError as exc:
+        raise CLIError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc})") from None
+    with client:
+        if not quiet:
+            n = len(client.scheduler_info().get("workers", {}))
+            print(f"dgn fit: E-step on the Dask cluster at {scheduler} ({n} workers)", flush=True)
+        yield client
+
+
 def run(args: argparse.Namespace) -> int:
     # looked up at call time (not imported at module level), so that a test can replace it
     from fastpath.em import ConvergenceWarning, fit_em
@@ -244,7 +305,8 @@ def run(args: argparse.Namespace) -> int:
     jobs = _check_jobs(getattr(args, "jobs", None))
     plan = plan_fit(args)          # every input error is raised here, before any file
     cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
-    N, D = X.shape
+    N, D = plan.n_points, X.shape[1]
+    cluster = _cluster_options(args)
     _start_run(plan)
     quiet = getattr(args, "quiet", False)
     if not quiet:
@@ -256,15 +318,15 @@ def run(args: argparse.Namespace) -> int:
                   f"{N * plan.scaling.log_density_shift(D):+.6g} to log p(X) and multiply the "
                   f"variance by {plan.scaling.scale ** 2:g} for the data's units)", flush=True)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _dask_client(cluster, quiet) as client:
             # reported in the summary line instead ("max-iter reached")
             warnings.simplefilter("ignore", ConvergenceWarning)
-            res = fit_em(plan.net, plan.scaling.apply(X), max_iter=cfg["max_iter"],
+            res = fit_em(plan.net, plan.data, max_iter=cfg["max_iter"],
                          tol=cfg["tol"], noise=cfg["noise"], weight_prior=plan.prior,
                          noise_floor=plan.noise_floor, seed=cfg["seed"], progress=not quiet,
                          checkpoint=run_dir / "checkpoint.npz",
                          checkpoint_every=cfg["checkpoint_every"], resume=plan.resume,
-                         n_jobs=jobs)
+                         n_jobs=jobs, client=client, shard_size=cfg["shard_size"])
     except KeyboardInterrupt:
         _interrupted(plan)
         raise

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(out, force=args.force, inputs=[data_file] if data_file.is_file() else [])
     print(f"dgn select: {what}: N = {X.shape[0]}, D = {X.shape[1]}; "
           f"{len(args.candidates)} candidates, {args.max_iter} EM iterations each", flush=True)
-    scaling = fit_scaling(X, check_data_range(X, what), scale=args.standardize)
+    scaling = fit_scaling(X.mean(axis=0), check_data_range(X, what), scale=args.standardize)
     table = select_widths(scaling.apply(X), args.candidates, latent_dim=args.latent_dim,
                           activation=args.activation, slope=args.slope, max_iter=args.max_iter,
                           tol=args.tol, seed=args.seed)
