@@ -31,6 +31,7 @@ input.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -84,7 +85,8 @@ Arr = NDArray[np.float64]
 # =========================================================================== public API
 def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
                  chunk_size: int | None = None, prune: float | bool | None = True,
-                 n_jobs: int | None = None) -> Arr:
+                 n_jobs: int | None = None, client: Any = None,
+                 shard_size: int | None = None) -> Arr:
     """log p(x) of every row of X (Theorem 1), exact up to float64 rounding.
 
     Parameters
@@ -105,6 +107,13 @@ def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
         Threads of the compiled kernels (S >= 2; BLAS is kept at one thread meanwhile):
         None or -1 all cores, -k all but k - 1, k >= 1 that many. The result is the same bit
         for bit for any ``n_jobs``.
+    client : dask.distributed.Client, optional
+        Compute the rows in shards of ``shard_size`` (default 2048) as tasks on this Dask
+        cluster (``n_jobs`` then counts the threads of each task, default 1). Each point's
+        value equals the single-process one to rounding (a point's pruning depends on the
+        rows it is computed with; <= 1e-13 relative in tests/test_scale.py).
+    shard_size : int, optional
+        Rows per task with a ``client``.
 
     Returns
     -------
@@ -122,6 +131,9 @@ def log_marginal(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
         A partition of another net; ``prune`` below 30 or not finite; a bad ``chunk_size``.
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
+    if client is not None:
+        with _on_cluster(X, client, shard_size, n_jobs) as engine:
+            return engine.log_marginal(net, partition, chunk_size=chunk_size, prune=prune)
     with kernel_threads(net, n_jobs):
         model = _model(net, partition)
         step = chunk_size or _default_chunk(model, moments=False)
@@ -214,7 +226,8 @@ class Posterior:
 
 def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
               chunk_size: int | None = None, prune: float | bool | None = True,
-              n_jobs: int | None = None) -> Posterior:
+              n_jobs: int | None = None, client: Any = None,
+              shard_size: int | None = None) -> Posterior:
     """The exact posterior of every row of X: log p(x), region weights and moments.
 
     Parameters
@@ -228,8 +241,9 @@ def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
     prune : float, bool or None, default True
         As in :func:`log_marginal`: pairs certified to have e0 < exp(-margin) are 0 (True:
         60 nats; False or None: every pair is evaluated).
-    n_jobs : int or None, default None
-        As in :func:`log_marginal`.
+    n_jobs, client, shard_size
+        As in :func:`log_marginal` (with a client the arrays of every shard come back to
+        this process).
 
     Returns
     -------
@@ -243,8 +257,24 @@ def posterior(net: DGN, X: ArrayLike, *, partition: Partition | None = None,
     As :func:`log_marginal`.
     """
     net, X, partition, chunk_size, prune = _prepare(net, X, partition, chunk_size, prune)
+    if client is not None:
+        with _on_cluster(X, client, shard_size, n_jobs) as engine:
+            return engine.posterior(net, partition, chunk_size=chunk_size, prune=prune)
     with kernel_threads(net, n_jobs):
         return _posterior(net, X, partition, chunk_size, prune)
+
+
+def _on_cluster(X: Arr, client: Any, shard_size: Any, n_jobs: Any) -> Any:
+    """The Dask engine of :mod:`fastpath._sharded` for the rows of ``X`` (validated)."""
+    from dgn_core.data_source import ArraySource
+
+    from ._em_options import check_option
+    from ._sharded import DEFAULT_SHARD_SIZE, DaskEStep
+
+    client = check_option("client", client)
+    n_jobs = check_option("n_jobs", n_jobs)
+    size = check_option("shard_size", DEFAULT_SHARD_SIZE if shard_size is None else shard_size)
+    return DaskEStep(ArraySource(X), client, size, 1, 1 if n_jobs is None else n_jobs)
 
 
 def _posterior(net: DGN, X: Arr, partition: Partition, chunk_size: int | None,

@@ -156,9 +156,10 @@ def anomaly_scores(net: DGN, X: ArrayLike, **kw: Any) -> NDArray[np.float64]:
     net : DGN
     X : array_like, shape (N, D)
     **kw
-        Passed to :func:`fastpath.log_marginal`: ``partition``, ``chunk_size``, ``n_jobs``
-        and ``prune`` (default True: pairs certified below exp(-60) of p(x) are skipped; a
-        number is the margin in nats, False or None evaluates every pair).
+        Passed to :func:`fastpath.log_marginal`: ``partition``, ``chunk_size``, ``n_jobs``,
+        ``client`` and ``shard_size`` (a Dask cluster), and ``prune`` (default True: pairs
+        certified below exp(-60) of p(x) are skipped; a number is the margin in nats, False
+        or None evaluates every pair).
 
     Returns
     -------

@@ -202,3 +202,20 @@ def test_dgn_fit_refuses_bad_scale_options(tmp_path, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     assert "--shard-size" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_log_marginal_posterior_and_scores_on_a_cluster(problem, client):
+    from fastpath import anomaly_scores, posterior
+
+    net, P, X = problem
+    lp = log_marginal(net, X, partition=P, client=client, shard_size=128)
+    np.testing.assert_allclose(lp, log_marginal(net, X, partition=P), rtol=1e-13, atol=0)
+    assert np.array_equal(anomaly_scores(net, X, partition=P, client=client, shard_size=128),
+                          -lp)
+    post = posterior(net, X[:300], partition=P, client=client, shard_size=128)
+    ref = posterior(net, X[:300], partition=P)
+    for name in ("log_px", "e0", "mean", "cov", "region_mean"):
+        np.testing.assert_allclose(getattr(post, name), getattr(ref, name), rtol=1e-12,
+                                   atol=1e-300, err_msg=name)
+    with pytest.raises(TypeError, match="client"):
+        log_marginal(net, X, partition=P, client="tcp://nowhere")
