@@ -22,7 +22,9 @@ from tests.conftest import needs_cdd
 #: options that only one backend has, by design (dgn_core.api: precision options in the
 #: exact backend, performance options in the fast one)
 # n_jobs: threads of the fast path's compiled kernels (the exact path has none)
-BACKEND_ONLY = {"exact": {"dps", "verify", "posterior"}, "fast": {"chunk_size", "n_jobs"}}
+# client, shard_size: the fast path's rows in shards on a Dask cluster (fastpath._sharded)
+BACKEND_ONLY = {"exact": {"dps", "verify", "posterior"},
+                "fast": {"chunk_size", "n_jobs", "client", "shard_size"}}
 
 
 def _signature(module: Any, name: str) -> inspect.Signature:
