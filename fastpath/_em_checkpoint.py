@@ -122,6 +122,10 @@ def _write_checkpoint(path: Path, state: _State, fingerprint: str, options: dict
     atomic_write_npz(path, arrays)
 
 
+#: the shard size of checkpoints that record none
+_SHARD_SIZE_BEFORE = 2048
+
+
 def _read_checkpoint(path: Path, fingerprint: str, options: dict[str, Any]) -> _State:
     """The state stored in ``path``.
 
@@ -153,6 +157,9 @@ def _state_from_arrays(path: Path, data: dict[str, Any], fingerprint: str,
         raise CheckpointError(f"{path} was written for different data (the data's SHA-256 differs); "
                               "resume with the same X or start a new checkpoint")
     saved = json.loads(str(data["options"]))
+    # checkpoints written before the sharded E-step: one shard of the default size, which is
+    # that E-step itself bit for bit up to 2048 points (and a rounding-level change beyond)
+    saved.setdefault("shard_size", _SHARD_SIZE_BEFORE)
     diff = {k: (saved.get(k), v) for k, v in options.items() if saved.get(k) != v}
     if diff:
         raise CheckpointError(f"{path} was written with other options; differing (saved, now): "

@@ -219,3 +219,21 @@ def test_log_marginal_posterior_and_scores_on_a_cluster(problem, client):
                                    atol=1e-300, err_msg=name)
     with pytest.raises(TypeError, match="client"):
         log_marginal(net, X, partition=P, client="tcp://nowhere")
+
+
+def test_a_checkpoint_without_a_shard_size_resumes(tmp_path):
+    # checkpoints written before the sharded E-step record no shard_size
+    import json
+
+    net, X = _data(300, seed=6)
+    path = tmp_path / "ck.npz"
+    full = fit_em(net, X, max_iter=2, tol=0.0)
+    fit_em(net, X, max_iter=1, tol=0.0, checkpoint=path)
+    with np.load(path, allow_pickle=False) as f:
+        arrays = dict(f)
+    options = json.loads(str(arrays["options"]))
+    del options["shard_size"]
+    arrays["options"] = np.array(json.dumps(options, sort_keys=True))
+    np.savez(path, **arrays)
+    resumed = fit_em(net, X, max_iter=2, tol=0.0, checkpoint=path, resume=True)
+    assert resumed.log_likelihood == full.log_likelihood
