@@ -10,7 +10,6 @@ the previous checkpoint intact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +56,6 @@ def _consistent(state: _State) -> bool:
     n = len(state.log_likelihood)
     return (n == len(state.objective) == len(state.noise_var) == len(state.times)
             == len(state.n_regions) == len(state.step_sizes) + 1 == len(state.ecm_gain) + 1)
-
-
-def _data_fingerprint(X: Arr) -> str:
-    """SHA-256 (hex) of the data's shape and bytes: a resumed run must see the same X."""
-    h = hashlib.sha256()
-    h.update(str(X.shape).encode())
-    h.update(np.ascontiguousarray(X).tobytes())
-    return h.hexdigest()
 
 
 def _net_arrays(net: DGN, prefix: str) -> dict[str, Any]:

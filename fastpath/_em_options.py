@@ -31,7 +31,7 @@ from ._sharded import DEFAULT_SHARD_SIZE
 
 __all__ = ["DEFAULT_RIDGE", "EMOptions", "FAR_FROM_DATA", "NOISE_FLOOR_ULPS",
            "PARAMETER_CONSTRAINTS", "UPDATES", "check_option", "min_noise_floor",
-           "noise_floor_of_max", "warn_if_far_from_data", "warn_if_far_from_mean"]
+           "noise_floor_of_max", "warn_if_far_from_mean"]
 
 #: default proximal ridge of the inner-layer systems, relative to their mean diagonal
 DEFAULT_RIDGE = 1e-6
@@ -71,16 +71,9 @@ def noise_floor_of_max(max_abs: float) -> float:
 FAR_FROM_DATA = 20.0
 
 
-def warn_if_far_from_data(net: DGN, X: NDArray[np.float64]) -> None:
-    """Warn (RuntimeWarning) when the data lie far from where ``net`` puts its outputs."""
-    mean = X.mean(axis=0)
-    warn_if_far_from_mean(net, mean, float(np.sqrt(np.mean((X - mean) ** 2))), stacklevel=5)
-
-
-def warn_if_far_from_mean(net: DGN, mean: NDArray[np.float64], spread: float,
-                          stacklevel: int = 4) -> None:
-    """:func:`warn_if_far_from_data` for data of column means ``mean`` (D,) and root-mean-
-    square distance ``spread`` to them (a streamed summary of the data)."""
+def warn_if_far_from_mean(net: DGN, mean: NDArray[np.float64], spread: float) -> None:
+    """Warn (RuntimeWarning) when data of column means ``mean`` (D,) and root-mean-square
+    distance ``spread`` to them lie far from where ``net`` puts its outputs."""
     import warnings
 
     dist = float(np.linalg.norm(net.forward(np.zeros((1, net.latent_dim)))[0] - mean))
@@ -89,7 +82,7 @@ def warn_if_far_from_mean(net: DGN, mean: NDArray[np.float64], spread: float,
                       f"initial net's output g(0); EM trains poorly from there: fit the centred, "
                       f"rescaled data (x - mean) / s and map the last layer back (W_L -> s W_L, "
                       f"b_L -> s b_L + mean, noise_var -> s^2 noise_var), as `dgn fit` does",
-                      RuntimeWarning, stacklevel=stacklevel)
+                      RuntimeWarning, stacklevel=4)
 
 
 # ------------------------------------------------------------------------------ the checks
