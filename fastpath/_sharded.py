@@ -39,7 +39,7 @@ from dgn_core.data_source import ArraySource, DataSource
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
 
-from ._estep import EStepStatistics
+from ._estep import EStepStatistics, estep_statistics
 
 __all__ = ["DEFAULT_SHARD_SIZE", "shard_bounds", "reduce_statistics", "ShardedEStep",
            "SerialEStep", "DaskEStep", "make_estep"]
@@ -72,45 +72,18 @@ def reduce_statistics(parts: Sequence[EStepStatistics]) -> EStepStatistics:
                            **acc)
 
 
-# ------------------------------------------------------------------------- the shard tasks
-def _read(data: Any, start: int, stop: int) -> Arr:
-    """A shard's rows: ``data`` is the shard itself (in-memory data) or its source."""
-    if isinstance(data, DataSource):
-        return data.read(start, stop)
-    return data
-
-
-def shard_statistics(net: DGN, partition: Partition, data: Any, start: int, stop: int,
-                     blas_threads: int | None, n_jobs: int | None) -> EStepStatistics:
-    """The E-step statistics of one shard."""
-    from ._estep import estep_statistics
+# ------------------------------------------------------------------------- the shard task
+def on_shard(compute: Callable[..., Any], net: DGN, partition: Partition, data: Any,
+             start: int, stop: int, blas_threads: int | None, n_jobs: int | None,
+             **kw: Any) -> Any:
+    """``compute(net, X, partition=..., n_jobs=..., **kw)`` on rows [start, stop): ``compute``
+    is :func:`fastpath.estep_statistics`, :func:`fastpath.log_marginal` or
+    :func:`fastpath.posterior`; ``data`` is the shard itself (in-memory data) or its source."""
     from ._threads import blas_limit
 
-    X = _read(data, start, stop)
+    X = data.read(start, stop) if isinstance(data, DataSource) else data
     with blas_limit(blas_threads):
-        return estep_statistics(net, X, partition=partition, n_jobs=n_jobs)
-
-
-def shard_log_marginal(net: DGN, partition: Partition, data: Any, start: int, stop: int,
-                       blas_threads: int | None, n_jobs: int | None, **kw: Any) -> Arr:
-    """log p(x) of one shard's points, (stop - start,); ``kw``: ``chunk_size``, ``prune``."""
-    from ._threads import blas_limit
-    from .distributions import log_marginal
-
-    X = _read(data, start, stop)
-    with blas_limit(blas_threads):
-        return log_marginal(net, X, partition=partition, n_jobs=n_jobs, **kw)
-
-
-def shard_posterior(net: DGN, partition: Partition, data: Any, start: int, stop: int,
-                    blas_threads: int | None, n_jobs: int | None, **kw: Any) -> Any:
-    """The posterior of one shard's points (:class:`fastpath.distributions.Posterior`)."""
-    from ._threads import blas_limit
-    from .distributions import posterior
-
-    X = _read(data, start, stop)
-    with blas_limit(blas_threads):
-        return posterior(net, X, partition=partition, n_jobs=n_jobs, **kw)
+        return compute(net, X, partition=partition, n_jobs=n_jobs, **kw)
 
 
 # ------------------------------------------------------------------------- the engines
@@ -139,29 +112,31 @@ class ShardedEStep:
     def n_points(self) -> int:
         return self.source.n_points
 
-    def _map(self, fn: Callable[..., Any], net: DGN, partition: Partition, **kw: Any
+    def _map(self, compute: Callable[..., Any], net: DGN, partition: Partition, **kw: Any
              ) -> list[Any]:
-        """``fn(net, partition, data, start, stop, blas_threads, n_jobs, **kw)`` of every
-        shard, in shard order."""
+        """:func:`on_shard` of ``compute`` for every shard, in shard order."""
         raise NotImplementedError
 
     def statistics(self, net: DGN, partition: Partition) -> EStepStatistics:
         """The E-step statistics of all the data (shards reduced in order)."""
-        return reduce_statistics(self._map(shard_statistics, net, partition))
+        return reduce_statistics(self._map(estep_statistics, net, partition))
 
     def log_marginal(self, net: DGN, partition: Partition, **kw: Any) -> Arr:
         """log p(x_n) for every point, (N,); ``kw`` as :func:`fastpath.log_marginal`'s."""
-        parts = self._map(shard_log_marginal, net, partition, **kw)
+        from .distributions import log_marginal
+
+        parts = self._map(log_marginal, net, partition, **kw)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def posterior(self, net: DGN, partition: Partition, **kw: Any) -> Any:
         """The posterior of every point (:class:`fastpath.distributions.Posterior`, the
         shards' arrays joined)."""
-        from .distributions import Posterior
+        from .distributions import Posterior, posterior
 
-        parts = self._map(shard_posterior, net, partition, **kw)
+        parts = self._map(posterior, net, partition, **kw)
         if len(parts) == 1:
             return parts[0]
+
         def join(name: str) -> Arr:
             return np.concatenate([getattr(p, name) for p in parts])
 
@@ -186,10 +161,10 @@ class ShardedEStep:
 class SerialEStep(ShardedEStep):
     """The shards one after the other in this process (the kernels' own threads inside)."""
 
-    def _map(self, fn: Callable[..., Any], net: DGN, partition: Partition, **kw: Any
+    def _map(self, compute: Callable[..., Any], net: DGN, partition: Partition, **kw: Any
              ) -> list[Any]:
-        return [fn(net, partition, self.source, a, b, self.blas_threads, self.n_jobs, **kw)
-                for a, b in self.bounds]
+        return [on_shard(compute, net, partition, self.source, a, b, self.blas_threads,
+                         self.n_jobs, **kw) for a, b in self.bounds]
 
 
 def _lost(exc: BaseException | None) -> bool:
@@ -236,19 +211,20 @@ class DaskEStep(ShardedEStep):
         a, b = self.bounds[i]
         return self.client.scatter(np.ascontiguousarray(self.source.read(a, b)), hash=False)
 
-    def _submit(self, fn: Callable[..., Any], i: int, net_f: Any, part_f: Any,
+    def _submit(self, compute: Callable[..., Any], i: int, net_f: Any, part_f: Any,
                 kw: dict[str, Any]) -> Any:
         a, b = self.bounds[i]
-        return self.client.submit(fn, net_f, part_f, self._shards[i], a, b, self.blas_threads,
-                                  self.n_jobs, pure=False, **kw)
+        return self.client.submit(on_shard, compute, net_f, part_f, self._shards[i], a, b,
+                                  self.blas_threads, self.n_jobs, pure=False, **kw)
 
-    def _map(self, fn: Callable[..., Any], net: DGN, partition: Partition, **kw: Any
+    def _map(self, compute: Callable[..., Any], net: DGN, partition: Partition, **kw: Any
              ) -> list[Any]:
         from distributed import wait
 
         t0 = time.perf_counter()
         net_f, part_f = self.client.scatter([net, partition], broadcast=True, hash=False)
-        pending = {i: self._submit(fn, i, net_f, part_f, kw) for i in range(len(self.bounds))}
+        pending = {i: self._submit(compute, i, net_f, part_f, kw)
+                   for i in range(len(self.bounds))}
         results: list[Any] = [None] * len(self.bounds)
         for attempt in range(self.max_retries + 1):
             try:
@@ -282,7 +258,7 @@ class DaskEStep(ShardedEStep):
             for i in failed:
                 if self.in_memory and self._shards[i].status != "finished":
                     self._shards[i] = self._place(i)
-            pending = {i: self._submit(fn, i, net_f, part_f, kw) for i in failed}
+            pending = {i: self._submit(compute, i, net_f, part_f, kw) for i in failed}
         self.seconds_waiting += time.perf_counter() - t0
         return results
 
