@@ -303,10 +303,10 @@ def run(args: argparse.Namespace) -> int:
     from ..plotting import save_figure
 
     jobs = _check_jobs(getattr(args, "jobs", None))
+    cluster = _cluster_options(args)
     plan = plan_fit(args)          # every input error is raised here, before any file
     cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
     N, D = plan.n_points, X.shape[1]
-    cluster = _cluster_options(args)
     _start_run(plan)
     quiet = getattr(args, "quiet", False)
     if not quiet:
