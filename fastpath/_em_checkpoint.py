@@ -11,7 +11,7 @@ the previous checkpoint intact.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +49,25 @@ class _State:
     n_regions: list[int]
     t_next: Arr                    # starting step of every inner layer
     converged: bool = False
+    # with held-out data: log p(X_val) of the initial model and after every iteration, and
+    # the model of its (first) maximum
+    val_log_likelihood: list[float] = field(default_factory=list)
+    best_model: DGN | None = None
+    early_stopped: bool = False
+
+    @property
+    def best_iteration(self) -> int | None:
+        """The (first) iteration of the largest held-out log-likelihood (None without)."""
+        v = self.val_log_likelihood
+        return int(np.argmax(v)) if v else None
 
 
 def _consistent(state: _State) -> bool:
     """Whether the history lists all end at the same iteration."""
     n = len(state.log_likelihood)
     return (n == len(state.objective) == len(state.noise_var) == len(state.times)
-            == len(state.n_regions) == len(state.step_sizes) + 1 == len(state.ecm_gain) + 1)
+            == len(state.n_regions) == len(state.step_sizes) + 1 == len(state.ecm_gain) + 1
+            and len(state.val_log_likelihood) in (0, n))
 
 
 def _net_arrays(net: DGN, prefix: str) -> dict[str, Any]:
@@ -107,7 +119,11 @@ def _write_checkpoint(path: Path, state: _State, fingerprint: str, options: dict
         "n_regions": np.asarray(state.n_regions, dtype=np.int64),
         "t_next": np.asarray(state.t_next, dtype=np.float64),
         "converged": np.array(state.converged),
+        "val_log_likelihood": np.asarray(state.val_log_likelihood, dtype=np.float64),
+        "early_stopped": np.array(state.early_stopped),
     }
+    if state.best_model is not None:
+        arrays.update(_net_arrays(state.best_model, "best_"))
     arrays.update(_net_arrays(state.model, "model_"))
     arrays.update(_net_arrays(state.pnet, "pnet_"))
     atomic_write_npz(path, arrays)
@@ -151,6 +167,9 @@ def _state_from_arrays(path: Path, data: dict[str, Any], fingerprint: str,
     # checkpoints written before the sharded E-step: one shard of the default size, which is
     # that E-step itself bit for bit up to 2048 points (and a rounding-level change beyond)
     saved.setdefault("shard_size", _SHARD_SIZE_BEFORE)
+    # and before held-out data and early stopping
+    saved.setdefault("n_iter_no_change", None)
+    saved.setdefault("val_sha256", None)
     diff = {k: (saved.get(k), v) for k, v in options.items() if saved.get(k) != v}
     if diff:
         raise CheckpointError(f"{path} was written with other options; differing (saved, now): "
@@ -164,5 +183,8 @@ def _state_from_arrays(path: Path, data: dict[str, Any], fingerprint: str,
         times=data["times"].tolist(), floor_hit=data["floor_hit"].tolist(),
         ecm_gain=data["ecm_gain"].tolist(), ecm_rejected=data["ecm_rejected"].tolist(),
         n_regions=data["n_regions"].tolist(), t_next=data["t_next"].copy(),
-        converged=bool(data["converged"]))
+        converged=bool(data["converged"]),
+        val_log_likelihood=data.get("val_log_likelihood", np.zeros(0)).tolist(),
+        best_model=_net_from_arrays(data, "best_") if "best_n_layers" in data else None,
+        early_stopped=bool(data.get("early_stopped", False)))
 

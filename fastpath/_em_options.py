@@ -30,7 +30,7 @@ from dgn_core.validation import check_int, check_max_regions, check_nonnegative
 from ._sharded import DEFAULT_SHARD_SIZE
 
 __all__ = ["DEFAULT_RIDGE", "EMOptions", "FAR_FROM_DATA", "NOISE_FLOOR_ULPS",
-           "PARAMETER_CONSTRAINTS", "UPDATES", "check_option", "min_noise_floor",
+           "INITS", "PARAMETER_CONSTRAINTS", "UPDATES", "check_option", "min_noise_floor",
            "noise_floor_of_max", "warn_if_far_from_mean"]
 
 #: default proximal ridge of the inner-layer systems, relative to their mean diagonal
@@ -42,6 +42,8 @@ NOISE_FLOOR_ULPS = 8.0
 UPDATES = ("layers", "last", "noise")
 #: the noise models
 NOISE_MODELS = ("isotropic", "diagonal")
+#: the named initialisations (besides a DGN or a saved model)
+INITS = ("random",)
 
 
 def min_noise_floor(X: ArrayLike) -> float:
@@ -155,6 +157,35 @@ def _client(value: Any, name: str) -> Any:
     return value
 
 
+def _val_data(value: Any, name: str) -> Any:
+    """None or held-out data (an array, a DataSource or a path): checked when the run opens
+    it (:func:`dgn_core.data_source.as_source`, with the net's data dimension)."""
+    if isinstance(value, (str, bytes)) and not value:
+        raise ValueError(f"{name} must be None, an array, a DataSource or a path, got ''")
+    return value
+
+
+def _patience(value: Any, name: str) -> int | None:
+    return None if value is None else check_int(value, name, 1)
+
+
+def _init(value: Any, name: str) -> Any:
+    """None (start from ``net``), "random" (seeded random starts only), a DGN, or the path
+    of a saved model (read here, so that a bad file fails before any work)."""
+    if value is None or isinstance(value, DGN):
+        return value
+    if isinstance(value, str) and value in INITS:
+        return value
+    if isinstance(value, (str, os.PathLike)):
+        path = Path(value)
+        if path.suffix != ".npz":
+            raise ValueError(f"{name} must be None, 'random', a DGN or a saved model (.npz), "
+                             f"got {str(value)!r}")
+        return DGN.load(path)
+    raise TypeError(f"{name} must be None, 'random', a DGN or a path to a saved model, got "
+                    f"{type(value).__name__}")
+
+
 def _n_jobs(value: Any, name: str) -> int | None:
     from ._threads import resolve_n_jobs
 
@@ -212,6 +243,19 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
                          "cluster (None: in this process); results are identical", _client),
     "shard_size": Constraint("int >= 1", "rows per shard of the E-step's map-reduce (its "
                              "fixed reduction order; part of the result)", _integer(1)),
+    "X_val": Constraint("None, array (N_val, D), DataSource or path", "held-out data: its "
+                        "exact log-likelihood is recorded every iteration", _val_data),
+    "n_iter_no_change": Constraint("None or int >= 1 (needs X_val)", "early stopping: stop "
+                                   "when the held-out log-likelihood has not improved for this "
+                                   "many iterations, and return the best held-out model",
+                                   _patience),
+    "n_init": Constraint("int >= 1", "runs from different initialisations; the best is kept "
+                         "(by the training objective, or the held-out log-likelihood with "
+                         "X_val)", _integer(1)),
+    "init": Constraint("None, 'random', DGN or path of a saved model", "the first start: "
+                       "None net itself, 'random' a seeded random net of net's architecture, "
+                       "a DGN / saved model of net's architecture (a warm start); further "
+                       "starts are seeded random nets", _init),
 }
 
 
@@ -250,6 +294,10 @@ class EMOptions:
     n_jobs: int | None = None
     client: Any = None
     shard_size: int = DEFAULT_SHARD_SIZE
+    X_val: Any = None
+    n_iter_no_change: int | None = None
+    n_init: int = 1
+    init: Any = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EMOptions:
@@ -263,6 +311,8 @@ class EMOptions:
             object.__setattr__(self, f.name, check_option(f.name, getattr(self, f.name)))
         if self.resume and self.checkpoint is None:
             raise ValueError("resume=True needs checkpoint=PATH")
+        if self.n_iter_no_change is not None and self.X_val is None:
+            raise ValueError("n_iter_no_change (early stopping) needs held-out data X_val")
 
     # the parts of the model to train ("layers" trains the last layer too)
     @property
@@ -299,4 +349,5 @@ class EMOptions:
                 "noise_floor": self.noise_floor, "ridge": self.ridge,
                 "max_halvings": self.max_halvings, "max_regions": self.max_regions,
                 "tol": self.tol, "seed": self.seed, "shard_size": self.shard_size,
+                "n_iter_no_change": self.n_iter_no_change, "val_sha256": None,
                 "activation": net.activation, "widths": list(net.widths)}

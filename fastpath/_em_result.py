@@ -39,6 +39,8 @@ class EMIteration:
         Wall-clock time of this iteration.
     n_regions : int
         Regions of the partition of ``model``.
+    val_log_likelihood : float or None
+        Exact log p(X_val) of ``model`` (None without held-out data).
     """
 
     iteration: int
@@ -49,6 +51,7 @@ class EMIteration:
     noise_floor_hit: bool
     seconds: float
     n_regions: int
+    val_log_likelihood: float | None = None
 
 
 @dataclass
@@ -58,7 +61,8 @@ class EMResult:
     Attributes
     ----------
     model : DGN
-        The trained model.
+        The trained model: the last one, or with early stopping (``n_iter_no_change``) the
+        one of ``best_iteration``.
     log_likelihood : list of float
         Exact log p(X) of the initial model and after every iteration (length n_iter + 1).
     objective : list of float
@@ -89,9 +93,25 @@ class EMResult:
         N.
     stopped : bool
         ``callback`` returned True.
+    val_log_likelihood : list of float
+        Exact log p(X_val) of the initial model and after every iteration (empty without
+        ``X_val``).
+    n_val_points : int
+        N_val (0 without ``X_val``).
+    best_iteration : int or None
+        The (first) iteration of the largest held-out log-likelihood (None without X_val).
+    early_stopped : bool
+        EM stopped because the held-out log-likelihood had not improved for
+        ``n_iter_no_change`` iterations; ``model`` is then the model of ``best_iteration``.
+    init_results : list of EMResult
+        With ``n_init`` > 1: the result of every run, in start order (the k-th started from
+        start k; their own ``init_results`` are empty). Empty for a single run.
+    best_init : int
+        The index in ``init_results`` of this (the kept) run; 0 for a single run.
     history : dict
         Per-iteration columns (iteration, log_likelihood, per_point, objective, noise_var
-        (mean), step_l..., seconds, n_regions, noise_floor_hit) for writing a CSV.
+        (mean), step_l..., seconds, n_regions, noise_floor_hit, and with held-out data
+        val_log_likelihood, val_per_point) for writing a CSV.
     """
 
     model: DGN
@@ -109,6 +129,12 @@ class EMResult:
     n_points: int
     stopped: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    val_log_likelihood: list[float] = field(default_factory=list)
+    n_val_points: int = 0
+    best_iteration: int | None = None
+    early_stopped: bool = False
+    init_results: list[EMResult] = field(default_factory=list)
+    best_init: int = 0
 
     @property
     def history(self) -> dict[str, Arr]:
@@ -128,12 +154,20 @@ class EMResult:
         hit = np.zeros(n)
         hit[[i for i in self.noise_floor_hit if i < n]] = 1.0
         out["noise_floor_hit"] = hit
+        if self.val_log_likelihood:
+            val = np.asarray(self.val_log_likelihood, dtype=np.float64)
+            out["val_log_likelihood"] = val
+            out["val_per_point"] = val / self.n_val_points
         return out
 
     def __repr__(self) -> str:
+        val = (f", held-out log p {self.val_log_likelihood[0]:.6g} -> "
+               f"{self.val_log_likelihood[-1]:.6g}" if self.val_log_likelihood else "")
+        runs = (f", best of {len(self.init_results)} starts: {self.best_init}"
+                if self.init_results else "")
         return (f"EMResult({self.n_iter} iterations, converged={self.converged}, "
-                f"log p(X) {self.log_likelihood[0]:.6g} -> {self.log_likelihood[-1]:.6g}, "
-                f"{self.model!r})")
+                f"log p(X) {self.log_likelihood[0]:.6g} -> {self.log_likelihood[-1]:.6g}"
+                f"{val}{runs}, {self.model!r})")
 
 
 # =========================================================================== validation

@@ -57,6 +57,7 @@ bit for bit, and so is a run resumed from a checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -159,6 +160,10 @@ def fit_em(
     n_jobs: int | None = None,
     client: Any = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    X_val: Any = None,
+    n_iter_no_change: int | None = None,
+    n_init: int = 1,
+    init: Any = None,
 ) -> EMResult:
     """Train a DGN by exact, monotone EM (module notes).
 
@@ -239,12 +244,39 @@ def fit_em(
     shard_size : int, default 2048
         Rows per shard of the E-step (the unit of work of a cluster and the order of the
         sums: part of the result at the rounding level, recorded in checkpoints).
+    X_val : array_like of shape (N_val, D), DataSource or path, optional
+        Held-out data (same forms as ``X``): the exact log p(X_val) of the initial model
+        and after every iteration is recorded in :attr:`EMResult.val_log_likelihood` and
+        the progress line (one log p(x) pass over X_val per iteration, counted in
+        ``times``). It does not steer EM unless ``n_iter_no_change`` is set; with
+        ``n_init`` > 1 it chooses the kept run.
+    n_iter_no_change : int, optional
+        Early stopping (needs ``X_val``): stop when the held-out log-likelihood has not
+        exceeded its best value for this many iterations, and return the model of the best
+        held-out iteration (:attr:`EMResult.best_iteration`; the history runs on to the
+        stop). None (default) runs to convergence or ``max_iter``.
+    n_init : int, default 1
+        Runs from different starts: start 0 is ``init`` (``net`` by default), starts
+        1..n_init-1 are random nets of ``net``'s architecture (PyTorch's default
+        initialisation, drawn from ``numpy.random.default_rng([seed, k])``, with ``net``'s
+        last-layer bias, noise and Sigma_z so that every start sits where ``net`` puts its
+        outputs). The kept run has the largest final training objective, or with ``X_val``
+        the largest held-out log-likelihood of its returned model (first on ties); every
+        run's result is in :attr:`EMResult.init_results`. The runs are sequential (each
+        E-step already uses every core, or the ``client``'s cluster). With a
+        ``checkpoint``, run k is checkpointed to ``<name>.init<k>.npz`` and ``resume``
+        continues every run (finished runs are read back, not re-run).
+    init : None, "random", DGN or path, optional
+        Start 0: None ``net`` itself; "random" a seeded random net like starts 1.. (drawn
+        with k = 0); a DGN or the path of a model saved by :meth:`DGN.save` (a warm start,
+        e.g. from an earlier fit), which must have ``net``'s widths and activation.
 
     Returns
     -------
     EMResult
         ``model``, ``log_likelihood`` (exact log p(X), initial model first), ``objective``,
-        ``n_iter``, ``converged``, ``noise_floor_hit``, ``step_sizes``, ``times``, ...
+        ``n_iter``, ``converged``, ``noise_floor_hit``, ``step_sizes``, ``times``,
+        ``val_log_likelihood``, ``best_iteration``, ``init_results``, ...
 
     Raises
     ------
@@ -262,7 +294,8 @@ def fit_em(
         weight_prior=weight_prior, noise_floor=noise_floor, ridge=ridge, max_halvings=max_halvings,
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
-        blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size)
+        blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size,
+        X_val=X_val, n_iter_no_change=n_iter_no_change, n_init=n_init, init=init)
     with blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
         return _fit(net, X, opts)
 
@@ -278,6 +311,8 @@ class _Run:
     noise: str                     # the run's noise model
     record: dict[str, Any]         # EMOptions.record of the initial model
     fingerprint: str               # SHA-256 of X
+    val: ShardedEStep | None = None  # the held-out data's log p(x), or None
+    label: str = ""                # "[start k/K] " in progress lines with n_init > 1
 
     @property
     def N(self) -> int:
@@ -296,28 +331,61 @@ class _Point:
 
 
 def _fit(net: DGN, X: Any, opts: EMOptions) -> EMResult:
-    """:func:`_fit_loop` on the data ``X`` (validated in one streaming pass)."""
+    """:func:`_fit_loop` on the data ``X`` (validated in one streaming pass), once per start
+    (``n_init``), keeping the best run (:mod:`fastpath._em_starts`)."""
     from dgn_core.data_source import as_source, summarise
+
+    from ._em_starts import best_run, checkpoint_of_start, starts
 
     source = as_source(X, dim=net.data_dim)
     summary = summarise(source)
     opts = replace(opts, noise_floor=max(opts.noise_floor, noise_floor_of_max(summary.max_abs)))
-    net = _initial_model(net, opts)
-    warn_if_far_from_mean(net, summary.mean, summary.spread)
-    with make_estep(source, client=opts.client, shard_size=opts.shard_size,
-                    blas_threads=opts.blas_threads, n_jobs=opts.n_jobs) as estep:
-        run = _Run(estep, opts, opts.noise_model(net), opts.record(net), summary.fingerprint)
-        return _fit_loop(run, net)
+    val_source, val_fp = _held_out(opts.X_val, net.data_dim)
+    nets = [_initial_model(start, opts) for start in starts(net, opts)]
+    warn_if_far_from_mean(nets[0], summary.mean, summary.spread)
+    kw = dict(client=opts.client, shard_size=opts.shard_size, blas_threads=opts.blas_threads,
+              n_jobs=opts.n_jobs)
+    with make_estep(source, **kw) as estep, \
+            contextlib.ExitStack() as stack:
+        val = None if val_source is None else stack.enter_context(make_estep(val_source, **kw))
+        results = []
+        for k, start in enumerate(nets):
+            opts_k = replace(opts, checkpoint=checkpoint_of_start(opts.checkpoint, k, opts.n_init))
+            record = {**opts_k.record(start), "val_sha256": val_fp}
+            label = f"[start {k + 1}/{opts.n_init}] " if opts.n_init > 1 else ""
+            run = _Run(estep, opts_k, opts_k.noise_model(start), record, summary.fingerprint,
+                       val, label)
+            results.append(_fit_loop(run, start))
+    return best_run(results)
+
+
+def _held_out(X_val: Any, dim: int) -> tuple[Any, str | None]:
+    """The DataSource of the held-out data and its fingerprint (None, None without)."""
+    if X_val is None:
+        return None, None
+    from dgn_core.data_source import as_source, summarise
+    from dgn_core.exceptions import DataError
+
+    try:
+        source = as_source(X_val, dim=dim)
+        return source, summarise(source).fingerprint
+    except DataError as exc:
+        raise DataError(f"X_val (held-out data): {exc}") from None
 
 
 def _fit_loop(run: _Run, net: DGN) -> EMResult:
     """The EM loop of :func:`fit_em`: every iteration is the named steps below, in order."""
     opts = run.opts
     state, cur, t_origin = _start(run, net)
-    _report_progress(run, f"EM: {net!r}, N = {run.N}, log p(X) = {state.log_likelihood[-1]:.6f}")
+    val0 = (f", held-out log p = {state.val_log_likelihood[-1]:.6f}"
+            if state.val_log_likelihood else "")
+    _report_progress(run, f"{run.label}EM: {net!r}, N = {run.N}, "
+                          f"log p(X) = {state.log_likelihood[-1]:.6f}"
+                          f"{val0}")
     stopped = False
     try:
-        while len(state.log_likelihood) - 1 < opts.max_iter and not state.converged:
+        while (len(state.log_likelihood) - 1 < opts.max_iter and not state.converged
+               and not state.early_stopped):
             it = len(state.log_likelihood)
             t_it = time.perf_counter()
             cur, hit, ecm_gain, rejected = _exact_ecm_step(run, cur, it)
@@ -328,8 +396,9 @@ def _fit_loop(run: _Run, net: DGN) -> EMResult:
                 steps[l] = 0.0 if t is None else t
                 if t is not None:
                     t_next[l] = min(1.0, 2.0 * t)
+            val = None if run.val is None else run.val.log_likelihood(cur.model, cur.P)
             info, change = _record_iteration(run, state, cur, it, steps, t_next, hit, ecm_gain,
-                                             rejected, t_it, t_origin)
+                                             rejected, val, t_it, t_origin)
             _report_progress(run, _progress_line(run, info, change))
             stopped = opts.callback is not None and opts.callback(info) is True
             if it % opts.checkpoint_every == 0:
@@ -343,8 +412,9 @@ def _fit_loop(run: _Run, net: DGN) -> EMResult:
         raise
     _save_checkpoint(run, state)
     n_iter = len(state.log_likelihood) - 1
-    if not state.converged and not stopped and n_iter >= opts.max_iter and opts.max_iter > 0:
-        warnings.warn(f"fit_em did not converge in {opts.max_iter} iterations (last per-point "
+    if (not state.converged and not stopped and not state.early_stopped
+            and n_iter >= opts.max_iter and opts.max_iter > 0):
+        warnings.warn(f"fit_em {run.label}did not converge in {opts.max_iter} iterations (last per-point "
                       f"change {(state.objective[-1] - state.objective[-2]) / run.N:.3g} >= "
                       f"tol={opts.tol:g}); raise max_iter or tol", ConvergenceWarning, stacklevel=4)
     return _result(run, state, stopped)
@@ -388,6 +458,9 @@ def _start(run: _Run, net: DGN) -> tuple[_State, _Point, float]:
     if not state.log_likelihood:
         state.log_likelihood.append(st.log_likelihood)
         state.objective.append(st.log_likelihood + log_prior(opts.weight_prior, state.model.weights))
+        if run.val is not None:
+            state.val_log_likelihood.append(run.val.log_likelihood(state.model, P))
+            state.best_model = state.model
     return state, _Point(state.model, P, st, state.objective[-1], state.pnet), t_origin
 
 
@@ -465,9 +538,10 @@ def _trial_objective(run: _Run, trial: DGN, moments: bool
 
 
 def _record_iteration(run: _Run, state: _State, cur: _Point, it: int, steps: Arr, t_next: Arr,
-                      hit: bool, ecm_gain: float, rejected: bool, t_it: float, t_origin: float
-                      ) -> tuple[EMIteration, float]:
-    """Append the completed iteration to the history in ``state`` and decide convergence.
+                      hit: bool, ecm_gain: float, rejected: bool, val: float | None, t_it: float,
+                      t_origin: float) -> tuple[EMIteration, float]:
+    """Append the completed iteration to the history in ``state`` and decide convergence
+    and early stopping (``val``: log p(X_val) of ``cur.model``, None without held-out data).
 
     Returns what the callback receives and the per-point change of the objective.
     """
@@ -488,7 +562,16 @@ def _record_iteration(run: _Run, state: _State, cur: _Point, it: int, steps: Arr
     state.times.append(time.perf_counter() - t_origin)
     change = (cur.obj - prev) / run.N
     state.converged = bool(change < run.opts.tol or change <= 0.0)
-    info = EMIteration(it, cur.model, ll, float(cur.obj), steps.copy(), hit, seconds, len(cur.P))
+    if val is not None:
+        state.val_log_likelihood.append(float(val))
+        best = state.best_iteration
+        if best == it:
+            state.best_model = cur.model
+        patience = run.opts.n_iter_no_change
+        state.early_stopped = bool(patience is not None and best is not None
+                                   and it - best >= patience)
+    info = EMIteration(it, cur.model, ll, float(cur.obj), steps.copy(), hit, seconds, len(cur.P),
+                       val)
     return info, change
 
 
@@ -497,9 +580,12 @@ def _progress_line(run: _Run, info: EMIteration, change: float) -> str:
     ll, N = info.log_likelihood, run.N
     nvm = float(np.mean(info.model.noise_var))
     steps = ",".join("-" if not np.isfinite(s) else f"{s:g}" for s in info.step_sizes)
-    return (f"EM {info.iteration:4d}/{run.opts.max_iter}  log p(X) = {ll:.6f}  ({ll / N:.6f}/pt, "
-            f"{change:+.3g})  noise {nvm:.4g}{' [FLOOR]' if info.noise_floor_hit else ''}  steps "
-            f"{steps}  {info.n_regions} regions  {info.seconds:.2f} s")
+    val = ("" if info.val_log_likelihood is None or run.val is None
+           else f"  held-out {info.val_log_likelihood / run.val.n_points:.6f}/pt")
+    return (f"{run.label}EM {info.iteration:4d}/{run.opts.max_iter}  log p(X) = {ll:.6f}  "
+            f"({ll / N:.6f}/pt, {change:+.3g}){val}  noise {nvm:.4g}"
+            f"{' [FLOOR]' if info.noise_floor_hit else ''}  steps {steps}  {info.n_regions} "
+            f"regions  {info.seconds:.2f} s")
 
 
 def _report_progress(run: _Run, line: str) -> None:
@@ -515,15 +601,20 @@ def _save_checkpoint(run: _Run, state: _State) -> None:
 def _result(run: _Run, state: _State, stopped: bool) -> EMResult:
     """The :class:`EMResult` of the history in ``state``."""
     n_iter = len(state.log_likelihood) - 1
+    model = state.best_model if state.early_stopped and state.best_model is not None \
+        else state.model
     return EMResult(
-        model=state.model, log_likelihood=list(state.log_likelihood),
+        model=model, log_likelihood=list(state.log_likelihood),
         objective=list(state.objective), n_iter=n_iter, converged=state.converged,
         noise_floor_hit=list(state.floor_hit),
         step_sizes=np.array(state.step_sizes, dtype=np.float64).reshape(
             n_iter, state.model.n_layers - 1),
         noise_var=list(state.noise_var), times=np.asarray(state.times, dtype=np.float64),
         ecm_gain=list(state.ecm_gain), ecm_rejected=list(state.ecm_rejected),
-        n_regions=list(state.n_regions), n_points=run.N, stopped=stopped, options=run.record)
+        n_regions=list(state.n_regions), n_points=run.N, stopped=stopped, options=run.record,
+        val_log_likelihood=list(state.val_log_likelihood),
+        n_val_points=0 if run.val is None else run.val.n_points,
+        best_iteration=state.best_iteration, early_stopped=state.early_stopped)
 
 
 # =========================================================================== E-step glue

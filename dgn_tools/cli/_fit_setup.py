@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -34,7 +34,8 @@ FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
 OPTION_DEFAULTS: dict[str, Any] = {
     **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
     "noise_floor": 1e-6, "prior": "none", "checkpoint_every": 10, "standardize": True,
-    "stream": False, "shard_size": 2048}
+    "stream": False, "shard_size": 2048, "val": None, "n_iter_no_change": None, "n_init": 1,
+    "init": None}
 #: rows of streamed data kept in memory for the figures (evenly spread blocks)
 _PLOT_ROWS = 10_000
 #: the files of a run folder
@@ -63,6 +64,8 @@ class FitPlan:
     prior: Any
     noise_floor: float          # in the transformed data's units
     stale: list[Path]           # files of an earlier run that --force replaces
+    X_val: np.ndarray | None = None      # held-out data (--val), in the data's units
+    init: DGN | None = None              # the --init model, in the transformed data's units
 
 
 def parse_prior(text: str) -> Any:
@@ -120,7 +123,8 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "noise_var": (int, float, type(None)), "noise_floor": (int, float),
     "prior": (str, type(None)), "tol": (int, float), "max_iter": (int,),
     "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
-    "shard_size": (int,)}
+    "shard_size": (int,), "val": (str, int, float, type(None)),
+    "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None))}
 #: settings whose JSON value is a bool
 _BOOLS = ("standardize", "stream")
 
@@ -157,6 +161,9 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     # of the default size (the E-step of up to 2048 points is unchanged)
     saved.setdefault("stream", False)
     saved.setdefault("shard_size", OPTION_DEFAULTS["shard_size"])
+    # ... and before held-out data, early stopping and several starts
+    for key in ("val", "n_iter_no_change", "n_init", "init"):
+        saved.setdefault(key, OPTION_DEFAULTS[key])
     _check_saved_types(saved, cfg_path)
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
@@ -181,6 +188,12 @@ def _check_config(cfg: dict[str, Any]) -> None:
     check_option(check_int, cfg["seed"], "--seed")
     check_option(check_int, cfg["data_seed"], "--data-seed")
     check_option(check_int, cfg["shard_size"], "--shard-size", 1)
+    check_option(check_int, cfg["n_init"], "--n-init", 1)
+    if cfg["n_iter_no_change"] is not None:
+        check_option(check_int, cfg["n_iter_no_change"], "--n-iter-no-change", 1)
+        if cfg["val"] is None:
+            raise CLIError("--n-iter-no-change (early stopping) needs held-out data: --val "
+                           "FRACTION or --val FILE")
     floor = cfg["noise_floor"]
     if not np.isfinite(floor):  # its lower bound depends on the data (_check_noise)
         raise CLIError(f"--noise-floor must be a finite variance, got {floor}")
@@ -235,6 +248,7 @@ def _check_run_dir(run_dir: Path, *, resume: bool, force: bool) -> list[Path]:
     if resume:
         return []
     stale = [run_dir / f for f in RUN_FILES if (run_dir / f).exists()]
+    stale += sorted(run_dir.glob("checkpoint.init*.npz"))  # the runs of --n-init
     if stale and not force:
         raise CLIError(f"{run_dir} already holds a run; use --resume {run_dir}, another --out, "
                        f"or --force to replace it")
@@ -261,10 +275,15 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
         what = f"streamed {stream.describe()}"
         spread, mean, max_abs = check_spread(summary.spread, what), summary.mean, summary.max_abs
         X = _plot_rows(stream)
+        X_val = _held_out(cfg, None)[1]
     else:
-        X, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
+        X_all, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
+        X, X_val = _held_out(cfg, X_all)
         spread, mean = check_data_range(X, what), X.mean(axis=0)
         max_abs = float(np.max(np.abs(X)))
+    if X_val is not None and X_val.shape[1] != X.shape[1]:
+        raise CLIError(f"--val {cfg['val']}: {X_val.shape[1]} column(s), but the training data "
+                       f"have {X.shape[1]}")
     nv0 = _check_noise(cfg, max_abs, spread, what)
     prior = parse_prior(cfg["prior"] or "none")
     # with a weight prior only centring keeps the objective unchanged
@@ -272,17 +291,84 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
         Scaling(shift=np.zeros(X.shape[1]), scale=1.0)
     data = scaling.apply(X) if stream is None else ScaledSource(stream, scaling)
     D = X.shape[1]
+    init = _init_model(cfg, D, {} if resume else _given(args))
+    if init is not None:  # the saved model's architecture is the run's
+        cfg["latent_dim"], cfg["widths"] = init.latent_dim, list(init.widths[1:-1])
+        cfg["activation"], cfg["slope"] = init.activation, init.slope
     widths = (cfg["latent_dim"], *cfg["widths"], D)
     s2 = scaling.scale * scaling.scale
     noise_var: Any = nv0 / s2 if cfg["noise"] == "isotropic" else np.full(D, nv0 / s2)
     net = random_net(widths, activation=cfg["activation"],
                      slope=cfg["slope"] if cfg["activation"] == "leaky_relu" else None,
                      seed=cfg["seed"], noise_var=noise_var)
-    _check_prior(prior, net, cfg)
+    _check_prior(prior, net if init is None else init, cfg)
     return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, data=data,
                    n_points=X.shape[0] if stream is None else stream.n_points, what=what,
                    scaling=scaling, net=net, prior=prior, noise_floor=cfg["noise_floor"] / s2,
-                   stale=stale)
+                   stale=stale, X_val=X_val,
+                   init=None if init is None else scaling.to_scaled(init))
+
+
+@overload
+def _held_out(cfg: dict[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+@overload
+def _held_out(cfg: dict[str, Any], X: None) -> tuple[None, np.ndarray | None]: ...
+def _held_out(cfg: dict[str, Any], X: np.ndarray | None
+              ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(training data, held-out data) of ``--val``: a fraction in (0, 1) holds out that share
+    of the rows of ``X`` (a random choice drawn from ``--seed``, the same on --resume), a
+    file is read as held-out data and ``X`` is kept whole."""
+    spec = cfg["val"]
+    if spec is None:
+        return X, None
+    try:
+        frac: float | None = float(spec)
+    except (TypeError, ValueError):
+        frac = None
+    if frac is None:
+        if not Path(str(spec)).is_file():
+            raise CLIError(f"--val: {spec!r} is neither a fraction in (0, 1) nor a data file")
+        X_val, _ = load_fit_data(str(spec))
+        return X, X_val
+    if not 0.0 < frac < 1.0:
+        raise CLIError(f"--val must be a fraction in (0, 1) or a data file, got {spec}")
+    if X is None:
+        raise CLIError("--val FRACTION splits data held in memory; with streamed data give the "
+                       "held-out data as a file: --val FILE")
+    n_val = int(round(frac * X.shape[0]))
+    if not 1 <= n_val < X.shape[0]:
+        raise CLIError(f"--val {spec} of {X.shape[0]} points leaves {n_val} held-out and "
+                       f"{X.shape[0] - n_val} training points; both need at least one")
+    order = np.random.default_rng([abs(int(cfg["seed"])), 9_001]).permutation(X.shape[0])
+    held = np.sort(order[:n_val])
+    keep = np.ones(X.shape[0], dtype=bool)
+    keep[held] = False
+    return X[keep], X[held]
+
+
+def _init_model(cfg: dict[str, Any], D: int, given: dict[str, Any]) -> DGN | None:
+    """The model of ``--init`` (in the data's units), checked against the data and the
+    architecture options ``given`` on the command line."""
+    if cfg["init"] is None:
+        return None
+    from dgn_core.exceptions import DGNError
+
+    path = Path(cfg["init"])
+    try:
+        model = DGN.load(path)
+    except (OSError, DGNError, ValueError) as exc:
+        raise CLIError(f"--init {path}: {exc}") from None
+    if model.data_dim != D:
+        raise CLIError(f"--init {path}: the model has data dimension {model.data_dim}, the data "
+                       f"{D}")
+    has = {"latent_dim": model.latent_dim, "widths": list(model.widths[1:-1]),
+           "activation": model.activation, "slope": model.slope}
+    for key, value in has.items():
+        if key in given and not _same_setting(key, value, given[key]):
+            raise CLIError(f"--init {path} has {key} {_show(key, value)}, which conflicts with "
+                           f"{_option(key)} {_show(key, given[key])}; drop the option (the "
+                           f"model's architecture is the run's)")
+    return model
 
 
 def _streamed(cfg: dict[str, Any]) -> Any:

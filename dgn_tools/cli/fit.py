@@ -101,6 +101,11 @@ def history_figure(res: Any, history: dict[str, np.ndarray] | None = None) -> An
     axes[0].set_ylabel("exact log p(X) / N")
     axes[1].plot(h["seconds"][start:], h["per_point"][start:], "-o", ms=2)
     axes[1].set_xlabel("seconds")
+    if "val_per_point" in h:
+        for ax, x in zip(axes, (h["iteration"], h["seconds"])):
+            ax.plot(x[start:], h["val_per_point"][start:], "-s", ms=2, c="C1", label="held-out")
+            ax.plot([], [], "-o", ms=2, c="C0", label="training")
+            ax.legend()
     hits = np.flatnonzero(h["noise_floor_hit"] > 0)
     if hits.size:
         axes[0].plot(h["iteration"][hits], h["per_point"][hits], "x", c="crimson",
@@ -177,6 +182,19 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--shard-size", type=int, default=None, metavar="ROWS",
                    help="rows per shard of the E-step (default 2048; part of the result at the "
                    "rounding level, saved with the run)")
+    p.add_argument("--val", default=None, metavar="FRACTION|FILE",
+                   help="held-out data: a fraction in (0, 1) of the data (rows drawn with "
+                   "--seed) or a data file; its exact log-likelihood is tracked every iteration")
+    p.add_argument("--n-iter-no-change", type=int, default=None, metavar="K",
+                   help="early stopping (needs --val): stop when the held-out log-likelihood has "
+                   "not improved for K iterations and keep the best held-out model")
+    p.add_argument("--n-init", type=int, default=None, metavar="K",
+                   help="EM runs from K starts (the first from --seed's net or --init, the "
+                   "others random), keeping the best by training log-likelihood, or by "
+                   "held-out log-likelihood with --val (default 1)")
+    p.add_argument("--init", default=None, metavar="MODEL.npz",
+                   help="start from a saved model (e.g. an earlier run's model.npz; its "
+                   "architecture is the run's)")
     cluster = p.add_mutually_exclusive_group()
     cluster.add_argument("--workers", type=int, default=None, metavar="N",
                          help="run the E-step on a local Dask cluster of N worker processes "
@@ -216,7 +234,32 @@ def _in_data_units(res: Any, plan: FitPlan) -> tuple[DGN, dict[str, np.ndarray],
     hist["per_point"] = hist["log_likelihood"] / N
     hist["objective"] = np.asarray(obj, dtype=np.float64)
     hist["noise_var"] = hist["noise_var"] * plan.scaling.scale ** 2
+    if "val_log_likelihood" in hist:
+        hist["val_log_likelihood"] = hist["val_log_likelihood"] + res.n_val_points * shift
+        hist["val_per_point"] = hist["val_log_likelihood"] / res.n_val_points
     return plan.scaling.from_scaled(res.model), hist, ll, obj
+
+
+def _held_out_summary(res: Any, hist: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The held-out entries of summary.json (data units): log p(X_val) of the returned model."""
+    if "val_log_likelihood" not in hist:
+        return {}
+    it = res.best_iteration if res.early_stopped else res.n_iter
+    val = float(hist["val_log_likelihood"][it])
+    return {"val_n_points": res.n_val_points, "val_log_likelihood": val,
+            "val_per_point": val / res.n_val_points, "best_iteration": res.best_iteration,
+            "early_stopped": res.early_stopped}
+
+
+def _starts_summary(res: Any, plan: FitPlan) -> dict[str, Any]:
+    """The entries of summary.json on several starts: the kept one and each run's final
+    training log-likelihood per point (data units)."""
+    if not res.init_results:
+        return {}
+    shift = plan.scaling.log_density_shift(plan.X.shape[1])
+    return {"n_init": len(res.init_results), "best_init": res.best_init,
+            "start_per_point": [r.log_likelihood[-1] / r.n_points + shift
+                                for r in res.init_results]}
 
 
 def _saved_iteration(ckpt: Path) -> int | None:
@@ -326,7 +369,10 @@ def run(args: argparse.Namespace) -> int:
                          noise_floor=plan.noise_floor, seed=cfg["seed"], progress=not quiet,
                          checkpoint=run_dir / "checkpoint.npz",
                          checkpoint_every=cfg["checkpoint_every"], resume=plan.resume,
-                         n_jobs=jobs, client=client, shard_size=cfg["shard_size"])
+                         n_jobs=jobs, client=client, shard_size=cfg["shard_size"],
+                         X_val=None if plan.X_val is None else plan.scaling.apply(plan.X_val),
+                         n_iter_no_change=cfg["n_iter_no_change"], n_init=cfg["n_init"],
+                         init=plan.init)
     except KeyboardInterrupt:
         _interrupted(plan)
         raise
@@ -351,14 +397,23 @@ def run(args: argparse.Namespace) -> int:
         "noise_var": np.asarray(model.noise_var).tolist(),
         "noise_floor_hit": res.noise_floor_hit, "ecm_rejected": res.ecm_rejected,
         "n_regions": res.n_regions[-1],
-        "files": [f for f in RUN_FILES if (run_dir / f).exists() or f == "summary.json"],
+        **_held_out_summary(res, hist), **_starts_summary(res, plan),
+        "files": [f for f in RUN_FILES if (run_dir / f).exists() or f == "summary.json"]
+        + sorted(p.name for p in run_dir.glob("checkpoint.init*.npz")),
     }
     write_json(run_dir / "summary.json", summary)
     if not quiet:
         floor = (f"; the noise floor bound at {len(res.noise_floor_hit)} iteration(s)"
                  if res.noise_floor_hit else "")
+        state = ("converged" if res.converged else "early stop" if res.early_stopped
+                 else "max-iter reached")
         print(f"log p(X) = {ll:.6f} ({ll / N:.6f} per point) after {res.n_iter} iterations "
-              f"[{'converged' if res.converged else 'max-iter reached'}, "
-              f"{res.times[-1]:.1f} s]{floor}")
+              f"[{state}, {res.times[-1]:.1f} s]{floor}")
+        if "val_per_point" in summary:
+            print(f"held-out: {summary['val_per_point']:.6f} per point ({res.n_val_points} points)"
+                  f" for the returned model; best at iteration {res.best_iteration}")
+        if res.init_results:
+            print(f"kept start {res.best_init} of {len(res.init_results)}: "
+                  + ", ".join(f"{v:.6f}" for v in summary["start_per_point"]) + " per point")
         print(f"wrote {run_dir}/: " + ", ".join(summary["files"]))
     return 0
