@@ -22,7 +22,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,9 +139,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="write the CSV files only")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--em-restarts", type=int, default=3,
-                   help="also report 'EM best of R': EM from the experiment's initial DGN and "
-                   "R - 1 more initial DGNs (seeds derived from --seed), keeping the run with "
-                   "the best final training log-likelihood (1: plain EM only)")
+                   help="also report 'EM best of R' (fastpath.fit_em(n_init=R)): EM from the "
+                   "experiment's initial DGN and from R - 1 seeded random starts, keeping the "
+                   "run with the best final training log-likelihood (1: plain EM only)")
     p.add_argument("--seeds", type=int, default=None,
                    help="run seeds --seed .. --seed + K - 1 (each its own data split, initial "
                    "DGN, restarts, VAE and GMM seeds) and write per-seed rows (seeds.csv), the "
@@ -217,41 +217,78 @@ def score_held_out(run: MethodRun, X_test: np.ndarray) -> None:
         [-float(np.mean(fastpath.log_marginal(m, X_test))) for m in run.info["iterates"]])
 
 
-def restart_seed(seed: int, j: int) -> int:
-    """The seed of restart ``j`` (1, 2, ...) of the experiment seed ``seed``."""
-    return int(np.random.SeedSequence([int(seed), 7919, int(j)]).generate_state(1)[0])
+def run_em_starts(net: DGN, X: np.ndarray, X_test: np.ndarray, max_iter: int, n_init: int, *,
+                  tol: float = 1e-6, seed: int = 0, noise_floor: float = 1e-6,
+                  quiet: bool = False, **kw: Any) -> list[MethodRun]:
+    """EM and "EM best of R" from one :func:`fastpath.fit_em` call with ``n_init=R``.
 
+    Start 0 is ``net`` (its run is bit for bit the plain EM run of :func:`run_em`: reported
+    as "EM"); starts 1..R-1 are fit_em's seeded random nets of the same architecture. The
+    kept run has the largest final training log-likelihood (fit_em's choice without
+    held-out data: the held-out data play no part in it). Its history ("EM best of R") is
+    placed after the other runs: updates and training time are shifted by the iterations
+    and time of the runs not kept, so its x-axis is the total cost of the R runs (they run
+    one after another). The held-out NLL of every iterate is computed after training and
+    not timed.
+    """
+    # start k's initial model (to score its held-out NLL at update 0)
+    from fastpath._em_starts import random_start
 
-def run_em_restarts(first: MethodRun, make_net: Callable[[int], DGN], X: np.ndarray,
-                    X_test: np.ndarray, max_iter: int, restarts: int, *, seed: int,
-                    quiet: bool = False, **kw: Any) -> MethodRun:
-    """"EM best of R": ``first`` (EM from the experiment's initial DGN) and R - 1 more EM runs
-    from ``make_net(restart_seed(seed, j))``, j = 1..R-1; the run with the highest final
-    training log-likelihood is kept (the held-out data play no part in the choice).
+    models: list[DGN] = []
 
-    Its history is the kept run's, placed after the other runs: updates and training time
-    are shifted by the iterations and time of the runs that were not kept, so the curve's
-    x-axis is the total cost of the R runs (run one after another)."""
-    cands = [first]
-    for j in range(1, restarts):
-        cands.append(run_em(make_net(restart_seed(seed, j)), X, X_test, max_iter, seed=seed,
-                            quiet=True, score_test=False, label=f"EM restart {j}", **kw))
-    finals = [c.final("nll_train") for c in cands]
-    best = int(np.nanargmin(finals))
-    chosen = cands[best]
-    if chosen is not first:
-        score_held_out(chosen, X_test)
-    others = [c for i, c in enumerate(cands) if i != best]
-    hist = {k: np.array(v, copy=True) for k, v in chosen.history.items()}
-    hist["update"] = hist["update"] + sum(c.history["update"][-1] for c in others)
-    hist["train_time"] = hist["train_time"] + sum(c.history["train_time"][-1] for c in others)
-    label = f"EM best of {restarts}"
-    info = dict(chosen.info, chosen=best, restart_nll_train=finals,
-                restart_seeds=[seed] + [restart_seed(seed, j) for j in range(1, restarts)])
-    log(f"  {label}: final training NLLs {', '.join(f'{v:.4f}' for v in finals)}; kept run "
-        f"{best}, {hist['train_time'][-1]:.1f} s in all, NLL train {hist['nll_train'][-1]:.4f}"
-        f", held-out {hist['nll_test'][-1]:.4f}", quiet)
-    return MethodRun("EM", label, float("nan"), chosen.model, hist, info)
+    def keep(it: Any) -> None:
+        models.append(it.model)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = fastpath.fit_em(net, X, max_iter=max_iter, tol=tol, seed=seed, n_init=n_init,
+                              noise_floor=noise_floor, callback=keep, **kw)
+    results = list(res.init_results) if n_init > 1 else [res]
+    best = int(res.best_init) if n_init > 1 else 0
+    runs = []
+    pos = 0
+    for k, r in enumerate(results):
+        ll = np.asarray(r.log_likelihood, dtype=np.float64)
+        n = len(ll)
+        start = net if k == 0 else random_start(net, seed, k)
+        lp0 = float(np.sum(fastpath.log_marginal(start, X)))
+        if not np.isclose(lp0, ll[0], rtol=1e-9, atol=1e-9):   # pragma: no cover
+            raise RuntimeError(f"start {k}: initial log p(X) {ll[0]} but the rebuilt start "
+                               f"gives {lp0}")
+        hist = {"update": np.arange(n, dtype=np.float64),
+                "train_time": np.asarray(r.times, dtype=np.float64),
+                "nll_train": -ll / X.shape[0], "nll_test": np.full(n, np.nan),
+                "noise_var": np.array([float(np.mean(v)) for v in r.noise_var]),
+                "n_regions": np.asarray(r.n_regions, dtype=np.float64)}
+        info = {"converged": bool(r.converged), "n_iter": int(r.n_iter),
+                "noise_floor_hit": bool(len(r.noise_floor_hit)), "result": r,
+                "iterates": [start, *models[pos:pos + n - 1]]}
+        pos += n - 1
+        runs.append(MethodRun("EM", "EM" if k == 0 else f"EM start {k}", float("nan"),
+                              r.model, hist, info))
+    if pos != len(models):   # pragma: no cover - one callback per iteration
+        raise RuntimeError(f"EM reported {pos} iterations but called back {len(models)}")
+    em = runs[0]
+    score_held_out(em, X_test)
+    out = [em]
+    finals = [r.final("nll_train") for r in runs]
+    log(f"  EM: {em.info['n_iter']} iterations, {em.final('train_time'):.1f} s, NLL train "
+        f"{finals[0]:.4f}, held-out {em.final('nll_test'):.4f}", quiet)
+    if n_init > 1:
+        chosen = runs[best]
+        if best != 0:
+            score_held_out(chosen, X_test)
+        others = [r for i, r in enumerate(runs) if i != best]
+        hist = {k: np.array(v, copy=True) for k, v in chosen.history.items()}
+        hist["update"] = hist["update"] + sum(r.history["update"][-1] for r in others)
+        hist["train_time"] = hist["train_time"] + sum(r.final("train_time") for r in others)
+        label = f"EM best of {n_init}"
+        out.append(MethodRun("EM", label, float("nan"), chosen.model, hist,
+                             dict(chosen.info, chosen=best, start_nll_train=finals)))
+        log(f"  {label}: final training NLLs {', '.join(f'{v:.4f}' for v in finals)}; kept "
+            f"start {best}, {hist['train_time'][-1]:.1f} s in all, NLL train "
+            f"{hist['nll_train'][-1]:.4f}, held-out {hist['nll_test'][-1]:.4f}", quiet)
+    return out
 
 
 # --------------------------------------------------------------------------- VAEs
@@ -348,6 +385,7 @@ def summarise(runs: Sequence[MethodRun], gmm_rows: Sequence[dict[str, Any]],
             "kl_test": r.final("kl_test") if "kl_test" in h else float("nan"),
             "noise_var": r.final("noise_var"),
             "noise_floor_hit": r.info.get("noise_floor_hit", False),
+            "kept_start": r.info.get("chosen", ""),
         }
         if em is not None and r.method == "VAE":
             # how long EM needed to reach this VAE's final train NLL
@@ -407,14 +445,9 @@ _COLORS = {"EM": "k"}
 
 @dataclass
 class Setup:
-    """One seed of an experiment: its data, initial DGN and training budgets.
-
-    ``make_net(seed)`` builds an initial DGN of the experiment's architecture from a seed
-    (``net == make_net(seed of the experiment)``); the EM restarts use it.
-    """
+    """One seed of an experiment: its data, initial DGN and training budgets."""
 
     net: DGN
-    make_net: Callable[[int], DGN]
     X: np.ndarray
     X_test: np.ndarray
     em_iter: int
@@ -455,11 +488,8 @@ def run_methods(s: Setup, args: argparse.Namespace
     runs: list[MethodRun] = []
     with one_thread():
         if not args.skip_em:
-            em = run_em(s.net, s.X, s.X_test, s.em_iter, seed=s.seed, quiet=q, n_jobs=1)
-            runs.append(em)
-            if args.em_restarts > 1:
-                runs.append(run_em_restarts(em, s.make_net, s.X, s.X_test, s.em_iter,
-                                            args.em_restarts, seed=s.seed, quiet=q, n_jobs=1))
+            runs += run_em_starts(s.net, s.X, s.X_test, s.em_iter, max(1, args.em_restarts),
+                                  seed=s.seed, quiet=q, n_jobs=1)
         runs += run_vaes(s.net, s.X, s.X_test, s.lrs, s.epochs, s.batch, s.seed,
                          args.eval_every, learn_noise=not args.fixed_noise, quiet=q,
                          n_evals=args.n_evals)
@@ -638,14 +668,17 @@ def aggregate_table(agg: Sequence[dict[str, Any]], title: str) -> str:
              "| method | NLL train: mean ± std [min, max] | NLL held-out: mean ± std [min, max] "
              "| training time (s): mean ± std | KL(q‖p) train / held-out: mean |",
              "|---|---|---|---|---|"]
+
+    def ms(a: dict[str, Any], k: str, fmt: str = ".3f") -> str:
+        return (f"{_num(a[k + '_mean'], fmt)} ± {_num(a[k + '_std'], fmt)} "
+                f"[{_num(a[k + '_min'], fmt)}, {_num(a[k + '_max'], fmt)}]")
+
     for a in agg:
-        def ms(k: str, fmt: str = ".3f") -> str:
-            return (f"{_num(a[k + '_mean'], fmt)} ± {_num(a[k + '_std'], fmt)} "
-                    f"[{_num(a[k + '_min'], fmt)}, {_num(a[k + '_max'], fmt)}]")
         kl = ("–" if math.isnan(a["kl_train_mean"]) else
               f"{_num(a['kl_train_mean'], '.3f')} / {_num(a['kl_test_mean'], '.3f')}")
         t = f"{_num(a['train_time_mean'], '.2f')} ± {_num(a['train_time_std'], '.2f')}"
-        lines.append(f"| {a['method']} | {ms('nll_train')} | {ms('nll_test')} | {t} | {kl} |")
+        lines.append(f"| {a['method']} | {ms(a, 'nll_train')} | {ms(a, 'nll_test')} | {t} "
+                     f"| {kl} |")
     return "\n".join(lines)
 
 

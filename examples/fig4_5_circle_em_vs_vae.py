@@ -54,17 +54,13 @@ def setup(args, seed: int) -> C.Setup:
     n_test = args.n_test or (1000 if full else 300)
     widths = C.hidden_widths(args, (8, 8))
     activation = args.activation or "leaky_relu"
-
-    def make_net(s: int) -> DGN:
-        return DGN.random((1, *widths, 2), activation=activation, seed=s,
-                          noise_var=args.noise_var)
-
-    net = make_net(seed)
+    net = DGN.random((1, *widths, 2), activation=activation, seed=seed,
+                     noise_var=args.noise_var)
     C.log(f"noisy circle, seed {seed}: {n_train} train / {n_test} held-out points; DGN widths "
           f"{net.widths} {activation}, {net.n_params} parameters; initial noise variance "
           f"{args.noise_var}", args.quiet)
     return C.Setup(
-        net=net, make_net=make_net,
+        net=net,
         X=noisy_circle(n_train, noise_std=0.05, seed=seed),
         X_test=noisy_circle(n_test, noise_std=0.05, seed=seed + 10_000),
         em_iter=args.em_iter or (200 if full else 40),

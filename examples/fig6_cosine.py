@@ -50,17 +50,13 @@ def setup(args, seed: int) -> C.Setup:
     n_test = args.n_test or (1000 if full else 300)
     widths = C.hidden_widths(args, (8, 8))
     activation = args.activation or "leaky_relu"
-
-    def make_net(s: int) -> DGN:
-        return DGN.random((1, *widths, 2), activation=activation, seed=s,
-                          noise_var=args.noise_var)
-
-    net = make_net(seed)
+    net = DGN.random((1, *widths, 2), activation=activation, seed=seed,
+                     noise_var=args.noise_var)
     C.log(f"cosine, seed {seed}: {n_train} train / {n_test} held-out points (noise sd "
           f"{args.noise_std}); DGN widths {net.widths} {activation}, {net.n_params} parameters",
           args.quiet)
     return C.Setup(
-        net=net, make_net=make_net,
+        net=net,
         X=cosine(n_train, noise_std=args.noise_std, seed=seed),
         X_test=cosine(n_test, noise_std=args.noise_std, seed=seed + 10_000),
         em_iter=args.em_iter or (200 if full else 40),

@@ -116,15 +116,12 @@ def setup(args, seed: int) -> C.Setup:
     activation = args.activation or "leaky_relu"
     noise_var = args.noise_var or float(np.mean(np.var(X, axis=0)))
 
-    def make_net(s: int) -> DGN:
-        return DGN.random((1, *widths, D), activation=activation, seed=s, noise_var=noise_var)
-
-    net = make_net(seed)
+    net = DGN.random((1, *widths, D), activation=activation, seed=seed, noise_var=noise_var)
     C.log(f"{source}, seed {seed}: {len(X)} train / {len(X_test)} held-out images of {D} "
           f"pixels; DGN widths {net.widths} {activation}, {net.n_params} parameters, initial "
           f"noise variance {noise_var:.4g}", args.quiet)
     return C.Setup(
-        net=net, make_net=make_net, X=X, X_test=X_test,
+        net=net, X=X, X_test=X_test,
         em_iter=args.em_iter or (200 if full else 30),
         epochs=args.vae_epochs or (6000 if full else 2000), batch=args.batch_size or 32,
         lrs=C.parse_floats(args.lrs, PAPER_LEARNING_RATES), seed=seed,
