@@ -597,6 +597,9 @@ def run_seeds(script: str, argv: Sequence[str] | None, args: argparse.Namespace,
                     os.environ[k] = v
     results.sort(key=lambda r: r["seed"])
     wall = time.perf_counter() - t0
+    import pickle
+    with atomic_open(out / "seeds_results.pkl", "wb") as fh:   # for re-plotting: plot_seeds
+        pickle.dump(results, fh)
     rows = [dict({"seed": r["seed"]}, **row, seed_wall_s=r["wall"]) for r in results
             for row in r["summary"]]
     write_csv(out / "seeds.csv", rows)
