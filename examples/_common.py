@@ -638,6 +638,14 @@ def _methods(rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _float(v: Any) -> float:
+    """A number of a row (in memory or read back from seeds.csv); NaN for '' / None."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
 def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per method: mean, sample std (ddof 1), min and max over seeds of each number, and the
     count of seeds where it is finite (``em_time_to_this_nll`` is NaN where EM never reached
@@ -646,10 +654,10 @@ def aggregate(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in _methods(rows):
         sub = [r for r in rows if r["method"] == m]
         row: dict[str, Any] = {"method": m, "n_seeds": len(sub)}
-        if "components" in sub[0]:
+        if sub[0].get("components", "") != "":
             row["components"] = sub[0]["components"]
         for k in _AGG_KEYS:
-            v = np.array([float(r.get(k, float("nan"))) for r in sub], dtype=np.float64)
+            v = np.array([_float(r.get(k)) for r in sub], dtype=np.float64)
             ok = v[np.isfinite(v)]
             row[f"{k}_n"] = int(ok.size)
             row[f"{k}_mean"] = float(ok.mean()) if ok.size else float("nan")
@@ -680,20 +688,22 @@ def aggregate_table(agg: Sequence[dict[str, Any]], title: str) -> str:
         kl = ("–" if math.isnan(a["kl_train_mean"]) else
               f"{_num(a['kl_train_mean'], '.3f')} / {_num(a['kl_test_mean'], '.3f')}")
         t = f"{_num(a['train_time_mean'], '.2f')} ± {_num(a['train_time_std'], '.2f')}"
-        lines.append(f"| {a['method']} | {ms(a, 'nll_train')} | {ms(a, 'nll_test')} | {t} "
+        name = a["method"] + (f" (K={a['components']})" if "components" in a else "")
+        lines.append(f"| {name} | {ms(a, 'nll_train')} | {ms(a, 'nll_test')} | {t} "
                      f"| {kl} |")
     return "\n".join(lines)
 
 
 def compare_table(rows: Sequence[dict[str, Any]]) -> str:
-    """Markdown: each EM variant against each VAE, seed by seed (the paper's claim)."""
+    """Markdown: each EM variant against each VAE (the paper's claim) and the full-covariance
+    GaussianMixture, seed by seed."""
     methods = _methods(rows)
     ems = [m for m in methods if m.startswith("EM")]
-    vaes = [m for m in methods if m.startswith("VAE")]
+    vaes = [m for m in methods if m.startswith("VAE")] + [m for m in methods if m == "GMM full"]
     by = {(r["seed"], r["method"]): r for r in rows}
     seeds = sorted({r["seed"] for r in rows})
-    lines = ["| EM variant vs VAE | seeds with lower NLL train | seeds with lower NLL held-out "
-             "| NLL train gap (VAE - EM): mean [min, max] | held-out gap: mean [min, max] "
+    lines = ["| EM variant vs other | seeds EM lower, train | seeds EM lower, held-out "
+             "| NLL train gap (other - EM): mean [min, max] | held-out gap: mean [min, max] "
              "| EM reached the VAE's final train NLL (seeds) | ... in median (s) | VAE's own "
              "training time, median (s) |", "|---|---|---|---|---|---|---|---|"]
     for e in ems:
@@ -707,8 +717,8 @@ def compare_table(rows: Sequence[dict[str, Any]]) -> str:
             line = (f"| {e} vs {v} | {int(np.sum(gtr > 0))}/{n} | {int(np.sum(gte > 0))}/{n} "
                     f"| {gtr.mean():+.3f} [{gtr.min():+.3f}, {gtr.max():+.3f}] "
                     f"| {gte.mean():+.3f} [{gte.min():+.3f}, {gte.max():+.3f}] |")
-            if e == "EM":
-                reach = np.array([float(b.get("em_time_to_this_nll", float("nan")))
+            if e == "EM" and v.startswith("VAE"):
+                reach = np.array([_float(b.get("em_time_to_this_nll"))
                                   for _, b in pairs])
                 ok = reach[np.isfinite(reach)]
                 vt = np.array([float(b["train_time"]) for _, b in pairs])
