@@ -36,6 +36,7 @@ _LAZY = {
     "fit_em": "em",
     "em_step": "em",
     "select_widths": "selection",
+    "select_models": "selection",
     "anomaly_scores": "selection",
     "kl_to_posterior": "kl",
     "to_torch": "torch_interop",

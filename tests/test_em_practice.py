@@ -194,3 +194,46 @@ def test_dgn_fit_practice_option_errors(tmp_path, capsys, argv, message):
     assert main(["fit", "--n", "50", "--out", str(tmp_path / "r"), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------ selection
+def test_select_models_grid_and_held_out_criterion():
+    from fastpath.selection import select_models
+
+    X, Xv = noisy_circle(80, seed=61), noisy_circle(60, seed=62)
+    table = select_models(X, widths=[(3,), (4, 4)], latent_dims=[1, 2],
+                          activations=["relu", "abs"], X_val=Xv, max_iter=3, seed=2)
+    assert len(table.rows) == 8 and table.n_val_points == 60
+    keys = [(r["latent_dim"], r["activation"], r["hidden"]) for r in table.rows]
+    assert keys == [(S, a, h) for S in (1, 2) for a in ("relu", "abs") for h in ((3,), (4, 4))]
+    for row, model in zip(table.rows, table.models):
+        assert model.widths == row["widths"] and model.activation == row["activation"]
+        lv = float(np.sum(fastpath.log_marginal(model, Xv)))
+        assert row["val_log_likelihood"] == pytest.approx(lv, rel=1e-12)
+        assert row["val_per_point"] == pytest.approx(lv / 60, rel=1e-12)
+    best = table.best("val_log_likelihood")
+    assert table.rows[best]["val_log_likelihood"] == max(r["val_log_likelihood"]
+                                                          for r in table.rows)
+    assert "best held-out" in table.to_text()
+    with pytest.raises(ValueError, match="held-out"):
+        select_models(X, widths=[(3,)], max_iter=1).best("val_log_likelihood")
+    with pytest.raises(ValueError, match="latent_dims"):
+        select_models(X, widths=[(3,)], latent_dims=[])
+    with pytest.raises(ValueError, match="activation"):
+        select_models(X, widths=[(3,)], activations=["tanh"], max_iter=1)
+
+
+def test_dgn_select_grid_and_held_out(tmp_path, capsys):
+    from dgn_tools.cli import main
+
+    out = tmp_path / "sel.csv"
+    assert main(["select", "--n", "80", "--candidates", "3;4,4", "--latent-dim", "1,2",
+                 "--activation", "relu,leaky_relu", "--val", "0.25", "--max-iter", "2",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "held-out/pt" in text and "best held-out" in text
+    lines = out.read_text().splitlines()
+    assert len(lines) == 9 and lines[0].endswith("val_log_likelihood,val_per_point")
+    assert main(["select", "--latent-dim", "1,x"]) == 2
+    assert main(["select", "--activation", "tanh"]) == 2
+    assert main(["select", "--val", "2", "--n", "40"]) == 2
