@@ -151,6 +151,8 @@ def _state_from_arrays(path: Path, data: dict[str, Any], fingerprint: str,
     # checkpoints written before the sharded E-step: one shard of the default size, which is
     # that E-step itself bit for bit up to 2048 points (and a rounding-level change beyond)
     saved.setdefault("shard_size", _SHARD_SIZE_BEFORE)
+    # ... and before bias priors: none
+    saved.setdefault("bias_prior", None)
     diff = {k: (saved.get(k), v) for k, v in options.items() if saved.get(k) != v}
     if diff:
         raise CheckpointError(f"{path} was written with other options; differing (saved, now): "

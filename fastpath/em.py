@@ -33,9 +33,17 @@ when it does not decrease beyond rounding. With no weight prior the objective is
 The M-step formulas and their numerical treatment are in :mod:`fastpath._mstep`, the
 options in :mod:`fastpath._em_options` and the checkpoints in :mod:`fastpath._em_checkpoint`.
 
-Weight priors apply to the weight matrices W^1..W^L (not to the biases, the noise or
-Sigma_z). With a prior, EM maximises log p(X) + log p(W) (MAP); that objective is the
-monotone quantity and is reported in :attr:`EMResult.objective` beside the log-likelihood.
+Weight priors apply to the weight matrices W^1..W^L, bias priors (``bias_prior``, the same
+kinds) to the bias vectors v^1..v^L; neither to the noise or Sigma_z. With priors, EM
+maximises log p(X) + log p(W) + log p(v) (MAP); that objective is the monotone quantity and
+is reported in :attr:`EMResult.objective` beside the log-likelihood.
+
+``update=("biases", "noise")`` trains the biases of every layer with the weights fixed: the
+bias-only update of the authors' code (Balestriero et al. 2020, which solves each layer's
+bias in closed form from one E-step, first layer to last, under a Gaussian bias prior of
+variance 200, without a check of the likelihood). Here the last layer's bias is an exact ECM
+step and each inner layer's bias closed-form target is backtracked like a layer's (steps 1
+and 2 above, restricted to the bias column), so the objective is monotone as well.
 
 The unbounded likelihood (Mattei & Frellsen 2018): as a generator passes through data points
 the likelihood grows without bound as sigma^2 -> 0. The noise update is clipped at
@@ -145,6 +153,7 @@ def fit_em(
     noise: str | None = None,
     update_prior_cov: bool = False,
     weight_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
     noise_floor: float = 1e-6,
     ridge: float = DEFAULT_RIDGE,
     max_halvings: int = 12,
@@ -179,9 +188,11 @@ def fit_em(
         EM stops when (objective_k - objective_{k-1}) / N < tol (nats per point, as
         scikit-learn's mixtures). 0 runs all ``max_iter`` iterations unless an iteration
         makes no progress at all.
-    update : collection of {"layers", "last", "noise"}, default ("layers", "noise")
+    update : collection of {"layers", "last", "noise", "biases"}, default ("layers", "noise")
         What to train: "layers" all layers (last by ECM, inner by backtracked closed form),
-        "last" the last layer only, "noise" the noise variance.
+        "last" the last layer only, "noise" the noise variance, "biases" the bias vectors of
+        every layer with the weights fixed (module notes; with "last" the last layer's
+        weights are trained too, with "layers" it adds nothing).
     noise : {"isotropic", "diagonal"}, optional
         Noise model (default: the net's: isotropic if ``net.noise_var`` is a float).
     update_prior_cov : bool, default False
@@ -189,6 +200,9 @@ def fit_em(
     weight_prior : GaussianPrior, LaplacePrior, BoxPrior or None
         Prior on the weight matrices; EM then maximises log p(X) + log p(W). The initial
         weights must lie inside a box prior.
+    bias_prior : GaussianPrior, LaplacePrior, BoxPrior or None
+        Prior on the bias vectors of every layer (independent entries); EM then maximises
+        log p(X) + log p(W) + log p(v). The initial biases must lie inside a box prior.
     noise_floor : float, default 1e-6
         Lower bound of every noise variance (module notes); a value below
         :func:`fastpath._em_options.min_noise_floor` of the data (about (2e-15 max |x|)^2, the
@@ -259,7 +273,8 @@ def fit_em(
     net = check_net(net)
     opts = EMOptions.from_kwargs(
         max_iter=max_iter, tol=tol, update=update, noise=noise, update_prior_cov=update_prior_cov,
-        weight_prior=weight_prior, noise_floor=noise_floor, ridge=ridge, max_halvings=max_halvings,
+        weight_prior=weight_prior, bias_prior=bias_prior, noise_floor=noise_floor, ridge=ridge,
+        max_halvings=max_halvings,
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
         blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size)
@@ -291,7 +306,7 @@ class _Point:
     model: DGN
     P: Partition                   # the partition of pnet (and of model: same inner layers)
     st: EStepStatistics            # the E-step of model on P
-    obj: float                     # the exact log p(X) + log p(W) of model
+    obj: float                     # the exact log p(X) + log p(W) + log p(v) of model
     pnet: DGN                      # the net P was computed for
 
 
@@ -323,7 +338,8 @@ def _fit_loop(run: _Run, net: DGN) -> EMResult:
             cur, hit, ecm_gain, rejected = _exact_ecm_step(run, cur, it)
             t_next = state.t_next.copy()
             steps = np.full(net.n_layers - 1, np.nan)     # nan: not attempted
-            for l in range(net.n_layers - 2, -1, -1) if opts.train_layers else ():
+            inner = opts.train_layers or opts.train_biases
+            for l in range(net.n_layers - 2, -1, -1) if inner else ():
                 cur, t = _inner_layer_step(run, cur, l, float(t_next[l]))
                 steps[l] = 0.0 if t is None else t
                 if t is not None:
@@ -362,11 +378,17 @@ def _initial_model(net: DGN, opts: EMOptions) -> DGN:
         net = net.replace(noise_var=float(np.mean(nv)))
     elif noise == "diagonal" and net.isotropic_noise:
         net = net.replace(noise_var=np.array(nv))
-    prior = opts.weight_prior
-    if isinstance(prior, BoxPrior) and not math.isfinite(prior.log_density(net.weights)):
-        raise ValueError(f"the initial weights lie outside the box prior [-{prior.bound:g}, "
-                         f"{prior.bound:g}]; clip them first (np.clip)")
+    for prior, what, arrays in ((opts.weight_prior, "weights", net.weights),
+                                (opts.bias_prior, "biases", net.biases)):
+        if isinstance(prior, BoxPrior) and not math.isfinite(prior.log_density(arrays)):
+            raise ValueError(f"the initial {what} lie outside the box prior [-{prior.bound:g}, "
+                             f"{prior.bound:g}]; clip them first (np.clip)")
     return net
+
+
+def _log_priors(opts: EMOptions, net: DGN) -> float:
+    """log p(W) + log p(v) of ``net`` under the run's priors (0 without priors)."""
+    return log_prior(opts.weight_prior, net.weights) + log_prior(opts.bias_prior, net.biases)
 
 
 def _start(run: _Run, net: DGN) -> tuple[_State, _Point, float]:
@@ -387,7 +409,7 @@ def _start(run: _Run, net: DGN) -> tuple[_State, _Point, float]:
     st = run.estep.statistics(state.model, P)
     if not state.log_likelihood:
         state.log_likelihood.append(st.log_likelihood)
-        state.objective.append(st.log_likelihood + log_prior(opts.weight_prior, state.model.weights))
+        state.objective.append(st.log_likelihood + _log_priors(opts, state.model))
     return state, _Point(state.model, P, st, state.objective[-1], state.pnet), t_origin
 
 
@@ -398,17 +420,18 @@ def _exact_ecm_step(run: _Run, cur: _Point, it: int) -> tuple[_Point, bool, floa
     and whether the step was rejected (a decrease beyond :data:`ECM_RTOL`, with a warning).
     """
     opts = run.opts
-    if not (opts.train_last or opts.train_noise or opts.update_prior_cov):
+    if not (opts.train_last or opts.train_biases or opts.train_noise or opts.update_prior_cov):
         return cur, False, 0.0, False
-    cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last,
+    cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last or opts.train_biases,
                         noise_mode=run.noise if opts.train_noise else None,
                         update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
-                        floor=opts.noise_floor)
+                        floor=opts.noise_floor, bias_prior=opts.bias_prior,
+                        last_biases_only=not opts.train_last)
     if cand == cur.model:
         return cur, hit, 0.0, False
     # the partition depends on the inner layers only: the E-step of cand reuses it
     st_c = run.estep.statistics(cand, cur.P)
-    obj_c = st_c.log_likelihood + log_prior(opts.weight_prior, cand.weights)
+    obj_c = st_c.log_likelihood + _log_priors(opts, cand)
     gain = obj_c - cur.obj
     if obj_c >= cur.obj - ECM_RTOL * (abs(cur.obj) + run.N):
         return replace(cur, model=cand, st=st_c, obj=obj_c), hit, gain, False
@@ -426,12 +449,17 @@ def _inner_layer_step(run: _Run, cur: _Point, l: int, t0: float) -> tuple[_Point
     """
     opts = run.opts
     target, system = _inner_layer_target(cur.model, cur.st, cur.P, l, opts.weight_prior,
-                                         opts.ridge)
+                                         opts.ridge, bias_prior=opts.bias_prior,
+                                         biases_only=not opts.train_layers)
     Wt0 = _Wt(cur.model, l)
     d = target - Wt0
-    # the surrogate's predicted gain of the full step: nothing to try when it is below the
-    # rounding level of the objective
-    gain1 = system.surrogate(target.ravel()) - system.surrogate(Wt0.ravel())
+    # the surrogate's predicted gain of the full step, priors included (the target maximises
+    # their sum, and a shrinking step can lower the surrogate alone): nothing to try when it
+    # is below the rounding level of the objective
+    wp, bp = opts.priors
+    gain1 = (system.surrogate(target.ravel()) - system.surrogate(Wt0.ravel())
+             + log_prior(wp, [target[:, :-1]]) - log_prior(wp, [Wt0[:, :-1]])
+             + log_prior(bp, [target[:, -1]]) - log_prior(bp, [Wt0[:, -1]]))
     if not np.all(np.isfinite(d)) or not gain1 > _MIN_PREDICTED_GAIN * (abs(cur.obj) + run.N):
         return cur, None
     t = t0
@@ -451,7 +479,7 @@ def _trial_objective(run: _Run, trial: DGN, moments: bool
                      ) -> tuple[float, Partition | None, EStepStatistics | None]:
     """The exact objective of a trial net with its partition, and its E-step when
     ``moments``; -inf (and no partition) outside a box prior or beyond ``max_regions``."""
-    lp = log_prior(run.opts.weight_prior, trial.weights)
+    lp = _log_priors(run.opts, trial)
     if not math.isfinite(lp):
         return -math.inf, None, None
     try:
@@ -471,7 +499,7 @@ def _record_iteration(run: _Run, state: _State, cur: _Point, it: int, steps: Arr
 
     Returns what the callback receives and the per-point change of the objective.
     """
-    ll = float(cur.obj - log_prior(run.opts.weight_prior, cur.model.weights))
+    ll = float(cur.obj - _log_priors(run.opts, cur.model))
     prev = state.objective[-1]
     seconds = time.perf_counter() - t_it
     state.model, state.pnet, state.t_next = cur.model, cur.pnet, t_next
