@@ -19,6 +19,7 @@ from ._common import (
     MAX_LATENT_DIM,
     CLIError,
     add_force_arg,
+    check_jobs,
     parse_hidden_widths,
     write_columns_csv,
     write_json,
@@ -242,17 +243,6 @@ def _interrupted(plan: FitPlan) -> None:
               f"saved; start the run again with: dgn fit --resume {plan.run_dir}", file=sys.stderr)
 
 
-def _check_jobs(jobs: int | None) -> int | None:
-    from fastpath._threads import resolve_n_jobs
-
-    try:
-        resolve_n_jobs(jobs)
-    except (TypeError, ValueError) as exc:
-        msg = str(exc).replace("n_jobs", "the thread count").replace(" or None", "")
-        raise CLIError(f"--jobs: {msg}") from None
-    return jobs
-
-
 def _cluster_options(args: argparse.Namespace) -> tuple[int | None, str | None]:
     """(--workers, --scheduler), checked; Dask is imported only when one is given."""
     workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
@@ -302,7 +292,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..plotting import save_figure
 
-    jobs = _check_jobs(getattr(args, "jobs", None))
+    jobs = check_jobs(getattr(args, "jobs", None))
     cluster = _cluster_options(args)
     plan = plan_fit(args)          # every input error is raised here, before any file
     cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
