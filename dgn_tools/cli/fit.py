@@ -156,6 +156,9 @@ def add_parser(sub: Any) -> None:
                    help=f"lower bound of the noise variance, positive and below the data's "
                    f"variance (default {d['noise_floor']:g})")
     p.add_argument("--prior", help="weight prior: none, gaussian:VAR, laplace:SCALE or box:BOUND")
+    p.add_argument("--bias-prior", help="bias prior (every layer's bias vector): none, "
+                   "gaussian:VAR, laplace:SCALE or box:BOUND; the data are then fitted as given "
+                   "(centring or rescaling them would change what the prior means)")
     p.add_argument("--checkpoint-every", type=int,
                    help=f"write checkpoint.npz every this many iterations (default "
                    f"{d['checkpoint_every']})")
@@ -313,6 +316,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = fit_em(plan.net, plan.data, max_iter=cfg["max_iter"],
                          tol=cfg["tol"], noise=cfg["noise"], weight_prior=plan.prior,
+                         bias_prior=plan.bias_prior,
                          noise_floor=plan.noise_floor, seed=cfg["seed"], progress=not quiet,
                          checkpoint=run_dir / "checkpoint.npz",
                          checkpoint_every=cfg["checkpoint_every"], resume=plan.resume,
