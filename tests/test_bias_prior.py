@@ -228,3 +228,32 @@ def test_bad_bias_options(kw, exc, match):
     net, X = _setup(20)
     with pytest.raises(exc, match=match):
         E.fit_em(net, X, max_iter=1, **kw)
+
+
+# --------------------------------------------------------------------------- dgn fit
+def test_dgn_fit_bias_prior_is_used_saved_and_checked_on_resume(tmp_path, capsys):
+    from dgn_tools.cli import main
+
+    X = noisy_circle(80, seed=2)
+    np.save(tmp_path / "x.npy", X)
+    run = tmp_path / "run"
+    base = ["fit", "--data", str(tmp_path / "x.npy"), "--widths", "4", "--quiet"]
+    assert main([*base, "--max-iter", "2", "--bias-prior", "gaussian:0.01", "--out", str(run)]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["bias_prior"] == "gaussian:0.01"
+    # the reported objective is log p(X) + log p(v) of the saved model (the data are fitted
+    # as given under a bias prior, so no change of units enters)
+    model = DGN.load(run / "model.npz")
+    hist = np.genfromtxt(run / "history.csv", delimiter=",", names=True)
+    exact = _objective(model, X, None, GaussianPrior(0.01))
+    assert hist["objective"][-1] == pytest.approx(exact, rel=1e-9)
+    capsys.readouterr()
+    assert main(["fit", "--resume", str(run), "--bias-prior", "gaussian:1", "--max-iter", "3"]) == 2
+    assert "conflicts" in capsys.readouterr().err
+    # a run folder written before --bias-prior existed resumes (no bias prior)
+    old = tmp_path / "old"
+    assert main([*base, "--max-iter", "1", "--out", str(old)]) == 0
+    cfg = json.loads((old / "config.json").read_text())
+    del cfg["bias_prior"]
+    (old / "config.json").write_text(json.dumps(cfg))
+    assert main(["fit", "--resume", str(old), "--max-iter", "2", "--quiet"]) == 0
