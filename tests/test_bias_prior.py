@@ -38,7 +38,7 @@ from dgn_core.exceptions import CheckpointError
 from dgn_core.priors import BoxPrior, GaussianPrior, LaplacePrior, log_prior
 from fastpath import _mstep as MS
 from fastpath import em as E
-from fastpath.em import _e_step, _partition
+from fastpath._em_step import _e_step, _partition
 from verified_dgn import DGN
 
 
