@@ -17,7 +17,9 @@ What is checked, and against what:
   with Gaussian priors on both weights and bias against np.linalg.solve of the normal
   equations written out here (1e-10 relative: two solves of the same small system); the
   inner layer's bias-only target against the dense system restricted to the bias entries
-  (1e-9 relative: eigen/Cholesky solves of a system of condition ~1e4).
+  (1e-9 relative: eigen/Cholesky solves of a system of condition ~1e4), and against the
+  authors' bias update (Balestriero et al. 2020, their code's ``update_vs``) written out from
+  per-point posterior moments and per-region maps in slow loops (1e-9 relative).
 * Checkpoints written before bias priors existed (no ``bias_prior`` recorded) resume, bit for
   bit equal to an uninterrupted run; a checkpoint with another bias prior is refused.
 * Validation: the option's type and the box check of the initial biases.
@@ -195,6 +197,47 @@ def test_inner_bias_target_is_the_restricted_dense_solve(bias_prior):
         ref = x0[:, -1] + np.linalg.solve(A, g)
         np.testing.assert_allclose(target[:, -1], ref, rtol=1e-9,
                                    atol=1e-12 * np.abs(ref).max())
+
+
+def _authors_bias_update(net: DGN, X: np.ndarray, l: int, var: float) -> np.ndarray:
+    """The bias update of layer l (0-based, weights fixed) as the authors' code writes it,
+    from per-point posterior moments and per-region maps in slow loops:
+    v = [sum_{n,w} e0 F_w^T S^-1 F_w + I / var]^-1 sum_{n,w} F_w^T S^-1 (x_n e0 - A_w e1
+    - (b_w - F_w v_l) e0), F_w the map from layer l's pre-activation to the output."""
+    P = fastpath.partition(net)
+    post = fastpath.posterior(net, X, partition=P)
+    inv = 1.0 / net.noise_var_vector
+    Dl = net.widths[l + 1]
+    lhs, rhs = np.eye(Dl) / var, np.zeros(Dl)
+    hidden = np.cumsum([0, *net.hidden_widths])
+    for w, region in enumerate(P):
+        signs = np.asarray(region.signs)
+        F = np.eye(net.data_dim)
+        for k in range(net.n_layers - 1, l, -1):   # W^L D^{L-1} ... W^{l+2} D^{l+1}
+            d = np.where(signs[hidden[k - 1]:hidden[k]] > 0, 1.0, net.slope)
+            F = F @ net.weights[k] * d[None, :]
+        A, b = np.asarray(region.A, dtype=float), np.asarray(region.b, dtype=float)
+        b_rest = b - F @ net.biases[l]
+        for n in range(X.shape[0]):
+            e0, e1 = post.e0[n, w], post.e1[n, w]
+            lhs += e0 * (F.T * inv) @ F
+            rhs += (F.T * inv) @ (X[n] * e0 - A @ e1 - b_rest * e0)
+    return np.linalg.solve(lhs, rhs)
+
+
+@pytest.mark.parametrize("l", [0, 1])
+def test_inner_bias_target_is_the_authors_update(l):
+    # the authors' code solves each layer's bias from one E-step with a Gaussian bias prior
+    # (ridge N / 200, i.e. var = 200 / N): with ridge = 0 the target is that update exactly
+    # (1e-9 relative: two solves of one system of condition ~1e3-1e5, summed differently)
+    net, X = _setup(40)
+    var = 200.0 / X.shape[0]
+    P = _partition(net, 100_000)
+    st = _e_step(net, X, P)
+    target, _ = MS._inner_layer_target(net, st, P, l, None, 0.0,
+                                       bias_prior=GaussianPrior(var), biases_only=True)
+    ref = _authors_bias_update(net, X, l, var)
+    np.testing.assert_allclose(target[:, -1], ref, rtol=1e-9, atol=1e-12 * np.abs(ref).max())
 
 
 # --------------------------------------------------------------------------- checkpoints
