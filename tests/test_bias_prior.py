@@ -97,6 +97,22 @@ def test_monotone_with_weight_and_bias_priors(weight_prior, bias_prior):
     assert res.objective[-1] == pytest.approx(exact, rel=1e-9)
 
 
+@pytest.mark.parametrize("widths,act,n,iters", [
+    ((1, 4, 2), "relu", 100, 4),
+    ((1, 6, 5, 4, 2), "abs", 100, 3),
+    ((2, 6, 6, 3), "leaky_relu", 50, 2),       # S = 2: the compiled E-step
+])
+def test_monotone_bias_only_architectures(widths, act, n, iters):
+    net = DGN.random(widths, activation=act, slope=0.2 if act == "leaky_relu" else None,
+                     seed=4, noise_var=0.1)
+    X = net.replace(biases=[v + 0.5 for v in net.biases]).sample(n, seed=5)[0]
+    for prior in (None, GaussianPrior(0.5)):
+        res = _fit(net, X, update=("biases", "noise"), bias_prior=prior, max_iter=iters)
+        _assert_monotone(res)
+        for W0, W in zip(net.weights, res.model.weights):
+            np.testing.assert_array_equal(W, W0)
+
+
 @pytest.mark.parametrize("update", [("layers", "noise"), ("biases", "noise")])
 @pytest.mark.parametrize("bias_prior", [GaussianPrior(1e-3), LaplacePrior(0.01)],
                          ids=lambda p: p.describe())
