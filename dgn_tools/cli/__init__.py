@@ -4,7 +4,8 @@
     dgn check     [--list] [NAME ...] [MODEL.npz | --random WIDTHS] [--thorough]
     dgn posterior [MODEL.npz | --random WIDTHS] [--point X1,X2] [--exact] [--out FILE.png] [--force]
     dgn fit       [--data circle|cosine|FILE] [--widths 8,8] [--latent-dim S] [--out DIR]
-                  [--resume DIR] [--force] ...   (no arguments: the main job, EM on the circle)
+                  [--prior P] [--bias-prior P] [--resume DIR] [--force] ...
+                  (no arguments: the main job, EM on the circle)
     dgn select    [--data ...] [--candidates '4;8;8,8'] [--out FILE.csv] [--force]
     dgn score     MODEL DATA [--top K] [--out FILE.csv] [--plot FILE.png] [--force]
                   (exact log p(x) per point, anomaly ranking)
