@@ -33,9 +33,17 @@ when it does not decrease beyond rounding. With no weight prior the objective is
 The M-step formulas and their numerical treatment are in :mod:`fastpath._mstep`, the
 options in :mod:`fastpath._em_options` and the checkpoints in :mod:`fastpath._em_checkpoint`.
 
-Weight priors apply to the weight matrices W^1..W^L (not to the biases, the noise or
-Sigma_z). With a prior, EM maximises log p(X) + log p(W) (MAP); that objective is the
-monotone quantity and is reported in :attr:`EMResult.objective` beside the log-likelihood.
+Weight priors apply to the weight matrices W^1..W^L, bias priors (``bias_prior``, the same
+kinds) to the bias vectors v^1..v^L; neither to the noise or Sigma_z. With priors, EM
+maximises log p(X) + log p(W) + log p(v) (MAP); that objective is the monotone quantity and
+is reported in :attr:`EMResult.objective` beside the log-likelihood.
+
+``update=("biases", "noise")`` trains the biases of every layer with the weights fixed: the
+bias-only update of the authors' code (Balestriero et al. 2020, which solves each layer's
+bias in closed form from one E-step, first layer to last, under a Gaussian bias prior of
+variance 200, without a check of the likelihood). Here the last layer's bias is an exact ECM
+step and each inner layer's bias closed-form target is backtracked like a layer's (steps 1
+and 2 above, restricted to the bias column), so the objective is monotone as well.
 
 The unbounded likelihood (Mattei & Frellsen 2018): as a generator passes through data points
 the likelihood grows without bound as sigma^2 -> 0. The noise update is clipped at
@@ -70,7 +78,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dgn_core.data import check_data
 from dgn_core.exceptions import ConvergenceWarning, RegionLimitError
 from dgn_core.model import DGN
 from dgn_core.priors import (
@@ -88,19 +95,14 @@ from ._em_checkpoint import _consistent, _read_checkpoint, _State, _write_checkp
 from ._em_options import (
     DEFAULT_RIDGE,
     EMOptions,
-    check_option,
-    min_noise_floor,
     noise_floor_of_max,
     warn_if_far_from_mean,
 )
 from ._em_result import EMIteration, EMResult
+from ._em_step import _partition, em_step, log_likelihood_gradient
 from ._mstep import (
     _ecm,
-    _inner_gradient,
     _inner_layer_target,
-    _layer_moments,
-    _output_map,
-    _sweep_maps,
     _with_layer,
     _Wt,
 )
@@ -146,6 +148,7 @@ def fit_em(
     noise: str | None = None,
     update_prior_cov: bool = False,
     weight_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
     noise_floor: float = 1e-6,
     ridge: float = DEFAULT_RIDGE,
     max_halvings: int = 12,
@@ -184,9 +187,11 @@ def fit_em(
         EM stops when (objective_k - objective_{k-1}) / N < tol (nats per point, as
         scikit-learn's mixtures). 0 runs all ``max_iter`` iterations unless an iteration
         makes no progress at all.
-    update : collection of {"layers", "last", "noise"}, default ("layers", "noise")
+    update : collection of {"layers", "last", "noise", "biases"}, default ("layers", "noise")
         What to train: "layers" all layers (last by ECM, inner by backtracked closed form),
-        "last" the last layer only, "noise" the noise variance.
+        "last" the last layer only, "noise" the noise variance, "biases" the bias vectors of
+        every layer with the weights fixed (module notes; with "last" the last layer's
+        weights are trained too, with "layers" it adds nothing).
     noise : {"isotropic", "diagonal"}, optional
         Noise model (default: the net's: isotropic if ``net.noise_var`` is a float).
     update_prior_cov : bool, default False
@@ -194,6 +199,9 @@ def fit_em(
     weight_prior : GaussianPrior, LaplacePrior, BoxPrior or None
         Prior on the weight matrices; EM then maximises log p(X) + log p(W). The initial
         weights must lie inside a box prior.
+    bias_prior : GaussianPrior, LaplacePrior, BoxPrior or None
+        Prior on the bias vectors of every layer (independent entries); EM then maximises
+        log p(X) + log p(W) + log p(v). The initial biases must lie inside a box prior.
     noise_floor : float, default 1e-6
         Lower bound of every noise variance (module notes); a value below
         :func:`fastpath._em_options.min_noise_floor` of the data (about (2e-15 max |x|)^2, the
@@ -291,7 +299,8 @@ def fit_em(
     net = check_net(net)
     opts = EMOptions.from_kwargs(
         max_iter=max_iter, tol=tol, update=update, noise=noise, update_prior_cov=update_prior_cov,
-        weight_prior=weight_prior, noise_floor=noise_floor, ridge=ridge, max_halvings=max_halvings,
+        weight_prior=weight_prior, bias_prior=bias_prior, noise_floor=noise_floor, ridge=ridge,
+        max_halvings=max_halvings,
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
         blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size,
@@ -326,7 +335,7 @@ class _Point:
     model: DGN
     P: Partition                   # the partition of pnet (and of model: same inner layers)
     st: EStepStatistics            # the E-step of model on P
-    obj: float                     # the exact log p(X) + log p(W) of model
+    obj: float                     # the exact log p(X) + log p(W) + log p(v) of model
     pnet: DGN                      # the net P was computed for
 
 
@@ -391,7 +400,8 @@ def _fit_loop(run: _Run, net: DGN) -> EMResult:
             cur, hit, ecm_gain, rejected = _exact_ecm_step(run, cur, it)
             t_next = state.t_next.copy()
             steps = np.full(net.n_layers - 1, np.nan)     # nan: not attempted
-            for l in range(net.n_layers - 2, -1, -1) if opts.train_layers else ():
+            inner = opts.train_layers or opts.train_biases
+            for l in range(net.n_layers - 2, -1, -1) if inner else ():
                 cur, t = _inner_layer_step(run, cur, l, float(t_next[l]))
                 steps[l] = 0.0 if t is None else t
                 if t is not None:
@@ -432,11 +442,17 @@ def _initial_model(net: DGN, opts: EMOptions) -> DGN:
         net = net.replace(noise_var=float(np.mean(nv)))
     elif noise == "diagonal" and net.isotropic_noise:
         net = net.replace(noise_var=np.array(nv))
-    prior = opts.weight_prior
-    if isinstance(prior, BoxPrior) and not math.isfinite(prior.log_density(net.weights)):
-        raise ValueError(f"the initial weights lie outside the box prior [-{prior.bound:g}, "
-                         f"{prior.bound:g}]; clip them first (np.clip)")
+    for prior, what, arrays in ((opts.weight_prior, "weights", net.weights),
+                                (opts.bias_prior, "biases", net.biases)):
+        if isinstance(prior, BoxPrior) and not math.isfinite(prior.log_density(arrays)):
+            raise ValueError(f"the initial {what} lie outside the box prior [-{prior.bound:g}, "
+                             f"{prior.bound:g}]; clip them first (np.clip)")
     return net
+
+
+def _log_priors(opts: EMOptions, net: DGN) -> float:
+    """log p(W) + log p(v) of ``net`` under the run's priors (0 without priors)."""
+    return log_prior(opts.weight_prior, net.weights) + log_prior(opts.bias_prior, net.biases)
 
 
 def _start(run: _Run, net: DGN) -> tuple[_State, _Point, float]:
@@ -457,7 +473,7 @@ def _start(run: _Run, net: DGN) -> tuple[_State, _Point, float]:
     st = run.estep.statistics(state.model, P)
     if not state.log_likelihood:
         state.log_likelihood.append(st.log_likelihood)
-        state.objective.append(st.log_likelihood + log_prior(opts.weight_prior, state.model.weights))
+        state.objective.append(st.log_likelihood + _log_priors(opts, state.model))
         if run.val is not None:
             state.val_log_likelihood.append(run.val.log_likelihood(state.model, P))
             state.best_model = state.model
@@ -471,17 +487,18 @@ def _exact_ecm_step(run: _Run, cur: _Point, it: int) -> tuple[_Point, bool, floa
     and whether the step was rejected (a decrease beyond :data:`ECM_RTOL`, with a warning).
     """
     opts = run.opts
-    if not (opts.train_last or opts.train_noise or opts.update_prior_cov):
+    if not (opts.train_last or opts.train_biases or opts.train_noise or opts.update_prior_cov):
         return cur, False, 0.0, False
-    cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last,
+    cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last or opts.train_biases,
                         noise_mode=run.noise if opts.train_noise else None,
                         update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
-                        floor=opts.noise_floor)
+                        floor=opts.noise_floor, bias_prior=opts.bias_prior,
+                        last_biases_only=not opts.train_last)
     if cand == cur.model:
         return cur, hit, 0.0, False
     # the partition depends on the inner layers only: the E-step of cand reuses it
     st_c = run.estep.statistics(cand, cur.P)
-    obj_c = st_c.log_likelihood + log_prior(opts.weight_prior, cand.weights)
+    obj_c = st_c.log_likelihood + _log_priors(opts, cand)
     gain = obj_c - cur.obj
     if obj_c >= cur.obj - ECM_RTOL * (abs(cur.obj) + run.N):
         return replace(cur, model=cand, st=st_c, obj=obj_c), hit, gain, False
@@ -499,12 +516,17 @@ def _inner_layer_step(run: _Run, cur: _Point, l: int, t0: float) -> tuple[_Point
     """
     opts = run.opts
     target, system = _inner_layer_target(cur.model, cur.st, cur.P, l, opts.weight_prior,
-                                         opts.ridge)
+                                         opts.ridge, bias_prior=opts.bias_prior,
+                                         biases_only=not opts.train_layers)
     Wt0 = _Wt(cur.model, l)
     d = target - Wt0
-    # the surrogate's predicted gain of the full step: nothing to try when it is below the
-    # rounding level of the objective
-    gain1 = system.surrogate(target.ravel()) - system.surrogate(Wt0.ravel())
+    # the surrogate's predicted gain of the full step, priors included (the target maximises
+    # their sum, and a shrinking step can lower the surrogate alone): nothing to try when it
+    # is below the rounding level of the objective
+    wp, bp = opts.priors
+    gain1 = (system.surrogate(target.ravel()) - system.surrogate(Wt0.ravel())
+             + log_prior(wp, [target[:, :-1]]) - log_prior(wp, [Wt0[:, :-1]])
+             + log_prior(bp, [target[:, -1]]) - log_prior(bp, [Wt0[:, -1]]))
     if not np.all(np.isfinite(d)) or not gain1 > _MIN_PREDICTED_GAIN * (abs(cur.obj) + run.N):
         return cur, None
     t = t0
@@ -524,7 +546,7 @@ def _trial_objective(run: _Run, trial: DGN, moments: bool
                      ) -> tuple[float, Partition | None, EStepStatistics | None]:
     """The exact objective of a trial net with its partition, and its E-step when
     ``moments``; -inf (and no partition) outside a box prior or beyond ``max_regions``."""
-    lp = log_prior(run.opts.weight_prior, trial.weights)
+    lp = _log_priors(run.opts, trial)
     if not math.isfinite(lp):
         return -math.inf, None, None
     try:
@@ -545,7 +567,7 @@ def _record_iteration(run: _Run, state: _State, cur: _Point, it: int, steps: Arr
 
     Returns what the callback receives and the per-point change of the objective.
     """
-    ll = float(cur.obj - log_prior(run.opts.weight_prior, cur.model.weights))
+    ll = float(cur.obj - _log_priors(run.opts, cur.model))
     prev = state.objective[-1]
     seconds = time.perf_counter() - t_it
     state.model, state.pnet, state.t_next = cur.model, cur.pnet, t_next
@@ -615,122 +637,3 @@ def _result(run: _Run, state: _State, stopped: bool) -> EMResult:
         val_log_likelihood=list(state.val_log_likelihood),
         n_val_points=0 if run.val is None else run.val.n_points,
         best_iteration=state.best_iteration, early_stopped=state.early_stopped)
-
-
-# =========================================================================== E-step glue
-def _e_step(net: DGN, X: Arr, P: Partition) -> EStepStatistics:
-    from .distributions import estep_statistics
-    return estep_statistics(net, X, partition=P)
-
-
-def _partition(net: DGN, max_regions: int) -> Partition:
-    from .partition_walk import partition
-    return partition(net, max_regions=max_regions)
-
-
-# =========================================================================== one step, gradient
-def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_cov: bool = False,
-            weight_prior: Prior | None = None, noise_floor: float = 0.0, ridge: float = DEFAULT_RIDGE,
-            partition: Partition | None = None) -> tuple[DGN, dict[str, Any]]:
-    """One M-step from one E-step at ``net``: the fast counterpart of
-    :func:`verified_dgn.em.em_step` (same semantics; compared in tests/test_em_exact.py).
-
-    From the E-step at theta = ``net``:
-
-    * the last layer by its exact ECM update, then the noise given the new last layer (exact
-      ECM, clipped at ``noise_floor``), then Sigma_z with ``update_prior_cov``;
-    * for every inner layer l, the closed-form target of docs/DESIGN.md §2.5's Kronecker system with
-      all other parameters at theta (the full step t = 1 that :func:`fit_em` backtracks).
-
-    Parameters
-    ----------
-    net : DGN
-    X : array_like, shape (N, D)
-    noise : {"isotropic", "diagonal"}, optional
-        Default: the net's noise model.
-    update_prior_cov : bool
-    weight_prior : GaussianPrior, LaplacePrior, BoxPrior or None
-    noise_floor : float, default 0
-        Raised to ``min_noise_floor(X)`` when below it (as in :func:`fit_em`).
-    ridge : float
-        Proximal ridge of the inner systems (relative to their mean diagonal).
-    partition : Partition, optional
-        ``fastpath.partition(net)``.
-
-    Returns
-    -------
-    new_net : DGN
-        ``net`` with the ECM updates (last layer, noise, Sigma_z); inner layers unchanged.
-    info : dict
-        ``log_likelihood`` (exact log p(X) at theta); ``last_layer`` (W (D, D_{L-1}),
-        v (D,)); ``noise_var``; ``prior_cov`` (S, S) or None; ``inner`` list over l = 1..L-1
-        of (W_l, v_l) targets; ``inner_system`` list of (M, r) (row-major vec of [W_l, v_l]);
-        ``noise_floor_hit``.
-    """
-    net = check_net(net)
-    X = check_data(X, dim=net.data_dim)
-    noise = check_option("noise", noise)
-    if noise is None:
-        noise = "isotropic" if net.isotropic_noise else "diagonal"
-    prior = check_option("weight_prior", weight_prior)
-    floor = max(check_option("noise_floor", noise_floor), min_noise_floor(X))
-    ridge = check_option("ridge", ridge)
-    P = partition if partition is not None else _partition(net, 100_000)
-    st = _e_step(net, X, P)
-    new, hit, _ = _ecm(net, st, P, last=True, noise_mode=noise,
-                       update_prior_cov=bool(update_prior_cov), prior=prior, floor=floor)
-    inner, systems = [], []
-    for l in range(net.n_layers - 1):
-        target, system = _inner_layer_target(net, st, P, l, prior, ridge)
-        inner.append((target[:, :-1], target[:, -1]))
-        systems.append((system.dense(), system.r))
-    info = {"log_likelihood": st.log_likelihood,
-            "last_layer": (np.array(new.weights[-1]), np.array(new.biases[-1])),
-            "noise_var": new.noise_var,
-            "prior_cov": np.array(new.prior_cov) if update_prior_cov else None,
-            "inner": inner, "inner_system": systems, "noise_floor_hit": hit}
-    return new, info
-
-
-def log_likelihood_gradient(net: DGN, X: ArrayLike, *, partition: Partition | None = None
-                            ) -> tuple[float, dict[str, Any]]:
-    """The exact log p(X) and its gradient with respect to every weight, bias and the noise.
-
-    By Fisher's identity, grad log p(x) = E_{p(z|x)}[grad log p(x, z)], exact here because
-    the posterior moments are exact; on region w, log p(x | z) is a quadratic in the
-    parameters of every layer with the activation pattern frozen (it is constant near almost
-    every z), so the gradient is that of the frozen-activation Q function at theta:
-    r - M vec([W^l, v^l]) for layer l (docs/DESIGN.md §2.5), and for the noise
-    d/d sigma_d^2 = -N / (2 sigma_d^2) + sum_n E[(x_n - g(z))_d^2 | x_n] / (2 sigma_d^4).
-
-    Parameters
-    ----------
-    net : DGN
-    X : array_like, shape (N, D)
-    partition : Partition, optional
-
-    Returns
-    -------
-    log_likelihood : float
-    grads : dict
-        ``weights``: list of (D_l, D_{l-1}) arrays; ``biases``: list of (D_l,) arrays;
-        ``noise_var``: float (isotropic net) or (D,) array (diagonal). The gradient with
-        respect to Sigma_z is not computed.
-    """
-    net = check_net(net)
-    X = check_data(X, dim=net.data_dim)
-    P = partition if partition is not None else _partition(net, 100_000)
-    st = _e_step(net, X, P)
-    sw = _sweep_maps(net, P)
-    nv = np.asarray(net.noise_var_vector, dtype=np.float64)
-    gW, gv = [], []
-    for l in range(net.n_layers):
-        Pl, pl = sw.inputs[l]
-        H, Xeta, eta = _layer_moments(Pl, pl, st)
-        F, c = _output_map(net, sw.slopes, l, sw.R)
-        g = _inner_gradient(F, c, H, Xeta, eta, 1.0 / nv, _Wt(net, l))
-        gW.append(g[:, :-1])
-        gv.append(g[:, -1])
-    gn = -0.5 * st.n / nv + 0.5 * st.resid2 / (nv * nv)
-    return st.log_likelihood, {"weights": gW, "biases": gv,
-                               "noise_var": float(gn.sum()) if net.isotropic_noise else gn}

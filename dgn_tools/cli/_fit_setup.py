@@ -33,9 +33,9 @@ FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
 #: that an option given on the command line can be told from a default
 OPTION_DEFAULTS: dict[str, Any] = {
     **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
-    "noise_floor": 1e-6, "prior": "none", "checkpoint_every": 10, "standardize": True,
-    "stream": False, "shard_size": 2048, "val": None, "n_iter_no_change": None, "n_init": 1,
-    "init": None}
+    "noise_floor": 1e-6, "prior": "none", "bias_prior": "none", "checkpoint_every": 10,
+    "standardize": True, "stream": False, "shard_size": 2048, "val": None,
+    "n_iter_no_change": None, "n_init": 1, "init": None}
 #: rows of streamed data kept in memory for the figures (evenly spread blocks)
 _PLOT_ROWS = 10_000
 #: the files of a run folder
@@ -62,14 +62,20 @@ class FitPlan:
     scaling: Scaling
     net: DGN
     prior: Any
+    bias_prior: Any
     noise_floor: float          # in the transformed data's units
     stale: list[Path]           # files of an earlier run that --force replaces
     X_val: np.ndarray | None = None      # held-out data (--val), in the data's units
     init: DGN | None = None              # the --init model, in the transformed data's units
 
 
+#: the settings that hold a prior's text form
+_PRIOR_KEYS = ("prior", "bias_prior")
+
+
 def parse_prior(text: str) -> Any:
-    """The weight prior of ``--prior`` (:func:`dgn_core.priors.parse_prior`)."""
+    """The weight prior of ``--prior`` or the bias prior of ``--bias-prior``
+    (:func:`dgn_core.priors.parse_prior`)."""
     from dgn_core.priors import parse_prior as parse
 
     return check_option(parse, text)
@@ -84,7 +90,7 @@ def _show(key: str, value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) if value else "none"
     if value is None:
-        return "none" if key == "prior" else "(default)"
+        return "none" if key in _PRIOR_KEYS else "(default)"
     return str(value)
 
 
@@ -102,13 +108,14 @@ def _new_config(args: argparse.Namespace) -> dict[str, Any]:
     cfg = {**OPTION_DEFAULTS, **_given(args)}
     cfg["widths"] = list(cfg["widths"])
     # kept as given (a described prior rounds its parameter to 6 digits)
-    cfg["prior"] = None if parse_prior(cfg["prior"]) is None else cfg["prior"].strip()
+    for key in _PRIOR_KEYS:
+        cfg[key] = None if parse_prior(cfg[key]) is None else cfg[key].strip()
     return cfg
 
 
 def _same_setting(key: str, saved: Any, given: Any) -> bool:
-    if key == "prior":
-        return bool(parse_prior(given) == parse_prior(saved))
+    if key in _PRIOR_KEYS:
+        return bool(parse_prior(given) == parse_prior(saved or "none"))
     if key == "data" and saved is not None and Path(saved).is_file() and Path(given).is_file():
         return os.path.samefile(saved, given)
     if isinstance(saved, float) or isinstance(given, float):
@@ -121,7 +128,8 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "data": (str,), "n": (int,), "data_seed": (int,), "latent_dim": (int,), "widths": (list,),
     "activation": (str,), "slope": (int, float), "seed": (int,), "noise": (str,),
     "noise_var": (int, float, type(None)), "noise_floor": (int, float),
-    "prior": (str, type(None)), "tol": (int, float), "max_iter": (int,),
+    "prior": (str, type(None)), "bias_prior": (str, type(None)), "tol": (int, float),
+    "max_iter": (int,),
     "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
     "shard_size": (int,), "val": (str, int, float, type(None)),
     "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None))}
@@ -164,6 +172,8 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     # ... and before held-out data, early stopping and several starts
     for key in ("val", "n_iter_no_change", "n_init", "init"):
         saved.setdefault(key, OPTION_DEFAULTS[key])
+    # ... and runs written before bias priors had none
+    saved.setdefault("bias_prior", None)
     _check_saved_types(saved, cfg_path)
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
@@ -225,12 +235,15 @@ def _check_noise(cfg: dict[str, Any], max_abs: float, spread: float, what: str) 
     return float(nv0)
 
 
-def _check_prior(prior: Any, net: DGN, cfg: dict[str, Any]) -> None:
+def _check_prior(prior: Any, net: DGN, cfg: dict[str, Any], key: str = "prior") -> None:
+    """A box prior must hold the initial weights (``key`` "prior") or biases ("bias_prior")."""
     from dgn_core.priors import BoxPrior
 
-    if isinstance(prior, BoxPrior) and not np.isfinite(prior.log_density(net.weights)):
-        top = max(float(np.max(np.abs(W))) for W in net.weights)
-        raise CLIError(f"--prior {cfg['prior']}: the initial weights (seed {cfg['seed']}) reach "
+    arrays = net.weights if key == "prior" else net.biases
+    if isinstance(prior, BoxPrior) and not np.isfinite(prior.log_density(arrays)):
+        top = max(float(np.max(np.abs(W))) for W in arrays)
+        what = "weights" if key == "prior" else "biases"
+        raise CLIError(f"{_option(key)} {cfg[key]}: the initial {what} (seed {cfg['seed']}) reach "
                        f"{top:.3g}, outside the box; use a bound of at least {top:.3g}")
 
 
@@ -286,9 +299,13 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
                        f"have {X.shape[1]}")
     nv0 = _check_noise(cfg, max_abs, spread, what)
     prior = parse_prior(cfg["prior"] or "none")
-    # with a weight prior only centring keeps the objective unchanged
-    scaling = fit_scaling(mean, spread, scale=prior is None) if cfg["standardize"] else \
-        Scaling(shift=np.zeros(X.shape[1]), scale=1.0)
+    bias_prior = parse_prior(cfg.get("bias_prior") or "none")
+    # with a weight prior only centring keeps the objective unchanged; with a bias prior
+    # neither does (centring moves the last bias by the data's mean)
+    if cfg["standardize"] and bias_prior is None:
+        scaling = fit_scaling(mean, spread, scale=prior is None)
+    else:
+        scaling = Scaling(shift=np.zeros(X.shape[1]), scale=1.0)
     data = scaling.apply(X) if stream is None else ScaledSource(stream, scaling)
     D = X.shape[1]
     init = _init_model(cfg, D, {} if resume else _given(args))
@@ -302,10 +319,11 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
                      slope=cfg["slope"] if cfg["activation"] == "leaky_relu" else None,
                      seed=cfg["seed"], noise_var=noise_var)
     _check_prior(prior, net if init is None else init, cfg)
+    _check_prior(bias_prior, net if init is None else init, cfg, "bias_prior")
     return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, data=data,
                    n_points=X.shape[0] if stream is None else stream.n_points, what=what,
-                   scaling=scaling, net=net, prior=prior, noise_floor=cfg["noise_floor"] / s2,
-                   stale=stale, X_val=X_val,
+                   scaling=scaling, net=net, prior=prior, bias_prior=bias_prior,
+                   noise_floor=cfg["noise_floor"] / s2, stale=stale, X_val=X_val,
                    init=None if init is None else scaling.to_scaled(init))
 
 

@@ -19,6 +19,7 @@ from ._common import (
     MAX_LATENT_DIM,
     CLIError,
     add_force_arg,
+    check_jobs,
     parse_hidden_widths,
     write_columns_csv,
     write_json,
@@ -160,6 +161,9 @@ def add_parser(sub: Any) -> None:
                    help=f"lower bound of the noise variance, positive and below the data's "
                    f"variance (default {d['noise_floor']:g})")
     p.add_argument("--prior", help="weight prior: none, gaussian:VAR, laplace:SCALE or box:BOUND")
+    p.add_argument("--bias-prior", help="bias prior (every layer's bias vector): none, "
+                   "gaussian:VAR, laplace:SCALE or box:BOUND; the data are then fitted as given "
+                   "(centring or rescaling them would change what the prior means)")
     p.add_argument("--checkpoint-every", type=int,
                    help=f"write checkpoint.npz every this many iterations (default "
                    f"{d['checkpoint_every']})")
@@ -285,17 +289,6 @@ def _interrupted(plan: FitPlan) -> None:
               f"saved; start the run again with: dgn fit --resume {plan.run_dir}", file=sys.stderr)
 
 
-def _check_jobs(jobs: int | None) -> int | None:
-    from fastpath._threads import resolve_n_jobs
-
-    try:
-        resolve_n_jobs(jobs)
-    except (TypeError, ValueError) as exc:
-        msg = str(exc).replace("n_jobs", "the thread count").replace(" or None", "")
-        raise CLIError(f"--jobs: {msg}") from None
-    return jobs
-
-
 def _cluster_options(args: argparse.Namespace) -> tuple[int | None, str | None]:
     """(--workers, --scheduler), checked; Dask is imported only when one is given."""
     workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
@@ -345,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..plotting import save_figure
 
-    jobs = _check_jobs(getattr(args, "jobs", None))
+    jobs = check_jobs(getattr(args, "jobs", None))
     cluster = _cluster_options(args)
     plan = plan_fit(args)          # every input error is raised here, before any file
     cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
@@ -366,6 +359,7 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = fit_em(plan.net, plan.data, max_iter=cfg["max_iter"],
                          tol=cfg["tol"], noise=cfg["noise"], weight_prior=plan.prior,
+                         bias_prior=plan.bias_prior,
                          noise_floor=plan.noise_floor, seed=cfg["seed"], progress=not quiet,
                          checkpoint=run_dir / "checkpoint.npz",
                          checkpoint_every=cfg["checkpoint_every"], resume=plan.resume,
