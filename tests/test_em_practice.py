@@ -237,3 +237,18 @@ def test_dgn_select_grid_and_held_out(tmp_path, capsys):
     assert main(["select", "--latent-dim", "1,x"]) == 2
     assert main(["select", "--activation", "tanh"]) == 2
     assert main(["select", "--val", "2", "--n", "40"]) == 2
+
+
+def test_dgn_fit_update_option(tmp_path, capsys):
+    from dgn_tools.cli import main
+
+    out = tmp_path / "b"
+    assert main(["fit", "--n", "80", "--max-iter", "3", "--update", "biases,noise",
+                 "--no-standardize", "--out", str(out), "--quiet"]) == 0
+    model = DGN.load(out / "model.npz")
+    init = DGN.random((1, 8, 8, 2), activation="leaky_relu", slope=0.1, seed=0)
+    for W, W0 in zip(model.weights, init.weights):  # the bias-only update keeps every weight
+        np.testing.assert_array_equal(W, W0)
+    assert any(not np.array_equal(v, v0) for v, v0 in zip(model.biases, init.biases))
+    assert main(["fit", "--n", "80", "--update", "weights", "--out", str(tmp_path / "x")]) == 2
+    assert "--update" in capsys.readouterr().err

@@ -24,7 +24,8 @@ from dgn_core.validation import check_int, check_nonnegative
 from ._common import CLIError, check_latent_dim, check_option, load_fit_data, random_net
 from ._scaling import ScaledSource, Scaling, check_data_range, check_spread, fit_scaling
 
-__all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "plan_fit"]
+__all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "parse_update",
+           "plan_fit"]
 
 #: the main job: the settings of `dgn fit` with no arguments
 FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
@@ -35,7 +36,7 @@ OPTION_DEFAULTS: dict[str, Any] = {
     **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
     "noise_floor": 1e-6, "prior": "none", "bias_prior": "none", "checkpoint_every": 10,
     "standardize": True, "stream": False, "shard_size": 2048, "val": None,
-    "n_iter_no_change": None, "n_init": 1, "init": None}
+    "n_iter_no_change": None, "n_init": 1, "init": None, "update": "layers,noise"}
 #: rows of streamed data kept in memory for the figures (evenly spread blocks)
 _PLOT_ROWS = 10_000
 #: the files of a run folder
@@ -79,6 +80,18 @@ def parse_prior(text: str) -> Any:
     from dgn_core.priors import parse_prior as parse
 
     return check_option(parse, text)
+
+
+def parse_update(text: str) -> tuple[str, ...]:
+    """The parts ``--update`` trains (fit_em's ``update``), checked."""
+    from fastpath._em_options import UPDATES
+
+    parts = tuple(t.strip() for t in str(text).split(","))
+    bad = [t for t in parts if t not in UPDATES]
+    if bad or not parts:
+        raise CLIError(f"--update takes entries among {', '.join(UPDATES)} separated by ',' "
+                       f"(e.g. layers,noise or biases,noise), got {text!r}")
+    return parts
 
 
 def _option(key: str) -> str:
@@ -132,7 +145,8 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "max_iter": (int,),
     "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
     "shard_size": (int,), "val": (str, int, float, type(None)),
-    "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None))}
+    "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None)),
+    "update": (str,)}
 #: settings whose JSON value is a bool
 _BOOLS = ("standardize", "stream")
 
@@ -170,7 +184,7 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     saved.setdefault("stream", False)
     saved.setdefault("shard_size", OPTION_DEFAULTS["shard_size"])
     # ... and before held-out data, early stopping and several starts
-    for key in ("val", "n_iter_no_change", "n_init", "init"):
+    for key in ("val", "n_iter_no_change", "n_init", "init", "update"):
         saved.setdefault(key, OPTION_DEFAULTS[key])
     # ... and runs written before bias priors had none
     saved.setdefault("bias_prior", None)
@@ -199,6 +213,7 @@ def _check_config(cfg: dict[str, Any]) -> None:
     check_option(check_int, cfg["data_seed"], "--data-seed")
     check_option(check_int, cfg["shard_size"], "--shard-size", 1)
     check_option(check_int, cfg["n_init"], "--n-init", 1)
+    parse_update(cfg["update"])
     if cfg["n_iter_no_change"] is not None:
         check_option(check_int, cfg["n_iter_no_change"], "--n-iter-no-change", 1)
         if cfg["val"] is None:

@@ -24,7 +24,7 @@ from ._common import (
     write_columns_csv,
     write_json,
 )
-from ._fit_setup import FIT_DEFAULTS, OPTION_DEFAULTS, RUN_FILES, FitPlan, plan_fit
+from ._fit_setup import FIT_DEFAULTS, OPTION_DEFAULTS, RUN_FILES, FitPlan, parse_update, plan_fit
 
 __all__ = ["FIT_DEFAULTS", "RUN_FILES", "manifold_figure", "history_figure", "add_parser", "run"]
 
@@ -186,6 +186,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--shard-size", type=int, default=None, metavar="ROWS",
                    help="rows per shard of the E-step (default 2048; part of the result at the "
                    "rounding level, saved with the run)")
+    p.add_argument("--update", default=None, metavar="PARTS",
+                   help="what EM trains, among layers (every layer), last (the last layer), "
+                   "biases (the paper's bias-only update) and noise, separated by ',' "
+                   "(default layers,noise)")
     p.add_argument("--val", default=None, metavar="FRACTION|FILE",
                    help="held-out data: a fraction in (0, 1) of the data (rows drawn with "
                    "--seed) or a data file; its exact log-likelihood is tracked every iteration")
@@ -366,7 +370,7 @@ def run(args: argparse.Namespace) -> int:
                          n_jobs=jobs, client=client, shard_size=cfg["shard_size"],
                          X_val=None if plan.X_val is None else plan.scaling.apply(plan.X_val),
                          n_iter_no_change=cfg["n_iter_no_change"], n_init=cfg["n_init"],
-                         init=plan.init)
+                         init=plan.init, update=parse_update(cfg["update"]))
     except KeyboardInterrupt:
         _interrupted(plan)
         raise
