@@ -159,6 +159,7 @@ def fit_em(
     n_jobs: int | None = None,
     client: Any = None,
     shard_size: int = DEFAULT_SHARD_SIZE,
+    mask: ArrayLike | None = None,
 ) -> EMResult:
     """Train a DGN by exact, monotone EM (module notes).
 
@@ -239,6 +240,12 @@ def fit_em(
     shard_size : int, default 2048
         Rows per shard of the E-step (the unit of work of a cluster and the order of the
         sums: part of the result at the rounding level, recorded in checkpoints).
+    mask : array_like of bool, shape (N, D), optional
+        Data with missing entries: True where X is observed (X may be NaN elsewhere; X must
+        then be an array). EM maximises the exact observed-data log-likelihood
+        sum_n log p(x_o,n), treating the missing entries as latent
+        (:mod:`fastpath._em_missing`); the history is that objective. All True: the run
+        without a mask. Not with a ``client``.
 
     Returns
     -------
@@ -263,8 +270,10 @@ def fit_em(
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
         blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size)
+    if mask is not None and client is not None:
+        raise ValueError("fit_em: mask (missing entries) is not supported with a client")
     with blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
-        return _fit(net, X, opts)
+        return _fit(net, X, opts, mask)
 
 
 # =========================================================================== the EM loop
@@ -295,17 +304,25 @@ class _Point:
     pnet: DGN                      # the net P was computed for
 
 
-def _fit(net: DGN, X: Any, opts: EMOptions) -> EMResult:
+def _fit(net: DGN, X: Any, opts: EMOptions, mask: ArrayLike | None = None) -> EMResult:
     """:func:`_fit_loop` on the data ``X`` (validated in one streaming pass)."""
     from dgn_core.data_source import as_source, summarise
 
-    source = as_source(X, dim=net.data_dim)
-    summary = summarise(source)
+    if mask is not None:  # missing entries: fastpath._em_missing
+        from ._em_missing import MissingEStep, missing_data
+        Xm, m, summary = missing_data(net, X, mask)
+        engine: Callable[[], ShardedEStep] = lambda: MissingEStep(  # noqa: E731
+            Xm, m, opts.blas_threads, opts.n_jobs)
+    else:
+        source = as_source(X, dim=net.data_dim)
+        summary = summarise(source)
+        engine = lambda: make_estep(  # noqa: E731
+            source, client=opts.client, shard_size=opts.shard_size,
+            blas_threads=opts.blas_threads, n_jobs=opts.n_jobs)
     opts = replace(opts, noise_floor=max(opts.noise_floor, noise_floor_of_max(summary.max_abs)))
     net = _initial_model(net, opts)
     warn_if_far_from_mean(net, summary.mean, summary.spread)
-    with make_estep(source, client=opts.client, shard_size=opts.shard_size,
-                    blas_threads=opts.blas_threads, n_jobs=opts.n_jobs) as estep:
+    with engine() as estep:
         run = _Run(estep, opts, opts.noise_model(net), opts.record(net), summary.fingerprint)
         return _fit_loop(run, net)
 
