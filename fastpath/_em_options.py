@@ -146,6 +146,17 @@ def _blas_threads(value: Any, name: str) -> int | None:
     return None if value is None else check_int(value, name, 1)
 
 
+def _mask(value: Any, name: str) -> Any:
+    """None or a boolean array (its shape is checked against the data's)."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be None or a boolean array (True = observed), got dtype "
+                        f"{arr.dtype}")
+    return arr
+
+
 def _client(value: Any, name: str) -> Any:
     """None or a ``dask.distributed.Client`` (anything with ``submit`` and ``scatter``)."""
     if value is not None and not (callable(getattr(value, "submit", None))
@@ -212,6 +223,9 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
                          "cluster (None: in this process); results are identical", _client),
     "shard_size": Constraint("int >= 1", "rows per shard of the E-step's map-reduce (its "
                              "fixed reduction order; part of the result)", _integer(1)),
+    "mask": Constraint("None or boolean array (N, D), True = observed (not with client)",
+                       "missing entries: EM maximises the exact observed-data log-likelihood "
+                       "(fastpath._em_missing)", _mask),
 }
 
 
@@ -250,6 +264,7 @@ class EMOptions:
     n_jobs: int | None = None
     client: Any = None
     shard_size: int = DEFAULT_SHARD_SIZE
+    mask: Any = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EMOptions:
@@ -263,6 +278,8 @@ class EMOptions:
             object.__setattr__(self, f.name, check_option(f.name, getattr(self, f.name)))
         if self.resume and self.checkpoint is None:
             raise ValueError("resume=True needs checkpoint=PATH")
+        if self.mask is not None and self.client is not None:
+            raise ValueError("mask (missing entries) is not supported with a client")
 
     # the parts of the model to train ("layers" trains the last layer too)
     @property

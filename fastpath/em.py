@@ -269,11 +269,10 @@ def fit_em(
         weight_prior=weight_prior, noise_floor=noise_floor, ridge=ridge, max_halvings=max_halvings,
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
-        blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size)
-    if mask is not None and client is not None:
-        raise ValueError("fit_em: mask (missing entries) is not supported with a client")
+        blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size,
+        mask=mask)
     with blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
-        return _fit(net, X, opts, mask)
+        return _fit(net, X, opts)
 
 
 # =========================================================================== the EM loop
@@ -304,13 +303,13 @@ class _Point:
     pnet: DGN                      # the net P was computed for
 
 
-def _fit(net: DGN, X: Any, opts: EMOptions, mask: ArrayLike | None = None) -> EMResult:
+def _fit(net: DGN, X: Any, opts: EMOptions) -> EMResult:
     """:func:`_fit_loop` on the data ``X`` (validated in one streaming pass)."""
     from dgn_core.data_source import as_source, summarise
 
-    if mask is not None:  # missing entries: fastpath._em_missing
+    if opts.mask is not None:  # missing entries: fastpath._em_missing
         from ._em_missing import MissingEStep, missing_data
-        Xm, m, summary = missing_data(net, X, mask)
+        Xm, m, summary = missing_data(net, X, opts.mask)
         engine: Callable[[], ShardedEStep] = lambda: MissingEStep(  # noqa: E731
             Xm, m, opts.blas_threads, opts.n_jobs)
     else:
