@@ -22,7 +22,14 @@ from dgn_core.model import DGN
 from dgn_core.validation import check_int, check_nonnegative
 
 from ._common import CLIError, check_latent_dim, check_option, load_fit_data, random_net
-from ._scaling import ScaledSource, Scaling, check_data_range, check_spread, fit_scaling
+from ._scaling import (
+    ScaledSource,
+    Scaling,
+    check_data_range,
+    check_spread,
+    fit_scaling,
+    observed_mean,
+)
 
 __all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "plan_fit"]
 
@@ -34,7 +41,7 @@ FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
 OPTION_DEFAULTS: dict[str, Any] = {
     **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
     "noise_floor": 1e-6, "prior": "none", "checkpoint_every": 10, "standardize": True,
-    "stream": False, "shard_size": 2048}
+    "stream": False, "shard_size": 2048, "missing": None}
 #: rows of streamed data kept in memory for the figures (evenly spread blocks)
 _PLOT_ROWS = 10_000
 #: the files of a run folder
@@ -63,6 +70,7 @@ class FitPlan:
     prior: Any
     noise_floor: float          # in the transformed data's units
     stale: list[Path]           # files of an earlier run that --force replaces
+    mask: np.ndarray | None = None       # --missing nan: True where X is observed
 
 
 def parse_prior(text: str) -> Any:
@@ -120,7 +128,7 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "noise_var": (int, float, type(None)), "noise_floor": (int, float),
     "prior": (str, type(None)), "tol": (int, float), "max_iter": (int,),
     "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
-    "shard_size": (int,)}
+    "shard_size": (int,), "missing": (str, type(None))}
 #: settings whose JSON value is a bool
 _BOOLS = ("standardize", "stream")
 
@@ -157,6 +165,7 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     # of the default size (the E-step of up to 2048 points is unchanged)
     saved.setdefault("stream", False)
     saved.setdefault("shard_size", OPTION_DEFAULTS["shard_size"])
+    saved.setdefault("missing", None)   # ... and before missing values
     _check_saved_types(saved, cfg_path)
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
@@ -254,6 +263,8 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
     _check_config(cfg)
     stale = _check_run_dir(run_dir, resume=resume, force=bool(getattr(args, "force", False)))
     stream = _streamed(cfg)
+    if stream is not None and cfg["missing"] is not None:
+        raise CLIError("--missing reads the data into memory: not with streamed data")
     if stream is not None:
         from dgn_core.data_source import summarise
 
@@ -262,9 +273,10 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
         spread, mean, max_abs = check_spread(summary.spread, what), summary.mean, summary.max_abs
         X = _plot_rows(stream)
     else:
-        X, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
-        spread, mean = check_data_range(X, what), X.mean(axis=0)
-        max_abs = float(np.max(np.abs(X)))
+        X, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"],
+                                allow_nan=cfg["missing"] == "nan")
+        spread, mean = check_data_range(X, what), observed_mean(X, what)
+        max_abs = float(np.nanmax(np.abs(X)))
     nv0 = _check_noise(cfg, max_abs, spread, what)
     prior = parse_prior(cfg["prior"] or "none")
     # with a weight prior only centring keeps the objective unchanged
@@ -282,7 +294,7 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
     return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, data=data,
                    n_points=X.shape[0] if stream is None else stream.n_points, what=what,
                    scaling=scaling, net=net, prior=prior, noise_floor=cfg["noise_floor"] / s2,
-                   stale=stale)
+                   stale=stale, mask=None if cfg["missing"] is None else ~np.isnan(X))
 
 
 def _streamed(cfg: dict[str, Any]) -> Any:
