@@ -15,15 +15,21 @@ on each region (eps_d is independent of z with mean 0)::
     resid2[d] += E[(x_nd - g_d(z))^2] = sigma_d^2
 
 (sums over the points of a mask pattern first: A_{w,d} sum_n e1_nw, ...). s0, s1 and S2
-are the sums of every point's own posterior moments. The M-step of
-:mod:`fastpath._mstep` is used unchanged on these statistics: it maximises the Q function
-of the complete data (z, x_m, x_o), so the last-layer and noise updates are exact EM steps
-for the observed-data likelihood (monotone by the usual EM argument), and the inner-layer
-closed form is the complete-data surrogate's maximiser, used as a search direction and
-accepted by :func:`fastpath.em.fit_em` only when the exact observed-data objective does not
-decrease. (The alternative ECM with a per-row regression on the points that observe each
-row maximises the observed-data Q instead; it converges in fewer iterations when many
-entries are missing, but needs per-row statistics and its own last-layer solver.)
+are the sums of every point's own posterior moments. The inner-layer closed form of
+:mod:`fastpath._mstep`, unchanged on these statistics, maximises the complete-data
+surrogate; it is a search direction, accepted by :func:`fastpath.em.fit_em` only when the
+exact observed-data objective does not decrease.
+
+The last layer and the noise take the exact ECM step of the observed-data Q function,
+Q_o(theta') = sum_n E_{p(z | x_o,n; theta)}[log p(z) + sum_{d in o_n} log N(x_nd; g'_d(z),
+sigma'_d^2)] (:func:`ecm_step`): row d of [W^L, v^L] is the regression of x_d on
+h~ = [a^{L-1}; 1] over the points that observe d (per-row statistics of
+:class:`ObservedStatistics`; a weight prior is a sum over rows, so it splits too), sigma_d^2
+the mean expected squared residual over those points (isotropic: pooled over the observed
+entries). The partition does not depend on these parameters, so Q_o is exactly quadratic in
+them and the step cannot decrease the observed-data likelihood. (The complete-data M-step on
+the statistics above is an exact EM step as well, ``PER_ROW_ECM[0] = False``; it shrinks
+each row towards its current fit on the points missing it, so it converges more slowly.)
 
 Points with every entry observed are computed by :func:`fastpath.estep_statistics` on
 their rows: with ``mask`` all True the statistics, hence the whole run, are those of
@@ -34,6 +40,8 @@ their rows: with ``mask`` all True the statistics, hence the whole run, are thos
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -44,14 +52,53 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition
 
 from ._estep import EStepStatistics, _estep_chunks, _residual_sums, estep_statistics
+from ._mstep import (
+    _ecm,
+    _last_layer_q,
+    _last_layer_update,
+    _layer_moments,
+    _residual_after,
+    _sweep_maps,
+    _Wt,
+)
 from ._region_maps import affine_maps
 from ._sharded import ShardedEStep
 from ._threads import blas_limit, threads
 from .missing import _patterns, _prior_net, check_mask, log_marginal_observed, sub_net
 
-__all__ = ["MissingEStep", "missing_data"]
+__all__ = ["MissingEStep", "ObservedStatistics", "ecm_step", "missing_data"]
 
 Arr = NDArray[np.float64]
+
+#: the last layer and noise by the per-row ECM of the observed-data Q (True), or by the
+#: complete-data M-step on the statistics with x_m latent (False; module notes)
+PER_ROW_ECM = [True]
+
+
+@dataclass(frozen=True, eq=False)
+class ObservedStatistics(EStepStatistics):
+    """:class:`EStepStatistics` with x_m latent (module notes), and per output row d the
+    sums over the points that observe d only.
+
+    Attributes
+    ----------
+    n_obs : ndarray, shape (D,)
+        Points that observe d.
+    s0_o, s1_o, S2_o : ndarray, shapes (D, R), (D, R, S), (D, R, S, S)
+        sum over those points of e0, e1, E2.
+    x0_o, x1_o : ndarray, shapes (R, D), (R, D, S)
+        sum over those points of e0 x_nd and x_nd e1.
+    resid2_o : ndarray, shape (D,)
+        sum over those points of E[(x_nd - g_d(z))^2 | x_o].
+    """
+
+    n_obs: Arr
+    s0_o: Arr
+    s1_o: Arr
+    S2_o: Arr
+    x0_o: Arr
+    x1_o: Arr
+    resid2_o: Arr
 
 
 def missing_data(net: DGN, X: ArrayLike, mask: ArrayLike) -> tuple[Arr, NDArray[np.bool_],
@@ -131,49 +178,134 @@ class MissingEStep(ShardedEStep):
             with threads(self.n_jobs, blas=False):
                 return self._statistics(net, partition)
 
-    def _statistics(self, net: DGN, P: Partition) -> EStepStatistics:
+    def _statistics(self, net: DGN, P: Partition) -> ObservedStatistics:
         A, b = affine_maps(net, P)
         R, D, S = A.shape
         nv = np.asarray(net.noise_var_vector, dtype=np.float64)
         acc = {"s0": np.zeros(R), "s1": np.zeros((R, S)), "S2": np.zeros((R, S, S)),
                "x0": np.zeros((R, D)), "x1": np.zeros((R, D, S)), "xx": np.zeros(D),
                "resid2": np.zeros(D)}
+        obs_acc = {"n_obs": np.zeros(D), "s0_o": np.zeros((D, R)), "s1_o": np.zeros((D, R, S)),
+                   "S2_o": np.zeros((D, R, S, S))}
+        mis_acc = {"x0": np.zeros((R, D)), "x1": np.zeros((R, D, S))}   # x_m's parts
         log_px = np.zeros(self.n_points)
         for o, rows, Xo in self.patterns:
+            obs, mis = np.flatnonzero(o), np.flatnonzero(~o)
             if o.all():
                 st = estep_statistics(net, Xo, partition=P, n_jobs=self.n_jobs)
                 log_px[rows] = st.log_px
                 for name, total in acc.items():
                     total += getattr(st, name)
-                continue
-            obs, mis = np.flatnonzero(o), np.flatnonzero(~o)
-            s0, s1, S2 = np.zeros(R), np.zeros((R, S)), np.zeros((R, S, S))
-            if obs.size:
-                Ao, bo = np.ascontiguousarray(A[:, obs]), np.ascontiguousarray(b[:, obs])
-                for ch in _estep_chunks(sub_net(net, o), P, Xo):
-                    Xc = Xo[ch.rows]
-                    log_px[rows[ch.rows]] = ch.log_px
-                    s0 += ch.e0.sum(axis=0)
-                    s1 += ch.e1.sum(axis=0)
-                    S2 += ch.E2.sum(axis=0)
-                    acc["x0"][:, obs] += ch.e0.T @ Xc
-                    acc["x1"][:, obs] += np.einsum("nd,nws->wds", Xc, ch.e1)
-                    acc["xx"][obs] += np.sum(Xc * Xc, axis=0)
-                    acc["resid2"][obs] += _residual_sums(Ao, bo, Xc, ch)
-            else:  # nothing observed: the prior (fastpath.missing module notes)
-                for ch in _estep_chunks(_prior_net(net), P, np.zeros((rows.size, 1))):
-                    s0 += ch.e0.sum(axis=0)
-                    s1 += ch.e1.sum(axis=0)
-                    S2 += ch.E2.sum(axis=0)
-            Am, bm = A[:, mis], b[:, mis]                                  # (R, M, S), (R, M)
-            acc["x0"][:, mis] += np.einsum("wms,ws->wm", Am, s1) + bm * s0[:, None]
-            acc["x1"][:, mis] += (np.einsum("wms,wst->wmt", Am, S2)
-                                  + bm[:, :, None] * s1[:, None, :])
-            acc["xx"][mis] += (np.einsum("wms,wst,wmt->m", Am, S2, Am)
-                               + 2.0 * np.einsum("wm,wms,ws->m", bm, Am, s1)
-                               + np.einsum("wm,w->m", bm * bm, s0) + rows.size * nv[mis])
-            acc["resid2"][mis] += rows.size * nv[mis]
-            acc["s0"] += s0
-            acc["s1"] += s1
-            acc["S2"] += S2
-        return EStepStatistics(self.n_points, log_px, **acc)
+                s0, s1, S2 = st.s0, st.s1, st.S2
+            else:
+                s0, s1, S2 = self._pattern(net, P, A, b, o, rows, Xo, acc, log_px)
+                Am, bm = A[:, mis], b[:, mis]                              # (R, M, S), (R, M)
+                mis_acc["x0"][:, mis] += np.einsum("wms,ws->wm", Am, s1) + bm * s0[:, None]
+                mis_acc["x1"][:, mis] += (np.einsum("wms,wst->wmt", Am, S2)
+                                          + bm[:, :, None] * s1[:, None, :])
+                acc["xx"][mis] += (np.einsum("wms,wst,wmt->m", Am, S2, Am)
+                                   + 2.0 * np.einsum("wm,wms,ws->m", bm, Am, s1)
+                                   + np.einsum("wm,w->m", bm * bm, s0) + rows.size * nv[mis])
+                acc["s0"] += s0
+                acc["s1"] += s1
+                acc["S2"] += S2
+            obs_acc["n_obs"][obs] += rows.size
+            obs_acc["s0_o"][obs] += s0
+            obs_acc["s1_o"][obs] += s1
+            obs_acc["S2_o"][obs] += S2
+        # x0, x1 and resid2 so far hold the observed entries only: the per-row sums
+        x0_o, x1_o, resid2_o = acc["x0"].copy(), acc["x1"].copy(), acc["resid2"].copy()
+        n_mis = self.n_points - obs_acc["n_obs"]
+        acc["resid2"] += n_mis * nv
+        for name, part in mis_acc.items():
+            acc[name] += part
+        return ObservedStatistics(self.n_points, log_px, **acc, **obs_acc, x0_o=x0_o,
+                                  x1_o=x1_o, resid2_o=resid2_o)
+
+    def _pattern(self, net: DGN, P: Partition, A: Arr, b: Arr, o: NDArray[np.bool_],
+                 rows: NDArray[np.intp], Xo: Arr, acc: dict[str, Arr], log_px: Arr
+                 ) -> tuple[Arr, Arr, Arr]:
+        """The observed entries' sums of one incomplete pattern into ``acc`` (x0, x1, xx,
+        resid2), its log p(x_o) into ``log_px``; returns its sums of e0, e1, E2."""
+        R, S = A.shape[0], A.shape[2]
+        obs = np.flatnonzero(o)
+        s0, s1, S2 = np.zeros(R), np.zeros((R, S)), np.zeros((R, S, S))
+        if obs.size == 0:  # nothing observed: the prior (fastpath.missing module notes)
+            for ch in _estep_chunks(_prior_net(net), P, np.zeros((rows.size, 1))):
+                s0 += ch.e0.sum(axis=0)
+                s1 += ch.e1.sum(axis=0)
+                S2 += ch.E2.sum(axis=0)
+            return s0, s1, S2
+        Ao, bo = np.ascontiguousarray(A[:, obs]), np.ascontiguousarray(b[:, obs])
+        for ch in _estep_chunks(sub_net(net, o), P, Xo):
+            Xc = Xo[ch.rows]
+            log_px[rows[ch.rows]] = ch.log_px
+            s0 += ch.e0.sum(axis=0)
+            s1 += ch.e1.sum(axis=0)
+            S2 += ch.E2.sum(axis=0)
+            acc["x0"][:, obs] += ch.e0.T @ Xc
+            acc["x1"][:, obs] += np.einsum("nd,nws->wds", Xc, ch.e1)
+            acc["xx"][obs] += np.sum(Xc * Xc, axis=0)
+            acc["resid2"][obs] += _residual_sums(Ao, bo, Xc, ch)
+        return s0, s1, S2
+
+
+# =========================================================================== the ECM step
+def ecm_step(net: DGN, st: EStepStatistics, P: Partition, *, last: bool,
+             noise_mode: str | None, update_prior_cov: bool, prior: Any, floor: float
+             ) -> tuple[DGN, bool, float]:
+    """The exact ECM step of the last layer, the noise and Sigma_z (as
+    :func:`fastpath._mstep._ecm`, which it is for complete data): with
+    :class:`ObservedStatistics`, the per-row step of the observed-data Q (module notes).
+
+    Returns (new net, whether the noise floor bound, last-layer Q gain).
+    """
+    if not isinstance(st, ObservedStatistics) or not PER_ROW_ECM[0]:
+        return _ecm(net, st, P, last=last, noise_mode=noise_mode,
+                    update_prior_cov=update_prior_cov, prior=prior, floor=floor)
+    L = net.n_layers
+    Pl, pl = _sweep_maps(net, P).inputs[L - 1]
+    noise = np.array(net.noise_var_vector, dtype=np.float64)
+    Wt_old = _Wt(net, L - 1)
+    Wt_new = Wt_old.copy()
+    D = Wt_old.shape[0]
+    resid2 = np.zeros(D)
+    q_gain = 0.0
+    for d in range(D):
+        if st.n_obs[d] == 0:
+            continue
+        row = SimpleNamespace(s0=st.s0_o[d], s1=st.s1_o[d], S2=st.S2_o[d],
+                              x0=st.x0_o[:, d:d + 1], x1=st.x1_o[:, d:d + 1])
+        H, Xeta, _ = _layer_moments(Pl, pl, row)  # type: ignore[arg-type]
+        Hh, Xh = H.sum(axis=0), Xeta.sum(axis=0)                              # (K, K), (1, K)
+        old = Wt_old[d:d + 1]
+        new = old
+        if last:
+            cand = _last_layer_update(Hh, Xh, old, noise[d:d + 1], prior)
+            q_old = _last_layer_q(Hh, Xh, old, noise[d:d + 1], prior)
+            q_new = _last_layer_q(Hh, Xh, cand, noise[d:d + 1], prior)
+            if q_new >= q_old:
+                new, q_gain = cand, q_gain + q_new - q_old
+        Wt_new[d] = new[0]
+        resid2[d] = _residual_after(st.resid2_o[d:d + 1], Hh, Xh, old, new)[0]
+    changes: dict[str, Any] = {}
+    if not np.array_equal(Wt_new, Wt_old):
+        Ws, vs = list(net.weights), list(net.biases)
+        Ws[-1], vs[-1] = Wt_new[:, :-1], Wt_new[:, -1]
+        changes.update(weights=Ws, biases=vs)
+    hit = False
+    if noise_mode is not None:
+        seen = st.n_obs > 0
+        if noise_mode == "isotropic":
+            raw = np.full(D, float(np.sum(resid2[seen])) / float(np.sum(st.n_obs)))
+        else:  # a coordinate observed nowhere keeps its variance
+            raw = np.where(seen, resid2 / np.maximum(st.n_obs, 1), noise)
+        hit = bool(np.any(raw[seen] < floor))
+        nv = np.maximum(raw, floor)
+        changes["noise_var"] = float(nv[0]) if noise_mode == "isotropic" else nv
+    if update_prior_cov:
+        cov = st.S2.sum(axis=0) / st.n
+        cov = 0.5 * (cov + cov.T)
+        if np.linalg.eigvalsh(cov).min() > 0:
+            changes["prior_cov"] = cov
+    return (net.replace(**changes) if changes else net), hit, q_gain

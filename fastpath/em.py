@@ -416,7 +416,8 @@ def _exact_ecm_step(run: _Run, cur: _Point, it: int) -> tuple[_Point, bool, floa
     opts = run.opts
     if not (opts.train_last or opts.train_noise or opts.update_prior_cov):
         return cur, False, 0.0, False
-    cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last,
+    from ._em_missing import ecm_step  # _mstep._ecm, or its per-row form with missing data
+    cand, hit, _ = ecm_step(cur.model, cur.st, cur.P, last=opts.train_last,
                         noise_mode=run.noise if opts.train_noise else None,
                         update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
                         floor=opts.noise_floor)

@@ -5,20 +5,24 @@
   frozen-activation Q function built from them (the code of
   :func:`fastpath.em.log_likelihood_gradient`) equals the finite-difference gradient of the
   exact observed-data log-likelihood, for every weight and the noise variances;
+* the per-row statistics of the last layer (the observed-data Q of the per-row ECM step):
+  their gradient is the finite-difference gradient of the same log-likelihood too;
 * 20% of the entries missing, S = 1 and S = 2: the history is non-decreasing, no ECM step is
-  rejected, and its last value is sum_n log p(x_o,n) of the returned model.
+  rejected, and its last value is sum_n log p(x_o,n) of the returned model (per-row ECM,
+  the default, and at S = 1 also the complete-data M-step).
 """
 
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 import fastpath
-from fastpath import DGN
-from fastpath._em_missing import MissingEStep, missing_data
+from fastpath import DGN, _em_missing
+from fastpath._em_missing import MissingEStep, ObservedStatistics, missing_data
 from fastpath._mstep import _inner_gradient, _layer_moments, _output_map, _sweep_maps, _Wt
 
 
@@ -78,6 +82,28 @@ def test_statistics_satisfy_fishers_identity():
                     moved.append(f(net.replace(weights=Ws, biases=vs)))
                 fd = (moved[0] - moved[1]) / (2 * h)
                 assert abs(fd - grad[i, j]) < 1e-6 * (1 + abs(fd)), (l, i, j, fd, grad[i, j])
+    # the per-row sums of the last layer: Q_o's gradient in row d is (Xh_d - Wt_d Hh_d) / s_d^2
+    assert isinstance(st, ObservedStatistics)
+    L = net.n_layers
+    Pl, pl = sw.inputs[L - 1]
+    for d in range(3):
+        row = SimpleNamespace(s0=st.s0_o[d], s1=st.s1_o[d], S2=st.S2_o[d],
+                              x0=st.x0_o[:, d:d + 1], x1=st.x1_o[:, d:d + 1])
+        H, Xeta, _ = _layer_moments(Pl, pl, row)
+        Hh, Xh = H.sum(axis=0), Xeta.sum(axis=0)[0]
+        Wt = _Wt(net, L - 1)[d]
+        grad_row = (Xh - Wt @ Hh) / nv[d]
+        for j in range(Wt.size):
+            moved = []
+            for sign in (1.0, -1.0):
+                Ws, vs = [w.copy() for w in net.weights], [v.copy() for v in net.biases]
+                if j < Ws[-1].shape[1]:
+                    Ws[-1][d, j] += sign * h
+                else:
+                    vs[-1][d] += sign * h
+                moved.append(f(net.replace(weights=Ws, biases=vs)))
+            fd = (moved[0] - moved[1]) / (2 * h)
+            assert abs(fd - grad_row[j]) < 1e-6 * (1 + abs(fd)), (d, j, fd, grad_row[j])
     g_noise = -0.5 * st.n / nv + 0.5 * st.resid2 / (nv * nv)
     for d in range(3):
         up, dn = nv.copy(), nv.copy()
@@ -87,14 +113,19 @@ def test_statistics_satisfy_fishers_identity():
         assert abs(fd - g_noise[d]) < 1e-6 * (1 + abs(fd)), (d, fd, g_noise[d])
 
 
-@pytest.mark.parametrize("widths,noise,iters", [((1, 6, 3), 0.1, 25),
-                                                ((2, 4, 3), [0.1, 0.2, 0.1], 6)])
-def test_monotone_with_a_fifth_missing(widths, noise, iters):
+@pytest.mark.parametrize("widths,noise,iters,per_row", [((1, 6, 3), 0.1, 25, True),
+                                                        ((1, 6, 3), 0.1, 25, False),
+                                                        ((2, 4, 3), [0.1, 0.2, 0.1], 6, True)])
+def test_monotone_with_a_fifth_missing(widths, noise, iters, per_row):
     X, m = _data(widths, 80, 0.2, 4)
     init = DGN.random(widths, activation="leaky_relu", seed=5, noise_var=noise)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        fit = fastpath.fit_em(init, np.where(m, X, np.nan), mask=m, max_iter=iters, tol=0.0)
+    _em_missing.PER_ROW_ECM[0] = per_row
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = fastpath.fit_em(init, np.where(m, X, np.nan), mask=m, max_iter=iters, tol=0.0)
+    finally:
+        _em_missing.PER_ROW_ECM[0] = True
     ll = np.asarray(fit.log_likelihood)
     assert fit.n_iter >= 3 and not fit.ecm_rejected
     # the ECM steps are exact EM steps and inner steps are accepted only without a decrease
