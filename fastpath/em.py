@@ -243,9 +243,9 @@ def fit_em(
     mask : array_like of bool, shape (N, D), optional
         Data with missing entries: True where X is observed (X may be NaN elsewhere; X must
         then be an array). EM maximises the exact observed-data log-likelihood
-        sum_n log p(x_o,n), treating the missing entries as latent
-        (:mod:`fastpath._em_missing`); the history is that objective. All True: the run
-        without a mask. Not with a ``client``.
+        sum_n log p(x_o,n) (:mod:`fastpath._em_missing`: per-row ECM of the last layer and
+        the noise over the points observing each row); the history is that objective. All
+        True: the run without a mask. Not with a ``client``.
 
     Returns
     -------
