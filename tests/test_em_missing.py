@@ -149,3 +149,23 @@ def test_mask_errors():
         fastpath.fit_em(net, X, mask=np.ones((5, 2), dtype=bool), client=FakeClient())
     with pytest.raises(TypeError, match="boolean"):
         fastpath.fit_em(net, X, mask=np.ones((5, 2)))
+
+
+def test_resume_with_a_mask_equals_the_uninterrupted_run(tmp_path):
+    X, m = _data((1, 5, 3), 60, 0.2, 7)
+    init = DGN.random((1, 5, 3), activation="leaky_relu", seed=8, noise_var=0.1)
+    Xn = np.where(m, X, np.nan)
+    ck = tmp_path / "ck.npz"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = fastpath.fit_em(init, Xn, mask=m, max_iter=6, tol=0.0)
+        fastpath.fit_em(init, Xn, mask=m, max_iter=3, tol=0.0, checkpoint=ck)
+        resumed = fastpath.fit_em(init, Xn, mask=m, max_iter=6, tol=0.0, checkpoint=ck,
+                                  resume=True)
+        other = m.copy()
+        other[0, 0] = not other[0, 0]
+        with pytest.raises(Exception, match="data"):       # another mask: other data
+            fastpath.fit_em(init, np.where(other, X, np.nan), mask=other, max_iter=6,
+                            checkpoint=ck, resume=True)
+    assert resumed.log_likelihood == full.log_likelihood
+    assert resumed.model == full.model
