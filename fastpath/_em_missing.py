@@ -64,7 +64,14 @@ from ._mstep import (
 from ._region_maps import affine_maps
 from ._sharded import ShardedEStep
 from ._threads import blas_limit, threads
-from .missing import _patterns, _prior_net, check_mask, log_marginal_observed, sub_net
+from .missing import (
+    _patterns,
+    _prior_net,
+    check_mask,
+    log_marginal_observed,
+    pattern_threads,
+    sub_net,
+)
 
 __all__ = ["MissingEStep", "ObservedStatistics", "ecm_step", "missing_data"]
 
@@ -192,13 +199,15 @@ class MissingEStep(ShardedEStep):
         for o, rows, Xo in self.patterns:
             obs, mis = np.flatnonzero(o), np.flatnonzero(~o)
             if o.all():
-                st = estep_statistics(net, Xo, partition=P, n_jobs=self.n_jobs)
+                with pattern_threads(rows.size, R):
+                    st = estep_statistics(net, Xo, partition=P, n_jobs=None)
                 log_px[rows] = st.log_px
                 for name, total in acc.items():
                     total += getattr(st, name)
                 s0, s1, S2 = st.s0, st.s1, st.S2
             else:
-                s0, s1, S2 = self._pattern(net, P, A, b, o, rows, Xo, acc, log_px)
+                with pattern_threads(rows.size, R):
+                    s0, s1, S2 = self._pattern(net, P, A, b, o, rows, Xo, acc, log_px)
                 Am, bm = A[:, mis], b[:, mis]                              # (R, M, S), (R, M)
                 mis_acc["x0"][:, mis] += np.einsum("wms,ws->wm", Am, s1) + bm * s0[:, None]
                 mis_acc["x1"][:, mis] += (np.einsum("wms,wst->wmt", Am, S2)
