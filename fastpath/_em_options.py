@@ -149,6 +149,17 @@ def _blas_threads(value: Any, name: str) -> int | None:
     return None if value is None else check_int(value, name, 1)
 
 
+def _mask(value: Any, name: str) -> Any:
+    """None or a boolean array (its shape is checked against the data's)."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be None or a boolean array (True = observed), got dtype "
+                        f"{arr.dtype}")
+    return arr
+
+
 def _client(value: Any, name: str) -> Any:
     """None or a ``dask.distributed.Client`` (anything with ``submit`` and ``scatter``)."""
     if value is not None and not (callable(getattr(value, "submit", None))
@@ -260,6 +271,9 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
                        "None net itself, 'random' a seeded random net of net's architecture, "
                        "a DGN / saved model of net's architecture (a warm start); further "
                        "starts are seeded random nets", _init),
+    "mask": Constraint("None or boolean array (N, D), True = observed (not with client)",
+                       "missing entries: EM maximises the exact observed-data log-likelihood "
+                       "(fastpath._em_missing)", _mask),
 }
 
 
@@ -303,6 +317,7 @@ class EMOptions:
     n_iter_no_change: int | None = None
     n_init: int = 1
     init: Any = None
+    mask: Any = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EMOptions:
@@ -318,6 +333,11 @@ class EMOptions:
             raise ValueError("resume=True needs checkpoint=PATH")
         if self.n_iter_no_change is not None and self.X_val is None:
             raise ValueError("n_iter_no_change (early stopping) needs held-out data X_val")
+        if self.mask is not None and self.client is not None:
+            raise ValueError("mask (missing entries) is not supported with a client")
+        if self.mask is not None and (self.bias_prior is not None or self.train_biases):
+            raise ValueError("mask (missing entries) is not supported with a bias prior or the "
+                             "bias-only update ('biases' in update)")
 
     # the parts of the model to train ("layers" trains the last layer too)
     @property

@@ -167,6 +167,7 @@ def fit_em(
     n_iter_no_change: int | None = None,
     n_init: int = 1,
     init: Any = None,
+    mask: ArrayLike | None = None,
 ) -> EMResult:
     """Train a DGN by exact, monotone EM (module notes).
 
@@ -278,6 +279,12 @@ def fit_em(
         Start 0: None ``net`` itself; "random" a seeded random net like starts 1.. (drawn
         with k = 0); a DGN or the path of a model saved by :meth:`DGN.save` (a warm start,
         e.g. from an earlier fit), which must have ``net``'s widths and activation.
+    mask : array_like of bool, shape (N, D), optional
+        Data with missing entries: True where X is observed (X may be NaN elsewhere; X must
+        then be an array). EM maximises the exact observed-data log-likelihood
+        sum_n log p(x_o,n) (:mod:`fastpath._em_missing`: per-row ECM of the last layer and
+        the noise over the points observing each row); the history is that objective. All
+        True: the run without a mask. Not with a ``client``.
 
     Returns
     -------
@@ -304,7 +311,8 @@ def fit_em(
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
         blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size,
-        X_val=X_val, n_iter_no_change=n_iter_no_change, n_init=n_init, init=init)
+        X_val=X_val, n_iter_no_change=n_iter_no_change, n_init=n_init, init=init,
+        mask=mask)
     with blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
         return _fit(net, X, opts)
 
@@ -346,16 +354,22 @@ def _fit(net: DGN, X: Any, opts: EMOptions) -> EMResult:
 
     from ._em_starts import best_run, checkpoint_of_start, starts
 
-    source = as_source(X, dim=net.data_dim)
-    summary = summarise(source)
+    kw: dict[str, Any] = dict(client=opts.client, shard_size=opts.shard_size,
+                              blas_threads=opts.blas_threads, n_jobs=opts.n_jobs)
+    if opts.mask is not None:  # missing entries: fastpath._em_missing
+        from ._em_missing import MissingEStep, missing_data
+        Xm, m, summary = missing_data(net, X, opts.mask)
+        engine: Callable[[], ShardedEStep] = lambda: MissingEStep(  # noqa: E731
+            Xm, m, opts.blas_threads, opts.n_jobs)
+    else:
+        source = as_source(X, dim=net.data_dim)
+        summary = summarise(source)
+        engine = lambda: make_estep(source, **kw)  # noqa: E731
     opts = replace(opts, noise_floor=max(opts.noise_floor, noise_floor_of_max(summary.max_abs)))
     val_source, val_fp = _held_out(opts.X_val, net.data_dim)
     nets = [_initial_model(start, opts) for start in starts(net, opts)]
     warn_if_far_from_mean(nets[0], summary.mean, summary.spread)
-    kw = dict(client=opts.client, shard_size=opts.shard_size, blas_threads=opts.blas_threads,
-              n_jobs=opts.n_jobs)
-    with make_estep(source, **kw) as estep, \
-            contextlib.ExitStack() as stack:
+    with engine() as estep, contextlib.ExitStack() as stack:
         val = None if val_source is None else stack.enter_context(make_estep(val_source, **kw))
         results = []
         for k, start in enumerate(nets):
@@ -489,11 +503,18 @@ def _exact_ecm_step(run: _Run, cur: _Point, it: int) -> tuple[_Point, bool, floa
     opts = run.opts
     if not (opts.train_last or opts.train_biases or opts.train_noise or opts.update_prior_cov):
         return cur, False, 0.0, False
-    cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last or opts.train_biases,
-                        noise_mode=run.noise if opts.train_noise else None,
-                        update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
-                        floor=opts.noise_floor, bias_prior=opts.bias_prior,
-                        last_biases_only=not opts.train_last)
+    if opts.mask is not None:
+        from ._em_missing import ecm_step  # the per-row step of the observed-data Q
+        cand, hit, _ = ecm_step(cur.model, cur.st, cur.P, last=opts.train_last,
+                                noise_mode=run.noise if opts.train_noise else None,
+                                update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
+                                floor=opts.noise_floor)
+    else:
+        cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last or opts.train_biases,
+                            noise_mode=run.noise if opts.train_noise else None,
+                            update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
+                            floor=opts.noise_floor, bias_prior=opts.bias_prior,
+                            last_biases_only=not opts.train_last)
     if cand == cur.model:
         return cur, hit, 0.0, False
     # the partition depends on the inner layers only: the E-step of cand reuses it

@@ -14,6 +14,7 @@
     dgn reference [MODEL | --random WIDTHS] [--points FILE | --n N] [--digits 30] [--out FILE.json]
                   [--npz FILE.npz] [--force]   (a certified reference bundle)
     dgn compare   BUNDLE [RESULTS | --fastpath] [--digits 10]   (digits of agreement)
+    dgn impute    MODEL.npz DATA [--out FILE] [--std FILE] [--force]   (NaN = missing)
 
 Every command has ``--help``. Errors in the input (a missing or damaged model file, bad
 widths, a region limit, a file that cannot be written) are reported in one line with exit
@@ -21,7 +22,7 @@ status 2, not a traceback (set DGN_DEBUG=1 to see the traceback). No command ove
 file that exists already unless given ``--force``.
 
 One module per command (``partition``, ``check``, ``posterior``, ``fit``, ``select``,
-``score``, ``sample``, ``warmup``, ``reference``, ``compare``), each
+``score``, ``sample``, ``impute``, ``warmup``, ``reference``, ``compare``), each
 with ``add_parser(subparsers)`` and ``run(args) -> exit status``; ``_common`` holds what they
 share, ``_fit_setup`` the validation of a fit run before its folder is written, and
 ``_scaling`` the centring and rescaling of the data that ``fit`` and ``select`` train on.
@@ -40,6 +41,7 @@ from . import (
     check,
     compare,
     fit,
+    impute,
     partition,
     posterior,
     reference,
@@ -73,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact distributions and EM for piecewise-affine deep generative networks.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (partition, check, posterior, fit, select, score, sample, warmup, reference,
-                    compare):
+    for command in (partition, check, posterior, fit, select, score, sample, impute, warmup,
+                    reference, compare):
         command.add_parser(sub)
     return parser
 

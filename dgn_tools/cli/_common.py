@@ -265,10 +265,11 @@ def load_model(args: argparse.Namespace, default: Callable[[], DGN | None]
 
 
 # ------------------------------------------------------------------------------ data
-def load_fit_data(spec: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, str]:
+def load_fit_data(spec: str, n: int = 1000, seed: int = 0, *, allow_nan: bool = False
+                  ) -> tuple[np.ndarray, str]:
     """The training data of ``dgn fit`` and ``dgn select``: "circle" (the paper's Sec. 4.3
     experiment: radius 1, noise sd 0.05), "cosine" (t ~ N(0, 1), x = (t, cos 1.4 t)) or a .npy / .csv /
-    IDX file.
+    IDX file (``allow_nan``: NaN entries, missing values, are kept; ``dgn fit --missing nan``).
 
     Returns (X (N, D), a description)."""
     from dgn_core.data import BUILTIN_DATASETS, load_data
@@ -283,7 +284,7 @@ def load_fit_data(spec: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, 
                        f"(built-in: {', '.join(BUILTIN_DATASETS)})")
     if path.is_dir():
         raise CLIError(f"--data {path} is a folder; give a data file (.npy, .csv, .txt or IDX)")
-    return load_data(path), f"file {path}"
+    return load_data(path, allow_nan=allow_nan), f"file {path}"
 
 
 # ------------------------------------------------------------------------------ writers

@@ -22,7 +22,14 @@ from dgn_core.model import DGN
 from dgn_core.validation import check_int, check_nonnegative
 
 from ._common import CLIError, check_latent_dim, check_option, load_fit_data, random_net
-from ._scaling import ScaledSource, Scaling, check_data_range, check_spread, fit_scaling
+from ._scaling import (
+    ScaledSource,
+    Scaling,
+    check_data_range,
+    check_spread,
+    fit_scaling,
+    observed_mean,
+)
 
 __all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "parse_update",
            "plan_fit"]
@@ -36,7 +43,8 @@ OPTION_DEFAULTS: dict[str, Any] = {
     **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
     "noise_floor": 1e-6, "prior": "none", "bias_prior": "none", "checkpoint_every": 10,
     "standardize": True, "stream": False, "shard_size": 2048, "val": None,
-    "n_iter_no_change": None, "n_init": 1, "init": None, "update": "layers,noise"}
+    "n_iter_no_change": None, "n_init": 1, "init": None, "update": "layers,noise",
+    "missing": None}
 #: rows of streamed data kept in memory for the figures (evenly spread blocks)
 _PLOT_ROWS = 10_000
 #: the files of a run folder
@@ -68,6 +76,7 @@ class FitPlan:
     stale: list[Path]           # files of an earlier run that --force replaces
     X_val: np.ndarray | None = None      # held-out data (--val), in the data's units
     init: DGN | None = None              # the --init model, in the transformed data's units
+    mask: np.ndarray | None = None       # --missing nan: True where X is observed
 
 
 #: the settings that hold a prior's text form
@@ -146,7 +155,7 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
     "shard_size": (int,), "val": (str, int, float, type(None)),
     "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None)),
-    "update": (str,)}
+    "update": (str,), "missing": (str, type(None))}
 #: settings whose JSON value is a bool
 _BOOLS = ("standardize", "stream")
 
@@ -188,6 +197,7 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
         saved.setdefault(key, OPTION_DEFAULTS[key])
     # ... and runs written before bias priors had none
     saved.setdefault("bias_prior", None)
+    saved.setdefault("missing", None)   # ... and before missing values
     _check_saved_types(saved, cfg_path)
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
@@ -296,6 +306,8 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
     _check_config(cfg)
     stale = _check_run_dir(run_dir, resume=resume, force=bool(getattr(args, "force", False)))
     stream = _streamed(cfg)
+    if stream is not None and cfg["missing"] is not None:
+        raise CLIError("--missing reads the data into memory: not with streamed data")
     if stream is not None:
         from dgn_core.data_source import summarise
 
@@ -305,10 +317,14 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
         X = _plot_rows(stream)
         X_val = _held_out(cfg, None)[1]
     else:
-        X_all, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
+        if cfg["missing"] is not None and cfg["val"] is not None:
+            raise CLIError("--val with --missing: held-out data with missing entries are not "
+                           "supported; fit without --val, or fill in the held-out rows")
+        X_all, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"],
+                                    allow_nan=cfg["missing"] == "nan")
         X, X_val = _held_out(cfg, X_all)
-        spread, mean = check_data_range(X, what), X.mean(axis=0)
-        max_abs = float(np.max(np.abs(X)))
+        spread, mean = check_data_range(X, what), observed_mean(X, what)
+        max_abs = float(np.nanmax(np.abs(X)))
     if X_val is not None and X_val.shape[1] != X.shape[1]:
         raise CLIError(f"--val {cfg['val']}: {X_val.shape[1]} column(s), but the training data "
                        f"have {X.shape[1]}")
@@ -339,7 +355,8 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
                    n_points=X.shape[0] if stream is None else stream.n_points, what=what,
                    scaling=scaling, net=net, prior=prior, bias_prior=bias_prior,
                    noise_floor=cfg["noise_floor"] / s2, stale=stale, X_val=X_val,
-                   init=None if init is None else scaling.to_scaled(init))
+                   init=None if init is None else scaling.to_scaled(init),
+                   mask=None if cfg["missing"] is None else ~np.isnan(X))
 
 
 @overload

@@ -170,6 +170,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,
                    help="run EM on the data as given (default: centred and rescaled, then "
                    "mapped back exactly)")
+    p.add_argument("--missing", choices=["nan"],
+                   help="the data have missing values, marked NaN (an empty field of a .csv "
+                   "file): EM maximises the exact log-likelihood of the observed entries")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the interrupted run in DIR (its saved settings are used; an "
@@ -230,11 +233,19 @@ def _start_run(plan: FitPlan) -> None:
     write_json(plan.run_dir / "config.json", cfg)
 
 
+def _observed_dim(plan: FitPlan) -> float:
+    """Observed entries per point: D, or their mean number with missing values (each
+    observed entry contributes -log s to log p(x) - log p(y))."""
+    if plan.mask is None:
+        return float(plan.X.shape[1])
+    return float(plan.mask.sum()) / plan.n_points
+
+
 def _in_data_units(res: Any, plan: FitPlan) -> tuple[DGN, dict[str, np.ndarray], list[float], list[float]]:
     """The trained model, the history columns, log p(X) and the objective of every
     iteration, mapped from the transformed data back to the data's units."""
-    N, D = plan.n_points, plan.X.shape[1]
-    shift = plan.scaling.log_density_shift(D)
+    N = plan.n_points
+    shift = plan.scaling.log_density_shift(_observed_dim(plan))
     hist = dict(res.history)
     ll = [v + N * shift for v in res.log_likelihood]
     obj = [v + N * shift for v in res.objective]
@@ -345,6 +356,9 @@ def run(args: argparse.Namespace) -> int:
     jobs = check_jobs(getattr(args, "jobs", None))
     cluster = _cluster_options(args)
     plan = plan_fit(args)          # every input error is raised here, before any file
+    if plan.mask is not None and cluster != (None, None):
+        raise CLIError("--missing runs the E-step in this process: not with --workers / "
+                       "--scheduler")
     cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
     N, D = plan.n_points, X.shape[1]
     _start_run(plan)
@@ -355,7 +369,8 @@ def run(args: argparse.Namespace) -> int:
         if plan.scaling.scale != 1.0:
             print(f"dgn fit: EM runs on (x - mean) / {plan.scaling.scale:g}: its progress lines "
                   f"give log p(X) and the noise variance of those data (add "
-                  f"{N * plan.scaling.log_density_shift(D):+.6g} to log p(X) and multiply the "
+                  f"{N * plan.scaling.log_density_shift(_observed_dim(plan)):+.6g} to log p(X) "
+                  f"and multiply the "
                   f"variance by {plan.scaling.scale ** 2:g} for the data's units)", flush=True)
     try:
         with warnings.catch_warnings(), _dask_client(cluster, quiet) as client:
@@ -370,7 +385,8 @@ def run(args: argparse.Namespace) -> int:
                          n_jobs=jobs, client=client, shard_size=cfg["shard_size"],
                          X_val=None if plan.X_val is None else plan.scaling.apply(plan.X_val),
                          n_iter_no_change=cfg["n_iter_no_change"], n_init=cfg["n_init"],
-                         init=plan.init, update=parse_update(cfg["update"]))
+                         init=plan.init, update=parse_update(cfg["update"]),
+                         mask=plan.mask)
     except KeyboardInterrupt:
         _interrupted(plan)
         raise
@@ -381,7 +397,8 @@ def run(args: argparse.Namespace) -> int:
     model.save(run_dir / "model.npz")
     write_columns_csv(run_dir / "history.csv", hist)
     save_figure(history_figure(res, hist), run_dir / "history.png")
-    save_figure(manifold_figure(model, X, title=f"learned manifold over the data ({plan.what})"),
+    shown = X if plan.mask is None else X[plan.mask.all(axis=1)]   # complete rows
+    save_figure(manifold_figure(model, shown, title=f"learned manifold over the data ({plan.what})"),
                 run_dir / "manifold.png")
     ll = lls[-1]
     k = model.n_params
