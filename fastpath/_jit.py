@@ -42,14 +42,14 @@ _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fas
 #: are listed longest first (cold compilation, benchmarks/jit_startup.py), so that the last
 #: one to start is the shortest.
 KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
-    (  # the S = 2 E-step
+    (  # the S = 2 E-step (the batched geometry compiles polygon_geometry, its only kernel
+       # of _jit_one_shot_geometry)
         "fastpath._jit_special",
         "fastpath._jit_owens",
         "fastpath._jit_bvn",
         "fastpath._jit_cubature",
         "fastpath._jit_cones",
         "fastpath._jit_pair_cubature",
-        "fastpath._jit_one_shot_geometry",
         "fastpath._jit_geometry_batch",
         "fastpath._jit_estep",
     ),
@@ -60,7 +60,8 @@ KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
         "fastpath._jit_one_shot3_cones",
         "fastpath._jit_one_shot3",
     ),
-    (  # the S = 2 one-call lane
+    (  # the S = 2 one-call lane (its geometry, whose warm-up is the lane's)
+        "fastpath._jit_one_shot_geometry",
         "fastpath._jit_one_shot_base",
         "fastpath._jit_one_shot_cubature",
         "fastpath._jit_one_shot",
