@@ -170,7 +170,7 @@ def select_models(X: ArrayLike, *, widths: Sequence[Sequence[int]] = ((8,), (8, 
             for S in _check_list(latent_dims, "latent_dims", "[1, 2]")]
     acts = _check_list(activations, "activations", "['relu', 'leaky_relu']")
     N, D = X.shape
-    Xv = None if X_val is None else check_data(X_val, dim=D)
+    Xv = None if X_val is None else check_data(X_val, dim=D, name="X_val")
     if noise_var is None:
         noise_var = max(1e-4, 0.05 * float(np.mean(np.var(X, axis=0))))
     if Xv is not None and "n_iter_no_change" in fit_kw:
