@@ -214,7 +214,10 @@ def test_nothing_observed_gives_the_prior():
     np.testing.assert_allclose(po.e0[0], freq, atol=5e-3)
 
 
-@pytest.mark.parametrize("o", [(True, False, False), (False, True, True), (True, True, False)])
+# one pattern in the quick run (each grid costs ~8 s on 2 cores), all three with --runslow
+@pytest.mark.parametrize("o", [(True, False, False),
+                               pytest.param((False, True, True), marks=pytest.mark.slow),
+                               pytest.param((True, True, False), marks=pytest.mark.slow)])
 def test_s2_against_a_grid_over_z(o):
     # midpoint rule, n = 1400 on [-7, 7]^2 (h = 0.01); its error is O(h^2) but not
     # monotone in n (kinks of g cross grid cells). Measured (both sample points, the three
