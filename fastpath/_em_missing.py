@@ -57,6 +57,7 @@ from ._mstep import (
     _last_layer_q,
     _last_layer_update,
     _layer_moments,
+    _prior_cov_update,
     _residual_after,
     _sweep_maps,
     _Wt,
@@ -313,8 +314,5 @@ def ecm_step(net: DGN, st: EStepStatistics, P: Partition, *, last: bool,
         nv = np.maximum(raw, floor)
         changes["noise_var"] = float(nv[0]) if noise_mode == "isotropic" else nv
     if update_prior_cov:
-        cov = st.S2.sum(axis=0) / st.n
-        cov = 0.5 * (cov + cov.T)
-        if np.linalg.eigvalsh(cov).min() > 0:
-            changes["prior_cov"] = cov
+        changes.update(_prior_cov_update(st))
     return (net.replace(**changes) if changes else net), hit, q_gain

@@ -437,11 +437,16 @@ def _ecm(net: DGN, st: EStepStatistics, P: Partition, *, last: bool, noise_mode:
         nv, hit = _noise_update(resid2, st.n, noise_mode == "isotropic", floor)
         changes["noise_var"] = float(nv[0]) if noise_mode == "isotropic" else nv
     if update_prior_cov:
-        cov = st.S2.sum(axis=0) / st.n
-        cov = 0.5 * (cov + cov.T)
-        if np.linalg.eigvalsh(cov).min() > 0:
-            changes["prior_cov"] = cov
+        changes.update(_prior_cov_update(st))
     return (net.replace(**changes) if changes else net), hit, q_gain
+
+
+def _prior_cov_update(st: EStepStatistics) -> dict[str, Arr]:
+    """The exact ECM update of Sigma_z, the mean of E[z z^T | x_n] (symmetrised), as
+    ``{"prior_cov": cov}``; empty when rounding leaves it not positive definite."""
+    cov = st.S2.sum(axis=0) / st.n
+    cov = 0.5 * (cov + cov.T)
+    return {"prior_cov": cov} if np.linalg.eigvalsh(cov).min() > 0 else {}
 
 
 def _inner_layer_target(net: DGN, st: EStepStatistics, P: Partition, l: int, prior: Prior | None,
