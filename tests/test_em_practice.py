@@ -252,3 +252,21 @@ def test_dgn_fit_update_option(tmp_path, capsys):
     assert any(not np.array_equal(v, v0) for v, v0 in zip(model.biases, init.biases))
     assert main(["fit", "--n", "80", "--update", "weights", "--out", str(tmp_path / "x")]) == 2
     assert "--update" in capsys.readouterr().err
+
+
+def test_dgn_score_with_missing_entries(tmp_path, capsys):
+    from dgn_tools.cli import main
+    from fastpath.missing import log_marginal_observed
+
+    net = _net(5)
+    X = net.sample(40, seed=3)[0]
+    X[::5, 1] = np.nan
+    net.save(tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", X)
+    assert main(["score", str(tmp_path / "m.npz"), str(tmp_path / "x.npy")]) == 2
+    assert "--missing nan" in capsys.readouterr().err
+    out = tmp_path / "s.csv"
+    assert main(["score", str(tmp_path / "m.npz"), str(tmp_path / "x.npy"), "--missing", "nan",
+                 "--out", str(out)]) == 0
+    log_p = np.genfromtxt(out, delimiter=",", names=True)["log_p"]
+    np.testing.assert_array_equal(log_p, log_marginal_observed(net, X, ~np.isnan(X)))

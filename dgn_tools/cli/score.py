@@ -30,7 +30,7 @@ __all__ = ["add_parser", "run", "load_points", "anomaly_ranks", "score_figure"]
 Arr = NDArray[np.float64]
 
 
-def load_points(path: Path, net: DGN, option: str = "DATA") -> Arr:
+def load_points(path: Path, net: DGN, option: str = "DATA", allow_nan: bool = False) -> Arr:
     """The data points of ``path`` (.npy, .csv / .txt / .tsv or IDX, as ``dgn fit`` reads
     them), checked against the model's data dimension.
 
@@ -51,7 +51,14 @@ def load_points(path: Path, net: DGN, option: str = "DATA") -> Arr:
         raise CLIError(f"{option}: no data file {str(path)!r}; give a .npy, .csv, .txt or IDX file")
     if path.is_dir():
         raise CLIError(f"{option} {path} is a folder; give a data file (.npy, .csv, .txt or IDX)")
-    X = load_data(path)
+    from dgn_core.exceptions import DataError
+
+    try:
+        X = load_data(path, allow_nan=allow_nan)
+    except DataError as exc:
+        if allow_nan or "NaN" not in str(exc):
+            raise
+        raise CLIError(f"{exc}; if NaN marks missing entries, add --missing nan") from None
     if X.shape[1] != net.data_dim:
         raise CLIError(f"{option} {path} has {X.shape[1]} column(s), but the model's data "
                        f"dimension is {net.data_dim} (widths {net.widths})")
@@ -133,6 +140,9 @@ def add_parser(sub: Any) -> None:
         "figure.")
     p.add_argument("model", type=Path, help="a model saved with DGN.save or dgn fit (.npz)")
     p.add_argument("data", type=Path, help="data points: .npy, .csv, .txt or IDX, one per row")
+    p.add_argument("--missing", choices=["nan"], default=None,
+                   help="NaN (or an empty CSV field) marks a missing entry: score each row by "
+                   "the exact log p of its observed entries")
     p.add_argument("--top", type=int, default=10,
                    help="how many of the most anomalous points to print and mark (default 10)")
     p.add_argument("--out", type=Path, default=None,
@@ -169,16 +179,26 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"MODEL: no model file {str(args.model)!r}; give a .npz saved by "
                        f"DGN.save or dgn fit")
     net = DGN.load(args.model)
-    X = load_points(args.data, net)
+    missing = getattr(args, "missing", None) == "nan"
+    X = load_points(args.data, net, allow_nan=missing)
     N = X.shape[0]
     P = fastpath.partition(net)
-    scores = np.asarray(fastpath.anomaly_scores(net, X, partition=P, n_jobs=jobs),
-                        dtype=np.float64)
-    log_p = -scores
+    if missing:  # log p(x_obs) of the observed entries of every row (fastpath.missing)
+        from fastpath.missing import log_marginal_observed, observed_mask
+
+        log_p = np.asarray(log_marginal_observed(net, X, observed_mask(X), partition=P),
+                           dtype=np.float64)
+    else:
+        log_p = -np.asarray(fastpath.anomaly_scores(net, X, partition=P, n_jobs=jobs),
+                            dtype=np.float64)
+    scores = -log_p
     ranks = anomaly_ranks(scores)
     finite = np.isfinite(log_p)
     print(f"dgn score: model {args.model}: {net!r} ({len(P)} regions)")
-    print(f"data {args.data}: N = {N}, D = {X.shape[1]}")
+    n_mis = int(np.isnan(X).sum())
+    print(f"data {args.data}: N = {N}, D = {X.shape[1]}"
+          + (f"; {n_mis} missing entries: log p of the observed entries (rows with fewer "
+             f"observed entries are not comparable by log p alone)" if n_mis else ""))
     total = float(np.sum(log_p))
     print(f"log p(X) = {total:.6f}; mean log p(x) = {total / N:.6f} per point; "
           f"min {float(np.min(log_p)):.6f}, median {float(np.median(log_p)):.6f}, "
