@@ -173,7 +173,7 @@ def _check_leaf(name: str, layer: Any, shape: tuple[int, ...]) -> None:
             f"layer {name!r} ({kind}) reads a {want} tensor per sample (channels first), but "
             f"the layers before it give shape {shape}; add an nn.Unflatten (or pass "
             "input_shape if it is the first layer)")
-    for pname, t in list(layer.named_parameters()) + list(layer.named_buffers()):
+    for t in list(layer.parameters()) + list(layer.buffers()):
         if not t.is_floating_point():
             continue            # e.g. BatchNorm's num_batches_tracked
         if t.dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):

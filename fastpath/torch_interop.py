@@ -17,6 +17,16 @@ bit for bit); :func:`from_torch` reads one back, so that a decoder trained elsew
 audited with the exact distributions of :mod:`fastpath` (log p(x), the posterior, the KL of
 an encoder's q to the true posterior). Float32 weights convert to float64 exactly.
 
+:func:`from_torch` also reads convolutional decoders: between two activations any run of
+Linear, Conv1d/2d, ConvTranspose1d/2d, AvgPool1d/2d, eval-mode BatchNorm1d/2d, Flatten,
+Unflatten, Identity and (eval-mode) Dropout modules is one affine map of the flattened
+tensor, and becomes one dense DGN layer (:mod:`fastpath._torch_layers`). Not supported yet:
+max-pooling (piecewise-affine, but its regions are argmax patterns) and different
+activations in different layers. :func:`to_torch` always exports ``nn.Linear`` layers, so a
+converted conv decoder comes back as its dense equivalent, whose forward pass agrees with the
+original to rounding (not bit for bit: the summation order differs); DGN -> torch -> DGN stays
+bit-exact.
+
 torch is imported only when these functions are called (it is the optional ``torch``
 extra); without it they raise an :class:`ImportError` that says how to install it.
 """
@@ -111,6 +121,14 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
         ``act`` = ``nn.ReLU()``, ``nn.LeakyReLU(net.slope)`` or :class:`Abs`. Input
         ``(N, S)``, output ``(N, D)``: ``module(z)`` equals ``net.forward(z)`` (to rounding
         for float32). The noise variance and the prior are not part of the module.
+
+    Notes
+    -----
+    A DGN converted from a convolutional decoder (:func:`from_torch`) is exported as its
+    dense equivalent: Linear layers holding the composed matrices, not the convolutions. Its
+    forward pass agrees with the original module to rounding (about 1e-15 relative), not bit
+    for bit, because the summation order differs; ``from_torch(to_torch(net))`` is still
+    bit-exact.
     """
     net = check_net(net)
     torch = _torch()
