@@ -120,8 +120,8 @@ def infer_input_shape(leaves: list[tuple[str, Any]]) -> tuple[int, ...]:
             "input_shape, the shape of one latent sample as the module expects it (for "
             "example (C, H, W) for a Conv2d); the DGN's latent z is that tensor flattened "
             "in C order")
-    raise TorchConversionError(  # pragma: no cover - the caller checks for an activation
-        "the module has no layer that fixes its input shape: pass input_shape")
+    raise TorchConversionError(   # e.g. Identity, ReLU, Linear: the first block fixes nothing
+        "the layers before the first activation do not fix the input shape: pass input_shape")
 
 
 def _ndim_needed(layer: Any) -> tuple[int, ...] | None:
@@ -206,7 +206,7 @@ def _check_size(name: str, layer: Any, rows: int, cols: int, max_entries: int) -
 
 
 def affine_block(block: list[tuple[str, Any]], shape: tuple[int, ...],
-                 max_entries: int = MAX_ENTRIES
+                 max_entries: int = MAX_ENTRIES, *, after_linear: bool = False
                  ) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
     """One DGN layer from a run of affine torch modules.
 
@@ -218,6 +218,9 @@ def affine_block(block: list[tuple[str, Any]], shape: tuple[int, ...],
         Per-sample shape of the block's input tensor (no batch dimension).
     max_entries : int
         Refuse a dense matrix (or intermediate tensor) with more entries than this.
+    after_linear : bool
+        Whether the block before (the previous activation's input) ends with a Linear; only
+        words the error for a Linear whose input size does not match.
 
     Returns
     -------
@@ -230,6 +233,13 @@ def affine_block(block: list[tuple[str, Any]], shape: tuple[int, ...],
     import torch
     nn = _nn()
     n_in = math.prod(shape)
+    # leading Identity / eval-mode Dropout change nothing: drop them (after their checks) so
+    # that a Linear behind them still takes the exact copy path below
+    lead = 0
+    while lead < len(block) - 1 and isinstance(block[lead][1], _leaf_types()["identity"]):
+        _check_leaf(*block[lead], shape)
+        lead += 1
+    block = block[lead:]
     first_name, first = block[0]
     cols: Any
     c: Any
@@ -238,9 +248,11 @@ def affine_block(block: list[tuple[str, Any]], shape: tuple[int, ...],
             # copied, not computed: a Linear-only net converts bit for bit (signs of zero too)
             _check_leaf(first_name, first, shape)
             if first.in_features != shape[0]:
+                before = (f"the previous Linear, which outputs {shape[0]} features"
+                          if after_linear else f"the layers before it, which give shape {shape}")
                 raise TorchConversionError(
                     f"layer {first_name!r}: Linear({first.in_features}, {first.out_features}) "
-                    f"does not chain with the previous Linear, which outputs {shape[0]} features")
+                    f"does not chain with {before}")
             _check_size(first_name, first, first.out_features, n_in, max_entries)
             W = first.weight.detach().cpu().to(torch.float64)
             cols = W.T.clone()                          # (n_in, D_1): row j = image of e_j

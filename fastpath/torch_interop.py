@@ -314,8 +314,10 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
             raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
     Ws: list[np.ndarray] = []
     vs: list[np.ndarray] = []
-    for block in blocks:
-        W, v, shape = _torch_layers.affine_block(block, shape, max_entries)
+    for i, block in enumerate(blocks):
+        after_linear = i > 0 and isinstance(blocks[i - 1][-1][1], torch.nn.Linear)
+        W, v, shape = _torch_layers.affine_block(block, shape, max_entries,
+                                                 after_linear=after_linear)
         Ws.append(W)
         vs.append(v)
     return DGN(Ws, vs, activation=activation, slope=slope, noise_var=noise_var,

@@ -303,3 +303,22 @@ def test_readme_conv_example():
     ns: dict = {"nn": torch.nn, "fastpath": fastpath}
     exec(compile(block, "README.md", "exec"), ns)  # noqa: S102 - our own README
     assert ns["net"].widths == (2, 108, 36)
+
+
+def test_linear_behind_identity_is_copied_exactly():
+    """Identity / eval Dropout before a Linear: the Linear is still copied bit for bit."""
+    import torch
+
+    import fastpath
+    nn = torch.nn
+    torch.manual_seed(0)
+    mod = _seq(nn.Identity(), nn.Linear(2, 4), nn.ReLU(), nn.Dropout(0.2), nn.Linear(4, 3))
+    with torch.no_grad():
+        mod[4].weight[0, 0] = -0.0
+    net = fastpath.from_torch(mod, 0.1)
+    assert net.weights[0].tobytes() == mod[1].weight.detach().numpy().tobytes()
+    assert net.weights[1].tobytes() == mod[4].weight.detach().numpy().tobytes()   # -0.0 too
+    # an explicit input_shape that does not match the first Linear
+    from dgn_core.exceptions import TorchConversionError
+    with pytest.raises(TorchConversionError, match=r"before it, which give shape \(3,\)"):
+        fastpath.from_torch(mod, 0.1, input_shape=(3,))
