@@ -174,6 +174,9 @@ def _check_leaf(name: str, layer: Any, shape: tuple[int, ...]) -> None:
             f"the layers before it give shape {shape}; add an nn.Unflatten (or pass "
             "input_shape if it is the first layer)")
     for t in list(layer.parameters()) + list(layer.buffers()):
+        if t.is_complex():
+            raise TorchConversionError(f"layer {name!r}: unsupported dtype {t.dtype} (a DGN "
+                                       "is real)")
         if not t.is_floating_point():
             continue            # e.g. BatchNorm's num_batches_tracked
         if t.dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
