@@ -14,6 +14,7 @@ VAEs. Writes to the output folder (default examples/output/fig7_digits/):
 * history.csv, summary.csv, summary.md (GaussianMixture baselines included).
 
     python examples/fig7_digits.py [--full] [--out DIR]
+    python examples/fig7_digits.py --full --seeds 10   # seeds 0-9 (folder fig7_digits_seeds/)
     python examples/fig7_digits.py --mnist-images train-images-idx3-ubyte.gz \\
         --mnist-labels train-labels-idx1-ubyte.gz --n-max 1000
 """
@@ -82,7 +83,7 @@ def plot_manifold(net0: DGN, runs: list, X: np.ndarray, path: Path, title: str) 
     return save_figure(fig, path)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def parser():
     p = C.base_parser(__doc__.split("\n")[0])
     p.add_argument("--digit", type=int, default=4, help="the digit class")
     p.add_argument("--mnist-images", default=None, help="MNIST IDX image file (else 8x8 digits)")
@@ -93,11 +94,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--test-fraction", type=float, default=0.2, help="held-out fraction")
     p.add_argument("--noise-var", type=float, default=None,
                    help="initial noise variance of the DGN (default: mean pixel variance)")
-    args = p.parse_args(argv)
+    return p
+
+
+def setup(args, seed: int) -> C.Setup:
+    """Seed ``seed``: its train / held-out split (and MNIST subsample) and initial DGN."""
     full = args.full
     if args.mnist_images:
         n_max = args.n_max or (2000 if full else 500)
-        data = load_mnist(args.mnist_images, args.mnist_labels, args.digit, n_max, args.seed)
+        data = load_mnist(args.mnist_images, args.mnist_labels, args.digit, n_max, seed)
         source = f"MNIST ({Path(args.mnist_images).name}" + (
             f", digit {args.digit})" if args.mnist_labels else ", all digits: no labels given)")
     else:
@@ -105,32 +110,39 @@ def main(argv: list[str] | None = None) -> dict:
         if args.n_max:
             data = data[: args.n_max]
         source = f"scikit-learn 8x8 digits (digit {args.digit})"
-    X, X_test = C.split(data, args.test_fraction, args.seed)
+    X, X_test = C.split(data, args.test_fraction, seed)
     D = X.shape[1]
     widths = C.hidden_widths(args, (16, 32))
     activation = args.activation or "leaky_relu"
-    em_iter = args.em_iter or (200 if full else 30)
-    batch = args.batch_size or 32
-    epochs = args.vae_epochs or (6000 if full else 2000)
-    lrs = C.parse_floats(args.lrs, PAPER_LEARNING_RATES)
     noise_var = args.noise_var or float(np.mean(np.var(X, axis=0)))
-    out = C.output_dir(NAME, args.out)
-    q = args.quiet
 
-    net = DGN.random((1, *widths, D), activation=activation, seed=args.seed, noise_var=noise_var)
-    C.log(f"{source}: {len(X)} train / {len(X_test)} held-out images of {D} pixels; DGN "
-          f"widths {net.widths} {activation}, {net.n_params} parameters, initial noise "
-          f"variance {noise_var:.4g}", q)
+    net = DGN.random((1, *widths, D), activation=activation, seed=seed, noise_var=noise_var)
+    C.log(f"{source}, seed {seed}: {len(X)} train / {len(X_test)} held-out images of {D} "
+          f"pixels; DGN widths {net.widths} {activation}, {net.n_params} parameters, initial "
+          f"noise variance {noise_var:.4g}", args.quiet)
+    return C.Setup(
+        net=net, X=X, X_test=X_test,
+        em_iter=args.em_iter or (200 if full else 30),
+        epochs=args.vae_epochs or (6000 if full else 2000), batch=args.batch_size or 32,
+        lrs=C.parse_floats(args.lrs, PAPER_LEARNING_RATES), seed=seed,
+        title=f"Digits (Fig. 7): {source}, {len(X)} train / {len(X_test)} held-out, "
+              f"DGN {net.widths} {activation}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parser().parse_args(argv)
     t0 = time.perf_counter()
-    runs, gmm, summary = C.run_and_report(
-        net, X, X_test, args, em_iter=em_iter, epochs=epochs, batch=batch, lrs=lrs, out=out,
-        title=f"Digits (Fig. 7): {source}, {len(X)} train / "
-              f"{len(X_test)} held-out, DGN {net.widths} {activation}")
+    if args.seeds:
+        out = C.output_dir(NAME + "_seeds", args.out)
+        return C.run_seeds(__file__, argv, args, out, f"Digit {args.digit} (Fig. 7)")
+    out = C.output_dir(NAME, args.out)
+    s = setup(args, args.seed)
+    runs, gmm, summary = C.run_and_report(s, args, out)
     if not args.no_plots:
-        plot_manifold(net, runs, X, out / "fig7_manifold.png", f"Digit {args.digit}")
+        plot_manifold(s.net, runs, s.X, out / "fig7_manifold.png", f"Digit {args.digit}")
         C.plot_nll(runs, gmm, out / "nll.png", "Digits: exact NLL, EM vs VAEs")
         C.plot_kl(runs, out / "kl.png", "Digits: KL between VAE q and true posterior")
-    C.log(f"wrote {out} ({time.perf_counter() - t0:.0f} s)", q)
+    C.log(f"wrote {out} ({time.perf_counter() - t0:.0f} s)", args.quiet)
     return {"runs": runs, "gmm": gmm, "summary": summary, "out": out}
 
 
