@@ -169,8 +169,12 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[np.generic]:
     return np.frombuffer(raw, dtype=dtype).reshape(dims)
 
 
-def load_data(path: str | os.PathLike[str]) -> NDArray[np.float64]:
+def load_data(path: str | os.PathLike[str], *, allow_nan: bool = False) -> NDArray[np.float64]:
     """Load a data matrix ``(N, D)`` from ``.npy``, ``.csv`` / ``.txt`` / ``.tsv`` or IDX.
+
+    ``allow_nan=True`` reads data with missing entries (``fastpath.missing``): NaN entries
+    (``nan`` in a text table, and empty fields of a ``.csv`` / ``.tsv`` file) are kept as
+    NaN; every other rule still applies to the entries that are present.
 
     ``.npy`` files are read without unpickling. Text tables (``,``-separated for ``.csv``,
     tab-separated for ``.tsv``, whitespace-separated for ``.txt``; ``#`` starts a comment)
@@ -212,9 +216,14 @@ def load_data(path: str | os.PathLike[str]) -> NDArray[np.float64]:
     elif name.endswith((".csv", ".txt", ".tsv")):
         # tabs for .tsv, so that an empty field is an error, not a shifted row
         delim = "," if name.endswith(".csv") else "\t" if name.endswith(".tsv") else None
-        X = _read_table(path, delim)
+        X = _read_table(path, delim, allow_nan)
     else:
         raise DataError(f"{path}: unknown data format (use .npy, .csv, .txt or an IDX file)")
+    if allow_nan and np.asarray(X).dtype.kind == "f" and np.isnan(X).any():
+        nan = np.isnan(X)
+        out = check_data(np.where(nan, 0.0, X), name=str(path)).copy()
+        out[nan.reshape(out.shape)] = np.nan
+        return out
     return check_data(X, name=str(path))
 
 
@@ -264,11 +273,11 @@ def _is_number(field: str) -> bool:
     return "_" not in field  # float() reads "1_000"; numpy's parser does not
 
 
-def _read_table(path: Path, delim: str | None) -> NDArray[np.float64]:
+def _read_table(path: Path, delim: str | None, allow_nan: bool = False) -> NDArray[np.float64]:
     """A numeric text table with an optional header line, errors located by line and column."""
     header = 0  # line number of the header, 0 if none
     for lineno, fields in _data_lines(path, delim):
-        numeric = [_is_number(f) for f in fields]
+        numeric = [_is_number(f) or (allow_nan and not f) for f in fields]
         if not any(numeric) and all(fields):
             header = lineno
         elif not all(numeric):
@@ -279,21 +288,27 @@ def _read_table(path: Path, delim: str | None) -> NDArray[np.float64]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # "input contained no data"
-            X = np.loadtxt(path, delimiter=delim, ndmin=2, skiprows=header, encoding="utf-8-sig")
+            # allow_nan: an empty field of a delimited table is a missing entry
+            conv = ((lambda f: float(f) if f.strip() else np.nan) if allow_nan and delim
+                    else None)
+            X = np.loadtxt(path, delimiter=delim, ndmin=2, skiprows=header,
+                           encoding="utf-8-sig", converters=conv)
     except (ValueError, UnicodeDecodeError) as exc:
-        _locate_table_error(path, delim, header)
+        _locate_table_error(path, delim, header, allow_nan)
         raise DataError(f"{path}: not a numeric table ({exc})") from None
     except OSError as exc:
         raise DataError(f"cannot read the data file {path}: {exc.strerror}") from None
     if X.shape[0] == 0:
         raise DataError(f"{path} holds no data rows" + (f" (only the header on line {header})"
                                                         if header else ""))
-    if not np.all(np.isfinite(X)) or np.any(np.abs(X) > MAX_DATA_ABS):
-        _locate_table_error(path, delim, header)
+    bad = np.isinf(X) if allow_nan else ~np.isfinite(X)
+    if np.any(bad) or np.any(np.abs(X) > MAX_DATA_ABS):
+        _locate_table_error(path, delim, header, allow_nan)
     return np.asarray(X, dtype=np.float64)
 
 
-def _locate_table_error(path: Path, delim: str | None, header: int) -> None:
+def _locate_table_error(path: Path, delim: str | None, header: int,
+                        allow_nan: bool = False) -> None:
     """Raise the DataError for the first bad field, ragged row or non-finite value."""
     width = None
     first = 0
@@ -306,9 +321,13 @@ def _locate_table_error(path: Path, delim: str | None, header: int) -> None:
             raise DataError(f"{path}, line {lineno} has {len(fields)} column(s) but line "
                             f"{first} has {width}")
         for col, field in enumerate(fields, start=1):
+            if allow_nan and not field:
+                continue
             if not _is_number(field):
                 raise _field_error(path, lineno, col, field, delim)
             value = float(field)
+            if allow_nan and np.isnan(value):
+                continue
             if not np.isfinite(value):
                 raise DataError(f"{path}, line {lineno}, column {col}: {field!r} is not a finite "
                                 "number (the data must be finite)")

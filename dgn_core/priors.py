@@ -1,7 +1,8 @@
-"""Weight priors for MAP-EM, shared by both backends.
+"""Weight and bias priors for MAP-EM, shared by both backends.
 
 Each prior is a frozen dataclass with ``log_density(weights)`` (the log prior density of a
-list of weight matrices) and ``describe()`` (the text form that :func:`parse_prior` reads
+list of weight matrices, or of bias vectors: every entry is independent, so any list of
+arrays works) and ``describe()`` (the text form that :func:`parse_prior` reads
 back). The fast path's M-step solves the penalised updates; the exact path's ``em_step``
 evaluates the same objective in high precision.
 """
@@ -96,10 +97,11 @@ def log_prior(prior: Prior | None, weights: Sequence[NDArray[np.float64]]) -> fl
     return 0.0 if prior is None else prior.log_density(weights)
 
 
-def check_prior(prior: Any) -> Prior | None:
+def check_prior(prior: Any, name: str = "weight_prior") -> Prior | None:
+    """``prior`` if it is None or one of the prior types; TypeError naming ``name`` else."""
     if prior is None or isinstance(prior, (GaussianPrior, LaplacePrior, BoxPrior)):
         return prior
-    raise TypeError("weight_prior must be None, GaussianPrior(var), LaplacePrior(scale) or "
+    raise TypeError(f"{name} must be None, GaussianPrior(var), LaplacePrior(scale) or "
                     f"BoxPrior(bound), got {prior!r}")
 
 

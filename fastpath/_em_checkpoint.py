@@ -170,6 +170,8 @@ def _state_from_arrays(path: Path, data: dict[str, Any], fingerprint: str,
     # and before held-out data and early stopping
     saved.setdefault("n_iter_no_change", None)
     saved.setdefault("val_sha256", None)
+    # ... and before bias priors: none
+    saved.setdefault("bias_prior", None)
     diff = {k: (saved.get(k), v) for k, v in options.items() if saved.get(k) != v}
     if diff:
         raise CheckpointError(f"{path} was written with other options; differing (saved, now): "

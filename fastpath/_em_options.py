@@ -38,8 +38,9 @@ DEFAULT_RIDGE = 1e-6
 #: the smallest noise standard deviation EM uses, in units of the rounding error of the data:
 #: (NOISE_FLOOR_ULPS * eps * max |x|)^2 is the smallest noise variance (min_noise_floor)
 NOISE_FLOOR_ULPS = 8.0
-#: the parts of the model ``update`` may name
-UPDATES = ("layers", "last", "noise")
+#: the parts of the model ``update`` may name ("biases": the bias vectors of every layer with
+#: the weights fixed, the bias-only update of Balestriero et al. 2020, made monotone)
+UPDATES = ("layers", "last", "noise", "biases")
 #: the noise models
 NOISE_MODELS = ("isotropic", "diagonal")
 #: the named initialisations (besides a DGN or a saved model)
@@ -124,7 +125,7 @@ def _noise(value: Any, name: str) -> str | None:
 
 
 def _prior(value: Any, name: str) -> Prior | None:
-    return check_prior(value)
+    return check_prior(value, name)
 
 
 def _checkpoint(value: Any, name: str) -> Path | None:
@@ -146,6 +147,17 @@ def _callback(value: Any, name: str) -> Callable[..., Any] | None:
 
 def _blas_threads(value: Any, name: str) -> int | None:
     return None if value is None else check_int(value, name, 1)
+
+
+def _mask(value: Any, name: str) -> Any:
+    """None or a boolean array (its shape is checked against the data's)."""
+    if value is None:
+        return None
+    arr = np.asarray(value)
+    if arr.dtype != np.bool_:
+        raise TypeError(f"{name} must be None or a boolean array (True = observed), got dtype "
+                        f"{arr.dtype}")
+    return arr
 
 
 def _client(value: Any, name: str) -> Any:
@@ -212,12 +224,15 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
     "tol": Constraint("float >= 0", "convergence threshold on the per-point gain of the exact "
                       "objective in one iteration (nats per point)", check_nonnegative),
     "update": Constraint(f"collection of {UPDATES}", "what to train: 'layers' every layer, "
-                         "'last' the last layer only, 'noise' the noise variance", _update),
+                         "'last' the last layer only, 'noise' the noise variance, 'biases' the "
+                         "biases of every layer (weights fixed unless 'layers' / 'last')", _update),
     "noise": Constraint("None, 'isotropic' or 'diagonal'",
                         "noise model (None: the initial net's)", _noise),
     "update_prior_cov": Constraint("bool", "also update Sigma_z (exact ECM)", _truth),
     "weight_prior": Constraint("None, GaussianPrior, LaplacePrior or BoxPrior",
                                "prior on the weight matrices (MAP-EM)", _prior),
+    "bias_prior": Constraint("None, GaussianPrior, LaplacePrior or BoxPrior",
+                             "prior on the bias vectors (MAP-EM)", _prior),
     "noise_floor": Constraint("float >= 0", "lower bound of every noise variance (raised to "
                               "min_noise_floor(X) when below it)", check_nonnegative),
     "ridge": Constraint("float >= 0", "proximal ridge of the inner-layer systems, relative to "
@@ -256,6 +271,9 @@ PARAMETER_CONSTRAINTS: dict[str, Constraint] = {
                        "None net itself, 'random' a seeded random net of net's architecture, "
                        "a DGN / saved model of net's architecture (a warm start); further "
                        "starts are seeded random nets", _init),
+    "mask": Constraint("None or boolean array (N, D), True = observed (not with client)",
+                       "missing entries: EM maximises the exact observed-data log-likelihood "
+                       "(fastpath._em_missing)", _mask),
 }
 
 
@@ -280,6 +298,7 @@ class EMOptions:
     noise: str | None = None
     update_prior_cov: bool = False
     weight_prior: Prior | None = None
+    bias_prior: Prior | None = None
     noise_floor: float = 1e-6
     ridge: float = DEFAULT_RIDGE
     max_halvings: int = 12
@@ -298,6 +317,7 @@ class EMOptions:
     n_iter_no_change: int | None = None
     n_init: int = 1
     init: Any = None
+    mask: Any = None
 
     @classmethod
     def from_kwargs(cls, **kwargs: Any) -> EMOptions:
@@ -313,6 +333,11 @@ class EMOptions:
             raise ValueError("resume=True needs checkpoint=PATH")
         if self.n_iter_no_change is not None and self.X_val is None:
             raise ValueError("n_iter_no_change (early stopping) needs held-out data X_val")
+        if self.mask is not None and self.client is not None:
+            raise ValueError("mask (missing entries) is not supported with a client")
+        if self.mask is not None and (self.bias_prior is not None or self.train_biases):
+            raise ValueError("mask (missing entries) is not supported with a bias prior or the "
+                             "bias-only update ('biases' in update)")
 
     # the parts of the model to train ("layers" trains the last layer too)
     @property
@@ -327,6 +352,17 @@ class EMOptions:
     def train_noise(self) -> bool:
         return "noise" in self.update
 
+    # the biases alone, weights fixed, where "layers" (or "last" for the last layer) does
+    # not train the whole layer
+    @property
+    def train_biases(self) -> bool:
+        return "biases" in self.update and not self.train_layers
+
+    @property
+    def priors(self) -> tuple[Prior | None, Prior | None]:
+        """(weight prior, bias prior)."""
+        return self.weight_prior, self.bias_prior
+
     def noise_model(self, net: DGN) -> str:
         """The noise model of the run: ``noise``, or the initial net's."""
         if self.noise is not None:
@@ -339,13 +375,16 @@ class EMOptions:
 
         ``update`` is recorded as checkpoints of earlier versions record it: ``["layers"]``
         whenever the layers are trained (the noise entry is then not recorded), else the
-        sorted entries among "last" and "noise".
+        sorted entries among "biases", "last" and "noise". ``bias_prior`` is None in
+        checkpoints written before it existed (read back so, :mod:`._em_checkpoint`).
         """
         update = ["layers"] if self.train_layers else sorted(
-            ({"last"} if self.train_last else set()) | ({"noise"} if self.train_noise else set()))
+            ({"last"} if self.train_last else set()) | ({"noise"} if self.train_noise else set())
+            | ({"biases"} if self.train_biases else set()))
         return {"update": update,
                 "noise": self.noise_model(net), "update_prior_cov": self.update_prior_cov,
                 "weight_prior": None if self.weight_prior is None else self.weight_prior.describe(),
+                "bias_prior": None if self.bias_prior is None else self.bias_prior.describe(),
                 "noise_floor": self.noise_floor, "ridge": self.ridge,
                 "max_halvings": self.max_halvings, "max_regions": self.max_regions,
                 "tol": self.tol, "seed": self.seed, "shard_size": self.shard_size,

@@ -31,7 +31,7 @@ class EMIteration:
     log_likelihood : float
         Exact log p(X) of ``model``.
     objective : float
-        log p(X) + log p(W) (= log_likelihood without a weight prior).
+        log p(X) + log p(W) + log p(v) (= log_likelihood without weight and bias priors).
     step_sizes : ndarray, shape (L-1,)
         Accepted step of every inner layer (0: rejected, nan: not attempted).
     noise_floor_hit : bool
@@ -66,8 +66,8 @@ class EMResult:
     log_likelihood : list of float
         Exact log p(X) of the initial model and after every iteration (length n_iter + 1).
     objective : list of float
-        log p(X) + log p(W): the monotone quantity (equal to ``log_likelihood`` without a
-        weight prior).
+        log p(X) + log p(W) + log p(v): the monotone quantity (equal to ``log_likelihood``
+        without weight and bias priors).
     n_iter : int
         Iterations run (including those before a resume).
     converged : bool

@@ -103,10 +103,11 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
              buf: NDArray[np.float64], out_lm: NDArray[np.float64],
              out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
              out_lc: NDArray[np.float64]) -> None:
-    """:func:`_pair_deferred` without deferral (the one-call lane's entry)."""
+    """:func:`_pair_deferred` without deferral (the one-call lane's entry; np.bool_: the same
+    compilation as the E-step's calls, not one specialised on a literal False)."""
     _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start,
                    e_dir, e_len, f_C, f_d, f_valid, c_gen, moments, margin, gweight, math.inf,
-                   math.inf, False, cu, terms, buf, out_lm, out_dm, out_tc, out_lc,
+                   math.inf, np.bool_(False), cu, terms, buf, out_lm, out_dm, out_tc, out_lc,
                    np.zeros((1, 1), dtype=np.bool_))
 
 

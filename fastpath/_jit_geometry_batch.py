@@ -114,7 +114,8 @@ def geometry_s2_batch(C: NDArray[np.float64], d: NDArray[np.float64], offs: NDAr
             status[i] = THIN
             continue
         (st, k, L2, X, Ai, CAi, E_start, E_dir, E_len, edge_id, orient, Cf, df, c_gen,
-         nr) = polygon_geometry(Cr, dr, L, y0, y1, r, R0, 0, False, draws_b, draws_u)
+         nr) = polygon_geometry(Cr, dr, L, y0, y1, r, R0, np.intp(0), np.bool_(False), draws_b,
+                                 draws_u)
         if st != OK:
             status[i] = st
             continue

@@ -544,12 +544,12 @@ def standardise_geometry_s3(C: NDArray[np.float64], d: NDArray[np.float64],
                     R[nr_e, c] = sgn * nv[q, c]
                 nr_e += 1
     # interior point (_small_polytope.interior_point)
-    n = _vertices3(Cr, dr, m, X, ci)
+    n = _vertices3(Cr, dr, np.intp(m), X, ci)  # np.intp: no literal specialisation
     y0 = np.zeros(3)
     feas = np.zeros(n, dtype=np.bool_)
     cnt = 0
     for i in range(n):
-        if _viol(Cr, dr, m, X, i) <= _TOL * (1.0 + _norm3(X, i)):
+        if _viol(Cr, dr, np.intp(m), X, i) <= _TOL * (1.0 + _norm3(X, i)):
             feas[i] = True
             cnt += 1
             for c in range(3):
@@ -579,13 +579,13 @@ def standardise_geometry_s3(C: NDArray[np.float64], d: NDArray[np.float64],
     if not r > 1e3 * _EMPTY_TOL * scale_d:
         return (THIN,) + bad
     # vertices relative to y0, feasible, none merged
-    n = _vertices3(Cr, dt, m, X, ci)
+    n = _vertices3(Cr, dt, np.intp(m), X, ci)
     V = np.empty((n, 3))
     tv = np.empty(n)
     k = 0
     for i in range(n):
         tx = _TOL * (r + _norm3(X, i))
-        if _viol(Cr, dt, m, X, i) <= tx:
+        if _viol(Cr, dt, np.intp(m), X, i) <= tx:
             for c in range(3):
                 V[k, c] = X[i, c]
             tv[k] = tx

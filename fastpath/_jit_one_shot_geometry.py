@@ -139,7 +139,10 @@ def geometry_s2(C0: NDArray[np.float64], d0: NDArray[np.float64],
         r = min(r, dr[j] - (Cr[j, 0] * y0 + Cr[j, 1] * y1))
     if not r > 1e3 * empty_tol * scale_d:
         return (THIN, 0, L) + bad
-    return polygon_geometry(Cr, dr, L, y0, y1, r, R, nr_e, True, draws_b, draws_u)
+    # np.intp / np.bool_: no specialisation of polygon_geometry on literal arguments (each
+    # one a compilation of its own)
+    return polygon_geometry(Cr, dr, L, y0, y1, r, R, np.intp(nr_e), np.bool_(True), draws_b,
+                            draws_u)
 
 
 @jit

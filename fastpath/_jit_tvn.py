@@ -99,7 +99,7 @@ def _laplace_window(h: NDArray[np.float64], R: NDArray[np.float64], plo: float, 
             hs[a] = -h[S[a]]
             for b in range(m):
                 M[a, b] = R[S[a], S[b]] + (1e-13 if a == b else 0.0)
-        _solve(m, M, hs, nus)  # nus = -Rss^-1 hs
+        _solve(np.intp(m), M, hs, nus)  # nus = -Rss^-1 hs (np.intp: one compilation)
         feas = True
         for a in range(m):
             feas = feas and nus[a] >= -1e-12
@@ -125,7 +125,7 @@ def _laplace_window(h: NDArray[np.float64], R: NDArray[np.float64], plo: float, 
         else:
             for a in range(m):
                 hs[a] = R[0, S[a]]
-            _solve(m, M, hs, sol)
+            _solve(np.intp(m), M, hs, sol)
             q = 0.0
             for a in range(m):
                 q += hs[a] * sol[a]

@@ -17,8 +17,10 @@ rank-deficient when the layer's input lies on a low-dimensional set (S = 1): a p
 lambda (vec(Wt) - vec(Wt_old)) with lambda = ``ridge`` times the mean diagonal of the system
 keeps it solvable and leaves directions the data does not determine unchanged. A Gaussian
 weight prior adds 1/var to the diagonal (ridge towards 0, a MAP update); Laplace (L1) and box
-priors turn the same quadratic into a convex QP, solved with cvxpy (CLARABEL). Weight priors
-apply to the weight matrices W^1..W^L, not to the biases, the noise or Sigma_z. The inner
+priors turn the same quadratic into a convex QP, solved with cvxpy (CLARABEL; the prior
+machinery and the PSD solve are in :mod:`fastpath._mstep_priors`). Weight priors
+apply to the weight matrices W^1..W^L; a bias prior (any of the same kinds) to the bias
+vectors v^1..v^L, the bias column of every Wt; neither to the noise or Sigma_z. The inner
 system is kept factored (M = B B^T with B of R D (S + 1) columns, :mod:`fastpath._inner_solve`)
 and, where B is thin (wide layers at small S), solved without forming M.
 
@@ -27,6 +29,13 @@ E-step's residual (computed in residual form, no cancellation at small noise) co
 first order in the last layer's change, r_new = r_old - 2 diag(dW G) + diag(dW Hh dW^T). It
 is clipped at the noise floor: the maximiser of Q over [floor, inf), still an exact ECM step
 since Q is unimodal in sigma^2.
+
+Bias-only updates (``biases_only``; the update of the biases with the weights fixed, as in
+the authors' code of Balestriero et al. 2020, which solves for each layer's bias in turn
+from one E-step): the same quadratics restricted to the bias column. For the last layer Q is
+separable over the outputs d and each v_d is a scalar: the maximiser is closed form for
+every prior (ratio, shrinkage, soft threshold, clip). For an inner layer the restriction of
+M to the bias entries is sum_w H_w[K, K] Kw_w (D_l x D_l), solved like the full system.
 """
 
 from __future__ import annotations
@@ -37,20 +46,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import linalg as sla
 
 from dgn_core.model import DGN
 from dgn_core.priors import BoxPrior, GaussianPrior, LaplacePrior, Prior
 from dgn_core.regions import Partition
+
+from ._mstep_priors import (
+    _RANK_RTOL,
+    _gaussian_diag,
+    _last_bias_update,
+    _last_layer_qp,
+    _maximise_quadratic,
+    _psd_solve,
+    _weight_mask,
+)
 
 if TYPE_CHECKING:
     from ._inner_solve import InnerSystem
     from .distributions import EStepStatistics
 
 Arr = NDArray[np.float64]
-
-#: relative eigenvalue cut-off below which the last layer's normal matrix is singular
-_RANK_RTOL = 1e-13
 
 
 # =========================================================================== region maps
@@ -146,10 +161,12 @@ def _layer_moments(P: Arr, p: Arr, st: EStepStatistics) -> tuple[Arr, Arr, Arr]:
 
 
 # =========================================================================== M-step pieces
-def _last_layer_update(Hh: Arr, Xh: Arr, Wt_old: Arr, noise: Arr, prior: Prior | None) -> Arr:
+def _last_layer_update(Hh: Arr, Xh: Arr, Wt_old: Arr, noise: Arr, prior: Prior | None,
+                       bias_prior: Prior | None = None, biases_only: bool = False) -> Arr:
     """Exact ECM update of the last layer, Wt = [W^L, v^L].
 
-    Maximises Q(Wt) = -1/2 sum_d [Wt_d Hh Wt_d^T - 2 Xh_d . Wt_d] / sigma_d^2 + log p(W).
+    Maximises Q(Wt) = -1/2 sum_d [Wt_d Hh Wt_d^T - 2 Xh_d . Wt_d] / sigma_d^2 + log p(W)
+    + log p(v).
 
     Parameters
     ----------
@@ -161,7 +178,10 @@ def _last_layer_update(Hh: Arr, Xh: Arr, Wt_old: Arr, noise: Arr, prior: Prior |
         Current [W^L, v^L].
     noise : ndarray, shape (D,)
         Current noise variances (only used with a prior).
-    prior : GaussianPrior, LaplacePrior, BoxPrior or None
+    prior, bias_prior : GaussianPrior, LaplacePrior, BoxPrior or None
+        Priors on the weights W^L and on the bias v^L.
+    biases_only : bool
+        Update v^L alone (W^L fixed): :func:`_last_bias_update`.
 
     Returns
     -------
@@ -174,106 +194,28 @@ def _last_layer_update(Hh: Arr, Xh: Arr, Wt_old: Arr, noise: Arr, prior: Prior |
     maximiser closest to Wt_old is returned (the old value is kept along flat directions).
     """
     D, K = Wt_old.shape
-    if isinstance(prior, (LaplacePrior, BoxPrior)):
-        return _last_layer_qp(Hh, Xh, Wt_old, noise, prior)
-    if isinstance(prior, GaussianPrior):
-        J = np.ones(K)
-        J[-1] = 0.0
+    if biases_only:
+        return _last_bias_update(Hh, Xh, Wt_old, noise, bias_prior)
+    if any(isinstance(p, (LaplacePrior, BoxPrior)) for p in (prior, bias_prior)):
+        return _last_layer_qp(Hh, Xh, Wt_old, noise, prior, bias_prior)
+    J = _gaussian_diag(prior, bias_prior, _weight_mask((1, K))[0])
+    if J is not None:
         out = np.empty((D, K))
-        for d in range(D):   # row d: (Hh + (sigma_d^2 / var) J) Wt_d^T = Xh_d^T
-            A = Hh + np.diag(noise[d] / prior.var * J)
+        for d in range(D):   # row d: (Hh + sigma_d^2 J) Wt_d^T = Xh_d^T
+            A = Hh + np.diag(noise[d] * J)
             out[d] = _psd_solve(A, Xh[d] - Wt_old[d] @ A) + Wt_old[d]
         return out
     G = Xh - Wt_old @ Hh                                                   # (D, K) residual
     return Wt_old + _psd_solve(Hh, G.T).T
 
 
-def _psd_solve(A: Arr, B: Arr, cholesky: bool = False) -> Arr:
-    """Solve A X = B for symmetric PSD A (n, n); B (n,) or (n, k).
-
-    Default: the eigen-decomposition, with eigenvalues below ``_RANK_RTOL * n * max``
-    treated as 0 (pseudo-inverse: no move along directions the data does not determine;
-    the cut-off of verified_dgn.em as well). ``cholesky=True`` (large systems that a ridge
-    makes positive definite) tries a Cholesky factorisation first and falls back to that.
-    """
-    A = 0.5 * (A + A.T)
-    if float(np.max(np.abs(np.diag(A)), initial=0.0)) == 0.0:
-        return np.zeros_like(B)
-    if cholesky:
-        try:
-            c = sla.cho_factor(A, check_finite=False)
-            X = sla.cho_solve(c, B, check_finite=False)
-            if np.all(np.isfinite(X)):
-                return X
-        except (np.linalg.LinAlgError, ValueError):
-            pass
-    ev, U = np.linalg.eigh(A)
-    keep = ev > _RANK_RTOL * max(float(ev[-1]), 0.0) * A.shape[0]
-    inv = np.where(keep, 1.0 / np.where(keep, ev, 1.0), 0.0)
-    return U @ (inv[:, None] * (U.T @ B)) if B.ndim > 1 else U @ (inv * (U.T @ B))
-
-
-def _weight_mask(shape: tuple[int, int]) -> NDArray[np.bool_]:
-    """True for the weight entries of Wt = [W, v] (False for the bias column)."""
-    m = np.ones(shape, dtype=bool)
-    m[:, -1] = False
-    return m
-
-
-def _cvxpy_solve(problem: Any) -> None:
-    import cvxpy as cp
-    try:
-        if "CLARABEL" in cp.installed_solvers():
-            problem.solve(solver="CLARABEL")
-        else:  # pragma: no cover - CLARABEL ships with cvxpy >= 1.4
-            problem.solve()
-    except cp.error.SolverError as exc:
-        raise RuntimeError(f"the convex QP of the M-step failed: {exc}") from None
-    if problem.status not in ("optimal", "optimal_inaccurate"):
-        raise RuntimeError(f"the convex QP of the M-step ended with status {problem.status!r}")
-
-
-def _psd_root(A: Arr) -> Arr:
-    """R with R^T R = A for symmetric PSD A (eigen-decomposition; negative rounding
-    eigenvalues set to 0)."""
-    ev, U = np.linalg.eigh(0.5 * (A + A.T))
-    return (U * np.sqrt(np.maximum(ev, 0.0))).T
-
-
-def _penalty(prior: LaplacePrior | BoxPrior, x: Any, mask: NDArray[np.bool_]) -> tuple[Any, list[Any]]:
-    import cvxpy as cp
-    idx = np.flatnonzero(mask.ravel())
-    xw = x[idx]
-    if isinstance(prior, LaplacePrior):
-        return cp.norm1(xw) / prior.scale, []
-    return 0, [cp.abs(xw) <= prior.bound]
-
-
-def _last_layer_qp(Hh: Arr, Xh: Arr, Wt_old: Arr, noise: Arr, prior: LaplacePrior | BoxPrior) -> Arr:
-    """The last-layer M-step with a Laplace or box prior: a convex QP (cvxpy)."""
-    import cvxpy as cp
-    D, K = Wt_old.shape
-    Rt = _psd_root(Hh)                                                     # (K, K)
-    x = cp.Variable(D * K)
-    Wt = cp.reshape(x, (D, K), order="C")
-    inv = 1.0 / noise
-    quad = 0.5 * cp.sum_squares(cp.multiply(np.sqrt(inv)[:, None], Wt @ Rt.T))
-    lin = cp.sum(cp.multiply(inv[:, None] * Xh, Wt))
-    pen, cons = _penalty(prior, x, _weight_mask((D, K)))
-    prob = cp.Problem(cp.Minimize(quad - lin + pen), cons)
-    x.value = Wt_old.ravel()
-    _cvxpy_solve(prob)
-    out = np.asarray(x.value, dtype=np.float64).reshape(D, K)
-    if isinstance(prior, BoxPrior):   # solver tolerance: stay inside the box
-        out[:, :-1] = np.clip(out[:, :-1], -prior.bound, prior.bound)
-    return out
-
-
-def _last_layer_q(Hh: Arr, Xh: Arr, Wt: Arr, noise: Arr, prior: Prior | None) -> float:
+def _last_layer_q(Hh: Arr, Xh: Arr, Wt: Arr, noise: Arr, prior: Prior | None,
+                  bias_prior: Prior | None = None) -> float:
     """Q(Wt) of the last layer up to a constant (see :func:`_last_layer_update`)."""
     quad = np.einsum("dk,kj,dj->d", Wt, Hh, Wt) - 2.0 * np.einsum("dk,dk->d", Xh, Wt)
     val = -0.5 * float(np.sum(quad / noise))
-    return val + (0.0 if prior is None else prior.log_density([Wt[:, :-1]]))
+    val += 0.0 if prior is None else prior.log_density([Wt[:, :-1]])
+    return val + (0.0 if bias_prior is None else bias_prior.log_density([Wt[:, -1]]))
 
 
 def _residual_after(resid2: Arr, Hh: Arr, Xh: Arr, Wt_old: Arr, Wt_new: Arr) -> Arr:
@@ -354,64 +296,82 @@ def _inner_gradient(F: Arr, c: Arr, H: Arr, Xeta: Arr, eta: Arr, inv_noise: Arr,
 
 
 def _inner_target(system: InnerSystem, x0: Arr, prior: Prior | None, ridge: float,
-                  structured: bool | None = None) -> Arr:
-    """Maximiser of the surrogate -x^T M x / 2 + r^T x - lambda |x - x0|^2 / 2 + log p(W).
+                  structured: bool | None = None, bias_prior: Prior | None = None,
+                  biases_only: bool = False) -> Arr:
+    """Maximiser of the surrogate -x^T M x / 2 + r^T x - lambda |x - x0|^2 / 2 + log p(W)
+    + log p(v).
 
     lambda = ridge * mean(diag M) (proximal: directions the data leaves undetermined keep
     their value x0; ``ridge`` itself where M is 0). With A = M + lambda I (+ diag(1/var) on
-    the weights under a Gaussian prior) and b = r + lambda x0, the target is
+    the entries of Gaussian priors) and b = r + lambda x0, the target is
     x0 + A^-1 (b - A x0): the exact solution where A is positive definite (lambda > 0), else
     x0 + A^+ (b - A x0), the solution of A x = b (least squares if inconsistent) closest to x0,
     with A's eigenvalues below ``_RANK_RTOL * n * max`` treated as 0.
 
     ``structured`` (None: automatic) computes the same point without forming M, through
     M = B B^T with B of m = R D (S + 1) columns (:mod:`fastpath._inner_solve`); automatic
-    when m <= ``STRUCTURED_MAX_FRACTION`` n and the prior is None or Gaussian (Laplace and box
-    priors, and a Gaussian prior with lambda = 0, use the dense system). Both agree to the
+    when m <= ``STRUCTURED_MAX_FRACTION`` n and the priors are None or Gaussian (Laplace and
+    box priors, and a Gaussian prior with lambda = 0, use the dense system). Both agree to the
     rounding of the dense solve, eps cond(A) |x - x0|; without a prior the structured step
     has no component off the column space of M, where the exact step has none and the dense
-    one carries rounding amplified by 1 / lambda. Returns the target Wt of shape (D_l, K).
+    one carries rounding amplified by 1 / lambda. ``biases_only``: the bias column alone
+    (weights fixed, :func:`_inner_bias_target`). Returns the target Wt of shape (D_l, K).
     """
     from ._inner_solve import STRUCTURED_MAX_FRACTION, structured_step
+    if biases_only:
+        return _inner_bias_target(system, x0, bias_prior, ridge)
     shape = system.shape
     n = system.n
     lam = ridge * system.trace() / n
     if not lam > 0:
         lam = ridge
     mask = _weight_mask(shape).ravel()
-    gauss = isinstance(prior, GaussianPrior)
-    can = prior is None or (gauss and lam > 0)
+    terms = [(prior, mask), (bias_prior, ~mask)]
+    priors = [p for p in (prior, bias_prior) if p is not None]
+    can = not priors or (all(isinstance(p, GaussianPrior) for p in priors) and lam > 0)
     if structured is None:
         structured = can and system.m <= STRUCTURED_MAX_FRACTION * n
+    gdiag = _gaussian_diag(prior, bias_prior, mask)
     if structured and can:
         diag = None
         if lam > 0:
             diag = np.full(n, lam)
-            if isinstance(prior, GaussianPrior):
-                diag = diag + mask / prior.var
+            if gdiag is not None:
+                diag = diag + gdiag
         g = system.r - system.matvec(x0)
-        if isinstance(prior, GaussianPrior):
-            g = g - mask / prior.var * x0
-        y = structured_step(system, g, diag, _RANK_RTOL, in_range=prior is None)
+        if gdiag is not None:
+            g = g - gdiag * x0
+        y = structured_step(system, g, diag, _RANK_RTOL, in_range=not priors)
         return (x0 + y).reshape(shape)
     M, r = system.dense(), system.r
     A = M + lam * np.eye(n)
     b = r + lam * x0
-    if isinstance(prior, (LaplacePrior, BoxPrior)):
-        import cvxpy as cp
-        Rt = _psd_root(A)
-        x = cp.Variable(n)
-        pen, cons = _penalty(prior, x, mask.reshape(shape))
-        prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(Rt @ x) - b @ x + pen), cons)
-        x.value = x0
-        _cvxpy_solve(prob)
-        out = np.asarray(x.value, dtype=np.float64)
-        if isinstance(prior, BoxPrior):
-            out[mask] = np.clip(out[mask], -prior.bound, prior.bound)
-        return out.reshape(shape)
-    if isinstance(prior, GaussianPrior):
-        A = A + np.diag(mask / prior.var)
-    return (x0 + _psd_solve(A, b - A @ x0, cholesky=lam > 0)).reshape(shape)
+    return _maximise_quadratic(A, b, x0, terms, cholesky=lam > 0).reshape(shape)
+
+
+def _inner_bias_target(system: InnerSystem, x0: Arr, bias_prior: Prior | None,
+                       ridge: float) -> Arr:
+    """:func:`_inner_target` over the bias column alone (the weights keep their values).
+
+    The surrogate restricted to the biases x_b: -x_b^T M_bb x_b / 2 + (g_b + M_bb x0_b)^T x_b
+    with M_bb = sum_w H_w[K, K] Kw_w (D_l, D_l) and g = r - M x0 (the gradient, by a matrix-
+    free product); the proximal ridge lambda = ridge * mean(diag M_bb). Returns Wt (D_l, K).
+    """
+    Dl, K = system.shape
+    bidx = np.arange(Dl) * K + (K - 1)                 # the bias entries of the row-major vec
+    Mbb = np.einsum("rij,r->ij", system.Kw, system.H[:, -1, -1])
+    Mbb = 0.5 * (Mbb + Mbb.T)
+    lam = ridge * float(np.trace(Mbb)) / Dl
+    if not lam > 0:
+        lam = ridge
+    g = (system.r - system.matvec(x0))[bidx]
+    A = Mbb + lam * np.eye(Dl)
+    xb0 = x0[bidx]
+    xb = _maximise_quadratic(A, g + A @ xb0, xb0, [(bias_prior, np.ones(Dl, dtype=bool))],
+                             cholesky=lam > 0)
+    out = np.array(x0, dtype=np.float64)
+    out[bidx] = xb
+    return out.reshape(Dl, K)
 
 
 def _surrogate(M: Arr, r: Arr, x: Arr) -> float:
@@ -444,9 +404,11 @@ def _sweep_maps(net: DGN, P: Partition) -> _Sweep:
 
 
 def _ecm(net: DGN, st: EStepStatistics, P: Partition, *, last: bool, noise_mode: str | None,
-         update_prior_cov: bool, prior: Prior | None, floor: float
+         update_prior_cov: bool, prior: Prior | None, floor: float,
+         bias_prior: Prior | None = None, last_biases_only: bool = False
          ) -> tuple[DGN, bool, float]:
-    """The exact ECM part of an iteration: last layer, then noise, then Sigma_z.
+    """The exact ECM part of an iteration: last layer (its bias alone with
+    ``last_biases_only``), then noise, then Sigma_z.
 
     Returns (new net, whether the noise floor bound, last-layer Q gain). A last-layer
     update whose Q (computed) does not increase is dropped (QP solver inaccuracy)."""
@@ -459,9 +421,9 @@ def _ecm(net: DGN, st: EStepStatistics, P: Partition, *, last: bool, noise_mode:
     Wt_old = _Wt(net, L - 1)
     Wt_new, q_gain = Wt_old, 0.0
     if last:
-        cand = _last_layer_update(Hh, Xh, Wt_old, noise, prior)
-        q_old = _last_layer_q(Hh, Xh, Wt_old, noise, prior)
-        q_new = _last_layer_q(Hh, Xh, cand, noise, prior)
+        cand = _last_layer_update(Hh, Xh, Wt_old, noise, prior, bias_prior, last_biases_only)
+        q_old = _last_layer_q(Hh, Xh, Wt_old, noise, prior, bias_prior)
+        q_new = _last_layer_q(Hh, Xh, cand, noise, prior, bias_prior)
         if q_new >= q_old:
             Wt_new, q_gain = cand, q_new - q_old
     changes: dict[str, Any] = {}
@@ -475,18 +437,24 @@ def _ecm(net: DGN, st: EStepStatistics, P: Partition, *, last: bool, noise_mode:
         nv, hit = _noise_update(resid2, st.n, noise_mode == "isotropic", floor)
         changes["noise_var"] = float(nv[0]) if noise_mode == "isotropic" else nv
     if update_prior_cov:
-        cov = st.S2.sum(axis=0) / st.n
-        cov = 0.5 * (cov + cov.T)
-        if np.linalg.eigvalsh(cov).min() > 0:
-            changes["prior_cov"] = cov
+        changes.update(_prior_cov_update(st))
     return (net.replace(**changes) if changes else net), hit, q_gain
 
 
+def _prior_cov_update(st: EStepStatistics) -> dict[str, Arr]:
+    """The exact ECM update of Sigma_z, the mean of E[z z^T | x_n] (symmetrised), as
+    ``{"prior_cov": cov}``; empty when rounding leaves it not positive definite."""
+    cov = st.S2.sum(axis=0) / st.n
+    cov = 0.5 * (cov + cov.T)
+    return {"prior_cov": cov} if np.linalg.eigvalsh(cov).min() > 0 else {}
+
+
 def _inner_layer_target(net: DGN, st: EStepStatistics, P: Partition, l: int, prior: Prior | None,
-                        ridge: float, structured: bool | None = None
+                        ridge: float, structured: bool | None = None,
+                        bias_prior: Prior | None = None, biases_only: bool = False
                         ) -> tuple[Arr, InnerSystem]:
     """(target Wt (D_l, K), its factored system) of inner layer l (0-based) from the E-step
-    ``st``; ``structured`` as in :func:`_inner_target`."""
+    ``st``; ``structured``, ``bias_prior`` and ``biases_only`` as in :func:`_inner_target`."""
     from ._inner_solve import build_system
     sw = _sweep_maps(net, P)
     Pl, pl = sw.inputs[l]
@@ -495,4 +463,5 @@ def _inner_layer_target(net: DGN, st: EStepStatistics, P: Partition, l: int, pri
     inv_noise = 1.0 / np.asarray(net.noise_var_vector, dtype=np.float64)
     system = build_system(F, c, Pl, pl, st.s0, st.s1, st.S2, H, Xeta, eta, inv_noise)
     Wt = _Wt(net, l)
-    return _inner_target(system, Wt.ravel(), prior, ridge, structured), system
+    return _inner_target(system, Wt.ravel(), prior, ridge, structured, bias_prior,
+                         biases_only), system

@@ -31,11 +31,21 @@ steps are accepted only when the computed objective does not decrease, and ECM s
 when it does not decrease beyond rounding. With no weight prior the objective is log p(X).
 
 The M-step formulas and their numerical treatment are in :mod:`fastpath._mstep`, the
-options in :mod:`fastpath._em_options` and the checkpoints in :mod:`fastpath._em_checkpoint`.
+options in :mod:`fastpath._em_options`, the checkpoints in :mod:`fastpath._em_checkpoint`,
+the history and progress lines in :mod:`fastpath._em_history` and the starts (``n_init``) in
+:mod:`fastpath._em_starts`.
 
-Weight priors apply to the weight matrices W^1..W^L (not to the biases, the noise or
-Sigma_z). With a prior, EM maximises log p(X) + log p(W) (MAP); that objective is the
-monotone quantity and is reported in :attr:`EMResult.objective` beside the log-likelihood.
+Weight priors apply to the weight matrices W^1..W^L, bias priors (``bias_prior``, the same
+kinds) to the bias vectors v^1..v^L; neither to the noise or Sigma_z. With priors, EM
+maximises log p(X) + log p(W) + log p(v) (MAP); that objective is the monotone quantity and
+is reported in :attr:`EMResult.objective` beside the log-likelihood.
+
+``update=("biases", "noise")`` trains the biases of every layer with the weights fixed: the
+bias-only update of the authors' code (Balestriero et al. 2020, which solves each layer's
+bias in closed form from one E-step, first layer to last, under a Gaussian bias prior of
+variance 200, without a check of the likelihood). Here the last layer's bias is an exact ECM
+step and each inner layer's bias closed-form target is backtracked like a layer's (steps 1
+and 2 above, restricted to the bias column), so the objective is monotone as well.
 
 The unbounded likelihood (Mattei & Frellsen 2018): as a generator passes through data points
 the likelihood grows without bound as sigma^2 -> 0. The noise update is clipped at
@@ -60,7 +70,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -70,7 +79,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dgn_core.data import check_data
 from dgn_core.exceptions import ConvergenceWarning, RegionLimitError
 from dgn_core.model import DGN
 from dgn_core.priors import (
@@ -84,23 +92,26 @@ from dgn_core.priors import (
 from dgn_core.regions import Partition
 from dgn_core.validation import check_net
 
-from ._em_checkpoint import _consistent, _read_checkpoint, _State, _write_checkpoint
+from ._em_checkpoint import _consistent, _read_checkpoint, _State
+from ._em_history import (
+    _log_priors,
+    _progress_line,
+    _record_iteration,
+    _report_progress,
+    _result,
+    _save_checkpoint,
+)
 from ._em_options import (
     DEFAULT_RIDGE,
     EMOptions,
-    check_option,
-    min_noise_floor,
     noise_floor_of_max,
     warn_if_far_from_mean,
 )
 from ._em_result import EMIteration, EMResult
+from ._em_step import _partition, em_step, log_likelihood_gradient
 from ._mstep import (
     _ecm,
-    _inner_gradient,
     _inner_layer_target,
-    _layer_moments,
-    _output_map,
-    _sweep_maps,
     _with_layer,
     _Wt,
 )
@@ -146,6 +157,7 @@ def fit_em(
     noise: str | None = None,
     update_prior_cov: bool = False,
     weight_prior: Prior | None = None,
+    bias_prior: Prior | None = None,
     noise_floor: float = 1e-6,
     ridge: float = DEFAULT_RIDGE,
     max_halvings: int = 12,
@@ -164,6 +176,7 @@ def fit_em(
     n_iter_no_change: int | None = None,
     n_init: int = 1,
     init: Any = None,
+    mask: ArrayLike | None = None,
 ) -> EMResult:
     """Train a DGN by exact, monotone EM (module notes).
 
@@ -184,9 +197,11 @@ def fit_em(
         EM stops when (objective_k - objective_{k-1}) / N < tol (nats per point, as
         scikit-learn's mixtures). 0 runs all ``max_iter`` iterations unless an iteration
         makes no progress at all.
-    update : collection of {"layers", "last", "noise"}, default ("layers", "noise")
+    update : collection of {"layers", "last", "noise", "biases"}, default ("layers", "noise")
         What to train: "layers" all layers (last by ECM, inner by backtracked closed form),
-        "last" the last layer only, "noise" the noise variance.
+        "last" the last layer only, "noise" the noise variance, "biases" the bias vectors of
+        every layer with the weights fixed (module notes; with "last" the last layer's
+        weights are trained too, with "layers" it adds nothing).
     noise : {"isotropic", "diagonal"}, optional
         Noise model (default: the net's: isotropic if ``net.noise_var`` is a float).
     update_prior_cov : bool, default False
@@ -194,6 +209,9 @@ def fit_em(
     weight_prior : GaussianPrior, LaplacePrior, BoxPrior or None
         Prior on the weight matrices; EM then maximises log p(X) + log p(W). The initial
         weights must lie inside a box prior.
+    bias_prior : GaussianPrior, LaplacePrior, BoxPrior or None
+        Prior on the bias vectors of every layer (independent entries); EM then maximises
+        log p(X) + log p(W) + log p(v). The initial biases must lie inside a box prior.
     noise_floor : float, default 1e-6
         Lower bound of every noise variance (module notes); a value below
         :func:`fastpath._em_options.min_noise_floor` of the data (about (2e-15 max |x|)^2, the
@@ -270,6 +288,12 @@ def fit_em(
         Start 0: None ``net`` itself; "random" a seeded random net like starts 1.. (drawn
         with k = 0); a DGN or the path of a model saved by :meth:`DGN.save` (a warm start,
         e.g. from an earlier fit), which must have ``net``'s widths and activation.
+    mask : array_like of bool, shape (N, D), optional
+        Data with missing entries: True where X is observed (X may be NaN elsewhere; X must
+        then be an array). EM maximises the exact observed-data log-likelihood
+        sum_n log p(x_o,n) (:mod:`fastpath._em_missing`: per-row ECM of the last layer and
+        the noise over the points observing each row); the history is that objective. All
+        True: the run without a mask. Not with a ``client``.
 
     Returns
     -------
@@ -291,11 +315,13 @@ def fit_em(
     net = check_net(net)
     opts = EMOptions.from_kwargs(
         max_iter=max_iter, tol=tol, update=update, noise=noise, update_prior_cov=update_prior_cov,
-        weight_prior=weight_prior, noise_floor=noise_floor, ridge=ridge, max_halvings=max_halvings,
+        weight_prior=weight_prior, bias_prior=bias_prior, noise_floor=noise_floor, ridge=ridge,
+        max_halvings=max_halvings,
         max_regions=max_regions, seed=seed, progress=progress, checkpoint=checkpoint,
         checkpoint_every=checkpoint_every, resume=resume, callback=callback,
         blas_threads=blas_threads, n_jobs=n_jobs, client=client, shard_size=shard_size,
-        X_val=X_val, n_iter_no_change=n_iter_no_change, n_init=n_init, init=init)
+        X_val=X_val, n_iter_no_change=n_iter_no_change, n_init=n_init, init=init,
+        mask=mask)
     with blas_limit(opts.blas_threads), threads(opts.n_jobs, blas=False):
         return _fit(net, X, opts)
 
@@ -326,7 +352,7 @@ class _Point:
     model: DGN
     P: Partition                   # the partition of pnet (and of model: same inner layers)
     st: EStepStatistics            # the E-step of model on P
-    obj: float                     # the exact log p(X) + log p(W) of model
+    obj: float                     # the exact log p(X) + log p(W) + log p(v) of model
     pnet: DGN                      # the net P was computed for
 
 
@@ -337,16 +363,22 @@ def _fit(net: DGN, X: Any, opts: EMOptions) -> EMResult:
 
     from ._em_starts import best_run, checkpoint_of_start, starts
 
-    source = as_source(X, dim=net.data_dim)
-    summary = summarise(source)
+    kw: dict[str, Any] = dict(client=opts.client, shard_size=opts.shard_size,
+                              blas_threads=opts.blas_threads, n_jobs=opts.n_jobs)
+    if opts.mask is not None:  # missing entries: fastpath._em_missing
+        from ._em_missing import MissingEStep, missing_data
+        Xm, m, summary = missing_data(net, X, opts.mask)
+        engine: Callable[[], ShardedEStep] = lambda: MissingEStep(  # noqa: E731
+            Xm, m, opts.blas_threads, opts.n_jobs)
+    else:
+        source = as_source(X, dim=net.data_dim)
+        summary = summarise(source)
+        engine = lambda: make_estep(source, **kw)  # noqa: E731
     opts = replace(opts, noise_floor=max(opts.noise_floor, noise_floor_of_max(summary.max_abs)))
     val_source, val_fp = _held_out(opts.X_val, net.data_dim)
     nets = [_initial_model(start, opts) for start in starts(net, opts)]
     warn_if_far_from_mean(nets[0], summary.mean, summary.spread)
-    kw = dict(client=opts.client, shard_size=opts.shard_size, blas_threads=opts.blas_threads,
-              n_jobs=opts.n_jobs)
-    with make_estep(source, **kw) as estep, \
-            contextlib.ExitStack() as stack:
+    with engine() as estep, contextlib.ExitStack() as stack:
         val = None if val_source is None else stack.enter_context(make_estep(val_source, **kw))
         results = []
         for k, start in enumerate(nets):
@@ -391,7 +423,8 @@ def _fit_loop(run: _Run, net: DGN) -> EMResult:
             cur, hit, ecm_gain, rejected = _exact_ecm_step(run, cur, it)
             t_next = state.t_next.copy()
             steps = np.full(net.n_layers - 1, np.nan)     # nan: not attempted
-            for l in range(net.n_layers - 2, -1, -1) if opts.train_layers else ():
+            inner = opts.train_layers or opts.train_biases
+            for l in range(net.n_layers - 2, -1, -1) if inner else ():
                 cur, t = _inner_layer_step(run, cur, l, float(t_next[l]))
                 steps[l] = 0.0 if t is None else t
                 if t is not None:
@@ -432,10 +465,11 @@ def _initial_model(net: DGN, opts: EMOptions) -> DGN:
         net = net.replace(noise_var=float(np.mean(nv)))
     elif noise == "diagonal" and net.isotropic_noise:
         net = net.replace(noise_var=np.array(nv))
-    prior = opts.weight_prior
-    if isinstance(prior, BoxPrior) and not math.isfinite(prior.log_density(net.weights)):
-        raise ValueError(f"the initial weights lie outside the box prior [-{prior.bound:g}, "
-                         f"{prior.bound:g}]; clip them first (np.clip)")
+    for prior, what, arrays in ((opts.weight_prior, "weights", net.weights),
+                                (opts.bias_prior, "biases", net.biases)):
+        if isinstance(prior, BoxPrior) and not math.isfinite(prior.log_density(arrays)):
+            raise ValueError(f"the initial {what} lie outside the box prior [-{prior.bound:g}, "
+                             f"{prior.bound:g}]; clip them first (np.clip)")
     return net
 
 
@@ -457,7 +491,7 @@ def _start(run: _Run, net: DGN) -> tuple[_State, _Point, float]:
     st = run.estep.statistics(state.model, P)
     if not state.log_likelihood:
         state.log_likelihood.append(st.log_likelihood)
-        state.objective.append(st.log_likelihood + log_prior(opts.weight_prior, state.model.weights))
+        state.objective.append(st.log_likelihood + _log_priors(opts, state.model))
         if run.val is not None:
             state.val_log_likelihood.append(run.val.log_likelihood(state.model, P))
             state.best_model = state.model
@@ -471,17 +505,25 @@ def _exact_ecm_step(run: _Run, cur: _Point, it: int) -> tuple[_Point, bool, floa
     and whether the step was rejected (a decrease beyond :data:`ECM_RTOL`, with a warning).
     """
     opts = run.opts
-    if not (opts.train_last or opts.train_noise or opts.update_prior_cov):
+    if not (opts.train_last or opts.train_biases or opts.train_noise or opts.update_prior_cov):
         return cur, False, 0.0, False
-    cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last,
-                        noise_mode=run.noise if opts.train_noise else None,
-                        update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
-                        floor=opts.noise_floor)
+    if opts.mask is not None:
+        from ._em_missing import ecm_step  # the per-row step of the observed-data Q
+        cand, hit, _ = ecm_step(cur.model, cur.st, cur.P, last=opts.train_last,
+                                noise_mode=run.noise if opts.train_noise else None,
+                                update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
+                                floor=opts.noise_floor)
+    else:
+        cand, hit, _ = _ecm(cur.model, cur.st, cur.P, last=opts.train_last or opts.train_biases,
+                            noise_mode=run.noise if opts.train_noise else None,
+                            update_prior_cov=opts.update_prior_cov, prior=opts.weight_prior,
+                            floor=opts.noise_floor, bias_prior=opts.bias_prior,
+                            last_biases_only=not opts.train_last)
     if cand == cur.model:
         return cur, hit, 0.0, False
     # the partition depends on the inner layers only: the E-step of cand reuses it
     st_c = run.estep.statistics(cand, cur.P)
-    obj_c = st_c.log_likelihood + log_prior(opts.weight_prior, cand.weights)
+    obj_c = st_c.log_likelihood + _log_priors(opts, cand)
     gain = obj_c - cur.obj
     if obj_c >= cur.obj - ECM_RTOL * (abs(cur.obj) + run.N):
         return replace(cur, model=cand, st=st_c, obj=obj_c), hit, gain, False
@@ -499,12 +541,17 @@ def _inner_layer_step(run: _Run, cur: _Point, l: int, t0: float) -> tuple[_Point
     """
     opts = run.opts
     target, system = _inner_layer_target(cur.model, cur.st, cur.P, l, opts.weight_prior,
-                                         opts.ridge)
+                                         opts.ridge, bias_prior=opts.bias_prior,
+                                         biases_only=not opts.train_layers)
     Wt0 = _Wt(cur.model, l)
     d = target - Wt0
-    # the surrogate's predicted gain of the full step: nothing to try when it is below the
-    # rounding level of the objective
-    gain1 = system.surrogate(target.ravel()) - system.surrogate(Wt0.ravel())
+    # the surrogate's predicted gain of the full step, priors included (the target maximises
+    # their sum, and a shrinking step can lower the surrogate alone): nothing to try when it
+    # is below the rounding level of the objective
+    wp, bp = opts.priors
+    gain1 = (system.surrogate(target.ravel()) - system.surrogate(Wt0.ravel())
+             + log_prior(wp, [target[:, :-1]]) - log_prior(wp, [Wt0[:, :-1]])
+             + log_prior(bp, [target[:, -1]]) - log_prior(bp, [Wt0[:, -1]]))
     if not np.all(np.isfinite(d)) or not gain1 > _MIN_PREDICTED_GAIN * (abs(cur.obj) + run.N):
         return cur, None
     t = t0
@@ -524,7 +571,7 @@ def _trial_objective(run: _Run, trial: DGN, moments: bool
                      ) -> tuple[float, Partition | None, EStepStatistics | None]:
     """The exact objective of a trial net with its partition, and its E-step when
     ``moments``; -inf (and no partition) outside a box prior or beyond ``max_regions``."""
-    lp = log_prior(run.opts.weight_prior, trial.weights)
+    lp = _log_priors(run.opts, trial)
     if not math.isfinite(lp):
         return -math.inf, None, None
     try:
@@ -535,202 +582,3 @@ def _trial_objective(run: _Run, trial: DGN, moments: bool
         return run.estep.log_likelihood(trial, P_t) + lp, P_t, None
     except RegionLimitError:
         return -math.inf, None, None
-
-
-def _record_iteration(run: _Run, state: _State, cur: _Point, it: int, steps: Arr, t_next: Arr,
-                      hit: bool, ecm_gain: float, rejected: bool, val: float | None, t_it: float,
-                      t_origin: float) -> tuple[EMIteration, float]:
-    """Append the completed iteration to the history in ``state`` and decide convergence
-    and early stopping (``val``: log p(X_val) of ``cur.model``, None without held-out data).
-
-    Returns what the callback receives and the per-point change of the objective.
-    """
-    ll = float(cur.obj - log_prior(run.opts.weight_prior, cur.model.weights))
-    prev = state.objective[-1]
-    seconds = time.perf_counter() - t_it
-    state.model, state.pnet, state.t_next = cur.model, cur.pnet, t_next
-    state.log_likelihood.append(ll)
-    state.objective.append(float(cur.obj))
-    state.noise_var.append(cur.model.noise_var)
-    state.step_sizes.append(steps)
-    state.ecm_gain.append(float(ecm_gain))
-    state.n_regions.append(len(cur.P))
-    if rejected:
-        state.ecm_rejected.append(it)
-    if hit:
-        state.floor_hit.append(it)
-    state.times.append(time.perf_counter() - t_origin)
-    change = (cur.obj - prev) / run.N
-    state.converged = bool(change < run.opts.tol or change <= 0.0)
-    if val is not None:
-        state.val_log_likelihood.append(float(val))
-        best = state.best_iteration
-        if best == it:
-            state.best_model = cur.model
-        patience = run.opts.n_iter_no_change
-        state.early_stopped = bool(patience is not None and best is not None
-                                   and it - best >= patience)
-    info = EMIteration(it, cur.model, ll, float(cur.obj), steps.copy(), hit, seconds, len(cur.P),
-                       val)
-    return info, change
-
-
-def _progress_line(run: _Run, info: EMIteration, change: float) -> str:
-    """The progress line of one iteration ([FLOOR] when the noise floor bound)."""
-    ll, N = info.log_likelihood, run.N
-    nvm = float(np.mean(info.model.noise_var))
-    steps = ",".join("-" if not np.isfinite(s) else f"{s:g}" for s in info.step_sizes)
-    val = ("" if info.val_log_likelihood is None or run.val is None
-           else f"  held-out {info.val_log_likelihood / run.val.n_points:.6f}/pt")
-    return (f"{run.label}EM {info.iteration:4d}/{run.opts.max_iter}  log p(X) = {ll:.6f}  "
-            f"({ll / N:.6f}/pt, {change:+.3g}){val}  noise {nvm:.4g}"
-            f"{' [FLOOR]' if info.noise_floor_hit else ''}  steps {steps}  {info.n_regions} "
-            f"regions  {info.seconds:.2f} s")
-
-
-def _report_progress(run: _Run, line: str) -> None:
-    if run.opts.progress:
-        print(line, file=sys.stderr, flush=True)
-
-
-def _save_checkpoint(run: _Run, state: _State) -> None:
-    if run.opts.checkpoint is not None:
-        _write_checkpoint(run.opts.checkpoint, state, run.fingerprint, run.record)
-
-
-def _result(run: _Run, state: _State, stopped: bool) -> EMResult:
-    """The :class:`EMResult` of the history in ``state``."""
-    n_iter = len(state.log_likelihood) - 1
-    model = state.best_model if state.early_stopped and state.best_model is not None \
-        else state.model
-    return EMResult(
-        model=model, log_likelihood=list(state.log_likelihood),
-        objective=list(state.objective), n_iter=n_iter, converged=state.converged,
-        noise_floor_hit=list(state.floor_hit),
-        step_sizes=np.array(state.step_sizes, dtype=np.float64).reshape(
-            n_iter, state.model.n_layers - 1),
-        noise_var=list(state.noise_var), times=np.asarray(state.times, dtype=np.float64),
-        ecm_gain=list(state.ecm_gain), ecm_rejected=list(state.ecm_rejected),
-        n_regions=list(state.n_regions), n_points=run.N, stopped=stopped, options=run.record,
-        val_log_likelihood=list(state.val_log_likelihood),
-        n_val_points=0 if run.val is None else run.val.n_points,
-        best_iteration=state.best_iteration, early_stopped=state.early_stopped)
-
-
-# =========================================================================== E-step glue
-def _e_step(net: DGN, X: Arr, P: Partition) -> EStepStatistics:
-    from .distributions import estep_statistics
-    return estep_statistics(net, X, partition=P)
-
-
-def _partition(net: DGN, max_regions: int) -> Partition:
-    from .partition_walk import partition
-    return partition(net, max_regions=max_regions)
-
-
-# =========================================================================== one step, gradient
-def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_cov: bool = False,
-            weight_prior: Prior | None = None, noise_floor: float = 0.0, ridge: float = DEFAULT_RIDGE,
-            partition: Partition | None = None) -> tuple[DGN, dict[str, Any]]:
-    """One M-step from one E-step at ``net``: the fast counterpart of
-    :func:`verified_dgn.em.em_step` (same semantics; compared in tests/test_em_exact.py).
-
-    From the E-step at theta = ``net``:
-
-    * the last layer by its exact ECM update, then the noise given the new last layer (exact
-      ECM, clipped at ``noise_floor``), then Sigma_z with ``update_prior_cov``;
-    * for every inner layer l, the closed-form target of docs/DESIGN.md §2.5's Kronecker system with
-      all other parameters at theta (the full step t = 1 that :func:`fit_em` backtracks).
-
-    Parameters
-    ----------
-    net : DGN
-    X : array_like, shape (N, D)
-    noise : {"isotropic", "diagonal"}, optional
-        Default: the net's noise model.
-    update_prior_cov : bool
-    weight_prior : GaussianPrior, LaplacePrior, BoxPrior or None
-    noise_floor : float, default 0
-        Raised to ``min_noise_floor(X)`` when below it (as in :func:`fit_em`).
-    ridge : float
-        Proximal ridge of the inner systems (relative to their mean diagonal).
-    partition : Partition, optional
-        ``fastpath.partition(net)``.
-
-    Returns
-    -------
-    new_net : DGN
-        ``net`` with the ECM updates (last layer, noise, Sigma_z); inner layers unchanged.
-    info : dict
-        ``log_likelihood`` (exact log p(X) at theta); ``last_layer`` (W (D, D_{L-1}),
-        v (D,)); ``noise_var``; ``prior_cov`` (S, S) or None; ``inner`` list over l = 1..L-1
-        of (W_l, v_l) targets; ``inner_system`` list of (M, r) (row-major vec of [W_l, v_l]);
-        ``noise_floor_hit``.
-    """
-    net = check_net(net)
-    X = check_data(X, dim=net.data_dim)
-    noise = check_option("noise", noise)
-    if noise is None:
-        noise = "isotropic" if net.isotropic_noise else "diagonal"
-    prior = check_option("weight_prior", weight_prior)
-    floor = max(check_option("noise_floor", noise_floor), min_noise_floor(X))
-    ridge = check_option("ridge", ridge)
-    P = partition if partition is not None else _partition(net, 100_000)
-    st = _e_step(net, X, P)
-    new, hit, _ = _ecm(net, st, P, last=True, noise_mode=noise,
-                       update_prior_cov=bool(update_prior_cov), prior=prior, floor=floor)
-    inner, systems = [], []
-    for l in range(net.n_layers - 1):
-        target, system = _inner_layer_target(net, st, P, l, prior, ridge)
-        inner.append((target[:, :-1], target[:, -1]))
-        systems.append((system.dense(), system.r))
-    info = {"log_likelihood": st.log_likelihood,
-            "last_layer": (np.array(new.weights[-1]), np.array(new.biases[-1])),
-            "noise_var": new.noise_var,
-            "prior_cov": np.array(new.prior_cov) if update_prior_cov else None,
-            "inner": inner, "inner_system": systems, "noise_floor_hit": hit}
-    return new, info
-
-
-def log_likelihood_gradient(net: DGN, X: ArrayLike, *, partition: Partition | None = None
-                            ) -> tuple[float, dict[str, Any]]:
-    """The exact log p(X) and its gradient with respect to every weight, bias and the noise.
-
-    By Fisher's identity, grad log p(x) = E_{p(z|x)}[grad log p(x, z)], exact here because
-    the posterior moments are exact; on region w, log p(x | z) is a quadratic in the
-    parameters of every layer with the activation pattern frozen (it is constant near almost
-    every z), so the gradient is that of the frozen-activation Q function at theta:
-    r - M vec([W^l, v^l]) for layer l (docs/DESIGN.md §2.5), and for the noise
-    d/d sigma_d^2 = -N / (2 sigma_d^2) + sum_n E[(x_n - g(z))_d^2 | x_n] / (2 sigma_d^4).
-
-    Parameters
-    ----------
-    net : DGN
-    X : array_like, shape (N, D)
-    partition : Partition, optional
-
-    Returns
-    -------
-    log_likelihood : float
-    grads : dict
-        ``weights``: list of (D_l, D_{l-1}) arrays; ``biases``: list of (D_l,) arrays;
-        ``noise_var``: float (isotropic net) or (D,) array (diagonal). The gradient with
-        respect to Sigma_z is not computed.
-    """
-    net = check_net(net)
-    X = check_data(X, dim=net.data_dim)
-    P = partition if partition is not None else _partition(net, 100_000)
-    st = _e_step(net, X, P)
-    sw = _sweep_maps(net, P)
-    nv = np.asarray(net.noise_var_vector, dtype=np.float64)
-    gW, gv = [], []
-    for l in range(net.n_layers):
-        Pl, pl = sw.inputs[l]
-        H, Xeta, eta = _layer_moments(Pl, pl, st)
-        F, c = _output_map(net, sw.slopes, l, sw.R)
-        g = _inner_gradient(F, c, H, Xeta, eta, 1.0 / nv, _Wt(net, l))
-        gW.append(g[:, :-1])
-        gv.append(g[:, -1])
-    gn = -0.5 * st.n / nv + 0.5 * st.resid2 / (nv * nv)
-    return st.log_likelihood, {"weights": gW, "biases": gv,
-                               "noise_var": float(gn.sum()) if net.isotropic_noise else gn}

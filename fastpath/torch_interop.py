@@ -17,6 +17,16 @@ bit for bit); :func:`from_torch` reads one back, so that a decoder trained elsew
 audited with the exact distributions of :mod:`fastpath` (log p(x), the posterior, the KL of
 an encoder's q to the true posterior). Float32 weights convert to float64 exactly.
 
+:func:`from_torch` also reads convolutional decoders: between two activations any run of
+Linear, Conv1d/2d, ConvTranspose1d/2d, AvgPool1d/2d, eval-mode BatchNorm1d/2d, Flatten,
+Unflatten, Identity and (eval-mode) Dropout modules is one affine map of the flattened
+tensor, and becomes one dense DGN layer (:mod:`fastpath._torch_layers`). Not supported yet:
+max-pooling (piecewise-affine, but its regions are argmax patterns) and different
+activations in different layers. :func:`to_torch` always exports ``nn.Linear`` layers, so a
+converted conv decoder comes back as its dense equivalent, whose forward pass agrees with the
+original to rounding (not bit for bit: the summation order differs); DGN -> torch -> DGN stays
+bit-exact.
+
 torch is imported only when these functions are called (it is the optional ``torch``
 extra); without it they raise an :class:`ImportError` that says how to install it.
 """
@@ -31,6 +41,7 @@ from numpy.typing import ArrayLike
 from dgn_core.exceptions import TorchConversionError
 from dgn_core.model import DGN
 from dgn_core.validation import check_net
+from fastpath import _torch_layers
 
 # ``Abs`` (a torch module) is created on first access, see __getattr__
 __all__ = ["TorchConversionError", "from_torch", "to_torch"]
@@ -110,6 +121,14 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
         ``act`` = ``nn.ReLU()``, ``nn.LeakyReLU(net.slope)`` or :class:`Abs`. Input
         ``(N, S)``, output ``(N, D)``: ``module(z)`` equals ``net.forward(z)`` (to rounding
         for float32). The noise variance and the prior are not part of the module.
+
+    Notes
+    -----
+    A DGN converted from a convolutional decoder (:func:`from_torch`) is exported as its
+    dense equivalent: Linear layers holding the composed matrices, not the convolutions. Its
+    forward pass agrees with the original module to rounding (about 1e-15 relative), not bit
+    for bit, because the summation order differs; ``from_torch(to_torch(net))`` is still
+    bit-exact.
     """
     net = check_net(net)
     torch = _torch()
@@ -174,34 +193,68 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
         "fastpath.torch_interop.Abs")
 
 
+def _activation_kind(name: str, layer: Any) -> tuple[str, float] | None:
+    """(DGN activation, slope) of an activation module, None for any other module."""
+    torch = _torch()
+    if isinstance(layer, (torch.nn.ReLU, torch.nn.LeakyReLU, _abs_class())):
+        return _classify_activation(name, layer)
+    return None
+
+
+def _describe(kind: tuple[str, float]) -> str:
+    return kind[0] + (f"({kind[1]})" if kind[0] == "leaky_relu" else "")
+
+
 def from_torch(module: Any, noise_var: float | ArrayLike,
-               prior_cov: ArrayLike | None = None) -> DGN:
+               prior_cov: ArrayLike | None = None, *,
+               input_shape: tuple[int, ...] | None = None,
+               max_entries: int = _torch_layers.MAX_ENTRIES) -> DGN:
     """A :class:`DGN` with the generator of a torch ``nn.Sequential``.
 
     Parameters
     ----------
     module : torch.nn.Sequential or torch.nn.Linear
-        ``Linear, act, Linear, act, ..., Linear``: Linear layers (with or without bias;
-        nested Sequentials are flattened) alternating with one kind of activation,
-        ``nn.ReLU``, ``nn.LeakyReLU`` (one slope throughout) or :class:`Abs`. A single
-        Linear is a DGN without hidden layers.
+        Affine blocks alternating with one kind of activation, ``nn.ReLU``,
+        ``nn.LeakyReLU`` (one slope throughout) or :class:`Abs`, starting and ending with a
+        block (nested Sequentials are flattened). A block is a run of affine modules:
+        ``nn.Linear`` (with or without bias), ``nn.Conv1d``, ``nn.Conv2d``,
+        ``nn.ConvTranspose1d``, ``nn.ConvTranspose2d`` (any stride, padding, padding mode,
+        dilation, groups, output_padding), ``nn.AvgPool1d``, ``nn.AvgPool2d``,
+        ``nn.BatchNorm1d``, ``nn.BatchNorm2d`` (eval mode, running statistics: folded into
+        the block), ``nn.Flatten``, ``nn.Unflatten``, ``nn.Identity`` and the dropout modules
+        (eval mode: the identity). Each block becomes one dense DGN layer, its exact matrix on
+        the flattened (C order) tensors; see :mod:`fastpath._torch_layers` for exactness.
+        Two ``nn.Linear`` directly in a row are refused as before (compose them into one
+        Linear). A single Linear is a DGN without hidden layers.
     noise_var : float or array_like of shape (D,)
-        The observation noise variance of the model (not part of the module).
+        The observation noise variance of the model (not part of the module). D is the
+        number of entries of one output sample (its flattened shape).
     prior_cov : array_like of shape (S, S), optional
         Prior covariance of z (default identity).
+    input_shape : tuple of int, optional
+        Shape of one latent sample as the module reads it, for example ``(C, H, W)`` when
+        the module starts with a ``Conv2d``; S = prod(input_shape) and the DGN's z is that
+        tensor flattened in C order. Inferred when the module starts with a Linear,
+        a BatchNorm1d or an ``Unflatten(1, ...)``.
+    max_entries : int, default 50_000_000
+        Refuse (TorchConversionError) a dense layer matrix with more entries (400 MB).
 
     Returns
     -------
     DGN
-        Weights and biases copied to float64 (exact for float32 and float64 parameters).
+        Weights and biases in float64. A Linear-only module converts exactly (float32 and
+        float64 parameters, bit for bit); with other modules, ``net.forward(z)`` equals
+        ``module(z.reshape(N, *input_shape)).reshape(N, -1)`` to rounding.
 
     Raises
     ------
     TorchConversionError
-        A layer that is neither Linear nor a supported activation (Tanh, Conv2d,
-        BatchNorm1d, Dropout, ...), a mix of activations or slopes, two Linear layers or
-        two activations in a row, a module that starts or ends with an activation, Linear
-        shapes that do not chain, or non-finite parameters.
+        A module that is neither a supported affine module nor a supported activation
+        (Tanh: not piecewise-affine; MaxPool: piecewise-affine but not supported yet), a
+        mix of activations or slopes (per-layer activations are not supported yet),
+        BatchNorm or Dropout in training mode, two Linear layers or two activations in a
+        row, a module that starts or ends with an activation, shapes that do not chain, an
+        unknown input shape, a dense matrix above ``max_entries`` or non-finite parameters.
     """
     torch = _torch()
     if isinstance(module, torch.nn.Linear):
@@ -213,54 +266,59 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
                         f"{type(module).__name__}")
     if not leaves:
         raise TorchConversionError("the Sequential is empty: a DGN needs at least one Linear layer")
-    Ws: list[np.ndarray] = []
-    vs: list[np.ndarray] = []
+    # split into affine blocks and the activations between them
+    blocks: list[list[tuple[str, Any]]] = []
     kinds: list[tuple[str, tuple[str, float]]] = []
-    expect_linear = True
+    current: list[tuple[str, Any]] = []
     for name, layer in leaves:
-        if isinstance(layer, torch.nn.Linear):
-            if not expect_linear:
+        kind = _activation_kind(name, layer)
+        if kind is None:
+            if not _torch_layers.is_affine(layer):
+                raise _torch_layers.unsupported_error(name, layer)
+            if (isinstance(layer, torch.nn.Linear) and current
+                    and isinstance(current[-1][1], torch.nn.Linear)):
                 raise TorchConversionError(
                     f"layer {name!r}: two Linear layers in a row; a DGN has an activation "
                     "between consecutive Linear layers (compose them into one Linear first)")
-            W = layer.weight.detach().cpu()
-            if W.dtype not in (torch.float64, torch.float32, torch.float16, torch.bfloat16):
-                raise TorchConversionError(f"layer {name!r}: unsupported dtype {W.dtype}")
-            Wn = W.to(torch.float64).numpy().copy()   # float32/16 -> float64 is exact
-            if layer.bias is None:
-                vn = np.zeros(Wn.shape[0])
-            else:
-                vn = layer.bias.detach().cpu().to(torch.float64).numpy().copy()
-            if not (np.all(np.isfinite(Wn)) and np.all(np.isfinite(vn))):
-                raise TorchConversionError(f"layer {name!r} has NaN or infinite parameters")
-            if Ws and Wn.shape[1] != Ws[-1].shape[0]:
-                raise TorchConversionError(
-                    f"layer {name!r}: Linear({Wn.shape[1]}, {Wn.shape[0]}) does not chain with "
-                    f"the previous Linear, which outputs {Ws[-1].shape[0]} features")
-            Ws.append(Wn)
-            vs.append(vn)
-            expect_linear = False
-        else:
-            kind = _classify_activation(name, layer)
-            if expect_linear:
-                where = "starts with" if not Ws else "has two activations in a row at"
-                raise TorchConversionError(
-                    f"the module {where} layer {name!r} ({type(layer).__name__}); a DGN "
-                    "alternates Linear layers and activations, starting with a Linear")
-            kinds.append((name, kind))
-            expect_linear = True
-    if expect_linear:
+            current.append((name, layer))
+            continue
+        if not current:
+            where = "starts with" if not blocks else "has two activations in a row at"
+            raise TorchConversionError(
+                f"the module {where} layer {name!r} ({type(layer).__name__}); a DGN "
+                "alternates Linear layers and activations, starting with a Linear")
+        blocks.append(current)
+        current = []
+        kinds.append((name, kind))
+    if not current:
         raise TorchConversionError(
             "the module ends with an activation; a DGN's generator ends with a Linear layer "
             "(its output is the mean of x)")
+    blocks.append(current)
     distinct = {k for _, k in kinds}
     if len(distinct) > 1:
-        desc = ", ".join(f"{n}: {k[0]}" + (f"({k[1]})" if k[0] == "leaky_relu" else "")
-                         for n, k in kinds)
+        first_name, first_kind = kinds[0]
+        other_name, other_kind = next((n, k) for n, k in kinds if k != first_kind)
+        desc = ", ".join(f"{n}: {_describe(k)}" for n, k in kinds)
         raise TorchConversionError(
-            f"the activations differ between layers ({desc}); a DGN uses one activation "
-            "and one slope for every hidden layer")
+            f"the activations differ between layers: layer {first_name!r} is "
+            f"{_describe(first_kind)} but layer {other_name!r} is {_describe(other_kind)} "
+            f"({desc}); a DGN uses one activation and one slope for every hidden layer "
+            "(per-layer activations are not supported yet)")
     activation, slope = distinct.pop() if distinct else ("relu", 0.0)
+    if input_shape is None:
+        shape = _torch_layers.infer_input_shape(blocks[0])
+    else:
+        shape = tuple(int(s) for s in np.atleast_1d(np.asarray(input_shape)))
+        if not shape or min(shape) < 1:
+            raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
+    Ws: list[np.ndarray] = []
+    vs: list[np.ndarray] = []
+    for i, block in enumerate(blocks):
+        after_linear = i > 0 and isinstance(blocks[i - 1][-1][1], torch.nn.Linear)
+        W, v, shape = _torch_layers.affine_block(block, shape, max_entries,
+                                                 after_linear=after_linear)
+        Ws.append(W)
+        vs.append(v)
     return DGN(Ws, vs, activation=activation, slope=slope, noise_var=noise_var,
                prior_cov=prior_cov)
-

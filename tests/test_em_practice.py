@@ -194,3 +194,79 @@ def test_dgn_fit_practice_option_errors(tmp_path, capsys, argv, message):
     assert main(["fit", "--n", "50", "--out", str(tmp_path / "r"), *argv]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+# ------------------------------------------------------------------------------ selection
+def test_select_models_grid_and_held_out_criterion():
+    from fastpath.selection import select_models
+
+    X, Xv = noisy_circle(80, seed=61), noisy_circle(60, seed=62)
+    table = select_models(X, widths=[(3,), (4, 4)], latent_dims=[1, 2],
+                          activations=["relu", "abs"], X_val=Xv, max_iter=3, seed=2)
+    assert len(table.rows) == 8 and table.n_val_points == 60
+    keys = [(r["latent_dim"], r["activation"], r["hidden"]) for r in table.rows]
+    assert keys == [(S, a, h) for S in (1, 2) for a in ("relu", "abs") for h in ((3,), (4, 4))]
+    for row, model in zip(table.rows, table.models):
+        assert model.widths == row["widths"] and model.activation == row["activation"]
+        lv = float(np.sum(fastpath.log_marginal(model, Xv)))
+        assert row["val_log_likelihood"] == pytest.approx(lv, rel=1e-12)
+        assert row["val_per_point"] == pytest.approx(lv / 60, rel=1e-12)
+    best = table.best("val_log_likelihood")
+    assert table.rows[best]["val_log_likelihood"] == max(r["val_log_likelihood"]
+                                                          for r in table.rows)
+    assert "best held-out" in table.to_text()
+    with pytest.raises(ValueError, match="held-out"):
+        select_models(X, widths=[(3,)], max_iter=1).best("val_log_likelihood")
+    with pytest.raises(ValueError, match="latent_dims"):
+        select_models(X, widths=[(3,)], latent_dims=[])
+    with pytest.raises(ValueError, match="activation"):
+        select_models(X, widths=[(3,)], activations=["tanh"], max_iter=1)
+
+
+def test_dgn_select_grid_and_held_out(tmp_path, capsys):
+    from dgn_tools.cli import main
+
+    out = tmp_path / "sel.csv"
+    assert main(["select", "--n", "80", "--candidates", "3;4,4", "--latent-dim", "1,2",
+                 "--activation", "relu,leaky_relu", "--val", "0.25", "--max-iter", "2",
+                 "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "held-out/pt" in text and "best held-out" in text
+    lines = out.read_text().splitlines()
+    assert len(lines) == 9 and lines[0].endswith("val_log_likelihood,val_per_point")
+    assert main(["select", "--latent-dim", "1,x"]) == 2
+    assert main(["select", "--activation", "tanh"]) == 2
+    assert main(["select", "--val", "2", "--n", "40"]) == 2
+
+
+def test_dgn_fit_update_option(tmp_path, capsys):
+    from dgn_tools.cli import main
+
+    out = tmp_path / "b"
+    assert main(["fit", "--n", "80", "--max-iter", "3", "--update", "biases,noise",
+                 "--no-standardize", "--out", str(out), "--quiet"]) == 0
+    model = DGN.load(out / "model.npz")
+    init = DGN.random((1, 8, 8, 2), activation="leaky_relu", slope=0.1, seed=0)
+    for W, W0 in zip(model.weights, init.weights):  # the bias-only update keeps every weight
+        np.testing.assert_array_equal(W, W0)
+    assert any(not np.array_equal(v, v0) for v, v0 in zip(model.biases, init.biases))
+    assert main(["fit", "--n", "80", "--update", "weights", "--out", str(tmp_path / "x")]) == 2
+    assert "--update" in capsys.readouterr().err
+
+
+def test_dgn_score_with_missing_entries(tmp_path, capsys):
+    from dgn_tools.cli import main
+    from fastpath.missing import log_marginal_observed
+
+    net = _net(5)
+    X = net.sample(40, seed=3)[0]
+    X[::5, 1] = np.nan
+    net.save(tmp_path / "m.npz")
+    np.save(tmp_path / "x.npy", X)
+    assert main(["score", str(tmp_path / "m.npz"), str(tmp_path / "x.npy")]) == 2
+    assert "--missing nan" in capsys.readouterr().err
+    out = tmp_path / "s.csv"
+    assert main(["score", str(tmp_path / "m.npz"), str(tmp_path / "x.npy"), "--missing", "nan",
+                 "--out", str(out)]) == 0
+    log_p = np.genfromtxt(out, delimiter=",", names=True)["log_p"]
+    np.testing.assert_array_equal(log_p, log_marginal_observed(net, X, ~np.isnan(X)))

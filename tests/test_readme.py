@@ -25,6 +25,9 @@ def test_readme_python_example_runs():
     assert Zs.shape == (100, 1)
     ll = np.asarray(fit.log_likelihood)
     assert ll.size == 21 and np.all(np.diff(ll) >= -1e-9 * np.abs(ll[1:]))
+    best, table = ns["best"], ns["table"]
+    assert len(best.init_results) == 3 and best.val_log_likelihood
+    assert len(table.rows) == 4 and table.n_val_points == 300
 
 
 def test_readme_starts_with_the_two_commands():

@@ -182,3 +182,16 @@ def test_cached_sees_the_compiled_modules():
 
     _jit.warmup(jobs=1)
     assert all(_jit._cached(m) for m in _jit.KERNEL_MODULES)
+
+
+def test_warmup_reports_every_module_when_some_were_cached(monkeypatch):
+    # a parallel warm-up over the chains left to compile also reports the modules that were
+    # cached already (they are loaded by the final pass); here two chains count as not
+    # cached (the child processes load them from the warm cache)
+    from fastpath import _jit
+
+    todo = {_jit.KERNEL_CHAINS[1][0], _jit.KERNEL_CHAINS[2][-1]}
+    monkeypatch.setattr(_jit, "_cached", lambda module: module not in todo)
+    seen: list[str] = []
+    _jit.warmup(progress=lambda name, seconds: seen.append(name), jobs=2)
+    assert sorted(seen) == sorted(_jit.KERNEL_MODULES)

@@ -4,12 +4,17 @@
     dgn check     [--list] [NAME ...] [MODEL.npz | --random WIDTHS] [--thorough]
     dgn posterior [MODEL.npz | --random WIDTHS] [--point X1,X2] [--exact] [--out FILE.png] [--force]
     dgn fit       [--data circle|cosine|FILE] [--widths 8,8] [--latent-dim S] [--out DIR]
-                  [--resume DIR] [--force] ...   (no arguments: the main job, EM on the circle)
+                  [--prior P] [--bias-prior P] [--resume DIR] [--force] ...
+                  (no arguments: the main job, EM on the circle)
     dgn select    [--data ...] [--candidates '4;8;8,8'] [--out FILE.csv] [--force]
+    dgn score     MODEL DATA [--top K] [--out FILE.csv] [--plot FILE.png] [--force]
+                  (exact log p(x) per point, anomaly ranking)
+    dgn sample    MODEL -n N [--seed S] [--out FILE.npy|FILE.csv] [--no-noise] [--force]
     dgn warmup    [--quiet]   (compile the fast path's kernels ahead of first use)
     dgn reference [MODEL | --random WIDTHS] [--points FILE | --n N] [--digits 30] [--out FILE.json]
                   [--npz FILE.npz] [--force]   (a certified reference bundle)
     dgn compare   BUNDLE [RESULTS | --fastpath] [--digits 10]   (digits of agreement)
+    dgn impute    MODEL.npz DATA [--out FILE] [--std FILE] [--force]   (NaN = missing)
 
 Every command has ``--help``. Errors in the input (a missing or damaged model file, bad
 widths, a region limit, a file that cannot be written) are reported in one line with exit
@@ -17,7 +22,7 @@ status 2, not a traceback (set DGN_DEBUG=1 to see the traceback). No command ove
 file that exists already unless given ``--force``.
 
 One module per command (``partition``, ``check``, ``posterior``, ``fit``, ``select``,
-``warmup``, ``reference``, ``compare``), each
+``score``, ``sample``, ``impute``, ``warmup``, ``reference``, ``compare``), each
 with ``add_parser(subparsers)`` and ``run(args) -> exit status``; ``_common`` holds what they
 share, ``_fit_setup`` the validation of a fit run before its folder is written, and
 ``_scaling`` the centring and rescaling of the data that ``fit`` and ``select`` train on.
@@ -32,7 +37,19 @@ from collections.abc import Sequence
 
 from dgn_core.exceptions import DGNError
 
-from . import check, compare, fit, partition, posterior, reference, select, warmup
+from . import (
+    check,
+    compare,
+    fit,
+    impute,
+    partition,
+    posterior,
+    reference,
+    sample,
+    score,
+    select,
+    warmup,
+)
 from ._common import (
     CLIError,
     Parser,
@@ -58,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Exact distributions and EM for piecewise-affine deep generative networks.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (partition, check, posterior, fit, select, warmup, reference, compare):
+    for command in (partition, check, posterior, fit, select, score, sample, impute, warmup,
+                    reference, compare):
         command.add_parser(sub)
     return parser
 

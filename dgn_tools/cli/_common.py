@@ -18,7 +18,7 @@ from dgn_core.exceptions import DGNError
 from dgn_core.io import atomic_open
 from dgn_core.model import DGN
 
-__all__ = ["CLIError", "MAX_LATENT_DIM", "check_latent_dim", "check_exact_available", "Parser",
+__all__ = ["CLIError", "MAX_LATENT_DIM", "check_jobs", "check_latent_dim", "check_exact_available", "Parser",
            "parse_widths", "parse_list",
            "describe_os_error", "check_output_file", "add_force_arg", "join_negative_values",
            "parse_hidden_widths", "check_option", "random_net", "add_model_args", "load_model",
@@ -132,6 +132,19 @@ def check_option(check: Callable[..., T], *args: Any) -> T:
         return check(*args)
     except (TypeError, ValueError) as exc:
         raise CLIError(str(exc)) from None
+
+
+def check_jobs(jobs: int | None) -> int | None:
+    """``--jobs N``: the thread count of the compiled kernels (None: all cores), checked by
+    ``fastpath``'s own rule."""
+    from fastpath._threads import resolve_n_jobs
+
+    try:
+        resolve_n_jobs(jobs)
+    except (TypeError, ValueError) as exc:
+        msg = str(exc).replace("n_jobs", "the thread count").replace(" or None", "")
+        raise CLIError(f"--jobs: {msg}") from None
+    return jobs
 
 
 def check_latent_dim(value: int, option: str = "--latent-dim") -> int:
@@ -252,10 +265,11 @@ def load_model(args: argparse.Namespace, default: Callable[[], DGN | None]
 
 
 # ------------------------------------------------------------------------------ data
-def load_fit_data(spec: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, str]:
+def load_fit_data(spec: str, n: int = 1000, seed: int = 0, *, allow_nan: bool = False
+                  ) -> tuple[np.ndarray, str]:
     """The training data of ``dgn fit`` and ``dgn select``: "circle" (the paper's Sec. 4.3
     experiment: radius 1, noise sd 0.05), "cosine" (t ~ N(0, 1), x = (t, cos 1.4 t)) or a .npy / .csv /
-    IDX file.
+    IDX file (``allow_nan``: NaN entries, missing values, are kept; ``dgn fit --missing nan``).
 
     Returns (X (N, D), a description)."""
     from dgn_core.data import BUILTIN_DATASETS, load_data
@@ -270,7 +284,7 @@ def load_fit_data(spec: str, n: int = 1000, seed: int = 0) -> tuple[np.ndarray, 
                        f"(built-in: {', '.join(BUILTIN_DATASETS)})")
     if path.is_dir():
         raise CLIError(f"--data {path} is a folder; give a data file (.npy, .csv, .txt or IDX)")
-    return load_data(path), f"file {path}"
+    return load_data(path, allow_nan=allow_nan), f"file {path}"
 
 
 # ------------------------------------------------------------------------------ writers

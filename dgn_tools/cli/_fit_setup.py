@@ -22,9 +22,17 @@ from dgn_core.model import DGN
 from dgn_core.validation import check_int, check_nonnegative
 
 from ._common import CLIError, check_latent_dim, check_option, load_fit_data, random_net
-from ._scaling import ScaledSource, Scaling, check_data_range, check_spread, fit_scaling
+from ._scaling import (
+    ScaledSource,
+    Scaling,
+    check_data_range,
+    check_spread,
+    fit_scaling,
+    observed_mean,
+)
 
-__all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "plan_fit"]
+__all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "parse_update",
+           "plan_fit"]
 
 #: the main job: the settings of `dgn fit` with no arguments
 FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
@@ -33,9 +41,10 @@ FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
 #: that an option given on the command line can be told from a default
 OPTION_DEFAULTS: dict[str, Any] = {
     **FIT_DEFAULTS, "data_seed": 0, "seed": 0, "noise": "isotropic", "noise_var": None,
-    "noise_floor": 1e-6, "prior": "none", "checkpoint_every": 10, "standardize": True,
-    "stream": False, "shard_size": 2048, "val": None, "n_iter_no_change": None, "n_init": 1,
-    "init": None}
+    "noise_floor": 1e-6, "prior": "none", "bias_prior": "none", "checkpoint_every": 10,
+    "standardize": True, "stream": False, "shard_size": 2048, "val": None,
+    "n_iter_no_change": None, "n_init": 1, "init": None, "update": "layers,noise",
+    "missing": None}
 #: rows of streamed data kept in memory for the figures (evenly spread blocks)
 _PLOT_ROWS = 10_000
 #: the files of a run folder
@@ -62,17 +71,36 @@ class FitPlan:
     scaling: Scaling
     net: DGN
     prior: Any
+    bias_prior: Any
     noise_floor: float          # in the transformed data's units
     stale: list[Path]           # files of an earlier run that --force replaces
     X_val: np.ndarray | None = None      # held-out data (--val), in the data's units
     init: DGN | None = None              # the --init model, in the transformed data's units
+    mask: np.ndarray | None = None       # --missing nan: True where X is observed
+
+
+#: the settings that hold a prior's text form
+_PRIOR_KEYS = ("prior", "bias_prior")
 
 
 def parse_prior(text: str) -> Any:
-    """The weight prior of ``--prior`` (:func:`dgn_core.priors.parse_prior`)."""
+    """The weight prior of ``--prior`` or the bias prior of ``--bias-prior``
+    (:func:`dgn_core.priors.parse_prior`)."""
     from dgn_core.priors import parse_prior as parse
 
     return check_option(parse, text)
+
+
+def parse_update(text: str) -> tuple[str, ...]:
+    """The parts ``--update`` trains (fit_em's ``update``), checked."""
+    from fastpath._em_options import UPDATES
+
+    parts = tuple(t.strip() for t in str(text).split(","))
+    bad = [t for t in parts if t not in UPDATES]
+    if bad or not parts:
+        raise CLIError(f"--update takes entries among {', '.join(UPDATES)} separated by ',' "
+                       f"(e.g. layers,noise or biases,noise), got {text!r}")
+    return parts
 
 
 def _option(key: str) -> str:
@@ -84,7 +112,7 @@ def _show(key: str, value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value)) if value else "none"
     if value is None:
-        return "none" if key == "prior" else "(default)"
+        return "none" if key in _PRIOR_KEYS else "(default)"
     return str(value)
 
 
@@ -102,13 +130,14 @@ def _new_config(args: argparse.Namespace) -> dict[str, Any]:
     cfg = {**OPTION_DEFAULTS, **_given(args)}
     cfg["widths"] = list(cfg["widths"])
     # kept as given (a described prior rounds its parameter to 6 digits)
-    cfg["prior"] = None if parse_prior(cfg["prior"]) is None else cfg["prior"].strip()
+    for key in _PRIOR_KEYS:
+        cfg[key] = None if parse_prior(cfg[key]) is None else cfg[key].strip()
     return cfg
 
 
 def _same_setting(key: str, saved: Any, given: Any) -> bool:
-    if key == "prior":
-        return bool(parse_prior(given) == parse_prior(saved))
+    if key in _PRIOR_KEYS:
+        return bool(parse_prior(given) == parse_prior(saved or "none"))
     if key == "data" and saved is not None and Path(saved).is_file() and Path(given).is_file():
         return os.path.samefile(saved, given)
     if isinstance(saved, float) or isinstance(given, float):
@@ -121,10 +150,12 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "data": (str,), "n": (int,), "data_seed": (int,), "latent_dim": (int,), "widths": (list,),
     "activation": (str,), "slope": (int, float), "seed": (int,), "noise": (str,),
     "noise_var": (int, float, type(None)), "noise_floor": (int, float),
-    "prior": (str, type(None)), "tol": (int, float), "max_iter": (int,),
+    "prior": (str, type(None)), "bias_prior": (str, type(None)), "tol": (int, float),
+    "max_iter": (int,),
     "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
     "shard_size": (int,), "val": (str, int, float, type(None)),
-    "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None))}
+    "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None)),
+    "update": (str,), "missing": (str, type(None))}
 #: settings whose JSON value is a bool
 _BOOLS = ("standardize", "stream")
 
@@ -162,8 +193,11 @@ def _resume_config(args: argparse.Namespace, run_dir: Path) -> dict[str, Any]:
     saved.setdefault("stream", False)
     saved.setdefault("shard_size", OPTION_DEFAULTS["shard_size"])
     # ... and before held-out data, early stopping and several starts
-    for key in ("val", "n_iter_no_change", "n_init", "init"):
+    for key in ("val", "n_iter_no_change", "n_init", "init", "update"):
         saved.setdefault(key, OPTION_DEFAULTS[key])
+    # ... and runs written before bias priors had none
+    saved.setdefault("bias_prior", None)
+    saved.setdefault("missing", None)   # ... and before missing values
     _check_saved_types(saved, cfg_path)
     if args.out is not None and Path(args.out).resolve() != run_dir.resolve():
         raise CLIError(f"--out {args.out} conflicts with --resume {run_dir}: a resumed run stays "
@@ -189,6 +223,7 @@ def _check_config(cfg: dict[str, Any]) -> None:
     check_option(check_int, cfg["data_seed"], "--data-seed")
     check_option(check_int, cfg["shard_size"], "--shard-size", 1)
     check_option(check_int, cfg["n_init"], "--n-init", 1)
+    parse_update(cfg["update"])
     if cfg["n_iter_no_change"] is not None:
         check_option(check_int, cfg["n_iter_no_change"], "--n-iter-no-change", 1)
         if cfg["val"] is None:
@@ -225,12 +260,15 @@ def _check_noise(cfg: dict[str, Any], max_abs: float, spread: float, what: str) 
     return float(nv0)
 
 
-def _check_prior(prior: Any, net: DGN, cfg: dict[str, Any]) -> None:
+def _check_prior(prior: Any, net: DGN, cfg: dict[str, Any], key: str = "prior") -> None:
+    """A box prior must hold the initial weights (``key`` "prior") or biases ("bias_prior")."""
     from dgn_core.priors import BoxPrior
 
-    if isinstance(prior, BoxPrior) and not np.isfinite(prior.log_density(net.weights)):
-        top = max(float(np.max(np.abs(W))) for W in net.weights)
-        raise CLIError(f"--prior {cfg['prior']}: the initial weights (seed {cfg['seed']}) reach "
+    arrays = net.weights if key == "prior" else net.biases
+    if isinstance(prior, BoxPrior) and not np.isfinite(prior.log_density(arrays)):
+        top = max(float(np.max(np.abs(W))) for W in arrays)
+        what = "weights" if key == "prior" else "biases"
+        raise CLIError(f"{_option(key)} {cfg[key]}: the initial {what} (seed {cfg['seed']}) reach "
                        f"{top:.3g}, outside the box; use a bound of at least {top:.3g}")
 
 
@@ -268,6 +306,8 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
     _check_config(cfg)
     stale = _check_run_dir(run_dir, resume=resume, force=bool(getattr(args, "force", False)))
     stream = _streamed(cfg)
+    if stream is not None and cfg["missing"] is not None:
+        raise CLIError("--missing reads the data into memory: not with streamed data")
     if stream is not None:
         from dgn_core.data_source import summarise
 
@@ -277,18 +317,26 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
         X = _plot_rows(stream)
         X_val = _held_out(cfg, None)[1]
     else:
-        X_all, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"])
+        if cfg["missing"] is not None and cfg["val"] is not None:
+            raise CLIError("--val with --missing: held-out data with missing entries are not "
+                           "supported; fit without --val, or fill in the held-out rows")
+        X_all, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"],
+                                    allow_nan=cfg["missing"] == "nan")
         X, X_val = _held_out(cfg, X_all)
-        spread, mean = check_data_range(X, what), X.mean(axis=0)
-        max_abs = float(np.max(np.abs(X)))
+        spread, mean = check_data_range(X, what), observed_mean(X, what)
+        max_abs = float(np.nanmax(np.abs(X)))
     if X_val is not None and X_val.shape[1] != X.shape[1]:
         raise CLIError(f"--val {cfg['val']}: {X_val.shape[1]} column(s), but the training data "
                        f"have {X.shape[1]}")
     nv0 = _check_noise(cfg, max_abs, spread, what)
     prior = parse_prior(cfg["prior"] or "none")
-    # with a weight prior only centring keeps the objective unchanged
-    scaling = fit_scaling(mean, spread, scale=prior is None) if cfg["standardize"] else \
-        Scaling(shift=np.zeros(X.shape[1]), scale=1.0)
+    bias_prior = parse_prior(cfg.get("bias_prior") or "none")
+    # with a weight prior only centring keeps the objective unchanged; with a bias prior
+    # neither does (centring moves the last bias by the data's mean)
+    if cfg["standardize"] and bias_prior is None:
+        scaling = fit_scaling(mean, spread, scale=prior is None)
+    else:
+        scaling = Scaling(shift=np.zeros(X.shape[1]), scale=1.0)
     data = scaling.apply(X) if stream is None else ScaledSource(stream, scaling)
     D = X.shape[1]
     init = _init_model(cfg, D, {} if resume else _given(args))
@@ -302,11 +350,13 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
                      slope=cfg["slope"] if cfg["activation"] == "leaky_relu" else None,
                      seed=cfg["seed"], noise_var=noise_var)
     _check_prior(prior, net if init is None else init, cfg)
+    _check_prior(bias_prior, net if init is None else init, cfg, "bias_prior")
     return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, data=data,
                    n_points=X.shape[0] if stream is None else stream.n_points, what=what,
-                   scaling=scaling, net=net, prior=prior, noise_floor=cfg["noise_floor"] / s2,
-                   stale=stale, X_val=X_val,
-                   init=None if init is None else scaling.to_scaled(init))
+                   scaling=scaling, net=net, prior=prior, bias_prior=bias_prior,
+                   noise_floor=cfg["noise_floor"] / s2, stale=stale, X_val=X_val,
+                   init=None if init is None else scaling.to_scaled(init),
+                   mask=None if cfg["missing"] is None else ~np.isnan(X))
 
 
 @overload

@@ -65,8 +65,8 @@ class Scaling:
         bs[-1] = bs[-1] * self.scale + self.shift
         return net.replace(weights=Ws, biases=bs, noise_var=_scale_var(net.noise_var, self.scale))
 
-    def log_density_shift(self, D: int) -> float:
-        """log p(x) - log p(y) of one point: -D log s."""
+    def log_density_shift(self, D: float) -> float:
+        """log p(x) - log p(y) of one point: -D log s (D: its observed entries)."""
         return -D * math.log(self.scale)
 
     def record(self) -> dict[str, Any]:
@@ -103,11 +103,33 @@ def check_data_range(X: NDArray[np.float64], what: str) -> float:
     CLIError
         A spread below :data:`MIN_SPREAD` (a positive one; the variance underflows).
     """
+    if np.isnan(X).any():  # missing entries (dgn fit --missing nan): the observed ones
+        C = X - observed_mean(X, what)
+        peak = float(np.nanmax(np.abs(C)))
+        spread = peak * math.sqrt(float(np.nanmean((C / peak) ** 2))) if peak > 0 else 0.0
+        return check_spread(spread, what)
     C = X - X.mean(axis=0)
     peak = float(np.max(np.abs(C)))
     # in units of the peak, so that the squares neither overflow nor underflow
     spread = peak * math.sqrt(float(np.mean((C / peak) ** 2))) if peak > 0 else 0.0
     return check_spread(spread, what)
+
+
+def observed_mean(X: NDArray[np.float64], what: str) -> NDArray[np.float64]:
+    """The column means of X (D,) over its entries that are not NaN (missing values).
+
+    Raises
+    ------
+    CLIError
+        A column with no observed entry.
+    """
+    if not np.isnan(X).any():
+        return np.asarray(X.mean(axis=0))
+    empty = np.flatnonzero(np.isnan(X).all(axis=0))
+    if empty.size:
+        raise CLIError(f"the data ({what}) have no observed entry in column {int(empty[0])} "
+                       f"(counted from 0): nothing to fit it to")
+    return np.asarray(np.nanmean(X, axis=0))
 
 
 def check_spread(spread: float, what: str) -> float:

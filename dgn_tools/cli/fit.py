@@ -19,11 +19,12 @@ from ._common import (
     MAX_LATENT_DIM,
     CLIError,
     add_force_arg,
+    check_jobs,
     parse_hidden_widths,
     write_columns_csv,
     write_json,
 )
-from ._fit_setup import FIT_DEFAULTS, OPTION_DEFAULTS, RUN_FILES, FitPlan, plan_fit
+from ._fit_setup import FIT_DEFAULTS, OPTION_DEFAULTS, RUN_FILES, FitPlan, parse_update, plan_fit
 
 __all__ = ["FIT_DEFAULTS", "RUN_FILES", "manifold_figure", "history_figure", "add_parser", "run"]
 
@@ -160,12 +161,18 @@ def add_parser(sub: Any) -> None:
                    help=f"lower bound of the noise variance, positive and below the data's "
                    f"variance (default {d['noise_floor']:g})")
     p.add_argument("--prior", help="weight prior: none, gaussian:VAR, laplace:SCALE or box:BOUND")
+    p.add_argument("--bias-prior", help="bias prior (every layer's bias vector): none, "
+                   "gaussian:VAR, laplace:SCALE or box:BOUND; the data are then fitted as given "
+                   "(centring or rescaling them would change what the prior means)")
     p.add_argument("--checkpoint-every", type=int,
                    help=f"write checkpoint.npz every this many iterations (default "
                    f"{d['checkpoint_every']})")
     p.add_argument("--no-standardize", dest="standardize", action="store_const", const=False,
                    help="run EM on the data as given (default: centred and rescaled, then "
                    "mapped back exactly)")
+    p.add_argument("--missing", choices=["nan"],
+                   help="the data have missing values, marked NaN (an empty field of a .csv "
+                   "file): EM maximises the exact log-likelihood of the observed entries")
     p.add_argument("--out", type=Path, default=None, help="run folder (default runs/<timestamp>)")
     p.add_argument("--resume", type=Path, default=None, metavar="DIR",
                    help="continue the interrupted run in DIR (its saved settings are used; an "
@@ -182,6 +189,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--shard-size", type=int, default=None, metavar="ROWS",
                    help="rows per shard of the E-step (default 2048; part of the result at the "
                    "rounding level, saved with the run)")
+    p.add_argument("--update", default=None, metavar="PARTS",
+                   help="what EM trains, among layers (every layer), last (the last layer), "
+                   "biases (the paper's bias-only update) and noise, separated by ',' "
+                   "(default layers,noise)")
     p.add_argument("--val", default=None, metavar="FRACTION|FILE",
                    help="held-out data: a fraction in (0, 1) of the data (rows drawn with "
                    "--seed) or a data file; its exact log-likelihood is tracked every iteration")
@@ -222,11 +233,19 @@ def _start_run(plan: FitPlan) -> None:
     write_json(plan.run_dir / "config.json", cfg)
 
 
+def _observed_dim(plan: FitPlan) -> float:
+    """Observed entries per point: D, or their mean number with missing values (each
+    observed entry contributes -log s to log p(x) - log p(y))."""
+    if plan.mask is None:
+        return float(plan.X.shape[1])
+    return float(plan.mask.sum()) / plan.n_points
+
+
 def _in_data_units(res: Any, plan: FitPlan) -> tuple[DGN, dict[str, np.ndarray], list[float], list[float]]:
     """The trained model, the history columns, log p(X) and the objective of every
     iteration, mapped from the transformed data back to the data's units."""
-    N, D = plan.n_points, plan.X.shape[1]
-    shift = plan.scaling.log_density_shift(D)
+    N = plan.n_points
+    shift = plan.scaling.log_density_shift(_observed_dim(plan))
     hist = dict(res.history)
     ll = [v + N * shift for v in res.log_likelihood]
     obj = [v + N * shift for v in res.objective]
@@ -285,17 +304,6 @@ def _interrupted(plan: FitPlan) -> None:
               f"saved; start the run again with: dgn fit --resume {plan.run_dir}", file=sys.stderr)
 
 
-def _check_jobs(jobs: int | None) -> int | None:
-    from fastpath._threads import resolve_n_jobs
-
-    try:
-        resolve_n_jobs(jobs)
-    except (TypeError, ValueError) as exc:
-        msg = str(exc).replace("n_jobs", "the thread count").replace(" or None", "")
-        raise CLIError(f"--jobs: {msg}") from None
-    return jobs
-
-
 def _cluster_options(args: argparse.Namespace) -> tuple[int | None, str | None]:
     """(--workers, --scheduler), checked; Dask is imported only when one is given."""
     workers, scheduler = getattr(args, "workers", None), getattr(args, "scheduler", None)
@@ -345,9 +353,12 @@ def run(args: argparse.Namespace) -> int:
 
     from ..plotting import save_figure
 
-    jobs = _check_jobs(getattr(args, "jobs", None))
+    jobs = check_jobs(getattr(args, "jobs", None))
     cluster = _cluster_options(args)
     plan = plan_fit(args)          # every input error is raised here, before any file
+    if plan.mask is not None and cluster != (None, None):
+        raise CLIError("--missing runs the E-step in this process: not with --workers / "
+                       "--scheduler")
     cfg, X, run_dir = plan.cfg, plan.X, plan.run_dir
     N, D = plan.n_points, X.shape[1]
     _start_run(plan)
@@ -358,7 +369,8 @@ def run(args: argparse.Namespace) -> int:
         if plan.scaling.scale != 1.0:
             print(f"dgn fit: EM runs on (x - mean) / {plan.scaling.scale:g}: its progress lines "
                   f"give log p(X) and the noise variance of those data (add "
-                  f"{N * plan.scaling.log_density_shift(D):+.6g} to log p(X) and multiply the "
+                  f"{N * plan.scaling.log_density_shift(_observed_dim(plan)):+.6g} to log p(X) "
+                  f"and multiply the "
                   f"variance by {plan.scaling.scale ** 2:g} for the data's units)", flush=True)
     try:
         with warnings.catch_warnings(), _dask_client(cluster, quiet) as client:
@@ -366,13 +378,15 @@ def run(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = fit_em(plan.net, plan.data, max_iter=cfg["max_iter"],
                          tol=cfg["tol"], noise=cfg["noise"], weight_prior=plan.prior,
+                         bias_prior=plan.bias_prior,
                          noise_floor=plan.noise_floor, seed=cfg["seed"], progress=not quiet,
                          checkpoint=run_dir / "checkpoint.npz",
                          checkpoint_every=cfg["checkpoint_every"], resume=plan.resume,
                          n_jobs=jobs, client=client, shard_size=cfg["shard_size"],
                          X_val=None if plan.X_val is None else plan.scaling.apply(plan.X_val),
                          n_iter_no_change=cfg["n_iter_no_change"], n_init=cfg["n_init"],
-                         init=plan.init)
+                         init=plan.init, update=parse_update(cfg["update"]),
+                         mask=plan.mask)
     except KeyboardInterrupt:
         _interrupted(plan)
         raise
@@ -383,7 +397,8 @@ def run(args: argparse.Namespace) -> int:
     model.save(run_dir / "model.npz")
     write_columns_csv(run_dir / "history.csv", hist)
     save_figure(history_figure(res, hist), run_dir / "history.png")
-    save_figure(manifold_figure(model, X, title=f"learned manifold over the data ({plan.what})"),
+    shown = X if plan.mask is None else X[plan.mask.all(axis=1)]   # complete rows
+    save_figure(manifold_figure(model, shown, title=f"learned manifold over the data ({plan.what})"),
                 run_dir / "manifold.png")
     ll = lls[-1]
     k = model.n_params
