@@ -19,7 +19,7 @@ from dgn_core.io import atomic_open
 from dgn_core.model import DGN
 
 __all__ = ["CLIError", "MAX_LATENT_DIM", "check_jobs", "check_latent_dim", "check_exact_available", "Parser",
-           "parse_widths", "parse_list",
+           "parse_widths", "parse_list", "write_array", "write_array_csv",
            "describe_os_error", "check_output_file", "add_force_arg", "join_negative_values",
            "parse_hidden_widths", "check_option", "random_net", "add_model_args", "load_model",
            "load_fit_data", "write_csv", "write_columns_csv", "write_json"]
@@ -294,6 +294,25 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]]) 
         fh.write(",".join(header) + "\n")
         for row in rows:
             fh.write(",".join(row) + "\n")
+
+
+def write_array(path: Path, X: np.ndarray, *, header: bool) -> None:
+    """``X`` (N, D) to ``path`` atomically: ``.npy`` (binary), else CSV (:func:`write_array_csv`)."""
+    if path.suffix.lower() == ".npy":
+        with atomic_open(path, "wb") as fh:
+            np.save(fh, X, allow_pickle=False)
+        return
+    with atomic_open(path, "w") as fh:
+        write_array_csv(fh, X, header=header)
+
+
+def write_array_csv(fh: Any, X: np.ndarray, *, header: bool) -> None:
+    """``X`` (N, D) as CSV on ``fh``: ``repr`` of every float, so no digit is lost and
+    ``dgn fit`` / ``dgn score`` read it back exactly; ``header``: a first line x1,...,xD."""
+    if header:
+        fh.write(",".join(f"x{j + 1}" for j in range(X.shape[1])) + "\n")
+    for row in X:
+        fh.write(",".join(repr(float(v)) for v in row) + "\n")
 
 
 def write_columns_csv(path: Path, columns: Mapping[str, Sequence[float] | np.ndarray]) -> None:

@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from dgn_core.io import atomic_open
-
-from ._common import CLIError, add_force_arg, check_output_file
+from ._common import CLIError, add_force_arg, check_output_file, write_array
 
 __all__ = ["add_parser", "run"]
 
@@ -54,17 +52,6 @@ def _default_out(data: Path) -> Path:
 def _check_format(path: Path, option: str) -> None:
     if path.suffix.lower() not in _FORMATS:
         raise CLIError(f"{option} {path}: write .npy or .csv (got {path.suffix or 'no suffix'!r})")
-
-
-def _write(path: Path, arr: np.ndarray) -> None:
-    """``arr`` (N, D) as .npy or .csv (``repr`` of every float: no digit lost), atomically."""
-    if path.suffix.lower() == ".npy":
-        with atomic_open(path, "wb") as fh:
-            np.save(fh, arr, allow_pickle=False)
-    else:
-        with atomic_open(path, "w") as fh:
-            for row in arr:
-                fh.write(",".join(repr(float(v)) for v in row) + "\n")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,9 +88,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         filled, cov = impute(net, X, mask, return_cov=True)
         std = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
-    _write(out, filled)
+    write_array(out, filled, header=False)
     print(f"wrote {out}")
     if std is not None and args.std is not None:
-        _write(args.std, std)
+        write_array(args.std, std, header=False)
         print(f"wrote {args.std}")
     return 0

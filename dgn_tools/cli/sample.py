@@ -10,11 +10,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from dgn_core.io import atomic_open
 from dgn_core.model import DGN
 from dgn_core.validation import check_int
 
-from ._common import CLIError, add_force_arg, check_option, check_output_file
+from ._common import (
+    CLIError,
+    add_force_arg,
+    check_option,
+    check_output_file,
+    write_array,
+    write_array_csv,
+)
 
 __all__ = ["add_parser", "run", "draw", "SAMPLE_FORMATS", "MAX_SAMPLES"]
 
@@ -59,23 +65,6 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _write(path: Path, X: NDArray[np.float64]) -> None:
-    """``X`` to ``path`` atomically: .npy (binary) or .csv (header x1,...,xD; ``repr`` of each
-    float, so no digit is lost and ``dgn fit`` / ``dgn score`` read it back exactly)."""
-    if path.suffix.lower() == ".npy":
-        with atomic_open(path, "wb") as fh:
-            np.save(fh, X, allow_pickle=False)
-        return
-    with atomic_open(path, "w") as fh:
-        _write_csv(fh, X)
-
-
-def _write_csv(fh: Any, X: NDArray[np.float64]) -> None:
-    fh.write(",".join(f"x{j + 1}" for j in range(X.shape[1])) + "\n")
-    for row in X:
-        fh.write(",".join(repr(float(v)) for v in row) + "\n")
-
-
 def run(args: argparse.Namespace) -> int:
     n = check_option(check_int, args.n, "-n", 1)
     if n > MAX_SAMPLES:
@@ -98,9 +87,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"dgn sample: {n} draws of {what} from {args.model}: {net!r} (seed {seed})",
           file=report)
     if args.out is None:
-        _write_csv(sys.stdout, X)
+        write_array_csv(sys.stdout, X, header=True)
         return 0
-    _write(args.out, X)
+    write_array(args.out, X, header=True)
     print(f"wrote {args.out}: {n} x {X.shape[1]} "
           f"({'npy' if args.out.suffix.lower() == '.npy' else 'csv'})", file=report)
     return 0
