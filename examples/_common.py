@@ -194,14 +194,7 @@ def run_em(net: DGN, X: np.ndarray, X_test: np.ndarray, max_iter: int, *, tol: f
     n = len(ll)
     if len(iterates) != n:   # pragma: no cover - one callback per iteration
         raise RuntimeError(f"EM reported {n - 1} iterations but called back {len(iterates) - 1}")
-    hist = {"update": np.arange(n, dtype=np.float64),
-            "train_time": np.asarray(res.times, dtype=np.float64),
-            "nll_train": -ll / X.shape[0], "nll_test": np.full(n, np.nan),
-            "noise_var": np.array([float(np.mean(v)) for v in res.noise_var]),
-            "n_regions": np.asarray(res.n_regions, dtype=np.float64)}
-    info = {"converged": bool(res.converged), "n_iter": int(res.n_iter),
-            "noise_floor_hit": bool(len(res.noise_floor_hit)), "result": res,
-            "iterates": iterates}
+    hist, info = _em_record(res, X.shape[0], iterates)
     run = MethodRun("EM", label, float("nan"), res.model, hist, info)
     if score_test:
         score_held_out(run, X_test)
@@ -209,6 +202,22 @@ def run_em(net: DGN, X: np.ndarray, X_test: np.ndarray, max_iter: int, *, tol: f
         f" {hist['train_time'][-1]:.1f} s, NLL train {hist['nll_train'][-1]:.4f}"
         + (f", held-out {hist['nll_test'][-1]:.4f}" if score_test else ""), quiet)
     return run
+
+
+def _em_record(res: Any, n_points: int, iterates: list[DGN]) -> tuple[dict, dict]:
+    """The history columns and the info of one EM run (``res``: a fit_em result; held-out
+    NLLs left NaN for :func:`score_held_out`)."""
+    n = len(res.log_likelihood)
+    hist = {"update": np.arange(n, dtype=np.float64),
+            "train_time": np.asarray(res.times, dtype=np.float64),
+            "nll_train": -np.asarray(res.log_likelihood, dtype=np.float64) / n_points,
+            "nll_test": np.full(n, np.nan),
+            "noise_var": np.array([float(np.mean(v)) for v in res.noise_var]),
+            "n_regions": np.asarray(res.n_regions, dtype=np.float64)}
+    info = {"converged": bool(res.converged), "n_iter": int(res.n_iter),
+            "noise_floor_hit": bool(len(res.noise_floor_hit)), "result": res,
+            "iterates": iterates}
+    return hist, info
 
 
 def score_held_out(run: MethodRun, X_test: np.ndarray) -> None:
@@ -255,14 +264,7 @@ def run_em_starts(net: DGN, X: np.ndarray, X_test: np.ndarray, max_iter: int, n_
         if not np.isclose(lp0, ll[0], rtol=1e-9, atol=1e-9):   # pragma: no cover
             raise RuntimeError(f"start {k}: initial log p(X) {ll[0]} but the rebuilt start "
                                f"gives {lp0}")
-        hist = {"update": np.arange(n, dtype=np.float64),
-                "train_time": np.asarray(r.times, dtype=np.float64),
-                "nll_train": -ll / X.shape[0], "nll_test": np.full(n, np.nan),
-                "noise_var": np.array([float(np.mean(v)) for v in r.noise_var]),
-                "n_regions": np.asarray(r.n_regions, dtype=np.float64)}
-        info = {"converged": bool(r.converged), "n_iter": int(r.n_iter),
-                "noise_floor_hit": bool(len(r.noise_floor_hit)), "result": r,
-                "iterates": [start, *models[pos:pos + n - 1]]}
+        hist, info = _em_record(r, X.shape[0], [start, *models[pos:pos + n - 1]])
         pos += n - 1
         runs.append(MethodRun("EM", "EM" if k == 0 else f"EM start {k}", float("nan"),
                               r.model, hist, info))
