@@ -186,8 +186,10 @@ def select_models(X: ArrayLike, *, widths: Sequence[Sequence[int]] = ((8,), (8, 
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", ConvergenceWarning)
                     res = fit_em(net, X, max_iter=max_iter, tol=tol, seed=seed, **fit_kw)
-                ll = float(np.sum(log_marginal(res.model, X)) if res.early_stopped
-                           else res.log_likelihood[-1])
+                # the returned model's log p(X): the best held-out iterate's with early stopping
+                best = res.best_iteration
+                ll = float(res.log_likelihood[best if res.early_stopped and best is not None
+                                              else -1])
                 k = res.model.n_params
                 row = {"widths": full, "hidden": tuple(hidden), "latent_dim": int(S),
                        "activation": activation, "log_likelihood": ll, "per_point": ll / N,

@@ -270,3 +270,17 @@ def test_dgn_score_with_missing_entries(tmp_path, capsys):
                  "--out", str(out)]) == 0
     log_p = np.genfromtxt(out, delimiter=",", names=True)["log_p"]
     np.testing.assert_array_equal(log_p, log_marginal_observed(net, X, ~np.isnan(X)))
+
+
+def test_select_models_with_early_stopping_reports_the_returned_model():
+    from fastpath.selection import select_models
+
+    X, Xv = noisy_circle(30, seed=71), noisy_circle(100, seed=72)
+    table = select_models(X, widths=[(12, 12)], X_val=Xv, max_iter=40, tol=0.0,
+                          n_iter_no_change=2, seed=4)
+    row, model = table.rows[0], table.models[0]
+    assert row["n_iter"] < 40, "the case must stop early for the test to mean something"
+    assert row["log_likelihood"] == pytest.approx(
+        float(np.sum(fastpath.log_marginal(model, X))), rel=1e-12)
+    assert row["val_log_likelihood"] == pytest.approx(
+        float(np.sum(fastpath.log_marginal(model, Xv))), rel=1e-12)
