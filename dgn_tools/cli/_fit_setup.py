@@ -32,7 +32,7 @@ from ._scaling import (
 )
 
 __all__ = ["FIT_DEFAULTS", "OPTION_DEFAULTS", "RUN_FILES", "FitPlan", "parse_prior", "parse_update",
-           "plan_fit"]
+           "plan_fit", "split_held_out"]
 
 #: the main job: the settings of `dgn fit` with no arguments
 FIT_DEFAULTS = {"data": "circle", "n": 1000, "latent_dim": 1, "widths": (8, 8),
@@ -315,14 +315,14 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
         what = f"streamed {stream.describe()}"
         spread, mean, max_abs = check_spread(summary.spread, what), summary.mean, summary.max_abs
         X = _plot_rows(stream)
-        X_val = _held_out(cfg, None)[1]
+        X_val = split_held_out(cfg, None)[1]
     else:
         if cfg["missing"] is not None and cfg["val"] is not None:
             raise CLIError("--val with --missing: held-out data with missing entries are not "
                            "supported; fit without --val, or fill in the held-out rows")
         X_all, what = load_fit_data(cfg["data"], cfg["n"], cfg["data_seed"],
                                     allow_nan=cfg["missing"] == "nan")
-        X, X_val = _held_out(cfg, X_all)
+        X, X_val = split_held_out(cfg, X_all)
         spread, mean = check_data_range(X, what), observed_mean(X, what)
         max_abs = float(np.nanmax(np.abs(X)))
     if X_val is not None and X_val.shape[1] != X.shape[1]:
@@ -360,10 +360,10 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
 
 
 @overload
-def _held_out(cfg: dict[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
+def split_held_out(cfg: dict[str, Any], X: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]: ...
 @overload
-def _held_out(cfg: dict[str, Any], X: None) -> tuple[None, np.ndarray | None]: ...
-def _held_out(cfg: dict[str, Any], X: np.ndarray | None
+def split_held_out(cfg: dict[str, Any], X: None) -> tuple[None, np.ndarray | None]: ...
+def split_held_out(cfg: dict[str, Any], X: np.ndarray | None
               ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(training data, held-out data) of ``--val``: a fraction in (0, 1) holds out that share
     of the rows of ``X`` (a random choice drawn from ``--seed``, the same on --resume), a

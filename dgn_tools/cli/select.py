@@ -124,7 +124,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from fastpath.selection import select_models
 
-    from ._fit_setup import _held_out
+    from ._fit_setup import split_held_out
 
     # the options select_models would reject, reported before any training
     for S in args.latent_dim:
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if "leaky_relu" in args.activation:  # the slope rule of the model, on a 1 x 1 net
         random_net((1, 1), activation="leaky_relu", slope=args.slope)
     X, what = load_fit_data(args.data, args.n, args.data_seed)
-    X, X_val = _held_out({"val": args.val, "seed": args.seed}, X)
+    X, X_val = split_held_out({"val": args.val, "seed": args.seed}, X)
     out = Path(args.out) if args.out is not None else None
     if out is not None:  # refused before the training, not after it
         data_file = Path(args.data)
