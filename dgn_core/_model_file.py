@@ -100,17 +100,38 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
     act = data.get("activation")
     if act is None:
         raise ModelFileError(f"{path} is a damaged DGN model: missing entry 'activation'")
-    activation = _text(act)
-    if activation is None or activation not in ACTIVATIONS:
-        got = (repr(activation) if activation is not None
-               else repr(act.item()) if act.ndim == 0 else f"shape {act.shape}")
-        raise ModelFileError(f"{path}: entry 'activation' must be one of "
-                             f"{sorted(ACTIVATIONS)}, got {got} (dtype {act.dtype})")
-    slope = float(_file_array(path, data, "slope", 0))
-    try:
-        _check_activation(activation, slope)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: entry 'slope' is invalid: {exc}") from None
+    text = _text(act)
+    # format 2: one activation per hidden layer, comma-separated, and a slope per layer
+    names = text.split(",") if text is not None and version >= 2 else [text]
+    for name in names:
+        if name is None or name not in ACTIVATIONS:
+            got = (repr(name) if name is not None
+                   else repr(act.item()) if act.ndim == 0 else f"shape {act.shape}")
+            per_layer = " (one per hidden layer, comma-separated)" if version >= 2 else ""
+            raise ModelFileError(f"{path}: entry 'activation' must be one of "
+                                 f"{sorted(ACTIVATIONS)}{per_layer}, got {got} (dtype {act.dtype})")
+    slope_arr = _file_array(path, data, "slope", None if version >= 2 else 0)
+    activation: str | list[str]
+    slope: float | list[float]
+    if len(names) == 1 and slope_arr.ndim == 0:
+        activation, slope = str(names[0]), float(slope_arr)
+        try:
+            _check_activation(activation, slope)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: entry 'slope' is invalid: {exc}") from None
+    else:
+        if len(names) != L - 1 or slope_arr.shape != (L - 1,):
+            raise ModelFileError(
+                f"{path}: entries 'activation' and 'slope' must give one value per hidden "
+                f"layer ({L - 1}), got {len(names)} activation(s) and slope shape "
+                f"{slope_arr.shape}")
+        activation, slope = [str(a) for a in names], [float(t) for t in slope_arr]
+        for l, (a, t) in enumerate(zip(activation, slope)):
+            try:
+                _check_activation(a, t)
+            except (TypeError, ValueError) as exc:
+                raise ModelFileError(f"{path}: entry 'slope' is invalid for hidden layer "
+                                     f"{l + 1}: {exc}") from None
     D = Ws[-1].shape[0]
     nv = _file_array(path, data, "noise_var", None)
     if nv.ndim > 1 or (nv.ndim == 1 and nv.shape != (D,)):

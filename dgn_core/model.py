@@ -4,7 +4,8 @@
     g(z) = W^L a(W^{L-1} ... a(W^1 z + v^1) ... + v^{L-1}) + v^L
 
 with a(t) = t for t > 0 and ``slope * t`` otherwise: ReLU (slope 0), leaky-ReLU
-(0 < slope < 1) and absolute value (slope -1).
+(0 < slope < 1) and absolute value (slope -1). Each hidden layer may have its own activation
+and slope (``DGN.activations``, ``DGN.slopes``).
 
 Part of the shared specification (:mod:`dgn_core`): numpy only, imported by both backends.
 """
@@ -24,13 +25,18 @@ from .exceptions import ModelFileError
 from .io import atomic_write_npz
 from .validation import check_int, make_rng, real_array
 
-__all__ = ["DGN", "ACTIVATIONS", "ModelFileError"]
+__all__ = ["DGN", "ACTIVATIONS", "MIXED", "ModelFileError"]
 
 #: activation name -> default slope (eta); ``None`` means the slope is fixed.
 ACTIVATIONS: dict[str, float] = {"relu": 0.0, "leaky_relu": 0.01, "abs": -1.0}
 
+#: what :attr:`DGN.activation` says of a net whose hidden layers differ in activation or slope
+MIXED = "mixed"
+
 _FORMAT = "verified_dgn.DGN"
-_FORMAT_VERSION = 1
+#: the newest model-file format: 2 stores one activation and slope per hidden layer; a net
+#: with one activation throughout is still written as format 1, which older readers take
+_FORMAT_VERSION = 2
 
 
 def _ascii_array(text: str) -> NDArray[np.uint8]:
@@ -74,6 +80,61 @@ def _check_activation(activation: str, slope: float | None) -> tuple[str, float]
     return activation, slope
 
 
+def _layer_activations(activation: str | Sequence[str], slope: float | Sequence[float | None] | None,
+                       n_hidden: int
+                       ) -> tuple[str, float | None, tuple[str, ...], tuple[float, ...]]:
+    """(``activation`` attribute, its slope (None when mixed), per-layer activations,
+    per-layer slopes), every entry checked.
+
+    One name applies to every hidden layer; a sequence gives one per hidden layer. A single
+    slope applies to every leaky_relu layer (relu and abs have fixed slopes); a sequence
+    gives one per hidden layer (None: that activation's default).
+    """
+    if isinstance(activation, str):
+        names: list[str] = [activation] * max(n_hidden, 1)
+        single = True
+    elif isinstance(activation, Sequence) and not isinstance(activation, bytes):
+        names = list(activation)
+        single = False
+        if len(names) != n_hidden:
+            raise ValueError(f"activation lists {len(names)} activation(s) but the net has "
+                             f"{n_hidden} hidden layer(s); give one per hidden layer (or one "
+                             "name for all)")
+    else:
+        raise TypeError(f"activation must be a name or a list of names (one per hidden "
+                        f"layer), got {activation!r}")
+    per: list[Any]
+    if slope is None or isinstance(slope, (str, bytes)) or not isinstance(slope, Sequence) \
+            and np.ndim(slope) == 0:
+        per = [slope] * len(names)
+        if not single and slope is not None:
+            # one slope for the leaky layers; relu and abs keep theirs
+            per = [slope if a == "leaky_relu" else None for a in names]
+    else:
+        per = list(slope)  # type: ignore[arg-type]  # a 1-d array or a sequence
+        if len(per) != len(names):
+            raise ValueError(f"slope lists {len(per)} value(s) but the net has {n_hidden} "
+                             "hidden layer(s); give one per hidden layer (or one number)")
+    acts: list[str] = []
+    slopes: list[float] = []
+    for l, (a, s) in enumerate(zip(names, per)):
+        try:
+            a, s_checked = _check_activation(a, s)
+        except (TypeError, ValueError) as exc:
+            if single:
+                raise
+            raise type(exc)(f"hidden layer {l + 1}: {exc}") from None
+        acts.append(a)
+        slopes.append(s_checked)
+    if not acts:  # an empty list for a net without hidden layers
+        return "relu", 0.0, (), ()
+    if len(set(zip(acts, slopes))) > 1:
+        return MIXED, None, tuple(acts), tuple(slopes)
+    # a net without hidden layers keeps the activation it was given (one name)
+    n = min(n_hidden, len(acts))
+    return acts[0], slopes[0], tuple(acts[:n]), tuple(slopes[:n])
+
+
 class DGN:
     """A deep generative network with a continuous piecewise-affine activation.
 
@@ -85,10 +146,12 @@ class DGN:
         layers carry the activation.
     biases : sequence of array_like
         ``[v1, ..., vL]`` with ``v_l`` of shape ``(D_l,)``.
-    activation : {"relu", "leaky_relu", "abs"}
-    slope : float, optional
+    activation : {"relu", "leaky_relu", "abs"} or sequence of them
+        One activation for every hidden layer, or one per hidden layer (``L - 1`` names).
+    slope : float or sequence of float, optional
         The negative-side slope eta: 0 for relu, in (0, 1) for leaky_relu (default 0.01),
-        -1 for abs.
+        -1 for abs. One number (applied to every leaky_relu layer) or one per hidden layer
+        (None entries take the activation's default).
     noise_var : float or array_like of shape (D,)
         Variance of the Gaussian observation noise: isotropic (a float) or diagonal.
     prior_cov : array_like of shape (S, S), optional
@@ -104,8 +167,8 @@ class DGN:
         self,
         weights: Sequence[ArrayLike],
         biases: Sequence[ArrayLike],
-        activation: str = "relu",
-        slope: float | None = None,
+        activation: str | Sequence[str] = "relu",
+        slope: float | Sequence[float | None] | None = None,
         noise_var: float | ArrayLike = 0.01,
         prior_cov: ArrayLike | None = None,
     ) -> None:
@@ -137,7 +200,9 @@ class DGN:
                 )
         self._weights = tuple(Ws)
         self._biases = tuple(vs)
-        self._activation, self._slope = _check_activation(activation, slope)
+        # _slope: the one slope of a net with one activation throughout (None when mixed)
+        self._activation, self._slope, self._activations, self._slopes = _layer_activations(
+            activation, slope, len(Ws) - 1)
 
         D = Ws[-1].shape[0]
         nv = real_array(noise_var, "noise_var") if noise_var is not None else None
@@ -183,12 +248,61 @@ class DGN:
 
     @property
     def activation(self) -> str:
+        """The activation of every hidden layer, or ``"mixed"`` when the layers differ in
+        activation or slope (then see :attr:`activations` and :attr:`slopes`)."""
         return self._activation
 
     @property
     def slope(self) -> float:
-        """The negative-side slope eta of the activation."""
+        """The negative-side slope eta of the activation.
+
+        Raises
+        ------
+        ValueError
+            The hidden layers have different activations or slopes (use :attr:`slopes`).
+        """
+        if self._slope is None:
+            raise ValueError(
+                f"this DGN has per-layer activations {list(self._activations)} with slopes "
+                f"{list(self._slopes)}: it has no single slope (use net.slopes)")
         return self._slope
+
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """The activation of each hidden layer, ``(a_1, ..., a_{L-1})``."""
+        return self._activations
+
+    @property
+    def slopes(self) -> tuple[float, ...]:
+        """The negative-side slope of each hidden layer, ``(eta_1, ..., eta_{L-1})``."""
+        return self._slopes
+
+    @property
+    def mixed_activations(self) -> bool:
+        """Whether the hidden layers differ in activation or slope."""
+        return self._activation == MIXED
+
+    def unit_slopes(self) -> NDArray[np.float64]:
+        """The negative-side slope of every hidden unit, in sign-pattern order,
+        shape ``(n_hidden_units,)``."""
+        return np.repeat(np.asarray(self._slopes, dtype=np.float64),
+                         np.asarray(self.hidden_widths, dtype=np.intp))
+
+    def activation_kwargs(self) -> dict[str, Any]:
+        """``activation`` and ``slope`` arguments that rebuild this net's activations (for
+        :meth:`random`, :meth:`replace` and the constructor)."""
+        if self._activation == MIXED:
+            return {"activation": list(self._activations), "slope": list(self._slopes)}
+        return {"activation": self._activation, "slope": self._slope}
+
+    def describe_activations(self) -> str:
+        """The activations in words: ``"relu"``, ``"leaky_relu(0.2)"`` or, per layer,
+        ``"relu, abs, leaky_relu(0.1)"``."""
+        def one(a: str, s: float) -> str:
+            return f"{a}({s:g})" if a == "leaky_relu" else a
+        if self._activation == MIXED:
+            return ", ".join(one(a, s) for a, s in zip(self._activations, self._slopes))
+        return one(self._activation, self.slope)
 
     @property
     def noise_var(self) -> float | NDArray[np.float64]:
@@ -274,20 +388,22 @@ class DGN:
             raise ValueError(f"{name} contains NaN or infinite values")
         return Z
 
-    def _activate(self, H: NDArray[np.float64]) -> NDArray[np.float64]:
-        if self._activation == "relu":
+    def _activate(self, H: NDArray[np.float64], l: int) -> NDArray[np.float64]:
+        """The activation of hidden layer ``l + 1`` (counted from 0 here)."""
+        act = self._activations[l]
+        if act == "relu":
             return np.maximum(H, 0.0)
-        if self._activation == "abs":
+        if act == "abs":
             return np.abs(H)
-        return np.where(H > 0, H, self._slope * H)
+        return np.where(H > 0, H, self._slopes[l] * H)
 
     def _forward(self, Z: NDArray[np.float64]) -> tuple[NDArray[np.float64], list[NDArray[np.float64]]]:
         pre = []
         h = Z
-        for W, v in zip(self._weights[:-1], self._biases[:-1]):
+        for l, (W, v) in enumerate(zip(self._weights[:-1], self._biases[:-1])):
             a = h @ W.T + v
             pre.append(a)
-            h = self._activate(a)
+            h = self._activate(a, l)
         return h @ self._weights[-1].T + self._biases[-1], pre
 
     def forward(self, Z: ArrayLike) -> NDArray[np.float64]:
@@ -328,7 +444,7 @@ class DGN:
         zz = [Fraction(t) for t in z]
         if len(zz) != self.latent_dim:
             raise ValueError(f"z must have {self.latent_dim} entries, got {len(zz)}")
-        slope = Fraction(self._slope)
+        slopes = [Fraction(s) for s in self._slopes]
         h = zz
         for i, (W, v) in enumerate(zip(self._weights, self._biases)):
             out = [
@@ -337,7 +453,7 @@ class DGN:
                 for r in range(W.shape[0])
             ]
             if i < self.n_layers - 1:
-                out = [t if t > 0 else slope * t for t in out]
+                out = [t if t > 0 else slopes[i] * t for t in out]
             h = out
         return h
 
@@ -365,11 +481,11 @@ class DGN:
     def random(
         cls,
         widths: Sequence[int],
-        activation: str = "relu",
+        activation: str | Sequence[str] = "relu",
         seed: int | np.random.Generator | None = 0,
         noise_var: float | ArrayLike = 0.01,
         init: str = "torch",
-        slope: float | None = None,
+        slope: float | Sequence[float | None] | None = None,
         prior_cov: ArrayLike | None = None,
     ) -> DGN:
         """A random network with widths ``(S, D_1, ..., D_{L-1}, D)``.
@@ -408,8 +524,7 @@ class DGN:
         """A copy with some constructor arguments replaced."""
         kw: dict[str, Any] = dict(
             weights=list(self._weights), biases=list(self._biases),
-            activation=self._activation, slope=self._slope,
-            noise_var=self._noise_var, prior_cov=self._prior_cov,
+            noise_var=self._noise_var, prior_cov=self._prior_cov, **self.activation_kwargs(),
         )
         kw.update(changes)
         return DGN(**kw)
@@ -421,6 +536,8 @@ class DGN:
         return (
             self._activation == other._activation
             and self._slope == other._slope
+            and self._activations == other._activations
+            and self._slopes == other._slopes
             and self.n_layers == other.n_layers
             and all(np.array_equal(a, b) for a, b in zip(self._weights, other._weights))
             and all(np.array_equal(a, b) for a, b in zip(self._biases, other._biases))
@@ -432,8 +549,12 @@ class DGN:
 
     def __repr__(self) -> str:
         nv = self._noise_var if self.isotropic_noise else f"array({self.data_dim})"
-        slope = f", slope={self._slope}" if self._activation == "leaky_relu" else ""
-        return f"DGN(widths={self.widths}, activation={self._activation!r}{slope}, noise_var={nv})"
+        if self._activation == MIXED:
+            acts = f"activation={list(self._activations)!r}, slope={list(self._slopes)!r}"
+        else:
+            slope = f", slope={self._slope}" if self._activation == "leaky_relu" else ""
+            acts = f"activation={self._activation!r}{slope}"
+        return f"DGN(widths={self.widths}, {acts}, noise_var={nv})"
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -452,12 +573,14 @@ class DGN:
             path = path.with_name(path.name + ".npz")
         # strings as ASCII bytes (uint8 arrays), not numpy unicode scalars, which many
         # npy readers outside numpy cannot read (docs/model_format.md)
+        mixed = self._activation == MIXED
         arrays: dict[str, NDArray[Any]] = {
             "format": _ascii_array(_FORMAT),
-            "format_version": np.array(_FORMAT_VERSION, dtype=np.int64),
+            # format 2 only where needed, so that older readers still take one-activation nets
+            "format_version": np.array(2 if mixed else 1, dtype=np.int64),
             "n_layers": np.array(self.n_layers, dtype=np.int64),
-            "activation": _ascii_array(self._activation),
-            "slope": np.array(self._slope),
+            "activation": _ascii_array(",".join(self._activations) if mixed else self._activation),
+            "slope": np.array(self._slopes if mixed else self._slope, dtype=np.float64),
             "noise_var": np.asarray(self._noise_var, dtype=np.float64),
         }
         if self._prior_cov is not None:

@@ -10,6 +10,7 @@ Layout (``layers[i]`` is layer ``i`` counted from 0, the npz file's ``W{i}`` / `
     {"format": "verified_dgn.DGN", "format_version": 1,
      "widths": [S, D_1, ..., D],
      "activation": "relu" | "leaky_relu" | "abs", "slope": eta,
+       (format 2: one name and one slope per hidden layer, "activation": [...], "slope": [...])
      "noise_var": sigma2 | [sigma2_1, ..., sigma2_D],
      "prior_cov": null | [[...S...], ...S rows...],
      "layers": [{"W": [[...]] (D_{i+1} rows of D_i), "v": [...] (D_{i+1})}, ...]}
@@ -53,12 +54,14 @@ def model_to_dict(net: DGN) -> dict[str, Any]:
     if not isinstance(net, DGN):
         raise TypeError(f"net must be a DGN, got {type(net).__name__}")
     nv = net.noise_var
+    mixed = net.mixed_activations
     return {
         "format": _FORMAT,
-        "format_version": _FORMAT_VERSION,
+        # format 2 only for per-layer activations, so that older readers take the rest
+        "format_version": 2 if mixed else 1,
         "widths": [int(w) for w in net.widths],
-        "activation": net.activation,
-        "slope": float(net.slope),
+        "activation": list(net.activations) if mixed else net.activation,
+        "slope": [float(t) for t in net.slopes] if mixed else float(net.slope),
         "noise_var": float(nv) if net.isotropic_noise else [float(t) for t in np.ravel(nv)],
         # a prior_cov given explicitly (even the identity) is kept, as in the npz file
         "prior_cov": None if net._prior_cov is None else
@@ -133,8 +136,10 @@ def model_from_dict(obj: Any, source: str = "JSON model") -> DGN:
     if unknown:
         raise err(f"unexpected entries {unknown} in a DGN model")
     act = obj["activation"]
-    if act not in ACTIVATIONS:
-        raise err(f"entry 'activation' must be one of {sorted(ACTIVATIONS)}, got {act!r}")
+    per_layer = version >= 2 and isinstance(act, list)
+    if not all(isinstance(a, str) and a in ACTIVATIONS for a in (act if per_layer else [act])):
+        raise err(f"entry 'activation' must be one of {sorted(ACTIVATIONS)}"
+                  f"{' or a list of them (format 2)' if version >= 2 else ''}, got {act!r}")
     layers = obj["layers"]
     if not isinstance(layers, list) or not layers:
         raise err("entry 'layers' must be a non-empty list of {\"W\": ..., \"v\": ...}")
@@ -153,12 +158,14 @@ def model_from_dict(obj: Any, source: str = "JSON model") -> DGN:
         if W.shape != (widths[i + 1], widths[i]):
             raise err(f"entry 'layers[{i}].W' must have shape ({widths[i + 1]}, {widths[i]}) "
                       f"(widths {widths}), got {W.shape}")
-    slope = _numbers(obj["slope"], "slope", 0, err)
+    slope_raw = obj["slope"]
+    slope = _numbers(slope_raw, "slope", 1 if per_layer else 0, err)
     nv_raw = obj["noise_var"]
     nv = _numbers(nv_raw, "noise_var", 1 if isinstance(nv_raw, list) else 0, err)
     pc = None if obj["prior_cov"] is None else _numbers(obj["prior_cov"], "prior_cov", 2, err)
     try:
-        return DGN(Ws, vs, activation=act, slope=float(slope),
+        return DGN(Ws, vs, activation=act, slope=[float(t) for t in slope] if per_layer
+                   else float(slope),
                    noise_var=float(nv) if nv.ndim == 0 else nv, prior_cov=pc)
     except (ValueError, TypeError) as exc:
         raise err(f"holds an invalid DGN model: {exc}") from None

@@ -80,7 +80,7 @@ def layer_maps(net: DGN, signs: Sequence[int], exact: bool = False
     """
     conv, _ = _ring(exact)
     q = _split_signs(net, signs)
-    slope = Fraction(net.slope) if exact else net.slope
+    slopes = [Fraction(s) if exact else s for s in net.slopes]
     M = conv(np.eye(net.latent_dim))
     c = conv(np.zeros(net.latent_dim))
     pre = []
@@ -90,7 +90,8 @@ def layer_maps(net: DGN, signs: Sequence[int], exact: bool = False
         if l == net.n_layers - 1:
             break
         pre.append((M, c))
-        dl = np.array([1 if s > 0 else slope for s in q[l]], dtype=object if exact else np.float64)
+        dl = np.array([1 if s > 0 else slopes[l] for s in q[l]],
+                      dtype=object if exact else np.float64)
         M, c = dl[:, None] * M, dl * c
     return pre, M, c
 
@@ -348,5 +349,5 @@ class Partition(Sequence[Region]):
     def summary(self) -> str:
         S = self.net.latent_dim
         return (f"{len(self)} regions ({self.n_bounded} bounded, {self.n_unbounded} unbounded) "
-                f"of a DGN with widths {self.net.widths}, {self.net.activation}, "
+                f"of a DGN with widths {self.net.widths}, {self.net.describe_activations()}, "
                 f"latent dimension {S}")

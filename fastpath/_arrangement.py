@@ -420,7 +420,7 @@ def subdivide(net: DGN, *, max_regions: int, progress: bool = False,
         if l > 0:
             # pre-activation of layer l + 1 on every piece (= cell of layers <= l)
             sl = slice(offsets[l - 1], offsets[l])
-            D = np.where(sub.signs[:, sl] > 0, 1.0, net.slope)
+            D = np.where(sub.signs[:, sl] > 0, 1.0, net.slopes[l - 1])
             HT = next_layer_maps(net.weights[l], D, HT if HT.ndim == 2 else HT[sub.cell])
             HT[:, -1, :] += net.biases[l]
             HA = next_layer_maps(np.abs(net.weights[l]), np.abs(D),

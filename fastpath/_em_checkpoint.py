@@ -74,8 +74,10 @@ def _net_arrays(net: DGN, prefix: str) -> dict[str, Any]:
     """The arrays of ``net`` under names starting with ``prefix`` (no object arrays)."""
     out: dict[str, Any] = {
         f"{prefix}n_layers": np.array(net.n_layers),
-        f"{prefix}activation": np.array(net.activation),
-        f"{prefix}slope": np.array(net.slope),
+        # per-layer activations as in the model file's format 2: names joined by commas
+        f"{prefix}activation": np.array(",".join(net.activations) if net.mixed_activations
+                                        else net.activation),
+        f"{prefix}slope": np.array(net.slopes if net.mixed_activations else net.slope),
         f"{prefix}noise_var": np.asarray(net.noise_var, dtype=np.float64),
     }
     if not net.has_identity_prior:
@@ -90,8 +92,10 @@ def _net_from_arrays(data: dict[str, Any], prefix: str) -> DGN:
     """The net that :func:`_net_arrays` stored under ``prefix``."""
     L = int(data[f"{prefix}n_layers"])
     nv = data[f"{prefix}noise_var"]
+    act, slope = str(data[f"{prefix}activation"]), data[f"{prefix}slope"]
     return DGN([data[f"{prefix}W{i}"] for i in range(L)], [data[f"{prefix}v{i}"] for i in range(L)],
-               activation=str(data[f"{prefix}activation"]), slope=float(data[f"{prefix}slope"]),
+               activation=act.split(",") if slope.ndim else act,
+               slope=slope.tolist() if slope.ndim else float(slope),
                noise_var=float(nv) if nv.ndim == 0 else nv,
                prior_cov=data.get(f"{prefix}prior_cov"))
 

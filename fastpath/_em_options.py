@@ -389,4 +389,5 @@ class EMOptions:
                 "max_halvings": self.max_halvings, "max_regions": self.max_regions,
                 "tol": self.tol, "seed": self.seed, "shard_size": self.shard_size,
                 "n_iter_no_change": self.n_iter_no_change, "val_sha256": None,
-                "activation": net.activation, "widths": list(net.widths)}
+                "activation": (net.describe_activations() if net.mixed_activations
+                               else net.activation), "widths": list(net.widths)}

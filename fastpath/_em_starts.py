@@ -35,9 +35,9 @@ def random_start(net: DGN, seed: int, k: int) -> DGN:
     initialisation) with ``net``'s last-layer bias, noise variance and Sigma_z."""
     # SeedSequence entropy must be non-negative: a negative seed maps to its own stream
     rng = np.random.default_rng([abs(int(seed)), int(seed < 0), int(k)])
-    fresh = DGN.random(net.widths, net.activation, seed=rng, noise_var=net.noise_var,
-                       slope=net.slope if net.activation == "leaky_relu" else None,
-                       prior_cov=None if net.has_identity_prior else net.prior_cov)
+    fresh = DGN.random(net.widths, seed=rng, noise_var=net.noise_var,
+                       prior_cov=None if net.has_identity_prior else net.prior_cov,
+                       **net.activation_kwargs())
     biases = list(fresh.biases)
     biases[-1] = np.array(net.biases[-1], dtype=np.float64)
     return fresh.replace(biases=biases)
@@ -47,11 +47,11 @@ def starts(net: DGN, opts: EMOptions) -> list[DGN]:
     """The initial model of every run, in run order (module notes)."""
     init = opts.init
     if isinstance(init, DGN):
-        if init.widths != net.widths or init.activation != net.activation \
-                or init.slope != net.slope:
+        if init.widths != net.widths or init.activations != net.activations \
+                or init.slopes != net.slopes:
             raise ValueError(f"init must have net's architecture: widths {net.widths}, "
-                             f"{net.activation} (slope {net.slope:g}); got widths {init.widths}, "
-                             f"{init.activation} (slope {init.slope:g})")
+                             f"{net.describe_activations()}; got widths {init.widths}, "
+                             f"{init.describe_activations()}")
         first = init
     elif init == "random":
         first = random_start(net, opts.seed, 0)

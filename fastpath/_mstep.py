@@ -72,8 +72,8 @@ Arr = NDArray[np.float64]
 def _hidden_slopes(net: DGN, signs: NDArray[np.int8]) -> list[Arr]:
     """The diagonals of D^l_w for every hidden layer: list of (R, D_l) arrays."""
     out, start = [], 0
-    for w in net.hidden_widths:
-        out.append(np.where(signs[:, start:start + w] > 0, 1.0, net.slope))
+    for w, eta in zip(net.hidden_widths, net.slopes):
+        out.append(np.where(signs[:, start:start + w] > 0, 1.0, eta))
         start += w
     return out
 

@@ -183,7 +183,7 @@ def _layer_maps(net: DGN, signs: NDArray[np.int8], visit: Any
     for l in range(1, net.n_layers):
         visit(l - 1, MT, c)
         w = net.hidden_widths[l - 1]
-        dl = np.where(signs[:, off:off + w] > 0, 1.0, net.slope)
+        dl = np.where(signs[:, off:off + w] > 0, 1.0, net.slopes[l - 1])
         off += w
         W, v = net.weights[l], net.biases[l]
         MT = next_layer_maps(W, dl, MT)
@@ -476,7 +476,7 @@ def _across(net: DGN, signs: NDArray[np.int8], tight: NDArray[np.bool_],
             o2 = 0
             for l2 in range(l):
                 w2 = hidden[l2]
-                dl = np.where(out[hard, o2:o2 + w2] > 0, 1.0, net.slope)
+                dl = np.where(out[hard, o2:o2 + w2] > 0, 1.0, net.slopes[l2])
                 W = net.weights[l2 + 1]
                 u, us = (dl * u) @ W.T, np.abs(dl * u) @ np.abs(W).T
                 o2 += w2

@@ -1,8 +1,8 @@
 """Conversion between a :class:`~dgn_core.model.DGN` and a PyTorch ``nn.Sequential``.
 
-A DGN's generator g(z) = W^L a(W^{L-1} ... a(W^1 z + v^1) ... ) + v^L is exactly an
-``nn.Sequential`` of ``nn.Linear`` layers with one kind of piecewise-affine activation
-between them:
+A DGN's generator g(z) = W^L a_{L-1}(W^{L-1} ... a_1(W^1 z + v^1) ... ) + v^L is exactly an
+``nn.Sequential`` of ``nn.Linear`` layers with a piecewise-affine activation between them
+(one kind throughout, or one per hidden layer):
 
 =====================  ==========================================================
 DGN activation         torch module
@@ -20,9 +20,10 @@ an encoder's q to the true posterior). Float32 weights convert to float64 exactl
 :func:`from_torch` also reads convolutional decoders: between two activations any run of
 Linear, Conv1d/2d, ConvTranspose1d/2d, AvgPool1d/2d, eval-mode BatchNorm1d/2d, Flatten,
 Unflatten, Identity and (eval-mode) Dropout modules is one affine map of the flattened
-tensor, and becomes one dense DGN layer (:mod:`fastpath._torch_layers`). Not supported yet:
-max-pooling (piecewise-affine, but its regions are argmax patterns) and different
-activations in different layers. :func:`to_torch` always exports ``nn.Linear`` layers, so a
+tensor, and becomes one dense DGN layer (:mod:`fastpath._torch_layers`). Each activation
+module becomes that hidden layer's activation, so the layers may differ (``relu`` then
+``abs``, leaky-ReLUs of different slopes). Not supported yet: max-pooling (piecewise-affine,
+but its regions are argmax patterns). :func:`to_torch` always exports ``nn.Linear`` layers, so a
 converted conv decoder comes back as its dense equivalent, whose forward pass agrees with the
 original to rounding (not bit for bit: the summation order differs); DGN -> torch -> DGN stays
 bit-exact.
@@ -118,7 +119,8 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
     -------
     torch.nn.Sequential
         ``Linear(S, D_1), act, Linear(D_1, D_2), act, ..., Linear(D_{L-1}, D)`` with
-        ``act`` = ``nn.ReLU()``, ``nn.LeakyReLU(net.slope)`` or :class:`Abs`. Input
+        ``act`` = ``nn.ReLU()``, ``nn.LeakyReLU(eta)`` or :class:`Abs`, each hidden layer's
+        own (``net.activations``, ``net.slopes``). Input
         ``(N, S)``, output ``(N, D)``: ``module(z)`` equals ``net.forward(z)`` (to rounding
         for float32). The noise variance and the prior are not part of the module.
 
@@ -143,7 +145,7 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
         lin.bias.requires_grad_(requires_grad)
         layers.append(lin)
         if i < net.n_layers - 1:
-            layers.append(_activation_module(net.activation, net.slope))
+            layers.append(_activation_module(net.activations[i], net.slopes[i]))
     return torch.nn.Sequential(*layers)
 
 
@@ -201,10 +203,6 @@ def _activation_kind(name: str, layer: Any) -> tuple[str, float] | None:
     return None
 
 
-def _describe(kind: tuple[str, float]) -> str:
-    return kind[0] + (f"({kind[1]})" if kind[0] == "leaky_relu" else "")
-
-
 def from_torch(module: Any, noise_var: float | ArrayLike,
                prior_cov: ArrayLike | None = None, *,
                input_shape: tuple[int, ...] | None = None,
@@ -214,9 +212,9 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     Parameters
     ----------
     module : torch.nn.Sequential or torch.nn.Linear
-        Affine blocks alternating with one kind of activation, ``nn.ReLU``,
-        ``nn.LeakyReLU`` (one slope throughout) or :class:`Abs`, starting and ending with a
-        block (nested Sequentials are flattened). A block is a run of affine modules:
+        Affine blocks alternating with activations, ``nn.ReLU``, ``nn.LeakyReLU`` or
+        :class:`Abs` (each may differ: the DGN gets per-layer activations), starting and
+        ending with a block (nested Sequentials are flattened). A block is a run of affine modules:
         ``nn.Linear`` (with or without bias), ``nn.Conv1d``, ``nn.Conv2d``,
         ``nn.ConvTranspose1d``, ``nn.ConvTranspose2d`` (any stride, padding, padding mode,
         dilation, groups, output_padding), ``nn.AvgPool1d``, ``nn.AvgPool2d``,
@@ -250,8 +248,7 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     ------
     TorchConversionError
         A module that is neither a supported affine module nor a supported activation
-        (Tanh: not piecewise-affine; MaxPool: piecewise-affine but not supported yet), a
-        mix of activations or slopes (per-layer activations are not supported yet),
+        (Tanh: not piecewise-affine; MaxPool: piecewise-affine but not supported yet),
         BatchNorm or Dropout in training mode, two Linear layers or two activations in a
         row, a module that starts or ends with an activation, shapes that do not chain, an
         unknown input shape, a dense matrix above ``max_entries`` or non-finite parameters.
@@ -295,17 +292,9 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
             "the module ends with an activation; a DGN's generator ends with a Linear layer "
             "(its output is the mean of x)")
     blocks.append(current)
-    distinct = {k for _, k in kinds}
-    if len(distinct) > 1:
-        first_name, first_kind = kinds[0]
-        other_name, other_kind = next((n, k) for n, k in kinds if k != first_kind)
-        desc = ", ".join(f"{n}: {_describe(k)}" for n, k in kinds)
-        raise TorchConversionError(
-            f"the activations differ between layers: layer {first_name!r} is "
-            f"{_describe(first_kind)} but layer {other_name!r} is {_describe(other_kind)} "
-            f"({desc}); a DGN uses one activation and one slope for every hidden layer "
-            "(per-layer activations are not supported yet)")
-    activation, slope = distinct.pop() if distinct else ("relu", 0.0)
+    # one activation per hidden layer (a DGN with one kind throughout when they agree)
+    activations = [k[0] for _, k in kinds]
+    slopes = [k[1] for _, k in kinds]
     if input_shape is None:
         shape = _torch_layers.infer_input_shape(blocks[0])
     else:
@@ -320,5 +309,7 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
                                                  after_linear=after_linear)
         Ws.append(W)
         vs.append(v)
-    return DGN(Ws, vs, activation=activation, slope=slope, noise_var=noise_var,
+    if not kinds:
+        return DGN(Ws, vs, noise_var=noise_var, prior_cov=prior_cov)
+    return DGN(Ws, vs, activation=activations, slope=slopes, noise_var=noise_var,
                prior_cov=prior_cov)

@@ -375,7 +375,10 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(int(seed))
     decoder = to_torch(net, dtype=tdt)
-    encoder = _encoder(D, S, encoder_widths, net.activation, net.slope, rng, tdt)
+    # the encoder's activation: the decoder's, or with per-layer activations its first layer's
+    act, eta = ((net.activations[0], net.slopes[0]) if net.mixed_activations
+                else (net.activation, net.slope))
+    encoder = _encoder(D, S, encoder_widths, act, eta, rng, tdt)
     log_nv = torch.tensor(np.log(nv0), dtype=tdt, requires_grad=learn_noise)
     params = list(encoder.parameters()) + list(decoder.parameters())
     if learn_noise:

@@ -16,7 +16,7 @@ import numpy as np
 from verified_dgn import DGN
 
 
-def degenerate_net(S: int = 2, activation: str = "relu", seed: int = 0) -> DGN:
+def degenerate_net(S: int = 2, activation: str | list[str] = "relu", seed: int = 0) -> DGN:
     """A [S, 8, 6, 2] net with coinciding, parallel, dead and zero units.
 
     Layer 1: unit 1 duplicates unit 0, unit 2 is ``2 *`` unit 0, unit 3 is ``-0.5 *`` unit 0
@@ -37,8 +37,8 @@ def degenerate_net(S: int = 2, activation: str = "relu", seed: int = 0) -> DGN:
     W2[1], v2[1] = W2[0], v2[0]
     W2[2], v2[2] = -W2[0], -v2[0]
     W2[3], v2[3] = 0.0, -0.125
-    return DGN([W1, W2, base.weights[2]], [v1, v2, base.biases[2]], activation=activation,
-               slope=base.slope)
+    return DGN([W1, W2, base.weights[2]], [v1, v2, base.biases[2]],
+               **base.activation_kwargs())
 
 
 def rank_deficient_net(activation: str = "relu", seed: int = 0) -> DGN:
@@ -98,6 +98,18 @@ QUICK_NETS: list[tuple[str, Callable[[], DGN]]] = [
     ("dyadic-grid-leaky-S3", lambda: dyadic_grid_net((3, 5, 5, 2, 2), "leaky_relu",
                                                      seed=841586)),
     ("no-hidden-layer", lambda: DGN.random((3, 2), seed=121)),
+    # per-layer activations and slopes
+    ("mixed-S1-relu-abs-leaky", lambda: DGN.random((1, 6, 6, 6, 1), seed=131,
+                                                   activation=["relu", "abs", "leaky_relu"],
+                                                   slope=0.3)),
+    ("mixed-S2-abs-relu", lambda: DGN.random((2, 7, 6, 2), activation=["abs", "relu"],
+                                             seed=132)),
+    ("mixed-S2-leaky-slopes", lambda: DGN.random((2, 6, 6, 5, 2), seed=133,
+                                                 activation=["leaky_relu", "leaky_relu", "relu"],
+                                                 slope=[0.1, 0.4, None])),
+    ("mixed-S3-relu-abs", lambda: DGN.random((3, 5, 4, 2), activation=["relu", "abs"],
+                                             seed=134)),
+    ("degenerate-mixed-S2", lambda: degenerate_net(2, ["leaky_relu", "abs"], seed=135)),
 ]
 
 _CACHE: dict[str, DGN] = {}

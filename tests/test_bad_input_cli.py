@@ -102,7 +102,10 @@ CASES = [
     pytest.param(["fit", "--tol", "-1"], "--tol", id="fit-tol-negative"),
     pytest.param(["fit", "--n", "0"], "--n", id="fit-n-0"),
     pytest.param(["fit", "--slope", "nan"], "slope", id="fit-slope-nan"),
-    pytest.param(["fit", "--activation", "tanh"], "invalid choice", id="fit-activation-unknown"),
+    pytest.param(["fit", "--activation", "tanh"], "one of relu, leaky_relu, abs",
+                 id="fit-activation-unknown"),
+    pytest.param(["fit", "--activation", "relu,abs,relu"], "3 activation(s) but the net has 2 hidden",
+                 id="fit-activation-per-layer-count"),
     pytest.param(["fit", "--prior", "cauchy:1"], "prior", id="fit-prior-unknown"),
     pytest.param(["fit", "--prior", "box:0.01"], "outside the box", id="fit-box-prior-too-small"),
     # ------------------------------------------------------------------ fit: data

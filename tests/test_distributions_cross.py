@@ -46,6 +46,11 @@ CASES = [
     ("S2-relu", lambda: DGN.random((2, 4, 2), seed=304, noise_var=0.1), 2),
     ("S2-abs-prior", lambda: DGN.random((2, 3, 2), activation="abs", seed=305, noise_var=0.08,
                                         prior_cov=np.array([[1.3, 0.2], [0.2, 0.7]])), 1),
+    # per-layer activations
+    ("S1-mixed", lambda: DGN.random((1, 4, 4, 2), activation=["abs", "leaky_relu"], slope=0.25,
+                                    seed=306, noise_var=0.05), 2),
+    ("S2-mixed", lambda: DGN.random((2, 3, 3, 2), activation=["relu", "abs"], seed=307,
+                                    noise_var=0.1), 1),
 ]
 
 

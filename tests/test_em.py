@@ -64,6 +64,7 @@ ARCHS = [
     ((2, 6, 6, 3), "leaky_relu", 0.2, np.array([0.1, 0.2, 0.05]), 50, 2),
     ((2, 8, 3), "relu", None, 0.1, 60, 2),
     ((1, 3), "relu", None, 0.3, 100, 4),          # depth 1: one affine layer (PPCA)
+    ((1, 6, 5, 2), ["abs", "leaky_relu"], 0.2, 0.1, 150, 4),   # per-layer activations
 ]
 
 

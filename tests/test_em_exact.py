@@ -74,6 +74,7 @@ def _data(net, n, seed):
     ((1, 3, 3, 2), "abs", np.array([0.1, 0.2]), {"update_prior_cov": True}),
     ((1, 3, 2), "relu", 0.05, {"ridge": 1e-3}),     # a unit active with mass 1e-77 only
     ((1, 2), "relu", 0.2, {}),                      # no hidden layer
+    ((1, 3, 3, 2), ["relu", "leaky_relu"], 0.1, {}),  # per-layer activations
 ])
 def test_em_step_matches_exact(widths, act, nv, kw):
     net = DGN.random(widths, activation=act, slope=0.2 if act == "leaky_relu" else None,

@@ -195,7 +195,7 @@ W1_GOOD = DGN.random((2, 8, 8, 2), seed=0).weights[1]
     (dict(n_layers=np.array(3.0)), ["'n_layers'", "single integer"]),
     (dict(n_layers=None), ["missing entry 'n_layers'"]),
     (dict(format_version=np.array("1")), ["'format_version'", "integer"]),
-    (dict(format_version=np.array(2)), ["newer version"]),
+    (dict(format_version=np.array(3)), ["newer version"]),
     (dict(format_version=np.array(0)), ["'format_version'"]),
     (dict(slope=np.array("0.0")), ["'slope'", "real numbers"]),
     (dict(slope=np.array([0.0])), ["'slope'", "single number"]),
@@ -252,7 +252,9 @@ def test_load_of_a_directory_or_missing_file(tmp_path):
     (dict(noise_var=True), "noise_var holds booleans"),
     (dict(activation="leaky_relu", slope=np.complex128(0.1)), "slope holds complex"),
     (dict(activation="leaky_relu", slope="0.1"), "slope .*strings"),
-    (dict(activation="leaky_relu", slope=[0.1, 0.2]), "slope must be a real number"),
+    # one slope per hidden layer, each a real number
+    (dict(weights=[np.eye(2)] * 2, biases=[np.zeros(2)] * 2, activation="leaky_relu",
+          slope=[[0.1, 0.2]]), "slope must be a real number"),
 ])
 def test_parameters_must_be_real_numbers(kw, match):
     # np.asarray(..., dtype=float) would drop the imaginary part with only a warning,

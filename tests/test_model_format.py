@@ -20,6 +20,10 @@ NETS = [
                noise_var=np.array([0.1, 0.3]), prior_cov=np.array([[2.0, 0.5], [0.5, 1.0]])),
     DGN.random((3, 5, 4), activation="abs", seed=2, noise_var=1e-3),
     DGN.random((2, 3), seed=3),  # no hidden layer
+    # per-layer activations (format 2)
+    DGN.random((2, 4, 3, 5, 2), activation=["relu", "abs", "leaky_relu"], slope=0.3, seed=4),
+    DGN.random((1, 3, 3, 1), activation=["leaky_relu", "leaky_relu"], slope=[0.1, 0.25], seed=5,
+               noise_var=np.array([0.2])),
     # awkward doubles: subnormal, the largest finite, 0.1's neighbours, negative zero
     DGN([np.array([[5e-324, -0.0], [np.nextafter(0.1, 1.0), 1.7976931348623157e308]]),
          np.array([[1.0, 2.0]])], [np.array([0.1, -np.nextafter(0.1, 0.0)]), np.zeros(1)]),
@@ -66,14 +70,17 @@ def test_written_files_match_the_schema_and_the_spec(tmp_path, net):
         assert W.shape == (obj["widths"][i + 1], obj["widths"][i])
         h = W @ h + v
         if i < len(obj["layers"]) - 1:
-            h = np.where(h > 0, h, obj["slope"] * h)
+            eta = obj["slope"][i] if isinstance(obj["slope"], list) else obj["slope"]
+            h = np.where(h > 0, h, eta * h)
     np.testing.assert_array_equal(h, net.forward(z)[0])
     # the npz file: no unicode or object arrays, keys W0.. v0.., strings as ASCII uint8
     p = net.save(tmp_path / "m.npz")
     with np.load(p) as f:
         assert all(f[k].dtype.kind in "fiu" for k in f.files), {k: f[k].dtype for k in f.files}
         assert f["format"].tobytes() == b"verified_dgn.DGN"
-        assert f["activation"].tobytes().decode("ascii") == net.activation
+        want = ",".join(net.activations) if net.mixed_activations else net.activation
+        assert f["activation"].tobytes().decode("ascii") == want
+        assert int(f["format_version"]) == (2 if net.mixed_activations else 1)
         assert {f"W{i}" for i in range(net.n_layers)} <= set(f.files)
 
 
@@ -106,7 +113,7 @@ def test_older_npz_files_with_unicode_scalars_still_load(tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     (lambda o: o.update(format="other"), ["not a DGN model"]),
-    (lambda o: o.update(format_version=2), ["newer version"]),
+    (lambda o: o.update(format_version=3), ["newer version"]),
     (lambda o: o.update(format_version="1"), ["'format_version'"]),
     (lambda o: o.pop("slope"), ["missing entries", "slope"]),
     (lambda o: o.update(extra=1), ["unexpected entries", "extra"]),

@@ -66,6 +66,12 @@ DECODERS = [
          nn.Linear(6, 8), nn.Unflatten(-1, (2, 4)), nn.Dropout1d(0.2),
          nn.ConvTranspose1d(2, 1, 3), nn.Flatten()),
      None),
+    ("mixed_activations_relu_abs_leaky",
+     lambda nn, S: nn.Sequential(
+         nn.Linear(S, 18), nn.Unflatten(1, (2, 3, 3)), nn.Conv2d(2, 2, 3, padding=1),
+         nn.ReLU(), nn.Flatten(), nn.Linear(18, 6), _abs()(), nn.Linear(6, 4),
+         nn.LeakyReLU(0.2), nn.Linear(4, 3)),
+     None),
     ("conv_first_input_shape",
      lambda nn, S: nn.Sequential(
          nn.ConvTranspose2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 2, stride=1),
@@ -242,11 +248,6 @@ def _seq(*layers):
      r"'2' is MaxPool2d: max-pooling is continuous piecewise-affine, but it is not "
      r"supported yet"),
     (lambda nn: _seq(nn.Linear(1, 8), nn.MaxPool1d(2)), {}, "max-pooling"),
-    (lambda nn: _seq(nn.Linear(1, 18), nn.Unflatten(1, (2, 3, 3)), nn.Conv2d(2, 2, 3),
-                     nn.ReLU(), nn.Flatten(), nn.Linear(2, 4), nn.LeakyReLU(0.2),
-                     nn.Linear(4, 2)), {},
-     r"layer '3' is relu but layer '6' is leaky_relu\(0.2\).*per-layer activations are not "
-     r"supported yet"),
     (lambda nn: _seq(nn.Linear(1, 18), nn.Unflatten(1, (2, 3, 3)), nn.Conv2d(2, 2, 3),
                      nn.Tanh(), nn.Flatten(), nn.Linear(2, 4)), {},
      r"'3' is Tanh, which is not a continuous piecewise-affine"),

@@ -101,11 +101,11 @@ def _region_maps(net: DGN, signs: Sequence[int]) -> tuple[list[tuple[Obj, Obj]],
         g(z) = F (W^l a^{l-1} + v^l) + c.
     """
     L, S, D = net.n_layers, net.latent_dim, net.data_dim
-    slope = Fraction(net.slope)
     Ws = [_fr(W) for W in net.weights]
     vs = [_fr(v) for v in net.biases]
     q, start = [], 0
-    for w in net.hidden_widths:
+    for w, eta in zip(net.hidden_widths, net.slopes):
+        slope = Fraction(eta)
         q.append(np.array([Fraction(1) if s > 0 else slope for s in signs[start:start + w]],
                           dtype=object))
         start += w

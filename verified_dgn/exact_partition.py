@@ -79,8 +79,9 @@ class _IntNet:
     """The network's layers scaled to Python integers, and the exact per-region algebra.
 
     Layer l has ``W_l = Wi_l / 2**e_l`` and ``v_l = vi_l / 2**e_l`` with integer ``Wi_l``,
-    ``vi_l``. The slope eta = ``sn / sd`` (``sd`` a power of two); the activation scaled by
-    ``sd`` multiplies by ``sd`` (sign +1) or ``sn`` (sign -1). Every integer pre-activation
+    ``vi_l``. The slope of hidden layer l is eta_l = ``sn[l] / sd[l]`` (``sd[l]`` a power of
+    two); that layer's activation scaled by ``sd[l]`` multiplies by ``sd[l]`` (sign +1) or
+    ``sn[l]`` (sign -1). Every integer pre-activation
     below equals the true one times a positive scale, so its sign is exact.
     """
 
@@ -99,15 +100,16 @@ class _IntNet:
             self.W.append(_int_array(W, e))
             self.v.append(_int_array(v, e))
             self.pow2.append(1 << e)
-        s = Fraction(net.slope)
-        self.sn, self.sd = s.numerator, s.denominator
+        fr = [Fraction(s) for s in net.slopes]
+        self.sn = [s.numerator for s in fr]
+        self.sd = [s.denominator for s in fr]
         # scale of N^l: true N^l = integer N^l / sigma_l, the same for every region
         self.sigma = [self.pow2[0]]
         for l in range(1, self.L):
-            self.sigma.append(self.sigma[-1] * self.sd * self.pow2[l])
+            self.sigma.append(self.sigma[-1] * self.sd[l - 1] * self.pow2[l])
         self.Wf = [np.asarray(W, dtype=np.float64) for W in net.weights]
         self.vf = [np.asarray(v, dtype=np.float64) for v in net.biases]
-        self.slope = float(net.slope)
+        self.slopes = [float(s) for s in net.slopes]
         # N^1 = [v1, W1] does not depend on the region
         self.N1 = np.concatenate([self.v[0][:, None], self.W[0]], axis=1)
         # N^{l+1} of hidden layers, keyed by the signs of layers 1..l (shared by the regions
@@ -115,8 +117,10 @@ class _IntNet:
         self._cache: list[dict[tuple[int, ...], NDArray[Any]]] = [{} for _ in range(self.L)]
         self._cache_size = 4096
 
-    def _delta(self, q: Sequence[int]) -> NDArray[Any]:
-        return np.array([self.sd if s > 0 else self.sn for s in q], dtype=object)
+    def _delta(self, q: Sequence[int], l: int) -> NDArray[Any]:
+        """The scaled activation slopes of hidden layer ``l`` (from 0) for its signs ``q``."""
+        sd, sn = self.sd[l], self.sn[l]
+        return np.array([sd if s > 0 else sn for s in q], dtype=object)
 
     def layer_signs(self, q: Sequence[int]) -> list[Sequence[int]]:
         return [q[self.offsets[l]:self.offsets[l + 1]] for l in range(self.L - 1)]
@@ -140,13 +144,13 @@ class _IntNet:
             if cache is not None and key in cache:
                 N = cache[key]
                 continue
-            if self.sn == 0:  # relu: inactive units contribute nothing
+            if self.sn[l - 1] == 0:  # relu: inactive units contribute nothing
                 on = [i for i, t in enumerate(qs[l - 1]) if t > 0]
                 N = self.W[l][:, on] @ N[on] if on else np.zeros(
                     (self.W[l].shape[0], self.S + 1), dtype=object)  # entries int 0
             else:
-                N = self.W[l] @ (self._delta(qs[l - 1])[:, None] * N)
-            N[:, 0] += self.v[l] * (self.sigma[l - 1] * self.sd)
+                N = self.W[l] @ (self._delta(qs[l - 1], l - 1)[:, None] * N)
+            N[:, 0] += self.v[l] * (self.sigma[l - 1] * self.sd[l - 1])
             if cache is not None:
                 if len(cache) >= self._cache_size:  # bounded memory: BFS has locality
                     cache.clear()
@@ -161,7 +165,7 @@ class _IntNet:
         qs = self.layer_signs(q)
         for l in range(1, self.L):
             blocks.append(N)
-            dl = np.where(np.asarray(qs[l - 1]) > 0, 1.0, self.slope)
+            dl = np.where(np.asarray(qs[l - 1]) > 0, 1.0, self.slopes[l - 1])
             N = self.Wf[l] @ (dl[:, None] * N)
             N[:, 0] += self.vf[l]
         Nh = np.concatenate(blocks, axis=0)
@@ -185,8 +189,8 @@ class _IntNet:
             signs.extend(ql)
             if l == self.L - 1:
                 break  # the output layer carries no sign
-            h = self.W[l] @ (self._delta(ql) * h) + self.v[l] * (scale * self.sd)
-            scale = scale * self.sd * self.pow2[l]
+            h = self.W[l] @ (self._delta(ql, l - 1) * h) + self.v[l] * (scale * self.sd[l - 1])
+            scale = scale * self.sd[l - 1] * self.pow2[l]
         return tuple(signs), zeros
 
     def one_sided_signs(self, base: Sequence[int], zero: Sequence[int], n: IntVec) -> tuple[int, ...]:
@@ -210,7 +214,7 @@ class _IntNet:
         for l in range(last + 1):
             off = self.offsets[l]
             if l > 0:
-                act = self._delta(q[self.offsets[l - 1]:off]) * g
+                act = self._delta(q[self.offsets[l - 1]:off], l - 1) * g
                 if l == last:  # only the rows that are needed
                     rows = [k - off for k in zero if self._layer_of(k) == l]
                     vals = {r: int(self.W[l][r] @ act) for r in rows}

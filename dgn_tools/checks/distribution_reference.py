@@ -53,6 +53,9 @@ def builtin_nets(quick: bool, S: Sequence[int] = (1, 2)) -> list[tuple[str, DGN]
         if not quick:
             out.append(("abs [1,5,2]", DGN.random((1, 5, 2), activation="abs", seed=12,
                                                   noise_var=0.02)))
+            out.append(("abs / leaky_relu(0.3) per layer [1,4,4,2]",
+                        DGN.random((1, 4, 4, 2), activation=["abs", "leaky_relu"], slope=0.3,
+                                   seed=14, noise_var=0.04)))
             out.append(("leaky [1,8,8,3], diagonal noise, prior 2.25",
                         DGN.random((1, 8, 8, 3), activation="leaky_relu", slope=0.2, seed=13,
                                    noise_var=np.array([0.03, 0.05, 0.02]),
@@ -112,7 +115,7 @@ class _MPNet:
         self.net = net
         self.W = [[[mpmath.mpf(float(a)) for a in row] for row in W] for W in net.weights]
         self.v = [[mpmath.mpf(float(a)) for a in vec] for vec in net.biases]
-        self.slope = mpmath.mpf(net.slope)
+        self.slopes = [mpmath.mpf(s) for s in net.slopes]
         self.nv = [mpmath.mpf(float(a)) for a in net.noise_var_vector]
         S = net.latent_dim
         self._sz = [[Fraction(float(net.prior_cov[i, j])) for j in range(S)] for i in range(S)]
@@ -131,7 +134,7 @@ class _MPNet:
         L = len(self.W)
         for l in range(L):
             a = [mpmath.fdot(row, h) + b for row, b in zip(self.W[l], self.v[l])]
-            h = a if l == L - 1 else [t if t > 0 else self.slope * t for t in a]
+            h = a if l == L - 1 else [t if t > 0 else self.slopes[l] * t for t in a]
         return h
 
     def log_joint(self, x: Sequence[mpmath.mpf], z: Sequence[mpmath.mpf]) -> mpmath.mpf:
@@ -518,6 +521,6 @@ def _same_regions(P: Partition, net: DGN) -> Partition:
     regions or their affine maps)."""
     if not (all(np.array_equal(a, b) for a, b in zip(P.net.weights, net.weights))
             and all(np.array_equal(a, b) for a, b in zip(P.net.biases, net.biases))
-            and P.net.activation == net.activation and P.net.slope == net.slope):
+            and P.net.activations == net.activations and P.net.slopes == net.slopes):
         raise ValueError("the nets differ in their generator")
     return Partition(net, list(P), exact=True)

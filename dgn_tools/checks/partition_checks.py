@@ -60,15 +60,16 @@ def degenerate_net(seed: int = 3, activation: str = "relu") -> DGN:
     W2 = np.array(base.weights[1])
     v2 = np.array(base.biases[1])
     W2[0], v2[0] = 0.0, -0.125
-    return DGN([W1, W2, base.weights[2]], [v1, v2, base.biases[2]], activation=activation,
-               slope=base.slope)
+    return DGN([W1, W2, base.weights[2]], [v1, v2, base.biases[2]],
+               **base.activation_kwargs())
 
 
 def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
     """The nets a check runs on when it is given none: (name, net) pairs.
 
-    Quick: small nets covering S = 1, 2, 3, the three activations, a bias-free net, a hidden
-    layer of width 1 (regions with lines) and the degenerate net. Thorough adds wider and
+    Quick: small nets covering S = 1, 2, 3, the three activations (and a net with one per
+    layer), a bias-free net, a hidden layer of width 1 (regions with lines) and the
+    degenerate net. Thorough adds wider and
     deeper nets, S = 4 and the benchmark net [2, 32, 32, 2].
     """
     nets = [
@@ -79,6 +80,9 @@ def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
         ("relu [3,5,5,2]", DGN.random((3, 5, 5, 2), seed=5)),
         ("relu width-1 layer [2,1,4,2]", DGN.random((2, 1, 4, 2), seed=6)),
         ("relu degenerate [2,8,5,2]", degenerate_net()),
+        ("relu / abs / leaky_relu(0.2) per layer [2,5,4,4,2]",
+         DGN.random((2, 5, 4, 4, 2), activation=["relu", "abs", "leaky_relu"], slope=0.2,
+                    seed=12)),
     ]
     if not quick:
         nets += [
@@ -133,8 +137,9 @@ class ExactForward:
                            *(f.denominator for f in vq))
             self.layers.append(([[int(f * den) for f in row] for row in Wq],
                                 [int(f * den) for f in vq], den))
-        s = Fraction(net.slope)
-        self.sn, self.sd = s.numerator, s.denominator
+        fr = [Fraction(s) for s in net.slopes]
+        self.sn = [s.numerator for s in fr]
+        self.sd = [s.denominator for s in fr]
 
     def numerators(self, z: Sequence[Any]) -> tuple[list[int], list[int], int, list[int]]:
         """Integer numerators: hidden pre-activations ``H`` (flat) with denominators
@@ -155,9 +160,10 @@ class ExactForward:
                 return pre, dens, den, h
             pre.extend(h)
             dens.extend([den] * len(h))
-            # activation, scaled by sd: sd * h for h > 0, sn * h otherwise
-            x = [a * self.sd if a > 0 else a * self.sn for a in h]
-            den = den * self.sd
+            # activation of this layer, scaled by sd: sd * h for h > 0, sn * h otherwise
+            sd, sn = self.sd[l], self.sn[l]
+            x = [a * sd if a > 0 else a * sn for a in h]
+            den = den * sd
         raise AssertionError("unreachable")
 
     def __call__(self, z: Sequence[Any]) -> tuple[list[Fraction], list[Fraction]]:

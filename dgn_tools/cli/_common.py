@@ -165,6 +165,34 @@ def check_exact_available() -> None:
                        "libgmp-dev) or drop --exact")
 
 
+_ACTIVATION_NAMES = ("relu", "leaky_relu", "abs")
+
+
+def parse_layer_activations(text: str) -> str:
+    """``--activation``: one activation for every hidden layer (``relu``) or one per hidden
+    layer separated by commas (``relu,abs,leaky_relu``); returned normalised."""
+    acts = [t.strip() for t in str(text).split(",")]
+    bad = [a for a in acts if a not in _ACTIVATION_NAMES]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"the activation is one of {', '.join(_ACTIVATION_NAMES)}, or one per hidden layer "
+            f"separated by ',' (e.g. relu,abs); got {text!r}")
+    return ",".join(acts)
+
+
+def activation_value(text: str) -> str | list[str]:
+    """The ``activation`` argument of :class:`DGN` for a ``--activation`` setting."""
+    acts = text.split(",")
+    return acts[0] if len(acts) == 1 else acts
+
+
+def activation_setting(net: DGN) -> tuple[str, float | list[float]]:
+    """(``--activation`` setting, slope setting) that describe ``net``'s activations."""
+    if net.mixed_activations:
+        return ",".join(net.activations), [float(s) for s in net.slopes]
+    return net.activation, float(net.slope)
+
+
 def random_net(widths: Sequence[int], **options: Any) -> DGN:
     """``DGN.random(widths, **options)`` with invalid options (an activation's slope, the
     seed, the noise variance) reported as :class:`CLIError`."""
@@ -244,8 +272,10 @@ def add_model_args(p: argparse.ArgumentParser, default_hint: str, *, positional:
     p.add_argument("--random", type=parse_widths, metavar="WIDTHS",
                    help="use a random net with these widths, e.g. 2,32,32,2 (PyTorch default init)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random net (default 0)")
-    p.add_argument("--activation", choices=["relu", "leaky_relu", "abs"], default="relu",
-                   help="activation of the random net (default relu)")
+    p.add_argument("--activation", type=parse_layer_activations, default="relu",
+                   metavar="A[,A...]",
+                   help="activation of the random net: relu, leaky_relu or abs, or one per "
+                   "hidden layer separated by ',' (default relu)")
     p.add_argument("--slope", type=float, default=None,
                    help="negative-side slope of leaky_relu (default 0.01)")
 
@@ -259,7 +289,8 @@ def load_model(args: argparse.Namespace, default: Callable[[], DGN | None]
     if args.model is not None:
         return DGN.load(args.model), str(args.model)
     if args.random is not None:
-        net = random_net(args.random, activation=args.activation, slope=args.slope, seed=args.seed)
+        net = random_net(args.random, activation=activation_value(args.activation),
+                         slope=args.slope, seed=args.seed)
         return net, f"random net {args.random} (seed {args.seed}, {args.activation})"
     return default(), "built-in example"
 

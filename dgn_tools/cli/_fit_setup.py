@@ -21,7 +21,15 @@ import numpy as np
 from dgn_core.model import DGN
 from dgn_core.validation import check_int, check_nonnegative
 
-from ._common import CLIError, check_latent_dim, check_option, load_fit_data, random_net
+from ._common import (
+    CLIError,
+    activation_setting,
+    activation_value,
+    check_latent_dim,
+    check_option,
+    load_fit_data,
+    random_net,
+)
 from ._scaling import (
     ScaledSource,
     Scaling,
@@ -148,7 +156,7 @@ def _same_setting(key: str, saved: Any, given: Any) -> bool:
 #: the JSON types of the settings in config.json
 _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "data": (str,), "n": (int,), "data_seed": (int,), "latent_dim": (int,), "widths": (list,),
-    "activation": (str,), "slope": (int, float), "seed": (int,), "noise": (str,),
+    "activation": (str,), "slope": (int, float, list), "seed": (int,), "noise": (str,),
     "noise_var": (int, float, type(None)), "noise_floor": (int, float),
     "prior": (str, type(None)), "bias_prior": (str, type(None)), "tol": (int, float),
     "max_iter": (int,),
@@ -342,12 +350,12 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
     init = _init_model(cfg, D, {} if resume else _given(args))
     if init is not None:  # the saved model's architecture is the run's
         cfg["latent_dim"], cfg["widths"] = init.latent_dim, list(init.widths[1:-1])
-        cfg["activation"], cfg["slope"] = init.activation, init.slope
+        cfg["activation"], cfg["slope"] = activation_setting(init)
     widths = (cfg["latent_dim"], *cfg["widths"], D)
     s2 = scaling.scale * scaling.scale
     noise_var: Any = nv0 / s2 if cfg["noise"] == "isotropic" else np.full(D, nv0 / s2)
-    net = random_net(widths, activation=cfg["activation"],
-                     slope=cfg["slope"] if cfg["activation"] == "leaky_relu" else None,
+    net = random_net(widths, activation=activation_value(cfg["activation"]),
+                     slope=cfg["slope"] if "leaky_relu" in cfg["activation"].split(",") else None,
                      seed=cfg["seed"], noise_var=noise_var)
     _check_prior(prior, net if init is None else init, cfg)
     _check_prior(bias_prior, net if init is None else init, cfg, "bias_prior")
@@ -412,7 +420,7 @@ def _init_model(cfg: dict[str, Any], D: int, given: dict[str, Any]) -> DGN | Non
         raise CLIError(f"--init {path}: the model has data dimension {model.data_dim}, the data "
                        f"{D}")
     has = {"latent_dim": model.latent_dim, "widths": list(model.widths[1:-1]),
-           "activation": model.activation, "slope": model.slope}
+           **dict(zip(("activation", "slope"), activation_setting(model)))}
     for key, value in has.items():
         if key in given and not _same_setting(key, value, given[key]):
             raise CLIError(f"--init {path} has {key} {_show(key, value)}, which conflicts with "

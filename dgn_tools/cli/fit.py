@@ -18,9 +18,11 @@ from dgn_core.model import DGN
 from ._common import (
     MAX_LATENT_DIM,
     CLIError,
+    activation_setting,
     add_force_arg,
     check_jobs,
     parse_hidden_widths,
+    parse_layer_activations,
     write_columns_csv,
     write_json,
 )
@@ -144,10 +146,11 @@ def add_parser(sub: Any) -> None:
                    help=f"latent dimension S, 1 to {MAX_LATENT_DIM} (default {d['latent_dim']})")
     p.add_argument("--widths", type=parse_hidden_widths,
                    help="hidden widths, e.g. 8,8 (default 8,8; 'none' for a linear model)")
-    p.add_argument("--activation", choices=["relu", "leaky_relu", "abs"],
-                   help=f"activation (default {d['activation']})")
+    p.add_argument("--activation", type=parse_layer_activations, metavar="A[,A...]",
+                   help=f"activation: relu, leaky_relu or abs, or one per hidden layer separated "
+                   f"by ',' (e.g. relu,abs) (default {d['activation']})")
     p.add_argument("--slope", type=float,
-                   help=f"negative-side slope of leaky_relu (default {d['slope']})")
+                   help=f"negative-side slope of the leaky_relu layers (default {d['slope']})")
     p.add_argument("--seed", type=int, help="seed of the initial weights (default 0)")
     p.add_argument("--max-iter", type=int,
                    help=f"EM iterations (default {d['max_iter']}; with --resume: the new total)")
@@ -404,7 +407,7 @@ def run(args: argparse.Namespace) -> int:
     k = model.n_params
     summary = {
         "data": plan.what, "n_points": N, "data_dim": D, "widths": list(model.widths),
-        "activation": model.activation, "slope": model.slope,
+        **dict(zip(("activation", "slope"), activation_setting(model))),
         "log_likelihood": ll, "per_point": ll / N, "initial_log_likelihood": lls[0],
         "objective": objs[-1], "n_params": k, "aic": 2 * k - 2 * ll,
         "bic": k * float(np.log(N)) - 2 * ll, "n_iter": res.n_iter, "converged": res.converged,
