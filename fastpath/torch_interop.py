@@ -222,8 +222,9 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
         the block), ``nn.Flatten``, ``nn.Unflatten``, ``nn.Identity`` and the dropout modules
         (eval mode: the identity). Each block becomes one dense DGN layer, its exact matrix on
         the flattened (C order) tensors; see :mod:`fastpath._torch_layers` for exactness.
-        Two ``nn.Linear`` directly in a row are refused as before (compose them into one
-        Linear). A single Linear is a DGN without hidden layers.
+        Several ``nn.Linear`` in a row (no activation between) are one affine map too and
+        compose into one layer (to rounding, like any block of several modules). A single
+        Linear is a DGN without hidden layers.
     noise_var : float or array_like of shape (D,)
         The observation noise variance of the model (not part of the module). D is the
         number of entries of one output sample (its flattened shape).
@@ -249,7 +250,7 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     TorchConversionError
         A module that is neither a supported affine module nor a supported activation
         (Tanh: not piecewise-affine; MaxPool: piecewise-affine but not supported yet),
-        BatchNorm or Dropout in training mode, two Linear layers or two activations in a
+        BatchNorm or Dropout in training mode, two activations in a
         row, a module that starts or ends with an activation, shapes that do not chain, an
         unknown input shape, a dense matrix above ``max_entries`` or non-finite parameters.
     """
@@ -272,11 +273,6 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
         if kind is None:
             if not _torch_layers.is_affine(layer):
                 raise _torch_layers.unsupported_error(name, layer)
-            if (isinstance(layer, torch.nn.Linear) and current
-                    and isinstance(current[-1][1], torch.nn.Linear)):
-                raise TorchConversionError(
-                    f"layer {name!r}: two Linear layers in a row; a DGN has an activation "
-                    "between consecutive Linear layers (compose them into one Linear first)")
             current.append((name, layer))
             continue
         if not current:

@@ -72,6 +72,11 @@ DECODERS = [
          nn.ReLU(), nn.Flatten(), nn.Linear(18, 6), _abs()(), nn.Linear(6, 4),
          nn.LeakyReLU(0.2), nn.Linear(4, 3)),
      None),
+    ("consecutive_linear_layers",
+     lambda nn, S: nn.Sequential(
+         nn.Linear(S, 6), nn.Linear(6, 5), nn.LeakyReLU(0.3), nn.Linear(5, 7, bias=False),
+         nn.Linear(7, 4)),
+     None),
     ("conv_first_input_shape",
      lambda nn, S: nn.Sequential(
          nn.ConvTranspose2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 2, stride=1),
