@@ -1,7 +1,7 @@
 """Compiled kernels: the one numba decorator, thread control, and ahead-of-time warm-up.
 
 Every compiled kernel of the fast path is defined with :func:`jit` (or :func:`jit_inline`),
-serial and without the GIL, with ``cache=True``:
+serial and without the GIL, or, for one kernel, :func:`pjit`, with ``cache=True``:
 the machine code is written beside the source (``__pycache__``, or numba's per-user cache
 directory where that is read-only) on the first call and loaded in milliseconds by later
 processes. No kernel calls into scipy through ctypes (such a kernel cannot be cached);
@@ -38,7 +38,7 @@ import numba
 
 from ._threads import _apply, max_threads, requested_threads
 
-__all__ = ["jit", "jit_inline", "parallel_for", "warmup", "KERNEL_MODULES", "cache_dir"]
+__all__ = ["jit", "jit_inline", "pjit", "parallel_for", "warmup", "KERNEL_MODULES", "cache_dir"]
 
 _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
@@ -155,6 +155,16 @@ def jit_inline(fn: Callable[..., Any]) -> Any:
     in node loops, which LLVM vectorises only when it sees the whole loop body."""
     _notice_if_uncompiled(fn)
     return numba.njit(inline="always", **_OPTIONS)(fn)
+
+
+def pjit(fn: Callable[..., Any]) -> Any:
+    """:func:`jit` with numba's ``prange`` threads, for the one kernel whose serial range
+    form ran slower: the S = 2 cone sum (:func:`fastpath._jit_cones.evaluate_s2`) took
+    0.54-0.62 s on one thread over the inputs of one E-step against 0.45-0.52 s as a
+    ``prange`` kernel (same machine code for the pairs; the parfor's loop compiles better),
+    for ~10 s more of cold compilation."""
+    _notice_if_uncompiled(fn)
+    return numba.njit(parallel=True, **_OPTIONS)(fn)
 
 
 #: ranges per thread that :func:`parallel_for` cuts a call into: threads take them in turn,

@@ -5,9 +5,10 @@ give the derivation), pair by pair instead of array by array: whitening, the nea
 over the edges, the direction c and the per-edge flips, the flipped cones' bounds h and unit
 rows A, the orthant terms (:func:`fastpath._jit_bvn.log_bvn_buf` for P, the conditional
 univariate normal for the Tallis terms), the signed log-sum-exp over the pieces of the
-polyhedron, and the moment assembly. Pairs are split over the kernel threads in blocks; every
-pair is computed by one thread in a fixed order, so results do not depend on the thread
-count.
+polyhedron, and the moment assembly. Pairs are split over the kernel threads in blocks
+(:func:`evaluate_s2` by numba's ``prange``, see :func:`fastpath._jit.pjit`; :func:`bound_s2`
+by :func:`fastpath._jit.parallel_for`); every pair is computed by one thread in a fixed
+order, so results do not depend on the thread count.
 
 Differences from the numpy path are rounding only: 2 x 2 products written out instead of
 ``matmul``/``einsum``/``inv``, sums over pieces left to right instead of ``reduceat``.
@@ -19,9 +20,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import jit, parallel_for
+from ._jit import jit, parallel_for, pjit
 from ._jit_bvn import BUF_SIZE, log_bvn_buf
 from ._jit_special import log_ndtr
 
@@ -322,6 +324,7 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     out_tc[a, j, 1, 1] = t11 - dm1 * dm1
 
 
+@pjit
 def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
                 p_seg: NDArray[np.intp], p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
                 p_L: NDArray[np.float64], p_edge: NDArray[np.intp],
@@ -340,39 +343,18 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
     ``defer`` (n,) whose cancellation is above ``defer_lo`` (see :func:`_pair_s2`)."""
     N = mean.shape[0]
     n = mean.shape[1]
+    shared = chol.shape[0] == 1
     out_lm = np.empty((N, n))
     out_lc = np.empty((N, n))
     out_dm = np.zeros((N, n, 2))
     out_tc = np.zeros((N, n, 2, 2))
     out_def = np.zeros((N, n), dtype=np.bool_)
-    maxp = max(1, int(np.max(p_end[:n] - p_seg[:n]))) if n else 1
-    parallel_for(lambda lo, hi: _evaluate_blocks(
-        lo, hi, maxp, mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start, e_dir,
-        e_len, f_C, f_d, f_valid, c_gen, moments, margin, gweight, defer_lo, defer_hi, defer,
-        out_lm, out_dm, out_tc, out_lc, out_def), (N * n + _BLOCK - 1) // _BLOCK)
-    return out_lm, out_dm, out_tc, out_lc, out_def
-
-
-@jit
-def _evaluate_blocks(lo: int, hi: int, maxp: int, mean: NDArray[np.float64],
-                     chol: NDArray[np.float64], p_seg: NDArray[np.intp],
-                     p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
-                     p_L: NDArray[np.float64], p_edge: NDArray[np.intp],
-                     p_orient: NDArray[np.float64], e_start: NDArray[np.float64],
-                     e_dir: NDArray[np.float64], e_len: NDArray[np.float64],
-                     f_C: NDArray[np.float64], f_d: NDArray[np.float64],
-                     f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
-                     margin: float, gweight: float, defer_lo: float, defer_hi: float,
-                     defer: NDArray[np.bool_], out_lm: NDArray[np.float64],
-                     out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
-                     out_lc: NDArray[np.float64], out_def: NDArray[np.bool_]) -> None:
-    """:func:`evaluate_s2` for the pairs of blocks lo..hi-1 (of _BLOCK (Gaussian, polyhedron)
-    pairs, Gaussian-major)."""
-    n = mean.shape[1]
-    shared = chol.shape[0] == 1
+    maxp = 1
+    for j in range(n):
+        maxp = max(maxp, p_end[j] - p_seg[j])
     E = e_len.shape[1]
-    total = mean.shape[0] * n
-    for blk in range(lo, hi):
+    total = N * n
+    for blk in prange((total + _BLOCK - 1) // _BLOCK):
         cu = np.empty(E)
         terms = np.empty((maxp, _NCOL))
         buf = np.empty(BUF_SIZE)
@@ -384,6 +366,7 @@ def _evaluate_blocks(lo: int, hi: int, maxp: int, mean: NDArray[np.float64],
                            p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
                            margin, gweight, defer_lo, defer_hi, defer[j], cu, terms, buf,
                            out_lm, out_dm, out_tc, out_lc, out_def)
+    return out_lm, out_dm, out_tc, out_lc, out_def
 
 
 def bound_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],

@@ -2,7 +2,8 @@
 
 The compiled kernels (:mod:`fastpath._jit`) split the elements of one call over the kernel
 threads (:func:`fastpath._jit.parallel_for`: the calling thread and a shared pool, as many
-as numba's thread count, which is what this module sets); each element is computed by the
+as numba's thread count, which is what this module sets; one kernel uses numba's own
+threads, :func:`fastpath._jit.pjit`); each element is computed by the
 same code whatever thread runs it, so results are identical for any thread count.
 :func:`threads` sets that count for a block and keeps BLAS at one thread inside it
 (threadpoolctl): the kernels' threads and OpenBLAS's compete for the same cores, and
