@@ -1,7 +1,7 @@
 """Compiled kernels: the one numba decorator, thread control, and ahead-of-time warm-up.
 
-Every compiled kernel of the fast path is defined with :func:`jit` (serial) or
-:func:`pjit` (a ``prange`` loop over independent elements), both with ``cache=True``:
+Every compiled kernel of the fast path is defined with :func:`jit` (or :func:`jit_inline`),
+serial and without the GIL, or, for one kernel, :func:`pjit`, with ``cache=True``:
 the machine code is written beside the source (``__pycache__``, or numba's per-user cache
 directory where that is read-only) on the first call and loaded in milliseconds by later
 processes. No kernel calls into scipy through ctypes (such a kernel cannot be cached);
@@ -11,8 +11,13 @@ Modules holding compiled kernels import numba at their top and are themselves im
 lazily by the numpy-facing functions that use them, so ``import fastpath`` and the S = 1
 paths never import numba (0.35 s).
 
-Parallel kernels split the elements of one call over numba's threads; the count is set
-by :func:`fastpath._threads.threads` (``n_jobs``), applied here when numba is first imported.
+A kernel over many independent elements is compiled for a range [lo, hi) of them and
+driven by :func:`parallel_for`, which splits the elements of one call over a shared pool of
+Python threads (the kernels release the GIL). numba's own ``parallel=True`` (``prange``)
+would do the same, but its parfor lowering made those kernels the slowest of the cold
+compilation (the S = 2 E-step chain 99 s against 61 s compiled serially). The thread count
+is numba's (``numba.get_num_threads()``), which :func:`fastpath._threads.threads`
+(``n_jobs``) sets, applied here when numba is first imported.
 """
 
 from __future__ import annotations
@@ -20,17 +25,20 @@ from __future__ import annotations
 import glob
 import hashlib
 import importlib
+import itertools
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numba
 
 from ._threads import _apply, max_threads, requested_threads
 
-__all__ = ["jit", "jit_inline", "pjit", "warmup", "KERNEL_MODULES", "cache_dir"]
+__all__ = ["jit", "jit_inline", "pjit", "parallel_for", "warmup", "KERNEL_MODULES", "cache_dir"]
 
 _OPTIONS: dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
 
@@ -150,9 +158,85 @@ def jit_inline(fn: Callable[..., Any]) -> Any:
 
 
 def pjit(fn: Callable[..., Any]) -> Any:
-    """:func:`jit` for kernels with a ``prange`` loop over independent elements."""
+    """:func:`jit` with numba's ``prange`` threads, for the one kernel whose serial range
+    form ran slower: the S = 2 cone sum (:func:`fastpath._jit_cones.evaluate_s2`) took
+    0.54-0.62 s on one thread over the inputs of one E-step against 0.45-0.52 s as a
+    ``prange`` kernel (same machine code for the pairs; the parfor's loop compiles better),
+    for ~10 s more of cold compilation."""
     _notice_if_uncompiled(fn)
     return numba.njit(parallel=True, **_OPTIONS)(fn)
+
+
+#: ranges per thread that :func:`parallel_for` cuts a call into: threads take them in turn,
+#: so that one thread's slow elements (more pieces, a larger cubature) do not hold the others
+_CHUNKS_PER_THREAD = 4
+#: the shared pool of :func:`parallel_for` (created on first use), and the marker of its
+#: threads
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+_LOCAL = threading.local()
+
+
+def _mark_worker() -> None:
+    _LOCAL.worker = True
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The shared pool: max_threads() - 1 threads, the caller being the last one."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(max_workers=max(1, max_threads() - 1),
+                                            thread_name_prefix="fastpath-kernel",
+                                            initializer=_mark_worker))
+        return _POOL[0]
+
+
+# a forked child has the pool object but not its threads: it starts its own
+os.register_at_fork(after_in_child=_POOL.clear)
+
+
+def parallel_for(body: Callable[[int, int], object], n: int, grain: int = 1) -> None:
+    """Call ``body(lo, hi)`` on consecutive ranges that cover [0, n) once, over the kernel
+    threads (``numba.get_num_threads()``, see :func:`fastpath._threads.threads`).
+
+    ``body`` computes each element of its range by the same code wherever the range starts
+    and writes only that element's output slots, so the results do not depend on the
+    thread count or on the cut; it should be a :func:`jit` kernel (which runs without the
+    GIL). With one thread, fewer than 2 ``grain`` elements, or from a thread of the pool
+    itself, the call is ``body(0, n)`` on the calling thread, with no pool involved.
+
+    Parameters
+    ----------
+    body : callable
+        body(lo, hi) for 0 <= lo < hi <= n.
+    n : int
+        Number of elements.
+    grain : int
+        Fewest elements per range (sized so that a range's work outweighs handing it to
+        another thread, ~50 us).
+    """
+    if n <= 0:
+        return
+    nt = int(numba.get_num_threads())
+    n_chunks = min(_CHUNKS_PER_THREAD * nt, n // max(1, grain))
+    if nt <= 1 or n_chunks < 2 or getattr(_LOCAL, "worker", False):
+        body(0, n)
+        return
+    counter = itertools.count()  # next() on it is atomic under the GIL
+
+    def work() -> None:
+        for c in counter:
+            if c >= n_chunks:
+                return
+            body(c * n // n_chunks, (c + 1) * n // n_chunks)
+
+    pool = _pool()
+    futures: list[Future[None]] = [pool.submit(work) for _ in range(min(nt, n_chunks) - 1)]
+    try:
+        work()
+    finally:
+        for f in futures:
+            f.result()
 
 
 def _load_modules(names: Sequence[str]) -> list[tuple[str, float]]:

@@ -22,12 +22,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 from numpy.typing import NDArray
 
 from ._bvn import _Q_24, _Q_FAST, _Q_TIERS, _RHO_NEGLIGIBLE, _T_WINDOW
 from ._bvn_cond import _GEOM, _OWEN_HMAX, _OWEN_RATIO, _T_COND
-from ._jit import jit, jit_inline, pjit
+from ._jit import jit, jit_inline, parallel_for
 from ._jit_owens import owens_t
 from ._jit_special import exp_vec, gl_rule, log_ndtr, log_ndtr_diff, logaddexp, ndtr, sum4
 from ._orthant_rules import _LOG_PI, _LOG_SQRT_2PI, _SQRT8, _Z_FLAT
@@ -42,7 +41,7 @@ _TIER_SINH = np.array([t[2] for t in _Q_TIERS])
 _TIER_N = np.array([t[1] for t in _Q_TIERS])
 assert set(_TIER_N.tolist()) <= {32, 40, 48}
 _GEOM_T = np.ascontiguousarray(_GEOM)
-#: elements per block of the parallel loops (one scratch buffer per block)
+#: elements per block of the threaded loop (one scratch buffer per block)
 _BLOCK = 256
 
 
@@ -354,16 +353,25 @@ def log_bvn_buf(h: float, k: float, rho: float, buf: NDArray[np.float64]) -> flo
     return _cond(h, k, rho)
 
 
-@pjit
-def log_bvn_vec(h: NDArray[np.float64], k: NDArray[np.float64], rho: NDArray[np.float64]
-                ) -> NDArray[np.float64]:
-    """:func:`log_bvn` over 1-D arrays of one size, elements split over the threads."""
+@jit
+def _log_bvn_blocks(lo: int, hi: int, h: NDArray[np.float64], k: NDArray[np.float64],
+                    rho: NDArray[np.float64], out: NDArray[np.float64]) -> None:
+    """out[i] for the elements of blocks lo..hi-1 (of _BLOCK elements)."""
     n = h.size
-    out = np.empty(n)
-    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+    for blk in range(lo, hi):
         buf = np.empty(BUF_SIZE)
         for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             out[i] = log_bvn_buf(h[i], k[i], rho[i], buf)
+
+
+def log_bvn_vec(h: NDArray[np.float64], k: NDArray[np.float64], rho: NDArray[np.float64]
+                ) -> NDArray[np.float64]:
+    """:func:`log_bvn` over 1-D arrays of one size, blocks of elements split over the
+    kernel threads."""
+    n = h.size
+    out = np.empty(n)
+    parallel_for(lambda lo, hi: _log_bvn_blocks(lo, hi, h, k, rho, out),
+                 (n + _BLOCK - 1) // _BLOCK)
     return out
 
 

@@ -5,9 +5,10 @@ give the derivation), pair by pair instead of array by array: whitening, the nea
 over the edges, the direction c and the per-edge flips, the flipped cones' bounds h and unit
 rows A, the orthant terms (:func:`fastpath._jit_bvn.log_bvn_buf` for P, the conditional
 univariate normal for the Tallis terms), the signed log-sum-exp over the pieces of the
-polyhedron, and the moment assembly. Pairs are split over numba's threads in blocks; every
-pair is computed by one thread in a fixed order, so results do not depend on the thread
-count.
+polyhedron, and the moment assembly. Pairs are split over the kernel threads in blocks
+(:func:`evaluate_s2` by numba's ``prange``, see :func:`fastpath._jit.pjit`; :func:`bound_s2`
+by :func:`fastpath._jit.parallel_for`); every pair is computed by one thread in a fixed
+order, so results do not depend on the thread count.
 
 Differences from the numpy path are rounding only: 2 x 2 products written out instead of
 ``matmul``/``einsum``/``inv``, sums over pieces left to right instead of ``reduceat``.
@@ -22,7 +23,7 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import jit, pjit
+from ._jit import jit, parallel_for, pjit
 from ._jit_bvn import BUF_SIZE, log_bvn_buf
 from ._jit_special import log_ndtr
 
@@ -368,7 +369,6 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
     return out_lm, out_dm, out_tc, out_lc, out_def
 
 
-@pjit
 def bound_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
              e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
              e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
@@ -376,28 +376,37 @@ def bound_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
     """log Phi(-dist(mean, P)) (N, n) of every polyhedron for every Gaussian, 0 where the
     mean lies in P (:meth:`fastpath._cones.ConeTable.log_mass_bound`, the nearest point
     of :func:`_pair_s2`); arguments as in :func:`evaluate_s2`."""
-    N = mean.shape[0]
+    out = np.empty(mean.shape[:2])
+    parallel_for(lambda lo, hi: _bound_range(lo, hi, mean, chol, e_start, e_dir, e_len, f_C,
+                                             f_d, f_valid, out),
+                 out.size, 256)
+    return out
+
+
+@jit
+def _bound_range(lo: int, hi: int, mean: NDArray[np.float64], chol: NDArray[np.float64],
+                 e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
+                 e_len: NDArray[np.float64], f_C: NDArray[np.float64],
+                 f_d: NDArray[np.float64], f_valid: NDArray[np.bool_],
+                 out: NDArray[np.float64]) -> None:
+    """:func:`bound_s2` for the (Gaussian, polyhedron) pairs lo..hi-1, Gaussian-major."""
     n = mean.shape[1]
     shared = chol.shape[0] == 1
-    out = np.empty((N, n))
-    total = N * n
-    for blk in prange((total + _BLOCK - 1) // _BLOCK):
-        for i in range(blk * _BLOCK, min(total, (blk + 1) * _BLOCK)):
-            a = i // n
-            j = i - a * n
-            cj = 0 if shared else a
-            mu0 = mean[a, j, 0]
-            mu1 = mean[a, j, 1]
-            if _inside_s2(f_C, f_d, f_valid, j, mu0, mu1):
-                out[a, j] = 0.0
-                continue
-            ui00 = 1.0 / chol[cj, j, 0, 0]
-            ui11 = 1.0 / chol[cj, j, 1, 1]
-            ui10 = -chol[cj, j, 1, 0] * ui00 * ui11
-            x0, x1 = _nearest_s2(ui00 * mu0, ui10 * mu0 + ui11 * mu1, ui00, ui10, ui11,
-                                 e_start[j], e_dir[j], e_len[j])
-            out[a, j] = log_ndtr(-math.sqrt(x0 * x0 + x1 * x1))
-    return out
+    for i in range(lo, hi):
+        a = i // n
+        j = i - a * n
+        cj = 0 if shared else a
+        mu0 = mean[a, j, 0]
+        mu1 = mean[a, j, 1]
+        if _inside_s2(f_C, f_d, f_valid, j, mu0, mu1):
+            out[a, j] = 0.0
+            continue
+        ui00 = 1.0 / chol[cj, j, 0, 0]
+        ui11 = 1.0 / chol[cj, j, 1, 1]
+        ui10 = -chol[cj, j, 1, 0] * ui00 * ui11
+        x0, x1 = _nearest_s2(ui00 * mu0, ui10 * mu0 + ui11 * mu1, ui00, ui10, ui11,
+                             e_start[j], e_dir[j], e_len[j])
+        out[a, j] = log_ndtr(-math.sqrt(x0 * x0 + x1 * x1))
 
 
 def _warmup() -> None:

@@ -1,12 +1,13 @@
 """Compiled node loops of the simplex cubature (:mod:`fastpath._simplex_cubature`).
 
-Two kernels, both ``prange`` loops over independent elements, each writing only its own
-output slots, so that the results are the same bit for bit for any thread count:
+Two kernels, both loops over independent elements split over the kernel threads
+(:func:`fastpath._jit.parallel_for`), each element writing only its own output slots, so
+that the results are the same bit for bit for any thread count:
 
-* :func:`simplex_stats`: per simplex (prange over blocks of simplices), Stroud's conical
+* :func:`simplex_stats`: per simplex (threads over blocks of simplices), Stroud's conical
   product rule chosen by the simplex's spread band: the log of its N(0, I) mass, and the
   mean offset from its centre and the covariance of the density on it;
-* :func:`combine_owners`: per polytope (prange over polytopes, its simplices summed in
+* :func:`combine_owners`: per polytope (threads over polytopes, its simplices summed in
   their input order), the log-sum-exp of its simplices' masses, its mean and its
   covariance about that mean.
 
@@ -25,13 +26,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import jit, pjit
+from ._jit import jit, parallel_for
 from ._jit_special import exp_vec, sum4
 
-#: simplices per prange element (one scratch allocation each)
+#: simplices per block (one scratch allocation each)
 _BLOCK = 16
 #: nodes per chunk of the node loop (its (s + 1) working rows stay in L1)
 _CHUNK = 128
@@ -174,13 +174,12 @@ def _abs_det(E: NDArray[np.float64]) -> float:
     return abs(det)
 
 
-@pjit
 def simplex_stats(X: NDArray[np.float64], rule: NDArray[np.intp],
                   lamcT: NDArray[np.float64], logw: NDArray[np.float64],
                   q_start: NDArray[np.intp], log_fact: float, moments: bool,
                   logW: NDArray[np.float64], mo: NDArray[np.float64],
                   cw: NDArray[np.float64]) -> None:
-    """One cubature rule per simplex.
+    """One cubature rule per simplex, blocks of simplices split over the kernel threads.
 
     Parameters
     ----------
@@ -195,11 +194,22 @@ def simplex_stats(X: NDArray[np.float64], rule: NDArray[np.intp],
     mo : (K, s) out: mean offset from the simplex's centre.
     cw : (K, s, s) out: covariance of the density on the simplex.
     """
+    parallel_for(lambda lo, hi: _simplex_blocks(lo, hi, X, rule, lamcT, logw, q_start,
+                                                log_fact, moments, logW, mo, cw),
+                 (X.shape[0] + _BLOCK - 1) // _BLOCK)
+
+
+@jit
+def _simplex_blocks(lo: int, hi: int, X: NDArray[np.float64], rule: NDArray[np.intp],
+                    lamcT: NDArray[np.float64], logw: NDArray[np.float64],
+                    q_start: NDArray[np.intp], log_fact: float, moments: bool,
+                    logW: NDArray[np.float64], mo: NDArray[np.float64],
+                    cw: NDArray[np.float64]) -> None:
+    """:func:`simplex_stats` for the simplices of blocks lo..hi-1 (of _BLOCK simplices)."""
     K = X.shape[0]
     sp1 = X.shape[1]
     s = X.shape[2]
-    nblk = (K + _BLOCK - 1) // _BLOCK
-    for b in prange(nblk):
+    for b in range(lo, hi):
         Y = np.empty((s, _CHUNK))
         EY = np.empty((s, _CHUNK))
         lf = np.empty(_CHUNK)
@@ -297,13 +307,13 @@ def simplex_stats(X: NDArray[np.float64], rule: NDArray[np.intp],
                     cw[k, e, d] = v
 
 
-@pjit
 def combine_owners(logW: NDArray[np.float64], mo: NDArray[np.float64],
                    cw: NDArray[np.float64], c: NDArray[np.float64],
                    order: NDArray[np.intp], seg: NDArray[np.intp], log_norm: float,
                    moments: bool, log_m0: NDArray[np.float64], mean: NDArray[np.float64],
                    cov: NDArray[np.float64]) -> None:
-    """Per polytope: log-sum-exp of its simplices' masses and the mixture's moments.
+    """Per polytope: log-sum-exp of its simplices' masses and the mixture's moments;
+    polytopes split over the kernel threads.
 
     Parameters
     ----------
@@ -319,9 +329,20 @@ def combine_owners(logW: NDArray[np.float64], mo: NDArray[np.float64],
         first simplex's centre where the mass is 0, zeros without simplices.
     cov : (n_owner, s, s) out: covariance about that mean (zeros where the mass is 0).
     """
-    n_owner = seg.size - 1
+    parallel_for(lambda lo, hi: _combine_range(lo, hi, logW, mo, cw, c, order, seg, log_norm,
+                                               moments, log_m0, mean, cov),
+                 seg.size - 1, 64)
+
+
+@jit
+def _combine_range(i0: int, i1: int, logW: NDArray[np.float64], mo: NDArray[np.float64],
+                   cw: NDArray[np.float64], c: NDArray[np.float64],
+                   order: NDArray[np.intp], seg: NDArray[np.intp], log_norm: float,
+                   moments: bool, log_m0: NDArray[np.float64], mean: NDArray[np.float64],
+                   cov: NDArray[np.float64]) -> None:
+    """:func:`combine_owners` for the polytopes i0..i1-1."""
     s = c.shape[1]
-    for i in prange(n_owner):
+    for i in range(i0, i1):
         lo = seg[i]
         hi = seg[i + 1]
         top = -math.inf

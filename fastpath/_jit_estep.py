@@ -12,16 +12,14 @@ over a non-contiguous axis do (tests/test_jit_estep.py compares the two).
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 from numpy.typing import NDArray
 
 from ._cones import _kernel_array
-from ._jit import pjit
+from ._jit import jit, parallel_for
 
 __all__ = ["assemble"]
 
 
-@pjit
 def assemble(log_w: NDArray[np.float64], ew: NDArray[np.float64], top: NDArray[np.float64],
              tot: NDArray[np.float64], log_tot: NDArray[np.float64],
              mu_z: NDArray[np.float64], dm: NDArray[np.float64], tcov: NDArray[np.float64]):
@@ -30,7 +28,7 @@ def assemble(log_w: NDArray[np.float64], ew: NDArray[np.float64], top: NDArray[n
 
     ``top`` (n,): max of each row of ``log_w``; ``ew`` (n, R): exp(log_w - top);
     ``tot`` (n,): its row sums, ``log_tot`` their logs (numpy's: its exp and log may differ
-    from libm's in the last bit).
+    from libm's in the last bit). Points split over the kernel threads.
     """
     n, R = log_w.shape
     S = mu_z.shape[2]
@@ -42,7 +40,26 @@ def assemble(log_w: NDArray[np.float64], ew: NDArray[np.float64], top: NDArray[n
     ccov = np.empty((n, R, S, S))
     mean = np.zeros((n, S))
     cov = np.zeros((n, S, S))
-    for p in prange(n):
+    parallel_for(lambda lo, hi: _assemble_range(lo, hi, log_w, ew, top, tot, log_tot, mu_z, dm,
+                                                tcov, log_e0, e0, e1, E2, cmean, ccov, mean,
+                                                cov),
+                 n, max(1, 4096 // max(1, R * S * S)))
+    return log_e0, e0, e1, E2, cmean, ccov, mean, cov
+
+
+@jit
+def _assemble_range(lo: int, hi: int, log_w: NDArray[np.float64], ew: NDArray[np.float64],
+                    top: NDArray[np.float64], tot: NDArray[np.float64],
+                    log_tot: NDArray[np.float64], mu_z: NDArray[np.float64],
+                    dm: NDArray[np.float64], tcov: NDArray[np.float64],
+                    log_e0: NDArray[np.float64], e0: NDArray[np.float64],
+                    e1: NDArray[np.float64], E2: NDArray[np.float64],
+                    cmean: NDArray[np.float64], ccov: NDArray[np.float64],
+                    mean: NDArray[np.float64], cov: NDArray[np.float64]) -> None:
+    """:func:`assemble` for the points lo..hi-1, into its outputs (mean and cov zeroed)."""
+    R = log_w.shape[1]
+    S = mu_z.shape[2]
+    for p in range(lo, hi):
         t = top[p]
         lt = log_tot[p]
         for r in range(R):
@@ -74,10 +91,8 @@ def assemble(log_w: NDArray[np.float64], ew: NDArray[np.float64], top: NDArray[n
                 cov[p, i, j] = v
                 cov[p, j, i] = v
             cov[p, i, i] = 0.5 * (cov[p, i, i] + cov[p, i, i])
-    return log_e0, e0, e1, E2, cmean, ccov, mean, cov
 
 
-@pjit
 def residual_terms(Xc: NDArray[np.float64], b: NDArray[np.float64], A: NDArray[np.float64],
                    cmean: NDArray[np.float64], e0: NDArray[np.float64],
                    ccov: NDArray[np.float64], nn: NDArray[np.intp], ww: NDArray[np.intp]):
@@ -85,12 +100,29 @@ def residual_terms(Xc: NDArray[np.float64], b: NDArray[np.float64], A: NDArray[n
     T[d, p] = (x_n - b_w - A_w m_nw)_d^2 e0_nw for the pairs p = (nn[p], ww[p]), and
     Cw (R, S, S) = sum over n (in order) of e0_nw ccov_nw where e0_nw > 0. The residual is
     numpy's expression (the matrix product summed left to right from 0); the caller sums
-    T along the pairs (numpy's pairwise summation)."""
+    T along the pairs (numpy's pairwise summation). Pairs, then regions, split over the
+    kernel threads."""
     P = nn.shape[0]
     R, D, S = A.shape
     n = e0.shape[0]
     T = np.empty((D, P))
-    for p in prange(P):
+    parallel_for(lambda lo, hi: _residual_range(lo, hi, Xc, b, A, cmean, e0, nn, ww, T), P,
+                 max(1, 4096 // max(1, D * S)))
+    Cw = np.zeros((R, S, S))
+    parallel_for(lambda lo, hi: _region_cov_range(lo, hi, e0, ccov, Cw), R,
+                 max(1, 4096 // max(1, n * S * S)))
+    return T, Cw
+
+
+@jit
+def _residual_range(lo: int, hi: int, Xc: NDArray[np.float64], b: NDArray[np.float64],
+                    A: NDArray[np.float64], cmean: NDArray[np.float64],
+                    e0: NDArray[np.float64], nn: NDArray[np.intp], ww: NDArray[np.intp],
+                    T: NDArray[np.float64]) -> None:
+    """The columns lo..hi-1 of T of :func:`residual_terms`."""
+    D = A.shape[1]
+    S = A.shape[2]
+    for p in range(lo, hi):
         i = nn[p]
         w = ww[p]
         e = e0[i, w]
@@ -100,15 +132,21 @@ def residual_terms(Xc: NDArray[np.float64], b: NDArray[np.float64], A: NDArray[n
                 acc += A[w, d, k] * cmean[i, w, k]
             r = Xc[i, d] - b[w, d] - acc
             T[d, p] = (r * r) * e
-    Cw = np.zeros((R, S, S))
-    for w in prange(R):
+
+
+@jit
+def _region_cov_range(lo: int, hi: int, e0: NDArray[np.float64], ccov: NDArray[np.float64],
+                      Cw: NDArray[np.float64]) -> None:
+    """Cw[lo:hi] of :func:`residual_terms` (zeroed), each summed over the points in order."""
+    n = e0.shape[0]
+    S = Cw.shape[1]
+    for w in range(lo, hi):
         for i in range(n):
             e = e0[i, w]
             if e > 0:
                 for k in range(S):
                     for l in range(S):
                         Cw[w, k, l] += e * ccov[i, w, k, l]
-    return T, Cw
 
 
 def assemble_chunk(log_w: NDArray[np.float64], ew: NDArray[np.float64],

@@ -29,10 +29,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import jit, pjit
+from ._jit import jit, parallel_for
 from ._jit_special import ndtr
 
 _TWO_PI = 2.0 * math.pi
@@ -265,15 +264,20 @@ def owens_t(h: float, a: float) -> float:
     return -result if a < 0.0 else result
 
 
-@pjit
+@jit
+def _owens_t_range(lo: int, hi: int, h: NDArray[np.float64], a: NDArray[np.float64],
+                   out: NDArray[np.float64]) -> None:
+    for i in range(lo, hi):
+        out[i] = owens_t(h[i], a[i])
+
+
 def owens_t_vec(h: NDArray[np.float64], a: NDArray[np.float64]) -> NDArray[np.float64]:
-    """:func:`owens_t` elementwise over two 1-D arrays of one size (n,) -> (n,) (tests,
-    warm-up, benchmarks)."""
+    """:func:`owens_t` elementwise over two 1-D arrays of one size (n,) -> (n,), elements
+    split over the kernel threads (tests, warm-up, benchmarks)."""
     if a.size != h.size:
         raise ValueError("owens_t_vec: h and a must have the same size")
     out = np.empty(h.size)
-    for i in prange(h.size):
-        out[i] = owens_t(h[i], a[i])
+    parallel_for(lambda lo, hi: _owens_t_range(lo, hi, h, a, out), h.size, 1024)
     return out
 
 

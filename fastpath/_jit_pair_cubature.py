@@ -5,22 +5,20 @@ Per pair: the polygon's fan triangles whitened by the Gaussian (U^-1 (X - mean),
 Cholesky factor), the cost gate, bisection and rules of the one-call lane's
 :func:`fastpath._jit_one_shot_cubature.cubature_s2` (the numpy route's
 :func:`fastpath._simplex_cubature.simplex_moments` for one polygon), and the moments mapped
-back to z (E[z|P] - mean = U m_w, Cov[z|P] = U C_w U^T). The pairs run over the threads
-(``prange``); each is computed by the same code on any thread, so results do not depend on
-the thread count.
+back to z (E[z|P] - mean = U m_w, Cov[z|P] = U C_w U^T). The pairs run over the kernel
+threads (:func:`fastpath._jit.parallel_for`); each is computed by the same code on any
+thread, so results do not depend on the thread count.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import pjit
+from ._jit import jit, parallel_for
 from ._jit_one_shot_cubature import cubature_s2
 
 
-@pjit
 def pair_cubature_s2(tri: NDArray[np.float64], tri_start: NDArray[np.intp],
                      mean: NDArray[np.float64], chol: NDArray[np.float64],
                      a_idx: NDArray[np.intp], j_idx: NDArray[np.intp],
@@ -57,8 +55,23 @@ def pair_cubature_s2(tri: NDArray[np.float64], tri_start: NDArray[np.intp],
     lm = np.full(P, np.nan)
     dm = np.zeros((P, 2))
     tc = np.zeros((P, 2, 2))
+    parallel_for(lambda lo, hi: _pairs_range(lo, hi, tri, tri_start, mean, chol, a_idx, j_idx,
+                                             budget, bounds, lamcT, logw, q_start, moments,
+                                             ok, lm, dm, tc), P, 4)
+    return ok, lm, dm, tc
+
+
+@jit
+def _pairs_range(lo: int, hi: int, tri: NDArray[np.float64], tri_start: NDArray[np.intp],
+                 mean: NDArray[np.float64], chol: NDArray[np.float64],
+                 a_idx: NDArray[np.intp], j_idx: NDArray[np.intp], budget: NDArray[np.intp],
+                 bounds: NDArray[np.float64], lamcT: NDArray[np.float64],
+                 logw: NDArray[np.float64], q_start: NDArray[np.intp], moments: bool,
+                 ok: NDArray[np.bool_], lm: NDArray[np.float64], dm: NDArray[np.float64],
+                 tc: NDArray[np.float64]) -> None:
+    """:func:`pair_cubature_s2` for the pairs lo..hi-1, into its outputs."""
     one = chol.shape[0] == 1
-    for p in prange(P):
+    for p in range(lo, hi):
         a = a_idx[p]
         j = j_idx[p]
         ca = 0 if one else a
@@ -101,7 +114,6 @@ def pair_cubature_s2(tri: NDArray[np.float64], tri_start: NDArray[np.intp],
             tc[p, 0, 1] = c01
             tc[p, 1, 0] = c01
             tc[p, 1, 1] = c11
-    return ok, lm, dm, tc
 
 
 def _warmup() -> None:

@@ -12,11 +12,11 @@ import math
 
 import llvmlite.ir
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import intrinsic
 from numpy.typing import NDArray
 
-from ._jit import jit, jit_inline, pjit
+from ._jit import jit, jit_inline
 from ._orthant_rules import _GL10, _gl01
 
 _SQRT1_2 = math.sqrt(0.5)
@@ -180,29 +180,29 @@ def gl_rule(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     return np.ascontiguousarray(x), np.ascontiguousarray(w)
 
 
-@pjit
+@jit
 def log_ndtr_vec(a: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`log_ndtr` over a 1-D array (tests, warm-up)."""
     out = np.empty(a.size)
-    for i in prange(a.size):
+    for i in range(a.size):
         out[i] = log_ndtr(a[i])
     return out
 
 
-@pjit
+@jit
 def log_ndtr_diff_vec(a: NDArray[np.float64], b: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`log_ndtr_diff` over two 1-D arrays of one size (tests, warm-up)."""
     out = np.empty(a.size)
-    for i in prange(a.size):
+    for i in range(a.size):
         out[i] = log_ndtr_diff(a[i], b[i])
     return out
 
 
-@pjit
+@jit
 def exp_vec_array(x: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`exp_vec` over a 1-D array (tests, warm-up)."""
     out = np.empty(x.size)
-    for i in prange(x.size):
+    for i in range(x.size):
         out[i] = exp_vec(x[i])
     return out
 

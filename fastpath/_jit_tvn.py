@@ -20,10 +20,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import jit, pjit
+from ._jit import jit, parallel_for
 from ._jit_adaptive import (
     ANTI,
     BASE,
@@ -46,7 +45,7 @@ from ._tvn_end import _LOG_2_OVER_2PI
 
 #: correlations smaller in magnitude are taken as 0 (as _tvn._R_TINY)
 _R_TINY = 1e-40
-#: elements per block of the parallel loop (one scratch set per block)
+#: elements per block of the threaded loop (one scratch set per block)
 _BLOCK = 32
 
 
@@ -332,13 +331,12 @@ def log_tvn(h0: float, h1: float, h2: float, r01: float, r02: float, r12: float)
     return log_tvn_raw(h0, h1, h2, r01, r02, r12, sL, sX, sF, cuts, np.empty(N_PAR))[0]
 
 
-@pjit
-def _log_tvn_rows(h: NDArray[np.float64], r: NDArray[np.float64]
-                  ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+@jit
+def _log_tvn_blocks(lo: int, hi: int, h: NDArray[np.float64], r: NDArray[np.float64],
+                    out: NDArray[np.float64], evs: NDArray[np.int64]) -> None:
+    """out[i], evs[i] for the rows of blocks lo..hi-1 (of _BLOCK rows)."""
     n = h.shape[0]
-    out = np.empty(n)
-    evs = np.empty(n, dtype=np.int64)
-    for blk in prange((n + _BLOCK - 1) // _BLOCK):
+    for blk in range(lo, hi):
         sL = np.empty((SCRATCH_ROWS, N_NODES))
         sX = np.empty((SCRATCH_ROWS, N_NODES))
         sF = np.empty((SCRATCH_F, SCRATCH_W))
@@ -347,6 +345,16 @@ def _log_tvn_rows(h: NDArray[np.float64], r: NDArray[np.float64]
         for i in range(blk * _BLOCK, min(n, (blk + 1) * _BLOCK)):
             out[i], evs[i] = log_tvn_raw(h[i, 0], h[i, 1], h[i, 2], r[i, 0], r[i, 1], r[i, 2],
                                          sL, sX, sF, cuts, p)
+
+
+def _log_tvn_rows(h: NDArray[np.float64], r: NDArray[np.float64]
+                  ) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """(log P, integrand evaluations) per row, blocks of rows split over the kernel threads."""
+    n = h.shape[0]
+    out = np.empty(n)
+    evs = np.empty(n, dtype=np.int64)
+    parallel_for(lambda lo, hi: _log_tvn_blocks(lo, hi, h, r, out, evs),
+                 (n + _BLOCK - 1) // _BLOCK)
     return out, evs
 
 

@@ -1,11 +1,14 @@
 """Thread counts of the compiled kernels (``n_jobs``), without importing numba.
 
-The compiled kernels (:mod:`fastpath._jit`) split the elements of one call over numba's
-threads; each element is computed by the same code whatever thread runs it, so results are
-identical for any thread count. :func:`threads` sets that count for a block and keeps BLAS
-at one thread inside it (threadpoolctl): the kernels' threads and OpenBLAS's compete for
-the same cores, and OpenBLAS's threads cost up to 8x on the small matrix products of the
-cubature on a busy machine.
+The compiled kernels (:mod:`fastpath._jit`) split the elements of one call over the kernel
+threads (:func:`fastpath._jit.parallel_for`: the calling thread and a shared pool, as many
+as numba's thread count, which is what this module sets; one kernel uses numba's own
+threads, :func:`fastpath._jit.pjit`); each element is computed by the
+same code whatever thread runs it, so results are identical for any thread count.
+:func:`threads` sets that count for a block and keeps BLAS at one thread inside it
+(threadpoolctl): the kernels' threads and OpenBLAS's compete for the same cores, and
+OpenBLAS's threads cost up to 8x on the small matrix products of the cubature on a busy
+machine.
 
 This module does not import numba, so that the S = 1 paths, which use no compiled kernel,
 do not pay its import: the requested count is recorded here and applied by
@@ -111,7 +114,7 @@ def serial_below(work: float, threshold: float) -> contextlib.AbstractContextMan
     """One kernel thread for a call whose ``work`` is below ``threshold`` (both in the
     caller's unit, sized to ~3 ms on one thread), else the current count.
 
-    Waking numba's thread pool costs tens of microseconds on an idle machine and up to
+    Waking the kernel threads costs tens of microseconds on an idle machine and up to
     milliseconds on a busy one (measured: 4.4 ms for a 4-element bivariate call at load 5
     against 3 us on one thread); the results are the same either way.
     """

@@ -114,7 +114,7 @@ def test_compiled_matches_numpy_on_random_polygons(seed):
 
 
 def test_same_bits_for_one_and_two_threads():
-    """prange over blocks of pairs, each pair computed by one thread in a fixed order."""
+    """Threads over blocks of pairs, each pair computed by one thread in a fixed order."""
     import numba
 
     t = _partition_table()

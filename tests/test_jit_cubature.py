@@ -78,7 +78,7 @@ def test_compiled_matches_numpy(s, far, size):
 
 
 def test_compiled_same_bits_for_one_and_two_threads(monkeypatch):
-    """prange over simplices and over polytopes, each writing its own slots and summing in
+    """Threads over blocks of simplices and over polytopes, each writing its own slots and summing in
     a fixed order: the thread count cannot change a bit (many simplices and owners, so that
     both threads get work in both kernels; small batches would run on the calling thread,
     so that shortcut is switched off here)."""
