@@ -138,7 +138,14 @@ def _grid_s2(f: _Hooked, x: np.ndarray, box: tuple[np.ndarray, np.ndarray], n: i
     return float(logsumexp(_log_joint(f(Z)[0], Z, x)) + math.log(h[0] * h[1]))
 
 
-@pytest.mark.parametrize("name, builder, shape_of", DECODERS, ids=[d[0] for d in DECODERS])
+# the grids of the two largest decoders (~15 s each, torch's forward pass) run with
+# --runslow; their modules (Conv1d/2d, ConvTranspose1d/2d) are in the quick decoders too
+_SLOW_GRIDS = {"convT2d_relu_conv2d", "conv1d_circular_dilation_groups_convT1d"}
+
+
+@pytest.mark.parametrize("name, builder, shape_of", [
+    pytest.param(*d, marks=pytest.mark.slow) if d[0] in _SLOW_GRIDS else d for d in DECODERS],
+    ids=[d[0] for d in DECODERS])
 def test_s2_log_marginal_equals_a_grid_over_torch(name, builder, shape_of):
     import torch
 
