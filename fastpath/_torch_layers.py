@@ -73,12 +73,12 @@ def unsupported_error(name: str, layer: Any) -> TorchConversionError:
             f"layer {name!r} is {kind}: max-pooling is continuous piecewise-affine, but it is "
             "not supported yet (its regions are argmax patterns, not the sign patterns of one "
             "activation that a DGN's partition is made of)")
-    cpa_other = (nn.Hardtanh, nn.ReLU6, nn.PReLU, nn.RReLU, nn.Hardshrink, nn.Softshrink,
+    cpa_other = (nn.Hardtanh, nn.ReLU6, nn.RReLU, nn.Hardshrink, nn.Softshrink,
                  nn.Threshold)
     if isinstance(layer, cpa_other):
         return TorchConversionError(
             f"layer {name!r} is {kind}, which is not supported yet: a DGN activation has one "
-            "kink at 0 and a fixed slope (supported: nn.ReLU, nn.LeakyReLU and "
+            "kink at 0 and a fixed slope (supported: nn.ReLU, nn.LeakyReLU, nn.PReLU and "
             "fastpath.torch_interop.Abs)")
     smooth = (nn.Tanh, nn.Sigmoid, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
               nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Hardsigmoid,

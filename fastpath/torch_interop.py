@@ -12,6 +12,9 @@ DGN activation         torch module
 ``abs``                :class:`Abs` (this module; also accepted: ``nn.LeakyReLU(-1.0)``)
 =====================  ==========================================================
 
+``nn.PReLU()`` with its one learned slope reads as the activation of that slope (a PReLU
+with one slope per channel is refused); :func:`to_torch` writes it back as ``nn.LeakyReLU``.
+
 :func:`to_torch` builds the module (float64 by default, so the weights are the DGN's
 bit for bit); :func:`from_torch` reads one back, so that a decoder trained elsewhere can be
 audited with the exact distributions of :mod:`fastpath` (log p(x), the posterior, the KL of
@@ -171,6 +174,16 @@ def _flatten(module: Any) -> list[tuple[str, Any]]:
     return [("", module)]
 
 
+def _prelu_slope(name: str, layer: Any) -> float:
+    """The one learned slope of an ``nn.PReLU`` (float64, exact from float32)."""
+    w = layer.weight.detach().cpu().to(dtype=_torch().float64).reshape(-1)
+    if w.numel() != 1:
+        raise TorchConversionError(
+            f"layer {name!r}: PReLU(num_parameters={w.numel()}) learns one slope per channel; "
+            "a DGN has one slope per hidden layer (supported: PReLU() with one parameter)")
+    return float(w[0])
+
+
 def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
     """(DGN activation, slope) of a torch activation module; a clear error otherwise."""
     torch = _torch()
@@ -178,8 +191,9 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
         return "relu", 0.0
     if isinstance(layer, _abs_class()):
         return "abs", -1.0
-    if isinstance(layer, torch.nn.LeakyReLU):
-        eta = float(layer.negative_slope)
+    if isinstance(layer, (torch.nn.LeakyReLU, torch.nn.PReLU)):
+        eta = (float(layer.negative_slope) if isinstance(layer, torch.nn.LeakyReLU)
+               else _prelu_slope(name, layer))
         if eta == 0.0:
             return "relu", 0.0
         if eta == -1.0:
@@ -187,8 +201,11 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
         if 0.0 < eta < 1.0:
             return "leaky_relu", eta
         raise TorchConversionError(
-            f"layer {name!r}: LeakyReLU(negative_slope={eta}) is not a DGN activation "
-            "(supported slopes: 0 (relu), 0 < slope < 1 (leaky_relu), -1 (abs))")
+            f"layer {name!r}: " + (f"LeakyReLU(negative_slope={eta})"
+                                   if isinstance(layer, torch.nn.LeakyReLU)
+                                   else f"PReLU with learned slope {eta}")
+            + " is not a DGN activation (supported slopes: 0 (relu), 0 < slope < 1 "
+            "(leaky_relu), -1 (abs))")
     raise TorchConversionError(
         f"layer {name!r} is {type(layer).__name__}, which is not a continuous "
         "piecewise-affine activation of a DGN; supported: nn.ReLU, nn.LeakyReLU and "
@@ -198,7 +215,7 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
 def _activation_kind(name: str, layer: Any) -> tuple[str, float] | None:
     """(DGN activation, slope) of an activation module, None for any other module."""
     torch = _torch()
-    if isinstance(layer, (torch.nn.ReLU, torch.nn.LeakyReLU, _abs_class())):
+    if isinstance(layer, (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, _abs_class())):
         return _classify_activation(name, layer)
     return None
 
@@ -212,8 +229,9 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     Parameters
     ----------
     module : torch.nn.Sequential or torch.nn.Linear
-        Affine blocks alternating with activations, ``nn.ReLU``, ``nn.LeakyReLU`` or
-        :class:`Abs` (each may differ: the DGN gets per-layer activations), starting and
+        Affine blocks alternating with activations, ``nn.ReLU``, ``nn.LeakyReLU``,
+        ``nn.PReLU()`` (one slope) or :class:`Abs` (each may differ: the DGN gets per-layer
+        activations), starting and
         ending with a block (nested Sequentials are flattened). A block is a run of affine modules:
         ``nn.Linear`` (with or without bias), ``nn.Conv1d``, ``nn.Conv2d``,
         ``nn.ConvTranspose1d``, ``nn.ConvTranspose2d`` (any stride, padding, padding mode,

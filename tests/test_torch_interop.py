@@ -215,3 +215,30 @@ def test_from_torch_reads_per_layer_activations():
     same = nn.Sequential(nn.Linear(1, 3), nn.LeakyReLU(0.1), nn.Linear(3, 3), nn.LeakyReLU(0.1),
                          nn.Linear(3, 2))
     assert fastpath.from_torch(same, 0.1).activation == "leaky_relu"
+
+
+def test_from_torch_reads_prelu_with_one_slope():
+    """nn.PReLU() is leaky-ReLU with a learned slope: its (float32) weight becomes the layer's
+    slope exactly; per-channel PReLU and slopes outside the DGN's range are refused."""
+    import torch
+
+    import fastpath
+    from fastpath.torch_interop import TorchConversionError
+    nn = torch.nn
+    torch.manual_seed(1)
+    p1, p2 = nn.PReLU(init=0.3), nn.PReLU(init=-1.0)
+    mod = nn.Sequential(nn.Linear(2, 5), p1, nn.Linear(5, 4), p2, nn.Linear(4, 3))
+    net = fastpath.from_torch(mod, 0.1)
+    assert net.activations == ("leaky_relu", "abs")
+    assert net.slopes[0] == float(np.float32(0.3))     # the float32 weight, exactly
+    Z = np.random.default_rng(3).normal(size=(200, 2)) * 2
+    with torch.no_grad():
+        ref = mod.double()(torch.from_numpy(Z)).numpy()
+    np.testing.assert_allclose(net.forward(Z), ref, rtol=1e-13, atol=1e-13 * np.abs(ref).max())
+    # exported as LeakyReLU / Abs, and back to the same DGN bit for bit
+    assert fastpath.from_torch(fastpath.to_torch(net), 0.1) == net
+    with pytest.raises(TorchConversionError, match="one slope per channel"):
+        fastpath.from_torch(nn.Sequential(nn.Linear(1, 4), nn.PReLU(4), nn.Linear(4, 2)), 0.1)
+    with pytest.raises(TorchConversionError, match="PReLU with learned slope 1.5"):
+        fastpath.from_torch(nn.Sequential(nn.Linear(1, 4), nn.PReLU(init=1.5),
+                                          nn.Linear(4, 2)), 0.1)
