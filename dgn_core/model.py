@@ -295,6 +295,14 @@ class DGN:
             return {"activation": list(self._activations), "slope": list(self._slopes)}
         return {"activation": self._activation, "slope": self._slope}
 
+    def activation_entries(self) -> tuple[str, float | list[float]]:
+        """(activation, slope) as the model file stores them: one name and one slope, or per
+        hidden layer the names joined by ``","`` and the list of slopes (format 2). Also the
+        ``--activation`` / ``--slope`` settings of ``dgn fit``."""
+        if self._activation == MIXED:
+            return ",".join(self._activations), [float(s) for s in self._slopes]
+        return self._activation, float(self.slope)
+
     def describe_activations(self) -> str:
         """The activations in words: ``"relu"``, ``"leaky_relu(0.2)"`` or, per layer,
         ``"relu, abs, leaky_relu(0.1)"``."""
@@ -573,14 +581,14 @@ class DGN:
             path = path.with_name(path.name + ".npz")
         # strings as ASCII bytes (uint8 arrays), not numpy unicode scalars, which many
         # npy readers outside numpy cannot read (docs/model_format.md)
-        mixed = self._activation == MIXED
+        activation, slope = self.activation_entries()
         arrays: dict[str, NDArray[Any]] = {
             "format": _ascii_array(_FORMAT),
             # format 2 only where needed, so that older readers still take one-activation nets
-            "format_version": np.array(2 if mixed else 1, dtype=np.int64),
+            "format_version": np.array(2 if self.mixed_activations else 1, dtype=np.int64),
             "n_layers": np.array(self.n_layers, dtype=np.int64),
-            "activation": _ascii_array(",".join(self._activations) if mixed else self._activation),
-            "slope": np.array(self._slopes if mixed else self._slope, dtype=np.float64),
+            "activation": _ascii_array(activation),
+            "slope": np.array(slope, dtype=np.float64),
             "noise_var": np.asarray(self._noise_var, dtype=np.float64),
         }
         if self._prior_cov is not None:

@@ -72,12 +72,11 @@ def _consistent(state: _State) -> bool:
 
 def _net_arrays(net: DGN, prefix: str) -> dict[str, Any]:
     """The arrays of ``net`` under names starting with ``prefix`` (no object arrays)."""
+    activation, slope = net.activation_entries()   # as the model file stores them
     out: dict[str, Any] = {
         f"{prefix}n_layers": np.array(net.n_layers),
-        # per-layer activations as in the model file's format 2: names joined by commas
-        f"{prefix}activation": np.array(",".join(net.activations) if net.mixed_activations
-                                        else net.activation),
-        f"{prefix}slope": np.array(net.slopes if net.mixed_activations else net.slope),
+        f"{prefix}activation": np.array(activation),
+        f"{prefix}slope": np.array(slope),
         f"{prefix}noise_var": np.asarray(net.noise_var, dtype=np.float64),
     }
     if not net.has_identity_prior:

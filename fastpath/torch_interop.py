@@ -192,8 +192,8 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
     if isinstance(layer, _abs_class()):
         return "abs", -1.0
     if isinstance(layer, (torch.nn.LeakyReLU, torch.nn.PReLU)):
-        eta = (float(layer.negative_slope) if isinstance(layer, torch.nn.LeakyReLU)
-               else _prelu_slope(name, layer))
+        leaky = isinstance(layer, torch.nn.LeakyReLU)
+        eta = float(layer.negative_slope) if leaky else _prelu_slope(name, layer)
         if eta == 0.0:
             return "relu", 0.0
         if eta == -1.0:
@@ -201,11 +201,10 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
         if 0.0 < eta < 1.0:
             return "leaky_relu", eta
         raise TorchConversionError(
-            f"layer {name!r}: " + (f"LeakyReLU(negative_slope={eta})"
-                                   if isinstance(layer, torch.nn.LeakyReLU)
-                                   else f"PReLU with learned slope {eta}")
-            + " is not a DGN activation (supported slopes: 0 (relu), 0 < slope < 1 "
-            "(leaky_relu), -1 (abs))")
+            f"layer {name!r}: "
+            f"{f'LeakyReLU(negative_slope={eta})' if leaky else f'PReLU with learned slope {eta}'}"
+            " is not a DGN activation (supported slopes: 0 (relu), 0 < slope < 1 (leaky_relu), "
+            "-1 (abs))")
     raise TorchConversionError(
         f"layer {name!r} is {type(layer).__name__}, which is not a continuous "
         "piecewise-affine activation of a DGN; supported: nn.ReLU, nn.LeakyReLU and "
@@ -259,8 +258,9 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     Returns
     -------
     DGN
-        Weights and biases in float64. A Linear-only module converts exactly (float32 and
-        float64 parameters, bit for bit); with other modules, ``net.forward(z)`` equals
+        Weights and biases in float64. A module with one Linear between activations converts
+        exactly (float32 and float64 parameters, bit for bit); with other modules (several
+        Linear layers in a row included), ``net.forward(z)`` equals
         ``module(z.reshape(N, *input_shape)).reshape(N, -1)`` to rounding.
 
     Raises

@@ -16,7 +16,7 @@ import numpy as np
 
 from dgn_core.exceptions import DGNError
 from dgn_core.io import atomic_open
-from dgn_core.model import DGN
+from dgn_core.model import ACTIVATIONS, DGN
 
 __all__ = ["CLIError", "MAX_LATENT_DIM", "check_jobs", "check_latent_dim", "check_exact_available", "Parser",
            "parse_widths", "parse_list", "write_array", "write_array_csv",
@@ -165,17 +165,18 @@ def check_exact_available() -> None:
                        "libgmp-dev) or drop --exact")
 
 
-_ACTIVATION_NAMES = ("relu", "leaky_relu", "abs")
+#: the activation names of the command line: the model's (relu, leaky_relu, abs)
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
 
 
 def parse_layer_activations(text: str) -> str:
     """``--activation``: one activation for every hidden layer (``relu``) or one per hidden
     layer separated by commas (``relu,abs,leaky_relu``); returned normalised."""
     acts = [t.strip() for t in str(text).split(",")]
-    bad = [a for a in acts if a not in _ACTIVATION_NAMES]
+    bad = [a for a in acts if a not in ACTIVATION_NAMES]
     if bad:
         raise argparse.ArgumentTypeError(
-            f"the activation is one of {', '.join(_ACTIVATION_NAMES)}, or one per hidden layer "
+            f"the activation is one of {', '.join(ACTIVATION_NAMES)}, or one per hidden layer "
             f"separated by ',' (e.g. relu,abs); got {text!r}")
     return ",".join(acts)
 
@@ -184,13 +185,6 @@ def activation_value(text: str) -> str | list[str]:
     """The ``activation`` argument of :class:`DGN` for a ``--activation`` setting."""
     acts = text.split(",")
     return acts[0] if len(acts) == 1 else acts
-
-
-def activation_setting(net: DGN) -> tuple[str, float | list[float]]:
-    """(``--activation`` setting, slope setting) that describe ``net``'s activations."""
-    if net.mixed_activations:
-        return ",".join(net.activations), [float(s) for s in net.slopes]
-    return net.activation, float(net.slope)
 
 
 def random_net(widths: Sequence[int], **options: Any) -> DGN:

@@ -23,7 +23,6 @@ from dgn_core.validation import check_int, check_nonnegative
 
 from ._common import (
     CLIError,
-    activation_setting,
     activation_value,
     check_latent_dim,
     check_option,
@@ -350,7 +349,7 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
     init = _init_model(cfg, D, {} if resume else _given(args))
     if init is not None:  # the saved model's architecture is the run's
         cfg["latent_dim"], cfg["widths"] = init.latent_dim, list(init.widths[1:-1])
-        cfg["activation"], cfg["slope"] = activation_setting(init)
+        cfg["activation"], cfg["slope"] = init.activation_entries()
     widths = (cfg["latent_dim"], *cfg["widths"], D)
     s2 = scaling.scale * scaling.scale
     noise_var: Any = nv0 / s2 if cfg["noise"] == "isotropic" else np.full(D, nv0 / s2)
@@ -420,7 +419,7 @@ def _init_model(cfg: dict[str, Any], D: int, given: dict[str, Any]) -> DGN | Non
         raise CLIError(f"--init {path}: the model has data dimension {model.data_dim}, the data "
                        f"{D}")
     has = {"latent_dim": model.latent_dim, "widths": list(model.widths[1:-1]),
-           **dict(zip(("activation", "slope"), activation_setting(model)))}
+           **dict(zip(("activation", "slope"), model.activation_entries()))}
     for key, value in has.items():
         if key in given and not _same_setting(key, value, given[key]):
             raise CLIError(f"--init {path} has {key} {_show(key, value)}, which conflicts with "

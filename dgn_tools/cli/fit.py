@@ -18,7 +18,6 @@ from dgn_core.model import DGN
 from ._common import (
     MAX_LATENT_DIM,
     CLIError,
-    activation_setting,
     add_force_arg,
     check_jobs,
     parse_hidden_widths,
@@ -407,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     k = model.n_params
     summary = {
         "data": plan.what, "n_points": N, "data_dim": D, "widths": list(model.widths),
-        **dict(zip(("activation", "slope"), activation_setting(model))),
+        **dict(zip(("activation", "slope"), model.activation_entries())),
         "log_likelihood": ll, "per_point": ll / N, "initial_log_likelihood": lls[0],
         "objective": objs[-1], "n_params": k, "aic": 2 * k - 2 * ll,
         "bic": k * float(np.log(N)) - 2 * ll, "n_iter": res.n_iter, "converged": res.converged,

@@ -13,6 +13,7 @@ import numpy as np
 from dgn_core.validation import check_int, check_nonnegative
 
 from ._common import (
+    ACTIVATION_NAMES,
     MAX_LATENT_DIM,
     CLIError,
     add_force_arg,
@@ -32,7 +33,6 @@ __all__ = ["add_parser", "run"]
 _COLUMNS = ("log_likelihood", "per_point", "n_params", "aic", "bic", "n_iter")
 #: ... and with held-out data
 _VAL_COLUMNS = ("val_log_likelihood", "val_per_point")
-_ACTIVATIONS = ("relu", "leaky_relu", "abs")
 
 
 def _parse_latent_dims(text: str) -> list[int]:
@@ -46,9 +46,9 @@ def _parse_latent_dims(text: str) -> list[int]:
 
 def _parse_activations(text: str) -> list[str]:
     acts = [t.strip() for t in text.split(",")]
-    bad = [a for a in acts if a not in _ACTIVATIONS]
+    bad = [a for a in acts if a not in ACTIVATION_NAMES]
     if bad:
-        raise argparse.ArgumentTypeError(f"activations are among {', '.join(_ACTIVATIONS)} "
+        raise argparse.ArgumentTypeError(f"activations are among {', '.join(ACTIVATION_NAMES)} "
                                          f"separated by ','; got {text!r}")
     return acts
 
