@@ -111,27 +111,22 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
             raise ModelFileError(f"{path}: entry 'activation' must be one of "
                                  f"{sorted(ACTIVATIONS)}{per_layer}, got {got} (dtype {act.dtype})")
     slope_arr = _file_array(path, data, "slope", None if version >= 2 else 0)
-    activation: str | list[str]
-    slope: float | list[float]
-    if len(names) == 1 and slope_arr.ndim == 0:
-        activation, slope = str(names[0]), float(slope_arr)
+    single = len(names) == 1 and slope_arr.ndim == 0
+    if not single and (len(names) != L - 1 or slope_arr.shape != (L - 1,)):
+        raise ModelFileError(
+            f"{path}: entries 'activation' and 'slope' must give one value per hidden "
+            f"layer ({L - 1}), got {len(names)} activation(s) and slope shape "
+            f"{slope_arr.shape}")
+    acts = [str(a) for a in names]
+    slopes = [float(t) for t in np.atleast_1d(slope_arr)]
+    for l, (a, t) in enumerate(zip(acts, slopes)):
         try:
-            _check_activation(activation, slope)
+            _check_activation(a, t)
         except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: entry 'slope' is invalid: {exc}") from None
-    else:
-        if len(names) != L - 1 or slope_arr.shape != (L - 1,):
-            raise ModelFileError(
-                f"{path}: entries 'activation' and 'slope' must give one value per hidden "
-                f"layer ({L - 1}), got {len(names)} activation(s) and slope shape "
-                f"{slope_arr.shape}")
-        activation, slope = [str(a) for a in names], [float(t) for t in slope_arr]
-        for l, (a, t) in enumerate(zip(activation, slope)):
-            try:
-                _check_activation(a, t)
-            except (TypeError, ValueError) as exc:
-                raise ModelFileError(f"{path}: entry 'slope' is invalid for hidden layer "
-                                     f"{l + 1}: {exc}") from None
+            where = "" if single else f" for hidden layer {l + 1}"
+            raise ModelFileError(f"{path}: entry 'slope' is invalid{where}: {exc}") from None
+    activation: str | list[str] = acts[0] if single else acts
+    slope: float | list[float] = slopes[0] if single else slopes
     D = Ws[-1].shape[0]
     nv = _file_array(path, data, "noise_var", None)
     if nv.ndim > 1 or (nv.ndim == 1 and nv.shape != (D,)):
