@@ -4,8 +4,9 @@
     g(z) = W^L a(W^{L-1} ... a(W^1 z + v^1) ... + v^{L-1}) + v^L
 
 with a(t) = t for t > 0 and ``slope * t`` otherwise: ReLU (slope 0), leaky-ReLU
-(0 < slope < 1) and absolute value (slope -1). Each hidden layer may have its own activation
-and slope (``DGN.activations``, ``DGN.slopes``).
+(0 < slope < 1) and absolute value (slope -1), or max-pooling over groups of units
+(:mod:`dgn_core.activations`). Each hidden layer may have its own activation and slope
+(``DGN.activations``, ``DGN.slopes``, ``DGN.pool_sizes``).
 
 Part of the shared specification (:mod:`dgn_core`): numpy only, imported by both backends.
 """
@@ -21,17 +22,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .activations import (
+    ACTIVATIONS,
+    MAX,
+    MIXED,
+    check_activation,
+    check_pool_sizes,
+    group_max,
+    layer_activations,
+    max_pattern,
+)
 from .exceptions import ModelFileError
 from .io import atomic_write_npz
 from .validation import check_int, make_rng, real_array
 
-__all__ = ["DGN", "ACTIVATIONS", "MIXED", "ModelFileError"]
+__all__ = ["DGN", "ACTIVATIONS", "MIXED", "MAX", "ModelFileError"]
 
-#: activation name -> default slope (eta); ``None`` means the slope is fixed.
-ACTIVATIONS: dict[str, float] = {"relu": 0.0, "leaky_relu": 0.01, "abs": -1.0}
-
-#: what :attr:`DGN.activation` says of a net whose hidden layers differ in activation or slope
-MIXED = "mixed"
+_check_activation = check_activation  # the model file reader's name for it
 
 _FORMAT = "verified_dgn.DGN"
 #: the newest model-file format: 2 stores one activation and slope per hidden layer; a net
@@ -55,86 +62,6 @@ def _as_float_array(value: ArrayLike, name: str, ndim: int) -> NDArray[np.float6
     return arr
 
 
-def _real_scalar(value: Any, name: str) -> float:
-    """A real number: TypeError for complex numbers, booleans, strings and arrays of size > 1."""
-    arr = real_array(value, name)
-    if arr.ndim != 0:
-        raise TypeError(f"{name} must be a real number, got an array of shape {arr.shape}")
-    return float(arr)
-
-
-def _check_activation(activation: str, slope: float | None) -> tuple[str, float]:
-    if not isinstance(activation, str) or activation not in ACTIVATIONS:
-        raise ValueError(
-            f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}"
-        )
-    slope = _real_scalar(ACTIVATIONS[activation] if slope is None else slope, "slope")
-    if not np.isfinite(slope):
-        raise ValueError(f"slope must be finite, got {slope}")
-    if activation == "relu" and slope != 0.0:
-        raise ValueError(f"relu has slope 0, got slope={slope} (use activation='leaky_relu')")
-    if activation == "abs" and slope != -1.0:
-        raise ValueError(f"abs has slope -1, got slope={slope}")
-    if activation == "leaky_relu" and not 0.0 < slope < 1.0:
-        raise ValueError(f"leaky_relu needs 0 < slope < 1, got slope={slope}")
-    return activation, slope
-
-
-def _layer_activations(activation: str | Sequence[str], slope: float | Sequence[float | None] | None,
-                       n_hidden: int
-                       ) -> tuple[str, float | None, tuple[str, ...], tuple[float, ...]]:
-    """(``activation`` attribute, its slope (None when mixed), per-layer activations,
-    per-layer slopes), every entry checked.
-
-    One name applies to every hidden layer; a sequence gives one per hidden layer. A single
-    slope applies to every leaky_relu layer (relu and abs have fixed slopes); a sequence
-    gives one per hidden layer (None: that activation's default).
-    """
-    if isinstance(activation, str):
-        names: list[str] = [activation] * max(n_hidden, 1)
-        single = True
-    elif isinstance(activation, Sequence) and not isinstance(activation, bytes):
-        names = list(activation)
-        single = False
-        if len(names) != n_hidden:
-            raise ValueError(f"activation lists {len(names)} activation(s) but the net has "
-                             f"{n_hidden} hidden layer(s); give one per hidden layer (or one "
-                             "name for all)")
-    else:
-        raise TypeError(f"activation must be a name or a list of names (one per hidden "
-                        f"layer), got {activation!r}")
-    per: list[Any]
-    if slope is None or isinstance(slope, (str, bytes)) or not isinstance(slope, Sequence) \
-            and np.ndim(slope) == 0:
-        per = [slope] * len(names)
-        if not single and slope is not None:
-            # one slope for the leaky layers; relu and abs keep theirs
-            per = [slope if a == "leaky_relu" else None for a in names]
-    else:
-        per = list(slope)  # type: ignore[arg-type]  # a 1-d array or a sequence
-        if len(per) != len(names):
-            raise ValueError(f"slope lists {len(per)} value(s) but the net has {n_hidden} "
-                             "hidden layer(s); give one per hidden layer (or one number)")
-    acts: list[str] = []
-    slopes: list[float] = []
-    for l, (a, s) in enumerate(zip(names, per)):
-        try:
-            a, s_checked = _check_activation(a, s)
-        except (TypeError, ValueError) as exc:
-            if single:
-                raise
-            raise type(exc)(f"hidden layer {l + 1}: {exc}") from None
-        acts.append(a)
-        slopes.append(s_checked)
-    if not acts:  # an empty list for a net without hidden layers
-        return "relu", 0.0, (), ()
-    if len(set(zip(acts, slopes))) > 1:
-        return MIXED, None, tuple(acts), tuple(slopes)
-    # a net without hidden layers keeps the activation it was given (one name)
-    n = min(n_hidden, len(acts))
-    return acts[0], slopes[0], tuple(acts[:n]), tuple(slopes[:n])
-
-
 class DGN:
     """A deep generative network with a continuous piecewise-affine activation.
 
@@ -146,8 +73,9 @@ class DGN:
         layers carry the activation.
     biases : sequence of array_like
         ``[v1, ..., vL]`` with ``v_l`` of shape ``(D_l,)``.
-    activation : {"relu", "leaky_relu", "abs"} or sequence of them
+    activation : {"relu", "leaky_relu", "abs", "max"} or sequence of them
         One activation for every hidden layer, or one per hidden layer (``L - 1`` names).
+        ``"max"`` is max-pooling over groups of the layer's units (see ``pool_sizes``).
     slope : float or sequence of float, optional
         The negative-side slope eta: 0 for relu, in (0, 1) for leaky_relu (default 0.01),
         -1 for abs. One number (applied to every leaky_relu layer) or one per hidden layer
@@ -156,6 +84,12 @@ class DGN:
         Variance of the Gaussian observation noise: isotropic (a float) or diagonal.
     prior_cov : array_like of shape (S, S), optional
         Covariance of the Gaussian prior on z (default identity).
+    pool_sizes : sequence, optional
+        Needed when a layer is ``"max"``: one entry per hidden layer, None for an
+        element-wise layer and, for a max layer, the sizes of its consecutive groups of units
+        (adding up to ``D_l``) or one size k (groups of k). The max layer outputs one value
+        per group, so the next weight matrix has one column per group. See
+        :mod:`dgn_core.activations` for the pattern of a max layer.
 
     Notes
     -----
@@ -171,6 +105,7 @@ class DGN:
         slope: float | Sequence[float | None] | None = None,
         noise_var: float | ArrayLike = 0.01,
         prior_cov: ArrayLike | None = None,
+        pool_sizes: Sequence[Sequence[int] | int | None] | None = None,
     ) -> None:
         if isinstance(weights, np.ndarray) or not isinstance(weights, Sequence):
             raise TypeError("weights must be a list of 2-D arrays [W1, ..., WL]")
@@ -184,15 +119,25 @@ class DGN:
             )
         Ws = [_as_float_array(W, f"weights[{i}]", 2) for i, W in enumerate(weights)]
         vs = [_as_float_array(v, f"biases[{i}]", 1) for i, v in enumerate(biases)]
+        # _slope: the one slope of a net with one activation throughout (None when mixed)
+        self._activation, self._slope, self._activations, self._slopes = layer_activations(
+            activation, slope, len(Ws) - 1)
+        self._pool_sizes = check_pool_sizes(pool_sizes, self._activations,
+                                            [W.shape[0] for W in Ws[:-1]])
         for i, W in enumerate(Ws):
             if 0 in W.shape:
                 raise ValueError(f"weights[{i}] has an empty dimension: shape {W.shape}")
-            if i > 0 and W.shape[1] != Ws[i - 1].shape[0]:
-                raise ValueError(
-                    f"layer shapes do not chain: weights[{i - 1}] has shape "
-                    f"{Ws[i - 1].shape} (outputs {Ws[i - 1].shape[0]}) but weights[{i}] "
-                    f"has shape {W.shape} (expects {W.shape[1]} inputs)"
-                )
+            if i > 0:
+                pooled = bool(self._pool_sizes[i - 1])
+                n_out = len(self._pool_sizes[i - 1]) if pooled else Ws[i - 1].shape[0]
+                if W.shape[1] != n_out:
+                    what = (f"max-pools its {Ws[i - 1].shape[0]} units to {n_out} outputs"
+                            if pooled else f"outputs {n_out}")
+                    raise ValueError(
+                        f"layer shapes do not chain: weights[{i - 1}] has shape "
+                        f"{Ws[i - 1].shape} ({what}) but weights[{i}] "
+                        f"has shape {W.shape} (expects {W.shape[1]} inputs)"
+                    )
             if vs[i].shape != (W.shape[0],):
                 raise ValueError(
                     f"biases[{i}] must have shape ({W.shape[0]},) to match weights[{i}] "
@@ -200,9 +145,6 @@ class DGN:
                 )
         self._weights = tuple(Ws)
         self._biases = tuple(vs)
-        # _slope: the one slope of a net with one activation throughout (None when mixed)
-        self._activation, self._slope, self._activations, self._slopes = _layer_activations(
-            activation, slope, len(Ws) - 1)
 
         D = Ws[-1].shape[0]
         nv = real_array(noise_var, "noise_var") if noise_var is not None else None
@@ -261,6 +203,8 @@ class DGN:
         ValueError
             The hidden layers have different activations or slopes (use :attr:`slopes`).
         """
+        if self._activation == MAX:
+            raise ValueError("max-pooling has no slope")
         if self._slope is None:
             raise ValueError(
                 f"this DGN has per-layer activations {list(self._activations)} with slopes "
@@ -278,38 +222,69 @@ class DGN:
         return self._slopes
 
     @property
+    def pool_sizes(self) -> tuple[tuple[int, ...], ...]:
+        """Per hidden layer, the sizes of its max-pooling groups (``()`` for an element-wise
+        layer)."""
+        return self._pool_sizes
+
+    @property
+    def has_max_pooling(self) -> bool:
+        """Whether some hidden layer is max-pooling."""
+        return MAX in self._activations
+
+    def require_elementwise(self, what: str) -> None:
+        """NotImplementedError naming ``what`` when the net has a max-pooling layer."""
+        if self.has_max_pooling:
+            layers = [l + 1 for l, a in enumerate(self._activations) if a == MAX]
+            raise NotImplementedError(
+                f"{what} supports element-wise activations only (relu, leaky_relu, abs); "
+                f"this net max-pools in hidden layer(s) {layers}")
+
+    @property
     def mixed_activations(self) -> bool:
         """Whether the hidden layers differ in activation or slope."""
         return self._activation == MIXED
 
     def unit_slopes(self) -> NDArray[np.float64]:
         """The negative-side slope of every hidden unit, in sign-pattern order,
-        shape ``(n_hidden_units,)``."""
+        shape ``(n_hidden_units,)``.
+
+        Raises NotImplementedError for a net with a max-pooling layer (no slopes)."""
+        self.require_elementwise("unit_slopes")
         return np.repeat(np.asarray(self._slopes, dtype=np.float64),
                          np.asarray(self.hidden_widths, dtype=np.intp))
 
     def activation_kwargs(self) -> dict[str, Any]:
         """``activation`` and ``slope`` arguments that rebuild this net's activations (for
         :meth:`random`, :meth:`replace` and the constructor)."""
+        if self.has_max_pooling:
+            return {"activation": list(self._activations),
+                    "slope": [None if a == MAX else s
+                              for a, s in zip(self._activations, self._slopes)],
+                    "pool_sizes": [list(p) if p else None for p in self._pool_sizes]}
         if self._activation == MIXED:
             return {"activation": list(self._activations), "slope": list(self._slopes)}
         return {"activation": self._activation, "slope": self._slope}
 
     def activation_entries(self) -> tuple[str, float | list[float]]:
         """(activation, slope) as the model file stores them: one name and one slope, or per
-        hidden layer the names joined by ``","`` and the list of slopes (format 2). Also the
-        ``--activation`` / ``--slope`` settings of ``dgn fit``."""
-        if self._activation == MIXED:
+        hidden layer the names joined by ``","`` and the list of slopes (format 2; NaN for a
+        max layer). Also the ``--activation`` / ``--slope`` settings of ``dgn fit``."""
+        if self._activation in (MIXED, MAX):
             return ",".join(self._activations), [float(s) for s in self._slopes]
         return self._activation, float(self.slope)
 
     def describe_activations(self) -> str:
         """The activations in words: ``"relu"``, ``"leaky_relu(0.2)"`` or, per layer,
         ``"relu, abs, leaky_relu(0.1)"``."""
-        def one(a: str, s: float) -> str:
+        def one(a: str, s: float, p: tuple[int, ...] = ()) -> str:
+            if a == MAX:
+                ks = sorted(set(p))
+                return f"max({ks[0]})" if len(ks) == 1 else f"max({min(ks)}-{max(ks)})"
             return f"{a}({s:g})" if a == "leaky_relu" else a
-        if self._activation == MIXED:
-            return ", ".join(one(a, s) for a, s in zip(self._activations, self._slopes))
+        if self._activation in (MIXED, MAX):
+            return ", ".join(one(a, s, p) for a, s, p in
+                             zip(self._activations, self._slopes, self._pool_sizes))
         return one(self._activation, self.slope)
 
     @property
@@ -356,8 +331,15 @@ class DGN:
 
     @property
     def hidden_widths(self) -> tuple[int, ...]:
-        """Widths of the hidden (activated) layers, ``(D_1, ..., D_{L-1})``."""
+        """Widths of the hidden (activated) layers, ``(D_1, ..., D_{L-1})``: their
+        pre-activation units (a max-pooling layer outputs fewer values)."""
         return self.widths[1:-1]
+
+    @property
+    def hidden_output_widths(self) -> tuple[int, ...]:
+        """The number of values each hidden layer passes on: ``D_l``, or the number of
+        groups of a max-pooling layer."""
+        return tuple(len(p) if p else w for w, p in zip(self.hidden_widths, self._pool_sizes))
 
     @property
     def n_layers(self) -> int:
@@ -399,6 +381,8 @@ class DGN:
     def _activate(self, H: NDArray[np.float64], l: int) -> NDArray[np.float64]:
         """The activation of hidden layer ``l + 1`` (counted from 0 here)."""
         act = self._activations[l]
+        if act == MAX:
+            return group_max(H, self._pool_sizes[l])
         if act == "relu":
             return np.maximum(H, 0.0)
         if act == "abs":
@@ -437,22 +421,25 @@ class DGN:
         """Sign pattern q(z) of every row of Z, shape ``(N, n_hidden_units)``.
 
         ``+1`` where the pre-activation is ``>= 0`` and ``-1`` where it is ``< 0``; points on
-        a region boundary (pre-activation exactly 0) get ``+1``. Returns shape ``(N, 0)`` for
+        a region boundary (pre-activation exactly 0) get ``+1``. In a max-pooling layer, +1
+        marks the first unit of each group that attains the group's maximum. Returns shape ``(N, 0)`` for
         a network without hidden layers.
         """
         pre = self.pre_activations(Z)
         N = np.shape(self._check_latent(Z))[0]
         if not pre:
             return np.zeros((N, 0), dtype=np.int8)
-        H = np.concatenate(pre, axis=1)
-        return np.where(H >= 0, 1, -1).astype(np.int8)
+        return np.concatenate([max_pattern(H, self._pool_sizes[l]) if self._pool_sizes[l]
+                               else np.where(H >= 0, 1, -1).astype(np.int8)
+                               for l, H in enumerate(pre)], axis=1)
 
     def forward_exact(self, z: Sequence[Any]) -> list[Fraction]:
         """g(z) at one point in exact rational arithmetic (z entries: int, Fraction, float)."""
         zz = [Fraction(t) for t in z]
         if len(zz) != self.latent_dim:
             raise ValueError(f"z must have {self.latent_dim} entries, got {len(zz)}")
-        slopes = [Fraction(s) for s in self._slopes]
+        slopes = [Fraction(0) if a == MAX else Fraction(s)
+                  for a, s in zip(self._activations, self._slopes)]
         h = zz
         for i, (W, v) in enumerate(zip(self._weights, self._biases)):
             out = [
@@ -460,7 +447,13 @@ class DGN:
                 + Fraction(float(v[r]))
                 for r in range(W.shape[0])
             ]
-            if i < self.n_layers - 1:
+            if i < self.n_layers - 1 and self._pool_sizes[i]:
+                groups, start = [], 0
+                for k in self._pool_sizes[i]:
+                    groups.append(max(out[start:start + k]))
+                    start += k
+                out = groups
+            elif i < self.n_layers - 1:
                 out = [t if t > 0 else slopes[i] * t for t in out]
             h = out
         return h
@@ -495,6 +488,7 @@ class DGN:
         init: str = "torch",
         slope: float | Sequence[float | None] | None = None,
         prior_cov: ArrayLike | None = None,
+        pool_sizes: Sequence[Sequence[int] | int | None] | None = None,
     ) -> DGN:
         """A random network with widths ``(S, D_1, ..., D_{L-1}, D)``.
 
@@ -505,6 +499,9 @@ class DGN:
             uniform on ``[-1/sqrt(fan_in), 1/sqrt(fan_in)]``. ``"he"``: weights normal with
             variance ``2 / fan_in``, biases zero (a bias-free net: every hyperplane of the
             first layer passes through the origin).
+        pool_sizes : sequence, optional
+            As in the constructor; a max layer's width in ``widths`` counts its units
+            before pooling.
         """
         if isinstance(widths, (str, bytes)):
             raise TypeError(f"widths must be a sequence of integers, got {widths!r}")
@@ -517,7 +514,12 @@ class DGN:
             raise ValueError(f"init must be 'torch' or 'he', got {init!r}")
         rng = make_rng(seed)
         Ws, vs = [], []
-        for fan_in, fan_out in zip(widths[:-1], widths[1:]):
+        fan_ins = list(widths[:-1])
+        if pool_sizes is not None:
+            acts = layer_activations(activation, slope, len(widths) - 2)[2]
+            pools = check_pool_sizes(pool_sizes, acts, widths[1:-1])
+            fan_ins[1:] = [len(p) if p else w for w, p in zip(widths[1:-1], pools)]
+        for fan_in, fan_out in zip(fan_ins, widths[1:]):
             if init == "torch":
                 bound = 1.0 / np.sqrt(fan_in)
                 Ws.append(rng.uniform(-bound, bound, size=(fan_out, fan_in)))
@@ -526,7 +528,7 @@ class DGN:
                 Ws.append(rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in)))
                 vs.append(np.zeros(fan_out))
         return cls(Ws, vs, activation=activation, slope=slope, noise_var=noise_var,
-                   prior_cov=prior_cov)
+                   prior_cov=prior_cov, pool_sizes=pool_sizes)
 
     def replace(self, **changes: Any) -> DGN:
         """A copy with some constructor arguments replaced."""
@@ -546,6 +548,7 @@ class DGN:
             and self._slope == other._slope
             and self._activations == other._activations
             and self._slopes == other._slopes
+            and self._pool_sizes == other._pool_sizes
             and self.n_layers == other.n_layers
             and all(np.array_equal(a, b) for a, b in zip(self._weights, other._weights))
             and all(np.array_equal(a, b) for a, b in zip(self._biases, other._biases))
@@ -557,7 +560,10 @@ class DGN:
 
     def __repr__(self) -> str:
         nv = self._noise_var if self.isotropic_noise else f"array({self.data_dim})"
-        if self._activation == MIXED:
+        if self.has_max_pooling:
+            acts = (f"activation={list(self._activations)!r}, "
+                    f"pool_sizes={self.activation_kwargs()['pool_sizes']!r}")
+        elif self._activation == MIXED:
             acts = f"activation={list(self._activations)!r}, slope={list(self._slopes)!r}"
         else:
             slope = f", slope={self._slope}" if self._activation == "leaky_relu" else ""

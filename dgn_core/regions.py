@@ -20,6 +20,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .exceptions import RegionLimitError
+from .activations import winners
 from .model import DGN
 
 __all__ = [
@@ -56,8 +57,13 @@ def _split_signs(net: DGN, signs: Sequence[int]) -> list[NDArray[Any]]:
     if not np.all(np.isin(arr, (-1, 1))):
         raise ValueError("sign pattern entries must be +1 or -1")
     out, start = [], 0
-    for w in net.hidden_widths:
+    for l, w in enumerate(net.hidden_widths):
         out.append(arr[start:start + w])
+        if net.pool_sizes[l]:
+            try:
+                winners(out[-1], net.pool_sizes[l])
+            except ValueError as exc:
+                raise ValueError(f"hidden layer {l + 1}: {exc}") from None
         start += w
     return out
 
@@ -80,7 +86,8 @@ def layer_maps(net: DGN, signs: Sequence[int], exact: bool = False
     """
     conv, _ = _ring(exact)
     q = _split_signs(net, signs)
-    slopes = [Fraction(s) if exact else s for s in net.slopes]
+    slopes = [0 if net.pool_sizes[l] else Fraction(s) if exact else s
+              for l, s in enumerate(net.slopes)]
     M = conv(np.eye(net.latent_dim))
     c = conv(np.zeros(net.latent_dim))
     pre = []
@@ -90,6 +97,10 @@ def layer_maps(net: DGN, signs: Sequence[int], exact: bool = False
         if l == net.n_layers - 1:
             break
         pre.append((M, c))
+        if net.pool_sizes[l]:  # max-pooling passes on the argmax unit of every group
+            win = winners(q[l], net.pool_sizes[l])
+            M, c = M[win], c[win]
+            continue
         dl = np.array([1 if s > 0 else slopes[l] for s in q[l]],
                       dtype=object if exact else np.float64)
         M, c = dl[:, None] * M, dl * c
@@ -109,20 +120,33 @@ def region_inequalities(net: DGN, signs: Sequence[int], exact: bool = False
 
     Row k is ``-q_k M_k z <= q_k c_k``, i.e. ``q_k h_k(z) >= 0``, in sign-pattern order;
     shape ``(n_hidden_units, S)`` and ``(n_hidden_units,)``. Most rows are redundant. A unit
-    whose pre-activation is constant on the region gives a zero row.
+    whose pre-activation is constant on the region gives a zero row. In a max-pooling layer
+    the row of a unit i that is not its group's argmax j is ``h_j(z) - h_i(z) >= 0`` and the
+    argmax's own row is zero.
     """
     pre, _, _ = layer_maps(net, signs, exact)
     S = net.latent_dim
     if not pre:
         dt = object if exact else np.float64
         return np.zeros((0, S), dtype=dt), np.zeros(0, dtype=dt)
-    q = np.concatenate(_split_signs(net, signs)).astype(np.int64)
+    qs = _split_signs(net, signs)
+    q = np.concatenate(qs).astype(np.int64)
+    pre = [_max_rows(m, cc, qs[l], net.pool_sizes[l]) if net.pool_sizes[l] else (m, cc)
+           for l, (m, cc) in enumerate(pre)]
+    q[np.concatenate([np.full(len(ql), bool(net.pool_sizes[l])) for l, ql in enumerate(qs)])] = 1
     M = np.concatenate([m for m, _ in pre], axis=0)
     c = np.concatenate([cc for _, cc in pre], axis=0)
     if exact:
         qq = np.array([int(t) for t in q], dtype=object)
         return -qq[:, None] * M, qq * c
     return -q[:, None] * M, q * c
+
+
+def _max_rows(M: NDArray[Any], c: NDArray[Any], q: NDArray[Any], sizes: Sequence[int]
+              ) -> tuple[NDArray[Any], NDArray[Any]]:
+    """``h_winner - h_i`` of every unit of a max layer (zero for the winners), as a map."""
+    win = np.repeat(np.asarray(winners(q, sizes), dtype=np.intp), np.asarray(sizes))
+    return M[win] - M, c[win] - c
 
 
 def normalize_rows(C: ArrayLike, d: ArrayLike) -> tuple[NDArray[Any], NDArray[Any]]:
