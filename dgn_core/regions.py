@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .exceptions import RegionLimitError
 from .activations import winners
+from .exceptions import RegionLimitError
 from .model import DGN
 
 __all__ = [
