@@ -32,6 +32,7 @@ from .exceptions import (
                          QuadratureError,
                          RegionLimitError,
                          TorchConversionError,
+                         UnsupportedLayerError,
 )
 from .model import ACTIVATIONS, DGN
 from .priors import BoxPrior, GaussianPrior, LaplacePrior
@@ -44,5 +45,6 @@ __all__ = [
     "GaussianPrior", "LaplacePrior", "BoxPrior",
     "DGNError", "ModelFileError", "DataError", "RegionLimitError", "GeometryError",
     "QuadratureError", "PrecisionError", "TorchConversionError", "CheckpointError",
+    "UnsupportedLayerError",
     "ConvergenceWarning",
 ]

@@ -19,6 +19,7 @@ __all__ = [
     "PrecisionError",
     "TorchConversionError",
     "CheckpointError",
+    "UnsupportedLayerError",
     "ConvergenceWarning",
 ]
 
@@ -58,6 +59,11 @@ class TorchConversionError(DGNError, ValueError):
 class CheckpointError(DGNError, ValueError):
     """An EM checkpoint that cannot be resumed: unreadable, of a newer format, or written for
     other data or with other options."""
+
+
+class UnsupportedLayerError(DGNError, NotImplementedError):
+    """A computation that does not support a layer of the net (e.g. the M-step and
+    max-pooling); the message names the computation and the layers."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -32,7 +32,7 @@ from .activations import (
     layer_activations,
     max_pattern,
 )
-from .exceptions import ModelFileError
+from .exceptions import ModelFileError, UnsupportedLayerError
 from .io import atomic_write_npz
 from .validation import check_int, make_rng, real_array
 
@@ -233,10 +233,11 @@ class DGN:
         return MAX in self._activations
 
     def require_elementwise(self, what: str) -> None:
-        """NotImplementedError naming ``what`` when the net has a max-pooling layer."""
+        """:class:`~dgn_core.exceptions.UnsupportedLayerError` (a NotImplementedError) naming
+        ``what`` when the net has a max-pooling layer."""
         if self.has_max_pooling:
             layers = [l + 1 for l, a in enumerate(self._activations) if a == MAX]
-            raise NotImplementedError(
+            raise UnsupportedLayerError(
                 f"{what} supports element-wise activations only (relu, leaky_relu, abs); "
                 f"this net max-pools in hidden layer(s) {layers}")
 

@@ -313,6 +313,7 @@ def fit_em(
         The initial model has more than ``max_regions`` regions.
     """
     net = check_net(net)
+    net.require_elementwise("fit_em (the M-step trains dense layers with element-wise activations)")
     opts = EMOptions.from_kwargs(
         max_iter=max_iter, tol=tol, update=update, noise=noise, update_prior_cov=update_prior_cov,
         weight_prior=weight_prior, bias_prior=bias_prior, noise_floor=noise_floor, ridge=ridge,

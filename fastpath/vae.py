@@ -340,6 +340,7 @@ def train_vae(net: DGN, X: ArrayLike, lr: float, epochs: int, batch_size: int = 
     """
     torch = _torch()
     net = check_net(net)
+    net.require_elementwise("train_vae (its encoder mirrors the decoder's activation)")
     X = check_data(X, dim=net.data_dim)
     X_test = None if X_test is None else check_data(X_test, dim=net.data_dim, name="X_test")
     lr = _positive_float(lr, "lr")

@@ -243,6 +243,8 @@ def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
     from .distributions import posterior as exact_posterior
 
     net = _check_net(net)
+    net.require_elementwise("em_step (the M-step trains dense layers with element-wise "
+                            "activations)")
     dps = _check_dps(dps)
     pts = _check_points(X, net.data_dim, "X")
     if noise is None:

@@ -115,7 +115,9 @@ class _MPNet:
         self.net = net
         self.W = [[[mpmath.mpf(float(a)) for a in row] for row in W] for W in net.weights]
         self.v = [[mpmath.mpf(float(a)) for a in vec] for vec in net.biases]
-        self.slopes = [mpmath.mpf(s) for s in net.slopes]
+        self.slopes = [mpmath.mpf(0) if p else mpmath.mpf(s)
+                       for s, p in zip(net.slopes, net.pool_sizes)]
+        self.pools = list(net.pool_sizes)
         self.nv = [mpmath.mpf(float(a)) for a in net.noise_var_vector]
         S = net.latent_dim
         self._sz = [[Fraction(float(net.prior_cov[i, j])) for j in range(S)] for i in range(S)]
@@ -134,7 +136,12 @@ class _MPNet:
         L = len(self.W)
         for l in range(L):
             a = [mpmath.fdot(row, h) + b for row, b in zip(self.W[l], self.v[l])]
-            h = a if l == L - 1 else [t if t > 0 else self.slopes[l] * t for t in a]
+            if l == L - 1:
+                h = a
+            elif self.pools[l]:
+                h = [max(a[s:s + k]) for s, k in _groups(self.pools[l])]
+            else:
+                h = [t if t > 0 else self.slopes[l] * t for t in a]
         return h
 
     def log_joint(self, x: Sequence[mpmath.mpf], z: Sequence[mpmath.mpf]) -> mpmath.mpf:
@@ -154,8 +161,29 @@ class _MPNet:
         return self._consts[key]
 
 
+def _groups(sizes: Sequence[int]) -> list[tuple[int, int]]:
+    """(start, size) of every group of a max-pooling layer."""
+    starts = itertools.accumulate([0, *sizes[:-1]])
+    return list(zip(starts, sizes))
+
+
+def _kink_functions(net: DGN, per_layer: list[list[Any]]) -> list[list[Any]]:
+    """The functions whose sign changes are the kinks of g, per hidden layer: the
+    pre-activations of an element-wise layer, and every difference ``h_i - h_j`` (i < j in a
+    group) of a max-pooling layer (a superset of its kinks: ties of two losers are not kinks,
+    which only adds break points). The output layer's entry is passed through."""
+    out = []
+    for l, h in enumerate(per_layer):
+        if l < len(net.pool_sizes) and net.pool_sizes[l]:
+            h = [h[s + i] - h[s + j] for s, k in _groups(net.pool_sizes[l])
+                 for i in range(k) for j in range(i + 1, k)]
+        out.append(h)
+    return out
+
+
 def _preacts_exact(net: DGN) -> Callable[[Fraction], list[list[Fraction]]]:
-    """Exact hidden pre-activations per layer at a scalar latent point (S = 1)."""
+    """Exact kink functions per hidden layer (the pre-activations, or the within-group
+    differences of a max-pooling layer) at a scalar latent point (S = 1)."""
     from .partition_checks import ExactForward
 
     fwd = ExactForward(net)
@@ -168,7 +196,7 @@ def _preacts_exact(net: DGN) -> Callable[[Fraction], list[list[Fraction]]]:
             res.append(flat[k:k + w])
             k += w
         res.append(out)
-        return res
+        return _kink_functions(net, res)
 
     return pre
 
@@ -391,7 +419,8 @@ def _line_kinks(net: DGN, z2: float) -> list[float]:
     """Kinks of t -> g(t, z2) (float sweep on the restriction of the net to the line)."""
     def pre(t: float) -> list[list[float]]:
         hs = net.pre_activations(np.array([[t, z2]]))
-        return [h[0].tolist() for h in hs] + [net.forward(np.array([[t, z2]]))[0].tolist()]
+        return _kink_functions(net, [h[0].tolist() for h in hs]
+                               + [net.forward(np.array([[t, z2]]))[0].tolist()])
 
     return _sweep(pre, net.n_layers - 1, 1.0)
 
@@ -521,6 +550,7 @@ def _same_regions(P: Partition, net: DGN) -> Partition:
     regions or their affine maps)."""
     if not (all(np.array_equal(a, b) for a, b in zip(P.net.weights, net.weights))
             and all(np.array_equal(a, b) for a, b in zip(P.net.biases, net.biases))
-            and P.net.activations == net.activations and P.net.slopes == net.slopes):
+            and P.net.activations == net.activations and P.net.slopes == net.slopes
+            and P.net.pool_sizes == net.pool_sizes):
         raise ValueError("the nets differ in their generator")
     return Partition(net, list(P), exact=True)
