@@ -128,9 +128,9 @@ def test_replace_keeps_the_pools_and_equality_sees_them():
     assert other != net
     assert "max" in repr(net) and "pool_sizes" in repr(net)
     with pytest.raises(ValueError, match="no single slope"):
-        net.slope
+        _ = net.slope
     with pytest.raises(ValueError, match="no slope"):
-        DGN.random((2, 4, 1), activation="max", pool_sizes=[2]).slope
+        _ = DGN.random((2, 4, 1), activation="max", pool_sizes=[2]).slope
 
 
 def test_computations_without_max_pooling_support_refuse_clearly():
