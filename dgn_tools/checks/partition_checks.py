@@ -4,7 +4,8 @@
 Each check verifies an identity in exact rational arithmetic, with oracles that do not share
 code with the walk in :mod:`verified_dgn.exact_partition`:
 
-* an exact forward pass written here (``Fraction`` weights, unit by unit);
+* an exact forward pass written here (``Fraction`` weights, unit by unit; max-pooling
+  groups: the first maximum);
 * the region polyhedron straight from eq. 8, :func:`dgn_core.regions.region_inequalities`,
   with cdd's redundancy removal on *all* its rows (:func:`verified_dgn.geometry.exact_polyhedron`);
 * :func:`dgn_core.regions.region_affine_map` (the product formula of A_w, b_w);
@@ -68,8 +69,8 @@ def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
     """The nets a check runs on when it is given none: (name, net) pairs.
 
     Quick: small nets covering S = 1, 2, 3, the three activations (and a net with one per
-    layer), a bias-free net, a hidden layer of width 1 (regions with lines) and the
-    degenerate net. Thorough adds wider and
+    layer), a bias-free net, a hidden layer of width 1 (regions with lines), the
+    degenerate net and a net with a max-pooling layer (groups of 1, 2, 3). Thorough adds wider and
     deeper nets, S = 4 and the benchmark net [2, 32, 32, 2].
     """
     nets = [
@@ -83,6 +84,9 @@ def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
         ("relu / abs / leaky_relu(0.2) per layer [2,5,4,4,2]",
          DGN.random((2, 5, 4, 4, 2), activation=["relu", "abs", "leaky_relu"], slope=0.2,
                     seed=12)),
+        ("relu / max(1-3) / abs [2,5,6,3,2]",
+         DGN.random((2, 5, 6, 3, 2), activation=["relu", "max", "abs"],
+                    pool_sizes=[None, [1, 2, 3], None], seed=13)),
     ]
     if not quick:
         nets += [
@@ -137,7 +141,10 @@ class ExactForward:
                            *(f.denominator for f in vq))
             self.layers.append(([[int(f * den) for f in row] for row in Wq],
                                 [int(f * den) for f in vq], den))
-        fr = [Fraction(s) for s in net.slopes]
+        #: per hidden layer: its max-pooling group sizes (() for an element-wise layer)
+        self.pools = [tuple(p) for p in net.pool_sizes]
+        # a max layer has no slope: its winners' values pass on unscaled (sd = 1)
+        fr = [Fraction(1) if p else Fraction(s) for s, p in zip(net.slopes, self.pools)]
         self.sn = [s.numerator for s in fr]
         self.sd = [s.denominator for s in fr]
 
@@ -160,11 +167,45 @@ class ExactForward:
                 return pre, dens, den, h
             pre.extend(h)
             dens.extend([den] * len(h))
+            if self.pools[l]:  # max-pooling: the maximum of every group (one denominator)
+                x, start = [], 0
+                for k in self.pools[l]:
+                    x.append(max(h[start:start + k]))
+                    start += k
+                continue
             # activation of this layer, scaled by sd: sd * h for h > 0, sn * h otherwise
             sd, sn = self.sd[l], self.sn[l]
             x = [a * sd if a > 0 else a * sn for a in h]
             den = den * sd
         raise AssertionError("unreachable")
+
+    def signs(self, pre: Sequence[Any]) -> tuple[tuple[int, ...], list[int]]:
+        """Pattern from the hidden pre-activations ``pre`` (flat, exact numerators or
+        Fractions) and the units whose constraint row vanishes there.
+
+        Element-wise units: +1 where ``h >= 0``, vanishing where ``h == 0``. Max-pooling
+        groups: +1 at the first maximum, -1 elsewhere; vanishing: the other units equal to
+        the maximum (ties).
+        """
+        q: list[int] = []
+        zero: list[int] = []
+        off = 0
+        for w, pool in zip(self.net.hidden_widths, self.pools):
+            h = pre[off:off + w]
+            if not pool:
+                q.extend(1 if a >= 0 else -1 for a in h)
+                zero.extend(off + i for i, a in enumerate(h) if a == 0)
+            else:
+                start = 0
+                for k in pool:
+                    g = h[start:start + k]
+                    j = next(i for i, a in enumerate(g) if a == max(g))  # first maximum
+                    q.extend(1 if i == j else -1 for i in range(k))
+                    zero.extend(off + start + i for i, a in enumerate(g)
+                                if i != j and a == g[j])
+                    start += k
+            off += w
+        return tuple(q), zero
 
     def __call__(self, z: Sequence[Any]) -> tuple[list[Fraction], list[Fraction]]:
         """Hidden pre-activations (flat, sign-pattern order) and the output g(z), exact."""
@@ -173,9 +214,11 @@ class ExactForward:
                 [Fraction(a, out_den) for a in out])
 
     def pattern(self, z: Sequence[Any]) -> tuple[tuple[int, ...], bool]:
-        """Sign pattern (+1 where h >= 0) and whether some pre-activation is exactly 0."""
+        """Sign pattern (+1 where h >= 0; max groups: +1 at the first maximum) and whether
+        some unit's constraint row vanishes at z (h == 0, or a tie in a max group)."""
         pre, _, _, _ = self.numerators(z)
-        return tuple(1 if a >= 0 else -1 for a in pre), any(a == 0 for a in pre)
+        q, zero = self.signs(pre)
+        return q, bool(zero)
 
 
 def _dot(a: Sequence[Any], b: Sequence[Any]) -> Any:
@@ -263,10 +306,10 @@ def check_lemma3(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
         for i, r in enumerate(P):
             assert r.interior_point is not None  # exact regions always carry one
             pre, _, _, _ = fwd.numerators(list(r.interior_point))
-            if tuple(1 if a >= 0 else -1 for a in pre) != r.signs:
+            q_int, zero = fwd.signs(pre)
+            if q_int != r.signs:
                 failures.append(f"{name}: region {i}: pattern at the interior point differs")
                 continue
-            zero = [k for k, a in enumerate(pre) if a == 0]
             if not zero:
                 continue
             C_all, _ = region_inequalities(nt, r.signs, exact=True)  # only when needed
@@ -304,7 +347,8 @@ def _row_key(c: Sequence[Fraction], d: Fraction) -> tuple[Fraction, ...]:
 def check_corollary1(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                      partition: Partition | None = None,
                      max_regions_checked: int | None = None) -> CheckResult:
-    """Corollary 1: {z : q_k h_k(z) >= 0 for all units} is exactly the region.
+    """Corollary 1: {z : q_k h_k(z) >= 0 for all units} is exactly the region (for a
+    max-pooling unit i of a group whose winner is j: ``h_j(z) - h_i(z) >= 0``).
 
     For every region (or ``max_regions_checked`` of them, chosen at random), cdd's exact
     redundancy removal on *all* rows of eq. 8 (:func:`region_inequalities`) must give the
@@ -361,9 +405,9 @@ def check_corollary1(*, net: DGN | None = None, quick: bool = True, seed: int = 
                                     f"positive multiples: {units}")
             for z in _random_interior_points(r, rng, 2 if quick else 5):
                 pre, _ = fwd(z)
-                q = tuple(1 if t >= 0 else -1 for t in pre)
+                q, zero = fwd.signs(pre)
                 n_points += 1
-                if q != r.signs or any(t == 0 for k, t in enumerate(pre) if k in nz):
+                if q != r.signs or any(k in nz for k in zero):
                     failures.append(f"{where}: an interior point has another pattern or lies "
                                     "on a unit's hyperplane")
             n_checked += 1
