@@ -83,6 +83,12 @@ def _nets() -> dict[str, DGN]:
         "overlap-S2": _overlap_net(2, seed=7),
         "degenerate-max-first-S2": _degenerate_net(8, first_max=True),
         "degenerate-relu-max-S2": _degenerate_net(9, first_max=False),
+        # bias-free: where every relu of layer 2 is off, the max units are all 0 (tied on
+        # the whole region); crossing into a region where they differ moves the winner
+        "biasfree-relu-relu-max-S2": DGN.random((2, 4, 4, 4, 2),
+                                                activation=["relu", "relu", "max"],
+                                                pool_sizes=[None, None, [2, 2]], init="he",
+                                                seed=0),
         "max-S3-g22": DGN.random((3, 4, 2), activation="max", pool_sizes=[2], seed=10),
         "relu-max-relu-S3": DGN.random((3, 5, 6, 3, 2), activation=["relu", "max", "relu"],
                                        pool_sizes=[None, [3, 3], None], seed=11),
@@ -190,15 +196,17 @@ def test_bijection_and_region_maps(name):
             for k in pool:
                 assert sum(1 for s in r.signs[start:start + k] if s > 0) == 1
                 start += k
-        # neighbours: the first changed layer changes only units of the facet's groups
+        # neighbours: the first changed layer is the first layer with a facet unit (its maps
+        # are the same on both sides, so a unit whose row is a positive multiple of the facet
+        # changes there), and it changes only units of the facet units' groups
         for j, nb in enumerate(r.neighbors):
             o = P[nb]
             changed = [k for k, (a, b) in enumerate(zip(r.signs, o.signs)) if a != b]
             assert changed, (name, i, j)
             first = min(groups[k][0] for k in changed)
-            units = r.facet_units[j]
+            units = [f for f in r.facet_units[j] if groups[f][0] == first]
+            assert units and min(groups[f][0] for f in r.facet_units[j]) == first
             allowed = {u for f in units for u in groups[f][1]}
-            assert all(groups[f][0] == first for f in units), (name, i, j)
             assert {k for k in changed if groups[k][0] == first} <= allowed, (name, i, j)
             # the new winner of a max group is one of the facet's units
             for k in changed:
@@ -280,6 +288,38 @@ def test_builtin_suite_has_a_max_net_and_its_checks_pass():
     for res in run_checks(["Lemma 3", "Corollary 1", "Affine maps", "Tiling"],
                           net=maxnets[0][1], quick=True):
         assert res.passed, str(res)
+
+
+def test_a_group_tied_on_a_region_changes_winner_across_a_facet():
+    """Bias-free relu -> relu -> max: some facet moves a max group's winner although no unit
+    of the group is a facet unit of either side (the group is tied on the whole region, so
+    the new winner's row is zero on both sides); the winner is then the unit that is larger
+    in the neighbour (checked at its interior point), and the tiling check accepts it."""
+    from dgn_tools.checks.partition_checks import ExactForward, check_tiling
+
+    name = "biasfree-relu-relu-max-S2"
+    net = NETS[name]
+    P = cached(name)
+    groups = _layer_groups(net)
+    fwd = ExactForward(net)
+    seen = 0
+    for i, r in enumerate(P):
+        for j, nb in enumerate(r.neighbors):
+            o = P[nb]
+            back = [f for f in range(o.n_facets) if o.neighbors[f] == i]
+            assert len(back) == 1
+            on = set(r.facet_units[j]) | set(o.facet_units[back[0]])
+            for k, (a, b) in enumerate(zip(r.signs, o.signs)):
+                if a != b and k not in on:
+                    seen += 1
+                    assert len(groups[k][1]) > 1  # a max unit, and its group is on the facet
+                    assert set(groups[k][1]) & on
+                    pre, _ = fwd(list(o.interior_point))
+                    win = [u for u in groups[k][1] if o.signs[u] > 0][0]
+                    assert all(pre[win] > pre[u] for u in groups[k][1] if u < win)
+                    assert all(pre[win] >= pre[u] for u in groups[k][1])
+    assert seen > 0  # measured: 4 (entries of 2 facets, both directions)
+    assert check_tiling(partition=P, quick=True, seed=3).passed
 
 
 # --------------------------------------------------------------------------- counts

@@ -358,7 +358,10 @@ def check_affine_maps(*, net: DGN | None = None, quick: bool = True, seed: int =
                     failures.append(f"{name}: region {i}: A, b differ from the product formula")
             assert r.interior_point is not None  # exact regions always carry one
             pts = [list(r.interior_point)] + [list(v) for v in r.vertices.tolist()]
-            pts += _random_interior_points(r, rng, max(k, S + 1 - len(pts)))
+            # enough random points to span R^S: the interior point may be the only vertex
+            # (a region without facets, e.g. a max net whose groups all have size 1)
+            n_distinct = len({tuple(z) for z in pts})
+            pts += _random_interior_points(r, rng, max(k, S + 1 - n_distinct))
             hom = []
             for z in pts:
                 den = math.lcm(*(Fraction(t).denominator for t in z))
@@ -437,6 +440,18 @@ def _box_measure_sum(P: Partition, half: Fraction) -> tuple[Fraction, Fraction]:
     return total, (2 * half) ** S
 
 
+def _unit_groups(net: DGN) -> list[tuple[int, ...]]:
+    """Per hidden unit (sign-pattern order): the units of its max-pooling group, or the
+    unit alone in an element-wise layer."""
+    out: list[tuple[int, ...]] = []
+    off = 0
+    for w, pool in zip(net.hidden_widths, net.pool_sizes):
+        for k in pool or (1,) * w:
+            out.extend([tuple(range(off, off + k))] * k)
+            off += k
+    return out
+
+
 @register("Tiling", "the regions tile the latent space R^S")
 def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                  partition: Partition | None = None, n_samples: int | None = None) -> CheckResult:
@@ -444,7 +459,9 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
 
     Measured exactly: (i) every facet's neighbour is another region that has the same facet
     with the opposite orientation and exactly the same vertices and rays on it, and lists
-    this region across it (facet-to-facet, symmetric); (ii) every sampled point lies in the
+    this region across it (facet-to-facet, symmetric), and the units whose pattern entry
+    changes across it are on it from one side (or, in a max-pooling layer, in the group of
+    such a unit); (ii) every sampled point lies in the
     interior of exactly one region, or on the boundary of at least two closed regions and
     in no interior (samples: random points, a grid, the origin and exact vertices);
     (iii) for S <= 2, the exact areas (lengths) of the regions clipped to a
@@ -459,6 +476,7 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
     area_msgs = []
     for name, nt, P in cases:
         R = len(P)
+        groups = _unit_groups(nt)
         for i, r in enumerate(P):
             if len(r.neighbors) != r.n_facets or len(r.facet_units) != r.n_facets:
                 failures.append(f"{name}: region {i}: neighbours / facet_units per facet")
@@ -479,10 +497,14 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                     failures.append(f"{name}: regions {i}, {nb}: the shared facet differs")
                 # the units that change sign across the facet vanish on it from one side
                 # at least, so they are facet units there (their facet_units may differ: a
-                # deeper unit can vanish on the facet on one side and be constant on the other)
+                # deeper unit can vanish on the facet on one side and be constant on the
+                # other). A max group's new winner has a zero row in the neighbour and may
+                # tie with the old one on the whole region (then its row is zero there too):
+                # its group holds a facet unit of one side (the old winner's row in the
+                # neighbour), so a max group may change where one of its units is on the facet
                 changed = {k for k, (a, b) in enumerate(zip(r.signs, o.signs)) if a != b}
-                if not changed or not changed <= set(r.facet_units[j]) | set(
-                        o.facet_units[back[0]]):
+                on = set(r.facet_units[j]) | set(o.facet_units[back[0]])
+                if not changed or not changed <= {u for k in on for u in groups[k]}:
                     failures.append(f"{name}: regions {i}, {nb}: units {sorted(changed)} "
                                     "change sign but are not on the facet")
         # sampled points: exactly one interior, or boundary of >= 2 closed regions
