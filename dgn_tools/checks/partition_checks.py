@@ -550,7 +550,7 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                 failures.append(f"{name}: region measures in the box sum to {tot}, box {box}")
     measured = (f"{len(cases)} nets, {n_facets} facets: every neighbour shares the facet "
                 f"(same vertices and rays, opposite orientation), points back, and differs only "
-                f"in units on the facet; {n_pts} "
+                f"in units on the facet (or in their max-pooling groups); {n_pts} "
                 f"sampled points each in exactly one interior ({n_bd} on boundaries of >= 2 "
                 f"regions); for S <= 2 the exact clipped areas sum to the box area "
                 f"({len(area_msgs)} nets)")
