@@ -8,7 +8,9 @@ region appears. Every quantity is exact:
   two to Python integers once per net, so the pre-activation maps of a region,
   ``h^l(z) = M^l z + c^l``, are integer matrices ``N^l = [c^l, M^l]`` times a known positive
   scale. A region's constraints are the rows ``q_k N_k`` in cddlib's homogenised form
-  (``q_k (c_k + M_k z) >= 0``); no Fraction arithmetic in the inner loop.
+  (``q_k (c_k + M_k z) >= 0``); in a max-pooling layer, ``N_j - N_i`` for every unit i of a
+  group whose winner is j (``h_j(z) - h_i(z) >= 0``). No Fraction arithmetic in the inner
+  loop (:mod:`verified_dgn._int_net`).
 * Facets: a float64 pass (cddlib's floating-point double description on all rows) proposes
   candidate facet rows. cddlib's GMP backend computes the exact V-representation of the
   candidates; every other row is then checked exactly against those vertices, rays and lines
@@ -20,9 +22,11 @@ region appears. Every quantity is exact:
   pre-activation is exactly affine for small ``s > 0``; its sign there is the sign of its
   value at p, or, where that is zero, the sign of its exact directional derivative along n
   in the neighbouring region (computed layer by layer with the neighbour's activation
-  pattern). This is the exact forward pass at the points ``p + s n``, ``0 < s < s_0``, which
-  all lie in the interior of the neighbour; no step size is guessed. Every region's pattern
-  is then confirmed by an exact forward pass at its own interior point.
+  pattern); a max group tied at p goes to the tied unit with the largest derivative (the
+  first index on equal derivatives). This is the exact forward pass at the points
+  ``p + s n``, ``0 < s < s_0``, which all lie in the interior of the neighbour; no step
+  size is guessed. Every region's pattern is then confirmed by an exact forward pass at
+  its own interior point.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition, Region, RegionLimitError, normalize_rows
 from dgn_core.validation import check_max_regions, check_net
 
+from ._int_net import IntVec, _IntNet
 from .geometry import (
     _cdd_generators,
     _centroid_hom,
@@ -51,188 +56,6 @@ from .geometry import (
 )
 
 __all__ = ["partition"]
-
-IntVec = list
-
-
-# --------------------------------------------------------------------------- integer net
-def _dyadic_exponent(a: NDArray[np.float64]) -> int:
-    """Smallest e >= 0 with ``a * 2**e`` integral for every entry (floats are dyadic)."""
-    e = 0
-    for x in a.ravel().tolist():
-        den = Fraction(x).denominator
-        e = max(e, den.bit_length() - 1)
-    return e
-
-
-def _int_array(a: NDArray[np.float64], e: int) -> NDArray[Any]:
-    out = np.empty(a.shape, dtype=object)
-    flat = out.reshape(-1)
-    for i, x in enumerate(a.ravel().tolist()):
-        f = Fraction(x) * (1 << e)
-        assert f.denominator == 1
-        flat[i] = f.numerator
-    return out
-
-
-class _IntNet:
-    """The network's layers scaled to Python integers, and the exact per-region algebra.
-
-    Layer l has ``W_l = Wi_l / 2**e_l`` and ``v_l = vi_l / 2**e_l`` with integer ``Wi_l``,
-    ``vi_l``. The slope of hidden layer l is eta_l = ``sn[l] / sd[l]`` (``sd[l]`` a power of
-    two); that layer's activation scaled by ``sd[l]`` multiplies by ``sd[l]`` (sign +1) or
-    ``sn[l]`` (sign -1). Every integer pre-activation
-    below equals the true one times a positive scale, so its sign is exact.
-    """
-
-    def __init__(self, net: DGN) -> None:
-        self.net = net
-        self.S = net.latent_dim
-        self.L = net.n_layers
-        self.hidden = list(net.hidden_widths)
-        self.n_units = net.n_hidden_units
-        self.offsets = np.concatenate([[0], np.cumsum(self.hidden)]).astype(int).tolist()
-        self.W: list[NDArray[Any]] = []
-        self.v: list[NDArray[Any]] = []
-        self.pow2: list[int] = []
-        for W, v in zip(net.weights, net.biases):
-            e = max(_dyadic_exponent(W), _dyadic_exponent(v))
-            self.W.append(_int_array(W, e))
-            self.v.append(_int_array(v, e))
-            self.pow2.append(1 << e)
-        fr = [Fraction(s) for s in net.slopes]
-        self.sn = [s.numerator for s in fr]
-        self.sd = [s.denominator for s in fr]
-        # scale of N^l: true N^l = integer N^l / sigma_l, the same for every region
-        self.sigma = [self.pow2[0]]
-        for l in range(1, self.L):
-            self.sigma.append(self.sigma[-1] * self.sd[l - 1] * self.pow2[l])
-        self.Wf = [np.asarray(W, dtype=np.float64) for W in net.weights]
-        self.vf = [np.asarray(v, dtype=np.float64) for v in net.biases]
-        self.slopes = [float(s) for s in net.slopes]
-        # N^1 = [v1, W1] does not depend on the region
-        self.N1 = np.concatenate([self.v[0][:, None], self.W[0]], axis=1)
-        # N^{l+1} of hidden layers, keyed by the signs of layers 1..l (shared by the regions
-        # of one cell of the earlier layers); read-only once stored
-        self._cache: list[dict[tuple[int, ...], NDArray[Any]]] = [{} for _ in range(self.L)]
-        self._cache_size = 4096
-
-    def _delta(self, q: Sequence[int], l: int) -> NDArray[Any]:
-        """The scaled activation slopes of hidden layer ``l`` (from 0) for its signs ``q``."""
-        sd, sn = self.sd[l], self.sn[l]
-        return np.array([sd if s > 0 else sn for s in q], dtype=object)
-
-    def layer_signs(self, q: Sequence[int]) -> list[Sequence[int]]:
-        return [q[self.offsets[l]:self.offsets[l + 1]] for l in range(self.L - 1)]
-
-    def region_maps(self, q: Sequence[int]) -> tuple[NDArray[Any], NDArray[Any]]:
-        """Integer ``N = [c, M]`` of every hidden unit and of the output, on the region q.
-
-        Returns
-        -------
-        Nh : object ndarray, shape (n_hidden_units, S + 1); true ``[c, M]`` of unit k in layer l
-            is ``Nh[k] / sigma[l - 1]``.
-        No : object ndarray, shape (D, S + 1); true ``[b_w, A_w] = No / sigma[L - 1]``.
-        """
-        N = self.N1
-        blocks = []
-        qs = self.layer_signs(q)
-        for l in range(1, self.L):
-            blocks.append(N)
-            key = tuple(q[:self.offsets[l]])  # N^{l+1} depends on the signs of layers 1..l only
-            cache = self._cache[l] if l < self.L - 1 else None
-            if cache is not None and key in cache:
-                N = cache[key]
-                continue
-            if self.sn[l - 1] == 0:  # relu: inactive units contribute nothing
-                on = [i for i, t in enumerate(qs[l - 1]) if t > 0]
-                N = self.W[l][:, on] @ N[on] if on else np.zeros(
-                    (self.W[l].shape[0], self.S + 1), dtype=object)  # entries int 0
-            else:
-                N = self.W[l] @ (self._delta(qs[l - 1], l - 1)[:, None] * N)
-            N[:, 0] += self.v[l] * (self.sigma[l - 1] * self.sd[l - 1])
-            if cache is not None:
-                if len(cache) >= self._cache_size:  # bounded memory: BFS has locality
-                    cache.clear()
-                cache[key] = N
-        Nh = np.concatenate(blocks, axis=0) if blocks else np.zeros((0, self.S + 1), dtype=object)
-        return Nh, N
-
-    def float_rows(self, q: Sequence[int]) -> NDArray[np.float64]:
-        """float64 ``q_k [c_k, M_k]`` of every hidden unit (the candidate pass only)."""
-        N = np.concatenate([self.vf[0][:, None], self.Wf[0]], axis=1)
-        blocks = []
-        qs = self.layer_signs(q)
-        for l in range(1, self.L):
-            blocks.append(N)
-            dl = np.where(np.asarray(qs[l - 1]) > 0, 1.0, self.slopes[l - 1])
-            N = self.Wf[l] @ (dl[:, None] * N)
-            N[:, 0] += self.vf[l]
-        Nh = np.concatenate(blocks, axis=0)
-        return np.asarray(q, dtype=np.float64)[:, None] * Nh
-
-    def forward_signs(self, x_hom: IntVec) -> tuple[tuple[int, ...], list[int]]:
-        """Exact sign pattern at the point ``x / t`` given as integers ``[t, x]``, t > 0.
-
-        Returns the pattern (+1 where ``h >= 0``) and the list of units where ``h == 0``.
-        """
-        t = x_hom[0]
-        h = self.W[0] @ np.array(x_hom[1:], dtype=object) + self.v[0] * t
-        scale = self.pow2[0] * t
-        signs: list[int] = []
-        zeros: list[int] = []
-        for l in range(1, self.L):
-            off = len(signs)
-            hl = h.tolist()
-            ql = [1 if x >= 0 else -1 for x in hl]
-            zeros.extend(off + i for i, x in enumerate(hl) if x == 0)
-            signs.extend(ql)
-            if l == self.L - 1:
-                break  # the output layer carries no sign
-            h = self.W[l] @ (self._delta(ql, l - 1) * h) + self.v[l] * (scale * self.sd[l - 1])
-            scale = scale * self.sd[l - 1] * self.pow2[l]
-        return tuple(signs), zeros
-
-    def one_sided_signs(self, base: Sequence[int], zero: Sequence[int], n: IntVec) -> tuple[int, ...]:
-        """Pattern on ``p + s n`` for small ``s > 0``.
-
-        Parameters
-        ----------
-        base : the pattern at p for every unit with ``h(p) != 0`` (entries of ``zero`` ignored).
-        zero : sorted units with ``h(p) == 0``.
-        n : integer direction, length S.
-
-        The sign of a unit in ``zero`` is that of its directional derivative along n, computed
-        with the one-sided pattern of the earlier layers (0 -> +1).
-        """
-        q = list(base)
-        if not zero:
-            return tuple(q)
-        last = max(self._layer_of(k) for k in zero)  # deepest layer that needs derivatives
-        zero_set = set(zero)
-        g = self.W[0] @ np.array(n, dtype=object)  # derivative of h^1 along n
-        for l in range(last + 1):
-            off = self.offsets[l]
-            if l > 0:
-                act = self._delta(q[self.offsets[l - 1]:off], l - 1) * g
-                if l == last:  # only the rows that are needed
-                    rows = [k - off for k in zero if self._layer_of(k) == l]
-                    vals = {r: int(self.W[l][r] @ act) for r in rows}
-                    for r, val in vals.items():
-                        q[off + r] = 1 if val >= 0 else -1
-                    break
-                g = self.W[l] @ act
-            gl = g.tolist()
-            for k in range(off, self.offsets[l + 1]):
-                if k in zero_set:
-                    q[k] = 1 if gl[k - off] >= 0 else -1
-        return tuple(q)
-
-    def _layer_of(self, k: int) -> int:
-        for l in range(len(self.hidden)):
-            if k < self.offsets[l + 1]:
-                return l
-        raise IndexError(k)
 
 
 # --------------------------------------------------------------------------- one region
@@ -420,10 +243,10 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
         and their neighbours are visited in that order. Every region field is exact:
         ``A`` (D, S), ``b`` (D,), ``C`` (m, S), ``d`` (m,), ``vertices`` (k, S), ``rays``
         (r, S), ``lines`` (l, S), ``interior_point`` (S,) are ``Fraction`` object arrays;
-        ``signs`` is the sign pattern (+1 where the pre-activation is >= 0), obtained by an
-        exact forward pass at ``interior_point``; ``facet_units[j]`` the sorted hidden units
-        whose constraint is a positive multiple of facet j; ``neighbors[j]`` the region
-        across facet j.
+        ``signs`` is the sign pattern (+1 where the pre-activation is >= 0; in a max-pooling
+        layer +1 at the first maximum of every group), obtained by an exact forward pass
+        at ``interior_point``; ``facet_units[j]`` the sorted hidden units whose constraint
+        is a positive multiple of facet j; ``neighbors[j]`` the region across facet j.
 
     Raises
     ------
@@ -456,8 +279,7 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
         i = queue.popleft()
         q = patterns[i]
         Nh, No = inet.region_maps(q)
-        qv = np.array(q, dtype=object)
-        H = qv[:, None] * Nh
+        H = inet.constraint_rows(q, Nh)
         geo = _region_geometry(H, inet.float_rows(q), S)
         neighbors = []
         for tight, units in zip(geo.facets, geo.units):
@@ -506,8 +328,7 @@ def _start_pattern(inet: _IntNet, z0: NDArray[Any]) -> tuple[int, ...]:
     # accept it when it is full-dimensional and its interior point gives back its pattern
     for u in _directions(inet.S):
         qn = inet.one_sided_signs(q, zeros, u)
-        Nh, _ = inet.region_maps(qn)
-        H = np.array(qn, dtype=object)[:, None] * Nh
+        H = inet.constraint_rows(qn)
         try:
             geo = _region_geometry(H, inet.float_rows(qn), inet.S)
         except RuntimeError:

@@ -4,7 +4,8 @@
 Each check verifies an identity in exact rational arithmetic, with oracles that do not share
 code with the walk in :mod:`verified_dgn.exact_partition`:
 
-* an exact forward pass written here (``Fraction`` weights, unit by unit);
+* an exact forward pass (:class:`ExactForward`, in :mod:`dgn_tools.checks._exact_forward`:
+  exact rational weights, unit by unit; max-pooling groups: the first maximum);
 * the region polyhedron straight from eq. 8, :func:`dgn_core.regions.region_inequalities`,
   with cdd's redundancy removal on *all* its rows (:func:`verified_dgn.geometry.exact_polyhedron`);
 * :func:`dgn_core.regions.region_affine_map` (the product formula of A_w, b_w);
@@ -28,6 +29,7 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition, normalize_rows, region_affine_map, region_inequalities
 
 from . import CheckResult, register
+from ._exact_forward import ExactForward
 
 __all__ = [
     "ExactForward",
@@ -68,8 +70,8 @@ def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
     """The nets a check runs on when it is given none: (name, net) pairs.
 
     Quick: small nets covering S = 1, 2, 3, the three activations (and a net with one per
-    layer), a bias-free net, a hidden layer of width 1 (regions with lines) and the
-    degenerate net. Thorough adds wider and
+    layer), a bias-free net, a hidden layer of width 1 (regions with lines), the
+    degenerate net and a net with a max-pooling layer (groups of 1, 2, 3). Thorough adds wider and
     deeper nets, S = 4 and the benchmark net [2, 32, 32, 2].
     """
     nets = [
@@ -83,6 +85,9 @@ def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
         ("relu / abs / leaky_relu(0.2) per layer [2,5,4,4,2]",
          DGN.random((2, 5, 4, 4, 2), activation=["relu", "abs", "leaky_relu"], slope=0.2,
                     seed=12)),
+        ("relu / max(1-3) / abs [2,5,6,3,2]",
+         DGN.random((2, 5, 6, 3, 2), activation=["relu", "max", "abs"],
+                    pool_sizes=[None, [1, 2, 3], None], seed=13)),
     ]
     if not quick:
         nets += [
@@ -117,67 +122,6 @@ def _cases(net: DGN | None, partition: Partition | None, quick: bool
 
 
 # --------------------------------------------------------------------------- oracles
-class ExactForward:
-    """The oracle: an exact forward pass of the network at a rational point.
-
-    Every layer ``l`` is stored as integers ``Wi_l``, ``vi_l`` over one common denominator
-    ``den_l`` (exact: float64 entries are rationals). At a point ``z = x / t`` the
-    pre-activations are tracked as integer numerators over a running integer denominator,
-    so no Fraction is normalised inside the loop. ``tests/test_partition_exact.py`` checks
-    it against a plain Fraction loop and against ``DGN.forward_exact``.
-    """
-
-    def __init__(self, net: DGN) -> None:
-        self.net = net
-        self.layers = []
-        for W, v in zip(net.weights, net.biases):
-            Wq = [[Fraction(float(x)) for x in row] for row in W]
-            vq = [Fraction(float(x)) for x in v]
-            den = math.lcm(*(f.denominator for row in Wq for f in row),
-                           *(f.denominator for f in vq))
-            self.layers.append(([[int(f * den) for f in row] for row in Wq],
-                                [int(f * den) for f in vq], den))
-        fr = [Fraction(s) for s in net.slopes]
-        self.sn = [s.numerator for s in fr]
-        self.sd = [s.denominator for s in fr]
-
-    def numerators(self, z: Sequence[Any]) -> tuple[list[int], list[int], int, list[int]]:
-        """Integer numerators: hidden pre-activations ``H`` (flat) with denominators
-        ``dens`` per unit, and the output numerators over ``out_den``.
-        """
-        zq = [Fraction(t) for t in z]
-        t = math.lcm(*(f.denominator for f in zq)) if zq else 1
-        x = [int(f * t) for f in zq]
-        den = t  # true h = x / den
-        pre: list[int] = []
-        dens: list[int] = []
-        L = len(self.layers)
-        for l, (Wi, vi, dl) in enumerate(self.layers):
-            # (Wi / dl) (x / den) + vi / dl = (Wi x + vi den) / (dl den)
-            h = [sum(w * a for w, a in zip(row, x)) + b * den for row, b in zip(Wi, vi)]
-            den = dl * den
-            if l == L - 1:
-                return pre, dens, den, h
-            pre.extend(h)
-            dens.extend([den] * len(h))
-            # activation of this layer, scaled by sd: sd * h for h > 0, sn * h otherwise
-            sd, sn = self.sd[l], self.sn[l]
-            x = [a * sd if a > 0 else a * sn for a in h]
-            den = den * sd
-        raise AssertionError("unreachable")
-
-    def __call__(self, z: Sequence[Any]) -> tuple[list[Fraction], list[Fraction]]:
-        """Hidden pre-activations (flat, sign-pattern order) and the output g(z), exact."""
-        pre, dens, out_den, out = self.numerators(z)
-        return ([Fraction(a, d) for a, d in zip(pre, dens)],
-                [Fraction(a, out_den) for a in out])
-
-    def pattern(self, z: Sequence[Any]) -> tuple[tuple[int, ...], bool]:
-        """Sign pattern (+1 where h >= 0) and whether some pre-activation is exactly 0."""
-        pre, _, _, _ = self.numerators(z)
-        return tuple(1 if a >= 0 else -1 for a in pre), any(a == 0 for a in pre)
-
-
 def _dot(a: Sequence[Any], b: Sequence[Any]) -> Any:
     return sum((x * y for x, y in zip(a, b)), Fraction(0))
 
@@ -263,10 +207,10 @@ def check_lemma3(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
         for i, r in enumerate(P):
             assert r.interior_point is not None  # exact regions always carry one
             pre, _, _, _ = fwd.numerators(list(r.interior_point))
-            if tuple(1 if a >= 0 else -1 for a in pre) != r.signs:
+            q_int, zero = fwd.signs(pre)
+            if q_int != r.signs:
                 failures.append(f"{name}: region {i}: pattern at the interior point differs")
                 continue
-            zero = [k for k, a in enumerate(pre) if a == 0]
             if not zero:
                 continue
             C_all, _ = region_inequalities(nt, r.signs, exact=True)  # only when needed
@@ -304,7 +248,8 @@ def _row_key(c: Sequence[Fraction], d: Fraction) -> tuple[Fraction, ...]:
 def check_corollary1(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                      partition: Partition | None = None,
                      max_regions_checked: int | None = None) -> CheckResult:
-    """Corollary 1: {z : q_k h_k(z) >= 0 for all units} is exactly the region.
+    """Corollary 1: {z : q_k h_k(z) >= 0 for all units} is exactly the region (for a
+    max-pooling unit i of a group whose winner is j: ``h_j(z) - h_i(z) >= 0``).
 
     For every region (or ``max_regions_checked`` of them, chosen at random), cdd's exact
     redundancy removal on *all* rows of eq. 8 (:func:`region_inequalities`) must give the
@@ -361,9 +306,9 @@ def check_corollary1(*, net: DGN | None = None, quick: bool = True, seed: int = 
                                     f"positive multiples: {units}")
             for z in _random_interior_points(r, rng, 2 if quick else 5):
                 pre, _ = fwd(z)
-                q = tuple(1 if t >= 0 else -1 for t in pre)
+                q, zero = fwd.signs(pre)
                 n_points += 1
-                if q != r.signs or any(t == 0 for k, t in enumerate(pre) if k in nz):
+                if q != r.signs or any(k in nz for k in zero):
                     failures.append(f"{where}: an interior point has another pattern or lies "
                                     "on a unit's hyperplane")
             n_checked += 1
@@ -413,7 +358,10 @@ def check_affine_maps(*, net: DGN | None = None, quick: bool = True, seed: int =
                     failures.append(f"{name}: region {i}: A, b differ from the product formula")
             assert r.interior_point is not None  # exact regions always carry one
             pts = [list(r.interior_point)] + [list(v) for v in r.vertices.tolist()]
-            pts += _random_interior_points(r, rng, max(k, S + 1 - len(pts)))
+            # enough random points to span R^S: the interior point may be the only vertex
+            # (a region without facets, e.g. a max net whose groups all have size 1)
+            n_distinct = len({tuple(z) for z in pts})
+            pts += _random_interior_points(r, rng, max(k, S + 1 - n_distinct))
             hom = []
             for z in pts:
                 den = math.lcm(*(Fraction(t).denominator for t in z))
@@ -492,6 +440,18 @@ def _box_measure_sum(P: Partition, half: Fraction) -> tuple[Fraction, Fraction]:
     return total, (2 * half) ** S
 
 
+def _unit_groups(net: DGN) -> list[tuple[int, ...]]:
+    """Per hidden unit (sign-pattern order): the units of its max-pooling group, or the
+    unit alone in an element-wise layer."""
+    out: list[tuple[int, ...]] = []
+    off = 0
+    for w, pool in zip(net.hidden_widths, net.pool_sizes):
+        for k in pool or (1,) * w:
+            out.extend([tuple(range(off, off + k))] * k)
+            off += k
+    return out
+
+
 @register("Tiling", "the regions tile the latent space R^S")
 def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                  partition: Partition | None = None, n_samples: int | None = None) -> CheckResult:
@@ -499,7 +459,9 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
 
     Measured exactly: (i) every facet's neighbour is another region that has the same facet
     with the opposite orientation and exactly the same vertices and rays on it, and lists
-    this region across it (facet-to-facet, symmetric); (ii) every sampled point lies in the
+    this region across it (facet-to-facet, symmetric), and the units whose pattern entry
+    changes across it are on it from one side (or, in a max-pooling layer, in the group of
+    such a unit); (ii) every sampled point lies in the
     interior of exactly one region, or on the boundary of at least two closed regions and
     in no interior (samples: random points, a grid, the origin and exact vertices);
     (iii) for S <= 2, the exact areas (lengths) of the regions clipped to a
@@ -514,6 +476,7 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
     area_msgs = []
     for name, nt, P in cases:
         R = len(P)
+        groups = _unit_groups(nt)
         for i, r in enumerate(P):
             if len(r.neighbors) != r.n_facets or len(r.facet_units) != r.n_facets:
                 failures.append(f"{name}: region {i}: neighbours / facet_units per facet")
@@ -534,10 +497,14 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                     failures.append(f"{name}: regions {i}, {nb}: the shared facet differs")
                 # the units that change sign across the facet vanish on it from one side
                 # at least, so they are facet units there (their facet_units may differ: a
-                # deeper unit can vanish on the facet on one side and be constant on the other)
+                # deeper unit can vanish on the facet on one side and be constant on the
+                # other). A max group's new winner has a zero row in the neighbour and may
+                # tie with the old one on the whole region (then its row is zero there too):
+                # its group holds a facet unit of one side (the old winner's row in the
+                # neighbour), so a max group may change where one of its units is on the facet
                 changed = {k for k, (a, b) in enumerate(zip(r.signs, o.signs)) if a != b}
-                if not changed or not changed <= set(r.facet_units[j]) | set(
-                        o.facet_units[back[0]]):
+                on = set(r.facet_units[j]) | set(o.facet_units[back[0]])
+                if not changed or not changed <= {u for k in on for u in groups[k]}:
                     failures.append(f"{name}: regions {i}, {nb}: units {sorted(changed)} "
                                     "change sign but are not on the facet")
         # sampled points: exactly one interior, or boundary of >= 2 closed regions
@@ -583,7 +550,7 @@ def check_tiling(*, net: DGN | None = None, quick: bool = True, seed: int = 0,
                 failures.append(f"{name}: region measures in the box sum to {tot}, box {box}")
     measured = (f"{len(cases)} nets, {n_facets} facets: every neighbour shares the facet "
                 f"(same vertices and rays, opposite orientation), points back, and differs only "
-                f"in units on the facet; {n_pts} "
+                f"in units on the facet (or in their max-pooling groups); {n_pts} "
                 f"sampled points each in exactly one interior ({n_bd} on boundaries of >= 2 "
                 f"regions); for S <= 2 the exact clipped areas sum to the box area "
                 f"({len(area_msgs)} nets)")
