@@ -76,12 +76,14 @@ def glo_latent_1d(net: DGN, x: Sequence[Any], prior_tiebreak: bool = True,
 # =========================================================================== Lemma 2
 def _jacobian_exact(net: DGN, z: Sequence[Fraction]) -> list[list[Fraction]]:
     """Jacobian of g at z (inside a region) by exact differences along the axes, with a step
-    small enough that no pre-activation changes sign (checked)."""
+    small enough that the pattern (signs, or argmax of max-pooling groups) does not change
+    (checked)."""
     from .partition_checks import ExactForward
 
     fwd = ExactForward(net)
     pre0, g0 = fwd(list(z))
-    if any(p == 0 for p in pre0):
+    q0, zeros = fwd.signs(pre0)
+    if zeros:
         raise ValueError("z lies on a region boundary")
     S = len(z)
     h = Fraction(1, 2 ** 20)
@@ -91,7 +93,7 @@ def _jacobian_exact(net: DGN, z: Sequence[Fraction]) -> list[list[Fraction]]:
             zi = list(z)
             zi[i] += h
             pre1, g1 = fwd(zi)
-            if any((a > 0) != (b > 0) for a, b in zip(pre0, pre1)):
+            if fwd.signs(pre1)[0] != q0:
                 ok = False
                 break
             cols.append([(b - a) / h for a, b in zip(g0, g1)])
