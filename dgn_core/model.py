@@ -545,7 +545,9 @@ class DGN:
             return NotImplemented
         return (
             self._activation == other._activation
-            and self._slope == other._slope
+            # a net that max-pools in every hidden layer has the slope NaN (NO_SLOPE)
+            and (self._slope == other._slope
+                 or self._activation == other._activation == MAX)
             and self._activations == other._activations
             and self._slopes == other._slopes
             and self._pool_sizes == other._pool_sizes
