@@ -337,7 +337,8 @@ def pool_windows(name: str, layer: Any, shape: tuple[int, ...], max_entries: int
     shape : tuple of int
         Per-sample input shape, ``(C, L)`` for MaxPool1d and ``(C, H, W)`` for MaxPool2d.
     max_entries : int
-        Refuse when the membership matrix (outputs x inputs) has more entries than this.
+        Refuse when the one-hot inputs that find the windows of one channel (spatial size
+        squared) have more entries than this.
 
     Returns
     -------
@@ -361,7 +362,6 @@ def pool_windows(name: str, layer: Any, shape: tuple[int, ...], max_entries: int
             f"layer {name!r} ({kind}) reads a {rank}-D tensor per sample (channels first), "
             f"but the layers before it give shape {shape}; add an nn.Unflatten (or pass "
             "input_shape if it is the first layer)")
-    n_in = math.prod(shape)
     with torch.no_grad():
         try:
             out_shape = tuple(int(s) for s in
@@ -370,13 +370,19 @@ def pool_windows(name: str, layer: Any, shape: tuple[int, ...], max_entries: int
             raise TorchConversionError(
                 f"layer {name!r} ({kind}) cannot be applied to the per-sample shape {shape} "
                 f"that the layers before it give: {exc}") from exc
-        n_out = math.prod(out_shape)
-        _check_size(name, layer, n_out, n_in, max_entries)
-        # output o of the one-hot input e_j is 1 iff j is in o's window (0 elsewhere: every
+        # every channel is pooled alike: the windows of one channel, offset per channel.
+        # Output o of the one-hot input e_j is 1 iff j is in o's window (0 elsewhere: every
         # window holds at least one real entry, padding is -inf)
-        onehot = torch.eye(n_in, dtype=torch.float64).reshape(n_in, *shape)
-        member = layer(onehot).reshape(n_in, n_out).T.numpy()
+        n_sp = math.prod(shape[1:])
+        if n_sp * n_sp > max_entries:
+            raise TorchConversionError(
+                f"layer {name!r} ({kind}): finding its windows takes {n_sp} one-hot inputs of "
+                f"{n_sp} entries ({n_sp * n_sp:,}), above max_entries={max_entries:,}; pass a "
+                "larger max_entries if this is intended")
+        onehot = torch.eye(n_sp, dtype=torch.float64).reshape(n_sp, 1, *shape[1:])
+        member = layer(onehot).reshape(n_sp, -1).T.numpy()
     if not np.all((member == 0.0) | (member == 1.0)) or not np.all(member.any(axis=1)):
         raise TorchConversionError(       # pragma: no cover - torch's pools never do this
             f"layer {name!r} ({kind}) is not a max over fixed windows of its input")
-    return [np.flatnonzero(row) for row in member], out_shape
+    one = [np.flatnonzero(row) for row in member]
+    return [w + c * n_sp for c in range(shape[0]) for w in one], out_shape

@@ -194,9 +194,15 @@ def _seq(*layers):
                      nn.Flatten(), nn.Linear(4, 2)), {}, r"'2' \(MaxPool1d\) cannot be applied"),
     (lambda nn: _seq(nn.Linear(1, 6), _group_max()([2, 2]), nn.Linear(2, 2)), {},
      r"GroupMax over 4 features does not chain .* shape \(6,\)"),
-    (lambda nn: _seq(nn.Linear(1, 8), nn.Unflatten(1, (2, 4)), nn.MaxPool1d(2), nn.Flatten(),
-                     nn.Linear(4, 3)), {"max_entries": 20},
-     "above max_entries=20"),
+    (lambda nn: _seq(nn.Linear(1, 36), nn.Unflatten(1, (1, 6, 6)), nn.MaxPool2d(2),
+                     nn.Flatten(), nn.Linear(9, 3)), {"max_entries": 1000},
+     r"'2' \(MaxPool2d\): finding its windows takes 36 one-hot inputs of 36 entries "
+     r"\(1,296\), above max_entries=1,000"),
+    (lambda nn: _seq(nn.Linear(10, 16), nn.Unflatten(1, (1, 4, 4)),
+                     nn.MaxPool2d(3, stride=1), nn.Flatten(), nn.Linear(4, 3)),
+     {"max_entries": 300},
+     r"'2' \(MaxPool2d\): its max layer would have 36 x 10 = 360 entries, above "
+     r"max_entries=300"),
     # activations keep their rules: two in a row (no pool between) are still refused
     (lambda nn: _seq(nn.Linear(1, 4), nn.ReLU(), nn.ReLU(), nn.Linear(4, 2)), {},
      "two activations in a row"),
@@ -360,3 +366,21 @@ def test_older_readers_refuse_format_3_as_newer(tmp_path, monkeypatch):
         DGN.load(p)
     with pytest.raises(ModelFileError, match=r"newer version \(format 3\)"):
         DGN.from_json(j)
+
+
+@needs_torch
+def test_identity_layer_next_to_a_pool_respects_max_entries():
+    import torch
+
+    import fastpath
+    nn = torch.nn
+    mod = _seq(nn.Linear(1, 4), nn.Unflatten(1, (1, 4)), nn.ReLU(), nn.MaxPool1d(4),
+               nn.Flatten(), nn.Linear(1, 2))
+    # the identity before the pool is 4 x 4; the max layer gathers its 4 rows
+    net = fastpath.from_torch(mod, 0.1, max_entries=16)
+    assert net.widths == (1, 4, 4, 2) and net.pool_sizes == ((), (4,))
+    assert np.array_equal(net.weights[1], np.eye(4))
+    with pytest.raises(TorchConversionError,
+                       match=r"identity layer next to the max-pooling layer '3' would have "
+                             r"4 x 4 = 16 entries, above max_entries=15"):
+        fastpath.from_torch(mod, 0.1, max_entries=15)
