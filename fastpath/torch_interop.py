@@ -428,9 +428,9 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
         else:   # the identity, next to a max-pool
             n = int(np.prod(shape))
             if n * n > max_entries:
-                pool = next(k[0] for k in kinds[max(i - 1, 0):i + 1] if k[2] is None)
+                pool_name = next(k[0] for k in kinds[max(i - 1, 0):i + 1] if k[2] is None)
                 raise TorchConversionError(
-                    f"the identity layer next to the max-pooling layer {pool!r} would have "
+                    f"the identity layer next to the max-pooling layer {pool_name!r} would have "
                     f"{n} x {n} = {n * n:,} entries, above max_entries={max_entries:,}")
             W, v = np.eye(n), np.zeros(n)
         if i < len(kinds) and kinds[i][2] is None:
