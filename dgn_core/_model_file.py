@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .exceptions import ModelFileError
-from .model import _FORMAT, _FORMAT_VERSION, ACTIVATIONS, _check_activation
+from .model import _FORMAT, _FORMAT_VERSION, ACTIVATIONS, MAX, _check_activation
 
 __all__ = ["read_model"]
 
@@ -80,7 +80,7 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
             f"{path}: entry 'n_layers' says {L} layer(s) (W0..W{L - 1}, v0..v{L - 1}) "
             f"but the stored layers disagree ({what}); the file is damaged")
     known = {"format", "format_version", "n_layers", "activation", "slope", "noise_var",
-             "prior_cov"} | expected
+             "prior_cov"} | expected | ({"pool_counts", "pool_sizes"} if version >= 3 else set())
     unknown = sorted(set(data) - known)
     if unknown:
         raise ModelFileError(f"{path}: unexpected entries {unknown} in a DGN model file")
@@ -90,10 +90,6 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
         if 0 in W.shape:
             raise ModelFileError(f"{path}: entry 'W{i}' has an empty dimension: shape "
                                  f"{W.shape}")
-        if i > 0 and W.shape[1] != Ws[i - 1].shape[0]:
-            raise ModelFileError(
-                f"{path}: entry 'W{i}' has shape {W.shape} (expects {W.shape[1]} inputs) "
-                f"but 'W{i - 1}' has {Ws[i - 1].shape[0]} outputs")
         if vs[i].shape != (W.shape[0],):
             raise ModelFileError(f"{path}: entry 'v{i}' must have shape ({W.shape[0]},) to "
                                  f"match 'W{i}' of shape {W.shape}, got {vs[i].shape}")
@@ -103,14 +99,17 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
     text = _text(act)
     # format 2: one activation per hidden layer, comma-separated, and a slope per layer
     names = text.split(",") if text is not None and version >= 2 else [text]
+    # format 3: max-pooling layers ("max", slope NaN, group sizes in pool_counts / pool_sizes)
+    allowed = sorted(ACTIVATIONS) + ([MAX] if version >= 3 else [])
     for name in names:
-        if name is None or name not in ACTIVATIONS:
+        if name is None or name not in allowed:
             got = (repr(name) if name is not None
                    else repr(act.item()) if act.ndim == 0 else f"shape {act.shape}")
             per_layer = " (one per hidden layer, comma-separated)" if version >= 2 else ""
             raise ModelFileError(f"{path}: entry 'activation' must be one of "
-                                 f"{sorted(ACTIVATIONS)}{per_layer}, got {got} (dtype {act.dtype})")
-    slope_arr = _file_array(path, data, "slope", None if version >= 2 else 0)
+                                 f"{allowed}{per_layer}, got {got} (dtype {act.dtype})")
+    slope_arr = _file_array(path, data, "slope", None if version >= 2 else 0,
+                            allow_nan=version >= 3)
     single = len(names) == 1 and slope_arr.ndim == 0
     if not single and (len(names) != L - 1 or slope_arr.shape != (L - 1,)):
         raise ModelFileError(
@@ -120,13 +119,26 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
     acts = [str(a) for a in names]
     slopes = [float(t) for t in np.atleast_1d(slope_arr)]
     for l, (a, t) in enumerate(zip(acts, slopes)):
+        where = "" if single else f" for hidden layer {l + 1}"
+        if a != MAX and not np.isfinite(t):
+            raise ModelFileError(f"{path}: entry 'slope' contains NaN or infinite values"
+                                 f"{where} (only a max-pooling layer has the slope NaN)")
         try:
             _check_activation(a, t)
         except (TypeError, ValueError) as exc:
-            where = "" if single else f" for hidden layer {l + 1}"
             raise ModelFileError(f"{path}: entry 'slope' is invalid{where}: {exc}") from None
     activation: str | list[str] = acts[0] if single else acts
     slope: float | list[float] = slopes[0] if single else slopes
+    layer_acts = acts * (L - 1) if single else acts
+    pools = _pool_entries(path, data, layer_acts, Ws) if version >= 3 else None
+    for i in range(1, L):
+        n_out = len(pools[i - 1]) if pools is not None and pools[i - 1] else Ws[i - 1].shape[0]
+        if Ws[i].shape[1] != n_out:
+            what = (f"hidden layer {i} max-pools its {Ws[i - 1].shape[0]} units to {n_out} "
+                    "outputs" if pools is not None and pools[i - 1]
+                    else f"'W{i - 1}' has {n_out} outputs")
+            raise ModelFileError(f"{path}: entry 'W{i}' has shape {Ws[i].shape} (expects "
+                                 f"{Ws[i].shape[1]} inputs) but {what}")
     D = Ws[-1].shape[0]
     nv = _file_array(path, data, "noise_var", None)
     if nv.ndim > 1 or (nv.ndim == 1 and nv.shape != (D,)):
@@ -140,7 +152,58 @@ def _check_arrays(path: Path, data: dict[str, NDArray[Any]]) -> dict[str, Any]:
     if "prior_cov" in data:
         prior_cov = _file_array(path, data, "prior_cov", 2)
     return dict(weights=Ws, biases=vs, activation=activation, slope=slope,
-                noise_var=noise_var, prior_cov=prior_cov)
+                noise_var=noise_var, prior_cov=prior_cov,
+                pool_sizes=[list(p) or None for p in pools] if pools is not None else None)
+
+
+def _pool_entries(path: Path, data: dict[str, NDArray[Any]], acts: list[str],
+                  Ws: list[NDArray[np.float64]]) -> list[tuple[int, ...]] | None:
+    """Format 3: the group sizes of every hidden layer (``()`` for an element-wise layer)
+    from ``pool_counts`` (groups per hidden layer) and ``pool_sizes`` (all sizes, flat);
+    ``None`` when the net has no max layer and the file no pool entries."""
+    if MAX not in acts and "pool_counts" not in data and "pool_sizes" not in data:
+        return None
+    counts = _file_ints(path, data, "pool_counts")
+    sizes = _file_ints(path, data, "pool_sizes")
+    if counts.shape != (len(acts),):
+        raise ModelFileError(f"{path}: entry 'pool_counts' must give one count per hidden "
+                             f"layer ({len(acts)}), got shape {counts.shape}")
+    if int(counts.sum()) != sizes.size or np.any(counts < 0):
+        raise ModelFileError(f"{path}: entry 'pool_counts' ({counts.tolist()}) does not add "
+                             f"up to the {sizes.size} group sizes of entry 'pool_sizes'")
+    out: list[tuple[int, ...]] = []
+    start = 0
+    for l, (a, n) in enumerate(zip(acts, counts.tolist())):
+        layer = sizes[start:start + n]
+        start += n
+        where = f"hidden layer {l + 1}"
+        if a != MAX:
+            if n:
+                raise ModelFileError(f"{path}: entry 'pool_counts' gives {where} ({a}) {n} "
+                                     "groups; an element-wise layer has 0")
+            out.append(())
+            continue
+        if n < 1:
+            raise ModelFileError(f"{path}: entry 'pool_counts' gives the max-pooling {where} "
+                                 "no groups")
+        if np.any(layer < 1):
+            raise ModelFileError(f"{path}: entry 'pool_sizes' has group sizes < 1 for {where}: "
+                                 f"{layer.tolist()}")
+        if int(layer.sum()) != Ws[l].shape[0]:
+            raise ModelFileError(
+                f"{path}: entry 'pool_sizes' gives {where} groups adding up to "
+                f"{int(layer.sum())} units, but 'W{l}' has {Ws[l].shape[0]} rows")
+        out.append(tuple(int(k) for k in layer))
+    return out
+
+
+def _file_ints(path: Path, data: dict[str, NDArray[Any]], key: str) -> NDArray[np.int64]:
+    """A 1-d integer entry (booleans, floats and strings refused) as int64."""
+    arr = _file_entry(path, data, key)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise ModelFileError(f"{path}: entry '{key}' must be a 1-d array of integers, got "
+                             f"dtype {arr.dtype} and shape {arr.shape}")
+    return np.asarray(arr, dtype=np.int64)
 
 
 def _text(arr: NDArray[Any]) -> str | None:
@@ -176,8 +239,9 @@ def _file_int(path: Path, data: dict[str, NDArray[Any]], key: str) -> int:
 
 
 def _file_array(path: Path, data: dict[str, NDArray[Any]], key: str,
-                ndim: int | None) -> NDArray[np.float64]:
-    """A finite real entry of ``ndim`` dimensions (``None``: 0 or 1) as float64."""
+                ndim: int | None, allow_nan: bool = False) -> NDArray[np.float64]:
+    """A finite real entry of ``ndim`` dimensions (``None``: 0 or 1) as float64 (NaN allowed
+    with ``allow_nan``: the slope of a max-pooling layer, checked by the caller)."""
     arr = _file_entry(path, data, key)
     if arr.dtype.kind not in "fiu":
         raise ModelFileError(f"{path}: entry '{key}' must hold real numbers, got dtype "
@@ -187,6 +251,6 @@ def _file_array(path: Path, data: dict[str, NDArray[Any]], key: str,
                                                       "a number or a vector")
         raise ModelFileError(f"{path}: entry '{key}' must be {want}, got shape {arr.shape}")
     out = np.asarray(arr, dtype=np.float64)
-    if not np.all(np.isfinite(out)):
+    if not np.all(np.isfinite(out) | (allow_nan & np.isnan(out))):
         raise ModelFileError(f"{path}: entry '{key}' contains NaN or infinite values")
     return out

@@ -41,9 +41,10 @@ __all__ = ["DGN", "ACTIVATIONS", "MIXED", "MAX", "ModelFileError"]
 _check_activation = check_activation  # the model file reader's name for it
 
 _FORMAT = "verified_dgn.DGN"
-#: the newest model-file format: 2 stores one activation and slope per hidden layer; a net
-#: with one activation throughout is still written as format 1, which older readers take
-_FORMAT_VERSION = 2
+#: the newest model-file format: 2 stores one activation and slope per hidden layer, 3 adds
+#: max-pooling layers and their group sizes; a net is written in the oldest format that holds
+#: it (1: one activation throughout), so that older readers take it
+_FORMAT_VERSION = 3
 
 
 def _ascii_array(text: str) -> NDArray[np.uint8]:
@@ -546,7 +547,9 @@ class DGN:
             return NotImplemented
         return (
             self._activation == other._activation
-            and self._slope == other._slope
+            # a net that max-pools in every hidden layer has the slope NaN (NO_SLOPE)
+            and (self._slope == other._slope
+                 or self._activation == other._activation == MAX)
             and self._activations == other._activations
             and self._slopes == other._slopes
             and self._pool_sizes == other._pool_sizes
@@ -572,6 +575,12 @@ class DGN:
         return f"DGN(widths={self.widths}, {acts}, noise_var={nv})"
 
     # ------------------------------------------------------------------ persistence
+    @property
+    def format_version(self) -> int:
+        """The model-file format this net is written in (docs/model_format.md): 3 with a
+        max-pooling layer, 2 with per-layer activations, 1 otherwise."""
+        return 3 if self.has_max_pooling else 2 if self.mixed_activations else 1
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model to an ``.npz`` file atomically (no pickled objects).
 
@@ -591,8 +600,8 @@ class DGN:
         activation, slope = self.activation_entries()
         arrays: dict[str, NDArray[Any]] = {
             "format": _ascii_array(_FORMAT),
-            # format 2 only where needed, so that older readers still take one-activation nets
-            "format_version": np.array(2 if self.mixed_activations else 1, dtype=np.int64),
+            # format 2 / 3 only where needed, so that older readers still take the other nets
+            "format_version": np.array(self.format_version, dtype=np.int64),
             "n_layers": np.array(self.n_layers, dtype=np.int64),
             "activation": _ascii_array(activation),
             "slope": np.array(slope, dtype=np.float64),
@@ -600,6 +609,11 @@ class DGN:
         }
         if self._prior_cov is not None:
             arrays["prior_cov"] = self._prior_cov
+        if self.has_max_pooling:
+            # format 3: groups per hidden layer (0: element-wise) and all group sizes, flat
+            arrays["pool_counts"] = np.array([len(p) for p in self._pool_sizes], dtype=np.int64)
+            arrays["pool_sizes"] = np.array([k for p in self._pool_sizes for k in p],
+                                            dtype=np.int64)
         for i, (W, v) in enumerate(zip(self._weights, self._biases)):
             arrays[f"W{i}"] = W
             arrays[f"v{i}"] = v

@@ -11,6 +11,8 @@ Layout (``layers[i]`` is layer ``i`` counted from 0, the npz file's ``W{i}`` / `
      "widths": [S, D_1, ..., D],
      "activation": "relu" | "leaky_relu" | "abs", "slope": eta,
        (format 2: one name and one slope per hidden layer, "activation": [...], "slope": [...])
+     (format 3, a net with max-pooling layers: per-layer lists, "max" with slope null, and
+      "pool_sizes": [null | [group sizes], ...] one entry per hidden layer)
      "noise_var": sigma2 | [sigma2_1, ..., sigma2_D],
      "prior_cov": null | [[...S...], ...S rows...],
      "layers": [{"W": [[...]] (D_{i+1} rows of D_i), "v": [...] (D_{i+1})}, ...]}
@@ -32,7 +34,7 @@ import numpy as np
 
 from .exceptions import ModelFileError
 from .io import atomic_open
-from .model import _FORMAT, _FORMAT_VERSION, ACTIVATIONS, DGN
+from .model import _FORMAT, _FORMAT_VERSION, ACTIVATIONS, DGN, MAX
 
 __all__ = ["model_to_dict", "model_from_dict", "save_json", "load_json", "model_schema",
            "MODEL_JSON_KEYS"]
@@ -40,6 +42,9 @@ __all__ = ["model_to_dict", "model_from_dict", "save_json", "load_json", "model_
 #: the keys of a JSON model, all required (``prior_cov`` may be null)
 MODEL_JSON_KEYS = ("format", "format_version", "widths", "activation", "slope", "noise_var",
                    "prior_cov", "layers")
+
+#: the key that format 3 adds (required there, refused before)
+POOL_KEY = "pool_sizes"
 
 
 def model_schema() -> dict[str, Any]:
@@ -54,14 +59,20 @@ def model_to_dict(net: DGN) -> dict[str, Any]:
     if not isinstance(net, DGN):
         raise TypeError(f"net must be a DGN, got {type(net).__name__}")
     nv = net.noise_var
-    mixed = net.mixed_activations
-    return {
+    version = net.format_version   # 2 / 3 only where needed, so older readers take the rest
+    per_layer = version >= 2
+    out: dict[str, Any] = {
         "format": _FORMAT,
-        # format 2 only for per-layer activations, so that older readers take the rest
-        "format_version": 2 if mixed else 1,
+        "format_version": version,
         "widths": [int(w) for w in net.widths],
-        "activation": list(net.activations) if mixed else net.activation,
-        "slope": [float(t) for t in net.slopes] if mixed else float(net.slope),
+        "activation": list(net.activations) if per_layer else net.activation,
+        # a max layer has no slope: null
+        "slope": [None if a == MAX else float(t) for a, t in zip(net.activations, net.slopes)]
+        if per_layer else float(net.slope),
+    }
+    if version >= 3:
+        out[POOL_KEY] = [list(p) if p else None for p in net.pool_sizes]
+    return out | {
         "noise_var": float(nv) if net.isotropic_noise else [float(t) for t in np.ravel(nv)],
         # a prior_cov given explicitly (even the identity) is kept, as in the npz file
         "prior_cov": None if net._prior_cov is None else
@@ -129,16 +140,18 @@ def model_from_dict(obj: Any, source: str = "JSON model") -> DGN:
                   f"format {_FORMAT_VERSION}")
     if version < 1:
         raise err(f"entry 'format_version' must be >= 1, got {version}")
-    missing = [k for k in MODEL_JSON_KEYS if k not in obj]
+    keys = MODEL_JSON_KEYS + ((POOL_KEY,) if version >= 3 else ())
+    missing = [k for k in keys if k not in obj]
     if missing:
         raise err(f"missing entries {missing}")
-    unknown = sorted(set(obj) - set(MODEL_JSON_KEYS))
+    unknown = sorted(set(obj) - set(keys))
     if unknown:
         raise err(f"unexpected entries {unknown} in a DGN model")
     act = obj["activation"]
     per_layer = version >= 2 and isinstance(act, list)
-    if not all(isinstance(a, str) and a in ACTIVATIONS for a in (act if per_layer else [act])):
-        raise err(f"entry 'activation' must be one of {sorted(ACTIVATIONS)}"
+    allowed = sorted(ACTIVATIONS) + ([MAX] if version >= 3 else [])
+    if not all(isinstance(a, str) and a in allowed for a in (act if per_layer else [act])):
+        raise err(f"entry 'activation' must be one of {allowed}"
                   f"{' or a list of them (format 2)' if version >= 2 else ''}, got {act!r}")
     layers = obj["layers"]
     if not isinstance(layers, list) or not layers:
@@ -154,21 +167,84 @@ def model_from_dict(obj: Any, source: str = "JSON model") -> DGN:
             or not all(isinstance(w, int) and not isinstance(w, bool) for w in widths)):
         raise err(f"entry 'widths' must list {len(layers) + 1} integers (one more than the "
                   f"layers), got {widths!r}")
+    acts = act if per_layer else [act] * (len(layers) - 1)
+    pools = _pools(obj[POOL_KEY], acts, widths, err) if version >= 3 else None
     for i, W in enumerate(Ws):
-        if W.shape != (widths[i + 1], widths[i]):
-            raise err(f"entry 'layers[{i}].W' must have shape ({widths[i + 1]}, {widths[i]}) "
-                      f"(widths {widths}), got {W.shape}")
+        # a max layer passes on one value per group: the next W has that many columns
+        prev = pools[i - 1] if i > 0 and pools is not None else None
+        cols = len(prev) if prev else widths[i]
+        if W.shape != (widths[i + 1], cols):
+            why = (f"widths {widths}, hidden layer {i} max-pools to {cols} values"
+                   if cols != widths[i] else f"widths {widths}")
+            raise err(f"entry 'layers[{i}].W' must have shape ({widths[i + 1]}, {cols}) "
+                      f"({why}), got {W.shape}")
     slope_raw = obj["slope"]
+    no_slope: list[int] = []     # format 3: the max layers' null slopes
+    if version >= 3:
+        slope_raw, no_slope = _null_slopes(slope_raw, acts, per_layer, err)
     slope = _numbers(slope_raw, "slope", 1 if per_layer else 0, err)
+    if no_slope:
+        slope = np.array(np.nan) if slope.ndim == 0 else slope
+        slope[no_slope if slope.ndim else ()] = np.nan
     nv_raw = obj["noise_var"]
     nv = _numbers(nv_raw, "noise_var", 1 if isinstance(nv_raw, list) else 0, err)
     pc = None if obj["prior_cov"] is None else _numbers(obj["prior_cov"], "prior_cov", 2, err)
     try:
         return DGN(Ws, vs, activation=act, slope=[float(t) for t in slope] if per_layer
                    else float(slope),
-                   noise_var=float(nv) if nv.ndim == 0 else nv, prior_cov=pc)
+                   noise_var=float(nv) if nv.ndim == 0 else nv, prior_cov=pc,
+                   pool_sizes=pools)
     except (ValueError, TypeError) as exc:
         raise err(f"holds an invalid DGN model: {exc}") from None
+
+
+def _null_slopes(value: Any, acts: list[Any], per_layer: bool, err: Any
+                 ) -> tuple[Any, list[int]]:
+    """Format 3's slopes: null exactly for the max layers. Returns the slopes with 0.0 in
+    place of the nulls (for :func:`_numbers`) and the positions of the nulls."""
+    if not per_layer:
+        if (value is None) != (acts[:1] == [MAX]):
+            raise err(f"entry 'slope' must be null for max-pooling and a number otherwise, "
+                      f"got {value!r}")
+        return (0.0, [0]) if value is None else (value, [])
+    if not isinstance(value, list) or len(value) != len(acts):
+        return value, []           # _numbers / the constructor name the problem
+    for l, (a, t) in enumerate(zip(acts, value)):
+        if a == MAX and t is not None:
+            raise err(f"entry 'slope' must be null for hidden layer {l + 1} (max-pooling has "
+                      f"no slope), got {t!r}")
+        if a != MAX and t is None:
+            raise err(f"entry 'slope' is null for hidden layer {l + 1}, which is {a} (only a "
+                      "max-pooling layer has no slope)")
+    nulls = [l for l, t in enumerate(value) if t is None]
+    return [0.0 if t is None else t for t in value], nulls
+
+
+def _pools(value: Any, acts: list[Any], widths: list[Any], err: Any
+           ) -> list[list[int] | None]:
+    """Format 3's ``pool_sizes``: one entry per hidden layer, null for an element-wise layer
+    and a list of positive integers adding up to the layer's width for a max layer."""
+    if not isinstance(value, list) or len(value) != len(acts):
+        raise err(f"entry 'pool_sizes' must list one entry per hidden layer ({len(acts)}), "
+                  f"got {value!r:.80}")
+    out: list[list[int] | None] = []
+    for l, (a, p) in enumerate(zip(acts, value)):
+        where = f"entry 'pool_sizes' for hidden layer {l + 1}"
+        if a != MAX:
+            if p is not None:
+                raise err(f"{where} ({a}) must be null, got {p!r:.80}")
+            out.append(None)
+            continue
+        if (not isinstance(p, list) or not p
+                or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1
+                           for k in p)):
+            raise err(f"{where} (max-pooling) must be a non-empty list of positive integers, "
+                      f"got {p!r:.80}")
+        if sum(p) != widths[l + 1]:
+            raise err(f"{where} adds up to {sum(p)} units, but widths gives the layer "
+                      f"{widths[l + 1]}")
+        out.append(list(p))
+    return out
 
 
 def _numbers(value: Any, name: str, ndim: int, err: Any) -> np.ndarray:

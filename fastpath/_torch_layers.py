@@ -18,6 +18,12 @@ that entry is then the sum of those weights, rounded as torch rounds it. Average
 them. Composing several modules of one block rounds like any matrix product, so the DGN's
 g(z) equals the torch forward pass to rounding (about 1e-15 relative, not bit for bit: the
 summation order differs).
+
+Max-pooling (:func:`pool_windows`): ``nn.MaxPool1d`` / ``nn.MaxPool2d`` are not affine, but
+which input entries each output takes the maximum of is read off the module the same way,
+by applying it to one-hot inputs (padding is -inf in torch, so a padded window just has
+fewer entries). The importer turns a pool into a DGN max layer whose weight rows are the
+previous block's rows gathered per window; gathering copies rows, so it adds no rounding.
 """
 
 from __future__ import annotations
@@ -61,18 +67,19 @@ def is_affine(layer: Any) -> bool:
 def unsupported_error(name: str, layer: Any) -> TorchConversionError:
     """The error for a module that is neither a supported affine module nor a DGN activation.
 
-    Says why: max-pooling is CPA but not supported yet; smooth activations are not
+    Says why: max-pooling modules other than MaxPool1d/2d are not supported; smooth
+    activations are not
     piecewise-affine; other CPA activations have kinks a DGN does not represent.
     """
     nn = _nn()
     kind = type(layer).__name__
-    max_pools = (nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AdaptiveMaxPool1d,
-                 nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+    max_pools = (nn.MaxPool3d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d,
+                 nn.AdaptiveMaxPool3d, nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)
     if isinstance(layer, max_pools):
         return TorchConversionError(
-            f"layer {name!r} is {kind}: max-pooling is continuous piecewise-affine, but it is "
-            "not supported yet (its regions are argmax patterns, not the sign patterns of one "
-            "activation that a DGN's partition is made of)")
+            f"layer {name!r} is {kind}, which is not supported: the max-pooling modules "
+            "from_torch reads are nn.MaxPool1d, nn.MaxPool2d and "
+            "fastpath.torch_interop.GroupMax")
     cpa_other = (nn.Hardtanh, nn.ReLU6, nn.RReLU, nn.Hardshrink, nn.Softshrink,
                  nn.Threshold)
     if isinstance(layer, cpa_other):
@@ -93,8 +100,9 @@ def unsupported_error(name: str, layer: Any) -> TorchConversionError:
         f"layer {name!r} is {kind}, which from_torch does not support (it is not known to be "
         "an affine map or a DGN activation); supported: Linear, Conv1d, Conv2d, "
         "ConvTranspose1d, ConvTranspose2d, AvgPool1d, AvgPool2d, BatchNorm1d, BatchNorm2d "
-        "(eval mode), Flatten, Unflatten, Identity, Dropout (eval mode) and the activations "
-        "nn.ReLU, nn.LeakyReLU, fastpath.torch_interop.Abs")
+        "(eval mode), Flatten, Unflatten, Identity, Dropout (eval mode), the activations "
+        "nn.ReLU, nn.LeakyReLU, fastpath.torch_interop.Abs and the max-pooling modules "
+        "nn.MaxPool1d, nn.MaxPool2d, fastpath.torch_interop.GroupMax")
 
 
 def infer_input_shape(leaves: list[tuple[str, Any]]) -> tuple[int, ...]:
@@ -309,3 +317,72 @@ def _apply(name: str, layer: Any, cols: Any, c: Any, max_entries: int) -> tuple[
     else:
         cols_out = m64(cols)                # pooling, reshapes: already linear
     return cols_out, c_out
+
+
+def is_max_pool(layer: Any) -> bool:
+    """Whether ``layer`` is a torch max-pooling module that :func:`pool_windows` reads."""
+    nn = _nn()
+    return isinstance(layer, (nn.MaxPool1d, nn.MaxPool2d))
+
+
+def pool_windows(name: str, layer: Any, shape: tuple[int, ...], max_entries: int = MAX_ENTRIES
+                 ) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    """The windows of an ``nn.MaxPool1d`` / ``nn.MaxPool2d`` on a per-sample input ``shape``.
+
+    Parameters
+    ----------
+    name : str
+        The module's name in the Sequential (for the messages).
+    layer : torch.nn.MaxPool1d or torch.nn.MaxPool2d
+    shape : tuple of int
+        Per-sample input shape, ``(C, L)`` for MaxPool1d and ``(C, H, W)`` for MaxPool2d.
+    max_entries : int
+        Refuse when the one-hot inputs that find the windows of one channel (spatial size
+        squared) have more entries than this.
+
+    Returns
+    -------
+    windows : list of ndarray of int
+        One per output entry, in torch's flattened output order (channel, then spatial,
+        row-major): the flattened (C order) input indices the output is the maximum of,
+        ascending. Overlapping windows share indices.
+    out_shape : tuple of int
+        Per-sample output shape.
+    """
+    import torch
+    nn = _nn()
+    kind = type(layer).__name__
+    if getattr(layer, "return_indices", False):
+        raise TorchConversionError(
+            f"layer {name!r}: {kind}(return_indices=True) returns a tuple (values, indices), "
+            "not a tensor a next layer can read; use return_indices=False (the default)")
+    rank = 2 if isinstance(layer, nn.MaxPool1d) else 3
+    if len(shape) != rank:
+        raise TorchConversionError(
+            f"layer {name!r} ({kind}) reads a {rank}-D tensor per sample (channels first), "
+            f"but the layers before it give shape {shape}; add an nn.Unflatten (or pass "
+            "input_shape if it is the first layer)")
+    with torch.no_grad():
+        try:
+            out_shape = tuple(int(s) for s in
+                              layer(torch.zeros((1, *shape), dtype=torch.float64)).shape[1:])
+        except RuntimeError as exc:
+            raise TorchConversionError(
+                f"layer {name!r} ({kind}) cannot be applied to the per-sample shape {shape} "
+                f"that the layers before it give: {exc}") from exc
+        # every channel is pooled alike: the windows of one channel, offset per channel.
+        # Output o of the one-hot input e_j is 1 iff j is in o's window (0 elsewhere: every
+        # window holds at least one real entry, padding is -inf)
+        n_sp = math.prod(shape[1:])
+        if n_sp * n_sp > max_entries:
+            raise TorchConversionError(
+                f"layer {name!r} ({kind}): finding its windows takes {n_sp} one-hot inputs of "
+                f"{n_sp} entries ({n_sp * n_sp:,}), above max_entries={max_entries:,}; pass a "
+                "larger max_entries if this is intended")
+        onehot = torch.eye(n_sp, dtype=torch.float64).reshape(n_sp, 1, *shape[1:])
+        member = layer(onehot).reshape(n_sp, -1).T.numpy()
+    if not np.all((member == 0.0) | (member == 1.0)) or not np.all(member.any(axis=1)):
+        raise TorchConversionError(       # pragma: no cover - torch's pools never do this
+            f"layer {name!r} ({kind}) is not a max over fixed windows of its input")
+    one = [np.flatnonzero(row) for row in member]
+    return [w + c * n_sp for c in range(shape[0]) for w in one], out_shape

@@ -15,6 +15,9 @@ DGN activation         torch module
 ``nn.PReLU()`` with its one learned slope reads as the activation of that slope (a PReLU
 with one slope per channel is refused); :func:`to_torch` writes it back as ``nn.LeakyReLU``.
 
+A DGN max-pooling layer (``"max"``, :mod:`dgn_core.activations`) is ``nn.Linear`` followed by
+:class:`GroupMax` (this module: the maximum of consecutive groups of features).
+
 :func:`to_torch` builds the module (float64 by default, so the weights are the DGN's
 bit for bit); :func:`from_torch` reads one back, so that a decoder trained elsewhere can be
 audited with the exact distributions of :mod:`fastpath` (log p(x), the posterior, the KL of
@@ -25,8 +28,16 @@ Linear, Conv1d/2d, ConvTranspose1d/2d, AvgPool1d/2d, eval-mode BatchNorm1d/2d, F
 Unflatten, Identity and (eval-mode) Dropout modules is one affine map of the flattened
 tensor, and becomes one dense DGN layer (:mod:`fastpath._torch_layers`). Each activation
 module becomes that hidden layer's activation, so the layers may differ (``relu`` then
-``abs``, leaky-ReLUs of different slopes). Not supported yet: max-pooling (piecewise-affine,
-but its regions are argmax patterns). :func:`to_torch` always exports ``nn.Linear`` layers, so a
+``abs``, leaky-ReLUs of different slopes).
+
+``nn.MaxPool1d`` / ``nn.MaxPool2d`` (any kernel_size, stride, padding, dilation, ceil_mode;
+not return_indices) become DGN max layers: the affine block before the pool (the identity
+when the pool follows an activation or starts the module) with its rows gathered per pooling
+window, in torch's output order (channel, then spatial, row-major), so that the next
+layer's columns line up with torch's flattened output; overlapping windows repeat rows.
+``pool_sizes[l]`` lists the windows' sizes (smaller at a padded border). A pool may also be
+followed directly by an activation, another pool or the end of the module (an identity
+layer in between). :func:`to_torch` always exports ``nn.Linear`` layers, so a
 converted conv decoder comes back as its dense equivalent, whose forward pass agrees with the
 original to rounding (not bit for bit: the summation order differs); DGN -> torch -> DGN stays
 bit-exact.
@@ -47,7 +58,7 @@ from dgn_core.model import DGN
 from dgn_core.validation import check_net
 from fastpath import _torch_layers
 
-# ``Abs`` (a torch module) is created on first access, see __getattr__
+# ``Abs`` and ``GroupMax`` (torch modules) are created on first access, see __getattr__
 __all__ = ["TorchConversionError", "from_torch", "to_torch"]
 
 
@@ -86,10 +97,62 @@ def _abs_class() -> Any:
     return _ABS_CLASS
 
 
+_GROUP_MAX_CLASS: Any = None
+
+
+def _group_max_class() -> Any:
+    """The :class:`GroupMax` module class (created on first use, like :class:`Abs`)."""
+    global _GROUP_MAX_CLASS
+    if _GROUP_MAX_CLASS is None:
+        torch = _torch()
+
+        class GroupMax(torch.nn.Module):  # type: ignore[name-defined,misc]
+            """The maximum of consecutive groups of features: a DGN max-pooling layer.
+
+            ``GroupMax(sizes)`` maps ``(..., sum(sizes))`` to ``(..., len(sizes))``; output
+            ``g`` is the maximum of the ``sizes[g]`` features after the first
+            ``sizes[0] + ... + sizes[g-1]``. :func:`to_torch` writes a DGN max layer as
+            ``nn.Linear`` followed by ``GroupMax(net.pool_sizes[l])``; :func:`from_torch`
+            reads it back.
+            """
+
+            def __init__(self, sizes: Any) -> None:
+                super().__init__()
+                ks = [int(k) for k in sizes]
+                if not ks or min(ks) < 1:
+                    raise ValueError(f"GroupMax needs positive group sizes, got {sizes!r}")
+                self.sizes = tuple(ks)
+                starts = np.concatenate([[0], np.cumsum(ks)[:-1]])
+                # (groups, max size): a group's indices, padded with its first index (a
+                # repeated entry does not change a max), so one gather + amax does it all
+                idx = np.array([[s + min(j, k - 1) for j in range(max(ks))]
+                                for s, k in zip(starts, ks)], dtype=np.int64)
+                self.register_buffer("index", torch.from_numpy(idx), persistent=False)
+
+            def forward(self, x: Any) -> Any:
+                if x.shape[-1] != sum(self.sizes):
+                    raise ValueError(f"GroupMax over {sum(self.sizes)} features got an "
+                                     f"input of shape {tuple(x.shape)}")
+                return x[..., self.index].amax(dim=-1)
+
+            def extra_repr(self) -> str:
+                ks = sorted(set(self.sizes))
+                each = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}..{ks[-1]}"
+                return f"groups={len(self.sizes)}, size={each}"
+
+        GroupMax.__module__ = __name__
+        GroupMax.__qualname__ = "GroupMax"
+        _GROUP_MAX_CLASS = GroupMax
+    return _GROUP_MAX_CLASS
+
+
 def __getattr__(name: str) -> Any:
-    # ``fastpath.torch_interop.Abs`` is created lazily (it subclasses torch.nn.Module)
+    # ``fastpath.torch_interop.Abs`` / ``GroupMax`` are created lazily (they subclass
+    # torch.nn.Module)
     if name == "Abs":
         return _abs_class()
+    if name == "GroupMax":
+        return _group_max_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -123,7 +186,10 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
     torch.nn.Sequential
         ``Linear(S, D_1), act, Linear(D_1, D_2), act, ..., Linear(D_{L-1}, D)`` with
         ``act`` = ``nn.ReLU()``, ``nn.LeakyReLU(eta)`` or :class:`Abs`, each hidden layer's
-        own (``net.activations``, ``net.slopes``). Input
+        own (``net.activations``, ``net.slopes``); a max-pooling layer is
+        ``GroupMax(net.pool_sizes[l])`` after its Linear (which has ``D_l`` outputs, the
+        units before pooling), and the next Linear reads its ``len(pool_sizes[l])`` outputs.
+        Input
         ``(N, S)``, output ``(N, D)``: ``module(z)`` equals ``net.forward(z)`` (to rounding
         for float32). The noise variance and the prior are not part of the module.
 
@@ -147,7 +213,9 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
         lin.weight.requires_grad_(requires_grad)
         lin.bias.requires_grad_(requires_grad)
         layers.append(lin)
-        if i < net.n_layers - 1:
+        if i < net.n_layers - 1 and net.pool_sizes[i]:
+            layers.append(_group_max_class()(net.pool_sizes[i]))
+        elif i < net.n_layers - 1:
             layers.append(_activation_module(net.activations[i], net.slopes[i]))
     return torch.nn.Sequential(*layers)
 
@@ -219,6 +287,25 @@ def _activation_kind(name: str, layer: Any) -> tuple[str, float] | None:
     return None
 
 
+def _is_pool(layer: Any) -> bool:
+    """Whether ``layer`` is a max-pooling module that becomes a DGN max layer."""
+    return bool(_torch_layers.is_max_pool(layer)) or isinstance(layer, _group_max_class())
+
+
+def _pool_windows(name: str, layer: Any, shape: tuple[int, ...], max_entries: int
+                  ) -> tuple[list[np.ndarray], tuple[int, ...]]:
+    """The windows (flattened input indices per output) and output shape of a pool."""
+    if isinstance(layer, _group_max_class()):
+        if len(shape) != 1 or shape[0] != sum(layer.sizes):
+            raise TorchConversionError(
+                f"layer {name!r}: GroupMax over {sum(layer.sizes)} features does not chain "
+                f"with the layers before it, which give shape {shape}")
+        starts = np.concatenate([[0], np.cumsum(layer.sizes)[:-1]]).astype(np.intp)
+        return ([np.arange(s, s + k) for s, k in zip(starts, layer.sizes)],
+                (len(layer.sizes),))
+    return _torch_layers.pool_windows(name, layer, shape, max_entries)
+
+
 def from_torch(module: Any, noise_var: float | ArrayLike,
                prior_cov: ArrayLike | None = None, *,
                input_shape: tuple[int, ...] | None = None,
@@ -230,8 +317,10 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     module : torch.nn.Sequential or torch.nn.Linear
         Affine blocks alternating with activations, ``nn.ReLU``, ``nn.LeakyReLU``,
         ``nn.PReLU()`` (one slope) or :class:`Abs` (each may differ: the DGN gets per-layer
-        activations), starting and
-        ending with a block (nested Sequentials are flattened). A block is a run of affine modules:
+        activations), or max-pooling modules ``nn.MaxPool1d``, ``nn.MaxPool2d``,
+        :class:`GroupMax` (each a DGN max layer; module notes), starting and
+        ending with a block (nested Sequentials are flattened; next to a max-pool a block
+        may be empty: the identity). A block is a run of affine modules:
         ``nn.Linear`` (with or without bias), ``nn.Conv1d``, ``nn.Conv2d``,
         ``nn.ConvTranspose1d``, ``nn.ConvTranspose2d`` (any stride, padding, padding mode,
         dilation, groups, output_padding), ``nn.AvgPool1d``, ``nn.AvgPool2d``,
@@ -267,9 +356,10 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     ------
     TorchConversionError
         A module that is neither a supported affine module nor a supported activation
-        (Tanh: not piecewise-affine; MaxPool: piecewise-affine but not supported yet),
-        BatchNorm or Dropout in training mode, two activations in a
-        row, a module that starts or ends with an activation, shapes that do not chain, an
+        (Tanh: not piecewise-affine; MaxPool3d, adaptive and fractional max-pooling: not
+        supported), MaxPool with return_indices=True, BatchNorm or Dropout in training mode,
+        two activations in a row, a module that starts or ends with an activation (a
+        max-pool may start or end it), shapes that do not chain, an
         unknown input shape, a dense matrix above ``max_entries`` or non-finite parameters.
     """
     torch = _torch()
@@ -282,48 +372,86 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
                         f"{type(module).__name__}")
     if not leaves:
         raise TorchConversionError("the Sequential is empty: a DGN needs at least one Linear layer")
-    # split into affine blocks and the activations between them
+    # split into affine blocks and the nonlinear modules between them: an activation
+    # ((name, slope)) or a max-pooling module (None)
     blocks: list[list[tuple[str, Any]]] = []
-    kinds: list[tuple[str, tuple[str, float]]] = []
+    kinds: list[tuple[str, Any, tuple[str, float] | None]] = []
     current: list[tuple[str, Any]] = []
     for name, layer in leaves:
         kind = _activation_kind(name, layer)
-        if kind is None:
+        pool = kind is None and _is_pool(layer)
+        if kind is None and not pool:
             if not _torch_layers.is_affine(layer):
                 raise _torch_layers.unsupported_error(name, layer)
             current.append((name, layer))
             continue
-        if not current:
+        # an empty block next to a max-pool is the identity (Conv -> ReLU -> MaxPool, a pool
+        # of z, MaxPool -> ReLU); between activations it is refused as before
+        if not current and not pool and not (kinds and kinds[-1][2] is None):
             where = "starts with" if not blocks else "has two activations in a row at"
             raise TorchConversionError(
                 f"the module {where} layer {name!r} ({type(layer).__name__}); a DGN "
                 "alternates Linear layers and activations, starting with a Linear")
         blocks.append(current)
         current = []
-        kinds.append((name, kind))
-    if not current:
+        kinds.append((name, layer, kind))
+    if not current and not (kinds and kinds[-1][2] is None):
         raise TorchConversionError(
             "the module ends with an activation; a DGN's generator ends with a Linear layer "
             "(its output is the mean of x)")
     blocks.append(current)
     # one activation per hidden layer (a DGN with one kind throughout when they agree)
-    activations = [k[0] for _, k in kinds]
-    slopes = [k[1] for _, k in kinds]
-    if input_shape is None:
-        shape = _torch_layers.infer_input_shape(blocks[0])
-    else:
+    activations = ["max" if k is None else k[0] for _, _, k in kinds]
+    slopes: list[float | None] = [None if k is None else k[1] for _, _, k in kinds]
+    if input_shape is not None:
         shape = tuple(int(s) for s in np.atleast_1d(np.asarray(input_shape)))
         if not shape or min(shape) < 1:
             raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
+    elif not blocks[0] and isinstance(kinds[0][1], _group_max_class()):
+        shape = (sum(kinds[0][1].sizes),)
+    elif not blocks[0]:
+        raise TorchConversionError(
+            f"the module starts with the max-pooling layer {kinds[0][0]!r} "
+            f"({type(kinds[0][1]).__name__}), whose input shape is not known: pass "
+            "input_shape, the shape of one latent sample (e.g. (C, H, W) for a MaxPool2d)")
+    else:
+        shape = _torch_layers.infer_input_shape(blocks[0])
     Ws: list[np.ndarray] = []
     vs: list[np.ndarray] = []
+    pool_sizes: list[list[int] | None] = []
     for i, block in enumerate(blocks):
-        after_linear = i > 0 and isinstance(blocks[i - 1][-1][1], torch.nn.Linear)
-        W, v, shape = _torch_layers.affine_block(block, shape, max_entries,
-                                                 after_linear=after_linear)
+        if block:
+            after_linear = i > 0 and bool(blocks[i - 1]) and isinstance(
+                blocks[i - 1][-1][1], torch.nn.Linear)
+            W, v, shape = _torch_layers.affine_block(block, shape, max_entries,
+                                                     after_linear=after_linear)
+        else:   # the identity, next to a max-pool
+            n = int(np.prod(shape))
+            if n * n > max_entries:
+                pool_name = next(k[0] for k in kinds[max(i - 1, 0):i + 1] if k[2] is None)
+                raise TorchConversionError(
+                    f"the identity layer next to the max-pooling layer {pool_name!r} would have "
+                    f"{n} x {n} = {n * n:,} entries, above max_entries={max_entries:,}")
+            W, v = np.eye(n), np.zeros(n)
+        if i < len(kinds) and kinds[i][2] is None:
+            windows, shape = _pool_windows(kinds[i][0], kinds[i][1], shape, max_entries)
+            rows = np.concatenate(windows)
+            if rows.size * W.shape[1] > max_entries:
+                raise TorchConversionError(
+                    f"layer {kinds[i][0]!r} ({type(kinds[i][1]).__name__}): its max layer "
+                    f"would have {rows.size} x {W.shape[1]} = {rows.size * W.shape[1]:,} "
+                    f"entries, above max_entries={max_entries:,}")
+            # the pool's units: the block's rows gathered per window (copies, no rounding)
+            W, v = W[rows], v[rows]
+            pool_sizes.append([len(w) for w in windows])
+        elif i < len(kinds):
+            pool_sizes.append(None)
         Ws.append(W)
         vs.append(v)
     if not kinds:
         return DGN(Ws, vs, noise_var=noise_var, prior_cov=prior_cov)
+    if any(p is not None for p in pool_sizes):
+        return DGN(Ws, vs, activation=activations, slope=slopes, noise_var=noise_var,
+                   prior_cov=prior_cov, pool_sizes=pool_sizes)
     return DGN(Ws, vs, activation=activations, slope=slopes, noise_var=noise_var,
                prior_cov=prior_cov)

@@ -195,7 +195,7 @@ W1_GOOD = DGN.random((2, 8, 8, 2), seed=0).weights[1]
     (dict(n_layers=np.array(3.0)), ["'n_layers'", "single integer"]),
     (dict(n_layers=None), ["missing entry 'n_layers'"]),
     (dict(format_version=np.array("1")), ["'format_version'", "integer"]),
-    (dict(format_version=np.array(3)), ["newer version"]),
+    (dict(format_version=np.array(4)), ["newer version"]),
     (dict(format_version=np.array(0)), ["'format_version'"]),
     (dict(slope=np.array("0.0")), ["'slope'", "real numbers"]),
     (dict(slope=np.array([0.0])), ["'slope'", "single number"]),

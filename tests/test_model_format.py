@@ -113,7 +113,7 @@ def test_older_npz_files_with_unicode_scalars_still_load(tmp_path):
 
 @pytest.mark.parametrize("change, words", [
     (lambda o: o.update(format="other"), ["not a DGN model"]),
-    (lambda o: o.update(format_version=3), ["newer version"]),
+    (lambda o: o.update(format_version=4), ["newer version"]),
     (lambda o: o.update(format_version="1"), ["'format_version'"]),
     (lambda o: o.pop("slope"), ["missing entries", "slope"]),
     (lambda o: o.update(extra=1), ["unexpected entries", "extra"]),

@@ -1,5 +1,6 @@
 """fastpath.from_torch on convolutional decoders: conv, transposed conv, average pooling,
-eval-mode batch norm, Flatten / Unflatten / Identity / Dropout, composed into dense layers.
+eval-mode batch norm, Flatten / Unflatten / Identity / Dropout, composed into dense layers,
+and max-pooling (MaxPool1d/2d, GroupMax: DGN max layers).
 
 Tolerances: a converted decoder's forward pass equals torch's to 1e-12 relative to the
 largest output (measured: <= 6.3e-16; composition only changes the summation order); the exact
@@ -82,12 +83,34 @@ DECODERS = [
          nn.ConvTranspose2d(1, 2, 3), nn.ReLU(), nn.Conv2d(2, 1, 2, stride=1),
          nn.Flatten()),
      lambda S: (1, 1, S)),
+    # max-pooling: overlapping windows clipped at the padded border, then an activation
+    ("maxpool2d_overlap_padding_relu",
+     lambda nn, S: nn.Sequential(
+         nn.Linear(S, 32), nn.Unflatten(1, (2, 4, 4)), nn.MaxPool2d(3, stride=2, padding=1),
+         nn.ReLU(), nn.Flatten(), nn.Linear(8, 5)),                                # (2, 2, 2)
+     None),
+    ("conv1d_relu_maxpool1d_dilation_ceil",        # the pool of the ReLU (an identity block)
+     lambda nn, S: nn.Sequential(
+         nn.Linear(S, 12), nn.Unflatten(1, (2, 6)), nn.Conv1d(2, 2, 3, padding=1), nn.ReLU(),
+         nn.MaxPool1d(2, stride=2, padding=1, dilation=2, ceil_mode=True),        # (2, 4)
+         nn.Flatten(), nn.Linear(8, 4)),
+     None),
+    ("groupmax_leaky_maxpool1d_last",              # a pool right before the output
+     lambda nn, S: nn.Sequential(
+         nn.Linear(S, 6), _group_max()([2, 3, 1]), nn.Linear(3, 4), nn.LeakyReLU(0.2),
+         nn.Linear(4, 6), nn.Unflatten(1, (2, 3)), nn.MaxPool1d(2, stride=1)),     # (2, 2)
+     None),
 ]
 
 
 def _abs():
     from fastpath.torch_interop import Abs
     return Abs
+
+
+def _group_max():
+    from fastpath.torch_interop import GroupMax
+    return GroupMax
 
 
 def _build(builder, S, seed=0):
@@ -248,11 +271,13 @@ def _seq(*layers):
 
 
 @pytest.mark.parametrize("build, kw, match", [
-    (lambda nn: _seq(nn.Linear(1, 16), nn.Unflatten(1, (1, 4, 4)), nn.MaxPool2d(2),
-                     nn.ReLU(), nn.Flatten(), nn.Linear(4, 2)), {},
-     r"'2' is MaxPool2d: max-pooling is continuous piecewise-affine, but it is not "
-     r"supported yet"),
-    (lambda nn: _seq(nn.Linear(1, 8), nn.MaxPool1d(2)), {}, "max-pooling"),
+    # MaxPool1d/2d are read now (tests/test_torch_maxpool.py); these max-pools are not
+    (lambda nn: _seq(nn.Linear(1, 16), nn.Unflatten(1, (1, 4, 4)),
+                     nn.MaxPool2d(2, return_indices=True), nn.ReLU(), nn.Flatten(),
+                     nn.Linear(4, 2)), {},
+     r"'2': MaxPool2d\(return_indices=True\) returns a tuple"),
+    (lambda nn: _seq(nn.Linear(1, 8), nn.Unflatten(1, (2, 2, 2)), nn.AdaptiveMaxPool2d(1)), {},
+     "AdaptiveMaxPool2d, which is not supported: the max-pooling modules"),
     (lambda nn: _seq(nn.Linear(1, 18), nn.Unflatten(1, (2, 3, 3)), nn.Conv2d(2, 2, 3),
                      nn.Tanh(), nn.Flatten(), nn.Linear(2, 4)), {},
      r"'3' is Tanh, which is not a continuous piecewise-affine"),
