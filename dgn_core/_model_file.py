@@ -14,9 +14,40 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .exceptions import ModelFileError
-from .model import _FORMAT, _FORMAT_VERSION, ACTIVATIONS, MAX, _check_activation
+from .io import atomic_write_npz
+from .model import _FORMAT, _FORMAT_VERSION, ACTIVATIONS, DGN, MAX, _ascii_array, _check_activation
 
-__all__ = ["read_model"]
+__all__ = ["read_model", "write_model"]
+
+
+def write_model(net: DGN, path: Path) -> Path:
+    """Write ``net`` to the ``.npz`` file ``path`` atomically (:meth:`DGN.save`)."""
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    # strings as ASCII bytes (uint8 arrays), not numpy unicode scalars, which many
+    # npy readers outside numpy cannot read (docs/model_format.md)
+    activation, slope = net.activation_entries()
+    arrays: dict[str, NDArray[Any]] = {
+        "format": _ascii_array(_FORMAT),
+        # format 2 / 3 only where needed, so that older readers still take the other nets
+        "format_version": np.array(net.format_version, dtype=np.int64),
+        "n_layers": np.array(net.n_layers, dtype=np.int64),
+        "activation": _ascii_array(activation),
+        "slope": np.array(slope, dtype=np.float64),
+        "noise_var": np.asarray(net.noise_var, dtype=np.float64),
+    }
+    if net._prior_cov is not None:
+        arrays["prior_cov"] = net._prior_cov
+    if net.has_max_pooling:
+        # format 3: groups per hidden layer (0: element-wise) and all group sizes, flat
+        arrays["pool_counts"] = np.array([len(p) for p in net.pool_sizes], dtype=np.int64)
+        arrays["pool_sizes"] = np.array([k for p in net.pool_sizes for k in p],
+                                        dtype=np.int64)
+    for i, (W, v) in enumerate(zip(net.weights, net.biases)):
+        arrays[f"W{i}"] = W
+        arrays[f"v{i}"] = v
+    atomic_write_npz(path, arrays)
+    return path
 
 
 def read_model(path: Path) -> dict[str, Any]:

@@ -33,7 +33,6 @@ from .activations import (
     max_pattern,
 )
 from .exceptions import ModelFileError, UnsupportedLayerError
-from .io import atomic_write_npz
 from .validation import check_int, make_rng, real_array
 
 __all__ = ["DGN", "ACTIVATIONS", "MIXED", "MAX", "ModelFileError"]
@@ -592,33 +591,9 @@ class DGN:
         file at ``path`` is replaced (the command line refuses that without ``--force``).
         ``.npz`` is appended to a name with another suffix; the path written is returned.
         """
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
-        # strings as ASCII bytes (uint8 arrays), not numpy unicode scalars, which many
-        # npy readers outside numpy cannot read (docs/model_format.md)
-        activation, slope = self.activation_entries()
-        arrays: dict[str, NDArray[Any]] = {
-            "format": _ascii_array(_FORMAT),
-            # format 2 / 3 only where needed, so that older readers still take the other nets
-            "format_version": np.array(self.format_version, dtype=np.int64),
-            "n_layers": np.array(self.n_layers, dtype=np.int64),
-            "activation": _ascii_array(activation),
-            "slope": np.array(slope, dtype=np.float64),
-            "noise_var": np.asarray(self._noise_var, dtype=np.float64),
-        }
-        if self._prior_cov is not None:
-            arrays["prior_cov"] = self._prior_cov
-        if self.has_max_pooling:
-            # format 3: groups per hidden layer (0: element-wise) and all group sizes, flat
-            arrays["pool_counts"] = np.array([len(p) for p in self._pool_sizes], dtype=np.int64)
-            arrays["pool_sizes"] = np.array([k for p in self._pool_sizes for k in p],
-                                            dtype=np.int64)
-        for i, (W, v) in enumerate(zip(self._weights, self._biases)):
-            arrays[f"W{i}"] = W
-            arrays[f"v{i}"] = v
-        atomic_write_npz(path, arrays)
-        return path
+        from ._model_file import write_model  # the file format, kept apart
+
+        return write_model(self, Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> DGN:
