@@ -61,6 +61,7 @@ def _check_prune(prune: Any) -> float | None:
 
 def _same_hidden_layers(a: DGN, b: DGN) -> bool:
     return (a.activations == b.activations and a.slopes == b.slopes and a.n_layers == b.n_layers
+            and a.pool_sizes == b.pool_sizes
             and a.latent_dim == b.latent_dim
             and all(np.array_equal(x, y) for x, y in zip(a.weights[:-1], b.weights[:-1]))
             and all(np.array_equal(x, y) for x, y in zip(a.biases[:-1], b.biases[:-1])))
