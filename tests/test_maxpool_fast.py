@@ -316,3 +316,31 @@ def test_log_marginal_s2_against_a_grid(name):
         mx = ld.max()
         grid = mx + np.log(np.sum(np.exp(ld - mx)) * h * h)
         assert abs(l - grid) <= 1e-6  # measured: 3.3e-8 (1.2e-8 with h = 0.01)
+
+
+def test_start_whose_forward_pattern_is_not_a_region():
+    """h0 = 0, h1 = z, h2 = -z in one group: at the origin the first index wins, whose argmax
+    cell is the point {0}; the walk starts on a full-dimensional side (+e1 first)."""
+    W = np.array([[0.0], [1.0], [-1.0]])
+    net = DGN([W, np.ones((2, 1))], [np.zeros(3), np.zeros(2)], activation="max",
+              pool_sizes=[[3]])
+    assert tuple(net.sign_patterns(np.zeros(1))[0]) == (1, -1, -1)
+    P = fastpath.partition(net)
+    assert [r.signs for r in P] == [(-1, 1, -1), (-1, -1, 1)]
+    assert P[0].neighbors == (1,) and P[1].neighbors == (0,)
+
+
+def test_neighbour_fallback_by_points_agrees(monkeypatch):
+    """With the one-sided rule disabled (it returns the region's own pattern), the fallback
+    that steps off each facet finds the same neighbours."""
+    import fastpath._walk_regions as wr
+
+    net, P = get("relu-max-relu-S2-overlap")
+
+    def own_pattern(net, p, n, rtol=wr.RTOL):
+        return net.sign_patterns(p - 1e-6 * n)[0]
+
+    monkeypatch.setattr(wr, "one_sided_pattern", own_pattern)
+    Q = fastpath.partition(net)
+    assert [r.signs for r in Q] == [r.signs for r in P]
+    assert [r.neighbors for r in Q] == [r.neighbors for r in P]
