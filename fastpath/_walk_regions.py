@@ -15,7 +15,11 @@ path (:func:`verified_dgn.partition`) does, in float64:
    facet, i.e. the pattern on ``p + s n`` for ``s -> 0+`` along the outward normal n: value
    ties (within :data:`RTOL` of the magnitudes) are broken by the directional derivative along
    n, and remaining ties by the first index (the tie rule of :mod:`dgn_core.activations`);
-4. every region's pattern is confirmed by the forward pass at its interior point.
+4. every region's pattern is confirmed by the forward pass at its interior point (where
+   units tie within rounding on a whole region, by the same pass with value ties within
+   :data:`RTOL` going to the first index; the exact path sees such units as distinct
+   hyperplanes and keeps the sliver regions between them, as the element-wise fast path
+   documents for hyperplanes that coincide up to rounding).
 
 Tolerances (relative to the data, never absolute): a hidden unit's pre-activation ``u`` counts
 as zero (a max unit as tied with its group's maximum) at a point when it is within
@@ -80,19 +84,15 @@ def one_sided_pattern(net: DGN, p: Arr, n: Arr, rtol: float = RTOL) -> NDArray[n
         um, dum = aW @ hm + np.abs(v), aW @ dm
         sizes = net.pool_sizes[l]
         if sizes:
+            starts, gid = _groups(sizes)
+            umax = np.maximum.reduceat(u, starts)[gid]
+            tied = u >= umax - rtol * np.maximum.reduceat(um, starts)[gid]
+            best = np.maximum.reduceat(np.where(tied, du, -np.inf), starts)[gid]
+            cand = tied & (du >= best - rtol * np.maximum.reduceat(dum, starts)[gid])
+            # the first candidate of every group
+            win = np.minimum.reduceat(np.where(cand, np.arange(u.size), u.size), starts)
             q = np.full(u.size, -1, dtype=np.int8)
-            win = []
-            start = 0
-            for k in sizes:
-                g = slice(start, start + k)
-                ug, dg = u[g], du[g]
-                tied = ug >= ug.max() - rtol * um[g].max()
-                best = dg[tied].max()
-                cand = tied & (dg >= best - rtol * dum[g].max())
-                j = start + int(np.argmax(cand))  # first candidate
-                q[j] = 1
-                win.append(j)
-                start += k
+            q[win] = 1
             h, dh, hm, dm = u[win], du[win], um[win], dum[win]
         else:
             zero = np.abs(u) <= rtol * um
@@ -105,6 +105,12 @@ def one_sided_pattern(net: DGN, p: Arr, n: Arr, rtol: float = RTOL) -> NDArray[n
             hm, dm = fa * um, fa * dum
         out.append(q)
     return np.concatenate(out) if out else np.zeros(0, dtype=np.int8)
+
+
+def _groups(sizes: tuple[int, ...]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Start of every group (n_groups,) and the group of every unit (width,)."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    return starts, np.repeat(np.arange(len(sizes)), sizes)
 
 
 def _rows(net: DGN, q: NDArray[np.int8]) -> tuple[Arr, Arr, Arr, Arr, Arr]:
@@ -234,8 +240,14 @@ def _interior_point(net: DGN, q: NDArray[np.int8], g: PolyhedronGeometry, V: Arr
     if len(V):
         spread = float(np.abs(V - V.mean(axis=0)).max())
         cands.append(V.mean(axis=0) + (1.0 + spread) * R.sum(axis=0) / max(len(R), 1))
+    zero = np.zeros(net.latent_dim)
     for z in cands:
-        if np.all(np.isfinite(z)) and np.array_equal(net.sign_patterns(z)[0], q):
+        if not np.all(np.isfinite(z)):
+            continue
+        # the forward pass; or, for units that tie within rounding on the whole region
+        # (their row counted as zero), the same pass with ties within RTOL to the first index
+        if np.array_equal(net.sign_patterns(z)[0], q) \
+                or np.array_equal(one_sided_pattern(net, z, zero), q):
             return z
     return None
 

@@ -344,3 +344,20 @@ def test_neighbour_fallback_by_points_agrees(monkeypatch):
     Q = fastpath.partition(net)
     assert [r.signs for r in Q] == [r.signs for r in P]
     assert [r.neighbors for r in Q] == [r.neighbors for r in P]
+
+
+def test_units_equal_up_to_rounding_are_one_documented_difference():
+    """h0 = 0.1 * 3 z (= 0.30000000000000004 z) and h1 = 0.3 z differ by 5.6e-17 z, below
+    the walk's zero-row tolerance (1e-10 of the rows' size): the float walk treats them as
+    tied everywhere (unit 0 wins), where the exact path (the float weights as rationals)
+    also has the region z in (-5 / 1.3, 0) in which unit 1 wins. The forward pattern there
+    is not a region of the fast partition; locate() still places such points (in the
+    region that holds them, up to the merged hyperplane)."""
+    W = np.array([[0.1 * 3], [0.3], [-1.0]])
+    net = DGN([W, np.ones((2, 1))], [np.array([0.0, 0.0, -5.0]), np.zeros(2)],
+              activation="max", pool_sizes=[[3]])
+    P = fastpath.partition(net)
+    assert [r.signs for r in P] == [(1, -1, -1), (-1, -1, 1)]
+    np.testing.assert_allclose(P[0].vertices, [[-5 / 1.3]], rtol=1e-14)
+    assert tuple(net.sign_patterns(np.array([-1.0]))[0]) == (-1, 1, -1)
+    assert P.locate(np.array([[-1.0], [-6.0]])).tolist() == [0, 1]
