@@ -361,3 +361,10 @@ def test_units_equal_up_to_rounding_are_one_documented_difference():
     np.testing.assert_allclose(P[0].vertices, [[-5 / 1.3]], rtol=1e-14)
     assert tuple(net.sign_patterns(np.array([-1.0]))[0]) == (-1, 1, -1)
     assert P.locate(np.array([[-1.0], [-6.0]])).tolist() == [0, 1]
+
+
+def test_progress_line(capsys):
+    net, P = get("max-S1")
+    Q = fastpath.partition(net, progress=True)
+    assert len(Q) == len(P)
+    assert f"partition: {len(P)} regions in" in capsys.readouterr().err
