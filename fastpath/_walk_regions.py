@@ -51,7 +51,7 @@ from dgn_core.regions import Partition, Region, RegionLimitError, layer_maps
 
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
 
-__all__ = ["walk_partition", "one_sided_pattern", "RTOL", "FACET_TOL"]
+__all__ = ["walk_partition", "one_sided_pattern", "one_sided_patterns", "RTOL", "FACET_TOL"]
 
 Arr = NDArray[np.float64]
 
@@ -74,37 +74,45 @@ def one_sided_pattern(net: DGN, p: Arr, n: Arr, rtol: float = RTOL) -> NDArray[n
     within ``rtol * m`` of the group's maximum are tied; among them the largest derivative
     wins, and the first index among derivatives tied within ``rtol``.
     """
-    h, dh = np.asarray(p, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    return one_sided_patterns(net, np.asarray(p, dtype=np.float64)[None],
+                              np.asarray(n, dtype=np.float64)[None], rtol)[0]
+
+
+def one_sided_patterns(net: DGN, P: Arr, N: Arr, rtol: float = RTOL) -> NDArray[np.int8]:
+    """:func:`one_sided_pattern` of every row pair of ``P`` and ``N`` (F, S) -> (F, n)."""
+    h, dh = P, N
     hm, dm = np.abs(h), np.abs(dh)
+    F = P.shape[0]
+    rows = np.arange(F)[:, None]
     out = []
     for l in range(net.n_layers - 1):
         W, v = net.weights[l], net.biases[l]
         aW = np.abs(W)
-        u, du = W @ h + v, W @ dh
-        um, dum = aW @ hm + np.abs(v), aW @ dm
+        u, du = h @ W.T + v, dh @ W.T
+        um, dum = hm @ aW.T + np.abs(v), dm @ aW.T
         sizes = net.pool_sizes[l]
         if sizes:
             starts, gid = _groups(sizes)
-            umax = np.maximum.reduceat(u, starts)[gid]
-            tied = u >= umax - rtol * np.maximum.reduceat(um, starts)[gid]
-            best = np.maximum.reduceat(np.where(tied, du, -np.inf), starts)[gid]
-            cand = tied & (du >= best - rtol * np.maximum.reduceat(dum, starts)[gid])
+            umax = np.maximum.reduceat(u, starts, axis=1)[:, gid]
+            tied = u >= umax - rtol * np.maximum.reduceat(um, starts, axis=1)[:, gid]
+            best = np.maximum.reduceat(np.where(tied, du, -np.inf), starts, axis=1)[:, gid]
+            cand = tied & (du >= best - rtol * np.maximum.reduceat(dum, starts, axis=1)[:, gid])
             # the first candidate of every group
-            win = np.minimum.reduceat(np.where(cand, np.arange(u.size), u.size), starts)
-            q = np.full(u.size, -1, dtype=np.int8)
-            q[win] = 1
-            h, dh, hm, dm = u[win], du[win], um[win], dum[win]
+            w = u.shape[1]
+            win = np.minimum.reduceat(np.where(cand, np.arange(w), w), starts, axis=1)
+            q = np.full(u.shape, -1, dtype=np.int8)
+            q[rows, win] = 1
+            h, dh, hm, dm = u[rows, win], du[rows, win], um[rows, win], dum[rows, win]
         else:
             zero = np.abs(u) <= rtol * um
             pos = np.where(zero, du >= -rtol * dum, u >= 0)
             q = np.where(pos, 1, -1).astype(np.int8)
-            s = net.slopes[l]
-            f = np.where(pos, 1.0, s)
+            f = np.where(pos, 1.0, net.slopes[l])
             h, dh = f * u, f * du
             fa = np.abs(f)
             hm, dm = fa * um, fa * dum
         out.append(q)
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.int8)
+    return np.concatenate(out, axis=1) if out else np.zeros((F, 0), dtype=np.int8)
 
 
 def _groups(sizes: tuple[int, ...]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
@@ -317,9 +325,11 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
         assert cell is not None
         q = patterns[i]
         out: list[int] = []
-        for j in range(cell.C.shape[0]):
-            p = _facet_point(cell, j)
-            qn = one_sided_pattern(net, p, cell.C[j])
+        m = cell.C.shape[0]
+        pts = np.array([_facet_point(cell, j) for j in range(m)]).reshape(m, net.latent_dim)
+        across = one_sided_patterns(net, pts, cell.C)
+        for j in range(m):
+            p, qn = pts[j], across[j]
             k = index.get(qn.tobytes())
             if k is None and qn.tobytes() in dead or k == i:
                 # the one-sided pattern is no region (a float degeneracy): step off instead

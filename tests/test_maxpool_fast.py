@@ -337,10 +337,10 @@ def test_neighbour_fallback_by_points_agrees(monkeypatch):
 
     net, P = get("relu-max-relu-S2-overlap")
 
-    def own_pattern(net, p, n, rtol=wr.RTOL):
-        return net.sign_patterns(p - 1e-6 * n)[0]
+    def own_patterns(net, P, N, rtol=wr.RTOL):
+        return net.sign_patterns(P - 1e-6 * N)
 
-    monkeypatch.setattr(wr, "one_sided_pattern", own_pattern)
+    monkeypatch.setattr(wr, "one_sided_patterns", own_patterns)
     Q = fastpath.partition(net)
     assert [r.signs for r in Q] == [r.signs for r in P]
     assert [r.neighbors for r in Q] == [r.neighbors for r in P]
@@ -368,3 +368,16 @@ def test_progress_line(capsys):
     Q = fastpath.partition(net, progress=True)
     assert len(Q) == len(P)
     assert f"partition: {len(P)} regions in" in capsys.readouterr().err
+
+
+def test_one_region_when_a_unit_always_wins():
+    """h1 = h0 + 1: unit 1 wins everywhere; the partition is R^S, with the conventions of a
+    net without hidden layers (lines the identity, the origin as vertex)."""
+    W = np.array([[1.0, -2.0], [1.0, -2.0]])
+    net = DGN([W, np.ones((3, 1))], [np.array([0.0, 1.0]), np.zeros(3)], activation="max",
+              pool_sizes=[[2]])
+    P = fastpath.partition(net)
+    assert len(P) == 1 and P[0].signs == (-1, 1) and P[0].n_facets == 0
+    np.testing.assert_array_equal(P[0].lines, np.eye(2))
+    np.testing.assert_array_equal(P[0].vertices, np.zeros((1, 2)))
+    np.testing.assert_allclose(P[0].A, np.ones((3, 1)) @ W[1:], rtol=0, atol=0)
