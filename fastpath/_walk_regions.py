@@ -31,6 +31,11 @@ polyhedron tools (unit rows) is matched to a unit's row, scaled to unit norm, wi
 ``FACET_TOL``.
 
 It never imports pycddlib. Element-wise nets never come here (their subdivision is faster).
+
+Cost: one polyhedron per region in Python, about 2-3 ms per region at S = 2 and 4-5 ms at
+S = 3 / 4 (measured on 2 busy cores): about as fast as the exact walk at S = 3, 1.5-3 times
+slower at S = 1 / 2 (where the exact one is cheap), twice as fast at S = 4 (893 regions:
+4.3 s against 8.4 s). Batching the regions of a breadth-first level would be the next step.
 """
 
 from __future__ import annotations
