@@ -203,14 +203,14 @@ def _cell(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
         members = idx[hit]
         if members.size == 0:  # pragma: no cover - the tools only return rows they were given
             raise RuntimeError("internal error: a facet of the region matches no unit")
-        rep = int(members.min())
+        key = tuple(int(k) for k in np.sort(members))
+        if key in units:  # two of the tools' rows on one hyperplane
+            continue
+        rep = key[0]  # the representative: the smallest unit, as in the exact path
         row, rhs = C_all[rep], d_all[rep]
         s = np.abs(row).max()
         fac_rows.append(row / s)
         fac_d.append(rhs / s)
-        key = tuple(int(k) for k in np.sort(members))
-        if key in units:  # two of the tools' rows on one hyperplane
-            continue
         units.append(key)
     order = sorted(range(len(units)), key=lambda i: units[i])
     Cf = np.array([fac_rows[i] for i in order]).reshape(-1, S)
