@@ -1,5 +1,8 @@
 """The float64 partition of the latent space of a DGN into its linear regions.
 
+(Nets with max-pooling layers are walked region by region instead:
+:mod:`fastpath._walk_regions`; the rest of this docstring is about element-wise nets.)
+
 :func:`partition` is the fast counterpart of :func:`verified_dgn.partition`: the same
 regions, sign patterns, facets, vertices, rays and neighbours (cross-validated in
 ``tests/test_partition_cross.py``), in float64. It does not walk region by region: the
@@ -38,7 +41,7 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
     ----------
     net : DGN
         Any depth (0 to many hidden layers), latent dimension S >= 1 (S = 1 to 4 are
-        tested), activation relu, leaky_relu or abs.
+        tested), activations relu, leaky_relu, abs and max-pooling (``"max"``, per layer).
     max_regions : int, default 100_000
         Stop with :class:`~dgn_core.regions.RegionLimitError` as soon as more regions
         than this are certain to exist (checked after every hidden unit, so memory stays
@@ -77,11 +80,18 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
     regions are kept. ``facet_units[j]`` lists every unit whose constraint row is a positive
     multiple of facet ``j``; ``neighbors[j]`` is the region across facet ``j``.
 
-    Every region contains the lineality space ``ker W1`` (the same for all regions). When
-    it is not ``{0}``, ``lines`` is a basis of it, and ``vertices`` and ``rays`` are taken
-    in the orthogonal complement (the row space of ``W1``): ``vertices`` are then points of
-    the minimal faces. A net without hidden layers has one region, R^S, with ``lines`` the
-    identity and the origin as its one vertex.
+    Nets with a max-pooling layer are partitioned by a breadth-first walk over facets in
+    float64 (:mod:`fastpath._walk_regions`; S <= 4): in a max layer the pattern has +1 at
+    the first maximum of every group, a region's facets are rows ``h_j - h_i >= 0``, and
+    value ties are broken as in :mod:`dgn_core.activations`. Their regions' lineality
+    spaces can differ from region to region (an argmax cell can contain lines that ``ker W1``
+    does not); ``lines`` is each region's own.
+
+    Every region of an element-wise net contains the lineality space ``ker W1`` (the same
+    for all regions). When it is not ``{0}``, ``lines`` is a basis of it, and ``vertices``
+    and ``rays`` are taken in the orthogonal complement (the row space of ``W1``):
+    ``vertices`` are then points of the minimal faces. A net without hidden layers has one
+    region, R^S, with ``lines`` the identity and the origin as its one vertex.
 
     Floating-point tolerance: a vertex ``v`` (a ray ``r``) is taken to lie on the
     hyperplane ``a . z + c = 0`` of a unit when ``|a . v + c| <= 1e-10 (|a|_1 m_v + |c|)``
@@ -120,6 +130,11 @@ def _partition(net: DGN, max_regions: int, z0: NDArray[np.float64], progress: bo
                rtol: float = _arrangement.RTOL) -> Partition:
     if net.n_hidden_units == 0:
         return Partition(net, [_whole_space(net)], exact=False)
+    if net.has_max_pooling:
+        # argmax cells are not a hyperplane arrangement: walk region by region
+        from ._walk_regions import walk_partition
+        with blas_limit(1):
+            return walk_partition(net, max_regions, z0, progress)
     with blas_limit(1):  # small products: more BLAS threads only add hand-over cost
         arr = subdivide(net, max_regions=max_regions, progress=progress, rtol=rtol)
         return _assemble(net, arr, z0, rtol)
@@ -183,14 +198,42 @@ def _layer_maps(net: DGN, signs: NDArray[np.int8], visit: Any
     for l in range(1, net.n_layers):
         visit(l - 1, MT, c)
         w = net.hidden_widths[l - 1]
+        W, v = net.weights[l], net.biases[l]
+        if net.pool_sizes[l - 1]:
+            # max-pooling passes on the winner (the +1 unit) of every group
+            win = _winners_batch(signs[:, off:off + w], net.pool_sizes[l - 1])
+            off += w
+            MT = MT[:, win].transpose(1, 0, 2) if MT.ndim == 2 \
+                else np.take_along_axis(MT, win[:, None, :], axis=2)
+            c = c[win] if c.ndim == 1 else np.take_along_axis(c, win, axis=1)
+            MT = np.matmul(MT, W.T)
+            c = c @ W.T + v
+            continue
         dl = np.where(signs[:, off:off + w] > 0, 1.0, net.slopes[l - 1])
         off += w
-        W, v = net.weights[l], net.biases[l]
         MT = next_layer_maps(W, dl, MT)
         c = (dl * c) @ W.T + v
     if MT.ndim == 2:  # no hidden layer
         return np.broadcast_to(MT.T, (P,) + MT.T.shape).copy(), np.broadcast_to(c, (P, c.size)).copy()
     return np.ascontiguousarray(MT.transpose(0, 2, 1)), c
+
+
+def _winners_batch(signs: NDArray[np.int8], sizes: tuple[int, ...]) -> NDArray[np.intp]:
+    """Index (within the layer) of the +1 unit of every group of a max layer, for every
+    pattern: ``signs`` (P, width) -> (P, n_groups). ValueError unless every group of every
+    pattern has exactly one +1 (the argmax pattern of :mod:`dgn_core.activations`)."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+    pos = signs > 0
+    counts = np.add.reduceat(pos.astype(np.intp), starts, axis=1) if pos.shape[0] \
+        else np.ones((0, len(sizes)), dtype=np.intp)
+    if np.any(counts != 1):
+        p, g = np.argwhere(counts != 1)[0]
+        raise ValueError(f"a max-pooling group must have exactly one +1 entry (its argmax); "
+                         f"pattern {p} has {counts[p, g]} in group {g}")
+    out = np.empty((signs.shape[0], len(sizes)), dtype=np.intp)
+    for g, (a, k) in enumerate(zip(starts.tolist(), sizes)):
+        out[:, g] = a + np.argmax(pos[:, a:a + k], axis=1)
+    return out
 
 
 def _set_bits(inc: NDArray[np.uint64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:

@@ -66,6 +66,35 @@ def dyadic_grid_net(widths: tuple[int, ...], activation: str = "relu", seed: int
                         biases=[np.round(v * 4) / 4 for v in base.biases])
 
 
+def overlap_max_net(seed: int = 0) -> DGN:
+    """[2, 5 relu, 6 max (3 overlapping windows of 2 over 4 units), 3 relu, 2].
+
+    Windows {0, 1}, {1, 2}, {2, 3} of four pre-activation units, written as 6 rows of W2 with
+    rows 1 and 3 repeated (copies: exact in both paths)."""
+    base = DGN.random((2, 5, 4, 3, 2), activation=["relu", "relu", "relu"], seed=seed)
+    W2, v2 = np.array(base.weights[1]), np.array(base.biases[1])
+    rows = [0, 1, 1, 2, 2, 3]
+    W3 = np.array(base.weights[2])[:, :3]
+    return DGN([base.weights[0], W2[rows], W3, base.weights[3]],
+               [base.biases[0], v2[rows], base.biases[2], base.biases[3]],
+               activation=["relu", "max", "relu"], pool_sizes=[None, [2, 2, 2], None])
+
+
+def degenerate_max_net(S: int = 2, seed: int = 0) -> DGN:
+    """[S, 9 max in groups (3, 2, 4), 2] with ties on whole regions.
+
+    Group 0: unit 1 duplicates unit 0 (tied everywhere: unit 0 wins, unit 1 never does).
+    Group 1: unit 4 is unit 3 plus 0.25 (a constant difference: unit 4 always wins).
+    Group 2: unit 6 is ``2 *`` unit 5 and unit 8 is unit 7 (the copies tie exactly)."""
+    base = DGN.random((S, 9, 2), activation="max", pool_sizes=[[3, 2, 4]], seed=seed)
+    W1, v1 = np.array(base.weights[0]), np.array(base.biases[0])
+    W1[1], v1[1] = W1[0], v1[0]
+    W1[4], v1[4] = W1[3], v1[3] + 0.25
+    W1[6], v1[6] = 2.0 * W1[5], 2.0 * v1[5]
+    W1[8], v1[8] = W1[7], v1[7]
+    return base.replace(weights=[W1, base.weights[1]], biases=[v1, base.biases[1]])
+
+
 #: (id, factory) for the quick suite: S = 1 to 4, the three activations, depth 1 to 4,
 #: and the degenerate nets of the issue.
 QUICK_NETS: list[tuple[str, Callable[[], DGN]]] = [
@@ -110,6 +139,14 @@ QUICK_NETS: list[tuple[str, Callable[[], DGN]]] = [
     ("mixed-S3-relu-abs", lambda: DGN.random((3, 5, 4, 2), activation=["relu", "abs"],
                                              seed=134)),
     ("degenerate-mixed-S2", lambda: degenerate_net(2, ["leaky_relu", "abs"], seed=135)),
+    # max-pooling layers (the fast path walks these nets region by region)
+    ("max-S1", lambda: DGN.random((1, 6, 2), activation="max", pool_sizes=[[3, 3]], seed=141)),
+    ("max-S2-groups1234", lambda: DGN.random((2, 10, 2), activation="max",
+                                             pool_sizes=[[1, 2, 3, 4]], seed=142)),
+    ("max-relu-max-relu-S2-overlap", lambda: overlap_max_net(seed=143)),
+    ("max-abs-S3", lambda: DGN.random((3, 8, 4, 2), activation=["max", "abs"],
+                                      pool_sizes=[[2, 2, 4], None], seed=144)),
+    ("max-degenerate-S2", lambda: degenerate_max_net(2, seed=145)),
 ]
 
 _CACHE: dict[str, DGN] = {}
