@@ -10,9 +10,6 @@ window's argmax can switch: a superset of its kinks, the extra breakpoints only 
 pieces), so quad integrates smooth pieces. The windows come from torch too (the pool applied
 to one-hot inputs), not from the DGN. Tolerances are stated where they are used, with the
 measured errors beside them.
-
-The max-pool decoders need the partitions of max-pooling nets (exact and fast); where
-fastpath.log_marginal cannot yet evaluate a small max net, they are skipped with that reason.
 """
 
 from __future__ import annotations
@@ -32,26 +29,6 @@ pytestmark = needs_torch
 SIGMA2 = 0.1
 #: the S = 2 grids: N_COARSE^2 and (2 N_COARSE)^2 midpoints
 N_COARSE = 200
-
-
-def _max_partition_missing() -> str | None:
-    """Why fastpath.log_marginal cannot evaluate a max-pooling net yet (None: it can)."""
-    import fastpath
-    from dgn_core.model import DGN
-    net = DGN.random((1, 4, 2), activation="max", pool_sizes=[2], seed=0)
-    try:
-        out = fastpath.log_marginal(net, np.zeros((1, 2)))
-    except Exception as exc:  # noqa: BLE001 - any failure means: not there yet
-        return f"{type(exc).__name__}: {exc}"
-    return None if np.all(np.isfinite(out)) else "a non-finite log p(x)"
-
-
-def _needs_max_partition(net) -> None:
-    if net.has_max_pooling:
-        why = _max_partition_missing()
-        if why is not None:
-            pytest.skip("needs the partitions of max-pooling nets (branches h20 / h21): "
-                        f"fastpath.log_marginal on a small max net fails with {why}")
 
 
 def _pool_pairs(m, x):
@@ -154,7 +131,6 @@ def test_s1_log_marginal_equals_quadrature_of_torch(name, builder, shape_of):
 
     import fastpath
     net, f = _setup(name, builder, shape_of, 1)
-    _needs_max_partition(net)
     X = _points(f, 1, seed=11)
     lp = fastpath.log_marginal(net, X)
     threads = torch.get_num_threads()
@@ -216,7 +192,6 @@ def test_s2_log_marginal_equals_a_grid_over_torch(name, builder, shape_of):
 
     import fastpath
     net, f = _setup(name, builder, shape_of, 2)
-    _needs_max_partition(net)
     X = _points(f, 2, seed=12)
     lp = fastpath.log_marginal(net, X)
     threads = torch.get_num_threads()
