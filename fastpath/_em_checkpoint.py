@@ -81,6 +81,10 @@ def _net_arrays(net: DGN, prefix: str) -> dict[str, Any]:
     }
     if not net.has_identity_prior:
         out[f"{prefix}prior_cov"] = np.asarray(net.prior_cov)
+    if net.has_max_pooling:  # groups per hidden layer (0: element-wise) and their sizes
+        out[f"{prefix}pool_counts"] = np.array([len(p) for p in net.pool_sizes], dtype=np.int64)
+        out[f"{prefix}pool_sizes"] = np.array([k for p in net.pool_sizes for k in p],
+                                              dtype=np.int64)
     for i, (W, v) in enumerate(zip(net.weights, net.biases)):
         out[f"{prefix}W{i}"] = W
         out[f"{prefix}v{i}"] = v
@@ -92,11 +96,18 @@ def _net_from_arrays(data: dict[str, Any], prefix: str) -> DGN:
     L = int(data[f"{prefix}n_layers"])
     nv = data[f"{prefix}noise_var"]
     act, slope = str(data[f"{prefix}activation"]), data[f"{prefix}slope"]
+    pools: list[list[int] | None] | None = None
+    if f"{prefix}pool_counts" in data:
+        sizes = data[f"{prefix}pool_sizes"].tolist()
+        pools, start = [], 0
+        for count in data[f"{prefix}pool_counts"].tolist():
+            pools.append(sizes[start:start + count] if count else None)
+            start += count
     return DGN([data[f"{prefix}W{i}"] for i in range(L)], [data[f"{prefix}v{i}"] for i in range(L)],
                activation=act.split(",") if slope.ndim else act,
                slope=slope.tolist() if slope.ndim else float(slope),
                noise_var=float(nv) if nv.ndim == 0 else nv,
-               prior_cov=data.get(f"{prefix}prior_cov"))
+               prior_cov=data.get(f"{prefix}prior_cov"), pool_sizes=pools)
 
 
 def _write_checkpoint(path: Path, state: _State, fingerprint: str, options: dict[str, Any]) -> None:

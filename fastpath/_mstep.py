@@ -69,16 +69,24 @@ Arr = NDArray[np.float64]
 
 
 # =========================================================================== region maps
-def _hidden_slopes(net: DGN, signs: NDArray[np.int8]) -> list[Arr]:
-    """The diagonals of D^l_w for every hidden layer: list of (R, D_l) arrays."""
-    out, start = [], 0
-    for w, eta in zip(net.hidden_widths, net.slopes):
-        out.append(np.where(signs[:, start:start + w] > 0, 1.0, eta))
+def _hidden_slopes(net: DGN, signs: NDArray[np.int8]) -> list[NDArray[Any]]:
+    """D^l_w for every hidden layer: its diagonal, an (R, D_l) array, for an element-wise
+    layer; for a max-pooling layer the index of every group's argmax unit, an (R, n_groups)
+    integer array (D^l_w selects those rows)."""
+    out: list[NDArray[Any]] = []
+    start = 0
+    R = signs.shape[0]
+    for w, eta, pool in zip(net.hidden_widths, net.slopes, net.pool_sizes):
+        block = signs[:, start:start + w]
+        if pool:  # one +1 per group, groups consecutive: row-major nonzero order is by group
+            out.append(np.nonzero(block > 0)[1].reshape(R, len(pool)))
+        else:
+            out.append(np.where(block > 0, 1.0, eta))
         start += w
     return out
 
 
-def _input_maps(net: DGN, slopes: Sequence[Arr], R: int) -> list[tuple[Arr, Arr]]:
+def _input_maps(net: DGN, slopes: Sequence[NDArray[Any]], R: int) -> list[tuple[Arr, Arr]]:
     """Input of every layer as an affine map of z on every region.
 
     Returns
@@ -94,8 +102,12 @@ def _input_maps(net: DGN, slopes: Sequence[Arr], R: int) -> list[tuple[Arr, Arr]
     for l in range(net.n_layers - 1):
         W, v = net.weights[l], net.biases[l]
         d = slopes[l]
-        P = d[:, :, None] * np.matmul(W, P)
-        p = d * (p @ W.T + v)
+        if net.pool_sizes[l]:  # max-pooling: the rows of every group's argmax
+            P = np.take_along_axis(np.matmul(W, P), d[:, :, None], axis=1)
+            p = np.take_along_axis(p @ W.T + v, d, axis=1)
+        else:
+            P = d[:, :, None] * np.matmul(W, P)
+            p = d * (p @ W.T + v)
         out.append((P, p))
     return out
 
@@ -111,6 +123,7 @@ def _output_map(net: DGN, slopes: Sequence[Arr], l: int, R: int) -> tuple[Arr, A
     F : ndarray, shape (R, D, D_l)
     c : ndarray, shape (R, D)
     """
+    net.require_elementwise("the inner layers' M-step")
     L, D = net.n_layers, net.data_dim
     F = np.broadcast_to(np.eye(D), (R, D, D))
     c = np.zeros((R, D))

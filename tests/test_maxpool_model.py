@@ -140,7 +140,7 @@ def test_computations_without_max_pooling_support_refuse_clearly():
     net = _net()
     X, _ = net.sample(20, seed=0)
     with pytest.raises(UnsupportedLayerError, match=r"fit_em.*hidden layer\(s\) \[2\]"):
-        fastpath.fit_em(net, X, max_iter=1)
+        fastpath.fit_em(net, X, max_iter=1)  # the default update trains every layer
     with pytest.raises(UnsupportedLayerError, match="em_step"):
         fem.em_step(net, X)
     with pytest.raises(UnsupportedLayerError, match="unit_slopes"):
@@ -157,3 +157,103 @@ def test_exact_em_step_refuses_max_pooling():
     X, _ = net.sample(5, seed=0)
     with pytest.raises(UnsupportedLayerError, match="em_step"):
         vem.em_step(net, X)
+
+
+# --------------------------------------------------------------------------- EM
+def _s1_net() -> DGN:
+    # S = 1: relu (5) -> max over [2, 3] -> output 3
+    return DGN.random((1, 5, 5, 3), activation=["relu", "max"], pool_sizes=[None, [2, 3]],
+                      seed=4, noise_var=0.05)
+
+
+def _last_hidden(net: DGN, z: np.ndarray) -> np.ndarray:
+    """h^{L-1}(z) by the forward pass written out (relu, then the group maxima)."""
+    W, v = net.weights, net.biases
+    h = np.maximum(z @ W[0].T + v[0], 0)
+    u = h @ W[1].T + v[1]
+    return np.stack([u[:, 0:2].max(1), u[:, 2:5].max(1)], axis=1)
+
+
+@pytest.mark.filterwarnings("ignore::dgn_core.exceptions.ConvergenceWarning")
+def test_em_last_layer_of_a_max_net_is_the_quadrature_least_squares_solution():
+    """One EM iteration with update=('last',) on a max net equals the M-step computed from
+    posterior moments by quadrature: W~* = (sum_n x_n E[h~|x_n]^T)(sum_n E[h~ h~^T|x_n])^-1
+    with h~ = [h^{L-1}(z); 1]. Quadrature: a fine trapezoid grid on [-9, 9] (the posterior
+    has negligible mass outside), error ~1e-9 relative; tolerance 1e-6."""
+    import fastpath
+
+    net = _s1_net()
+    X, _ = net.sample(40, seed=7)
+    X = X + 0.1 * np.random.default_rng(8).normal(size=X.shape)  # not the net's own data
+    res = fastpath.fit_em(net, X, max_iter=1, tol=0.0, update=("last",))
+    z = np.linspace(-9, 9, 360_001)[:, None]
+    H = np.concatenate([_last_hidden(net, z), np.ones((len(z), 1))], axis=1)
+    G = net.forward(z)
+    nv = net.noise_var_vector
+    logw = (-0.5 * np.sum((X[:, None, :] - G[None]) ** 2 / nv, axis=2) - 0.5 * z[:, 0] ** 2)
+    w = np.exp(logw - logw.max(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    Eh = w @ H                                     # (N, 3)
+    Ehh = np.einsum("nz,zi,zj->ij", w, H, H)       # sum_n E[h~ h~^T | x_n]
+    Wt = (X.T @ Eh) @ np.linalg.inv(Ehh)           # (D, 3): [W_L, v_L]
+    Wt_em = np.concatenate([res.model.weights[-1], res.model.biases[-1][:, None]], axis=1)
+    # measured 2.5e-11 relative
+    assert np.max(np.abs(Wt_em - Wt)) < 1e-6 * np.max(np.abs(Wt))
+    # the inner layers did not move, the log-likelihood did not decrease
+    assert all(np.array_equal(a, b) for a, b in zip(res.model.weights[:-1], net.weights[:-1]))
+    assert res.log_likelihood[1] >= res.log_likelihood[0]
+
+
+@pytest.mark.filterwarnings("ignore::dgn_core.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("seed", [0, 1])
+def test_em_on_max_nets_is_monotone_and_resumes(seed, tmp_path):
+    import fastpath
+
+    net = DGN.random((2, 6, 6, 3), activation=["relu", "max"], pool_sizes=[None, 2],
+                     seed=seed, noise_var=0.1)
+    X, _ = net.sample(60, seed=seed + 10)
+    X = X + 0.2 * np.random.default_rng(seed).normal(size=X.shape)
+    ckpt = tmp_path / "em.npz"
+    res = fastpath.fit_em(net, X, max_iter=4, tol=0.0, update=("last", "noise"),
+                          update_prior_cov=True, checkpoint=ckpt)
+    ll = np.asarray(res.log_likelihood)
+    # exact EM: non-decreasing up to rounding of log p(X) (1e-9 relative)
+    assert np.all(np.diff(ll) >= -1e-9 * np.abs(ll[:-1]))
+    assert ll[-1] > ll[0]
+    assert res.model.pool_sizes == net.pool_sizes
+    more = fastpath.fit_em(net, X, max_iter=6, tol=0.0, update=("last", "noise"),
+                           update_prior_cov=True, checkpoint=ckpt, resume=True)
+    assert more.log_likelihood[:5] == pytest.approx(res.log_likelihood, rel=1e-12)
+    assert len(more.log_likelihood) == 7
+
+
+def test_em_refuses_to_train_the_layers_of_a_max_net():
+    import fastpath
+
+    net = _net()
+    X, _ = net.sample(10, seed=0)
+    for update in (("layers", "noise"), ("biases",)):
+        with pytest.raises(UnsupportedLayerError, match=r"update=\('last', 'noise'\)"):
+            fastpath.fit_em(net, X, max_iter=1, update=update)
+
+
+def test_cli_fit_trains_the_last_layer_of_a_max_net_and_resumes(tmp_path, capsys):
+    import json
+
+    from dgn_tools.cli import main
+
+    net = DGN.random((1, 6, 6, 2), activation=["relu", "max"], pool_sizes=[None, 3], seed=0,
+                     noise_var=0.05)
+    net.save(tmp_path / "m.npz")
+    base = ["fit", "--init", str(tmp_path / "m.npz"), "--n", "200"]
+    assert main(base + ["--out", str(tmp_path / "bad")]) == 2
+    assert "--update last,noise" in capsys.readouterr().err
+    run = tmp_path / "run"
+    assert main(base + ["--update", "last,noise", "--max-iter", "2", "--out", str(run)]) == 0
+    summary = json.loads((run / "summary.json").read_text())   # strict JSON: no NaN
+    assert summary["activation"] == "relu,max" and summary["slope"] == [0.0, None]
+    assert summary["pool_sizes"] == [None, [3, 3]]
+    assert main(["fit", "--resume", str(run), "--max-iter", "3"]) == 0
+    model = DGN.load(run / "model.npz")
+    assert model.pool_sizes == net.pool_sizes
+    assert all(np.array_equal(a, b) for a, b in zip(model.weights[:-1], net.weights[:-1]))

@@ -162,7 +162,7 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "checkpoint_every": (int,), "standardize": (bool,), "stream": (bool,),
     "shard_size": (int,), "val": (str, int, float, type(None)),
     "n_iter_no_change": (int, type(None)), "n_init": (int,), "init": (str, type(None)),
-    "update": (str,), "missing": (str, type(None))}
+    "update": (str,), "missing": (str, type(None)), "pool_sizes": (list, type(None))}
 #: settings whose JSON value is a bool
 _BOOLS = ("standardize", "stream")
 
@@ -349,13 +349,13 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
     init = _init_model(cfg, D, {} if resume else _given(args))
     if init is not None:  # the saved model's architecture is the run's
         cfg["latent_dim"], cfg["widths"] = init.latent_dim, list(init.widths[1:-1])
-        cfg["activation"], cfg["slope"] = init.activation_entries()
+        cfg.update(architecture_settings(init))
     widths = (cfg["latent_dim"], *cfg["widths"], D)
     s2 = scaling.scale * scaling.scale
     noise_var: Any = nv0 / s2 if cfg["noise"] == "isotropic" else np.full(D, nv0 / s2)
     net = random_net(widths, activation=activation_value(cfg["activation"]),
                      slope=cfg["slope"] if "leaky_relu" in cfg["activation"].split(",") else None,
-                     seed=cfg["seed"], noise_var=noise_var)
+                     seed=cfg["seed"], noise_var=noise_var, pool_sizes=cfg.get("pool_sizes"))
     _check_prior(prior, net if init is None else init, cfg)
     _check_prior(bias_prior, net if init is None else init, cfg, "bias_prior")
     return FitPlan(run_dir=run_dir, cfg=cfg, resume=resume, X=X, data=data,
@@ -364,6 +364,18 @@ def plan_fit(args: argparse.Namespace) -> FitPlan:
                    noise_floor=cfg["noise_floor"] / s2, stale=stale, X_val=X_val,
                    init=None if init is None else scaling.to_scaled(init),
                    mask=None if cfg["missing"] is None else ~np.isnan(X))
+
+
+def architecture_settings(model: DGN) -> dict[str, Any]:
+    """``activation`` and ``slope`` as ``--activation`` / ``--slope`` (and the model file)
+    give them, with ``pool_sizes`` for a net with max-pooling, whose max layers have slope
+    null (JSON has no NaN): the settings config.json and summary.json record."""
+    activation, slope = model.activation_entries()
+    out: dict[str, Any] = {"activation": activation, "slope": slope}
+    if model.has_max_pooling:
+        out["slope"] = [None if a == "max" else s for a, s in zip(model.activations, model.slopes)]
+        out["pool_sizes"] = model.activation_kwargs()["pool_sizes"]
+    return out
 
 
 @overload
@@ -419,7 +431,7 @@ def _init_model(cfg: dict[str, Any], D: int, given: dict[str, Any]) -> DGN | Non
         raise CLIError(f"--init {path}: the model has data dimension {model.data_dim}, the data "
                        f"{D}")
     has = {"latent_dim": model.latent_dim, "widths": list(model.widths[1:-1]),
-           **dict(zip(("activation", "slope"), model.activation_entries()))}
+           **architecture_settings(model)}
     for key, value in has.items():
         if key in given and not _same_setting(key, value, given[key]):
             raise CLIError(f"--init {path} has {key} {_show(key, value)}, which conflicts with "

@@ -25,7 +25,15 @@ from ._common import (
     write_columns_csv,
     write_json,
 )
-from ._fit_setup import FIT_DEFAULTS, OPTION_DEFAULTS, RUN_FILES, FitPlan, parse_update, plan_fit
+from ._fit_setup import (
+    FIT_DEFAULTS,
+    OPTION_DEFAULTS,
+    RUN_FILES,
+    FitPlan,
+    architecture_settings,
+    parse_update,
+    plan_fit,
+)
 
 __all__ = ["FIT_DEFAULTS", "RUN_FILES", "manifold_figure", "history_figure", "add_parser", "run"]
 
@@ -406,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
     k = model.n_params
     summary = {
         "data": plan.what, "n_points": N, "data_dim": D, "widths": list(model.widths),
-        **dict(zip(("activation", "slope"), model.activation_entries())),
+        **architecture_settings(model),
         "log_likelihood": ll, "per_point": ll / N, "initial_log_likelihood": lls[0],
         "objective": objs[-1], "n_params": k, "aic": 2 * k - 2 * ll,
         "bic": k * float(np.log(N)) - 2 * ll, "n_iter": res.n_iter, "converged": res.converged,
