@@ -165,12 +165,16 @@ _SAVED_TYPES: dict[str, tuple[type, ...]] = {
     "update": (str,), "missing": (str, type(None)), "pool_sizes": (list, type(None))}
 #: settings whose JSON value is a bool
 _BOOLS = ("standardize", "stream")
+#: settings that only some runs record (pool_sizes: a net with max-pooling, from --init)
+_OPTIONAL = ("pool_sizes",)
 
 
 def _check_saved_types(saved: dict[str, Any], cfg_path: Path) -> None:
     missing = object()
     for key, types in _SAVED_TYPES.items():
         value = saved.get(key, missing)
+        if value is missing and key in _OPTIONAL:
+            continue
         # JSON true / false are bools, which Python also counts as ints
         ok = isinstance(value, types) and (key in _BOOLS) == isinstance(value, bool)
         if ok and key == "widths":
