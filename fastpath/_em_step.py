@@ -87,8 +87,6 @@ def em_step(net: DGN, X: ArrayLike, *, noise: str | None = None, update_prior_co
         ``noise_floor_hit``.
     """
     net = check_net(net)
-    net.require_elementwise("em_step (the M-step trains dense layers with element-wise "
-                            "activations)")
     X = check_data(X, dim=net.data_dim)
     noise = check_option("noise", noise)
     if noise is None:
@@ -139,7 +137,6 @@ def log_likelihood_gradient(net: DGN, X: ArrayLike, *, partition: Partition | No
         respect to Sigma_z is not computed.
     """
     net = check_net(net)
-    net.require_elementwise("log_likelihood_gradient")
     X = check_data(X, dim=net.data_dim)
     P = partition if partition is not None else _partition(net, 100_000)
     st = _e_step(net, X, P)

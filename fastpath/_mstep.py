@@ -112,7 +112,7 @@ def _input_maps(net: DGN, slopes: Sequence[NDArray[Any]], R: int) -> list[tuple[
     return out
 
 
-def _output_map(net: DGN, slopes: Sequence[Arr], l: int, R: int) -> tuple[Arr, Arr]:
+def _output_map(net: DGN, slopes: Sequence[NDArray[Any]], l: int, R: int) -> tuple[Arr, Arr]:
     """The output as an affine map of layer l's pre-activation (l = 0..L-1, 0-based).
 
     g(z) = F_w (W^l a^{l-1} + v^l) + c_w on region w (docs/DESIGN.md §2.5: F^L = I, c^L = 0,
@@ -123,14 +123,19 @@ def _output_map(net: DGN, slopes: Sequence[Arr], l: int, R: int) -> tuple[Arr, A
     F : ndarray, shape (R, D, D_l)
     c : ndarray, shape (R, D)
     """
-    net.require_elementwise("the inner layers' M-step")
     L, D = net.n_layers, net.data_dim
     F = np.broadcast_to(np.eye(D), (R, D, D))
     c = np.zeros((R, D))
     for k in range(L - 1, l, -1):   # k: 0-based index of the layer above
         W, v = net.weights[k], net.biases[k]
         c = c + F @ v
-        F = np.matmul(F, W) * slopes[k - 1][:, None, :]
+        d = slopes[k - 1]
+        if net.pool_sizes[k - 1]:   # D^{k-1}_w selects the argmax rows: scatter the columns
+            FW = np.matmul(F, W)                                            # (R, D, groups)
+            F = np.zeros((R, D, net.hidden_widths[k - 1]))
+            np.put_along_axis(F, np.broadcast_to(d[:, None, :], FW.shape), FW, axis=2)
+        else:
+            F = np.matmul(F, W) * d[:, None, :]
     return np.ascontiguousarray(F), c
 
 

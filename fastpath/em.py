@@ -79,7 +79,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from dgn_core.exceptions import ConvergenceWarning, RegionLimitError, UnsupportedLayerError
+from dgn_core.exceptions import ConvergenceWarning, RegionLimitError
 from dgn_core.model import DGN
 from dgn_core.priors import (
     BoxPrior,
@@ -456,13 +456,6 @@ def _fit_loop(run: _Run, net: DGN) -> EMResult:
 def _initial_model(net: DGN, opts: EMOptions) -> DGN:
     """``net`` in the run's noise model, after the checks that need the net: the initial
     noise is not below the floor and the weights lie inside a box prior."""
-    if net.has_max_pooling and (opts.train_layers or opts.train_biases):
-        layers = [l + 1 for l, a in enumerate(net.activations) if a == "max"]
-        raise UnsupportedLayerError(
-            f"fit_em trains only the last layer, the noise and Sigma_z of a net with "
-            f"max-pooling (hidden layer(s) {layers}): pass update=('last', 'noise') "
-            f"(dgn fit --update last,noise); the M-step of the layers below is built for "
-            f"element-wise activations")
     nv = net.noise_var_vector
     if np.any(nv < opts.noise_floor):
         raise ValueError(f"the initial noise variance ({float(nv.min()):.3g}) is below "

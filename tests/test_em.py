@@ -84,6 +84,30 @@ def test_monotone_architectures(widths, act, slope, nv, n, iters):
     assert len(res.times) == res.n_iter + 1 and np.all(np.diff(res.times) >= 0)
 
 
+#: max-pooling nets: widths (before pooling), activations, pool sizes, noise, N, iterations
+MAX_ARCHS = [
+    ((1, 6, 6, 2), ["relu", "max"], [None, 2], 0.1, 150, 4),
+    ((1, 6, 2), ["max"], [[1, 2, 3]], 0.1, 100, 4),
+    ((2, 8, 6, 3), ["max", "leaky_relu"], [2, None], 0.1, 60, 2),
+]
+
+
+@pytest.mark.parametrize("widths,act,pools,nv,n,iters", MAX_ARCHS)
+def test_monotone_max_pooling_architectures(widths, act, pools, nv, n, iters):
+    """Every layer of a max-pooling net trained (the M-step with selection matrices)."""
+    net = DGN.random(widths, activation=act, slope=0.2, pool_sizes=pools, seed=7, noise_var=nv)
+    X = _data(net, n, seed=11)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", E.ConvergenceWarning)
+        res = E.fit_em(net, X, max_iter=iters, tol=0.0)
+    _assert_monotone(res)
+    assert res.log_likelihood[-1] > res.log_likelihood[0]
+    assert res.log_likelihood[-1] == pytest.approx(_ll(res.model, X), rel=1e-9)
+    assert res.model.pool_sizes == net.pool_sizes
+    # the inner layers moved (not only the last one)
+    assert not np.array_equal(res.model.weights[0], net.weights[0])
+
+
 def test_monotone_width32_circle():
     net = DGN.random((1, 32, 32, 2), activation="leaky_relu", slope=0.1, seed=1, noise_var=0.1)
     X = noisy_circle(300, seed=3)

@@ -175,3 +175,15 @@ def test_mstep_check_passes_with_a_dead_unit():
     vs[0][2] = -1.0                                       # unit 3: pre-activation -1 always
     res = em_checks.check_mstep(net=net.replace(weights=Ws, biases=vs), n_points=5, dps=15)
     assert res.status == "PASS", str(res)
+
+
+@pytest.mark.parametrize("widths,acts,pools", [
+    ((1, 4, 3), ["max"], [2]),                               # max as the only hidden layer
+    ((1, 3, 4, 2), ["relu", "max"], [None, [1, 3]]),         # relu -> max
+    ((1, 4, 3, 2), ["max", "abs"], [[3, 1], None]),          # max -> abs
+])
+def test_em_step_matches_exact_with_max_pooling(widths, acts, pools):
+    """Every layer's M-step of a max-pooling net (D^l_w selects each group's argmax row):
+    the fast step against the exact one, same tolerances as the element-wise nets."""
+    net = DGN.random(widths, activation=acts, pool_sizes=pools, seed=6, noise_var=0.1)
+    _compare(net, _data(net, 8, seed=3))

@@ -103,25 +103,34 @@ def _region_maps(net: DGN, signs: Sequence[int]) -> tuple[list[tuple[Obj, Obj]],
     L, S, D = net.n_layers, net.latent_dim, net.data_dim
     Ws = [_fr(W) for W in net.weights]
     vs = [_fr(v) for v in net.biases]
+    # D^l_w as a matrix: diagonal (element-wise) or the selection of every group's argmax row
     q, start = [], 0
-    for w, eta in zip(net.hidden_widths, net.slopes):
-        slope = Fraction(eta)
-        q.append(np.array([Fraction(1) if s > 0 else slope for s in signs[start:start + w]],
-                          dtype=object))
+    for w, eta, pool in zip(net.hidden_widths, net.slopes, net.pool_sizes):
+        block = signs[start:start + w]
+        if pool:
+            rows = [k for k in range(w) if block[k] > 0]
+            Dl = np.full((len(rows), w), Fraction(0), dtype=object)
+            for g, k in enumerate(rows):
+                Dl[g, k] = Fraction(1)
+        else:
+            Dl = np.full((w, w), Fraction(0), dtype=object)
+            for k in range(w):
+                Dl[k, k] = Fraction(1) if block[k] > 0 else Fraction(eta)
+        q.append(Dl)
         start += w
     inputs = []
     P, p = _eye(S), np.array([Fraction(0)] * S, dtype=object)
     for l in range(L):
         inputs.append((P, p))
         if l < L - 1:
-            P = q[l][:, None] * (Ws[l] @ P)
-            p = q[l] * (Ws[l] @ p + vs[l])
+            P = q[l] @ (Ws[l] @ P)
+            p = q[l] @ (Ws[l] @ p + vs[l])
     outputs: list[tuple[Obj, Obj]] = [None] * L  # type: ignore[list-item]
     F, c = _eye(D), np.array([Fraction(0)] * D, dtype=object)
     outputs[L - 1] = (F, c)
     for l in range(L - 2, -1, -1):
         c = c + F @ vs[l + 1]
-        F = (F @ Ws[l + 1]) * q[l][None, :]
+        F = (F @ Ws[l + 1]) @ q[l]
         outputs[l] = (F, c)
     return inputs, outputs
 
@@ -243,8 +252,6 @@ def em_step(net: DGN, X: ArrayLike, *, dps: int = 30, noise: str | None = None,
     from .distributions import posterior as exact_posterior
 
     net = _check_net(net)
-    net.require_elementwise("em_step (the M-step trains dense layers with element-wise "
-                            "activations)")
     dps = _check_dps(dps)
     pts = _check_points(X, net.data_dim, "X")
     if noise is None:
