@@ -50,7 +50,11 @@ CASES = [
     ("S1-mixed", lambda: DGN.random((1, 4, 4, 2), activation=["abs", "leaky_relu"], slope=0.25,
                                     seed=306, noise_var=0.05), 2),
     ("S2-mixed", lambda: DGN.random((2, 3, 3, 2), activation=["relu", "abs"], seed=307,
-                                    noise_var=0.1), 1),
+                                    noise_var=0.1), 1),    # max-pooling (argmax regions)
+    ("S1-max", lambda: DGN.random((1, 6, 4, 2), activation=["abs", "max"], pool_sizes=[None, 2],
+                                  seed=308, noise_var=0.05), 2),
+    ("S2-max", lambda: DGN.random((2, 4, 4, 2), activation=["relu", "max"],
+                                  pool_sizes=[None, [1, 3]], seed=309, noise_var=0.1), 1),
 ]
 
 
