@@ -37,10 +37,12 @@ window, in torch's output order (channel, then spatial, row-major), so that the 
 layer's columns line up with torch's flattened output; overlapping windows repeat rows.
 ``pool_sizes[l]`` lists the windows' sizes (smaller at a padded border). A pool may also be
 followed directly by an activation, another pool or the end of the module (an identity
-layer in between). :func:`to_torch` always exports ``nn.Linear`` layers, so a
+layer in between). :func:`to_torch` exports ``nn.Linear`` layers, so a
 converted conv decoder comes back as its dense equivalent, whose forward pass agrees with the
 original to rounding (not bit for bit: the summation order differs); DGN -> torch -> DGN stays
-bit-exact.
+bit-exact. ``to_torch(net, template=decoder)`` instead exports into a copy of ``decoder``
+(same modules; parameters read back from the dense layers, :mod:`fastpath._torch_export`), so
+decoder -> DGN -> torch gives the decoder's parameters and forward pass bit for bit.
 
 torch is imported only when these functions are called (it is the optional ``torch``
 extra); without it they raise an :class:`ImportError` that says how to install it.
@@ -169,17 +171,38 @@ def _resolve_dtype(dtype: Any) -> Any:
     raise ValueError(f"dtype must be torch.float64 or torch.float32, got {dtype!r}")
 
 
-def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) -> Any:
+def to_torch(net: DGN, dtype: Any = None, *, requires_grad: bool = True,
+             template: Any = None, input_shape: tuple[int, ...] | None = None,
+             max_entries: int = _torch_layers.MAX_ENTRIES) -> Any:
     """The generator of ``net`` as a ``torch.nn.Sequential``.
 
     Parameters
     ----------
     net : DGN
-    dtype : {"float64", "float32"} or torch dtype, default "float64"
-        Parameter dtype. float64 keeps the DGN's weights bit for bit (so that
+    dtype : {"float64", "float32"} or torch dtype, optional
+        Parameter dtype; default float64, or the template's dtype when ``template`` is
+        given. float64 keeps the DGN's weights bit for bit (so that
         ``from_torch(to_torch(net), net.noise_var) == net``); float32 rounds them.
     requires_grad : bool, default True
         Whether the parameters are trainable.
+    template : torch.nn.Sequential or torch.nn.Linear, optional
+        A decoder of the net's architecture that :func:`from_torch` reads (typically the
+        module ``net`` was imported from). The result is then a deep copy of it whose
+        parameters are read off ``net``'s dense layers (:mod:`fastpath._torch_export`): a
+        Linear or convolution (plain or transposed, 1-D or 2-D, any stride, padding,
+        dilation, groups, output_padding, with or without bias) that is alone with
+        reshapes (Flatten, Unflatten, Identity, Dropout) between two nonlinearities gets
+        the weight and bias whose dense map is exactly the net's layer; other runs (with a
+        BatchNorm, an AvgPool or several parametrised modules) are kept as they are when
+        their dense map is exactly the net's layer. Activations and max-pools are the
+        template's and must be the net's. So ``to_torch(from_torch(decoder, s2),
+        template=decoder)`` has the decoder's parameters bit for bit and the same forward
+        pass bit for bit.
+    input_shape : tuple of int, optional
+        Only with ``template``: the per-sample input shape it reads, as for
+        :func:`from_torch` (needed when it starts with a convolution).
+    max_entries : int, default 50_000_000
+        Only with ``template``: the limit on the dense matrices built to check each layer.
 
     Returns
     -------
@@ -193,17 +216,35 @@ def to_torch(net: DGN, dtype: Any = "float64", *, requires_grad: bool = True) ->
         ``(N, S)``, output ``(N, D)``: ``module(z)`` equals ``net.forward(z)`` (to rounding
         for float32). The noise variance and the prior are not part of the module.
 
+        With ``template``: a module of the template's class and modules.
+
+    Raises
+    ------
+    TorchConversionError
+        With ``template``: a template that ``from_torch`` refuses, of another architecture
+        (layer widths), with another activation or max-pool than the net's at some layer,
+        or a layer whose weights are not (or no longer, e.g. after EM) tied as the
+        template's module ties them; the message names the layer and says why. There is no
+        partial dense fallback: ``to_torch(net)`` exports the whole net densely.
+
     Notes
     -----
-    A DGN converted from a convolutional decoder (:func:`from_torch`) is exported as its
-    dense equivalent: Linear layers holding the composed matrices, not the convolutions. Its
-    forward pass agrees with the original module to rounding (about 1e-15 relative), not bit
-    for bit, because the summation order differs; ``from_torch(to_torch(net))`` is still
-    bit-exact.
+    Without ``template``, a DGN converted from a convolutional decoder (:func:`from_torch`) is
+    exported as its dense equivalent: Linear layers holding the composed matrices, not the
+    convolutions. Its forward pass agrees with the original module to rounding (about 1e-15
+    relative), not bit for bit, because the summation order differs;
+    ``from_torch(to_torch(net))`` is still bit-exact.
     """
     net = check_net(net)
     torch = _torch()
-    dt = _resolve_dtype(dtype)
+    if template is not None:
+        from fastpath import _torch_export
+        return _torch_export.export_to_template(
+            net, template, None if dtype is None else _resolve_dtype(dtype), requires_grad,
+            input_shape, max_entries)
+    if input_shape is not None:
+        raise ValueError("input_shape is only used with template=")
+    dt = _resolve_dtype("float64" if dtype is None else dtype)
     layers: list[Any] = []
     for i, (W, v) in enumerate(zip(net.weights, net.biases)):
         lin = torch.nn.Linear(W.shape[1], W.shape[0], bias=True, dtype=dt)
