@@ -92,6 +92,16 @@ class _Run:
         return W, v
 
 
+def _out_shape(block: list[tuple[str, Any]], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-sample output shape of a run (one zero sample through float64 copies)."""
+    import torch
+    x = torch.zeros((1, *shape), dtype=torch.float64)
+    with torch.no_grad():
+        for _, layer in block:
+            x = copy.deepcopy(layer).to(device="cpu", dtype=torch.float64).eval()(x)
+    return tuple(int(s) for s in x.shape[1:])
+
+
 def _mismatch(what: str, got: np.ndarray, want: np.ndarray) -> str:
     if got.shape != want.shape:
         return f"{what} has shape {got.shape}, the net's {want.shape}"
@@ -241,9 +251,7 @@ def export_to_template(net: DGN, template: Any, dtype: Any, requires_grad: bool,
         shape = _torch_layers.infer_input_shape(blocks[0])
     updates: list[tuple[Any, Any, Any]] = []
     for i, block in enumerate(blocks):
-        out_shape = shape
-        if block:
-            _, _, out_shape = _torch_layers.affine_block(block, shape, max_entries)
+        out_shape = _out_shape(block, shape)
         rows = None
         next_shape = out_shape
         if i < len(kinds) and kinds[i][2] is None:
