@@ -55,6 +55,7 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition, Region, RegionLimitError, layer_maps
 
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
+from ._walk_cells import fast_geometry, pattern_rows
 
 __all__ = ["walk_partition", "one_sided_pattern", "one_sided_patterns", "RTOL", "FACET_TOL"]
 
@@ -158,17 +159,43 @@ def _rows(net: DGN, q: NDArray[np.int8]) -> tuple[Arr, Arr, Arr, Arr, Arr]:
 class _Cell:
     """Float geometry of one region: the polyhedron, its facets in z coordinates."""
 
-    __slots__ = ("A", "b", "g", "C", "d", "units", "V", "R", "ip")
+    __slots__ = ("A", "b", "lines", "C", "d", "units", "V", "R", "ip")
 
-    def __init__(self, A: Arr, b: Arr, g: PolyhedronGeometry, C: Arr, d: Arr,
+    def __init__(self, A: Arr, b: Arr, lines: Arr, C: Arr, d: Arr,
                  units: list[tuple[int, ...]], V: Arr, R: Arr, ip: Arr) -> None:
-        self.A, self.b, self.g, self.C, self.d = A, b, g, C, d
+        self.A, self.b, self.lines, self.C, self.d = A, b, lines, C, d
         self.units, self.V, self.R, self.ip = units, V, R, ip
 
 
 def _cell(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
     """The geometry of the region of pattern q, or None when it is empty or not
-    full-dimensional (in float64)."""
+    full-dimensional (in float64): the LP-free construction of :mod:`fastpath._walk_cells`
+    where it applies, else the general polyhedron tools."""
+    rows = pattern_rows(net, q)
+    if rows is None:
+        return None
+    C_all, d_all, mag, A, b = rows
+    amax = np.abs(C_all).max(axis=1) if C_all.size else np.zeros(C_all.shape[0])
+    live = amax > RTOL * mag
+    dead = ~live
+    if np.any(d_all[dead] < -RTOL * (1.0 + np.abs(d_all[dead]))):
+        return None
+    idx = np.flatnonzero(live)
+    geo = fast_geometry(C_all[idx], d_all[idx], _TIGHT, FACET_TOL)
+    if geo is not None:
+        V, R, members, reps, ip = geo
+        if np.array_equal(net.sign_patterns(ip)[0], q):
+            S = net.latent_dim
+            rr = idx[reps]
+            Cf, df = C_all[rr], d_all[rr]
+            s = np.abs(Cf).max(axis=1)
+            return _Cell(A, b, np.zeros((0, S)), Cf / s[:, None], df / s,
+                         [tuple(int(idx[k]) for k in mm) for mm in members], V, R, ip)
+    return _cell_general(net, q)
+
+
+def _cell_general(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
+    """:func:`_cell` by the general polyhedron tools (LP, qhull)."""
     S = net.latent_dim
     C_all, d_all, mag, A, b = _rows(net, q)
     amax = np.abs(C_all).max(axis=1) if C_all.size else np.zeros(C_all.shape[0])
@@ -223,7 +250,7 @@ def _cell(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
     ip = _interior_point(net, q, g, V, R)
     if ip is None:
         return None
-    return _Cell(A, b, g, Cf, df, units, V, R, ip)
+    return _Cell(A, b, g.lines, Cf, df, units, V, R, ip)
 
 
 def _true_facets(g: PolyhedronGeometry, scale: float) -> list[int]:
@@ -392,5 +419,5 @@ def _ro(a: NDArray[Any]) -> NDArray[Any]:
 
 def _region(q: NDArray[np.int8], c: _Cell, nbrs: list[int]) -> Region:
     return Region(signs=tuple(int(s) for s in q), A=_ro(c.A), b=_ro(c.b), C=_ro(c.C),
-                  d=_ro(c.d), vertices=_ro(c.V), rays=_ro(c.R), lines=_ro(c.g.lines),
+                  d=_ro(c.d), vertices=_ro(c.V), rays=_ro(c.R), lines=_ro(c.lines),
                   facet_units=tuple(c.units), neighbors=tuple(nbrs), interior_point=_ro(c.ip))
