@@ -43,7 +43,6 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -55,6 +54,7 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition, Region, RegionLimitError, layer_maps
 
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
+from ._walk_batch import batch_cells
 from ._walk_cells import fast_geometry, pattern_rows
 
 __all__ = ["walk_partition", "one_sided_pattern", "one_sided_patterns", "RTOL", "FACET_TOL"]
@@ -341,62 +341,82 @@ def _across_by_points(net: DGN, cell: _Cell, j: int, p: Arr, q: NDArray[np.int8]
 def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Partition:
     """All regions of a net with max-pooling layers, breadth first from the region of z0
     (see :func:`fastpath.partition` for the fields and :mod:`fastpath._walk_regions` for the
-    method)."""
+    method).
+
+    The walk goes level by level: the facets of all regions of a level are crossed in one
+    batched pass, and the regions first seen across them get their geometry in one batch
+    (:func:`fastpath._walk_batch.batch_cells`); region numbers are those of a region-by-region
+    breadth-first walk (the same order of regions and facets)."""
     q0, c0 = _start_pattern(net, z0)
     patterns: list[NDArray[np.int8]] = [q0]
     cells: list[_Cell | None] = [c0]
     index: dict[bytes, int] = {q0.tobytes(): 0}
     dead: dict[bytes, None] = {}
     nbrs: list[list[int]] = [[]]
-    queue = deque([0])
+    level = [0]
     done, n_missing = 0, 0
+    S = net.latent_dim
     t0 = t_last = time.perf_counter()
-    while queue:
-        i = queue.popleft()
-        cell = cells[i]
-        assert cell is not None
-        q = patterns[i]
-        out: list[int] = []
-        m = cell.C.shape[0]
-        pts = np.array([_facet_point(cell, j) for j in range(m)]).reshape(m, net.latent_dim)
-        across = one_sided_patterns(net, pts, cell.C)
-        for j in range(m):
-            p, qn = pts[j], across[j]
-            k = index.get(qn.tobytes())
-            if k is None and qn.tobytes() in dead or k == i:
-                # the one-sided pattern is no region (a float degeneracy): step off instead
-                alt = _across_by_points(net, cell, j, p, q)
-                if alt is not None:
-                    qn = alt
-                    k = index.get(qn.tobytes())
-            if k is None and not np.array_equal(qn, q) and qn.tobytes() not in dead:
-                cn = _cell(net, qn)
-                if cn is None:
-                    dead[qn.tobytes()] = None
-                else:
-                    if len(patterns) >= max_regions:
-                        raise RegionLimitError(
-                            f"the partition has more than max_regions={max_regions} regions: "
-                            f"found {len(patterns)} so far ({done} processed, {len(queue)} "
-                            "queued); raise max_regions (memory grows with it)")
-                    k = len(patterns)
-                    index[qn.tobytes()] = k
-                    patterns.append(qn)
-                    cells.append(cn)
-                    nbrs.append([])
-                    queue.append(k)
-            if k is None or k == i:
-                n_missing += 1
-                k = -1
-            out.append(k)
-        nbrs[i] = out
-        done += 1
+    while level:
+        pts = [_facet_points(_live(cells[i])) for i in level]
+        nf = [len(p) for p in pts]
+        P = np.concatenate(pts) if pts else np.zeros((0, S))
+        N = np.concatenate([_live(cells[i]).C for i in level]).reshape(-1, S)
+        across_all = one_sided_patterns(net, P, N)
+        # the patterns not seen before, in walk order: their geometry in one batch
+        fresh: dict[bytes, NDArray[np.int8]] = {}
+        for i, lo, hi in zip(level, np.cumsum([0] + nf[:-1]), np.cumsum(nf)):
+            for qn in across_all[lo:hi]:
+                key = qn.tobytes()
+                if key not in index and key not in dead and key not in fresh \
+                        and not np.array_equal(qn, patterns[i]):
+                    fresh[key] = qn
+        found = dict(zip(fresh, _cells(net, list(fresh.values()))))
+        nxt: list[int] = []
+        for i, lo in zip(level, np.cumsum([0] + nf[:-1])):
+            cell = _live(cells[i])
+            q = patterns[i]
+            out: list[int] = []
+            for j in range(cell.C.shape[0]):
+                p, qn = P[lo + j], across_all[lo + j]
+                k = index.get(qn.tobytes())
+                if k is None and qn.tobytes() in dead or k == i:
+                    # the one-sided pattern is no region (a float degeneracy): step off instead
+                    alt = _across_by_points(net, cell, j, p, q)
+                    if alt is not None:
+                        qn = alt
+                        k = index.get(qn.tobytes())
+                key = qn.tobytes()
+                if k is None and not np.array_equal(qn, q) and key not in dead:
+                    cn = found.pop(key) if key in found else _cell(net, qn)
+                    if cn is None:
+                        dead[key] = None
+                    else:
+                        if len(patterns) >= max_regions:
+                            raise RegionLimitError(
+                                f"the partition has more than max_regions={max_regions} "
+                                f"regions: found {len(patterns)} so far ({done} processed, "
+                                f"{len(patterns) - done} queued); raise max_regions (memory "
+                                "grows with it)")
+                        k = len(patterns)
+                        index[key] = k
+                        patterns.append(qn)
+                        cells.append(cn)
+                        nbrs.append([])
+                        nxt.append(k)
+                if k is None or k == i:
+                    n_missing += 1
+                    k = -1
+                out.append(k)
+            nbrs[i] = out
+            done += 1
+        level = nxt
         if progress:
             now = time.perf_counter()
             if now - t_last >= 1.0:
                 t_last = now
                 print(f"partition: {len(patterns)} regions found, {done} done, "
-                      f"{len(queue)} queued, {done / (now - t0):.0f} regions/s",
+                      f"{len(level)} queued, {done / (now - t0):.0f} regions/s",
                       file=sys.stderr, flush=True)
     if progress:
         el = time.perf_counter() - t0
@@ -409,6 +429,41 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
     regions = [_region(q, c, nb) for q, c, nb in zip(patterns, cells, nbrs)
                if c is not None]
     return Partition(net, regions, exact=False)
+
+
+def _live(c: _Cell | None) -> _Cell:
+    assert c is not None
+    return c
+
+
+def _cells(net: DGN, qs: list[NDArray[np.int8]]) -> list[_Cell | None]:
+    """:func:`_cell` of many patterns: the batch where it applies, else one by one."""
+    if not qs:
+        return []
+    res = batch_cells(net, np.array(qs, dtype=np.int8), RTOL, _TIGHT, FACET_TOL)
+    out: list[_Cell | None] = []
+    for q, r in zip(qs, res):
+        if isinstance(r, tuple):
+            A, b, Cf, df, units, V, R, ip = r
+            out.append(_Cell(A, b, np.zeros((0, net.latent_dim)), Cf, df, units, V, R, ip))
+        else:  # FALLBACK, or None (a constant row violated): the one-region path decides
+            out.append(_cell(net, q))
+    return out
+
+
+def _facet_points(cell: _Cell) -> Arr:
+    """:func:`_facet_point` of every facet, shape (F, S)."""
+    C, d, V, R = cell.C, cell.d, cell.V, cell.R
+    scale = 1.0 + (np.abs(V).max() if V.size else 0.0)
+    on = np.abs(V @ C.T - d) <= 1e-9 * scale                      # (nv, F)
+    cnt = on.sum(axis=0)
+    Z = np.where((cnt > 0)[:, None], (on.T @ V) / np.maximum(cnt, 1)[:, None],
+                 V.mean(axis=0))
+    if R.size:
+        ron = np.abs(R @ C.T) <= 1e-9
+        rc = ron.sum(axis=0)
+        Z = Z + (ron.T @ R) / np.maximum(rc, 1)[:, None]
+    return Z
 
 
 def _ro(a: NDArray[Any]) -> NDArray[Any]:
