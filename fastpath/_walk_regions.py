@@ -56,6 +56,7 @@ from dgn_core.regions import Partition, Region, RegionLimitError, layer_maps
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
 from ._walk_batch import batch_cells
 from ._walk_cells import fast_geometry, pattern_rows
+from ._walk_line import line_patterns
 
 __all__ = ["walk_partition", "one_sided_pattern", "one_sided_patterns", "RTOL", "FACET_TOL"]
 
@@ -347,6 +348,14 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
     batched pass, and the regions first seen across them get their geometry in one batch
     (:func:`fastpath._walk_batch.batch_cells`); region numbers are those of a region-by-region
     breadth-first walk (the same order of regions and facets)."""
+    if net.latent_dim == 1:
+        t0 = time.perf_counter()
+        swept = _line_partition(net, max_regions, z0)
+        if swept is not None:
+            if progress:
+                print(f"partition: {len(swept)} regions in {time.perf_counter() - t0:.2f} s "
+                      "(S = 1 sweep)", file=sys.stderr, flush=True)
+            return swept
     q0, c0 = _start_pattern(net, z0)
     patterns: list[NDArray[np.int8]] = [q0]
     cells: list[_Cell | None] = [c0]
@@ -429,6 +438,47 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
     regions = [_region(q, c, nb) for q, c, nb in zip(patterns, cells, nbrs)
                if c is not None]
     return Partition(net, regions, exact=False)
+
+
+def _line_partition(net: DGN, max_regions: int, z0: Arr) -> Partition | None:
+    """The partition at S = 1 from the proposed patterns of :mod:`fastpath._walk_line`,
+    or None when a check fails (the walk then runs; see that module)."""
+    Q = line_patterns(net)
+    if len(Q) > max_regions:
+        return None  # the walk raises the error, with its counts
+    cells = _cells(net, list(Q))
+    index = {q.tobytes(): k for k, q in enumerate(Q)}
+    if len(index) != len(Q) or any(c is None for c in cells):
+        return None
+    live = [_live(c) for c in cells]
+    pts = np.concatenate([_facet_points(c) for c in live]).reshape(-1, 1)
+    across = one_sided_patterns(net, pts, np.concatenate([c.C for c in live]).reshape(-1, 1))
+    nbrs: list[list[int]] = []
+    row = 0
+    for k, c in enumerate(live):
+        out = []
+        for qn in across[row:row + c.C.shape[0]]:
+            j = index.get(qn.tobytes())
+            if j is None or j == k:
+                return None
+            out.append(j)
+        row += c.C.shape[0]
+        nbrs.append(out)
+    q0 = net.sign_patterns(z0[None])[0]
+    start = index.get(q0.astype(np.int8).tobytes())
+    if start is None:  # z0 on a boundary: the walk's own start rule
+        return None
+    # the numbering of the breadth-first walk from the start region
+    order, pos = [start], {start: 0}
+    for i in order:
+        for j in nbrs[i]:
+            if j not in pos:
+                pos[j] = len(order)
+                order.append(j)
+    if len(order) != len(Q):
+        return None
+    return Partition(net, [_region(Q[i], live[i], [pos[j] for j in nbrs[i]]) for i in order],
+                     exact=False)
 
 
 def _live(c: _Cell | None) -> _Cell:
