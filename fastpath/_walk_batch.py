@@ -157,7 +157,7 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
             X = np.einsum("...i,...is->...s", rhs, cof) / det[..., None]
         else:
             X = np.linalg.solve(np.where(ok[..., None, None], Ms, np.eye(S)),
-                                rhs[..., None])[..., 0]
+                                rhs[..., None])[..., 0].astype(np.float64)
     X = np.where(ok[..., None], X, 0.0)
     xs = 1.0 + np.abs(X).max(axis=2)
     # the largest violation of every candidate, as S broadcast products (a batched matmul
@@ -176,7 +176,7 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     if S >= 3:
         # the few vertices again by LU with pivoting (Cramer's rule loses digits on the
         # moderately conditioned subsets: measured 2e-10 relative against 6e-14)
-        Xf = np.linalg.solve(Ms[kk, pp], rhs[kk, pp][..., None])[..., 0]
+        Xf = np.linalg.solve(Ms[kk, pp], rhs[kk, pp][..., None])[..., 0].astype(np.float64)
     Tf = np.abs(np.einsum("fs,fis->fi", Xf, Cu[kk]) - du[kk]) <= (tight * scale[kk])[:, None]
     V, vmask = _dedupe(kk, Xf, Tf, K)
     fb |= _near_duplicates(V, vmask, tight * scale)
