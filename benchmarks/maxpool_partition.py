@@ -5,7 +5,7 @@
 
 A fixed set of max-pooling nets, S = 1 .. 4 (``DGN.random`` with fixed seeds). For every net
 the fast path (:func:`fastpath.partition`) and the exact path (:func:`verified_dgn.partition`)
-run alternately (fast, exact, fast, exact, ...) after one fast warm-up call, so that load from
+run alternately (fast, exact, fast, exact, ...) after warm-up calls, so that load from
 other jobs on a shared machine hits both alike. Printed: regions, min / median wall seconds of
 each, and exact / fast (medians). Both must find the same set of patterns, else the script
 stops. BLAS runs on one thread (set before numpy is imported).
@@ -38,6 +38,9 @@ NETS: dict[str, Callable[[], DGN]] = {
     "S1-relu-max-relu": lambda: DGN.random((1, 16, 12, 8, 2),
                                            activation=["relu", "max", "relu"],
                                            pool_sizes=[None, [3, 3, 3, 3], None], seed=4),
+    "S1-relu-max-abs": lambda: DGN.random((1, 32, 24, 16, 2),
+                                          activation=["relu", "max", "abs"],
+                                          pool_sizes=[None, [2] * 12, None], seed=3),
     "S2-max": lambda: DGN.random((2, 12, 3), activation="max", pool_sizes=[[1, 2, 3, 6]],
                                  seed=2),
     "S2-relu-max-relu": lambda: DGN.random((2, 12, 16, 8, 2),
@@ -45,6 +48,8 @@ NETS: dict[str, Callable[[], DGN]] = {
                                            pool_sizes=[None, [2] * 8, None], seed=0),
     "S3-max-abs": lambda: DGN.random((3, 12, 8, 2), activation=["max", "abs"],
                                      pool_sizes=[[3] * 4, None], seed=0),
+    "S3-relu-max": lambda: DGN.random((3, 10, 12, 2), activation=["relu", "max"],
+                                      pool_sizes=[None, [3] * 4], seed=1),
     "S4-relu-max": lambda: DGN.random((4, 8, 8, 2), activation=["relu", "max"],
                                       pool_sizes=[None, [2] * 4], seed=0),
 }
@@ -72,9 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"load average at start: {os.getloadavg()}, cpus: {os.cpu_count()}")
     print(f"{'net':<20}{'regions':>8}{'fast min':>10}{'fast med':>10}{'exact min':>11}"
           f"{'exact med':>11}{'exact/fast':>12}")
+    # warm-up of both paths (imports, caches) on a small net, so the first net's times are
+    # not its
+    tiny = DGN.random((2, 6, 2), activation="max", pool_sizes=[[3, 3]], seed=9)
+    fastpath.partition(tiny)
+    verified_dgn.partition(tiny)
     for name in names:
         net = NETS[name]()
-        fastpath.partition(net)  # warm-up (imports, numba kernels)
+        fastpath.partition(net)  # warm-up on this net
         tf, te, pf, pe = _alternate(lambda net=net: fastpath.partition(net),
                                     lambda net=net: verified_dgn.partition(net), args.repeat)
         sf = {r.signs for r in pf}  # type: ignore[attr-defined]

@@ -35,7 +35,7 @@ from dgn_core.model import DGN
 from ._small_polytope import _null_directions, subsets
 from ._walk_cells import _DET_SAFE, _DET_SKIP, _SLACK_MIN
 
-__all__ = ["FALLBACK", "batch_cells"]
+__all__ = ["FALLBACK", "batch_cells", "batch_rows", "first_unique_rows"]
 
 Arr = NDArray[np.float64]
 
@@ -133,16 +133,24 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     # ---- vertices
     Ce, de = (_touching_rows(Cu, du, live) if S == 2 else (Cu, du))
     combos = subsets(Ce.shape[1], S)
-    Ms, rhs = Ce[:, combos], de[:, combos]                   # (K, P, S, S), (K, P, S)
+    rhs = de[:, combos]                                       # (K, P, S)
+    if S == 3:
+        # Cramer's rule by cross products, x = sum_i rhs_i (r_{i+1} x r_{i+2}) / det, from the
+        # cross products of all row pairs (K, m, m, 3): no (K, P, 3, 3) gather
+        Ce0 = Ce[:, :, None, :]
+        PX = _cross(np.broadcast_to(Ce0, Ce.shape[:2] + Ce.shape[1:]),
+                    np.broadcast_to(Ce[:, None, :, :], Ce.shape[:2] + Ce.shape[1:]))
+        c0, c1, c2 = combos[:, 0], combos[:, 1], combos[:, 2]
+        cof = np.stack([PX[:, c1, c2], PX[:, c2, c0], PX[:, c0, c1]], axis=-2)
+        det = np.einsum("kps,kps->kp", Ce[:, c0], cof[..., 0, :])
+    else:
+        Ms = Ce[:, combos]                                    # (K, P, S, S)
     if S == 1:
         det = Ms[..., 0, 0]
     elif S == 2:
         det = Ms[..., 0, 0] * Ms[..., 1, 1] - Ms[..., 0, 1] * Ms[..., 1, 0]
     elif S == 3:
-        # Cramer's rule by cross products: x = sum_i rhs_i (r_{i+1} x r_{i+2}) / det
-        cof = np.stack([_cross(Ms[..., 1, :], Ms[..., 2, :]), _cross(Ms[..., 2, :], Ms[..., 0, :]),
-                        _cross(Ms[..., 0, :], Ms[..., 1, :])], axis=-2)
-        det = np.einsum("...s,...s->...", Ms[..., 0, :], cof[..., 0, :])
+        pass
     else:
         det = np.linalg.det(Ms)
     ok = np.abs(det) > _DET_SKIP
@@ -176,7 +184,8 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     if S >= 3:
         # the few vertices again by LU with pivoting (Cramer's rule loses digits on the
         # moderately conditioned subsets: measured 2e-10 relative against 6e-14)
-        Xf = np.linalg.solve(Ms[kk, pp], rhs[kk, pp][..., None])[..., 0].astype(np.float64)
+        Mf = Ce[kk[:, None], combos[pp]]                                  # (F, S, S)
+        Xf = np.linalg.solve(Mf, rhs[kk, pp][..., None])[..., 0].astype(np.float64)
     Tf = np.abs(np.einsum("fs,fis->fi", Xf, Cu[kk]) - du[kk]) <= (tight * scale[kk])[:, None]
     V, vmask = _dedupe(kk, Xf, Tf, K)
     fb |= _near_duplicates(V, vmask, tight * scale)
@@ -296,6 +305,22 @@ def _cross(a: Arr, b: Arr) -> Arr:
                      a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]], axis=-1)
 
 
+def first_unique_rows(B: NDArray[np.uint8]) -> NDArray[np.intp]:
+    """Indices (ascending) of the first occurrence of every distinct row of a byte matrix
+    (N, w): a lexicographic sort of the rows as 64-bit words (``np.unique(axis=0)`` sorts
+    a structured view, ~10x slower on a few thousand rows)."""
+    N, w = B.shape
+    if N == 0:
+        return np.zeros(0, dtype=np.intp)
+    pad = (-w) % 8
+    words = np.ascontiguousarray(np.pad(B, ((0, 0), (0, pad)))).view(np.uint64)
+    order = np.lexsort(words.T[::-1])           # stable: equal rows keep their index order
+    sw = words[order]
+    new = np.ones(N, dtype=bool)
+    new[1:] = np.any(sw[1:] != sw[:-1], axis=1)
+    return np.sort(order[new])
+
+
 def _dedupe(kk: NDArray[np.intp], X: Arr, T: NDArray[np.bool_], K: int
             ) -> tuple[Arr, NDArray[np.bool_]]:
     """Points X (F, S) of regions kk (ascending) with duplicates (same region, same tight
@@ -305,8 +330,7 @@ def _dedupe(kk: NDArray[np.intp], X: Arr, T: NDArray[np.bool_], K: int
         return np.zeros((K, 0, S)), np.zeros((K, 0), dtype=bool)
     key = np.concatenate([kk.astype("<i8").view(np.uint8).reshape(-1, 8),
                           np.packbits(T, axis=1)], axis=1)
-    _, first = np.unique(key, axis=0, return_index=True)
-    keep = np.sort(first)
+    keep = first_unique_rows(key)
     kk, X = kk[keep], X[keep]
     cnt = np.bincount(kk, minlength=K)
     start = np.concatenate([[0], np.cumsum(cnt)[:-1]])

@@ -5,12 +5,14 @@ winner j), not the cells of a hyperplane arrangement, so the layer-wise subdivis
 :mod:`fastpath._arrangement` does not apply. This module walks region by region, as the exact
 path (:func:`verified_dgn.partition`) does, in float64:
 
-1. the H-representation of a region comes from its pattern
-   (:func:`dgn_core.regions.layer_maps`, the rows of
-   :func:`dgn_core.regions.region_inequalities`);
-2. its non-redundant facets, vertices, rays, lineality space and an interior point come from
-   the float polyhedron tools of the fast path (:func:`fastpath._polyhedron.polyhedron_geometry`,
-   S <= 4);
+1. the H-representation of a region comes from its pattern (the rows of
+   :func:`dgn_core.regions.region_inequalities`, built from the maps of
+   :func:`dgn_core.regions.layer_maps`);
+2. its non-redundant facets, vertices, rays, lineality space and an interior point come
+   from an LP-free S-subset enumeration, batched over many regions
+   (:mod:`fastpath._walk_batch`); on any doubt (lines, badly conditioned subsets, a thin
+   region, an interior point whose forward pattern is not the region's) from the float
+   polyhedron tools (:func:`fastpath._polyhedron.polyhedron_geometry`, S <= 4);
 3. every facet is crossed by the *one-sided* pattern at a relative-interior point p of the
    facet, i.e. the pattern on ``p + s n`` for ``s -> 0+`` along the outward normal n: value
    ties (within :data:`RTOL` of the magnitudes) are broken by the directional derivative along
@@ -20,6 +22,17 @@ path (:func:`verified_dgn.partition`) does, in float64:
    :data:`RTOL` going to the first index; the exact path sees such units as distinct
    hyperplanes and keeps the sliver regions between them, as the element-wise fast path
    documents for hyperplanes that coincide up to rounding).
+
+Order of work (speed only; the regions, their geometry and neighbours are those of a
+region-by-region breadth-first walk from the start region, numbering included):
+
+* S = 1: the patterns are proposed by a sweep of the line (:mod:`fastpath._walk_line`) and
+  accepted only if closed under crossing every facet; else the walk below runs;
+* S >= 2: the forward patterns at fixed sample points are proposed first (one batch), then
+  rounds cross all facets of the regions found in the previous round and batch the new
+  patterns, until none is new; the region numbers are then replayed breadth first from the
+  start region over the neighbour lists, and a proposed region that the walk from the start
+  never reaches (possible only for float slivers of degenerate nets) is left out.
 
 Tolerances (relative to the data, never absolute): a hidden unit's pre-activation ``u`` counts
 as zero (a max unit as tied with its group's maximum) at a point when it is within
@@ -32,10 +45,10 @@ polyhedron tools (unit rows) is matched to a unit's row, scaled to unit norm, wi
 
 It never imports pycddlib. Element-wise nets never come here (their subdivision is faster).
 
-Cost: one polyhedron per region in Python, about 2-3 ms per region at S = 2 and 4-5 ms at
-S = 3 / 4 (measured on 2 busy cores): about as fast as the exact walk at S = 3, 1.5-3 times
-slower at S = 1 / 2 (where the exact one is cheap), twice as fast at S = 4 (893 regions:
-4.3 s against 8.4 s). Batching the regions of a breadth-first level would be the next step.
+Cost (benchmarks/maxpool_partition.py, 2 busy cores): 0.1 ms per region at S = 1, 0.3 ms
+at S = 2, ~0.8 ms at S = 3, ~1.5 ms at S = 4: 5-7 times faster than the exact walk on the nets
+of that script with over 20 regions; on nets of a handful of regions the fixed cost
+(~2-5 ms) leaves 2-3 times.
 """
 
 from __future__ import annotations
@@ -54,7 +67,7 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition, Region, RegionLimitError, layer_maps
 
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
-from ._walk_batch import batch_cells
+from ._walk_batch import batch_cells, first_unique_rows
 from ._walk_cells import fast_geometry, pattern_rows
 from ._walk_line import line_patterns
 
@@ -356,7 +369,15 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
                 print(f"partition: {len(swept)} regions in {time.perf_counter() - t0:.2f} s "
                       "(S = 1 sweep)", file=sys.stderr, flush=True)
             return swept
-    q0, c0 = _start_pattern(net, z0)
+    # regions proposed by the forward patterns at sample points (z0's first): their geometry
+    # in one batch, so that the rounds below (each a batch) are few; which regions and
+    # neighbours result does not depend on them (see the docstring)
+    props = _proposals(net, z0)[:max_regions]
+    pcells = _cells(net, props)
+    if props and pcells[0] is not None:
+        q0, c0 = props[0], pcells[0]
+    else:  # z0 on a boundary (or no proposals): the start rule of the one-region path
+        q0, c0 = _start_pattern(net, z0)
     patterns: list[NDArray[np.int8]] = [q0]
     cells: list[_Cell | None] = [c0]
     index: dict[bytes, int] = {q0.tobytes(): 0}
@@ -366,6 +387,17 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
     done, n_missing = 0, 0
     S = net.latent_dim
     t0 = t_last = time.perf_counter()
+    for qp, cp in zip(props, pcells):
+        if qp.tobytes() in index:
+            continue
+        if cp is None:
+            dead[qp.tobytes()] = None
+            continue
+        index[qp.tobytes()] = len(patterns)
+        level.append(len(patterns))
+        patterns.append(qp)
+        cells.append(cp)
+        nbrs.append([])
     while level:
         pts = [_facet_points(_live(cells[i])) for i in level]
         nf = [len(p) for p in pts]
@@ -427,17 +459,49 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
                 print(f"partition: {len(patterns)} regions found, {done} done, "
                       f"{len(level)} queued, {done / (now - t0):.0f} regions/s",
                       file=sys.stderr, flush=True)
+    # the numbering of the region-by-region breadth-first walk from the start region;
+    # proposed regions it never reaches (float slivers of degenerate nets) are left out
+    order, pos = [0], {0: 0}
+    for i in order:
+        for j in nbrs[i]:
+            if j >= 0 and j not in pos:
+                pos[j] = len(order)
+                order.append(j)
+    n_missing = sum(1 for i in order for j in nbrs[i] if j < 0)
     if progress:
         el = time.perf_counter() - t0
-        print(f"partition: {len(patterns)} regions in {el:.2f} s", file=sys.stderr, flush=True)
+        print(f"partition: {len(order)} regions in {el:.2f} s", file=sys.stderr, flush=True)
     if n_missing:
         warnings.warn(
             f"fastpath.partition: no neighbour found across {n_missing} facet(s) (float "
             "degeneracy); their neighbors entry is -1. verified_dgn.partition is exact.",
             RuntimeWarning, stacklevel=3)
-    regions = [_region(q, c, nb) for q, c, nb in zip(patterns, cells, nbrs)
-               if c is not None]
+    regions = [_region(patterns[i], _live(cells[i]), [pos[j] if j >= 0 else -1
+                                                      for j in nbrs[i]]) for i in order]
     return Partition(net, regions, exact=False)
+
+
+#: sample points of the proposals: uniform in a box, and far out along random directions
+_N_BOX = {2: 1500, 3: 4000, 4: 8000}
+_N_FAR = {2: 200, 3: 800, 4: 2000}
+
+
+def _proposals(net: DGN, z0: Arr) -> list[NDArray[np.int8]]:
+    """Distinct forward patterns at fixed pseudo-random points (seed 0): in the box of
+    half-width 2 L (L the largest distance from the origin of a first-layer hyperplane,
+    at least 1) and on the sphere of radius 100 L; the start region's pattern first."""
+    S = net.latent_dim
+    if S not in _N_BOX:
+        return []
+    W, v = net.weights[0], net.biases[0]
+    nw = np.linalg.norm(W, axis=1)
+    L = max(1.0, float(np.max(np.abs(v[nw > 0]) / nw[nw > 0])) if np.any(nw > 0) else 1.0)
+    rng = np.random.default_rng(0)
+    far = rng.standard_normal((_N_FAR[S], S))
+    far *= 100.0 * L / np.linalg.norm(far, axis=1, keepdims=True)
+    Z = np.concatenate([z0[None], 2.0 * L * rng.uniform(-1.0, 1.0, (_N_BOX[S], S)), far])
+    Q = net.sign_patterns(Z).astype(np.int8)
+    return list(Q[first_unique_rows(np.packbits(Q > 0, axis=1))])
 
 
 def _line_partition(net: DGN, max_regions: int, z0: Arr) -> Partition | None:

@@ -448,3 +448,18 @@ def test_line_sweep_falls_back_when_a_region_is_missed(monkeypatch):
     monkeypatch.setattr(_walk_regions, "line_patterns", lambda n: full[np.arange(len(full)) != 2])
     assert _walk_regions._line_partition(net, 100_000, np.zeros(1)) is None
     _same_partition(fastpath.partition(net), ref)
+
+
+@pytest.mark.parametrize("name", ["max-S2-groups1234", "relu-max-relu-S2-overlap",
+                                  "max-degenerate-S2", "max-abs-S3"])
+def test_proposed_regions_do_not_change_the_partition(name, monkeypatch):
+    """S >= 2: the regions proposed from sample points only change the order of work; the
+    walk without them (breadth first from the start region alone) gives the same regions,
+    numbering, neighbours and geometry (1e-12)."""
+    from fastpath import _walk_regions
+
+    net = NETS[name]()
+    assert len(_walk_regions._proposals(net, np.zeros(net.latent_dim))) >= 2
+    with_props = fastpath.partition(net)
+    monkeypatch.setattr(_walk_regions, "_proposals", lambda n, z: [])
+    _same_partition(with_props, fastpath.partition(net))
