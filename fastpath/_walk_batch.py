@@ -131,61 +131,21 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     CuT = Cu.transpose(0, 2, 1)
     fb = np.zeros(K, dtype=bool)
     # ---- vertices
-    Ce, de = (_touching_rows(Cu, du, live) if S == 2 else (Cu, du))
-    combos = subsets(Ce.shape[1], S)
-    rhs = de[:, combos]                                       # (K, P, S)
     if S == 3:
-        # Cramer's rule by cross products, x = sum_i rhs_i (r_{i+1} x r_{i+2}) / det, from the
-        # cross products of all row pairs (K, m, m, 3): no (K, P, 3, 3) gather
-        Ce0 = Ce[:, :, None, :]
-        PX = _cross(np.broadcast_to(Ce0, Ce.shape[:2] + Ce.shape[1:]),
-                    np.broadcast_to(Ce[:, None, :, :], Ce.shape[:2] + Ce.shape[1:]))
-        c0, c1, c2 = combos[:, 0], combos[:, 1], combos[:, 2]
-        cof = np.stack([PX[:, c1, c2], PX[:, c2, c0], PX[:, c0, c1]], axis=-2)
-        det = np.einsum("kps,kps->kp", Ce[:, c0], cof[..., 0, :])
+        X, feas, det, trip = _edge_vertices(Cu, du, tight)
     else:
-        Ms = Ce[:, combos]                                    # (K, P, S, S)
-    if S == 1:
-        det = Ms[..., 0, 0]
-    elif S == 2:
-        det = Ms[..., 0, 0] * Ms[..., 1, 1] - Ms[..., 0, 1] * Ms[..., 1, 0]
-    elif S == 3:
-        pass
-    else:
-        det = np.linalg.det(Ms)
-    ok = np.abs(det) > _DET_SKIP
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if S == 1:
-            X = rhs / Ms[..., 0]
-        elif S == 2:
-            X = np.stack([(rhs[..., 0] * Ms[..., 1, 1] - rhs[..., 1] * Ms[..., 0, 1]) / det,
-                          (Ms[..., 0, 0] * rhs[..., 1] - Ms[..., 1, 0] * rhs[..., 0]) / det],
-                         axis=-1)
-        elif S == 3:
-            X = np.einsum("...i,...is->...s", rhs, cof) / det[..., None]
-        else:
-            X = np.linalg.solve(np.where(ok[..., None, None], Ms, np.eye(S)),
-                                rhs[..., None])[..., 0].astype(np.float64)
-    X = np.where(ok[..., None], X, 0.0)
+        X, feas, det, trip = _subset_vertices(Cu, du, live, tight)
     xs = 1.0 + np.abs(X).max(axis=2)
-    # the largest violation of every candidate, as S broadcast products (a batched matmul
-    # with an inner dimension of S is slower)
-    Xt = np.ascontiguousarray(X.transpose(2, 0, 1))[..., None]          # (S, K, P, 1)
-    Ct = np.ascontiguousarray(Cu.transpose(2, 0, 1))[:, :, None, :]      # (S, K, 1, m)
-    G = Xt[0] * Ct[0]
-    for i in range(1, S):
-        G += Xt[i] * Ct[i]
-    G -= du[:, None, :]
-    feas = ok & (G.max(axis=2) <= tight * xs)
     fb |= ~feas.any(axis=1) | np.any(feas & (np.abs(det) < _DET_SAFE), axis=1)
     scale = 1.0 + np.max(np.where(feas, xs - 1.0, 0.0), axis=1)          # (K,)
     kk, pp = np.nonzero(feas)
     Xf = X[kk, pp]
     if S >= 3:
-        # the few vertices again by LU with pivoting (Cramer's rule loses digits on the
+        # the few vertices again by LU with pivoting (closed forms lose digits on the
         # moderately conditioned subsets: measured 2e-10 relative against 6e-14)
-        Mf = Ce[kk[:, None], combos[pp]]                                  # (F, S, S)
-        Xf = np.linalg.solve(Mf, rhs[kk, pp][..., None])[..., 0].astype(np.float64)
+        tf = trip[kk, pp]                                                  # (F, S)
+        Mf = Cu[kk[:, None], tf]                                           # (F, S, S)
+        Xf = np.linalg.solve(Mf, du[kk[:, None], tf][..., None])[..., 0].astype(np.float64)
     Tf = np.abs(np.einsum("fs,fis->fi", Xf, Cu[kk]) - du[kk]) <= (tight * scale[kk])[:, None]
     V, vmask = _dedupe(kk, Xf, Tf, K)
     fb |= _near_duplicates(V, vmask, tight * scale)
@@ -265,6 +225,95 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
         out.append((A[k], b[k], Cf / sc[:, None], df / sc, groups,
                     V[k, :nv[k]], R[k, :nr[k]], ip[k]))
     return out
+
+
+def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float
+                     ) -> tuple[Arr, NDArray[np.bool_], Arr, NDArray[np.intp]]:
+    """Vertex candidates of every region from all S-subsets of its rows (S = 2: of the rows
+    that may touch the polygon): points (K, P, S), feasible (K, P), the subsets'
+    determinants (K, P) and rows (K, P, S)."""
+    K, m, S = Cu.shape
+    Ce, de = (_touching_rows(Cu, du, live) if S == 2 else (Cu, du))
+    combos = subsets(Ce.shape[1], S)
+    Ms = Ce[:, combos]                                        # (K, P, S, S)
+    rhs = de[:, combos]                                       # (K, P, S)
+    if S == 1:
+        det = Ms[..., 0, 0]
+    elif S == 2:
+        det = Ms[..., 0, 0] * Ms[..., 1, 1] - Ms[..., 0, 1] * Ms[..., 1, 0]
+    else:
+        det = np.linalg.det(Ms)
+    ok = np.abs(det) > _DET_SKIP
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if S == 1:
+            X = rhs / Ms[..., 0]
+        elif S == 2:
+            X = np.stack([(rhs[..., 0] * Ms[..., 1, 1] - rhs[..., 1] * Ms[..., 0, 1]) / det,
+                          (Ms[..., 0, 0] * rhs[..., 1] - Ms[..., 1, 0] * rhs[..., 0]) / det],
+                         axis=-1)
+        else:
+            X = np.linalg.solve(np.where(ok[..., None, None], Ms, np.eye(S)),
+                                rhs[..., None])[..., 0].astype(np.float64)
+    X = np.where(ok[..., None], X, 0.0)
+    xs = 1.0 + np.abs(X).max(axis=2)
+    # the largest violation of every candidate, as S broadcast products (a batched matmul
+    # with an inner dimension of S is slower)
+    Xt = np.ascontiguousarray(X.transpose(2, 0, 1))[..., None]          # (S, K, P, 1)
+    Ct = np.ascontiguousarray(Cu.transpose(2, 0, 1))[:, :, None, :]      # (S, K, 1, m)
+    G = Xt[0] * Ct[0]
+    for i in range(1, S):
+        G += Xt[i] * Ct[i]
+    G -= du[:, None, :]
+    feas = ok & (G.max(axis=2) <= tight * xs)
+    if S == 2:  # rows of the pruned set back to rows of Cu: not needed (no refinement)
+        trip = np.zeros((K, len(combos), S), dtype=np.intp)
+    else:
+        trip = np.broadcast_to(combos, (K,) + combos.shape)
+    return X, feas, det, trip
+
+
+def _edge_vertices(Cu: Arr, du: Arr, tight: float
+                   ) -> tuple[Arr, NDArray[np.bool_], Arr, NDArray[np.intp]]:
+    """S = 3: vertex candidates as the ends of the feasible segment of every line where two
+    rows' planes meet (a vertex of P is an end of the segment of any such line through
+    it), (K, 2L, 3) for the L row pairs; feasible (K, 2L) by the same rule as the subsets
+    (largest violation <= tight (1 + |x|)); the third row's determinant det(C_i, C_j, C_k)
+    (K, 2L) and the rows (K, 2L, 3). Cost (K, L, m) against (K, L m / 3, m) for all
+    triples."""
+    K, m, S = Cu.shape
+    pairs = subsets(m, 2)
+    Ci, Cj = Cu[:, pairs[:, 0]], Cu[:, pairs[:, 1]]
+    di, dj = du[:, pairs[:, 0]], du[:, pairs[:, 1]]
+    n = _cross(Ci, Cj)                                                   # (K, L, 3)
+    nn2 = np.einsum("kls,kls->kl", n, n)
+    okl = nn2 > _DET_SKIP ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x0 = (di[..., None] * _cross(Cj, n) + dj[..., None] * _cross(n, Ci)) \
+            / np.where(okl, nn2, 1.0)[..., None]
+        a = np.einsum("kls,kms->klm", n, Cu)                           # det(C_i, C_j, C_m)
+        b = du[:, None, :] - np.einsum("kls,kms->klm", x0, Cu)
+        t = b / a
+    pos, neg = a > _DET_SKIP, a < -_DET_SKIP
+    th = np.where(pos, t, np.inf)
+    tl = np.where(neg, t, -np.inf)
+    khi, klo = th.argmin(axis=2), tl.argmax(axis=2)
+    hi = np.take_along_axis(th, khi[..., None], axis=2)[..., 0]
+    lo = np.take_along_axis(tl, klo[..., None], axis=2)[..., 0]
+    ends = np.stack([lo, hi], axis=2)                                    # (K, L, 2)
+    fin = np.isfinite(ends) & okl[..., None]
+    tt = np.where(fin, ends, 0.0)
+    X = x0[:, :, None, :] + tt[..., None] * n[:, :, None, :]             # (K, L, 2, 3)
+    xs = 1.0 + np.abs(X).max(axis=3)
+    # violation of every row at both ends: t a_m - b_m (= C_m x - d_m)
+    viol = np.max(tt[..., None] * a[:, :, None, :] - b[:, :, None, :], axis=3)
+    feas = fin & (viol <= tight * xs)
+    kb = np.stack([klo, khi], axis=2)                                    # the third row
+    det = np.take_along_axis(a, kb, axis=2)
+    trip = np.concatenate([np.broadcast_to(pairs[None, :, None, :], (K, len(pairs), 2, 2)),
+                           kb[..., None]], axis=3)
+    L2 = 2 * len(pairs)
+    return (X.reshape(K, L2, 3), feas.reshape(K, L2), det.reshape(K, L2),
+            trip.reshape(K, L2, 3))
 
 
 def _touching_rows(Cu: Arr, du: Arr, live: NDArray[np.bool_]) -> tuple[Arr, Arr]:
