@@ -8,8 +8,10 @@ spends per region at S = 2. Here the regions of one level, whose H-representatio
 1. rows: the pattern's constraint rows for every region (batched
    :func:`fastpath._walk_cells.pattern_rows`); a zero row (a unit constant on the region)
    becomes ``0 z <= 1``, never tight and never violated;
-2. vertices: all S-subsets of rows solved at once, feasible solutions kept, duplicates
-   (same set of tight rows) merged;
+2. vertices: S-subsets of rows solved at once (at S = 2 only the rows whose line may touch
+   the polygon; at S = 3 the ends of the feasible segments of the lines where two planes
+   meet, which avoids all triples), feasible solutions kept, duplicates (same set of tight
+   rows) merged;
 3. extreme rays: null directions of all (S-1)-subsets and their negatives in the recession
    cone, duplicates merged alike;
 4. facets: a row is a facet iff the vertices and rays tight on it span S - 1 dimensions
