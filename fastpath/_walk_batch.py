@@ -363,8 +363,9 @@ def first_unique_rows(B: NDArray[np.uint8]) -> NDArray[np.intp]:
     N, w = B.shape
     if N == 0:
         return np.zeros(0, dtype=np.intp)
-    pad = (-w) % 8
-    words = np.ascontiguousarray(np.pad(B, ((0, 0), (0, pad)))).view(np.uint64)
+    padded = np.zeros((N, w + (-w) % 8), dtype=np.uint8)
+    padded[:, :w] = B
+    words = padded.view(np.uint64)
     order = np.lexsort(words.T[::-1])           # stable: equal rows keep their index order
     sw = words[order]
     new = np.ones(N, dtype=bool)

@@ -25,6 +25,8 @@ neighbour lists).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import NDArray
 
@@ -44,13 +46,7 @@ def line_patterns(net: DGN) -> NDArray[np.int8]:
         sizes = net.pool_sizes[l]
         with np.errstate(divide="ignore", invalid="ignore"):
             if sizes:
-                starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-                ii, jj = [], []
-                for s0, g in zip(starts, sizes):
-                    a, b = np.triu_indices(g, 1)
-                    ii.append(a + s0)
-                    jj.append(b + s0)
-                i, j = np.concatenate(ii).astype(np.intp), np.concatenate(jj).astype(np.intp)
+                i, j = _group_pairs(tuple(sizes))
                 t = z[:, None] - (u[:, i] - u[:, j]) / (du[:, i] - du[:, j])
             else:
                 t = z[:, None] - u / du
@@ -62,6 +58,18 @@ def line_patterns(net: DGN) -> NDArray[np.int8]:
     keep = np.ones(len(Q), dtype=bool)
     keep[1:] = np.any(Q[1:] != Q[:-1], axis=1)
     return Q[keep]
+
+
+@functools.lru_cache(maxsize=64)
+def _group_pairs(sizes: tuple[int, ...]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """Every pair (i < j) of units in one group of a max layer, two index arrays."""
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    ii, jj = [], []
+    for s0, g in zip(starts, sizes):
+        a, b = np.triu_indices(g, 1)
+        ii.append(a + s0)
+        jj.append(b + s0)
+    return np.concatenate(ii).astype(np.intp), np.concatenate(jj).astype(np.intp)
 
 
 def _representatives(bps: Arr) -> tuple[Arr, Arr, Arr]:
