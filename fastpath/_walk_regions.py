@@ -45,10 +45,11 @@ polyhedron tools (unit rows) is matched to a unit's row, scaled to unit norm, wi
 
 It never imports pycddlib. Element-wise nets never come here (their subdivision is faster).
 
-Cost (benchmarks/maxpool_partition.py, 2 busy cores): 0.1 ms per region at S = 1, 0.3 ms
-at S = 2, ~0.8 ms at S = 3, ~1.5 ms at S = 4: 5-7 times faster than the exact walk on the nets
-of that script with over 20 regions; on nets of a handful of regions the fixed cost
-(~2-5 ms) leaves 2-3 times.
+Cost (benchmarks/maxpool_partition.py, 2 busy cores, medians): about 0.2 ms per region at
+S = 1 (61 regions: 11 ms), 0.3 ms at S = 2 (335 regions: 0.09 s), 0.5 ms at S = 3 (442 / 597
+regions: 0.20 / 0.30 s), 1.4 ms at S = 4 (760 regions: 1.0 s): 5.4-10 times faster than the
+exact walk on the nets of that script with 24 regions or more; on nets of 8-16 regions a
+fixed cost of 2-7 ms leaves 2.4-3.3 times.
 """
 
 from __future__ import annotations
