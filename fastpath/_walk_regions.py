@@ -5,12 +5,14 @@ winner j), not the cells of a hyperplane arrangement, so the layer-wise subdivis
 :mod:`fastpath._arrangement` does not apply. This module walks region by region, as the exact
 path (:func:`verified_dgn.partition`) does, in float64:
 
-1. the H-representation of a region comes from its pattern
-   (:func:`dgn_core.regions.layer_maps`, the rows of
-   :func:`dgn_core.regions.region_inequalities`);
-2. its non-redundant facets, vertices, rays, lineality space and an interior point come from
-   the float polyhedron tools of the fast path (:func:`fastpath._polyhedron.polyhedron_geometry`,
-   S <= 4);
+1. the H-representation of a region comes from its pattern (the rows of
+   :func:`dgn_core.regions.region_inequalities`, built from the maps of
+   :func:`dgn_core.regions.layer_maps`);
+2. its non-redundant facets, vertices, rays, lineality space and an interior point come
+   from an LP-free S-subset enumeration, batched over many regions
+   (:mod:`fastpath._walk_batch`); on any doubt (lines, badly conditioned subsets, a thin
+   region, an interior point whose forward pattern is not the region's) from the float
+   polyhedron tools (:func:`fastpath._polyhedron.polyhedron_geometry`, S <= 4);
 3. every facet is crossed by the *one-sided* pattern at a relative-interior point p of the
    facet, i.e. the pattern on ``p + s n`` for ``s -> 0+`` along the outward normal n: value
    ties (within :data:`RTOL` of the magnitudes) are broken by the directional derivative along
@@ -20,6 +22,17 @@ path (:func:`verified_dgn.partition`) does, in float64:
    :data:`RTOL` going to the first index; the exact path sees such units as distinct
    hyperplanes and keeps the sliver regions between them, as the element-wise fast path
    documents for hyperplanes that coincide up to rounding).
+
+Order of work (speed only; the regions, their geometry and neighbours are those of a
+region-by-region breadth-first walk from the start region, numbering included):
+
+* S = 1: the patterns are proposed by a sweep of the line (:mod:`fastpath._walk_line`) and
+  accepted only if closed under crossing every facet; else the walk below runs;
+* S >= 2: the forward patterns at fixed sample points are proposed first (one batch), then
+  rounds cross all facets of the regions found in the previous round and batch the new
+  patterns, until none is new; the region numbers are then replayed breadth first from the
+  start region over the neighbour lists, and a proposed region that the walk from the start
+  never reaches (possible only for float slivers of degenerate nets) is left out.
 
 Tolerances (relative to the data, never absolute): a hidden unit's pre-activation ``u`` counts
 as zero (a max unit as tied with its group's maximum) at a point when it is within
@@ -32,10 +45,11 @@ polyhedron tools (unit rows) is matched to a unit's row, scaled to unit norm, wi
 
 It never imports pycddlib. Element-wise nets never come here (their subdivision is faster).
 
-Cost: one polyhedron per region in Python, about 2-3 ms per region at S = 2 and 4-5 ms at
-S = 3 / 4 (measured on 2 busy cores): about as fast as the exact walk at S = 3, 1.5-3 times
-slower at S = 1 / 2 (where the exact one is cheap), twice as fast at S = 4 (893 regions:
-4.3 s against 8.4 s). Batching the regions of a breadth-first level would be the next step.
+Cost (benchmarks/maxpool_partition.py, 2 busy cores, medians): about 0.2 ms per region at
+S = 1 (61 regions: 11 ms), 0.3 ms at S = 2 (335 regions: 0.09 s), 0.5 ms at S = 3 (442 / 597
+regions: 0.20 / 0.30 s), 1.4 ms at S = 4 (760 regions: 1.0 s): 5.4-10 times faster than the
+exact walk on the nets of that script with 24 regions or more; on nets of 8-16 regions a
+fixed cost of 2-7 ms leaves 2.4-3.3 times.
 """
 
 from __future__ import annotations
@@ -43,7 +57,6 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from collections import deque
 from typing import Any
 
 import numpy as np
@@ -55,6 +68,9 @@ from dgn_core.model import DGN
 from dgn_core.regions import Partition, Region, RegionLimitError, layer_maps
 
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
+from ._walk_batch import batch_cells, first_unique_rows
+from ._walk_cells import fast_geometry, pattern_rows
+from ._walk_line import line_patterns
 
 __all__ = ["walk_partition", "one_sided_pattern", "one_sided_patterns", "RTOL", "FACET_TOL"]
 
@@ -158,17 +174,43 @@ def _rows(net: DGN, q: NDArray[np.int8]) -> tuple[Arr, Arr, Arr, Arr, Arr]:
 class _Cell:
     """Float geometry of one region: the polyhedron, its facets in z coordinates."""
 
-    __slots__ = ("A", "b", "g", "C", "d", "units", "V", "R", "ip")
+    __slots__ = ("A", "b", "lines", "C", "d", "units", "V", "R", "ip")
 
-    def __init__(self, A: Arr, b: Arr, g: PolyhedronGeometry, C: Arr, d: Arr,
+    def __init__(self, A: Arr, b: Arr, lines: Arr, C: Arr, d: Arr,
                  units: list[tuple[int, ...]], V: Arr, R: Arr, ip: Arr) -> None:
-        self.A, self.b, self.g, self.C, self.d = A, b, g, C, d
+        self.A, self.b, self.lines, self.C, self.d = A, b, lines, C, d
         self.units, self.V, self.R, self.ip = units, V, R, ip
 
 
 def _cell(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
     """The geometry of the region of pattern q, or None when it is empty or not
-    full-dimensional (in float64)."""
+    full-dimensional (in float64): the LP-free construction of :mod:`fastpath._walk_cells`
+    where it applies, else the general polyhedron tools."""
+    rows = pattern_rows(net, q)
+    if rows is None:
+        return None
+    C_all, d_all, mag, A, b = rows
+    amax = np.abs(C_all).max(axis=1) if C_all.size else np.zeros(C_all.shape[0])
+    live = amax > RTOL * mag
+    dead = ~live
+    if np.any(d_all[dead] < -RTOL * (1.0 + np.abs(d_all[dead]))):
+        return None
+    idx = np.flatnonzero(live)
+    geo = fast_geometry(C_all[idx], d_all[idx], _TIGHT, FACET_TOL)
+    if geo is not None:
+        V, R, members, reps, ip = geo
+        if np.array_equal(net.sign_patterns(ip)[0], q):
+            S = net.latent_dim
+            rr = idx[reps]
+            Cf, df = C_all[rr], d_all[rr]
+            s = np.abs(Cf).max(axis=1)
+            return _Cell(A, b, np.zeros((0, S)), Cf / s[:, None], df / s,
+                         [tuple(int(idx[k]) for k in mm) for mm in members], V, R, ip)
+    return _cell_general(net, q)
+
+
+def _cell_general(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
+    """:func:`_cell` by the general polyhedron tools (LP, qhull)."""
     S = net.latent_dim
     C_all, d_all, mag, A, b = _rows(net, q)
     amax = np.abs(C_all).max(axis=1) if C_all.size else np.zeros(C_all.shape[0])
@@ -223,7 +265,7 @@ def _cell(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
     ip = _interior_point(net, q, g, V, R)
     if ip is None:
         return None
-    return _Cell(A, b, g, Cf, df, units, V, R, ip)
+    return _Cell(A, b, g.lines, Cf, df, units, V, R, ip)
 
 
 def _true_facets(g: PolyhedronGeometry, scale: float) -> list[int]:
@@ -314,74 +356,229 @@ def _across_by_points(net: DGN, cell: _Cell, j: int, p: Arr, q: NDArray[np.int8]
 def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Partition:
     """All regions of a net with max-pooling layers, breadth first from the region of z0
     (see :func:`fastpath.partition` for the fields and :mod:`fastpath._walk_regions` for the
-    method)."""
-    q0, c0 = _start_pattern(net, z0)
+    method).
+
+    The walk goes level by level: the facets of all regions of a level are crossed in one
+    batched pass, and the regions first seen across them get their geometry in one batch
+    (:func:`fastpath._walk_batch.batch_cells`); region numbers are those of a region-by-region
+    breadth-first walk (the same order of regions and facets)."""
+    if net.latent_dim == 1:
+        t0 = time.perf_counter()
+        swept = _line_partition(net, max_regions, z0)
+        if swept is not None:
+            if progress:
+                print(f"partition: {len(swept)} regions in {time.perf_counter() - t0:.2f} s "
+                      "(S = 1 sweep)", file=sys.stderr, flush=True)
+            return swept
+    # regions proposed by the forward patterns at sample points (z0's first): their geometry
+    # in one batch, so that the rounds below (each a batch) are few; which regions and
+    # neighbours result does not depend on them (see the docstring)
+    props = _proposals(net, z0)[:max_regions]
+    pcells = _cells(net, props)
+    if props and pcells[0] is not None:
+        q0, c0 = props[0], pcells[0]
+    else:  # z0 on a boundary (or no proposals): the start rule of the one-region path
+        q0, c0 = _start_pattern(net, z0)
     patterns: list[NDArray[np.int8]] = [q0]
     cells: list[_Cell | None] = [c0]
     index: dict[bytes, int] = {q0.tobytes(): 0}
     dead: dict[bytes, None] = {}
     nbrs: list[list[int]] = [[]]
-    queue = deque([0])
+    level = [0]
     done, n_missing = 0, 0
+    S = net.latent_dim
     t0 = t_last = time.perf_counter()
-    while queue:
-        i = queue.popleft()
-        cell = cells[i]
-        assert cell is not None
-        q = patterns[i]
-        out: list[int] = []
-        m = cell.C.shape[0]
-        pts = np.array([_facet_point(cell, j) for j in range(m)]).reshape(m, net.latent_dim)
-        across = one_sided_patterns(net, pts, cell.C)
-        for j in range(m):
-            p, qn = pts[j], across[j]
-            k = index.get(qn.tobytes())
-            if k is None and qn.tobytes() in dead or k == i:
-                # the one-sided pattern is no region (a float degeneracy): step off instead
-                alt = _across_by_points(net, cell, j, p, q)
-                if alt is not None:
-                    qn = alt
-                    k = index.get(qn.tobytes())
-            if k is None and not np.array_equal(qn, q) and qn.tobytes() not in dead:
-                cn = _cell(net, qn)
-                if cn is None:
-                    dead[qn.tobytes()] = None
-                else:
-                    if len(patterns) >= max_regions:
-                        raise RegionLimitError(
-                            f"the partition has more than max_regions={max_regions} regions: "
-                            f"found {len(patterns)} so far ({done} processed, {len(queue)} "
-                            "queued); raise max_regions (memory grows with it)")
-                    k = len(patterns)
-                    index[qn.tobytes()] = k
-                    patterns.append(qn)
-                    cells.append(cn)
-                    nbrs.append([])
-                    queue.append(k)
-            if k is None or k == i:
-                n_missing += 1
-                k = -1
-            out.append(k)
-        nbrs[i] = out
-        done += 1
+    for qp, cp in zip(props, pcells):
+        if qp.tobytes() in index:
+            continue
+        if cp is None:
+            dead[qp.tobytes()] = None
+            continue
+        index[qp.tobytes()] = len(patterns)
+        level.append(len(patterns))
+        patterns.append(qp)
+        cells.append(cp)
+        nbrs.append([])
+    while level:
+        pts = [_facet_points(_live(cells[i])) for i in level]
+        nf = [len(p) for p in pts]
+        P = np.concatenate(pts) if pts else np.zeros((0, S))
+        N = np.concatenate([_live(cells[i]).C for i in level]).reshape(-1, S)
+        across_all = one_sided_patterns(net, P, N)
+        # the patterns not seen before, in walk order: their geometry in one batch
+        fresh: dict[bytes, NDArray[np.int8]] = {}
+        for i, lo, hi in zip(level, np.cumsum([0] + nf[:-1]), np.cumsum(nf)):
+            for qn in across_all[lo:hi]:
+                key = qn.tobytes()
+                if key not in index and key not in dead and key not in fresh \
+                        and not np.array_equal(qn, patterns[i]):
+                    fresh[key] = qn
+        found = dict(zip(fresh, _cells(net, list(fresh.values()))))
+        nxt: list[int] = []
+        for i, lo in zip(level, np.cumsum([0] + nf[:-1])):
+            cell = _live(cells[i])
+            q = patterns[i]
+            out: list[int] = []
+            for j in range(cell.C.shape[0]):
+                p, qn = P[lo + j], across_all[lo + j]
+                k = index.get(qn.tobytes())
+                if k is None and qn.tobytes() in dead or k == i:
+                    # the one-sided pattern is no region (a float degeneracy): step off instead
+                    alt = _across_by_points(net, cell, j, p, q)
+                    if alt is not None:
+                        qn = alt
+                        k = index.get(qn.tobytes())
+                key = qn.tobytes()
+                if k is None and not np.array_equal(qn, q) and key not in dead:
+                    cn = found.pop(key) if key in found else _cell(net, qn)
+                    if cn is None:
+                        dead[key] = None
+                    else:
+                        if len(patterns) >= max_regions:
+                            raise RegionLimitError(
+                                f"the partition has more than max_regions={max_regions} "
+                                f"regions: found {len(patterns)} so far ({done} processed, "
+                                f"{len(patterns) - done} queued); raise max_regions (memory "
+                                "grows with it)")
+                        k = len(patterns)
+                        index[key] = k
+                        patterns.append(qn)
+                        cells.append(cn)
+                        nbrs.append([])
+                        nxt.append(k)
+                if k is None or k == i:
+                    n_missing += 1
+                    k = -1
+                out.append(k)
+            nbrs[i] = out
+            done += 1
+        level = nxt
         if progress:
             now = time.perf_counter()
             if now - t_last >= 1.0:
                 t_last = now
                 print(f"partition: {len(patterns)} regions found, {done} done, "
-                      f"{len(queue)} queued, {done / (now - t0):.0f} regions/s",
+                      f"{len(level)} queued, {done / (now - t0):.0f} regions/s",
                       file=sys.stderr, flush=True)
+    # the numbering of the region-by-region breadth-first walk from the start region;
+    # proposed regions it never reaches (float slivers of degenerate nets) are left out
+    order, pos = [0], {0: 0}
+    for i in order:
+        for j in nbrs[i]:
+            if j >= 0 and j not in pos:
+                pos[j] = len(order)
+                order.append(j)
+    n_missing = sum(1 for i in order for j in nbrs[i] if j < 0)
     if progress:
         el = time.perf_counter() - t0
-        print(f"partition: {len(patterns)} regions in {el:.2f} s", file=sys.stderr, flush=True)
+        print(f"partition: {len(order)} regions in {el:.2f} s", file=sys.stderr, flush=True)
     if n_missing:
         warnings.warn(
             f"fastpath.partition: no neighbour found across {n_missing} facet(s) (float "
             "degeneracy); their neighbors entry is -1. verified_dgn.partition is exact.",
             RuntimeWarning, stacklevel=3)
-    regions = [_region(q, c, nb) for q, c, nb in zip(patterns, cells, nbrs)
-               if c is not None]
+    regions = [_region(patterns[i], _live(cells[i]), [pos[j] if j >= 0 else -1
+                                                      for j in nbrs[i]]) for i in order]
     return Partition(net, regions, exact=False)
+
+
+#: sample points of the proposals: uniform in a box, and far out along random directions
+_N_BOX = {2: 1500, 3: 4000, 4: 8000}
+_N_FAR = {2: 200, 3: 800, 4: 2000}
+
+
+def _proposals(net: DGN, z0: Arr) -> list[NDArray[np.int8]]:
+    """Distinct forward patterns at fixed pseudo-random points (seed 0): in the box of
+    half-width 2 L (L the largest distance from the origin of a first-layer hyperplane,
+    at least 1) and on the sphere of radius 100 L; the start region's pattern first."""
+    S = net.latent_dim
+    if S not in _N_BOX:
+        return []
+    W, v = net.weights[0], net.biases[0]
+    nw = np.linalg.norm(W, axis=1)
+    L = max(1.0, float(np.max(np.abs(v[nw > 0]) / nw[nw > 0])) if np.any(nw > 0) else 1.0)
+    rng = np.random.default_rng(0)
+    far = rng.standard_normal((_N_FAR[S], S))
+    far *= 100.0 * L / np.linalg.norm(far, axis=1, keepdims=True)
+    Z = np.concatenate([z0[None], 2.0 * L * rng.uniform(-1.0, 1.0, (_N_BOX[S], S)), far])
+    Q = net.sign_patterns(Z).astype(np.int8)
+    return list(Q[first_unique_rows(np.packbits(Q > 0, axis=1))])
+
+
+def _line_partition(net: DGN, max_regions: int, z0: Arr) -> Partition | None:
+    """The partition at S = 1 from the proposed patterns of :mod:`fastpath._walk_line`,
+    or None when a check fails (the walk then runs; see that module)."""
+    Q = line_patterns(net)
+    if len(Q) > max_regions:
+        return None  # the walk raises the error, with its counts
+    cells = _cells(net, list(Q))
+    index = {q.tobytes(): k for k, q in enumerate(Q)}
+    if len(index) != len(Q) or any(c is None for c in cells):
+        return None
+    live = [_live(c) for c in cells]
+    pts = np.concatenate([_facet_points(c) for c in live]).reshape(-1, 1)
+    across = one_sided_patterns(net, pts, np.concatenate([c.C for c in live]).reshape(-1, 1))
+    nbrs: list[list[int]] = []
+    row = 0
+    for k, c in enumerate(live):
+        out = []
+        for qn in across[row:row + c.C.shape[0]]:
+            j = index.get(qn.tobytes())
+            if j is None or j == k:
+                return None
+            out.append(j)
+        row += c.C.shape[0]
+        nbrs.append(out)
+    q0 = net.sign_patterns(z0[None])[0]
+    start = index.get(q0.astype(np.int8).tobytes())
+    if start is None:  # z0 on a boundary: the walk's own start rule
+        return None
+    # the numbering of the breadth-first walk from the start region
+    order, pos = [start], {start: 0}
+    for i in order:
+        for j in nbrs[i]:
+            if j not in pos:
+                pos[j] = len(order)
+                order.append(j)
+    if len(order) != len(Q):
+        return None
+    return Partition(net, [_region(Q[i], live[i], [pos[j] for j in nbrs[i]]) for i in order],
+                     exact=False)
+
+
+def _live(c: _Cell | None) -> _Cell:
+    assert c is not None
+    return c
+
+
+def _cells(net: DGN, qs: list[NDArray[np.int8]]) -> list[_Cell | None]:
+    """:func:`_cell` of many patterns: the batch where it applies, else one by one."""
+    if not qs:
+        return []
+    res = batch_cells(net, np.array(qs, dtype=np.int8), RTOL, _TIGHT, FACET_TOL)
+    out: list[_Cell | None] = []
+    for q, r in zip(qs, res):
+        if isinstance(r, tuple):
+            A, b, Cf, df, units, V, R, ip = r
+            out.append(_Cell(A, b, np.zeros((0, net.latent_dim)), Cf, df, units, V, R, ip))
+        else:  # FALLBACK, or None (a constant row violated): the one-region path decides
+            out.append(_cell(net, q))
+    return out
+
+
+def _facet_points(cell: _Cell) -> Arr:
+    """:func:`_facet_point` of every facet, shape (F, S)."""
+    C, d, V, R = cell.C, cell.d, cell.V, cell.R
+    scale = 1.0 + (np.abs(V).max() if V.size else 0.0)
+    on = np.abs(V @ C.T - d) <= 1e-9 * scale                      # (nv, F)
+    cnt = on.sum(axis=0)
+    Z = np.where((cnt > 0)[:, None], (on.T @ V) / np.maximum(cnt, 1)[:, None],
+                 V.mean(axis=0))
+    if R.size:
+        ron = np.abs(R @ C.T) <= 1e-9
+        rc = ron.sum(axis=0)
+        Z = Z + (ron.T @ R) / np.maximum(rc, 1)[:, None]
+    return Z
 
 
 def _ro(a: NDArray[Any]) -> NDArray[Any]:
@@ -392,5 +589,5 @@ def _ro(a: NDArray[Any]) -> NDArray[Any]:
 
 def _region(q: NDArray[np.int8], c: _Cell, nbrs: list[int]) -> Region:
     return Region(signs=tuple(int(s) for s in q), A=_ro(c.A), b=_ro(c.b), C=_ro(c.C),
-                  d=_ro(c.d), vertices=_ro(c.V), rays=_ro(c.R), lines=_ro(c.g.lines),
+                  d=_ro(c.d), vertices=_ro(c.V), rays=_ro(c.R), lines=_ro(c.lines),
                   facet_units=tuple(c.units), neighbors=tuple(nbrs), interior_point=_ro(c.ip))

@@ -398,3 +398,73 @@ def test_log_marginal_s3_against_monte_carlo():
         w = np.exp(-np.sum((x - G) ** 2, axis=1) - 0.5 * D * np.log(2 * np.pi * 0.5))
         se = w.std() / np.sqrt(len(w))
         assert abs(np.exp(l) - w.mean()) <= 5 * se
+
+
+# --------------------------------------------------------------------------- S = 1 sweep
+def _walk_only(monkeypatch, net):
+    """The partition by the breadth-first walk, the S = 1 sweep switched off."""
+    from fastpath import _walk_regions
+
+    with monkeypatch.context() as mp:
+        mp.setattr(_walk_regions, "_line_partition", lambda *a: None)
+        return fastpath.partition(net)
+
+
+def _same_partition(P, W):
+    """Same regions in the same order, same neighbours and facet units; geometry within
+    1e-12 relative (measured: equal up to rounding); vertices and rays as sets (their order
+    is that of the enumeration that found them, not part of the result)."""
+    assert [r.signs for r in P] == [r.signs for r in W]
+    for a, b in zip(P, W):
+        assert a.neighbors == b.neighbors and a.facet_units == b.facet_units
+        for x, y in ((a.vertices, b.vertices), (a.rays, b.rays)):
+            assert x.shape == y.shape
+            for row in x:
+                assert np.abs(y - row).max(axis=1).min() <= 1e-12 * (1 + np.abs(y).max())
+        for x, y in ((a.C, b.C), (a.d, b.d), (a.interior_point, b.interior_point),
+                     (a.A, b.A), (a.b, b.b)):
+            assert x.shape == y.shape
+            if y.size:
+                np.testing.assert_allclose(x, y, rtol=1e-12,
+                                           atol=1e-12 * (1 + np.abs(y).max()))
+
+
+@pytest.mark.parametrize("name", [n for n in NETS if n.endswith("S1")])
+def test_line_sweep_equals_the_walk(name, monkeypatch):
+    """S = 1: the sweep (proposed patterns checked by closure) is used and gives the walk's
+    partition, region numbering included."""
+    from fastpath import _walk_regions
+
+    net = NETS[name]()
+    swept = _walk_regions._line_partition(net, 100_000, np.zeros(1))
+    assert swept is not None
+    _same_partition(fastpath.partition(net), _walk_only(monkeypatch, net))
+
+
+def test_line_sweep_falls_back_when_a_region_is_missed(monkeypatch):
+    """A proposal that misses a region fails the closure check: the walk runs instead and
+    the result is unchanged."""
+    from fastpath import _walk_regions
+
+    net = NETS["relu-max-relu-S1"]()
+    ref = _walk_only(monkeypatch, net)
+    full = _walk_regions.line_patterns(net)
+    assert len(full) == len(ref)
+    monkeypatch.setattr(_walk_regions, "line_patterns", lambda n: full[np.arange(len(full)) != 2])
+    assert _walk_regions._line_partition(net, 100_000, np.zeros(1)) is None
+    _same_partition(fastpath.partition(net), ref)
+
+
+@pytest.mark.parametrize("name", ["max-S2-groups1234", "relu-max-relu-S2-overlap",
+                                  "max-degenerate-S2", "max-abs-S3"])
+def test_proposed_regions_do_not_change_the_partition(name, monkeypatch):
+    """S >= 2: the regions proposed from sample points only change the order of work; the
+    walk without them (breadth first from the start region alone) gives the same regions,
+    numbering, neighbours and geometry (1e-12)."""
+    from fastpath import _walk_regions
+
+    net = NETS[name]()
+    assert len(_walk_regions._proposals(net, np.zeros(net.latent_dim))) >= 2
+    with_props = fastpath.partition(net)
+    monkeypatch.setattr(_walk_regions, "_proposals", lambda n, z: [])
+    _same_partition(with_props, fastpath.partition(net))
