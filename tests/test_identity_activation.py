@@ -298,3 +298,18 @@ def test_cli_fit_with_an_identity_layer(tmp_path, capsys):
     m = DGN.load(run / "model.npz")
     assert m.widths == (2, 3, 2, 3) and m.activations == ("relu", "identity")
     assert m.slopes == (0.0, 1.0)
+
+
+@needs_cdd
+def test_independent_checks_pass_on_an_identity_net():
+    """The checks' own exact oracles (forward pass, cdd on all rows of eq. 8, tiling, the
+    1-D kink sweep) accept the identity layer's rules."""
+    from dgn_tools.checks import partition_checks as pc
+    from dgn_tools.checks.distribution_reference import kinks_1d
+
+    net = _dyadic_net((2, 4, 3, 4, 2), ["relu", "identity", "abs"], seed=3)
+    for check in (pc.check_lemma3, pc.check_corollary1, pc.check_tiling):
+        res = check(net=net)
+        assert res.passed, res
+    one = _dyadic_net((1, 3, 2, 2), ["relu", "identity"], seed=4)
+    assert kinks_1d(one) == kinks_1d(_multiplied_out(one))
