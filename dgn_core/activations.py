@@ -2,7 +2,8 @@
 
 Element-wise: a(t) = t for t > 0 and ``slope * t`` otherwise, ReLU (slope 0), leaky-ReLU
 (0 < slope < 1) and absolute value (slope -1). A unit's sign is +1 where its pre-activation
-is ``>= 0``.
+is ``>= 0``. The identity (``"identity"``, slope 1: a(t) = t, a linear layer) has no kink:
+its units contribute no hyperplane to the partition and their pattern entries are always +1.
 
 Max-pooling (``"max"``): the layer's pre-activation units are split into consecutive groups
 (``pool_sizes``, one size per group) and the layer outputs the maximum of every group, so it
@@ -25,12 +26,16 @@ from numpy.typing import NDArray
 
 from .validation import real_array
 
-__all__ = ["ACTIVATIONS", "MIXED", "MAX", "NO_SLOPE", "group_offsets", "max_pattern",
+__all__ = ["ACTIVATIONS", "MIXED", "MAX", "IDENTITY", "NO_SLOPE", "group_offsets", "max_pattern",
            "group_max", "winners", "check_activation", "layer_activations",
            "check_pool_sizes"]
 
 #: element-wise activation name -> default slope (eta)
-ACTIVATIONS: dict[str, float] = {"relu": 0.0, "leaky_relu": 0.01, "abs": -1.0}
+ACTIVATIONS: dict[str, float] = {"relu": 0.0, "leaky_relu": 0.01, "abs": -1.0,
+                                 "identity": 1.0}
+
+#: the kink-free element-wise activation a(t) = t (slope 1): no hyperplane, pattern +1
+IDENTITY = "identity"
 
 #: the max-pooling layer's name in ``DGN.activations``
 MAX = "max"
@@ -68,6 +73,8 @@ def check_activation(activation: str, slope: float | None) -> tuple[str, float]:
         raise ValueError(f"relu has slope 0, got slope={slope} (use activation='leaky_relu')")
     if activation == "abs" and slope != -1.0:
         raise ValueError(f"abs has slope -1, got slope={slope}")
+    if activation == IDENTITY and slope != 1.0:
+        raise ValueError(f"identity has slope 1, got slope={slope}")
     if activation == "leaky_relu" and not 0.0 < slope < 1.0:
         raise ValueError(f"leaky_relu needs 0 < slope < 1, got slope={slope}")
     return activation, slope
@@ -101,7 +108,7 @@ def layer_activations(activation: str | Sequence[str], slope: float | Sequence[f
             and np.ndim(slope) == 0:
         per = [slope] * len(names)
         if not single and slope is not None:
-            # one slope for the leaky layers; relu and abs keep theirs, max has none
+            # one slope for the leaky layers; relu, abs and identity keep theirs, max has none
             per = [slope if a == "leaky_relu" else None for a in names]
     else:
         per = list(slope)  # type: ignore[arg-type]  # a 1-d array or a sequence

@@ -24,6 +24,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .activations import (
     ACTIVATIONS,
+    IDENTITY,
     MAX,
     MIXED,
     check_activation,
@@ -73,12 +74,13 @@ class DGN:
         layers carry the activation.
     biases : sequence of array_like
         ``[v1, ..., vL]`` with ``v_l`` of shape ``(D_l,)``.
-    activation : {"relu", "leaky_relu", "abs", "max"} or sequence of them
+    activation : {"relu", "leaky_relu", "abs", "identity", "max"} or sequence of them
         One activation for every hidden layer, or one per hidden layer (``L - 1`` names).
-        ``"max"`` is max-pooling over groups of the layer's units (see ``pool_sizes``).
+        ``"max"`` is max-pooling over groups of the layer's units (see ``pool_sizes``);
+        ``"identity"`` (slope 1) is a linear layer: no kink, pattern entries always +1.
     slope : float or sequence of float, optional
         The negative-side slope eta: 0 for relu, in (0, 1) for leaky_relu (default 0.01),
-        -1 for abs. One number (applied to every leaky_relu layer) or one per hidden layer
+        -1 for abs, 1 for identity. One number (applied to every leaky_relu layer) or one per hidden layer
         (None entries take the activation's default).
     noise_var : float or array_like of shape (D,)
         Variance of the Gaussian observation noise: isotropic (a float) or diagonal.
@@ -240,6 +242,14 @@ class DGN:
             raise UnsupportedLayerError(
                 f"{what} supports element-wise activations only (relu, leaky_relu, abs); "
                 f"this net max-pools in hidden layer(s) {layers}")
+
+    @property
+    def kink_units(self) -> NDArray[np.bool_]:
+        """Whether every hidden unit (in sign-pattern order) has a kink, shape
+        ``(n_hidden_units,)``: False for the units of an identity layer, which contribute no
+        hyperplane and whose pattern entry is always +1."""
+        return np.repeat(np.asarray([a != IDENTITY for a in self._activations], dtype=bool),
+                         np.asarray(self.hidden_widths, dtype=np.intp))
 
     @property
     def mixed_activations(self) -> bool:
@@ -423,14 +433,17 @@ class DGN:
 
         ``+1`` where the pre-activation is ``>= 0`` and ``-1`` where it is ``< 0``; points on
         a region boundary (pre-activation exactly 0) get ``+1``. In a max-pooling layer, +1
-        marks the first unit of each group that attains the group's maximum. Returns shape ``(N, 0)`` for
-        a network without hidden layers.
+        marks the first unit of each group that attains the group's maximum. An identity
+        layer's entries are always +1. Returns shape ``(N, 0)`` for a network without hidden
+        layers.
         """
         pre = self.pre_activations(Z)
         N = np.shape(self._check_latent(Z))[0]
         if not pre:
             return np.zeros((N, 0), dtype=np.int8)
         return np.concatenate([max_pattern(H, self._pool_sizes[l]) if self._pool_sizes[l]
+                               else np.ones(H.shape, dtype=np.int8)
+                               if self._activations[l] == IDENTITY
                                else np.where(H >= 0, 1, -1).astype(np.int8)
                                for l, H in enumerate(pre)], axis=1)
 

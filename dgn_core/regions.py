@@ -64,6 +64,9 @@ def _split_signs(net: DGN, signs: Sequence[int]) -> list[NDArray[Any]]:
                 winners(out[-1], net.pool_sizes[l])
             except ValueError as exc:
                 raise ValueError(f"hidden layer {l + 1}: {exc}") from None
+        if net.activations[l] == "identity" and np.any(out[-1] != 1):
+            raise ValueError(f"hidden layer {l + 1} is identity (no kink): its pattern entries "
+                             "must all be +1")
         start += w
     return out
 
@@ -122,7 +125,8 @@ def region_inequalities(net: DGN, signs: Sequence[int], exact: bool = False
     shape ``(n_hidden_units, S)`` and ``(n_hidden_units,)``. Most rows are redundant. A unit
     whose pre-activation is constant on the region gives a zero row. In a max-pooling layer
     the row of a unit i that is not its group's argmax j is ``h_j(z) - h_i(z) >= 0`` and the
-    argmax's own row is zero.
+    argmax's own row is zero. The rows of an identity layer's units are zero (no kink, no
+    constraint: ``0 <= 0``).
     """
     pre, _, _ = layer_maps(net, signs, exact)
     S = net.latent_dim
@@ -136,6 +140,11 @@ def region_inequalities(net: DGN, signs: Sequence[int], exact: bool = False
     q[np.concatenate([np.full(len(ql), bool(net.pool_sizes[l])) for l, ql in enumerate(qs)])] = 1
     M = np.concatenate([m for m, _ in pre], axis=0)
     c = np.concatenate([cc for _, cc in pre], axis=0)
+    kink = net.kink_units
+    if not kink.all():
+        M, c = M.copy(), c.copy()
+        M[~kink] = Fraction(0) if exact else 0.0
+        c[~kink] = Fraction(0) if exact else 0.0
     if exact:
         qq = np.array([int(t) for t in q], dtype=object)
         return -qq[:, None] * M, qq * c

@@ -85,8 +85,8 @@ def unsupported_error(name: str, layer: Any) -> TorchConversionError:
     if isinstance(layer, cpa_other):
         return TorchConversionError(
             f"layer {name!r} is {kind}, which is not supported yet: a DGN activation has one "
-            "kink at 0 and a fixed slope (supported: nn.ReLU, nn.LeakyReLU, nn.PReLU and "
-            "fastpath.torch_interop.Abs)")
+            "kink at 0 and a fixed slope (supported: nn.ReLU, nn.LeakyReLU, nn.PReLU, "
+            "fastpath.torch_interop.Abs and fastpath.torch_interop.IdentityActivation)")
     smooth = (nn.Tanh, nn.Sigmoid, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish,
               nn.Softplus, nn.Softsign, nn.Tanhshrink, nn.LogSigmoid, nn.Hardsigmoid,
               nn.Hardswish, nn.Softmax, nn.LogSoftmax)
@@ -101,7 +101,8 @@ def unsupported_error(name: str, layer: Any) -> TorchConversionError:
         "an affine map or a DGN activation); supported: Linear, Conv1d, Conv2d, "
         "ConvTranspose1d, ConvTranspose2d, AvgPool1d, AvgPool2d, BatchNorm1d, BatchNorm2d "
         "(eval mode), Flatten, Unflatten, Identity, Dropout (eval mode), the activations "
-        "nn.ReLU, nn.LeakyReLU, fastpath.torch_interop.Abs and the max-pooling modules "
+        "nn.ReLU, nn.LeakyReLU, fastpath.torch_interop.Abs, "
+        "fastpath.torch_interop.IdentityActivation and the max-pooling modules "
         "nn.MaxPool1d, nn.MaxPool2d, fastpath.torch_interop.GroupMax")
 
 

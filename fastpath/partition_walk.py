@@ -1,7 +1,8 @@
 """The float64 partition of the latent space of a DGN into its linear regions.
 
 (Nets with max-pooling layers are walked region by region instead:
-:mod:`fastpath._walk_regions`; the rest of this docstring is about element-wise nets.)
+:mod:`fastpath._walk_regions`; identity layers are multiplied into the next layer first:
+:mod:`fastpath._identity_fold`; the rest of this docstring is about element-wise nets.)
 
 :func:`partition` is the fast counterpart of :func:`verified_dgn.partition`: the same
 regions, sign patterns, facets, vertices, rays and neighbours (cross-validated in
@@ -28,6 +29,7 @@ from dgn_core.validation import check_max_regions, check_net
 
 from . import _arrangement
 from ._arrangement import _ONE, Arrangement, _ragged_arange, next_layer_maps, subdivide
+from ._identity_fold import fold_identity, has_identity_layer, unfold_partition
 from ._threads import blas_limit
 
 __all__ = ["partition"]
@@ -130,6 +132,11 @@ def _partition(net: DGN, max_regions: int, z0: NDArray[np.float64], progress: bo
                rtol: float = _arrangement.RTOL) -> Partition:
     if net.n_hidden_units == 0:
         return Partition(net, [_whole_space(net)], exact=False)
+    if has_identity_layer(net):
+        # identity layers have no kink: partition the net with them multiplied out
+        folded = fold_identity(net)
+        return unfold_partition(net, _partition(folded, max_regions, z0, progress, rtol),
+                                layer_maps_batch)
     if net.has_max_pooling:
         # argmax cells are not a hyperplane arrangement: walk region by region
         from ._walk_regions import walk_partition

@@ -10,7 +10,14 @@ DGN activation         torch module
 ``relu``               ``nn.ReLU()`` (also accepted: ``nn.LeakyReLU(0.0)``)
 ``leaky_relu`` (eta)   ``nn.LeakyReLU(negative_slope=eta)``, 0 < eta < 1
 ``abs``                :class:`Abs` (this module; also accepted: ``nn.LeakyReLU(-1.0)``)
+``identity``           :class:`IdentityActivation` (this module; also accepted:
+                       ``nn.LeakyReLU(1.0)``)
 =====================  ==========================================================
+
+An identity hidden layer (a linear bottleneck) is written as :class:`IdentityActivation`, a
+no-op module that marks the layer boundary, so that :func:`from_torch` reads it back as a
+layer instead of composing the two Linear modules around it (``nn.Identity`` between two
+Linear modules stays an affine no-op: the two compose into one layer).
 
 ``nn.PReLU()`` with its one learned slope reads as the activation of that slope (a PReLU
 with one slope per channel is refused); :func:`to_torch` writes it back as ``nn.LeakyReLU``.
@@ -60,7 +67,8 @@ from dgn_core.model import DGN
 from dgn_core.validation import check_net
 from fastpath import _torch_layers
 
-# ``Abs`` and ``GroupMax`` (torch modules) are created on first access, see __getattr__
+# ``Abs``, ``IdentityActivation`` and ``GroupMax`` (torch modules) are created on first
+# access, see __getattr__
 __all__ = ["TorchConversionError", "from_torch", "to_torch"]
 
 
@@ -97,6 +105,36 @@ def _abs_class() -> Any:
         Abs.__qualname__ = "Abs"
         _ABS_CLASS = Abs
     return _ABS_CLASS
+
+
+_IDENTITY_CLASS: Any = None
+
+
+def _identity_class() -> Any:
+    """The :class:`IdentityActivation` module class (created on first use, like :class:`Abs`)."""
+    global _IDENTITY_CLASS
+    if _IDENTITY_CLASS is None:
+        torch = _torch()
+
+        class IdentityActivation(torch.nn.Module):  # type: ignore[name-defined,misc]
+            """The identity activation a(t) = t: a DGN hidden layer without a kink.
+
+            Its forward pass returns its input. Unlike ``nn.Identity`` (an affine no-op that
+            :func:`from_torch` composes with the modules around it), it marks a hidden-layer
+            boundary: :func:`to_torch` writes a DGN ``"identity"`` layer as ``nn.Linear``
+            followed by ``IdentityActivation()`` and :func:`from_torch` reads it back as one.
+            """
+
+            def forward(self, x: Any) -> Any:
+                return x
+
+            def extra_repr(self) -> str:
+                return ""
+
+        IdentityActivation.__module__ = __name__
+        IdentityActivation.__qualname__ = "IdentityActivation"
+        _IDENTITY_CLASS = IdentityActivation
+    return _IDENTITY_CLASS
 
 
 _GROUP_MAX_CLASS: Any = None
@@ -153,6 +191,8 @@ def __getattr__(name: str) -> Any:
     # torch.nn.Module)
     if name == "Abs":
         return _abs_class()
+    if name == "IdentityActivation":
+        return _identity_class()
     if name == "GroupMax":
         return _group_max_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -208,7 +248,8 @@ def to_torch(net: DGN, dtype: Any = None, *, requires_grad: bool = True,
     -------
     torch.nn.Sequential
         ``Linear(S, D_1), act, Linear(D_1, D_2), act, ..., Linear(D_{L-1}, D)`` with
-        ``act`` = ``nn.ReLU()``, ``nn.LeakyReLU(eta)`` or :class:`Abs`, each hidden layer's
+        ``act`` = ``nn.ReLU()``, ``nn.LeakyReLU(eta)``, :class:`Abs` or
+        :class:`IdentityActivation`, each hidden layer's
         own (``net.activations``, ``net.slopes``); a max-pooling layer is
         ``GroupMax(net.pool_sizes[l])`` after its Linear (which has ``D_l`` outputs, the
         units before pooling), and the next Linear reads its ``len(pool_sizes[l])`` outputs.
@@ -269,6 +310,8 @@ def _activation_module(activation: str, slope: float) -> Any:
         return torch.nn.LeakyReLU(negative_slope=slope)
     if activation == "abs":
         return _abs_class()()
+    if activation == "identity":
+        return _identity_class()()
     raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - DGN checks
 
 
@@ -300,6 +343,8 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
         return "relu", 0.0
     if isinstance(layer, _abs_class()):
         return "abs", -1.0
+    if isinstance(layer, _identity_class()):
+        return "identity", 1.0
     if isinstance(layer, (torch.nn.LeakyReLU, torch.nn.PReLU)):
         leaky = isinstance(layer, torch.nn.LeakyReLU)
         eta = float(layer.negative_slope) if leaky else _prelu_slope(name, layer)
@@ -307,23 +352,26 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
             return "relu", 0.0
         if eta == -1.0:
             return "abs", -1.0
+        if eta == 1.0:  # a(t) = t: a layer without a kink
+            return "identity", 1.0
         if 0.0 < eta < 1.0:
             return "leaky_relu", eta
         raise TorchConversionError(
             f"layer {name!r}: "
             f"{f'LeakyReLU(negative_slope={eta})' if leaky else f'PReLU with learned slope {eta}'}"
             " is not a DGN activation (supported slopes: 0 (relu), 0 < slope < 1 (leaky_relu), "
-            "-1 (abs))")
+            "-1 (abs), 1 (identity))")
     raise TorchConversionError(
         f"layer {name!r} is {type(layer).__name__}, which is not a continuous "
-        "piecewise-affine activation of a DGN; supported: nn.ReLU, nn.LeakyReLU and "
-        "fastpath.torch_interop.Abs")
+        "piecewise-affine activation of a DGN; supported: nn.ReLU, nn.LeakyReLU, "
+        "fastpath.torch_interop.Abs and fastpath.torch_interop.IdentityActivation")
 
 
 def _activation_kind(name: str, layer: Any) -> tuple[str, float] | None:
     """(DGN activation, slope) of an activation module, None for any other module."""
     torch = _torch()
-    if isinstance(layer, (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, _abs_class())):
+    if isinstance(layer, (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, _abs_class(),
+                          _identity_class())):
         return _classify_activation(name, layer)
     return None
 
@@ -357,7 +405,8 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
     ----------
     module : torch.nn.Sequential or torch.nn.Linear
         Affine blocks alternating with activations, ``nn.ReLU``, ``nn.LeakyReLU``,
-        ``nn.PReLU()`` (one slope) or :class:`Abs` (each may differ: the DGN gets per-layer
+        ``nn.PReLU()`` (one slope), :class:`Abs` or :class:`IdentityActivation` (a linear
+        hidden layer) (each may differ: the DGN gets per-layer
         activations), or max-pooling modules ``nn.MaxPool1d``, ``nn.MaxPool2d``,
         :class:`GroupMax` (each a DGN max layer; module notes), starting and
         ending with a block (nested Sequentials are flattened; next to a max-pool a block

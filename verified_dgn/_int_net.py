@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dgn_core.activations import IDENTITY
 from dgn_core.model import DGN
 
 __all__ = ["IntVec", "_IntNet"]
@@ -86,6 +87,9 @@ class _IntNet:
             self.pow2.append(1 << e)
         #: per hidden layer: its max-pooling group sizes, () for an element-wise layer
         self.pools: list[tuple[int, ...]] = [tuple(p) for p in net.pool_sizes]
+        #: per hidden layer: whether it is an identity layer (no kink: zero constraint rows,
+        #: pattern entries always +1, never a vanishing unit)
+        self.linear: list[bool] = [a == IDENTITY for a in net.activations]
         #: per max layer: for every unit (layer-local), the (start, stop) of its group
         self.group_of: list[list[tuple[int, int]]] = []
         for pool in self.pools:
@@ -184,6 +188,8 @@ class _IntNet:
                 off, end = self.offsets[l], self.offsets[l + 1]
                 win = np.asarray(self._winner_of_unit(q[off:end], l), dtype=np.intp) + off
                 H[off:end] = Nh[win] - Nh[off:end]
+            elif self.linear[l]:
+                H[self.offsets[l]:self.offsets[l + 1]] = 0
         return H
 
     def constraint_rows(self, q: Sequence[int], Nh: NDArray[Any] | None = None
@@ -257,6 +263,9 @@ class _IntNet:
                 ql, win, ties = self._max_signs(hl, l - 1)
                 zeros.extend(off + i for i in ties)
                 x = h[win]
+            elif self.linear[l - 1]:  # no kink: +1 everywhere, nothing vanishes
+                ql = [1] * len(hl)
+                x = None
             else:
                 ql = [1 if x >= 0 else -1 for x in hl]
                 zeros.extend(off + i for i, x in enumerate(hl) if x == 0)
@@ -296,6 +305,8 @@ class _IntNet:
         for k in zero:
             l = self._layer_of(k)
             i = k - self.offsets[l]
+            if self.linear[l]:  # an identity unit's zero row: its entry stays +1
+                continue
             if self.pools[l]:
                 a, b = self.group_of[l][i]
                 off = self.offsets[l]

@@ -79,16 +79,18 @@ class ExactForward:
         """Pattern from the hidden pre-activations ``pre`` (flat, exact numerators or
         Fractions) and the units whose constraint row vanishes there.
 
-        Element-wise units: +1 where ``h >= 0``, vanishing where ``h == 0``. Max-pooling
-        groups: +1 at the first maximum, -1 elsewhere; vanishing: the other units equal to
-        the maximum (ties).
+        Element-wise units: +1 where ``h >= 0``, vanishing where ``h == 0``; identity units
+        (no kink): always +1, never vanishing. Max-pooling groups: +1 at the first maximum,
+        -1 elsewhere; vanishing: the other units equal to the maximum (ties).
         """
         q: list[int] = []
         zero: list[int] = []
         off = 0
-        for w, pool in zip(self.net.hidden_widths, self.pools):
+        for w, pool, act in zip(self.net.hidden_widths, self.pools, self.net.activations):
             h = pre[off:off + w]
-            if not pool:
+            if act == "identity":
+                q.extend([1] * w)
+            elif not pool:
                 q.extend(1 if a >= 0 else -1 for a in h)
                 zero.extend(off + i for i, a in enumerate(h) if a == 0)
             else:

@@ -171,10 +171,13 @@ def _kink_functions(net: DGN, per_layer: list[list[Any]]) -> list[list[Any]]:
     """The functions whose sign changes are the kinks of g, per hidden layer: the
     pre-activations of an element-wise layer, and every difference ``h_i - h_j`` (i < j in a
     group) of a max-pooling layer (a superset of its kinks: ties of two losers are not kinks,
-    which only adds break points). The output layer's entry is passed through."""
+    which only adds break points). An identity layer has no kinks (an empty list). The
+    output layer's entry is passed through."""
     out = []
     for l, h in enumerate(per_layer):
-        if l < len(net.pool_sizes) and net.pool_sizes[l]:
+        if l < len(net.activations) and net.activations[l] == "identity":
+            h = []
+        elif l < len(net.pool_sizes) and net.pool_sizes[l]:
             h = [h[s + i] - h[s + j] for s, k in _groups(net.pool_sizes[l])
                  for i in range(k) for j in range(i + 1, k)]
         out.append(h)

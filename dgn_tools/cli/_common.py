@@ -165,7 +165,7 @@ def check_exact_available() -> None:
                        "libgmp-dev) or drop --exact")
 
 
-#: the activation names of the command line: the model's (relu, leaky_relu, abs)
+#: the activation names of the command line: the model's (relu, leaky_relu, abs, identity)
 ACTIVATION_NAMES = tuple(ACTIVATIONS)
 
 
