@@ -176,7 +176,7 @@ def _check_nonlinearity(i: int, name: str, layer: Any, kind: tuple[str, float] |
                     else f"the element-wise activation {net.activations[i]!r}")
             raise TorchConversionError(
                 f"template layer {name!r} ({what}) is a max-pool with groups of sizes "
-                f"{list(tnet.pool_sizes[i])}, but the net's hidden layer {i} has {have}")
+                f"{list(tnet.pool_sizes[i])}, but the net's hidden layer {i + 1} has {have}")
         return
     act, slope = kind
     if net.pool_sizes[i] or act != net.activations[i] or (
@@ -187,7 +187,7 @@ def _check_nonlinearity(i: int, name: str, layer: Any, kind: tuple[str, float] |
         raise TorchConversionError(
             f"template layer {name!r} ({what}) is the activation {act!r}"
             + (f" (slope {slope})" if act == "leaky_relu" else "")
-            + f", but the net's hidden layer {i} has {have}")
+            + f", but the net's hidden layer {i + 1} has {have}")
 
 
 def export_to_template(net: DGN, template: Any, dtype: Any, requires_grad: bool,

@@ -200,7 +200,7 @@ def _seq(nn, *layers):
                                         groups=2, bias=False),
                      nn.LeakyReLU(0.1), nn.Conv1d(2, 3, 2, stride=2, padding=1), nn.ReLU(),
                      nn.Flatten(), nn.Linear(12, 4)),
-     r"template layer '6' \(ReLU\) is the activation 'relu', but the net's hidden layer 2 "
+     r"template layer '6' \(ReLU\) is the activation 'relu', but the net's hidden layer 3 "
      r"has activation 'abs'"),
     (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
                      nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1,
@@ -208,7 +208,7 @@ def _seq(nn, *layers):
                      nn.LeakyReLU(0.3), nn.Conv1d(2, 3, 2, stride=2, padding=1), _abs()(),
                      nn.Flatten(), nn.Linear(12, 4)),
      r"'4' \(LeakyReLU\) is the activation 'leaky_relu' \(slope 0.3\), but the net's hidden "
-     r"layer 1 has activation 'leaky_relu' \(slope 0.1\)"),
+     r"layer 2 has activation 'leaky_relu' \(slope 0.1\)"),
     # same widths, another kernel: not the dense map of any such Conv1d
     (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
                      nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1,
@@ -274,7 +274,7 @@ def test_max_layer_mismatch_and_bad_arguments():
                 nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.Flatten(),
                 _group_max()([3] * 16), nn.Linear(16, 5))
     with pytest.raises(TorchConversionError, match=r"template layer '5' \(GroupMax\) is a "
-                       r"max-pool with groups of sizes \[3, 3, .*but the net's hidden layer 1 "
+                       r"max-pool with groups of sizes \[3, 3, .*but the net's hidden layer 2 "
                        r"has groups of sizes \[4, 4, "):
         fastpath.to_torch(net, template=tmpl)
     # groups of 4 consecutive units: the pool sizes agree but not the windows (the 2 x 2
