@@ -54,8 +54,6 @@ fixed cost of 2-7 ms leaves 2.4-3.3 times.
 
 from __future__ import annotations
 
-import sys
-import time
 import warnings
 from typing import Any
 
@@ -65,6 +63,7 @@ from numpy.typing import NDArray
 from dgn_core.activations import winners
 from dgn_core.exceptions import GeometryError
 from dgn_core.model import DGN
+from dgn_core.progress import ProgressLine
 from dgn_core.regions import Partition, Region, RegionLimitError, layer_maps
 
 from ._polyhedron import PolyhedronGeometry, polyhedron_geometry
@@ -182,6 +181,18 @@ class _Cell:
         self.units, self.V, self.R, self.ip = units, V, R, ip
 
 
+def _live_rows(C_all: Arr, d_all: Arr, mag: Arr) -> NDArray[np.intp] | None:
+    """Indices of the non-constant rows (largest entry above RTOL times their magnitude), or
+    None when a constant row is violated: 0 <= d is no constraint, d < 0 beyond rounding
+    means the region is empty."""
+    amax = np.abs(C_all).max(axis=1) if C_all.size else np.zeros(C_all.shape[0])
+    live = amax > RTOL * mag
+    dead = ~live
+    if np.any(d_all[dead] < -RTOL * (1.0 + np.abs(d_all[dead]))):
+        return None
+    return np.flatnonzero(live)
+
+
 def _cell(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
     """The geometry of the region of pattern q, or None when it is empty or not
     full-dimensional (in float64): the LP-free construction of :mod:`fastpath._walk_cells`
@@ -190,12 +201,9 @@ def _cell(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
     if rows is None:
         return None
     C_all, d_all, mag, A, b = rows
-    amax = np.abs(C_all).max(axis=1) if C_all.size else np.zeros(C_all.shape[0])
-    live = amax > RTOL * mag
-    dead = ~live
-    if np.any(d_all[dead] < -RTOL * (1.0 + np.abs(d_all[dead]))):
+    idx = _live_rows(C_all, d_all, mag)
+    if idx is None:
         return None
-    idx = np.flatnonzero(live)
     geo = fast_geometry(C_all[idx], d_all[idx], _TIGHT, FACET_TOL)
     if geo is not None:
         V, R, members, reps, ip = geo
@@ -213,13 +221,9 @@ def _cell_general(net: DGN, q: NDArray[np.int8]) -> _Cell | None:
     """:func:`_cell` by the general polyhedron tools (LP, qhull)."""
     S = net.latent_dim
     C_all, d_all, mag, A, b = _rows(net, q)
-    amax = np.abs(C_all).max(axis=1) if C_all.size else np.zeros(C_all.shape[0])
-    live = amax > RTOL * mag
-    dead = ~live
-    # a constant row: 0 <= d (no constraint) or d < 0 (empty, beyond rounding)
-    if np.any(d_all[dead] < -RTOL * (1.0 + np.abs(d_all[dead]))):
+    idx = _live_rows(C_all, d_all, mag)
+    if idx is None:
         return None
-    idx = np.flatnonzero(live)
     C, d = C_all[idx], d_all[idx]
     try:
         g = polyhedron_geometry(C, d)
@@ -362,13 +366,12 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
     batched pass, and the regions first seen across them get their geometry in one batch
     (:func:`fastpath._walk_batch.batch_cells`); region numbers are those of a region-by-region
     breadth-first walk (the same order of regions and facets)."""
+    line = ProgressLine(progress, "partition")
     if net.latent_dim == 1:
-        t0 = time.perf_counter()
         swept = _line_partition(net, max_regions, z0)
         if swept is not None:
-            if progress:
-                print(f"partition: {len(swept)} regions in {time.perf_counter() - t0:.2f} s "
-                      "(S = 1 sweep)", file=sys.stderr, flush=True)
+            if (el := line.final()) is not None:
+                line.say(f"{len(swept)} regions in {el:.2f} s (S = 1 sweep)")
             return swept
     # regions proposed by the forward patterns at sample points (z0's first): their geometry
     # in one batch, so that the rounds below (each a batch) are few; which regions and
@@ -387,7 +390,6 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
     level = [0]
     done, n_missing = 0, 0
     S = net.latent_dim
-    t0 = t_last = time.perf_counter()
     for qp, cp in zip(props, pcells):
         if qp.tobytes() in index:
             continue
@@ -453,13 +455,9 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
             nbrs[i] = out
             done += 1
         level = nxt
-        if progress:
-            now = time.perf_counter()
-            if now - t_last >= 1.0:
-                t_last = now
-                print(f"partition: {len(patterns)} regions found, {done} done, "
-                      f"{len(level)} queued, {done / (now - t0):.0f} regions/s",
-                      file=sys.stderr, flush=True)
+        if (el := line.due()) is not None:
+            line.say(f"{len(patterns)} regions found, {done} done, {len(level)} queued, "
+                     f"{done / el:.0f} regions/s")
     # the numbering of the region-by-region breadth-first walk from the start region;
     # proposed regions it never reaches (float slivers of degenerate nets) are left out
     order, pos = [0], {0: 0}
@@ -469,9 +467,8 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
                 pos[j] = len(order)
                 order.append(j)
     n_missing = sum(1 for i in order for j in nbrs[i] if j < 0)
-    if progress:
-        el = time.perf_counter() - t0
-        print(f"partition: {len(order)} regions in {el:.2f} s", file=sys.stderr, flush=True)
+    if (el := line.final()) is not None:
+        line.say(f"{len(order)} regions in {el:.2f} s")
     if n_missing:
         warnings.warn(
             f"fastpath.partition: no neighbour found across {n_missing} facet(s) (float "

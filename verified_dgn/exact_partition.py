@@ -32,8 +32,6 @@ region appears. Every quantity is exact:
 from __future__ import annotations
 
 import math
-import sys
-import time
 from collections import deque
 from collections.abc import Sequence
 from fractions import Fraction
@@ -43,6 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from dgn_core.model import DGN
+from dgn_core.progress import ProgressLine
 from dgn_core.regions import Partition, Region, RegionLimitError, normalize_rows
 from dgn_core.validation import check_max_regions, check_net
 
@@ -273,7 +272,7 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
     index = {q0: 0}
     queue: deque[int] = deque([0])
     regions: list[Region | None] = [None]
-    t_start = t_last = time.perf_counter()
+    line = ProgressLine(progress, "partition")
     done = 0
     while queue:
         i = queue.popleft()
@@ -305,17 +304,12 @@ def partition(net: DGN, *, max_regions: int = 100_000, start: ArrayLike | None =
             neighbors.append(j)
         regions[i] = _make_region(inet, q, No, H, geo, tuple(neighbors))
         done += 1
-        if progress:
-            now = time.perf_counter()
-            if now - t_last >= 1.0:
-                t_last = now
-                print(f"partition: {len(patterns)} regions found, {done} done, "
-                      f"{len(queue)} queued, {done / (now - t_start):.0f} regions/s",
-                      file=sys.stderr, flush=True)
-    if progress:
-        el = time.perf_counter() - t_start
-        print(f"partition: {len(patterns)} regions in {el:.2f} s "
-              f"({len(patterns) / max(el, 1e-9):.0f} regions/s)", file=sys.stderr, flush=True)
+        if (el := line.due()) is not None:
+            line.say(f"{len(patterns)} regions found, {done} done, {len(queue)} queued, "
+                     f"{done / el:.0f} regions/s")
+    if (el := line.final()) is not None:
+        line.say(f"{len(patterns)} regions in {el:.2f} s "
+                 f"({len(patterns) / max(el, 1e-9):.0f} regions/s)")
     return Partition(net, regions, exact=True)  # type: ignore[arg-type]
 
 
