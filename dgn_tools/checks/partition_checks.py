@@ -88,6 +88,8 @@ def builtin_nets(quick: bool = True) -> list[tuple[str, DGN]]:
         ("relu / max(1-3) / abs [2,5,6,3,2]",
          DGN.random((2, 5, 6, 3, 2), activation=["relu", "max", "abs"],
                     pool_sizes=[None, [1, 2, 3], None], seed=13)),
+        ("relu / identity / abs [2,5,3,4,2]",
+         DGN.random((2, 5, 3, 4, 2), activation=["relu", "identity", "abs"], seed=14)),
     ]
     if not quick:
         nets += [
