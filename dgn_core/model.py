@@ -285,6 +285,11 @@ class DGN:
             return ",".join(self._activations), [float(s) for s in self._slopes]
         return self._activation, float(self.slope)
 
+    def _pool_sizes_short(self) -> list[int | list[int] | None]:
+        """``pool_sizes`` as the constructor takes it, one size k for groups of k."""
+        return [None if not p else p[0] if len(set(p)) == 1 else list(p)
+                for p in self._pool_sizes]
+
     def describe_activations(self) -> str:
         """The activations in words: ``"relu"``, ``"leaky_relu(0.2)"`` or, per layer,
         ``"relu, abs, leaky_relu(0.1)"``."""
@@ -578,7 +583,7 @@ class DGN:
         nv = self._noise_var if self.isotropic_noise else f"array({self.data_dim})"
         if self.has_max_pooling:
             acts = (f"activation={list(self._activations)!r}, "
-                    f"pool_sizes={self.activation_kwargs()['pool_sizes']!r}")
+                    f"pool_sizes={self._pool_sizes_short()!r}")
         elif self._activation == MIXED:
             acts = f"activation={list(self._activations)!r}, slope={list(self._slopes)!r}"
         else:
