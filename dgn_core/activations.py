@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from .validation import real_array
 
 __all__ = ["ACTIVATIONS", "MIXED", "MAX", "IDENTITY", "NO_SLOPE", "group_offsets", "max_pattern",
-           "group_max", "winners", "check_activation", "layer_activations",
+           "group_max", "winners", "winners_batch", "check_activation", "layer_activations",
            "check_pool_sizes"]
 
 #: element-wise activation name -> default slope (eta)
@@ -220,4 +220,22 @@ def winners(signs: Sequence[int] | NDArray[Any], sizes: Sequence[int]) -> list[i
                              f"argmax); group {g} has {hit.size}")
         out.append(start + int(hit[0]))
         start += k
+    return out
+
+
+def winners_batch(signs: NDArray[Any], sizes: Sequence[int]) -> NDArray[np.intp]:
+    """Index (within the layer) of the +1 unit of every group of a max layer, for every
+    pattern: ``signs`` (P, width) -> (P, n_groups). ValueError unless every group of every
+    pattern has exactly one +1 (the argmax pattern)."""
+    starts = group_offsets(sizes)
+    pos = signs > 0
+    counts = np.add.reduceat(pos.astype(np.intp), starts, axis=1) if pos.shape[0] \
+        else np.ones((0, len(sizes)), dtype=np.intp)
+    if np.any(counts != 1):
+        p, g = np.argwhere(counts != 1)[0]
+        raise ValueError(f"a max-pooling group must have exactly one +1 entry (its argmax); "
+                         f"pattern {p} has {counts[p, g]} in group {g}")
+    out = np.empty((signs.shape[0], len(sizes)), dtype=np.intp)
+    for g, (a, k) in enumerate(zip(starts.tolist(), sizes)):
+        out[:, g] = a + np.argmax(pos[:, a:a + k], axis=1)
     return out

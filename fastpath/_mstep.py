@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from dgn_core.activations import winners_batch
 from dgn_core.model import DGN
 from dgn_core.priors import BoxPrior, GaussianPrior, LaplacePrior, Prior
 from dgn_core.regions import Partition
@@ -75,11 +76,10 @@ def _hidden_slopes(net: DGN, signs: NDArray[np.int8]) -> list[NDArray[Any]]:
     integer array (D^l_w selects those rows)."""
     out: list[NDArray[Any]] = []
     start = 0
-    R = signs.shape[0]
     for w, eta, pool in zip(net.hidden_widths, net.slopes, net.pool_sizes):
         block = signs[:, start:start + w]
-        if pool:  # one +1 per group, groups consecutive: row-major nonzero order is by group
-            out.append(np.nonzero(block > 0)[1].reshape(R, len(pool)))
+        if pool:
+            out.append(winners_batch(block, pool))
         else:
             out.append(np.where(block > 0, 1.0, eta))
         start += w

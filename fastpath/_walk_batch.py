@@ -32,6 +32,7 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from dgn_core.activations import winners_batch
 from dgn_core.model import DGN
 
 from ._small_polytope import _null_directions, subsets
@@ -77,8 +78,7 @@ def batch_rows(net: DGN, Q: NDArray[np.int8]
         size = np.abs(M).max(axis=2)
         sizes = net.pool_sizes[l]
         if sizes:
-            _, cols = np.nonzero(ql > 0)
-            win = cols.reshape(K, len(sizes))
+            win = winners_batch(ql, sizes)
             _, cols = np.nonzero(ql < 0)
             lose = cols.reshape(K, w - len(sizes))
             # the winner of every loser's group

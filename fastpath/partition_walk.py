@@ -23,6 +23,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import breadth_first_order
 
+from dgn_core.activations import winners_batch
 from dgn_core.model import DGN
 from dgn_core.regions import Partition, Region
 from dgn_core.validation import check_max_regions, check_net
@@ -208,7 +209,7 @@ def _layer_maps(net: DGN, signs: NDArray[np.int8], visit: Any
         W, v = net.weights[l], net.biases[l]
         if net.pool_sizes[l - 1]:
             # max-pooling passes on the winner (the +1 unit) of every group
-            win = _winners_batch(signs[:, off:off + w], net.pool_sizes[l - 1])
+            win = winners_batch(signs[:, off:off + w], net.pool_sizes[l - 1])
             off += w
             MT = MT[:, win].transpose(1, 0, 2) if MT.ndim == 2 \
                 else np.take_along_axis(MT, win[:, None, :], axis=2)
@@ -223,24 +224,6 @@ def _layer_maps(net: DGN, signs: NDArray[np.int8], visit: Any
     if MT.ndim == 2:  # no hidden layer
         return np.broadcast_to(MT.T, (P,) + MT.T.shape).copy(), np.broadcast_to(c, (P, c.size)).copy()
     return np.ascontiguousarray(MT.transpose(0, 2, 1)), c
-
-
-def _winners_batch(signs: NDArray[np.int8], sizes: tuple[int, ...]) -> NDArray[np.intp]:
-    """Index (within the layer) of the +1 unit of every group of a max layer, for every
-    pattern: ``signs`` (P, width) -> (P, n_groups). ValueError unless every group of every
-    pattern has exactly one +1 (the argmax pattern of :mod:`dgn_core.activations`)."""
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
-    pos = signs > 0
-    counts = np.add.reduceat(pos.astype(np.intp), starts, axis=1) if pos.shape[0] \
-        else np.ones((0, len(sizes)), dtype=np.intp)
-    if np.any(counts != 1):
-        p, g = np.argwhere(counts != 1)[0]
-        raise ValueError(f"a max-pooling group must have exactly one +1 entry (its argmax); "
-                         f"pattern {p} has {counts[p, g]} in group {g}")
-    out = np.empty((signs.shape[0], len(sizes)), dtype=np.intp)
-    for g, (a, k) in enumerate(zip(starts.tolist(), sizes)):
-        out[:, g] = a + np.argmax(pos[:, a:a + k], axis=1)
-    return out
 
 
 def _set_bits(inc: NDArray[np.uint64]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
