@@ -83,118 +83,20 @@ def _torch() -> Any:
     return torch
 
 
-_ABS_CLASS: Any = None
+def _modules() -> Any:
+    """:mod:`fastpath._torch_modules` (the torch module classes), imported on first use so
+    that torch stays optional."""
+    _torch()  # the install hint when torch is missing
+    from . import _torch_modules
 
-
-def _abs_class() -> Any:
-    """The :class:`Abs` module class (created on first use so that torch stays optional)."""
-    global _ABS_CLASS
-    if _ABS_CLASS is None:
-        torch = _torch()
-
-        class Abs(torch.nn.Module):  # type: ignore[name-defined,misc]
-            """Element-wise absolute value, the DGN activation with slope -1."""
-
-            def forward(self, x: Any) -> Any:
-                return torch.abs(x)
-
-            def extra_repr(self) -> str:
-                return ""
-
-        Abs.__module__ = __name__
-        Abs.__qualname__ = "Abs"
-        _ABS_CLASS = Abs
-    return _ABS_CLASS
-
-
-_IDENTITY_CLASS: Any = None
-
-
-def _identity_class() -> Any:
-    """The :class:`IdentityActivation` module class (created on first use, like :class:`Abs`)."""
-    global _IDENTITY_CLASS
-    if _IDENTITY_CLASS is None:
-        torch = _torch()
-
-        class IdentityActivation(torch.nn.Module):  # type: ignore[name-defined,misc]
-            """The identity activation a(t) = t: a DGN hidden layer without a kink.
-
-            Its forward pass returns its input. Unlike ``nn.Identity`` (an affine no-op that
-            :func:`from_torch` composes with the modules around it), it marks a hidden-layer
-            boundary: :func:`to_torch` writes a DGN ``"identity"`` layer as ``nn.Linear``
-            followed by ``IdentityActivation()`` and :func:`from_torch` reads it back as one.
-            """
-
-            def forward(self, x: Any) -> Any:
-                return x
-
-            def extra_repr(self) -> str:
-                return ""
-
-        IdentityActivation.__module__ = __name__
-        IdentityActivation.__qualname__ = "IdentityActivation"
-        _IDENTITY_CLASS = IdentityActivation
-    return _IDENTITY_CLASS
-
-
-_GROUP_MAX_CLASS: Any = None
-
-
-def _group_max_class() -> Any:
-    """The :class:`GroupMax` module class (created on first use, like :class:`Abs`)."""
-    global _GROUP_MAX_CLASS
-    if _GROUP_MAX_CLASS is None:
-        torch = _torch()
-
-        class GroupMax(torch.nn.Module):  # type: ignore[name-defined,misc]
-            """The maximum of consecutive groups of features: a DGN max-pooling layer.
-
-            ``GroupMax(sizes)`` maps ``(..., sum(sizes))`` to ``(..., len(sizes))``; output
-            ``g`` is the maximum of the ``sizes[g]`` features after the first
-            ``sizes[0] + ... + sizes[g-1]``. :func:`to_torch` writes a DGN max layer as
-            ``nn.Linear`` followed by ``GroupMax(net.pool_sizes[l])``; :func:`from_torch`
-            reads it back.
-            """
-
-            def __init__(self, sizes: Any) -> None:
-                super().__init__()
-                ks = [int(k) for k in sizes]
-                if not ks or min(ks) < 1:
-                    raise ValueError(f"GroupMax needs positive group sizes, got {sizes!r}")
-                self.sizes = tuple(ks)
-                starts = np.concatenate([[0], np.cumsum(ks)[:-1]])
-                # (groups, max size): a group's indices, padded with its first index (a
-                # repeated entry does not change a max), so one gather + amax does it all
-                idx = np.array([[s + min(j, k - 1) for j in range(max(ks))]
-                                for s, k in zip(starts, ks)], dtype=np.int64)
-                self.register_buffer("index", torch.from_numpy(idx), persistent=False)
-
-            def forward(self, x: Any) -> Any:
-                if x.shape[-1] != sum(self.sizes):
-                    raise ValueError(f"GroupMax over {sum(self.sizes)} features got an "
-                                     f"input of shape {tuple(x.shape)}")
-                return x[..., self.index].amax(dim=-1)
-
-            def extra_repr(self) -> str:
-                ks = sorted(set(self.sizes))
-                each = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}..{ks[-1]}"
-                return f"groups={len(self.sizes)}, size={each}"
-
-        GroupMax.__module__ = __name__
-        GroupMax.__qualname__ = "GroupMax"
-        _GROUP_MAX_CLASS = GroupMax
-    return _GROUP_MAX_CLASS
+    return _torch_modules
 
 
 def __getattr__(name: str) -> Any:
-    # ``fastpath.torch_interop.Abs`` / ``GroupMax`` are created lazily (they subclass
-    # torch.nn.Module)
-    if name == "Abs":
-        return _abs_class()
-    if name == "IdentityActivation":
-        return _identity_class()
-    if name == "GroupMax":
-        return _group_max_class()
+    # ``Abs``, ``IdentityActivation`` and ``GroupMax`` subclass torch.nn.Module: created when
+    # first asked for
+    if name in ("Abs", "IdentityActivation", "GroupMax"):
+        return getattr(_modules(), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -296,7 +198,7 @@ def to_torch(net: DGN, dtype: Any = None, *, requires_grad: bool = True,
         lin.bias.requires_grad_(requires_grad)
         layers.append(lin)
         if i < net.n_layers - 1 and net.pool_sizes[i]:
-            layers.append(_group_max_class()(net.pool_sizes[i]))
+            layers.append(_modules().GroupMax(net.pool_sizes[i]))
         elif i < net.n_layers - 1:
             layers.append(_activation_module(net.activations[i], net.slopes[i]))
     return torch.nn.Sequential(*layers)
@@ -309,9 +211,9 @@ def _activation_module(activation: str, slope: float) -> Any:
     if activation == "leaky_relu":
         return torch.nn.LeakyReLU(negative_slope=slope)
     if activation == "abs":
-        return _abs_class()()
+        return _modules().Abs()
     if activation == "identity":
-        return _identity_class()()
+        return _modules().IdentityActivation()
     raise ValueError(f"unknown activation {activation!r}")  # pragma: no cover - DGN checks
 
 
@@ -341,9 +243,9 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
     torch = _torch()
     if isinstance(layer, torch.nn.ReLU):
         return "relu", 0.0
-    if isinstance(layer, _abs_class()):
+    if isinstance(layer, _modules().Abs):
         return "abs", -1.0
-    if isinstance(layer, _identity_class()):
+    if isinstance(layer, _modules().IdentityActivation):
         return "identity", 1.0
     if isinstance(layer, (torch.nn.LeakyReLU, torch.nn.PReLU)):
         leaky = isinstance(layer, torch.nn.LeakyReLU)
@@ -370,21 +272,21 @@ def _classify_activation(name: str, layer: Any) -> tuple[str, float]:
 def _activation_kind(name: str, layer: Any) -> tuple[str, float] | None:
     """(DGN activation, slope) of an activation module, None for any other module."""
     torch = _torch()
-    if isinstance(layer, (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, _abs_class(),
-                          _identity_class())):
+    if isinstance(layer, (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.PReLU, _modules().Abs,
+                          _modules().IdentityActivation)):
         return _classify_activation(name, layer)
     return None
 
 
 def _is_pool(layer: Any) -> bool:
     """Whether ``layer`` is a max-pooling module that becomes a DGN max layer."""
-    return bool(_torch_layers.is_max_pool(layer)) or isinstance(layer, _group_max_class())
+    return bool(_torch_layers.is_max_pool(layer)) or isinstance(layer, _modules().GroupMax)
 
 
 def _pool_windows(name: str, layer: Any, shape: tuple[int, ...], max_entries: int
                   ) -> tuple[list[np.ndarray], tuple[int, ...]]:
     """The windows (flattened input indices per output) and output shape of a pool."""
-    if isinstance(layer, _group_max_class()):
+    if isinstance(layer, _modules().GroupMax):
         if len(shape) != 1 or shape[0] != sum(layer.sizes):
             raise TorchConversionError(
                 f"layer {name!r}: GroupMax over {sum(layer.sizes)} features does not chain "
@@ -497,7 +399,7 @@ def from_torch(module: Any, noise_var: float | ArrayLike,
         shape = tuple(int(s) for s in np.atleast_1d(np.asarray(input_shape)))
         if not shape or min(shape) < 1:
             raise ValueError(f"input_shape must be positive integers, got {input_shape!r}")
-    elif not blocks[0] and isinstance(kinds[0][1], _group_max_class()):
+    elif not blocks[0] and isinstance(kinds[0][1], _modules().GroupMax):
         shape = (sum(kinds[0][1].sizes),)
     elif not blocks[0]:
         raise TorchConversionError(
