@@ -53,10 +53,9 @@ the likelihood grows without bound as sigma^2 -> 0. The noise update is clipped 
 :attr:`EMResult.noise_floor_hit` and flagged in the progress line.
 
 Cost of one iteration: one E-step with moments after the ECM step, and per inner layer a
-partition of every backtracking trial net with the E-step of the first trial (which is
-usually accepted and then provides the next layer's moments) and log p(X) alone (no
-moments) for later trials, plus one E-step when a later trial is accepted. With S = 2 the
-E-step over the polygons of the partition dominates. ``benchmarks/em.py`` measures it.
+partition and an E-step with moments of every backtracking trial net (the accepted trial's
+moments serve the next layer; log p(X) alone would cost as much, its orthant terms dominate).
+With S = 2 the E-step over the polygons of the partition dominates. ``benchmarks/em.py`` measures it.
 
 Convergence: EM stops when the objective gains less than ``tol`` per point in one
 iteration (or nothing at all); with the exact history this is a statement about the exact
@@ -555,30 +554,28 @@ def _inner_layer_step(run: _Run, cur: _Point, l: int, t0: float) -> tuple[_Point
     if not np.all(np.isfinite(d)) or not gain1 > _MIN_PREDICTED_GAIN * (abs(cur.obj) + run.N):
         return cur, None
     t = t0
-    for k in range(opts.max_halvings + 1):
+    for _ in range(opts.max_halvings + 1):
         trial = _with_layer(cur.model, l, Wt0 + t * d)
-        # the first trial is usually accepted: evaluate it with the moments the next layer
-        # needs (one pass instead of two); later trials need log p(X) only
-        obj_t, P_t, st_t = _trial_objective(run, trial, moments=k == 0)
-        if P_t is not None and obj_t >= cur.obj:
-            st = st_t if st_t is not None else run.estep.statistics(trial, P_t)
-            return _Point(trial, P_t, st, obj_t, trial), t
+        # every trial is evaluated with the moments the next layer needs: a pass without
+        # them costs as much (the orthant terms dominate, benchmarks/em_speed.py), so an
+        # accepted trial never needs a second pass
+        obj_t, P_t, st_t = _trial_objective(run, trial)
+        if P_t is not None and st_t is not None and obj_t >= cur.obj:
+            return _Point(trial, P_t, st_t, obj_t, trial), t
         t *= 0.5
     return cur, None
 
 
-def _trial_objective(run: _Run, trial: DGN, moments: bool
+def _trial_objective(run: _Run, trial: DGN
                      ) -> tuple[float, Partition | None, EStepStatistics | None]:
-    """The exact objective of a trial net with its partition, and its E-step when
-    ``moments``; -inf (and no partition) outside a box prior or beyond ``max_regions``."""
+    """The exact objective of a trial net with its partition and E-step; -inf (and no
+    partition) outside a box prior or beyond ``max_regions``."""
     lp = _log_priors(run.opts, trial)
     if not math.isfinite(lp):
         return -math.inf, None, None
     try:
         P_t = _partition(trial, run.opts.max_regions)
-        if moments:
-            st_t = run.estep.statistics(trial, P_t)
-            return st_t.log_likelihood + lp, P_t, st_t
-        return run.estep.log_likelihood(trial, P_t) + lp, P_t, None
+        st_t = run.estep.statistics(trial, P_t)
+        return st_t.log_likelihood + lp, P_t, st_t
     except RegionLimitError:
         return -math.inf, None, None
