@@ -159,3 +159,22 @@ def get_net(name: str) -> DGN:
 
 
 QUICK_NAMES = [name for name, _ in QUICK_NETS]
+
+
+def assert_partition_checks_exact(partition: object, seed: int) -> None:
+    """The checks `dgn check` runs on a partition (Lemma 3, Corollary 1, affine maps,
+    tiling) pass with zero residual (exact arithmetic): one body for every exact-path test
+    that runs them."""
+    import math
+
+    from dgn_tools.checks.partition_checks import (
+        check_affine_maps,
+        check_corollary1,
+        check_lemma3,
+        check_tiling,
+    )
+
+    for chk in (check_lemma3, check_corollary1, check_affine_maps, check_tiling):
+        res = chk(partition=partition, quick=True, seed=seed)
+        assert res.passed, str(res)
+        assert res.residual == 0.0 and math.isinf(res.digits), str(res)

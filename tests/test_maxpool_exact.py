@@ -26,6 +26,7 @@ import pytest
 from dgn_core.model import DGN
 from dgn_core.regions import region_inequalities
 from tests.conftest import needs_cdd
+from tests.partition_suite import assert_partition_checks_exact
 
 pytestmark = needs_cdd
 
@@ -265,18 +266,7 @@ def test_clipped_measures_sum_to_the_box(name):
 @pytest.mark.parametrize("name", [n for n in NETS if "-S2" in n or "-S3" in n or "-S1" in n])
 def test_lemma3_checks_on_max_nets(name):
     """The checks `dgn check` runs (Lemma 3, Corollary 1, affine maps, tiling) pass exactly."""
-    from dgn_tools.checks.partition_checks import (
-        check_affine_maps,
-        check_corollary1,
-        check_lemma3,
-        check_tiling,
-    )
-
-    P = cached(name)
-    for chk in (check_lemma3, check_corollary1, check_affine_maps, check_tiling):
-        res = chk(partition=P, quick=True, seed=2)
-        assert res.passed, str(res)
-        assert res.residual == 0.0 and math.isinf(res.digits)
+    assert_partition_checks_exact(cached(name), seed=2)
 
 
 def test_builtin_suite_has_a_max_net_and_its_checks_pass():

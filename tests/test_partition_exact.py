@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from fractions import Fraction
 
 import numpy as np
@@ -24,6 +23,7 @@ import pytest
 
 from dgn_core.regions import layer_maps, region_inequalities
 from tests.conftest import needs_cdd
+from tests.partition_suite import assert_partition_checks_exact
 from verified_dgn import DGN, Partition
 
 pytestmark = needs_cdd
@@ -421,18 +421,7 @@ def test_dense_sampling_slow(widths, act, seed):
 @pytest.mark.parametrize("name", ["relu-S1", "abs-S2", "leaky-S2", "relu-S3", "biasfree-abs-S2",
                                   "width1-abs-S3", "degenerate-leaky"])
 def test_lemma_checks_pass(name):
-    from dgn_tools.checks.partition_checks import (
-        check_affine_maps,
-        check_corollary1,
-        check_lemma3,
-        check_tiling,
-    )
-
-    P = cached(name)
-    for chk in (check_lemma3, check_corollary1, check_affine_maps, check_tiling):
-        res = chk(partition=P, quick=True, seed=1)
-        assert res.passed, str(res)
-        assert res.residual == 0.0 and math.isinf(res.digits)
+    assert_partition_checks_exact(cached(name), seed=1)
 
 
 def test_checks_registered_and_run_on_a_given_net():
