@@ -9,6 +9,8 @@ polytope) pair, which of the two is used:
 
 * after the cone sum, where it lost more than ``_LOG_CANCEL_CUBATURE`` to cancellation and
   the cubature fits ``_CUBATURE_BUDGET`` (:meth:`_CubatureRouting._cubature_where_cancelled`);
+* for S = 2, instead of it, where the polygon's whitened spread is at most
+  ``_ROUTE_SPREAD`` (decided in the cone kernel; such polygons nearly always cancel);
 * for S >= 3, before it, where the cubature is estimated cheaper than the cones, or not
   much dearer where thin cones far out lose accuracy in the k = 3 orthants
   (:meth:`_CubatureRouting._cones_or_cubature`).
@@ -32,6 +34,12 @@ _LOG_CANCEL_CUBATURE = 3.0
 #: sum cancels little (measured: <= 4.5e-13 in log m0 below e^4 at S = 3, <= 1.3e-13 at
 #: S = 2, against the cubature on 2e4 E-step pairs) a large polytope is left to it
 _CUBATURE_BUDGET = ((4.0, 64), (np.inf, 1024))
+#: s = 2: bounded polygons whose whitened log-density spread bound is at most this go to the
+#: cubature without their cone sum (fastpath._jit_cones._pair_deferred). Measured on the
+#: E-step pairs of benchmarks/em.py's S = 2 case: 85% of the pairs below 2 (99% below 1)
+#: lose more than e^3 to cancellation and were integrated twice; there the 9-point rule
+#: (or fewer) costs about as much as the cones
+_ROUTE_SPREAD = 2.0
 #: s >= 3: a bounded polytope is integrated by cubature instead of its cones when the
 #: estimated cubature nodes are at most this many per cone: the cost of one cone (a k = 3
 #: orthant and its Tallis terms) in cubature nodes, measured at S = 3
@@ -96,8 +104,9 @@ class _CubatureRouting:
         lm, dm, tc, lc = sub._evaluate_compiled(mean[a_idx, j_idx][None], ch, moments)
         res = list(out)
         res[0][a_idx, j_idx] = lm[0]
-        res[1][a_idx, j_idx] = dm[0]
-        res[2][a_idx, j_idx] = tc[0]
+        if moments:
+            res[1][a_idx, j_idx] = dm[0]
+            res[2][a_idx, j_idx] = tc[0]
         res[3][a_idx, j_idx] = lc[0]
         return res[0], res[1], res[2], res[3]
 

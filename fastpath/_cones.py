@@ -79,6 +79,10 @@ _COMPILED_CHUNK_FACTOR = 16
 #: S = 2 compiled: leave out the cone-sum moments of the pairs the cubature will replace
 #: (:meth:`ConeTable._guarded_cones`); False computes them (the same results, tests)
 DEFER = [True]
+#: S = 2 compiled: send the small polygons (whitened spread bound at most
+#: ``_cone_cubature._ROUTE_SPREAD``) to the cubature without summing their cones
+#: (:func:`fastpath._jit_cones._pair_deferred`); False sums them first (tests)
+ROUTE = [True]
 #: a deferred pair's log_cancel (from its orthant terms) is this far above the cubature's
 #: threshold and its budget step: far more than its rounding difference (~1e-14) from the
 #: log_cancel of the full sum, so the routing of every pair is that of the full sum
@@ -318,10 +322,11 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         else:
             out = self._evaluate(mean, chol, moments, direction)
         deferred = None
-        if direction == "nearest" and self.dim == 2 and moments and self._defers():
-            # the pairs _evaluate may have left without moments (see _evaluate_compiled),
-            # read off their log_cancel; a pair flagged here that was computed in full is
-            # only computed again, with the same result
+        if direction == "nearest" and self.dim == 2 and ((moments and self._defers())
+                                                         or self._routes()):
+            # the pairs _evaluate may have left without moments or unsummed (see
+            # _evaluate_compiled), read off their log_cancel; a pair flagged here that was
+            # computed in full is only computed again, with the same result
             from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
 
             lc = out[3]
@@ -383,11 +388,17 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         """Whether :meth:`_evaluate` leaves out moments (S = 2 compiled, bounded polygons)."""
         return self.dim == 2 and COMPILED[0] and DEFER[0] and bool(self._bounded_mask.any())
 
+    def _routes(self) -> bool:
+        """Whether :meth:`_evaluate` leaves the small bounded polygons to the cubature
+        unsummed (S = 2 compiled)."""
+        return self.dim == 2 and COMPILED[0] and ROUTE[0] and bool(self._bounded_mask.any())
+
     def _evaluate(self, mean, chol, moments, direction="nearest"):
         """The signed cone sums (log m0, E - mean, Cov, log_cancel). Where :meth:`_defers`,
         the pairs the cubature of :meth:`_guarded_cones` takes have no moments (0)."""
         if self.dim == 2 and direction == "nearest" and COMPILED[0]:
-            return self._evaluate_compiled(mean, chol, moments, defer=self._defers())
+            return self._evaluate_compiled(mean, chol, moments, defer=self._defers(),
+                                           route=self._routes())
         return self._evaluate_numpy(mean, chol, moments, direction)
 
     def _table_arrays(self) -> tuple[Any, ...]:
@@ -411,23 +422,27 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             self.own_cache["jit_arrays"] = got
         return got
 
-    def _evaluate_compiled(self, mean, chol, moments, defer=False):
+    def _evaluate_compiled(self, mean, chol, moments, defer=False, route=False):
         """:meth:`_evaluate_numpy` for S = 2, direction "nearest", by the fused per-pair
         kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs).
 
         ``defer``: the moments of the bounded polyhedra's pairs whose orthant terms cancel
         beyond ``_LOG_CANCEL_CUBATURE`` (by ``_DEFER_MARGIN``, away from the cubature's
         budget step) are left out: the cubature replaces nearly all of them, and
-        :meth:`_guarded_cones` evaluates the others again (kernel: ``_pair_deferred``)."""
-        from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE
+        :meth:`_guarded_cones` evaluates the others again (kernel: ``_pair_deferred``).
+        ``route``: the pairs of bounded polygons whose whitened spread is at most
+        ``_ROUTE_SPREAD`` are not summed at all (log m0 0, log_cancel +inf), for the
+        cubature alike."""
+        from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE, _ROUTE_SPREAD
         from ._jit_cones import evaluate_s2
 
-        has = self._bounded_mask if defer else np.zeros(self.n_poly, dtype=np.bool_)
+        has = (self._bounded_mask if defer or route else np.zeros(self.n_poly, dtype=np.bool_))
         with serial_below(mean.shape[0] * self.n_pieces, _SERIAL_PIECES):
             lm, dm, tc, lc, dfr = evaluate_s2(
                 _kernel_array(mean), _kernel_array(chol), *self._table_arrays(),
                 bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT,
-                _LOG_CANCEL_CUBATURE + _DEFER_MARGIN, float(_CUBATURE_BUDGET[0][0]), has)
+                _LOG_CANCEL_CUBATURE + _DEFER_MARGIN if defer else math.inf,
+                float(_CUBATURE_BUDGET[0][0]), _ROUTE_SPREAD if route else 0.0, has)
         if not moments:
             return lm, None, None, lc
         return lm, dm, tc, lc

@@ -94,6 +94,35 @@ def _nearest_s2(m0: float, m1: float, ui00: float, ui10: float, ui11: float,
 
 
 @jit
+def _spread_s2(m0: float, m1: float, ui00: float, ui10: float, ui11: float,
+               es: NDArray[np.float64], ed: NDArray[np.float64], el: NDArray[np.float64]
+               ) -> float:
+    """The whitened log-density spread bound |c| D + D^2 / 2 of a bounded polygon (the
+    cubature's, :func:`fastpath._simplex_cubature._spread`): c the mean of its edges' ends
+    (whitened, about the whitened mean (m0, m1)), D twice the largest distance from c."""
+    E = el.size
+    c0 = 0.0
+    c1 = 0.0
+    for e in range(E):
+        x0 = es[e, 0] + 0.5 * el[e] * ed[e, 0]
+        x1 = es[e, 1] + 0.5 * el[e] * ed[e, 1]
+        c0 += ui00 * x0
+        c1 += ui10 * x0 + ui11 * x1
+    c0 = c0 / E - m0
+    c1 = c1 / E - m1
+    r2 = 0.0
+    for e in range(E):
+        for end in range(2):
+            x0 = es[e, 0] + end * el[e] * ed[e, 0]
+            x1 = es[e, 1] + end * el[e] * ed[e, 1]
+            w0 = ui00 * x0 - m0 - c0
+            w1 = ui10 * x0 + ui11 * x1 - m1 - c1
+            r2 = max(r2, w0 * w0 + w1 * w1)
+    D = 2.0 * math.sqrt(r2)
+    return math.sqrt(c0 * c0 + c1 * c1) * D + 0.5 * D * D
+
+
+@jit
 def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[np.float64],
              p_seg: NDArray[np.intp], p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
              p_L: NDArray[np.float64], p_edge: NDArray[np.intp], p_orient: NDArray[np.float64],
@@ -108,8 +137,8 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
     compilation as the E-step's calls, not one specialised on a literal False)."""
     _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start,
                    e_dir, e_len, f_C, f_d, f_valid, c_gen, moments, margin, gweight, math.inf,
-                   math.inf, np.bool_(False), cu, terms, buf, out_lm, out_dm, out_tc, out_lc,
-                   np.zeros((1, 1), dtype=np.bool_))
+                   math.inf, 0.0, np.bool_(False), cu, terms, buf, out_lm, out_dm, out_tc,
+                   out_lc, np.zeros((1, 1), dtype=np.bool_))
 
 
 @jit
@@ -120,7 +149,8 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
              e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
              f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
              margin: float, gweight: float, defer_lo: float, defer_hi: float,
-             defer_ok: bool, cu: NDArray[np.float64], terms: NDArray[np.float64],
+             route_spread: float, defer_ok: bool, cu: NDArray[np.float64],
+             terms: NDArray[np.float64],
              buf: NDArray[np.float64], out_lm: NDArray[np.float64],
              out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
              out_lc: NDArray[np.float64], out_def: NDArray[np.bool_]) -> None:
@@ -132,7 +162,14 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     above its threshold is in ``defer_lo``) is left without its
     moments, its log m0 and log_cancel from those terms only, and flagged in ``out_def``:
     the caller integrates it by cubature (:meth:`fastpath._cones.ConeTable._guarded_cones`)
-    or evaluates it again without deferral. Every other pair is computed as without."""
+    or evaluates it again without deferral. Every other pair is computed as without.
+
+    With ``defer_ok`` and ``route_spread`` > 0, a pair whose polygon (bounded) has a whitened
+    log-density spread bound |c| D + D^2 / 2 of at most ``route_spread`` (c the centre of
+    its edges' ends, D twice the largest distance from c) is not summed at all: such small
+    polygons are where the cone sum cancels (nearly all of them lose more than e^3), and
+    the cubature takes them at the cost of their cones. It is flagged in ``out_def`` with
+    log_cancel +inf (so every caller sends it to the cubature) and log m0 0."""
     u00 = chol[cj, j, 0, 0]
     u10 = chol[cj, j, 1, 0]
     u11 = chol[cj, j, 1, 1]
@@ -148,6 +185,12 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     ed = e_dir[j]
     el = e_len[j]
     E = el.size
+    if defer_ok and route_spread > 0.0 and _spread_s2(m0, m1, ui00, ui10, ui11, es, ed,
+                                                       el) <= route_spread:
+        out_lm[a, j] = 0.0
+        out_lc[a, j] = math.inf
+        out_def[a, j] = True
+        return
     inside = _inside_s2(f_C, f_d, f_valid, j, mu0, mu1)
     if inside:
         x0 = 0.0
@@ -216,7 +259,7 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
         rho = a00 * a10 + a01 * a11
         terms[k, 0] = sign
         terms[k, 7] = log_bvn_buf(h0, h1, rho, buf)
-    if moments and defer_ok:
+    if moments and defer_ok and defer_lo < math.inf:
         KP = -math.inf
         for k in range(npc):
             KP = terms[k, 7] if k == 0 else _nmax(KP, terms[k, 7])
@@ -332,7 +375,8 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
                 e_dir: NDArray[np.float64], e_len: NDArray[np.float64],
                 f_C: NDArray[np.float64], f_d: NDArray[np.float64], f_valid: NDArray[np.bool_],
                 c_gen: NDArray[np.float64], moments: bool, margin: float, gweight: float,
-                defer_lo: float, defer_hi: float, defer: NDArray[np.bool_],
+                defer_lo: float, defer_hi: float, route_spread: float,
+                defer: NDArray[np.bool_],
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
                            NDArray[np.float64], NDArray[np.bool_]]:
     """log m0 (N, n), E[y|P] - mean (N, n, 2), Cov[y|P] (N, n, 2, 2), log cancel (N, n) of
@@ -340,7 +384,8 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
     Nc in {1, N}); the table arrays as in :class:`fastpath._cones.ConeTable`, ``p_end``
     the end of each polyhedron's pieces. The moment outputs are left 0 if not ``moments``,
     and for the pairs flagged in the fifth output (N, n): those of the polyhedra with
-    ``defer`` (n,) whose cancellation is above ``defer_lo`` (see :func:`_pair_s2`)."""
+    ``defer`` (n,) whose cancellation is above ``defer_lo`` (none when it is +inf) or whose
+    spread is at most ``route_spread`` (none when it is 0; see :func:`_pair_deferred`)."""
     N = mean.shape[0]
     n = mean.shape[1]
     shared = chol.shape[0] == 1
@@ -364,7 +409,8 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
             cj = 0 if shared else a
             _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
                            p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
-                           margin, gweight, defer_lo, defer_hi, defer[j], cu, terms, buf,
+                           margin, gweight, defer_lo, defer_hi, route_spread, defer[j], cu,
+                           terms, buf,
                            out_lm, out_dm, out_tc, out_lc, out_def)
     return out_lm, out_dm, out_tc, out_lc, out_def
 
@@ -430,5 +476,5 @@ def _warmup() -> None:
     bound_s2(mean, chol, e_start, e_dir, e_len, f_C, f_d, f_valid)
     for mom in (True, False):
         evaluate_s2(mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start, e_dir,
-                    e_len, f_C, f_d, f_valid, c_gen, mom, 1e-12, 1e-7, 3.0, 4.0,
+                    e_len, f_C, f_d, f_valid, c_gen, mom, 1e-12, 1e-7, 3.0, 4.0, 2.0,
                     np.ones(1, dtype=np.bool_))
