@@ -9,6 +9,7 @@ them against those and against mpmath over all magnitudes.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import llvmlite.ir
 import numpy as np
@@ -171,6 +172,35 @@ def sum4(x: NDArray[np.float64], n: int) -> float:
     for i in range(m, n):
         s0 += x[i]
     return (s0 + s1) + (s2 + s3)
+
+
+@jit
+def sorted_head(x: NDArray[Any], n: int) -> NDArray[Any]:
+    """x[:n] sorted ascending, as a new array of x's dtype (insertion sort, for the few
+    tens to hundreds of keys the kernels sort; no NaN among them). Stands in for
+    ``np.sort(x[:n])``, whose quicksort compiles for seconds in every process that compiles
+    a caller and sorts the same values in the same order.
+
+    Parameters
+    ----------
+    x : ndarray, shape (>= n,)
+        Keys (int64 or float64).
+    n : int
+        How many leading keys to sort.
+
+    Returns
+    -------
+    ndarray, shape (n,)
+    """
+    out = np.empty(n, dtype=x.dtype)
+    for i in range(n):
+        v = x[i]
+        j = i
+        while j > 0 and out[j - 1] > v:
+            out[j] = out[j - 1]
+            j -= 1
+        out[j] = v
+    return out
 
 
 def gl_rule(n: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
