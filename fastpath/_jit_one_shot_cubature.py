@@ -95,6 +95,9 @@ def cubature_s2(V: NDArray[np.float64], tris: NDArray[np.intp], nt: int, budget:
                 resolved = False
             if keep[t] and not split[t]:
                 if nd >= done.shape[0]:
+                    # element loops here and below, not done[:nd] / cur[t] slice copies:
+                    # an array-to-slice assignment compiles numba's shape-mismatch
+                    # error message (seconds of cold compilation)
                     grown = np.empty((2 * done.shape[0], 3, 2))
                     grown_sp = np.empty(2 * done.shape[0])
                     for u in range(nd):
