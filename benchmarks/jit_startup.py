@@ -3,7 +3,9 @@
     python benchmarks/jit_startup.py
 
 1. Cold: ``dgn warmup`` in a fresh process with an empty numba cache (NUMBA_CACHE_DIR set
-   to a new temporary folder): every kernel compiled, once per installation.
+   to a new temporary folder): every kernel compiled, once per installation. Wall time,
+   and the CPU time of the process and its compiling workers together (on a shared
+   machine the steadier figure: wall ~ CPU / 2 on two idle cores).
 2. Warm: the same again with that cache filled: what every later process pays to load
    the kernels, in total and per module.
 3. ``import fastpath`` (must not import numba) and the extra cost of the first S = 2
@@ -14,6 +16,7 @@ Targets (issue 15): cold <= 30 s, warm start overhead <= 0.5 s.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,10 +43,18 @@ print(f"{t_import:.3f} {numba_loaded} {first:.3f} {second:.3f}")
 """
 
 
-def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and theirs."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _run(args: list[str], env: dict[str, str]) -> tuple[float, float, str]:
+    """(wall seconds, CPU seconds of the process and its children, output) of one command."""
     t = time.perf_counter()
+    cpu = _children_cpu()
     out = subprocess.run(args, check=True, capture_output=True, text=True, env=env, cwd=ROOT)
-    return time.perf_counter() - t, out.stdout + out.stderr
+    return time.perf_counter() - t, _children_cpu() - cpu, out.stdout + out.stderr
 
 
 def main() -> int:
@@ -51,12 +62,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache, OPENBLAS_NUM_THREADS="1")
         print(f"load {os.getloadavg()[0]:.2f}", flush=True)
-        cold, text = _run(dgn, env)
-        print(f"cold (empty cache): {cold:.1f} s in all\n{text.rstrip()}", flush=True)
-        warm, text = _run(dgn, env)
+        cold, cpu, text = _run(dgn, env)
+        print(f"cold (empty cache): {cold:.1f} s in all, {cpu:.1f} s CPU; load "
+              f"{os.getloadavg()[0]:.2f}\n{text.rstrip()}", flush=True)
+        warm, _, text = _run(dgn, env)
         print(f"warm (cache filled): {warm:.2f} s in all, process start included\n{text.rstrip()}",
               flush=True)
-        _, text = _run([sys.executable, "-c", _FIRST_CALL], env)
+        _, _, text = _run([sys.executable, "-c", _FIRST_CALL], env)
         t_import, numba_loaded, first, second = text.split()
         print(f"import fastpath {float(t_import):.3f} s (numba imported: {numba_loaded}); first S = 2 "
               f"log_marginal {float(first):.3f} s, second {float(second):.3f} s: first-call overhead "

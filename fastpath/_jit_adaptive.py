@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 
 from ._jit import jit, jit_inline
 from ._jit_lnd import log_ndtr_vec, log_vec
-from ._jit_special import exp_vec, gl_rule, log_ndtr, log_ndtr_diff, logaddexp, sum4
+from ._jit_special import exp_vec, gl_rule, log_ndtr, log_ndtr_diff, logaddexp, sorted_head, sum4
 from ._orthant_adaptive import _REFINE_TOL, _SOV_DEPTH, _SOV_MAX_PANELS, _SOV_PASSES
 from ._orthant_rules import _LOG_SQRT_2PI, _legendre_tail
 
@@ -293,7 +293,7 @@ def _split3(L: NDArray[np.float64], X: NDArray[np.float64], A: float, B: float,
         if jump > best:
             best = jump
             j = i + 1
-    srt = np.sort(tmp[:m])
+    srt = sorted_head(tmp, m)
     med = 0.5 * (srt[m // 2 - 1] + srt[m // 2]) if m % 2 == 0 else srt[m // 2]
     kinky = best > 30.0 * med
     mid = 0.5 * (A + B)

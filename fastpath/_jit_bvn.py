@@ -38,6 +38,9 @@ _X48, _W48 = gl_rule(48)
 # the tiers of _Q_TIERS as flat tables: (q bound, in v?) and the rule of each
 _TIER_Q = np.array([t[0] for t in _Q_TIERS])
 _TIER_SINH = np.array([t[2] for t in _Q_TIERS])
+#: False as an array entry, not a literal: a literal flag argument would compile _plackett
+#: a second time, specialised on it
+_NO_SINH = np.zeros(1, dtype=np.bool_)
 _TIER_N = np.array([t[1] for t in _Q_TIERS])
 assert set(_TIER_N.tolist()) <= {32, 40, 48}
 _GEOM_T = np.ascontiguousarray(_GEOM)
@@ -336,9 +339,9 @@ def log_bvn_buf(h: float, k: float, rho: float, buf: NDArray[np.float64]) -> flo
         return log_ndtr(h) + log_ndtr(k)  # rho = 0 to within 1e-17 in P (_bvn notes)
     q = abs(h - k) * abs(h + k) / 8.0
     if q >= _Q_24:
-        return _plackett(h, k, rho, _X24, _W24, False, buf)
+        return _plackett(h, k, rho, _X24, _W24, _NO_SINH[0], buf)
     if q >= _Q_FAST:
-        return _plackett(h, k, rho, _X32, _W32, False, buf)
+        return _plackett(h, k, rho, _X32, _W32, _NO_SINH[0], buf)
     lp = _owen(h, k, rho)
     if not math.isnan(lp):
         return lp

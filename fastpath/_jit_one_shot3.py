@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 
 from ._jit import jit
 from ._jit_one_shot_base import EMPTY, FAR, INVALID, LINES, NONSIMPLE, OK, THIN, round_half_even
+from ._jit_special import sorted_head
 
 __all__ = ["standardise_geometry_s3"]
 
@@ -355,7 +356,7 @@ def _simple_s3(A, Cw, dw, far, L, Cr, dr, dt, y0, r, V, tv, R, bad):
             if not isray[i, q]:
                 key[nb] = min(i, other[i, q]) * k + max(i, other[i, q])
                 nb += 1
-    ks = np.sort(key[:nb])
+    ks = sorted_head(key, nb)
     ukeys = np.empty(nb, dtype=np.int64)
     nu = 0
     i = 0

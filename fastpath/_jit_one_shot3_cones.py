@@ -27,11 +27,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._jit import jit
+from ._jit_adaptive import N_NODES, N_PAR, SCRATCH_F, SCRATCH_ROWS, SCRATCH_W
 from ._jit_bvn import BUF_SIZE, log_bvn_buf
 from ._jit_one_shot3_cubature import cost_s3, cubature_s3, fan_s3
 from ._jit_one_shot_base import CANCEL, NONFINITE, NONSIMPLE, OK, ORTHANT, TAIL
 from ._jit_special import log_ndtr
-from ._jit_tvn import log_tvn
+from ._jit_tvn import log_tvn_raw
+from ._orthant_adaptive import _SOV_MAX_PANELS
 
 __all__ = ["cones_s3"]
 
@@ -142,7 +144,11 @@ def _terms(h: NDArray[np.float64], A: NDArray[np.float64], moments: bool,
         return False
     if abs(r01) > lim or abs(r02) > lim or abs(r12) > lim:
         return False
-    lp = log_tvn(h[0], h[1], h[2], r01, r02, r12)
+    # log_tvn_raw with log_tvn's scratch, called here: a log_tvn kernel between the two
+    # would compile the whole k = 3 kernel once more (its own linked copy)
+    lp = log_tvn_raw(h[0], h[1], h[2], r01, r02, r12, np.empty((SCRATCH_ROWS, N_NODES)),
+                     np.empty((SCRATCH_ROWS, N_NODES)), np.empty((SCRATCH_F, SCRATCH_W)),
+                     np.empty((_SOV_MAX_PANELS, 4)), np.empty(N_PAR))[0]
     if lp != lp:
         return False
     out[0] = lp

@@ -210,13 +210,21 @@ def cubature_s3(V: NDArray[np.float64], tris: NDArray[np.intp], budget: int,
                 resolved = False
             if keep[t] and not split[t]:
                 if nd >= done.shape[0]:
+                    # element loops here and below, not done[:nd] / cur[t] slice copies:
+                    # an array-to-slice assignment compiles numba's shape-mismatch
+                    # error message (seconds of cold compilation)
                     grown = np.empty((2 * done.shape[0], s + 1, s))
-                    grown[:nd] = done[:nd]
                     gsp = np.empty(2 * done.shape[0])
-                    gsp[:nd] = done_sp[:nd]
+                    for u in range(nd):
+                        for a in range(s + 1):
+                            for d in range(s):
+                                grown[u, a, d] = done[u, a, d]
+                        gsp[u] = done_sp[u]
                     done = grown
                     done_sp = gsp
-                done[nd] = cur[t]
+                for a in range(s + 1):
+                    for d in range(s):
+                        done[nd, a, d] = cur[t, a, d]
                 done_sp[nd] = sp
                 nd += 1
         if nsplit == 0:
@@ -228,8 +236,10 @@ def cubature_s3(V: NDArray[np.float64], tris: NDArray[np.intp], budget: int,
                 continue
             a = pa[es[t]]
             b = pb[es[t]]
-            nxt[i] = cur[t]
-            nxt[nsplit + i] = cur[t]
+            for u in range(s + 1):
+                for d in range(s):
+                    nxt[i, u, d] = cur[t, u, d]
+                    nxt[nsplit + i, u, d] = cur[t, u, d]
             for d in range(s):
                 mid = 0.5 * (cur[t, a, d] + cur[t, b, d])
                 nxt[i, b, d] = mid

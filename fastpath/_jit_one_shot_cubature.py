@@ -95,13 +95,21 @@ def cubature_s2(V: NDArray[np.float64], tris: NDArray[np.intp], nt: int, budget:
                 resolved = False
             if keep[t] and not split[t]:
                 if nd >= done.shape[0]:
+                    # element loops here and below, not done[:nd] / cur[t] slice copies:
+                    # an array-to-slice assignment compiles numba's shape-mismatch
+                    # error message (seconds of cold compilation)
                     grown = np.empty((2 * done.shape[0], 3, 2))
-                    grown[:nd] = done[:nd]
                     grown_sp = np.empty(2 * done.shape[0])
-                    grown_sp[:nd] = done_sp[:nd]
+                    for u in range(nd):
+                        for w in range(3):
+                            grown[u, w, 0] = done[u, w, 0]
+                            grown[u, w, 1] = done[u, w, 1]
+                        grown_sp[u] = done_sp[u]
                     done = grown
                     done_sp = grown_sp
-                done[nd] = cur[t]
+                for w in range(3):
+                    done[nd, w, 0] = cur[t, w, 0]
+                    done[nd, w, 1] = cur[t, w, 1]
                 done_sp[nd] = sp
                 nd += 1
         if nsplit == 0:
@@ -115,10 +123,12 @@ def cubature_s2(V: NDArray[np.float64], tris: NDArray[np.intp], nt: int, budget:
             b = eb[t]
             m0 = 0.5 * (cur[t, a, 0] + cur[t, b, 0])
             m1 = 0.5 * (cur[t, a, 1] + cur[t, b, 1])
-            nxt[i] = cur[t]
+            for w in range(3):
+                for u in range(2):
+                    nxt[i, w, u] = cur[t, w, u]
+                    nxt[nsplit + i, w, u] = cur[t, w, u]
             nxt[i, b, 0] = m0
             nxt[i, b, 1] = m1
-            nxt[nsplit + i] = cur[t]
             nxt[nsplit + i, a, 0] = m0
             nxt[nsplit + i, a, 1] = m1
             i += 1

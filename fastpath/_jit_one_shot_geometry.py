@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 
 from ._jit import jit
 from ._jit_one_shot_base import LINES, NONSIMPLE, OK, THIN, max_viol, round_half_even, solve2, vertices2
+from ._jit_special import sorted_head
 
 
 @jit
@@ -310,7 +311,7 @@ def polygon_geometry(Cr: NDArray[np.float64], dr: NDArray[np.float64], L: float,
                 hi = max(i, other[i, q])
                 key[nb] = lo * k + hi
                 nb += 1
-    ks = np.sort(key[:nb])
+    ks = sorted_head(key, nb)
     ukeys = np.empty(nb, dtype=np.int64)
     nu = 0
     i = 0

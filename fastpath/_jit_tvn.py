@@ -323,7 +323,8 @@ def _scratch() -> tuple[NDArray[np.float64], ...]:
 
 @jit
 def log_tvn(h0: float, h1: float, h2: float, r01: float, r02: float, r12: float) -> float:
-    """log P(Y0 <= h0, Y1 <= h1, Y2 <= h2), unit variances; nan where declined."""
+    """log P(Y0 <= h0, Y1 <= h1, Y2 <= h2), unit variances; nan where declined (tests; the
+    S = 3 lane calls log_tvn_raw with this scratch)."""
     sL = np.empty((SCRATCH_ROWS, N_NODES))
     sX = np.empty((SCRATCH_ROWS, N_NODES))
     sF = np.empty((SCRATCH_F, SCRATCH_W))
@@ -394,5 +395,5 @@ def log_tvn_vec(h: NDArray[np.float64], R: NDArray[np.float64], stats: bool = Fa
 def _warmup() -> None:
     h = np.array([[0.5, -1.0, 2.0], [-30.0, -20.0, 1.0], [1.0, 1.0, 1.0]])
     r = np.array([[0.3, -0.2, 0.5], [0.9, 0.5, -0.4], [-0.4, -0.4, -0.3]])
+    # log_tvn (scalar) serves the tests; the S = 3 lane calls log_tvn_raw itself
     log_tvn_vec(h, r)
-    log_tvn(0.1, 0.2, 0.3, 0.1, 0.2, 0.3)
