@@ -46,6 +46,17 @@ Arr = NDArray[np.float64]
 #: by more than this (relative); rows with |direction . normal| below _PARALLEL are parallel
 _MISS = 1e-7
 _PARALLEL = 1e-12
+#: S = 2 clipping (:mod:`fastpath._jit_walk`): the starting box's half-width relative to
+#: 1 + the largest offset of a unit row (a vertex beyond it comes from rows with |det| <
+#: 2 / _BOX, which the construction declines anyway), and the smallest sine of the turn
+#: between consecutive edges of a polygon it accepts
+_BOX = 1e8
+_CLIP_DET = 1e-6
+#: regions whose rows are built and clipped at once (S = 2)
+_BLOCK = 512
+#: the chunks of certified S = 2 regions: about this many float64 numbers (their pairs of
+#: candidate rows against all rows)
+_CHUNK_FLOATS_S2 = 2_000_000
 #: marker of a region the batch leaves to the general tools
 FALLBACK = "fallback"
 #: about this many float64 numbers per chunk of regions (the (K, subsets, rows) arrays stay
@@ -112,6 +123,17 @@ def batch_cells(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_
     m = n - sum(len(p) for p in net.pool_sizes)
     if m < S:  # no vertex: lines (or R^S), for the general tools
         return [FALLBACK] * K
+    if S == 2:
+        return _batch_s2(net, Q, rtol, tight, facet_tol)
+    return _chunks_all_rows(net, Q, rtol, tight, facet_tol)
+
+
+def _chunks_all_rows(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float,
+                     facet_tol: float) -> list[CellData | str | None]:
+    """:func:`batch_cells` by the enumeration over all rows, in chunks of regions."""
+    K, n = Q.shape
+    S = net.latent_dim
+    m = n - sum(len(p) for p in net.pool_sizes)
     per = math.comb(m, S) * max(m, S * S) + 1
     step = max(1, _CHUNK_FLOATS // per)
     out: list[CellData | str | None] = []
@@ -120,23 +142,77 @@ def batch_cells(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_
     return out
 
 
-def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: float
-           ) -> list[CellData | str | None]:
-    S = net.latent_dim
-    C, d, mag, unit, A, b = batch_rows(net, Q)
-    K, m = d.shape
+def _batch_s2(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: float
+              ) -> list[CellData | str | None]:
+    """:func:`batch_cells` at S = 2: the rows that may touch every region from its clipped
+    polygon (:func:`fastpath._jit_walk.clip_polygons`, linear in the rows), the vertex pairs
+    among those only; the regions it declines (unbounded ones among them) by
+    :func:`_touching_rows` (quadratic in the rows)."""
+    from ._jit_walk import OK, clip_polygons
+
+    K = Q.shape[0]
+    out: list[CellData | str | None] = [None] * K
+    for b0 in range(0, K, _BLOCK):
+        Qb = Q[b0:b0 + _BLOCK]
+        rows = batch_rows(net, Qb)
+        C, d, mag = rows[0], rows[1], rows[2]
+        live, Cu, du = _unit_rows(C, d, mag, rtol)
+        box = _BOX * (1.0 + np.where(live, np.abs(du), 0.0).max(axis=1))
+        status, cand = clip_polygons(Cu, du, live, box, tight, _MISS, _CLIP_DET)
+        good = np.flatnonzero(status == OK)
+        rest = np.flatnonzero(status != OK)
+        for i, r in zip(rest, _chunks_all_rows(net, Qb[rest], rtol, tight, facet_tol)):
+            out[b0 + i] = r
+        # chunks of regions with similar candidate counts (the vertex pairs are padded to
+        # the largest count of a chunk)
+        cnt = cand[good].sum(axis=1)
+        good = good[np.argsort(cnt, kind="stable")]
+        cnt = np.sort(cnt)
+        # floats per region of a chunk padded to a count of c: its pairs against all rows
+        per = (np.maximum(cnt, 2) * (np.maximum(cnt, 2) - 1) // 2 + 16) * C.shape[1]
+        s0 = 0
+        while s0 < len(good):
+            s1 = s0 + 1
+            while s1 < len(good) and per[s1] * (s1 + 1 - s0) <= _CHUNK_FLOATS_S2:
+                s1 += 1
+            idx = good[s0:s1]
+            sub = tuple(a[idx] for a in rows)
+            for i, r in zip(idx, _chunk(net, Qb[idx], rtol, tight, facet_tol,
+                                        rows=sub, cand=cand[idx])):  # type: ignore[arg-type]
+                out[b0 + i] = r
+            s0 = s1
+    return out
+
+
+def _unit_rows(C: Arr, d: Arr, mag: Arr, rtol: float
+               ) -> tuple[NDArray[np.bool_], Arr, Arr]:
+    """The live rows (K, m) (largest entry above ``rtol`` times their magnitude) and every
+    row scaled to unit norm, (K, m, S) and (K, m); a dead row becomes ``0 z <= 1``."""
     live = np.abs(C).max(axis=2) > rtol * mag
-    empty = np.any(~live & (d < -rtol * (1.0 + np.abs(d))), axis=1)
     nrm = np.where(live, np.sqrt(np.einsum("kis,kis->ki", C, C)), 1.0)
     Cu = np.where(live[..., None], C / nrm[..., None], 0.0)
     du = np.where(live, d / nrm, 1.0)
+    return live, Cu, du
+
+
+def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: float,
+           rows: tuple[Arr, Arr, Arr, NDArray[np.intp], Arr, Arr] | None = None,
+           cand: NDArray[np.bool_] | None = None) -> list[CellData | str | None]:
+    """:func:`batch_cells` of K regions: ``rows`` their :func:`batch_rows` (computed when
+    None); ``cand`` (K, m), S = 2 only, the rows that may touch every region, each region
+    bounded (certified by :func:`fastpath._jit_walk.clip_polygons`: it has no ray)."""
+    S = net.latent_dim
+    C, d, mag, unit, A, b = batch_rows(net, Q) if rows is None else rows
+    K, m = d.shape
+    live, Cu, du = _unit_rows(C, d, mag, rtol)
+    empty = np.any(~live & (d < -rtol * (1.0 + np.abs(d))), axis=1)
     CuT = Cu.transpose(0, 2, 1)
     fb = np.zeros(K, dtype=bool)
     # ---- vertices
     if S == 3:
         X, feas, det, trip = _edge_vertices(Cu, du, tight)
     else:
-        X, feas, det, trip = _subset_vertices(Cu, du, live, tight)
+        X, feas, det, trip = _subset_vertices(Cu, du, live, tight, cand)
     xs = 1.0 + np.abs(X).max(axis=2)
     fb |= ~feas.any(axis=1) | np.any(feas & (np.abs(det) < _DET_SAFE), axis=1)
     scale = 1.0 + np.max(np.where(feas, xs - 1.0, 0.0), axis=1)          # (K,)
@@ -152,23 +228,29 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     V, vmask = _dedupe(kk, Xf, Tf, K)
     fb |= _near_duplicates(V, vmask, tight * scale)
     # ---- rays
-    if S == 1:
-        cand = np.broadcast_to(np.array([[1.0], [-1.0]]), (K, 2, 1))
-        cok = np.max(cand @ CuT, axis=2) <= tight
+    if cand is not None:
+        # a certified bounded polygon: the normals of consecutive edges turn by less than
+        # pi - asin(_CLIP_DET), so every unit direction r has some C_i r >= sin(_CLIP_DET / 2),
+        # far above tight: no candidate below would be in the recession cone
+        ray_c = np.zeros((K, 0, S))
+        cok = np.zeros((K, 0), dtype=bool)
+    elif S == 1:
+        ray_c = np.broadcast_to(np.array([[1.0], [-1.0]]), (K, 2, 1))
+        cok = np.max(ray_c @ CuT, axis=2) <= tight
     else:
         sub = Cu[:, subsets(m, S - 1)]                               # (K, P', S-1, S)
         P2 = sub.shape[1]
         nd = _null_directions(sub.reshape(K * P2, S - 1, S)).reshape(K, P2, S)
         nn = np.linalg.norm(nd, axis=2)
         ndu = nd / np.where(nn > 0, nn, 1.0)[..., None]
-        cand = np.concatenate([ndu, -ndu], axis=1)
+        ray_c = np.concatenate([ndu, -ndu], axis=1)
         good = np.concatenate([nn > _DET_SAFE] * 2, axis=1)
         small = np.concatenate([(nn > _DET_SKIP) & (nn <= _DET_SAFE)] * 2, axis=1)
-        in_cone = np.max(cand @ CuT, axis=2) <= tight
+        in_cone = np.max(ray_c @ CuT, axis=2) <= tight
         fb |= np.any(small & in_cone, axis=1)
         cok = good & in_cone
     kr, pr = np.nonzero(cok)
-    Rf = cand[kr, pr]
+    Rf = ray_c[kr, pr]
     Rf = Rf / np.abs(Rf).max(axis=1, keepdims=True)
     TRf = np.abs(np.einsum("fs,fis->fi", Rf, Cu[kr])) <= tight
     R, rmask = _dedupe(kr, Rf, TRf, K)
@@ -229,13 +311,19 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     return out
 
 
-def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float
+def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float,
+                     cand: NDArray[np.bool_] | None = None
                      ) -> tuple[Arr, NDArray[np.bool_], Arr, NDArray[np.intp]]:
     """Vertex candidates of every region from all S-subsets of its rows (S = 2: of the rows
-    that may touch the polygon): points (K, P, S), feasible (K, P), the subsets'
-    determinants (K, P) and rows (K, P, S)."""
+    that may touch the polygon, ``cand`` (K, m) when given, else :func:`_touching_rows`):
+    points (K, P, S), feasible (K, P), the subsets' determinants (K, P) and rows (K, P, S)."""
     K, m, S = Cu.shape
-    Ce, de = (_touching_rows(Cu, du, live) if S == 2 else (Cu, du))
+    if S != 2:
+        Ce, de = Cu, du
+    elif cand is not None:
+        Ce, de = _first_rows(Cu, du, cand)
+    else:
+        Ce, de = _touching_rows(Cu, du, live)
     combos = subsets(Ce.shape[1], S)
     Ms = Ce[:, combos]                                        # (K, P, S, S)
     rhs = de[:, combos]                                       # (K, P, S)
@@ -340,6 +428,12 @@ def _touching_rows(Cu: Arr, du: Arr, live: NDArray[np.bool_]) -> tuple[Arr, Arr]
     cut = np.any(~pos & ~neg & (b < -_MISS * size[..., None]), axis=2)
     ends = np.where(np.isfinite(lo), np.abs(lo), 0.0) + np.where(np.isfinite(hi), np.abs(hi), 0.0)
     keep = live & ~cut & ~(lo > hi + _MISS * (size + ends))
+    return _first_rows(Cu, du, keep)
+
+
+def _first_rows(Cu: Arr, du: Arr, keep: NDArray[np.bool_]) -> tuple[Arr, Arr]:
+    """The rows ``keep`` (K, m) of every region, first and in their order, padded with
+    ``0 z <= 1`` to a common count (at least 2): (K, m', 2), (K, m')."""
     order = np.argsort(~keep, axis=1, kind="stable")
     me = max(int(keep.sum(axis=1).max()), 2)
     sel = order[:, :me]
