@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 
 from ._jit import jit
 
-__all__ = ["clip_polygons", "OK", "UNBOUNDED", "DOUBT"]
+__all__ = ["clip_polygons", "largest_residual", "tight_rows", "OK", "UNBOUNDED", "DOUBT"]
 
 #: status of a certified polygon
 OK = 0
@@ -57,8 +57,9 @@ def _solve(a1: float, b1: float, c1: float, a2: float, b2: float, c2: float
 
 @jit
 def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArray[np.bool_],
-                  box: NDArray[np.float64], tight: float, margin: float, det_min: float
-                  ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+                  box: NDArray[np.float64], tight: float, margin: float, det_min: float,
+                  ray_tol: float
+                  ) -> tuple[NDArray[np.int64], NDArray[np.bool_], NDArray[np.bool_]]:
     """Certified polygons of K regions and their candidate rows.
 
     Parameters
@@ -71,7 +72,7 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
         The rows that are constraints.
     box : ndarray, shape (K,)
         Half-width of the starting box of every region (about the origin).
-    tight, margin, det_min : float
+    tight, margin, det_min, ray_tol : float
         Tolerances (see the module docstring).
 
     Returns
@@ -80,11 +81,15 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
         :data:`OK`, :data:`UNBOUNDED` or :data:`DOUBT` per region.
     cand : ndarray of bool, shape (K, m)
         The candidate rows of every region with status OK (all False otherwise).
+    edge : ndarray of bool, shape (K, m)
+        The rows on the edges of the polygon of every region with status OK.
     """
     K, m = du.shape
     cap = m + 5
     status = np.zeros(K, dtype=np.int64)
     cand = np.zeros((K, m), dtype=np.bool_)
+    edge = np.zeros((K, m), dtype=np.bool_)
+    inner = np.empty(cap, dtype=np.bool_)
     ea = np.empty(cap)
     eb = np.empty(cap)
     ec = np.empty(cap)
@@ -155,13 +160,13 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
                 vx[j], vy[j] = x, y
             if st != OK:
                 break
-        if st == OK:
-            for j in range(n):
-                if eid[j] >= m:
-                    st = UNBOUNDED
-                    break
-        if st == OK:
-            # convex, traced once: every turn in (0, pi) with sine >= det_min, one full turn
+        nbox = 0
+        for j in range(n):
+            if eid[j] >= m:
+                nbox += 1
+        if st == OK and nbox == 0:
+            # bounded: convex, traced once (every turn in (0, pi) with sine >= det_min, one
+            # full turn)
             turn = 0.0
             for j in range(n):
                 j2 = (j + 1) % n
@@ -172,18 +177,56 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
                 turn += math.atan2(cr, ea[j] * ea[j2] + eb[j] * eb[j2])
             if st == OK and abs(turn - 2.0 * math.pi) > 1e-6:
                 st = DOUBT
+        elif st == OK:
+            # unbounded: one run of box sides; the rest a chain of row edges f .. l turning
+            # counter-clockwise by less than pi in all, whose end directions (out along
+            # edge l, in along edge f) are in the recession cone of every row: then the
+            # region is the chain's vertices plus the cone of those two rays, every vertex
+            # inside the box
+            f = -1
+            runs = 0
+            for j in range(n):
+                if eid[j] < m and eid[(j + n - 1) % n] >= m:
+                    runs += 1
+                    f = j
+            if runs != 1 or n - nbox < 2:
+                st = DOUBT
+            else:
+                turn = 0.0
+                for t in range(n - nbox - 1):
+                    j = (f + t) % n
+                    j2 = (j + 1) % n
+                    cr = ea[j] * eb[j2] - eb[j] * ea[j2]
+                    if cr < det_min:
+                        st = DOUBT
+                        break
+                    turn += math.atan2(cr, ea[j] * ea[j2] + eb[j] * eb[j2])
+                if st == OK and turn > math.pi - det_min:
+                    st = DOUBT
+                if st == OK:
+                    last = (f + n - nbox - 1) % n
+                    rox, roy = -eb[last], ea[last]
+                    rix, riy = eb[f], -ea[f]
+                    for i in range(m):
+                        if live[k, i] and (Cu[k, i, 0] * rox + Cu[k, i, 1] * roy > ray_tol
+                                           or Cu[k, i, 0] * rix + Cu[k, i, 1] * riy > ray_tol):
+                            st = UNBOUNDED
+                            break
         if st == OK:
+            # the vertices between two row edges: every live row holds there; candidates
             xs = 1.0
             for j in range(n):
-                xs = max(xs, 1.0 + max(abs(vx[j]), abs(vy[j])))
+                inner[j] = eid[j] < m and eid[(j + 1) % n] < m
+                if inner[j]:
+                    xs = max(xs, 1.0 + max(abs(vx[j]), abs(vy[j])))
             for i in range(m):
                 if not live[k, i]:
                     continue
                 a, b, c = Cu[k, i, 0], Cu[k, i, 1], du[k, i]
                 smin = np.inf
                 for j in range(n):
-                    s = c - a * vx[j] - b * vy[j]
-                    smin = min(smin, s)
+                    if inner[j]:
+                        smin = min(smin, c - a * vx[j] - b * vy[j])
                 if smin < -tight * xs:
                     st = DOUBT
                     break
@@ -191,11 +234,53 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
             if st != OK:
                 for i in range(m):
                     cand[k, i] = False
+            else:
+                for j in range(n):
+                    if eid[j] < m:
+                        edge[k, eid[j]] = True
         status[k] = st
-    return status, cand
+    return status, cand, edge
+
+
+@jit
+def largest_residual(X: NDArray[np.float64], kk: NDArray[np.intp], Cu: NDArray[np.float64],
+                     du: NDArray[np.float64]) -> NDArray[np.float64]:
+    """``max_i (Cu[k, i] . x - du[k, i])`` of every point x = X[f] (F, 2) over the rows of
+    its region k = kk[f] (Cu (K, m, 2), du (K, m)), shape (F,)."""
+    F = X.shape[0]
+    m = du.shape[1]
+    out = np.empty(F)
+    for f in range(F):
+        k = kk[f]
+        x, y = X[f, 0], X[f, 1]
+        g = -np.inf
+        for i in range(m):
+            g = max(g, x * Cu[k, i, 0] + y * Cu[k, i, 1] - du[k, i])
+        out[f] = g
+    return out
+
+
+@jit
+def tight_rows(X: NDArray[np.float64], kk: NDArray[np.intp], Cu: NDArray[np.float64],
+               du: NDArray[np.float64], tol: NDArray[np.float64]) -> NDArray[np.bool_]:
+    """``|Cu[k, i] . x - du[k, i]| <= tol[f]`` for every point x = X[f] (F, 2) and row i of
+    its region k = kk[f], shape (F, m)."""
+    F = X.shape[0]
+    m = du.shape[1]
+    out = np.empty((F, m), dtype=np.bool_)
+    for f in range(F):
+        k = kk[f]
+        x, y = X[f, 0], X[f, 1]
+        for i in range(m):
+            out[f, i] = abs(x * Cu[k, i, 0] + y * Cu[k, i, 1] - du[k, i]) <= tol[f]
+    return out
 
 
 def _warmup() -> None:
     Cu = np.array([[[1.0, 0.0], [0.0, 1.0], [-0.6, -0.8]]])
     du = np.ones((1, 3))
-    clip_polygons(Cu, du, np.ones((1, 3), dtype=np.bool_), np.full(1, 1e8), 1e-9, 1e-7, 1e-6)
+    clip_polygons(Cu, du, np.ones((1, 3), dtype=np.bool_), np.full(1, 1e8), 1e-9, 1e-7, 1e-6, 1e-13)
+    X = np.zeros((1, 2))
+    kk = np.zeros(1, dtype=np.intp)
+    largest_residual(X, kk, Cu, du)
+    tight_rows(X, kk, Cu, du, np.ones(1))

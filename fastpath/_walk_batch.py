@@ -154,11 +154,11 @@ def _batch_s2(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_to
     out: list[CellData | str | None] = [None] * K
     for b0 in range(0, K, _BLOCK):
         Qb = Q[b0:b0 + _BLOCK]
-        rows = batch_rows(net, Qb)
-        C, d, mag = rows[0], rows[1], rows[2]
+        C, d, mag, unit, A, b = batch_rows(net, Qb)
         live, Cu, du = _unit_rows(C, d, mag, rtol)
         box = _BOX * (1.0 + np.where(live, np.abs(du), 0.0).max(axis=1))
-        status, cand = clip_polygons(Cu, du, live, box, tight, _MISS, _CLIP_DET)
+        status, cand, edge = clip_polygons(Cu, du, live, box, tight, _MISS, _CLIP_DET,
+                                           _DET_SKIP)
         good = np.flatnonzero(status == OK)
         rest = np.flatnonzero(status != OK)
         for i, r in zip(rest, _chunks_all_rows(net, Qb[rest], rtol, tight, facet_tol)):
@@ -168,17 +168,20 @@ def _batch_s2(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_to
         cnt = cand[good].sum(axis=1)
         good = good[np.argsort(cnt, kind="stable")]
         cnt = np.sort(cnt)
-        # floats per region of a chunk padded to a count of c: its pairs against all rows
-        per = (np.maximum(cnt, 2) * (np.maximum(cnt, 2) - 1) // 2 + 16) * C.shape[1]
+        # floats per region of a chunk padded to a count of c: its pairs against the
+        # candidates, and some arrays of all rows
+        c2 = np.maximum(cnt, 2)
+        per = c2 * (c2 - 1) // 2 * c2 + 32 * C.shape[1]
         s0 = 0
         while s0 < len(good):
             s1 = s0 + 1
             while s1 < len(good) and per[s1] * (s1 + 1 - s0) <= _CHUNK_FLOATS_S2:
                 s1 += 1
             idx = good[s0:s1]
-            sub = tuple(a[idx] for a in rows)
+            sub = (C[idx], d[idx], mag[idx], unit[idx], A[idx], b[idx])
             for i, r in zip(idx, _chunk(net, Qb[idx], rtol, tight, facet_tol,
-                                        rows=sub, cand=cand[idx])):  # type: ignore[arg-type]
+                                        rows=sub, cand=cand[idx], edge=edge[idx],
+                                        units=(live[idx], Cu[idx], du[idx]))):
                 out[b0 + i] = r
             s0 = s1
     return out
@@ -197,14 +200,17 @@ def _unit_rows(C: Arr, d: Arr, mag: Arr, rtol: float
 
 def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: float,
            rows: tuple[Arr, Arr, Arr, NDArray[np.intp], Arr, Arr] | None = None,
-           cand: NDArray[np.bool_] | None = None) -> list[CellData | str | None]:
+           cand: NDArray[np.bool_] | None = None, edge: NDArray[np.bool_] | None = None,
+           units: tuple[NDArray[np.bool_], Arr, Arr] | None = None
+           ) -> list[CellData | str | None]:
     """:func:`batch_cells` of K regions: ``rows`` their :func:`batch_rows` (computed when
-    None); ``cand`` (K, m), S = 2 only, the rows that may touch every region, each region
-    bounded (certified by :func:`fastpath._jit_walk.clip_polygons`: it has no ray)."""
+    None); ``cand`` and ``edge`` (K, m), S = 2 only, the rows that may touch every region
+    and the rows on its edges, as certified by :func:`fastpath._jit_walk.clip_polygons`;
+    ``units`` their :func:`_unit_rows` (computed when None)."""
     S = net.latent_dim
     C, d, mag, unit, A, b = batch_rows(net, Q) if rows is None else rows
     K, m = d.shape
-    live, Cu, du = _unit_rows(C, d, mag, rtol)
+    live, Cu, du = _unit_rows(C, d, mag, rtol) if units is None else units
     empty = np.any(~live & (d < -rtol * (1.0 + np.abs(d))), axis=1)
     CuT = Cu.transpose(0, 2, 1)
     fb = np.zeros(K, dtype=bool)
@@ -224,17 +230,16 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
         tf = trip[kk, pp]                                                  # (F, S)
         Mf = Cu[kk[:, None], tf]                                           # (F, S, S)
         Xf = np.linalg.solve(Mf, du[kk[:, None], tf][..., None])[..., 0].astype(np.float64)
-    Tf = np.abs(np.einsum("fs,fis->fi", Xf, Cu[kk]) - du[kk]) <= (tight * scale[kk])[:, None]
+    if cand is None:
+        Tf = np.abs(np.einsum("fs,fis->fi", Xf, Cu[kk]) - du[kk]) <= (tight * scale[kk])[:, None]
+    else:  # the same test compiled (no copy of the rows per point)
+        from ._jit_walk import tight_rows
+
+        Tf = tight_rows(Xf, kk, Cu, du, tight * scale[kk])
     V, vmask = _dedupe(kk, Xf, Tf, K)
     fb |= _near_duplicates(V, vmask, tight * scale)
     # ---- rays
-    if cand is not None:
-        # a certified bounded polygon: the normals of consecutive edges turn by less than
-        # pi - asin(_CLIP_DET), so every unit direction r has some C_i r >= sin(_CLIP_DET / 2),
-        # far above tight: no candidate below would be in the recession cone
-        ray_c = np.zeros((K, 0, S))
-        cok = np.zeros((K, 0), dtype=bool)
-    elif S == 1:
+    if S == 1:
         ray_c = np.broadcast_to(np.array([[1.0], [-1.0]]), (K, 2, 1))
         cok = np.max(ray_c @ CuT, axis=2) <= tight
     else:
@@ -246,7 +251,10 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
         ray_c = np.concatenate([ndu, -ndu], axis=1)
         good = np.concatenate([nn > _DET_SAFE] * 2, axis=1)
         small = np.concatenate([(nn > _DET_SKIP) & (nn <= _DET_SAFE)] * 2, axis=1)
-        in_cone = np.max(ray_c @ CuT, axis=2) <= tight
+        if edge is None:
+            in_cone = np.max(ray_c @ CuT, axis=2) <= tight
+        else:
+            in_cone = _in_cone_s2(ray_c, good | small, Cu, du, edge, tight)
         fb |= np.any(small & in_cone, axis=1)
         cok = good & in_cone
     kr, pr = np.nonzero(cok)
@@ -311,6 +319,23 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     return out
 
 
+def _in_cone_s2(ray_c: Arr, used: NDArray[np.bool_], Cu: Arr, du: Arr,
+                edge: NDArray[np.bool_], tight: float) -> NDArray[np.bool_]:
+    """S = 2: which candidate rays (K, P, 2) satisfy every row within ``tight`` (the test
+    ``max(ray_c @ Cu^T) <= tight``), for the candidates ``used`` (K, P) (False elsewhere),
+    tested first against the few edge rows ``edge`` (K, m) of every region's certified
+    polygon (a ray failing there fails against all rows), and against all rows only for the
+    rays that pass (the extreme rays: linear in the rows)."""
+    E, _ = _first_rows(Cu, du, edge)                      # padded with 0 rows: dot 0
+    pre = used & (np.max(ray_c @ E.transpose(0, 2, 1), axis=2) <= tight)
+    kq, pq = np.nonzero(pre)
+    out = np.zeros(pre.shape, dtype=bool)
+    if len(kq):
+        dots = (ray_c[kq, pq][:, None, :] @ Cu[kq].transpose(0, 2, 1))[:, 0, :]
+        out[kq, pq] = dots.max(axis=1) <= tight
+    return out
+
+
 def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float,
                      cand: NDArray[np.bool_] | None = None
                      ) -> tuple[Arr, NDArray[np.bool_], Arr, NDArray[np.intp]]:
@@ -346,20 +371,36 @@ def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float,
                                 rhs[..., None])[..., 0].astype(np.float64)
     X = np.where(ok[..., None], X, 0.0)
     xs = 1.0 + np.abs(X).max(axis=2)
-    # the largest violation of every candidate, as S broadcast products (a batched matmul
-    # with an inner dimension of S is slower)
+    if cand is not None:
+        # the same test, first against the candidate rows only (feasible there is
+        # necessary), then against all rows for the few candidates that pass
+        from ._jit_walk import largest_residual
+
+        pre = ok & (_violation(X, Ce, de) <= tight * xs)
+        kp, pp = np.nonzero(pre)
+        feas = np.zeros_like(pre)
+        feas[kp, pp] = largest_residual(X[kp, pp], kp, Cu, du) <= tight * xs[kp, pp]
+    else:
+        feas = ok & (_violation(X, Cu, du) <= tight * xs)
+    if S == 2:  # rows of the pruned set back to rows of Cu: not needed (no refinement)
+        trip = np.zeros((K, len(combos), S), dtype=np.intp)
+    else:
+        trip = np.broadcast_to(combos, (K,) + combos.shape)
+    return X, feas, det, trip
+
+
+def _violation(X: Arr, Cu: Arr, du: Arr) -> Arr:
+    """The largest violation ``max_i (Cu_i x - du_i)`` of every point of X (K, P, S) over
+    the rows (K, m, S), (K, m) of its region, shape (K, P): S broadcast products (a batched
+    matmul with an inner dimension of S is slower)."""
+    S = X.shape[2]
     Xt = np.ascontiguousarray(X.transpose(2, 0, 1))[..., None]          # (S, K, P, 1)
     Ct = np.ascontiguousarray(Cu.transpose(2, 0, 1))[:, :, None, :]      # (S, K, 1, m)
     G = Xt[0] * Ct[0]
     for i in range(1, S):
         G += Xt[i] * Ct[i]
     G -= du[:, None, :]
-    feas = ok & (G.max(axis=2) <= tight * xs)
-    if S == 2:  # rows of the pruned set back to rows of Cu: not needed (no refinement)
-        trip = np.zeros((K, len(combos), S), dtype=np.intp)
-    else:
-        trip = np.broadcast_to(combos, (K,) + combos.shape)
-    return X, feas, det, trip
+    return np.asarray(G.max(axis=2))
 
 
 def _edge_vertices(Cu: Arr, du: Arr, tight: float
