@@ -415,7 +415,10 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
                 if key not in index and key not in dead and key not in fresh \
                         and not np.array_equal(qn, patterns[i]):
                     fresh[key] = qn
-        found = dict(zip(fresh, _cells(net, list(fresh.values()))))
+        # past max_regions - len(patterns) + 1 new regions the walk stops: no batch for more
+        # (a fresh pattern that proves empty is then looked at one by one below)
+        batch = list(fresh.items())[:max(0, max_regions - len(patterns)) + 1]
+        found = dict(zip([k for k, _ in batch], _cells(net, [q for _, q in batch])))
         nxt: list[int] = []
         for i, lo in zip(level, np.cumsum([0] + nf[:-1])):
             cell = _live(cells[i])
