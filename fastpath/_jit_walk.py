@@ -9,19 +9,30 @@ from its two lines, so that no vertex inherits the rounding of a box corner). A 
 declined (status != 0; the caller then uses the pairwise test) unless the result is
 certified as the region's polygon:
 
-* no edge of the final polygon is a box side (else the region is unbounded or has a vertex
-  beyond the box: the caller's general construction decides);
-* consecutive edge normals turn counter-clockwise by an angle whose sine is at least
-  ``det_min`` and the turns add up to one full turn (a convex polygon traced once: it is the
-  intersection of its edges' half-planes, hence contains the region);
-* every live row holds at every vertex within ``tight`` (relative to 1 + the largest vertex
-  coordinate): the polygon lies in the region, so the two are equal within that tolerance.
+* bounded (no box side left): consecutive edge normals turn counter-clockwise by an angle
+  whose sine is at least ``det_min`` and the turns add up to one full turn (a convex
+  polygon traced once: it is the intersection of its edges' half-planes, hence contains
+  the region);
+* unbounded (box sides left): they form one run, the other edges a chain turning
+  counter-clockwise by less than pi - ``det_min`` in all (each turn's sine at least
+  ``det_min``), and the chain's two end directions (out along its last edge, in along its
+  first) satisfy ``C_i r <= ray_tol`` for every live row i: the region is then the chain's
+  vertices plus the cone of those two rays, every vertex inside the box (a row that cuts
+  an end ray beyond the box gives :data:`UNBOUNDED`: a vertex there comes from two rows
+  with |det| < 2 / box relative, which the caller's construction sends to the general
+  tools);
+* in both cases every live row holds at every vertex between two row edges within
+  ``tight`` (relative to 1 + the largest such vertex coordinate): the polygon lies in the
+  region, so the two are equal within that tolerance.
 
-A row is then a candidate when its smallest slack over the vertices is at most ``margin``
-(relative alike): every row whose line touches the region passes (its slack is 0 at a point
-of the polygon, so at most 0 at one of its vertices, up to the vertices' rounding, which the
-``det_min`` bound keeps ~1e-10 relative). A declined cut (a non-contiguous run of cut
-vertices, an empty polygon, parallel consecutive lines) declines the region.
+A row is then a candidate when its smallest slack over those vertices is at most ``margin``
+(relative alike): every row whose line touches the region passes (the region is pointed,
+so its slack is 0 at one of those vertices, up to their rounding, which the ``det_min``
+bound keeps ~1e-10 relative). A doubtful cut (a non-contiguous run of cut vertices, an empty
+polygon, parallel consecutive lines) declines the region (:data:`DOUBT`).
+
+:func:`largest_residual` and :func:`tight_rows` are the all-row tests of the few vertex
+candidates that pass against the candidate rows, without copying a region's rows per point.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ __all__ = ["clip_polygons", "largest_residual", "tight_rows", "OK", "UNBOUNDED",
 
 #: status of a certified polygon
 OK = 0
-#: a box side is left on the polygon (unbounded region, or a vertex beyond the box)
+#: an end ray of an unbounded polygon is cut by a row (a vertex beyond the box)
 UNBOUNDED = 1
 #: a clipping step or a final check failed (empty in float, degenerate, rounding)
 DOUBT = 2

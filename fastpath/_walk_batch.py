@@ -18,6 +18,16 @@ spends per region at S = 2. Here the regions of one level, whose H-representatio
    (batched singular values), rows on one hyperplane grouped within ``facet_tol``;
 5. interior point: the mean of the vertices plus a positive multiple of the mean ray.
 
+At S = 2 the rows that may touch the polygon come from the polygon clipped row by row
+(:func:`fastpath._jit_walk.clip_polygons`, linear in the number of rows m), which also
+certifies the polygon (bounded, or a chain of edges plus two rays); only the pairs of those
+rows are solved, checked against those rows first and against all rows for the few that
+pass, and the candidate rays are checked against the polygon's edge rows first: the cost
+per region is linear in m (~1 ms per region at m ~ 1000). The regions the kernel declines
+(doubtful cuts, a vertex beyond its box) take the pairwise test :func:`_touching_rows`,
+(K, m, m), and the ray test against all rows, (K, 2m, m); both give the same vertices, rays
+and facets (tests/test_walk_wide.py).
+
 A region is sent back to the caller (:data:`FALLBACK`, for the general polyhedron tools)
 on any doubt: no feasible vertex (lines, or empty in float), a feasible vertex or ray from
 a badly conditioned subset, two kept vertices or rays closer than the tolerance, an
