@@ -105,17 +105,12 @@ def one_sided_patterns(net: DGN, P: Arr, N: Arr, rtol: float = RTOL) -> NDArray[
     F = P.shape[0]
     rows = np.arange(F)[:, None]
     out = []
-    last = net.n_layers - 2
     for l in range(net.n_layers - 1):
         W, v = net.weights[l], net.biases[l]
         aW = np.abs(W)
         u, du = h @ W.T + v, dh @ W.T
-        sizes = net.pool_sizes[l]
-        if l == last and W.shape[0] >= _LAZY_WIDTH:
-            # the magnitudes only decide ties here (no later layer needs them)
-            out.append(_last_layer_pattern(net, l, u, du, hm, dm, rtol))
-            break
         um, dum = hm @ aW.T + np.abs(v), dm @ aW.T
+        sizes = net.pool_sizes[l]
         if sizes:
             starts, gid = _groups(sizes)
             umax = np.maximum.reduceat(u, starts, axis=1)[:, gid]
@@ -138,62 +133,6 @@ def one_sided_patterns(net: DGN, P: Arr, N: Arr, rtol: float = RTOL) -> NDArray[
             hm, dm = fa * um, fa * dum
         out.append(q)
     return np.concatenate(out, axis=1) if out else np.zeros((F, 0), dtype=np.int8)
-
-
-#: the last hidden layer of at least this many units has its magnitudes computed only where
-#: a tie is possible (:func:`_last_layer_pattern`)
-_LAZY_WIDTH = 64
-
-
-def _last_layer_pattern(net: DGN, l: int, u: Arr, du: Arr, hm: Arr, dm: Arr, rtol: float
-                        ) -> NDArray[np.int8]:
-    """The pattern of the last hidden layer ``l`` in :func:`one_sided_patterns`, (F, w), from
-    its values u and derivatives du (F, w) and the magnitudes hm, dm (F, w_prev) of its
-    inputs: the rule there, with the magnitudes ``um = hm |W|^T + |v|`` and ``dum = dm
-    |W|^T`` (two products of the layer's full size) computed only for the units where a
-    tie is possible. A unit (a group) can only tie when ``|u|`` (the gap to the group's
-    maximum) is within ``rtol`` times the bound ``||hm||_1 max_k |W_jk| + |v_j| >= um_j``;
-    elsewhere the sign (the argmax) decides, as it does with the exact magnitudes."""
-    W, v = net.weights[l], net.biases[l]
-    aW, av = np.abs(W), np.abs(v)
-    F, w = u.shape
-    bound = np.abs(hm).sum(axis=1)[:, None] * aW.max(axis=1)[None, :] + av     # (F, w)
-    sizes = net.pool_sizes[l]
-    if not sizes:
-        q = np.where(u >= 0, 1, -1).astype(np.int8)
-        fz, jz = np.nonzero(np.abs(u) <= rtol * bound)
-        if len(fz):
-            um = np.einsum("fk,fk->f", hm[fz], aW[jz]) + av[jz]
-            dum = np.einsum("fk,fk->f", dm[fz], aW[jz])
-            zero = np.abs(u[fz, jz]) <= rtol * um
-            pos = np.where(zero, du[fz, jz] >= -rtol * dum, u[fz, jz] >= 0)
-            q[fz, jz] = np.where(pos, 1, -1)
-        return q
-    starts, gid = _groups(sizes)
-    umax = np.maximum.reduceat(u, starts, axis=1)
-    bmax = np.maximum.reduceat(bound, starts, axis=1)
-    maybe = u >= (umax - rtol * bmax)[:, gid]                       # (F, w): possibly tied
-    n_maybe = np.add.reduceat(maybe, starts, axis=1)                 # (F, groups)
-    # groups with one possible winner: the first unit at the maximum (the only one)
-    win = np.minimum.reduceat(np.where(maybe, np.arange(w), w), starts, axis=1)
-    fs, gs = np.nonzero(n_maybe > 1)
-    if len(fs):
-        # the exact rule on those groups, unit by unit (padded to the largest group)
-        g_start, g_size = starts[gs], np.asarray(sizes)[gs]
-        G = int(g_size.max())
-        cols = g_start[:, None] + np.minimum(np.arange(G), g_size[:, None] - 1)   # (P, G)
-        real = np.arange(G) < g_size[:, None]
-        ug, dug = u[fs[:, None], cols], du[fs[:, None], cols]
-        um = np.einsum("pk,pgk->pg", hm[fs], aW[cols]) + av[cols]
-        dum = np.einsum("pk,pgk->pg", dm[fs], aW[cols])
-        ugm = np.where(real, ug, -np.inf).max(axis=1, keepdims=True)
-        tied = real & (ug >= ugm - rtol * np.where(real, um, 0.0).max(axis=1, keepdims=True))
-        best = np.where(tied, dug, -np.inf).max(axis=1, keepdims=True)
-        cand = tied & (dug >= best - rtol * np.where(real, dum, 0.0).max(axis=1, keepdims=True))
-        win[fs, gs] = cols[np.arange(len(fs)), np.argmax(cand, axis=1)]
-    q = np.full((F, w), -1, dtype=np.int8)
-    q[np.arange(F)[:, None], win] = 1
-    return q
 
 
 def _groups(sizes: tuple[int, ...]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:

@@ -116,29 +116,3 @@ def test_kernel_verdicts_on_hand_made_polygons():
     assert _clip([(1, 1, 1)])[0] == DOUBT
     assert _clip([(1, 0, 1), (-1, 0, 1)])[0] == DOUBT
     assert _clip([(1, 0, -1), (-1, 0, -1), (0, 1, 1), (0, -1, 1)])[0] == DOUBT
-
-
-@pytest.mark.parametrize("name", list(WIDE))
-def test_one_sided_patterns_of_a_wide_last_layer(name, monkeypatch):
-    """The last hidden layer's magnitudes computed only where a tie is possible give the
-    patterns of the full computation, at points on the facets (one unit tied, or a max
-    group with two winners) and at random points, along facet normals and random
-    directions."""
-    net = WIDE[name]()
-    assert net.weights[-2].shape[0] >= _walk_regions._LAZY_WIDTH
-    P = fastpath.partition(net)
-    pts, nrm = [], []
-    for r in P:
-        cell = _walk_regions._Cell(r.A, r.b, r.lines, r.C, r.d, list(r.facet_units),
-                                   r.vertices, r.rays, r.interior_point)
-        pts.append(_walk_regions._facet_points(cell))
-        nrm.append(r.C)
-    rng = np.random.default_rng(0)
-    Pt = np.concatenate(pts + [rng.standard_normal((200, 2))])
-    Nt = np.concatenate(nrm + [rng.standard_normal((200, 2))])
-    Nt = np.concatenate([Nt, -Nt])
-    Pt = np.concatenate([Pt, Pt])
-    lazy = _walk_regions.one_sided_patterns(net, Pt, Nt)
-    monkeypatch.setattr(_walk_regions, "_LAZY_WIDTH", 10**9)
-    full = _walk_regions.one_sided_patterns(net, Pt, Nt)
-    np.testing.assert_array_equal(lazy, full)
