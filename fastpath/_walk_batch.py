@@ -156,8 +156,8 @@ def _batch_s2(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_to
               ) -> list[CellData | str | None]:
     """:func:`batch_cells` at S = 2: the rows that may touch every region from its clipped
     polygon (:func:`fastpath._jit_walk.clip_polygons`, linear in the rows), the vertex pairs
-    among those only; the regions it declines (unbounded ones among them) by
-    :func:`_touching_rows` (quadratic in the rows)."""
+    among those only; the regions it declines (a doubtful cut, an end ray cut beyond its
+    box) by :func:`_touching_rows` (quadratic in the rows)."""
     from ._jit_walk import OK, clip_polygons
 
     K = Q.shape[0]
