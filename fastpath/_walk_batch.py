@@ -67,6 +67,11 @@ _BLOCK = 512
 #: the chunks of certified S = 2 regions: about this many float64 numbers (their pairs of
 #: candidate rows against all rows)
 _CHUNK_FLOATS_S2 = 2_000_000
+#: S = 3: a region whose edge enumeration (:func:`_edge_vertices`) holds more numbers than
+#: this per array goes to the general tools (above ~50 rows, where they are the faster)
+_MAX_S3_FLOATS = 50_000
+#: S >= 4: the same where an array of one region would hold more numbers than this
+_MAX_REGION_FLOATS = 4_000_000
 #: marker of a region the batch leaves to the general tools
 FALLBACK = "fallback"
 #: about this many float64 numbers per chunk of regions (the (K, subsets, rows) arrays stay
@@ -135,6 +140,11 @@ def batch_cells(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_
         return [FALLBACK] * K
     if S == 2:
         return _batch_s2(net, Q, rtol, tight, facet_tol)
+    if S == 3 and math.comb(m, 2) * m > _MAX_S3_FLOATS \
+            or S > 3 and math.comb(m, S) * m > _MAX_REGION_FLOATS:
+        # the enumeration costs m^3 / 2 (S = 3), m^(S+1) / S! numbers per region: the general
+        # tools, region by region, are faster (S = 3) or the arrays would not fit in memory
+        return [FALLBACK] * K
     return _chunks_all_rows(net, Q, rtol, tight, facet_tol)
 
 

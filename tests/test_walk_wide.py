@@ -116,3 +116,16 @@ def test_kernel_verdicts_on_hand_made_polygons():
     assert _clip([(1, 1, 1)])[0] == DOUBT
     assert _clip([(1, 0, 1), (-1, 0, 1)])[0] == DOUBT
     assert _clip([(1, 0, -1), (-1, 0, -1), (0, 1, 1), (0, -1, 1)])[0] == DOUBT
+
+
+def test_s3_regions_too_large_for_the_enumeration_go_to_the_general_tools(monkeypatch):
+    """S = 3 has no clipping kernel: a region whose enumeration would not fit in memory
+    (here: every region, by a zero limit) takes the general polyhedron tools, with the
+    same regions and neighbours."""
+    net = DGN.random((3, 8, 2), activation="max", pool_sizes=[4], seed=6)
+    ref = fastpath.partition(net)
+    monkeypatch.setattr(_walk_batch, "_MAX_S3_FLOATS", 0)
+    assert _walk_batch.batch_cells(net, np.array([r.signs for r in ref[:3]], dtype=np.int8),
+                                   _walk_regions.RTOL, _walk_regions._TIGHT,
+                                   _walk_regions.FACET_TOL) == [_walk_batch.FALLBACK] * 3
+    assert _graph(fastpath.partition(net)) == _graph(ref)
