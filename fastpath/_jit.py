@@ -74,6 +74,9 @@ KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
         "fastpath._jit_one_shot_cubature",
         "fastpath._jit_one_shot",
     ),
+    (  # the S = 2 polygons of the max-pooling walk
+        "fastpath._jit_walk",
+    ),
 )
 
 #: every kernel module, in an order that compiles each callee before its callers

@@ -18,6 +18,16 @@ spends per region at S = 2. Here the regions of one level, whose H-representatio
    (batched singular values), rows on one hyperplane grouped within ``facet_tol``;
 5. interior point: the mean of the vertices plus a positive multiple of the mean ray.
 
+At S = 2 the rows that may touch the polygon come from the polygon clipped row by row
+(:func:`fastpath._jit_walk.clip_polygons`, linear in the number of rows m), which also
+certifies the polygon (bounded, or a chain of edges plus two rays); only the pairs of those
+rows are solved, checked against those rows first and against all rows for the few that
+pass, and the candidate rays are checked against the polygon's edge rows first: the cost
+per region is linear in m (~1 ms per region at m ~ 1000). The regions the kernel declines
+(doubtful cuts, a vertex beyond its box) take the pairwise test :func:`_touching_rows`,
+(K, m, m), and the ray test against all rows, (K, 2m, m); both give the same vertices, rays
+and facets (tests/test_walk_wide.py).
+
 A region is sent back to the caller (:data:`FALLBACK`, for the general polyhedron tools)
 on any doubt: no feasible vertex (lines, or empty in float), a feasible vertex or ray from
 a badly conditioned subset, two kept vertices or rays closer than the tolerance, an
@@ -46,6 +56,22 @@ Arr = NDArray[np.float64]
 #: by more than this (relative); rows with |direction . normal| below _PARALLEL are parallel
 _MISS = 1e-7
 _PARALLEL = 1e-12
+#: S = 2 clipping (:mod:`fastpath._jit_walk`): the starting box's half-width relative to
+#: 1 + the largest offset of a unit row (a vertex beyond it comes from rows with |det| <
+#: 2 / _BOX, which the construction declines anyway), and the smallest sine of the turn
+#: between consecutive edges of a polygon it accepts
+_BOX = 1e8
+_CLIP_DET = 1e-6
+#: regions whose rows are built and clipped at once (S = 2)
+_BLOCK = 512
+#: the chunks of certified S = 2 regions: about this many float64 numbers (their pairs of
+#: candidate rows against all rows)
+_CHUNK_FLOATS_S2 = 2_000_000
+#: S = 3: a region whose edge enumeration (:func:`_edge_vertices`) holds more numbers than
+#: this per array goes to the general tools (above ~50 rows, where they are the faster)
+_MAX_S3_FLOATS = 50_000
+#: S >= 4: the same where an array of one region would hold more numbers than this
+_MAX_REGION_FLOATS = 4_000_000
 #: marker of a region the batch leaves to the general tools
 FALLBACK = "fallback"
 #: about this many float64 numbers per chunk of regions (the (K, subsets, rows) arrays stay
@@ -112,6 +138,22 @@ def batch_cells(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_
     m = n - sum(len(p) for p in net.pool_sizes)
     if m < S:  # no vertex: lines (or R^S), for the general tools
         return [FALLBACK] * K
+    if S == 2:
+        return _batch_s2(net, Q, rtol, tight, facet_tol)
+    if S == 3 and math.comb(m, 2) * m > _MAX_S3_FLOATS \
+            or S > 3 and math.comb(m, S) * m > _MAX_REGION_FLOATS:
+        # the enumeration costs m^3 / 2 (S = 3), m^(S+1) / S! numbers per region: the general
+        # tools, region by region, are faster (S = 3) or the arrays would not fit in memory
+        return [FALLBACK] * K
+    return _chunks_all_rows(net, Q, rtol, tight, facet_tol)
+
+
+def _chunks_all_rows(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float,
+                     facet_tol: float) -> list[CellData | str | None]:
+    """:func:`batch_cells` by the enumeration over all rows, in chunks of regions."""
+    K, n = Q.shape
+    S = net.latent_dim
+    m = n - sum(len(p) for p in net.pool_sizes)
     per = math.comb(m, S) * max(m, S * S) + 1
     step = max(1, _CHUNK_FLOATS // per)
     out: list[CellData | str | None] = []
@@ -120,23 +162,83 @@ def batch_cells(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_
     return out
 
 
-def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: float
-           ) -> list[CellData | str | None]:
-    S = net.latent_dim
-    C, d, mag, unit, A, b = batch_rows(net, Q)
-    K, m = d.shape
+def _batch_s2(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: float
+              ) -> list[CellData | str | None]:
+    """:func:`batch_cells` at S = 2: the rows that may touch every region from its clipped
+    polygon (:func:`fastpath._jit_walk.clip_polygons`, linear in the rows), the vertex pairs
+    among those only; the regions it declines (a doubtful cut, an end ray cut beyond its
+    box) by :func:`_touching_rows` (quadratic in the rows)."""
+    from ._jit_walk import OK, clip_polygons
+
+    K = Q.shape[0]
+    out: list[CellData | str | None] = [None] * K
+    for b0 in range(0, K, _BLOCK):
+        Qb = Q[b0:b0 + _BLOCK]
+        C, d, mag, unit, A, b = batch_rows(net, Qb)
+        live, Cu, du = _unit_rows(C, d, mag, rtol)
+        box = _BOX * (1.0 + np.where(live, np.abs(du), 0.0).max(axis=1))
+        status, cand, edge = clip_polygons(Cu, du, live, box, tight, _MISS, _CLIP_DET,
+                                           _DET_SKIP)
+        good = np.flatnonzero(status == OK)
+        rest = np.flatnonzero(status != OK)
+        for i, r in zip(rest, _chunks_all_rows(net, Qb[rest], rtol, tight, facet_tol)):
+            out[b0 + i] = r
+        # chunks of regions with similar candidate counts (the vertex pairs are padded to
+        # the largest count of a chunk)
+        cnt = cand[good].sum(axis=1)
+        good = good[np.argsort(cnt, kind="stable")]
+        cnt = np.sort(cnt)
+        # floats per region of a chunk padded to a count of c: its pairs against the
+        # candidates, and some arrays of all rows
+        c2 = np.maximum(cnt, 2)
+        per = c2 * (c2 - 1) // 2 * c2 + 32 * C.shape[1]
+        s0 = 0
+        while s0 < len(good):
+            s1 = s0 + 1
+            while s1 < len(good) and per[s1] * (s1 + 1 - s0) <= _CHUNK_FLOATS_S2:
+                s1 += 1
+            idx = good[s0:s1]
+            sub = (C[idx], d[idx], mag[idx], unit[idx], A[idx], b[idx])
+            for i, r in zip(idx, _chunk(net, Qb[idx], rtol, tight, facet_tol,
+                                        rows=sub, cand=cand[idx], edge=edge[idx],
+                                        units=(live[idx], Cu[idx], du[idx]))):
+                out[b0 + i] = r
+            s0 = s1
+    return out
+
+
+def _unit_rows(C: Arr, d: Arr, mag: Arr, rtol: float
+               ) -> tuple[NDArray[np.bool_], Arr, Arr]:
+    """The live rows (K, m) (largest entry above ``rtol`` times their magnitude) and every
+    row scaled to unit norm, (K, m, S) and (K, m); a dead row becomes ``0 z <= 1``."""
     live = np.abs(C).max(axis=2) > rtol * mag
-    empty = np.any(~live & (d < -rtol * (1.0 + np.abs(d))), axis=1)
     nrm = np.where(live, np.sqrt(np.einsum("kis,kis->ki", C, C)), 1.0)
     Cu = np.where(live[..., None], C / nrm[..., None], 0.0)
     du = np.where(live, d / nrm, 1.0)
+    return live, Cu, du
+
+
+def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: float,
+           rows: tuple[Arr, Arr, Arr, NDArray[np.intp], Arr, Arr] | None = None,
+           cand: NDArray[np.bool_] | None = None, edge: NDArray[np.bool_] | None = None,
+           units: tuple[NDArray[np.bool_], Arr, Arr] | None = None
+           ) -> list[CellData | str | None]:
+    """:func:`batch_cells` of K regions: ``rows`` their :func:`batch_rows` (computed when
+    None); ``cand`` and ``edge`` (K, m), S = 2 only, the rows that may touch every region
+    and the rows on its edges, as certified by :func:`fastpath._jit_walk.clip_polygons`;
+    ``units`` their :func:`_unit_rows` (computed when None)."""
+    S = net.latent_dim
+    C, d, mag, unit, A, b = batch_rows(net, Q) if rows is None else rows
+    K, m = d.shape
+    live, Cu, du = _unit_rows(C, d, mag, rtol) if units is None else units
+    empty = np.any(~live & (d < -rtol * (1.0 + np.abs(d))), axis=1)
     CuT = Cu.transpose(0, 2, 1)
     fb = np.zeros(K, dtype=bool)
     # ---- vertices
     if S == 3:
         X, feas, det, trip = _edge_vertices(Cu, du, tight)
     else:
-        X, feas, det, trip = _subset_vertices(Cu, du, live, tight)
+        X, feas, det, trip = _subset_vertices(Cu, du, live, tight, cand)
     xs = 1.0 + np.abs(X).max(axis=2)
     fb |= ~feas.any(axis=1) | np.any(feas & (np.abs(det) < _DET_SAFE), axis=1)
     scale = 1.0 + np.max(np.where(feas, xs - 1.0, 0.0), axis=1)          # (K,)
@@ -148,27 +250,35 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
         tf = trip[kk, pp]                                                  # (F, S)
         Mf = Cu[kk[:, None], tf]                                           # (F, S, S)
         Xf = np.linalg.solve(Mf, du[kk[:, None], tf][..., None])[..., 0].astype(np.float64)
-    Tf = np.abs(np.einsum("fs,fis->fi", Xf, Cu[kk]) - du[kk]) <= (tight * scale[kk])[:, None]
+    if cand is None:
+        Tf = np.abs(np.einsum("fs,fis->fi", Xf, Cu[kk]) - du[kk]) <= (tight * scale[kk])[:, None]
+    else:  # the same test compiled (no copy of the rows per point)
+        from ._jit_walk import tight_rows
+
+        Tf = tight_rows(Xf, kk, Cu, du, tight * scale[kk])
     V, vmask = _dedupe(kk, Xf, Tf, K)
     fb |= _near_duplicates(V, vmask, tight * scale)
     # ---- rays
     if S == 1:
-        cand = np.broadcast_to(np.array([[1.0], [-1.0]]), (K, 2, 1))
-        cok = np.max(cand @ CuT, axis=2) <= tight
+        ray_c = np.broadcast_to(np.array([[1.0], [-1.0]]), (K, 2, 1))
+        cok = np.max(ray_c @ CuT, axis=2) <= tight
     else:
         sub = Cu[:, subsets(m, S - 1)]                               # (K, P', S-1, S)
         P2 = sub.shape[1]
         nd = _null_directions(sub.reshape(K * P2, S - 1, S)).reshape(K, P2, S)
         nn = np.linalg.norm(nd, axis=2)
         ndu = nd / np.where(nn > 0, nn, 1.0)[..., None]
-        cand = np.concatenate([ndu, -ndu], axis=1)
+        ray_c = np.concatenate([ndu, -ndu], axis=1)
         good = np.concatenate([nn > _DET_SAFE] * 2, axis=1)
         small = np.concatenate([(nn > _DET_SKIP) & (nn <= _DET_SAFE)] * 2, axis=1)
-        in_cone = np.max(cand @ CuT, axis=2) <= tight
+        if edge is None:
+            in_cone = np.max(ray_c @ CuT, axis=2) <= tight
+        else:
+            in_cone = _in_cone_s2(ray_c, good | small, Cu, du, edge, tight)
         fb |= np.any(small & in_cone, axis=1)
         cok = good & in_cone
     kr, pr = np.nonzero(cok)
-    Rf = cand[kr, pr]
+    Rf = ray_c[kr, pr]
     Rf = Rf / np.abs(Rf).max(axis=1, keepdims=True)
     TRf = np.abs(np.einsum("fs,fis->fi", Rf, Cu[kr])) <= tight
     R, rmask = _dedupe(kr, Rf, TRf, K)
@@ -229,13 +339,36 @@ def _chunk(net: DGN, Q: NDArray[np.int8], rtol: float, tight: float, facet_tol: 
     return out
 
 
-def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float
+def _in_cone_s2(ray_c: Arr, used: NDArray[np.bool_], Cu: Arr, du: Arr,
+                edge: NDArray[np.bool_], tight: float) -> NDArray[np.bool_]:
+    """S = 2: which candidate rays (K, P, 2) satisfy every row within ``tight`` (the test
+    ``max(ray_c @ Cu^T) <= tight``), for the candidates ``used`` (K, P) (False elsewhere),
+    tested first against the few edge rows ``edge`` (K, m) of every region's certified
+    polygon (a ray failing there fails against all rows), and against all rows only for the
+    rays that pass (the extreme rays: linear in the rows)."""
+    E, _ = _first_rows(Cu, du, edge)                      # padded with 0 rows: dot 0
+    pre = used & (np.max(ray_c @ E.transpose(0, 2, 1), axis=2) <= tight)
+    kq, pq = np.nonzero(pre)
+    out = np.zeros(pre.shape, dtype=bool)
+    if len(kq):
+        dots = (ray_c[kq, pq][:, None, :] @ Cu[kq].transpose(0, 2, 1))[:, 0, :]
+        out[kq, pq] = dots.max(axis=1) <= tight
+    return out
+
+
+def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float,
+                     cand: NDArray[np.bool_] | None = None
                      ) -> tuple[Arr, NDArray[np.bool_], Arr, NDArray[np.intp]]:
     """Vertex candidates of every region from all S-subsets of its rows (S = 2: of the rows
-    that may touch the polygon): points (K, P, S), feasible (K, P), the subsets'
-    determinants (K, P) and rows (K, P, S)."""
+    that may touch the polygon, ``cand`` (K, m) when given, else :func:`_touching_rows`):
+    points (K, P, S), feasible (K, P), the subsets' determinants (K, P) and rows (K, P, S)."""
     K, m, S = Cu.shape
-    Ce, de = (_touching_rows(Cu, du, live) if S == 2 else (Cu, du))
+    if S != 2:
+        Ce, de = Cu, du
+    elif cand is not None:
+        Ce, de = _first_rows(Cu, du, cand)
+    else:
+        Ce, de = _touching_rows(Cu, du, live)
     combos = subsets(Ce.shape[1], S)
     Ms = Ce[:, combos]                                        # (K, P, S, S)
     rhs = de[:, combos]                                       # (K, P, S)
@@ -258,20 +391,36 @@ def _subset_vertices(Cu: Arr, du: Arr, live: NDArray[np.bool_], tight: float
                                 rhs[..., None])[..., 0].astype(np.float64)
     X = np.where(ok[..., None], X, 0.0)
     xs = 1.0 + np.abs(X).max(axis=2)
-    # the largest violation of every candidate, as S broadcast products (a batched matmul
-    # with an inner dimension of S is slower)
+    if cand is not None:
+        # the same test, first against the candidate rows only (feasible there is
+        # necessary), then against all rows for the few candidates that pass
+        from ._jit_walk import largest_residual
+
+        pre = ok & (_violation(X, Ce, de) <= tight * xs)
+        kp, pp = np.nonzero(pre)
+        feas = np.zeros_like(pre)
+        feas[kp, pp] = largest_residual(X[kp, pp], kp, Cu, du) <= tight * xs[kp, pp]
+    else:
+        feas = ok & (_violation(X, Cu, du) <= tight * xs)
+    if S == 2:  # rows of the pruned set back to rows of Cu: not needed (no refinement)
+        trip = np.zeros((K, len(combos), S), dtype=np.intp)
+    else:
+        trip = np.broadcast_to(combos, (K,) + combos.shape)
+    return X, feas, det, trip
+
+
+def _violation(X: Arr, Cu: Arr, du: Arr) -> Arr:
+    """The largest violation ``max_i (Cu_i x - du_i)`` of every point of X (K, P, S) over
+    the rows (K, m, S), (K, m) of its region, shape (K, P): S broadcast products (a batched
+    matmul with an inner dimension of S is slower)."""
+    S = X.shape[2]
     Xt = np.ascontiguousarray(X.transpose(2, 0, 1))[..., None]          # (S, K, P, 1)
     Ct = np.ascontiguousarray(Cu.transpose(2, 0, 1))[:, :, None, :]      # (S, K, 1, m)
     G = Xt[0] * Ct[0]
     for i in range(1, S):
         G += Xt[i] * Ct[i]
     G -= du[:, None, :]
-    feas = ok & (G.max(axis=2) <= tight * xs)
-    if S == 2:  # rows of the pruned set back to rows of Cu: not needed (no refinement)
-        trip = np.zeros((K, len(combos), S), dtype=np.intp)
-    else:
-        trip = np.broadcast_to(combos, (K,) + combos.shape)
-    return X, feas, det, trip
+    return np.asarray(G.max(axis=2))
 
 
 def _edge_vertices(Cu: Arr, du: Arr, tight: float
@@ -340,6 +489,12 @@ def _touching_rows(Cu: Arr, du: Arr, live: NDArray[np.bool_]) -> tuple[Arr, Arr]
     cut = np.any(~pos & ~neg & (b < -_MISS * size[..., None]), axis=2)
     ends = np.where(np.isfinite(lo), np.abs(lo), 0.0) + np.where(np.isfinite(hi), np.abs(hi), 0.0)
     keep = live & ~cut & ~(lo > hi + _MISS * (size + ends))
+    return _first_rows(Cu, du, keep)
+
+
+def _first_rows(Cu: Arr, du: Arr, keep: NDArray[np.bool_]) -> tuple[Arr, Arr]:
+    """The rows ``keep`` (K, m) of every region, first and in their order, padded with
+    ``0 z <= 1`` to a common count (at least 2): (K, m', 2), (K, m')."""
     order = np.argsort(~keep, axis=1, kind="stable")
     me = max(int(keep.sum(axis=1).max()), 2)
     sel = order[:, :me]

@@ -49,7 +49,11 @@ Cost (benchmarks/maxpool_partition.py, 2 busy cores, medians): about 0.2 ms per 
 S = 1 (61 regions: 11 ms), 0.3 ms at S = 2 (335 regions: 0.09 s), 0.5 ms at S = 3 (442 / 597
 regions: 0.20 / 0.30 s), 1.4 ms at S = 4 (760 regions: 1.0 s): 5.4-10 times faster than the
 exact walk on the nets of that script with 24 regions or more; on nets of 8-16 regions a
-fixed cost of 2-7 ms leaves 2.4-3.3 times.
+fixed cost of 2-7 ms leaves 2.4-3.3 times. At S = 2 the cost per region is linear in the
+number of hidden units (:mod:`fastpath._jit_walk`): the wide conv + MaxPool2d decoder of
+``benchmarks/maxpool_partition.py --wide`` (1,072 hidden units, 55,839 regions) takes
+~2.6 ms per region (147 s in all), about 13 times faster than the exact walk on its first
+1,000 regions.
 """
 
 from __future__ import annotations
@@ -415,7 +419,10 @@ def walk_partition(net: DGN, max_regions: int, z0: Arr, progress: bool) -> Parti
                 if key not in index and key not in dead and key not in fresh \
                         and not np.array_equal(qn, patterns[i]):
                     fresh[key] = qn
-        found = dict(zip(fresh, _cells(net, list(fresh.values()))))
+        # past max_regions - len(patterns) + 1 new regions the walk stops: no batch for more
+        # (a fresh pattern that proves empty is then looked at one by one below)
+        batch = list(fresh.items())[:max(0, max_regions - len(patterns)) + 1]
+        found = dict(zip([k for k, _ in batch], _cells(net, [q for _, q in batch])))
         nxt: list[int] = []
         for i, lo in zip(level, np.cumsum([0] + nf[:-1])):
             cell = _live(cells[i])
