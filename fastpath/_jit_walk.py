@@ -67,6 +67,23 @@ def _solve(a1: float, b1: float, c1: float, a2: float, b2: float, c2: float
 
 
 @jit
+def _turning(ea: NDArray[np.float64], eb: NDArray[np.float64], f: int, count: int, n: int,
+             det_min: float) -> float:
+    """The total counter-clockwise turn between ``count`` consecutive pairs of edge
+    directions (ea, eb) of a cyclic list of ``n``, from edge ``f``; NaN when one turn has a
+    sine below ``det_min`` (a reflex, straight or nearly straight corner)."""
+    turn = 0.0
+    for t in range(count):
+        j = (f + t) % n
+        j2 = (j + 1) % n
+        cr = ea[j] * eb[j2] - eb[j] * ea[j2]
+        if cr < det_min:
+            return math.nan
+        turn += math.atan2(cr, ea[j] * ea[j2] + eb[j] * eb[j2])
+    return turn
+
+
+@jit
 def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArray[np.bool_],
                   box: NDArray[np.float64], tight: float, margin: float, det_min: float,
                   ray_tol: float
@@ -178,15 +195,8 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
         if st == OK and nbox == 0:
             # bounded: convex, traced once (every turn in (0, pi) with sine >= det_min, one
             # full turn)
-            turn = 0.0
-            for j in range(n):
-                j2 = (j + 1) % n
-                cr = ea[j] * eb[j2] - eb[j] * ea[j2]
-                if cr < det_min:
-                    st = DOUBT
-                    break
-                turn += math.atan2(cr, ea[j] * ea[j2] + eb[j] * eb[j2])
-            if st == OK and abs(turn - 2.0 * math.pi) > 1e-6:
+            turn = _turning(ea, eb, 0, n, n, det_min)
+            if not abs(turn - 2.0 * math.pi) <= 1e-6:
                 st = DOUBT
         elif st == OK:
             # unbounded: one run of box sides; the rest a chain of row edges f .. l turning
@@ -203,16 +213,8 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
             if runs != 1 or n - nbox < 2:
                 st = DOUBT
             else:
-                turn = 0.0
-                for t in range(n - nbox - 1):
-                    j = (f + t) % n
-                    j2 = (j + 1) % n
-                    cr = ea[j] * eb[j2] - eb[j] * ea[j2]
-                    if cr < det_min:
-                        st = DOUBT
-                        break
-                    turn += math.atan2(cr, ea[j] * ea[j2] + eb[j] * eb[j2])
-                if st == OK and turn > math.pi - det_min:
+                turn = _turning(ea, eb, f, n - nbox - 1, n, det_min)
+                if not turn <= math.pi - det_min:
                     st = DOUBT
                 if st == OK:
                     last = (f + n - nbox - 1) % n

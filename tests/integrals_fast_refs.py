@@ -326,3 +326,27 @@ def _naive_lawrence(C, d, mu, cov, dps=30):
                    + mu_m[i] * mu_m[j] for j in range(S)] for i in range(S)]
         return (float(mpmath.log(m0)), np.array([float(x) for x in mean]),
                 np.array([[float(x) for x in r] for r in second]))
+
+
+# --------------------------------------------------------------------------- E-step-like pairs
+def estep_like_pairs(net_seed: int, pair_seed: int, n_gauss: int, spread: float, shared: bool
+                     ) -> tuple[object, np.ndarray, np.ndarray, np.ndarray]:
+    """The cone table of a random S = 2 partition (leaky-ReLU 0.1, widths (2, 12, 12, 3)) and
+    ``n_gauss`` Gaussians per polygon as an E-step meets them: means ``spread`` * N(0, I),
+    covariances F F^T + 0.05 I (one per polygon when ``shared``, else one per pair).
+
+    Returns (table, mean (n_gauss, n, 2), cov (1 or n_gauss, n, 2, 2), its Cholesky factors).
+    """
+    from dgn_core.model import DGN
+    from fastpath.integrals import ConeBatch
+    from fastpath.partition_walk import partition
+
+    net = DGN.random((2, 12, 12, 3), activation="leaky_relu", slope=0.1, seed=net_seed,
+                     noise_var=0.05)
+    (_, _, table), = ConeBatch.from_partition(partition(net))._groups
+    rng = np.random.default_rng(pair_seed)
+    n = table.n_poly
+    mean = spread * rng.normal(size=(n_gauss, n, 2))
+    F = 0.3 * rng.normal(size=(1 if shared else n_gauss, n, 2, 2))
+    cov = F @ np.swapaxes(F, -1, -2) + 0.05 * np.eye(2)
+    return table, mean, cov, np.linalg.cholesky(cov)

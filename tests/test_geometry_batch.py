@@ -206,19 +206,9 @@ def test_deferred_moments_change_nothing(shared):
     same, bit for bit, as with every pair's moments computed."""
     from fastpath import _cones
     from fastpath._cone_tail import cone_sum_only
+    from tests.integrals_fast_refs import estep_like_pairs
 
-    net = DGN.random((2, 12, 12, 3), activation="leaky_relu", slope=0.1, seed=2,
-                     noise_var=0.05)
-    from fastpath.integrals import ConeBatch
-
-    cb = ConeBatch.from_partition(partition(net))
-    (_, _, table), = cb._groups
-    rng = np.random.default_rng(3)
-    n = table.n_poly
-    mean = 4.0 * rng.normal(size=(30, n, 2))
-    F = 0.3 * rng.normal(size=(30 if not shared else 1, n, 2, 2))
-    cov = F @ np.swapaxes(F, -1, -2) + 0.05 * np.eye(2)
-    chol = np.linalg.cholesky(cov)
+    table, mean, _, chol = estep_like_pairs(2, 3, 30, 4.0, shared)
     with cone_sum_only():
         fast = table.evaluate(mean, chol, True)
         _cones.DEFER[0] = False

@@ -229,20 +229,9 @@ def test_small_polygons_sent_unsummed_match_the_exact_moments(shared):
     import verified_dgn
     from fastpath import _cones
     from fastpath._cone_cubature import _ROUTE_SPREAD
-    from fastpath.integrals import ConeBatch
-    from fastpath.partition_walk import partition
-    from verified_dgn import DGN
+    from tests.integrals_fast_refs import estep_like_pairs
 
-    net = DGN.random((2, 12, 12, 3), activation="leaky_relu", slope=0.1, seed=4,
-                     noise_var=0.05)
-    cb = ConeBatch.from_partition(partition(net))
-    (_, _, table), = cb._groups
-    rng = np.random.default_rng(5)
-    n = table.n_poly
-    mean = 3.0 * rng.normal(size=(40, n, 2))
-    F = 0.3 * rng.normal(size=(40 if not shared else 1, n, 2, 2))
-    cov = F @ np.swapaxes(F, -1, -2) + 0.05 * np.eye(2)
-    chol = np.linalg.cholesky(cov)
+    table, mean, cov, chol = estep_like_pairs(4, 5, 40, 3.0, shared)
     routed = table.evaluate(mean, chol, True)
     _cones.ROUTE[0] = False
     try:
