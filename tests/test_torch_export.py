@@ -189,48 +189,38 @@ def _seq(nn, *layers):
     return nn.Sequential(*layers).double().eval()
 
 
+def _variant(nn, convT=(), slope=0.1, conv=(), act=None, before_last=()):
+    """The architecture of READ_BACK[1] with the changes given: keyword overrides of the
+    ConvTranspose1d and the Conv1d, the LeakyReLU's slope, the last activation (Abs by
+    default) and modules inserted before the last Linear."""
+    return _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
+                nn.ConvTranspose1d(4, 2, 3, **{"stride": 2, "padding": 1, "output_padding": 1,
+                                               "groups": 2, "bias": False, **dict(convT)}),
+                nn.LeakyReLU(slope),
+                nn.Conv1d(2, 3, **{"kernel_size": 2, "stride": 2, "padding": 1, **dict(conv)}),
+                act(nn) if act is not None else _abs()(),
+                nn.Flatten(), *before_last, nn.Linear(12, 4))
+
+
 @pytest.mark.parametrize("template, match", [
-    (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
-                     nn.ConvTranspose1d(4, 2, 3, stride=2, groups=2, bias=False),
-                     nn.LeakyReLU(0.1), nn.Conv1d(2, 3, 2, stride=2, padding=1), _abs()(),
-                     nn.Flatten(), nn.Linear(12, 4)),
+    (lambda nn: _variant(nn, convT={"padding": 0, "output_padding": 0}),
      r"another architecture: its layers have widths \(2, 12, 14, 12, 4\).*\(2, 12, 12, 12, 4\)"),
-    (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
-                     nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1,
-                                        groups=2, bias=False),
-                     nn.LeakyReLU(0.1), nn.Conv1d(2, 3, 2, stride=2, padding=1), nn.ReLU(),
-                     nn.Flatten(), nn.Linear(12, 4)),
+    (lambda nn: _variant(nn, act=lambda nn: nn.ReLU()),
      r"template layer '6' \(ReLU\) is the activation 'relu', but the net's hidden layer 3 "
      r"has activation 'abs'"),
-    (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
-                     nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1,
-                                        groups=2, bias=False),
-                     nn.LeakyReLU(0.3), nn.Conv1d(2, 3, 2, stride=2, padding=1), _abs()(),
-                     nn.Flatten(), nn.Linear(12, 4)),
+    (lambda nn: _variant(nn, slope=0.3),
      r"'4' \(LeakyReLU\) is the activation 'leaky_relu' \(slope 0.3\), but the net's hidden "
      r"layer 2 has activation 'leaky_relu' \(slope 0.1\)"),
     # same widths, another kernel: not the dense map of any such Conv1d
-    (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
-                     nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1,
-                                        groups=2, bias=False),
-                     nn.LeakyReLU(0.1), nn.Conv1d(2, 3, 1, stride=2, padding=1), _abs()(),
-                     nn.Flatten(), nn.Linear(12, 4)),
+    (lambda nn: _variant(nn, conv={"kernel_size": 1}),
      r"DGN layer 2 \(the run '5' \(Conv1d\)\): the net's weight matrix is not the dense "
      r"map of any Conv1d"),
     # the net's ConvTranspose1d has no bias but this one does: fine (bias read as 0); the
     # net's Conv1d has a bias, this one does not: refused
-    (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
-                     nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1,
-                                        groups=2),
-                     nn.LeakyReLU(0.1), nn.Conv1d(2, 3, 2, stride=2, padding=1, bias=False),
-                     _abs()(), nn.Flatten(), nn.Linear(12, 4)),
+    (lambda nn: _variant(nn, convT={"bias": True}, conv={"bias": False}),
      r"DGN layer 2 .*the net's offset is not the bias of Conv1d '5': the template's module "
      r"has no bias but the net's layer has a non-zero offset"),
-    (lambda nn: _seq(nn, nn.Linear(2, 12), nn.Unflatten(1, (4, 3)), nn.ReLU(),
-                     nn.ConvTranspose1d(4, 2, 3, stride=2, padding=1, output_padding=1,
-                                        groups=2, bias=False),
-                     nn.LeakyReLU(0.1), nn.Conv1d(2, 3, 2, stride=2, padding=1), _abs()(),
-                     nn.Flatten(), nn.Tanh(), nn.Linear(12, 4)),
+    (lambda nn: _variant(nn, before_last=(nn.Tanh(),)),
      r"'8' is Tanh, which is not a continuous piecewise-affine"),
 ])
 def test_template_of_another_architecture_is_refused(template, match):
