@@ -386,12 +386,17 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
 
     def _defers(self) -> bool:
         """Whether :meth:`_evaluate` leaves out moments (S = 2 compiled, bounded polygons)."""
-        return self.dim == 2 and COMPILED[0] and DEFER[0] and bool(self._bounded_mask.any())
+        return DEFER[0] and self._compiled_with_polygons()
 
     def _routes(self) -> bool:
         """Whether :meth:`_evaluate` leaves the small bounded polygons to the cubature
         unsummed (S = 2 compiled)."""
-        return self.dim == 2 and COMPILED[0] and ROUTE[0] and bool(self._bounded_mask.any())
+        return ROUTE[0] and self._compiled_with_polygons()
+
+    def _compiled_with_polygons(self) -> bool:
+        """S = 2, the compiled cone kernel, and at least one bounded polygon: where the
+        kernel can hand pairs to the cubature."""
+        return self.dim == 2 and COMPILED[0] and bool(self._bounded_mask.any())
 
     def _evaluate(self, mean, chol, moments, direction="nearest"):
         """The signed cone sums (log m0, E - mean, Cov, log_cancel). Where :meth:`_defers`,
