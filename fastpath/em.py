@@ -557,8 +557,8 @@ def _inner_layer_step(run: _Run, cur: _Point, l: int, t0: float) -> tuple[_Point
     for _ in range(opts.max_halvings + 1):
         trial = _with_layer(cur.model, l, Wt0 + t * d)
         # every trial is evaluated with the moments the next layer needs: a pass without
-        # them costs as much (the orthant terms dominate, benchmarks/em_speed.py), so an
-        # accepted trial never needs a second pass
+        # them costs as much (the orthant terms dominate both), so an accepted trial never
+        # needs a second pass
         obj_t, P_t, st_t = _trial_objective(run, trial)
         if P_t is not None and st_t is not None and obj_t >= cur.obj:
             return _Point(trial, P_t, st_t, obj_t, trial), t
