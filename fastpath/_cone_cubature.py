@@ -11,6 +11,9 @@ polytope) pair, which of the two is used:
   the cubature fits ``_CUBATURE_BUDGET`` (:meth:`_CubatureRouting._cubature_where_cancelled`);
 * for S = 2, instead of it, where the polygon's whitened spread is at most
   ``_ROUTE_SPREAD`` (decided in the cone kernel; such polygons nearly always cancel);
+* for S = 2, for the moments alone, where the cone sum kept m0 but the kernel's estimate
+  of its moments' error is above ``_MOMENT_TOL`` (:meth:`_CubatureRouting._cubature_moments`;
+  the tail slices where the polygon is too large for the cubature);
 * for S >= 3, before it, where the cubature is estimated cheaper than the cones, or not
   much dearer where thin cones far out lose accuracy in the k = 3 orthants
   (:meth:`_CubatureRouting._cones_or_cubature`).
@@ -40,6 +43,12 @@ _CUBATURE_BUDGET = ((4.0, 64), (np.inf, 1024))
 #: lose more than e^3 to cancellation and were integrated twice; there the 9-point rule
 #: (or fewer) costs about as much as the cones
 _ROUTE_SPREAD = 2.0
+#: s = 2: the moments (not log m0) of a bounded polygon's cone sum are replaced by the
+#: cubature's where the cone kernel's estimate of their relative error
+#: (fastpath._jit_cones._moment_error) is above this: its central covariance can cancel
+#: (a mean far from a small polygon) when m0 does not. Measured on E-step-like pairs
+#: (benchmarks/moment_cancellation.py)
+_MOMENT_TOL = 1e-10
 #: s >= 3: a bounded polytope is integrated by cubature instead of its cones when the
 #: estimated cubature nodes are at most this many per cone: the cost of one cone (a k = 3
 #: orthant and its Tallis terms) in cubature nodes, measured at S = 3
@@ -62,11 +71,19 @@ class _CubatureRouting:
         p_L: NDArray[np.float64]
         bounded: tuple[Any, ...]
         own_cache: dict[str, Any]
+        e_start: NDArray[np.float64]
+        e_dir: NDArray[np.float64]
+        e_len: NDArray[np.float64]
+        f_C: NDArray[np.float64]
+        f_d: NDArray[np.float64]
+        f_valid: NDArray[np.bool_]
 
         @property
         def n_pieces(self) -> int: ...
 
         def take(self, index: NDArray[np.intp]) -> Any: ...
+
+        def _nearest_points(self, mean: Any, chol: Any, Uinv: Any) -> Any: ...
 
         def _evaluate(self, mean: Any, chol: Any, moments: Any, direction: str = ...) -> Any: ...
 
@@ -91,6 +108,41 @@ class _CubatureRouting:
             out = self._cubature_selected(mean, chol, moments, out, sel, inplace=True)
             return self._undefer(mean, chol, moments, out, deferred)
         return self._cubature_selected(mean, chol, moments, out, sel)
+
+    def _cubature_moments(self, mean, chol, out, flagged):
+        """The moments of the ``flagged`` (N, n) pairs (bounded polygons whose cone sum
+        kept m0 but whose moments' estimated error is above ``_MOMENT_TOL``) by cubature,
+        written into ``out`` (the compiled kernel's own arrays); log m0 and log_cancel stay
+        the cone sum's, so that they are the same with and without moments. A pair too
+        large for the cubature's largest budget (a large polygon far from the mean) takes
+        the tail slices about its nearest point (:mod:`fastpath._cone_tail`), which do not
+        cancel at any distance; one whose mean lies in P keeps the cone sum's."""
+        from ._cone_tail import tail_moments
+
+        a_idx, j_idx = np.nonzero(flagged)
+        got = self._cubature_compiled(mean, chol, True, a_idx, j_idx,
+                                      np.full(a_idx.size, _CUBATURE_BUDGET[-1][1]))
+        left = flagged.copy()
+        if got is not None:
+            a_got, j_got, _, dm, tc = got
+            out[1][a_got, j_got] = dm
+            out[2][a_got, j_got] = tc
+            left[a_got, j_got] = False
+        if not np.any(left):
+            return out
+        a_idx, j_idx = np.nonzero(left)
+        ch = chol[a_idx if chol.shape[0] > 1 else np.zeros_like(a_idx), j_idx]
+        sub = self.take(j_idx)
+        xstar, _, inside = sub._nearest_points(mean[a_idx, j_idx][None], ch[None],
+                                               np.linalg.inv(ch)[None])
+        for i in np.flatnonzero(~inside[0]):
+            j = int(j_idx[i])
+            fv = self.f_valid[j]
+            _, out[1][a_idx[i], j], out[2][a_idx[i], j], _ = tail_moments(
+                self.f_C[j][fv], self.f_d[j][fv], self.e_start[j],
+                self.e_dir[j], self.e_len[j], mean[a_idx[i], j], ch[i],
+                xstar[0, i])
+        return out
 
     def _undefer(self, mean, chol, moments, out, deferred):
         """The full cone sums of the deferred pairs the cubature left (log_cancel != 0),

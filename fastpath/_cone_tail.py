@@ -61,7 +61,8 @@ _TAIL_ON: contextvars.ContextVar[bool] = contextvars.ContextVar("fastpath_tail_s
 
 @contextlib.contextmanager
 def cone_sum_only() -> Iterator[None]:
-    """Within this block ConeTable.evaluate keeps the cone sum's moments at any distance."""
+    """Within this block ConeTable.evaluate keeps the cone sum's moments at any distance
+    and wherever they cancel (S = 2, ``_cone_cubature._MOMENT_TOL``)."""
     token = _TAIL_ON.set(False)
     try:
         yield

@@ -83,6 +83,10 @@ DEFER = [True]
 #: ``_cone_cubature._ROUTE_SPREAD``) to the cubature without summing their cones
 #: (:func:`fastpath._jit_cones._pair_deferred`); False sums them first (tests)
 ROUTE = [True]
+#: S = 2 compiled: the moments of bounded polygons whose cone sum kept m0 but lost more
+#: than ``_cone_cubature._MOMENT_TOL`` in its moments come from the cubature; False keeps
+#: the cone sum's (tests)
+MOMENT_CUBATURE = [True]
 #: a deferred pair's log_cancel (from its orthant terms) is this far above the cubature's
 #: threshold and its budget step: far more than its rounding difference (~1e-14) from the
 #: log_cancel of the full sum, so the routing of every pair is that of the full sum
@@ -438,18 +442,33 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         ``route``: the pairs of bounded polygons whose whitened spread is at most
         ``_ROUTE_SPREAD`` are not summed at all (log m0 0, log_cancel +inf), for the
         cubature alike."""
-        from ._cone_cubature import _CUBATURE_BUDGET, _LOG_CANCEL_CUBATURE, _ROUTE_SPREAD
+        from ._cone_cubature import (
+            _CUBATURE_BUDGET,
+            _LOG_CANCEL_CUBATURE,
+            _MOMENT_TOL,
+            _ROUTE_SPREAD,
+        )
+        from ._cone_tail import TAIL_DISTANCE, tail_enabled
         from ._jit_cones import evaluate_s2
 
         has = (self._bounded_mask if defer or route else np.zeros(self.n_poly, dtype=np.bool_))
         with serial_below(mean.shape[0] * self.n_pieces, _SERIAL_PIECES):
-            lm, dm, tc, lc, dfr = evaluate_s2(
+            lm, dm, tc, lc, dfr, me = evaluate_s2(
                 _kernel_array(mean), _kernel_array(chol), *self._table_arrays(),
                 bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT,
                 _LOG_CANCEL_CUBATURE + _DEFER_MARGIN if defer else math.inf,
-                float(_CUBATURE_BUDGET[0][0]), _ROUTE_SPREAD if route else 0.0, has)
+                float(_CUBATURE_BUDGET[0][0]), _ROUTE_SPREAD if route else 0.0, has,
+                TAIL_DISTANCE if tail_enabled() else math.inf)
         if not moments:
             return lm, None, None, lc
+        if MOMENT_CUBATURE[0] and tail_enabled():
+            # where m0 is kept (log_cancel at most the cubature's threshold) but the moments
+            # cancelled; the pairs above it are the cubature's already. Not in the E-step's
+            # dense pass (cone_sum_only), which fixes the pairs that carry weight afterwards
+            flagged = (self._bounded_mask[None, :] & ~(me <= _MOMENT_TOL)
+                       & (lc <= _LOG_CANCEL_CUBATURE))
+            if np.any(flagged):
+                self._cubature_moments(mean, chol, (lm, dm, tc, lc), flagged)
         return lm, dm, tc, lc
 
     def _evaluate_numpy(self, mean, chol, moments, direction="nearest"):

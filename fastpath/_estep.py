@@ -303,11 +303,12 @@ def _fix_tails(model: _Model, res: _ChunkResult) -> None:
     e0 = np.exp(res.log_w[nn, ww] - res.log_px[nn])
     far = (d2 >= TAIL_DISTANCE ** 2) & (e0 * d2 * d2 * np.sqrt(d2) > _TAIL_WEIGHT)
     nn, ww = nn[far], ww[far]
-    for w in np.unique(ww):
-        rows = nn[ww == w]
-        _, b, c = model.cones.cones[w].truncated_mean_cov(res.mu_z[rows, w], model.cov_z[w])
-        res.dm[rows, w] = b
-        res.tcov[rows, w] = c
+    if nn.size == 0:
+        return
+    _, b, c = model.cones._mean_cov_pairs(ww, np.ascontiguousarray(res.mu_z[nn, ww]),
+                                          model.cov_z[ww])
+    res.dm[nn, ww] = b
+    res.tcov[nn, ww] = c
 
 
 def _chunk_cones(model: _Model, Xc: Arr, moments: bool, prune: float | None,

@@ -30,6 +30,9 @@ from ._jit_special import log_ndtr
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 #: pairs per block of the parallel loop (one set of scratch buffers per block)
 _BLOCK = 32
+#: relative error of one summed term of the moments (orthant value and Tallis factors, in
+#: log space and exponentiated) for :func:`_moment_error`
+_TERM_ERROR = 2e-15
 #: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, logf0, logf1, logf01
 _NCOL = 11
 
@@ -129,16 +132,17 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
              e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
              e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
              f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
-             margin: float, gweight: float, cu: NDArray[np.float64], terms: NDArray[np.float64],
+             margin: float, gweight: float, tail_from: float, cu: NDArray[np.float64],
+             terms: NDArray[np.float64],
              buf: NDArray[np.float64], out_lm: NDArray[np.float64],
              out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
-             out_lc: NDArray[np.float64]) -> None:
+             out_lc: NDArray[np.float64], out_me: NDArray[np.float64]) -> None:
     """:func:`_pair_deferred` without deferral (the one-call lane's entry; np.bool_: the same
     compilation as the E-step's calls, not one specialised on a literal False)."""
     _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start,
                    e_dir, e_len, f_C, f_d, f_valid, c_gen, moments, margin, gweight, math.inf,
-                   math.inf, 0.0, np.bool_(False), cu, terms, buf, out_lm, out_dm, out_tc,
-                   out_lc, np.zeros((1, 1), dtype=np.bool_))
+                   math.inf, 0.0, np.bool_(False), tail_from, cu, terms, buf, out_lm, out_dm, out_tc,
+                   out_lc, np.zeros((1, 1), dtype=np.bool_), out_me)
 
 
 @jit
@@ -149,11 +153,12 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
              e_len: NDArray[np.float64], f_C: NDArray[np.float64], f_d: NDArray[np.float64],
              f_valid: NDArray[np.bool_], c_gen: NDArray[np.float64], moments: bool,
              margin: float, gweight: float, defer_lo: float, defer_hi: float,
-             route_spread: float, defer_ok: bool, cu: NDArray[np.float64],
-             terms: NDArray[np.float64],
+             route_spread: float, defer_ok: bool, tail_from: float,
+             cu: NDArray[np.float64], terms: NDArray[np.float64],
              buf: NDArray[np.float64], out_lm: NDArray[np.float64],
              out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
-             out_lc: NDArray[np.float64], out_def: NDArray[np.bool_]) -> None:
+             out_lc: NDArray[np.float64], out_def: NDArray[np.bool_],
+             out_me: NDArray[np.float64]) -> None:
     """Everything of one (Gaussian a, polyhedron j) pair; cj is a's row of ``chol``.
 
     With ``moments`` and ``defer_ok``, a pair whose orthant terms alone show a cancellation
@@ -169,7 +174,12 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     its edges' ends, D twice the largest distance from c) is not summed at all: such small
     polygons are where the cone sum cancels (nearly all of them lose more than e^3), and
     the cubature takes them at the cost of their cones. It is flagged in ``out_def`` with
-    log_cancel +inf (so every caller sends it to the cubature) and log m0 0."""
+    log_cancel +inf (so every caller sends it to the cubature) and log m0 0.
+
+    With ``moments``, ``out_me`` gets the estimated relative error of the moments
+    (:func:`_moment_error`) of every pair whose moments are summed, except those whose
+    mean is at least ``tail_from`` whitened units from P (the caller takes their moments
+    from the tail slices, :mod:`fastpath._cone_tail`), and 0 for the others."""
     u00 = chol[cj, j, 0, 0]
     u10 = chol[cj, j, 1, 0]
     u11 = chol[cj, j, 1, 1]
@@ -319,13 +329,16 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     mK = 0.0
     g0 = g1 = 0.0
     q00 = q01 = q11 = 0.0
+    am = ag = aq = 0.0
     for k in range(npc):
         sign = terms[k, 0]
         eP = _exp_rel(terms[k, 7] - KP)
         m0s += sign * eP
         absum += eP
         if moments:
-            mK += sign * _exp_rel(terms[k, 7] - K)
+            eK = _exp_rel(terms[k, 7] - K)
+            mK += sign * eK
+            am += eK
             h0 = terms[k, 1]
             h1 = terms[k, 2]
             a00 = terms[k, 3]
@@ -343,6 +356,9 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             q00 += md0 * a00 * a00 + md1 * a10 * a10 + f2 * (a00 * a10 + a10 * a00)
             q01 += md0 * a00 * a01 + md1 * a10 * a11 + f2 * (a00 * a11 + a10 * a01)
             q11 += md0 * a01 * a01 + md1 * a11 * a11 + f2 * (a01 * a11 + a11 * a01)
+            # the terms' magnitudes (rows a unit vectors): the scale of the sums' errors
+            ag += abs(f0) + abs(f1)
+            aq += abs(md0) + abs(md1) + 2.0 * abs(f2)
     out_lm[a, j] = KP + np.log(m0s)
     out_lc[a, j] = np.log(absum) - np.log(m0s)
     if not moments:
@@ -365,6 +381,35 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     out_tc[a, j, 0, 1] = v
     out_tc[a, j, 1, 0] = v
     out_tc[a, j, 1, 1] = t11 - dm1 * dm1
+    if x0 * x0 + x1 * x1 >= tail_from * tail_from:
+        return
+    out_me[a, j] = _moment_error(mK, am, ag, aq, d0, d1, c00, c01, c11, u00, u10, u11,
+                                 out_tc[a, j, 0, 0] + out_tc[a, j, 1, 1])
+
+
+@jit
+def _moment_error(mK: float, am: float, ag: float, aq: float, d0: float, d1: float,
+                  c00: float, c01: float, c11: float, u00: float, u10: float, u11: float,
+                  trace: float) -> float:
+    """Estimated relative error of a cone sum's moments: max of |error of E - mean| /
+    sqrt(tr Cov) and |error of Cov| / tr Cov (entrywise), from the magnitudes of the
+    summed terms (``am`` of m0, ``ag`` of the first moments, ``aq`` of the second, all
+    scaled as ``mK``), each with the relative error ``_TERM_ERROR``.
+
+    In whitened coordinates d = -g / m0 and C2 = I + Q / m0, so
+    err(d) <= (|g| + |d| |m0|)_abs / |m0| and err(C2) <= (|Q| + |C2 - I| |m0|)_abs / |m0|;
+    the central covariance C2 - d d^T adds 2 |d| err(d). Back through U these scale by |U|_F
+    and |U|_F^2. Where tr Cov is small against |d|^2 (a mean far from a small polygon) the
+    central covariance is the difference of two large numbers and the estimate large."""
+    amk = abs(mK)
+    dn = math.sqrt(d0 * d0 + d1 * d1)
+    qn = max(abs(c00 - 1.0), abs(c01), abs(c11 - 1.0))
+    err_d = (ag + dn * am) / amk
+    err_c = (aq + qn * am) / amk + 2.0 * dn * err_d
+    su = u00 * u00 + u10 * u10 + u11 * u11
+    if not trace > 0.0:
+        return math.inf
+    return _TERM_ERROR * max(err_c * su / trace, err_d * math.sqrt(su / trace))
 
 
 @pjit
@@ -376,16 +421,19 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
                 f_C: NDArray[np.float64], f_d: NDArray[np.float64], f_valid: NDArray[np.bool_],
                 c_gen: NDArray[np.float64], moments: bool, margin: float, gweight: float,
                 defer_lo: float, defer_hi: float, route_spread: float,
-                defer: NDArray[np.bool_],
+                defer: NDArray[np.bool_], tail_from: float,
                 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64],
-                           NDArray[np.float64], NDArray[np.bool_]]:
+                           NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
     """log m0 (N, n), E[y|P] - mean (N, n, 2), Cov[y|P] (N, n, 2, 2), log cancel (N, n) of
     every polyhedron for every Gaussian (``mean`` (N, n, 2), ``chol`` (Nc, n, 2, 2) lower,
     Nc in {1, N}); the table arrays as in :class:`fastpath._cones.ConeTable`, ``p_end``
     the end of each polyhedron's pieces. The moment outputs are left 0 if not ``moments``,
     and for the pairs flagged in the fifth output (N, n): those of the polyhedra with
     ``defer`` (n,) whose cancellation is above ``defer_lo`` (none when it is +inf) or whose
-    spread is at most ``route_spread`` (none when it is 0; see :func:`_pair_deferred`)."""
+    spread is at most ``route_spread`` (none when it is 0; see :func:`_pair_deferred`).
+    The sixth output (N, n) is the estimated relative error of each pair's summed moments
+    (:func:`_moment_error`; 0 where none were summed and where the mean is at least
+    ``tail_from`` whitened units from P)."""
     N = mean.shape[0]
     n = mean.shape[1]
     shared = chol.shape[0] == 1
@@ -394,6 +442,7 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
     out_dm = np.zeros((N, n, 2))
     out_tc = np.zeros((N, n, 2, 2))
     out_def = np.zeros((N, n), dtype=np.bool_)
+    out_me = np.zeros((N, n))
     maxp = 1
     for j in range(n):
         maxp = max(maxp, p_end[j] - p_seg[j])
@@ -409,10 +458,10 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
             cj = 0 if shared else a
             _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
                            p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
-                           margin, gweight, defer_lo, defer_hi, route_spread, defer[j], cu,
-                           terms, buf,
-                           out_lm, out_dm, out_tc, out_lc, out_def)
-    return out_lm, out_dm, out_tc, out_lc, out_def
+                           margin, gweight, defer_lo, defer_hi, route_spread, defer[j],
+                           tail_from, cu, terms, buf,
+                           out_lm, out_dm, out_tc, out_lc, out_def, out_me)
+    return out_lm, out_dm, out_tc, out_lc, out_def, out_me
 
 
 def bound_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
@@ -477,4 +526,4 @@ def _warmup() -> None:
     for mom in (True, False):
         evaluate_s2(mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start, e_dir,
                     e_len, f_C, f_d, f_valid, c_gen, mom, 1e-12, 1e-7, 3.0, 4.0, 2.0,
-                    np.ones(1, dtype=np.bool_))
+                    np.ones(1, dtype=np.bool_), 8.0)

@@ -169,7 +169,7 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
                 lamcT: NDArray[np.float64], logw: NDArray[np.float64],
                 q_start: NDArray[np.intp], moments: bool, tail_on: bool, margin: float,
                 gweight: float, log_cancel_cub: float, max_log_cancel: float,
-                tail_distance: float, out: NDArray[np.float64]) -> int:
+                tail_distance: float, moment_tol: float, out: NDArray[np.float64]) -> int:
     """One call of the S = 2 integrals (module docstring); returns the status.
 
     Parameters
@@ -181,10 +181,10 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
     bounds, lamcT, logw, q_start : the cubature rules (``_simplex_cubature._rule_table(2)``).
     moments : compute the moments (else log m0 only; no tail test).
     tail_on : the tail slices are enabled (``_cone_tail.tail_enabled()``).
-    margin, gweight, log_cancel_cub, max_log_cancel, tail_distance : the general path's
-        constants (``_cones._GENERIC_MARGIN``, ``_GENERIC_WEIGHT``,
+    margin, gweight, log_cancel_cub, max_log_cancel, tail_distance, moment_tol : the general
+        path's constants (``_cones._GENERIC_MARGIN``, ``_GENERIC_WEIGHT``,
         ``_cone_cubature._LOG_CANCEL_CUBATURE``, ``_cones._MAX_LOG_CANCEL``,
-        ``_cone_tail.TAIL_DISTANCE``).
+        ``_cone_tail.TAIL_DISTANCE``, ``_cone_cubature._MOMENT_TOL``).
     out : (14,) out: log m0, E[z|P] (2), E[z z^T|P] (4, row-major), m0, m1 (2), M2 (4).
     """
     m_in = C.shape[0]
@@ -256,12 +256,13 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
     out_lc = np.empty((1, 1))
     out_dm = np.zeros((1, 1, 2))
     out_tc = np.zeros((1, 1, 2, 2))
+    out_me = np.zeros((1, 1))
     zero = np.intp(0)  # a variable, not a literal: one compiled specialisation of _pair_s2
     _pair_s2(zero, zero, zero, mean3, chol4, p_seg, p_end, V, CA, edge_id, orient,
              E_start.reshape((1, E, 2)), E_dir.reshape((1, E, 2)), E_len.reshape((1, E)),
              Cf.reshape((1, M, 2)), df.reshape((1, M)), np.ones((1, M), dtype=np.bool_),
-             c_gen.reshape((1, 2)), moments, margin, gweight, np.empty(E),
-             np.empty((k, 11)), np.empty(BUF_SIZE), out_lm, out_dm, out_tc, out_lc)
+             c_gen.reshape((1, 2)), moments, margin, gweight, math.inf, np.empty(E),
+             np.empty((k, 11)), np.empty(BUF_SIZE), out_lm, out_dm, out_tc, out_lc, out_me)
     lm = out_lm[0, 0]
     lc = out_lc[0, 0]
     w0 = out_dm[0, 0, 0]
@@ -269,9 +270,12 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
     v00 = out_tc[0, 0, 0, 0]
     v01 = out_tc[0, 0, 0, 1]
     v11 = out_tc[0, 0, 1, 1]
-    # ---- cancellation in a bounded polygon: simplex cubature over its fan triangulation
-    if nr == 0 and not lc <= log_cancel_cub:
-        budget = 64 if lc < 4.0 else 1024           # _cone_cubature._CUBATURE_BUDGET
+    # ---- cancellation in a bounded polygon (in m0, or in the moments alone): simplex
+    # cubature over its fan triangulation; for the moments alone log m0 stays the cone sum's
+    cancelled = nr == 0 and not lc <= log_cancel_cub
+    mom_only = (moments and nr == 0 and not cancelled and not out_me[0, 0] <= moment_tol)
+    if cancelled or mom_only:
+        budget = 64 if cancelled and lc < 4.0 else 1024   # _cone_cubature._CUBATURE_BUDGET
         tris = np.empty((M, 3), dtype=np.intp)
         nt = 0
         for j in range(M):
@@ -297,13 +301,14 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
             nt += 1
         res = np.empty(6)
         if nt > 0 and cubature_s2(V, tris, np.intp(nt), budget, bounds, lamcT, logw, q_start, res):
-            lm = res[0]
+            if cancelled:
+                lm = res[0]
+                lc = 0.0
             w0 = res[1]
             w1 = res[2]
             v00 = res[3]
             v01 = res[4]
             v11 = res[5]
-            lc = 0.0
     if not lc <= max_log_cancel:
         return CANCEL
     if not math.isfinite(lm):

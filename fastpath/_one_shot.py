@@ -43,7 +43,7 @@ _F64 = np.dtype(np.float64)
 @functools.lru_cache(maxsize=1)
 def _constants() -> tuple[Any, ...]:
     """The general path's draws, rules and constants, as the kernel takes them."""
-    from ._cone_cubature import _LOG_CANCEL_CUBATURE
+    from ._cone_cubature import _LOG_CANCEL_CUBATURE, _MOMENT_TOL
     from ._cone_tail import TAIL_DISTANCE
     from ._cones import _GENERIC_MARGIN, _GENERIC_WEIGHT, _MAX_LOG_CANCEL
     from ._polyhedron import _generic_draws
@@ -52,7 +52,8 @@ def _constants() -> tuple[Any, ...]:
     bounds, lamcT, logw, q_start = _rule_table(2)
     return (np.ascontiguousarray(_generic_draws(True, 64, 2)), bounds, lamcT, logw,
             q_start, float(_GENERIC_MARGIN), float(_GENERIC_WEIGHT),
-            float(_LOG_CANCEL_CUBATURE), float(_MAX_LOG_CANCEL), float(TAIL_DISTANCE))
+            float(_LOG_CANCEL_CUBATURE), float(_MAX_LOG_CANCEL), float(TAIL_DISTANCE),
+            float(_MOMENT_TOL))
 
 
 @functools.lru_cache(maxsize=128)
@@ -83,13 +84,14 @@ def one_shot(C: Any, d: Any, mean: Any, cov: Any, moments: bool
     from ._cone_tail import tail_enabled
     from ._jit_one_shot import OK, one_shot_s2
 
-    (draws_b, bounds, lamcT, logw, q_start, margin, gweight, lcc, mlc,
-     tail_d) = _constants()
+    (draws_b, bounds, lamcT, logw, q_start, margin, gweight, lcc, mlc, tail_d,
+     mtol) = _constants()
     out = np.empty(14)
     status = one_shot_s2(np.ascontiguousarray(C), np.ascontiguousarray(d),
                          np.ascontiguousarray(mean), np.ascontiguousarray(cov), draws_b,
                          _unbounded_draws(C.shape[0]), bounds, lamcT, logw, q_start,
-                         moments, tail_enabled(), margin, gweight, lcc, mlc, tail_d, out)
+                         moments, tail_enabled(), margin, gweight, lcc, mlc, tail_d, mtol,
+                         out)
     if COUNTING[0]:
         COUNTS[int(status)] += 1
     return out if status == OK else None
@@ -98,8 +100,8 @@ def one_shot(C: Any, d: Any, mean: Any, cov: Any, moments: bool
 def warmup_inputs() -> list[tuple[Any, ...]]:
     """Arguments of the kernel that exercise its paths (cones, cubature, rays), for
     :func:`fastpath._jit_one_shot._warmup`."""
-    (draws_b, bounds, lamcT, logw, q_start, margin, gweight, lcc, mlc,
-     tail_d) = _constants()
+    (draws_b, bounds, lamcT, logw, q_start, margin, gweight, lcc, mlc, tail_d,
+     mtol) = _constants()
     cov = np.array([[1.0, 0.3], [0.3, 0.8]])
     square = (np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]]),
               np.array([1.0, 1.0, 1.0, 1.0]))
@@ -110,7 +112,7 @@ def warmup_inputs() -> list[tuple[Any, ...]]:
         for mom in (True, False):
             out.append((C, d, np.array([0.1, -0.2]), cov, draws_b,
                         _unbounded_draws(C.shape[0]), bounds, lamcT, logw, q_start, mom,
-                        True, margin, gweight, lcc, mlc, tail_d, np.empty(14)))
+                        True, margin, gweight, lcc, mlc, tail_d, mtol, np.empty(14)))
     return out
 
 

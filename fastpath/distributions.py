@@ -167,7 +167,13 @@ class Posterior:
     region_mean : ndarray, shape (N, R, S)
         E[z | x, z in w] (0 where e0 == 0).
     region_cov : ndarray, shape (N, R, S, S)
-        Cov[z | x, z in w] (0 where e0 == 0).
+        Cov[z | x, z in w] (0 where e0 == 0). Pairs without weight keep the signed cone
+        sum's error, which far from a small region is large relative to that region's own
+        covariance (measured up to 2.6e-4 at S = 2; ``benchmarks/moment_cancellation.py
+        --posterior``); the pairs that carry weight are recomputed where it matters (1.8e-11
+        to 2.9e-11 measured at e0 > 1e-3), and ``mean`` and ``cov`` are not affected. For a
+        region's exact truncated moments use
+        :meth:`fastpath.integrals.PolyhedronCones.truncated_mean_cov`.
     partition : Partition
         The regions w, in the order of the R axis.
     net : DGN

@@ -391,6 +391,18 @@ class ConeBatch:
         if cov_b.shape != (Pn, S, S):
             raise ValueError(f"cov must have shape ({Pn}, {S}, {S}), got {cov_b.shape}")
         cov_b = _check_cov(cov_b, S)
+        lm, dm, tcov = self._mean_cov_pairs(ri, mean_b, cov_b)
+        mP, M2P = _finish(mean_b, lm, dm, tcov)
+        return lm, mP, M2P
+
+    def _mean_cov_pairs(self, ri: NDArray[np.intp], mean_b: NDArray[np.float64],
+                        cov_b: NDArray[np.float64]
+                        ) -> tuple[NDArray[np.float64], NDArray[np.float64],
+                                   NDArray[np.float64]]:
+        """(log m0 (P,), E[z|P_r] - mean (P, S), Cov[z|P_r] (P, S, S)) of valid pairs
+        (:meth:`truncated_moments_pairs` without the checks)."""
+        R, S = len(self.cones), self.dim
+        Pn = ri.shape[0]
         lm = np.empty(Pn)
         dm = np.empty((Pn, S))
         tcov = np.empty((Pn, S, S))
@@ -412,8 +424,7 @@ class ConeBatch:
                 x, y, z = _evaluate_group(g, sub, mean_b[c][None], cov_b[c][None], True)
                 assert y is not None and z is not None
                 lm[c], dm[c], tcov[c] = x[0], y[0], z[0]
-        mP, M2P = _finish(mean_b, lm, dm, tcov)
-        return lm, mP, M2P
+        return lm, dm, tcov
 
     def log_mass_bound(self, mean: ArrayLike, cov: ArrayLike) -> NDArray[np.float64]:
         """Cheap upper bound of log P(Z in P_r): log Phi(-d), d the Mahalanobis distance
