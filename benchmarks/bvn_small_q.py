@@ -51,10 +51,14 @@ def estep_elements():
         return orig(h, k, rho)
 
     # the callers of the k = 2 kernel: the dispatcher of the orthant kernels and the cones
+    # (the S = 2 cone sums run the numpy cone algebra here: the compiled kernel calls the
+    # compiled k = 2 kernel directly)
     import fastpath._cone_algebra as fc
     import fastpath._tvn as ft
+    from fastpath import _cones
     saved = ft._log_bvn, fc._log_bvn
     ft._log_bvn = fc._log_bvn = spy
+    _cones.COMPILED[0] = False
     try:
         net = DGN.random((2, 8, 8, 2), activation="leaky_relu", seed=0, noise_var=0.05)
         P = fastpath.partition(net)
@@ -63,6 +67,7 @@ def estep_elements():
             pass
     finally:
         ft._log_bvn, fc._log_bvn = saved
+        _cones.COMPILED[0] = True
     h, k, rho = (np.concatenate([g[i] for g in got]) for i in range(3))
     ok = np.isfinite(h) & np.isfinite(k) & (np.abs(rho) < 1) & (rho != 0)
     return h[ok], k[ok], rho[ok]
