@@ -46,8 +46,9 @@ def _elements(rng, n):
 
 
 def accuracy() -> None:
-    import fastpath.orthant as fo
     from bvn_small_q import estep_elements, plackett
+
+    import fastpath.orthant as fo
 
     rng = np.random.default_rng(7)
     sets = {"random": _elements(rng, 300000), "E-step": estep_elements()}
