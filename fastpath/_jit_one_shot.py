@@ -16,7 +16,8 @@ the same formulas and tolerances, in the order the general path takes them:
    the same fixed draws);
 3. the fused S = 2 cone kernel of :mod:`fastpath._jit_cones` (``_pair_s2``, called as is);
 4. the guards of :class:`fastpath._cones.ConeTable`: where the signed sum of a bounded
-   polygon lost more than ``_LOG_CANCEL_CUBATURE`` the simplex cubature of
+   polygon lost more than ``_LOG_CANCEL_CUBATURE``, or its thinnest cone is below
+   ``_jit_cones._THIN_CONE``, the simplex cubature of
    :mod:`fastpath._simplex_cubature` (same fan triangulation, bisection, budgets, rules
    and drop rule; the node loop of :mod:`fastpath._jit_cubature`), and the moments mapped
    back through A.
@@ -39,7 +40,7 @@ from numpy.typing import NDArray
 
 from ._jit import jit
 from ._jit_bvn import BUF_SIZE
-from ._jit_cones import _nearest_s2, _pair_s2
+from ._jit_cones import _THIN_CONE, _nearest_s2, _pair_s2, _thinness_s2
 from ._jit_one_shot_base import (
     CANCEL,
     EMPTY,
@@ -272,7 +273,8 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
     v11 = out_tc[0, 0, 1, 1]
     # ---- cancellation in a bounded polygon (in m0, or in the moments alone): simplex
     # cubature over its fan triangulation; for the moments alone log m0 stays the cone sum's
-    cancelled = nr == 0 and not lc <= log_cancel_cub
+    cancelled = nr == 0 and (not lc <= log_cancel_cub
+                             or _thinness_s2(CA, 0, k, 1.0, 0.0, 1.0) < _THIN_CONE)
     mom_only = (moments and nr == 0 and not cancelled and not out_me[0, 0] <= moment_tol)
     if cancelled or mom_only:
         budget = 64 if cancelled and lc < 4.0 else 1024   # _cone_cubature._CUBATURE_BUDGET

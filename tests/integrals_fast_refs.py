@@ -350,3 +350,15 @@ def estep_like_pairs(net_seed: int, pair_seed: int, n_gauss: int, spread: float,
     F = 0.3 * rng.normal(size=(1 if shared else n_gauss, n, 2, 2))
     cov = F @ np.swapaxes(F, -1, -2) + 0.05 * np.eye(2)
     return table, mean, cov, np.linalg.cholesky(cov)
+
+
+def thin_pairs(table: object, chol: np.ndarray) -> np.ndarray:
+    """(Nc, n) whether each polygon's thinnest cone, whitened by ``chol`` (Nc, n, 2, 2), has
+    1 - rho^2 below ``fastpath._jit_cones._THIN_CONE`` (such bounded polygons go to the
+    cubature unsummed)."""
+    from fastpath._jit_cones import _THIN_CONE
+
+    A0 = table.p_L[None] @ chol[:, table.p_owner]                       # type: ignore[attr-defined]
+    A0 = A0 / np.linalg.norm(A0, axis=-1, keepdims=True)
+    det2 = np.linalg.det(A0) ** 2
+    return np.minimum.reduceat(det2, table.p_seg, axis=1) < _THIN_CONE  # type: ignore[attr-defined]
