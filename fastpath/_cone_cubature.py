@@ -71,12 +71,6 @@ class _CubatureRouting:
         p_L: NDArray[np.float64]
         bounded: tuple[Any, ...]
         own_cache: dict[str, Any]
-        e_start: NDArray[np.float64]
-        e_dir: NDArray[np.float64]
-        e_len: NDArray[np.float64]
-        f_C: NDArray[np.float64]
-        f_d: NDArray[np.float64]
-        f_valid: NDArray[np.bool_]
 
         @property
         def n_pieces(self) -> int: ...
@@ -84,6 +78,8 @@ class _CubatureRouting:
         def take(self, index: NDArray[np.intp]) -> Any: ...
 
         def _nearest_points(self, mean: Any, chol: Any, Uinv: Any) -> Any: ...
+
+        def _tail_pair(self, j: int, mean: Any, U: Any, xstar: Any) -> Any: ...
 
         def _evaluate(self, mean: Any, chol: Any, moments: Any, direction: str = ...) -> Any: ...
 
@@ -117,8 +113,6 @@ class _CubatureRouting:
         large for the cubature's largest budget (a large polygon far from the mean) takes
         the tail slices about its nearest point (:mod:`fastpath._cone_tail`), which do not
         cancel at any distance; one whose mean lies in P keeps the cone sum's."""
-        from ._cone_tail import tail_moments
-
         a_idx, j_idx = np.nonzero(flagged)
         got = self._cubature_compiled(mean, chol, True, a_idx, j_idx,
                                       np.full(a_idx.size, _CUBATURE_BUDGET[-1][1]))
@@ -136,12 +130,8 @@ class _CubatureRouting:
         xstar, _, inside = sub._nearest_points(mean[a_idx, j_idx][None], ch[None],
                                                np.linalg.inv(ch)[None])
         for i in np.flatnonzero(~inside[0]):
-            j = int(j_idx[i])
-            fv = self.f_valid[j]
-            _, out[1][a_idx[i], j], out[2][a_idx[i], j], _ = tail_moments(
-                self.f_C[j][fv], self.f_d[j][fv], self.e_start[j],
-                self.e_dir[j], self.e_len[j], mean[a_idx[i], j], ch[i],
-                xstar[0, i])
+            a, j = a_idx[i], int(j_idx[i])
+            out[1][a, j], out[2][a, j] = self._tail_pair(j, mean[a, j], ch[i], xstar[0, i])
         return out
 
     def _undefer(self, mean, chol, moments, out, deferred):

@@ -306,11 +306,18 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         dm, tc = out[1].copy(), out[2].copy()
         for a, j in zip(*np.nonzero(far)):
             U = chol[a if chol.shape[0] > 1 else 0, j]
-            fv = self.f_valid[j]
-            _, dm[a, j], tc[a, j], _ = tail_moments(
-                self.f_C[j][fv], self.f_d[j][fv], self.e_start[j], self.e_dir[j],
-                self.e_len[j], mean[a, j], U, xstar[a, j])
+            dm[a, j], tc[a, j] = self._tail_pair(j, mean[a, j], U, xstar[a, j])
         return out[0], dm, tc, out[3]
+
+    def _tail_pair(self, j: int, mean: NDArray[np.float64], U: NDArray[np.float64],
+                   xstar: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(E[y|P] - mean (s,), Cov[y|P] (s, s)) of polyhedron j for N(mean, U U^T) by the
+        tail slices about the whitened nearest point ``xstar`` (:mod:`fastpath._cone_tail`;
+        the mean outside P)."""
+        fv = self.f_valid[j]
+        _, dm, tc, _ = tail_moments(self.f_C[j][fv], self.f_d[j][fv], self.e_start[j],
+                                    self.e_dir[j], self.e_len[j], mean, U, xstar)
+        return dm, tc
 
     def _guarded_cones(self, mean, chol, moments, direction):
         """:meth:`_evaluate`, with a fallback where the signed sum cancelled catastrophically.

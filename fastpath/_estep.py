@@ -305,8 +305,7 @@ def _fix_tails(model: _Model, res: _ChunkResult) -> None:
     nn, ww = nn[far], ww[far]
     if nn.size == 0:
         return
-    _, b, c = model.cones._mean_cov_pairs(ww, np.ascontiguousarray(res.mu_z[nn, ww]),
-                                          model.cov_z[ww])
+    _, b, c = model.cones._mean_cov_pairs(ww, res.mu_z[nn, ww], model.cov_z[ww])
     res.dm[nn, ww] = b
     res.tcov[nn, ww] = c
 
