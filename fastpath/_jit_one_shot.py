@@ -273,11 +273,13 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
     v11 = out_tc[0, 0, 1, 1]
     # ---- cancellation in a bounded polygon (in m0, or in the moments alone): simplex
     # cubature over its fan triangulation; for the moments alone log m0 stays the cone sum's
-    cancelled = nr == 0 and (not lc <= log_cancel_cub
-                             or _thinness_s2(CA, 0, k, 1.0, 0.0, 1.0) < _THIN_CONE)
+    # (a thin-coned polygon goes with log_cancel +inf in the batched path: the large budget)
+    thin = nr == 0 and _thinness_s2(CA, 0, k, 1.0, 0.0, 1.0) < _THIN_CONE
+    cancelled = thin or (nr == 0 and not lc <= log_cancel_cub)
     mom_only = (moments and nr == 0 and not cancelled and not out_me[0, 0] <= moment_tol)
     if cancelled or mom_only:
-        budget = 64 if cancelled and lc < 4.0 else 1024   # _cone_cubature._CUBATURE_BUDGET
+        # _cone_cubature._CUBATURE_BUDGET
+        budget = 64 if cancelled and not thin and lc < 4.0 else 1024
         tris = np.empty((M, 3), dtype=np.intp)
         nt = 0
         for j in range(M):
