@@ -46,22 +46,13 @@ def _elements(rng, n):
 
 
 def accuracy() -> None:
-    from bvn_small_q import estep_elements, plackett
-
-    import fastpath.orthant as fo
+    from bvn_small_q import banded, estep_elements, plackett
 
     rng = np.random.default_rng(7)
     sets = {"random": _elements(rng, 300000), "E-step": estep_elements()}
     for name, (h, k, rho) in sets.items():
-        q = np.abs(h - k) * np.abs(h + k) / 8
         print(f"== accuracy, {name} elements (max error / tolerance)")
-        for lo, hi in BANDS:
-            sel = (q >= lo) & (q < hi)
-            if sel.sum() < 50:
-                continue
-            a, b, c = h[sel], k[sel], rho[sel]
-            ref = fo._log_bvn_cond(a, b, c)
-            tol = np.where(np.abs(ref) <= 46, 1e-13, 1e-10) + 1e-14 * np.abs(ref)
+        for lo, hi, a, b, c, ref, tol, _ in banded(h, k, rho, BANDS):
             cols = []
             for sinh, nodes in RULES:
                 for n in nodes:

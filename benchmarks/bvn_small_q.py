@@ -73,6 +73,22 @@ def estep_elements():
     return h[ok], k[ok], rho[ok]
 
 
+def banded(h, k, rho, bands):
+    """Per band (lo, hi) of q holding at least 50 of the elements: (lo, hi, h, k, rho, the
+    conditioning kernel's reference log P, the tolerance, the reference's seconds)."""
+    q = np.abs(h - k) * np.abs(h + k) / 8
+    for lo, hi in bands:
+        sel = (q >= lo) & (q < hi)
+        if sel.sum() < 50:
+            continue
+        a, b, c = h[sel], k[sel], rho[sel]
+        t = time.perf_counter()
+        ref = fo._log_bvn_cond(a, b, c)
+        dt = time.perf_counter() - t
+        tol = np.where(np.abs(ref) <= 46, 1e-13, 1e-10) + 1e-14 * np.abs(ref)
+        yield lo, hi, a, b, c, ref, tol, dt
+
+
 def main() -> None:
     rng = np.random.default_rng(6)
     n = 200000
@@ -83,17 +99,9 @@ def main() -> None:
     bands = ((0.1, 0.3), (0.03, 0.1), (0.01, 0.03), (1e-3, 1e-2), (1e-5, 1e-3), (1e-7, 1e-5),
              (1e-9, 1e-7))
     for name, (h, k, rho) in sets.items():
-        q = np.abs(h - k) * np.abs(h + k) / 8
         print(f"== {name} elements")
-        for lo, hi in bands:
-            sel = (q >= lo) & (q < hi)
-            if sel.sum() < 50:
-                continue
-            a, b, c = h[sel], k[sel], rho[sel]
-            t = time.perf_counter()
-            ref = fo._log_bvn_cond(a, b, c)
-            rate_c = a.size / (time.perf_counter() - t)
-            tol = np.where(np.abs(ref) <= 46, 1e-13, 1e-10) + 1e-14 * np.abs(ref)
+        for lo, hi, a, b, c, ref, tol, dt in banded(h, k, rho, bands):
+            rate_c = a.size / dt
             cols = []
             for sinh, node_list in ((False, (48, 64, 96)), (True, (32, 40, 48))):
                 for nodes in node_list:

@@ -40,17 +40,6 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 
-def _errors(table, mean, chol, out, a, j):
-    ga, gj, _, gdm, gtc = table._cubature_compiled(mean, chol, True, a, j,
-                                                   np.full(a.size, 10**6))
-    tr = np.einsum("...ii->...", gtc)
-    e = np.maximum(np.abs(out[1][ga, gj] - gdm).max(axis=-1) / np.sqrt(tr),
-                   np.abs(out[2][ga, gj] - gtc).max(axis=(-1, -2)) / tr)
-    err = np.full(mean.shape[:2], np.nan)
-    err[ga, gj] = e
-    return err[a, j]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nets", type=int, nargs="+", default=[0, 1, 2])
@@ -75,6 +64,7 @@ def main() -> None:
     from fastpath._jit_cones import evaluate_s2
     from fastpath._threads import threads
     from tests.integrals_fast_refs import estep_like_pairs
+    from tests.integrals_fast_refs import moment_errors as _errors
 
     print(f"load average {os.getloadavg()[0]:.2f}; tolerance {_MOMENT_TOL:g}")
     for net in a.nets:

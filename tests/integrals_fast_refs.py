@@ -362,3 +362,40 @@ def thin_pairs(table: object, chol: np.ndarray) -> np.ndarray:
     A0 = A0 / np.linalg.norm(A0, axis=-1, keepdims=True)
     det2 = np.linalg.det(A0) ** 2
     return np.minimum.reduceat(det2, table.p_seg, axis=1) < _THIN_CONE  # type: ignore[attr-defined]
+
+
+def moment_errors(table: object, mean: np.ndarray, chol: np.ndarray, out: tuple, a: np.ndarray,
+                  j: np.ndarray) -> np.ndarray:
+    """Relative errors (P,) of the moments ``out`` = (_, E - mean (N, n, 2), Cov (N, n, 2, 2),
+    ...) at the S = 2 pairs (a, j) against the simplex cubature with an unbounded budget:
+    max of |mean error| / sqrt(trace) and |covariance error| / trace, NaN where the
+    cubature did not resolve a pair."""
+    got = table._cubature_compiled(mean, chol, True, a, j,  # type: ignore[attr-defined]
+                                   np.full(a.size, 10**6))
+    err = np.full(mean.shape[:2], np.nan)
+    if got is None:
+        return err[a, j]
+    ga, gj, _, gdm, gtc = got
+    tr = np.einsum("...ii->...", gtc)
+    err[ga, gj] = np.maximum(np.abs(out[1][ga, gj] - gdm).max(axis=-1) / np.sqrt(tr),
+                             np.abs(out[2][ga, gj] - gtc).max(axis=(-1, -2)) / tr)
+    return err[a, j]
+
+
+def exact_mean_cov(table: object, j: int, mean: np.ndarray, cov: np.ndarray
+                   ) -> tuple[float, np.ndarray, np.ndarray]:
+    """(log m0, E[z|P], Cov[z|P]) of polygon j of ``table`` for N(mean, cov) by verified_dgn
+    (mpmath, 25 digits); the central covariance is formed in mpmath (in float64 the
+    difference E[z z^T] - E[z] E[z]^T would lose the digits it is checked for)."""
+    import mpmath
+
+    import verified_dgn
+
+    fv = table.f_valid[j]  # type: ignore[attr-defined]
+    m0, m1, M2 = verified_dgn.gaussian_moments(table.f_C[j][fv],  # type: ignore[attr-defined]
+                                               table.f_d[j][fv],  # type: ignore[attr-defined]
+                                               mean, cov, dps=25)
+    mu = np.array([float(x / m0) for x in m1])
+    ex = np.array([[float(M2[p, q] / m0 - (m1[p] / m0) * (m1[q] / m0)) for q in range(2)]
+                   for p in range(2)])
+    return float(mpmath.log(m0)), mu, ex

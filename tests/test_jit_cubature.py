@@ -226,10 +226,9 @@ def test_small_polygons_sent_unsummed_match_the_exact_moments(shared):
     pairs that differ most are checked against the exact path (~20 s each), where the routed
     moments meet the accuracy target, 1e-10 of the covariance scale (measured 4.6e-15 on
     the worst pair of the shared case, whose cone sum was off by 2.7e-8)."""
-    import verified_dgn
     from fastpath import _cones
     from fastpath._cone_cubature import _ROUTE_SPREAD
-    from tests.integrals_fast_refs import estep_like_pairs, thin_pairs
+    from tests.integrals_fast_refs import estep_like_pairs, exact_mean_cov, thin_pairs
 
     table, mean, cov, chol = estep_like_pairs(4, 5, 40, 3.0, shared)
     routed = table.evaluate(mean, chol, True)
@@ -256,15 +255,9 @@ def test_small_polygons_sent_unsummed_match_the_exact_moments(shared):
     gap = np.where(sent, np.abs(tc_r - tc_s).max(axis=(-1, -2)) / tr, -1.0)
     for flat in np.argsort(gap, axis=None)[-2:]:
         a, j = np.unravel_index(flat, gap.shape)
-        c = cov[a if not shared else 0, j]
-        fv = table.f_valid[j]
-        m0, m1, M2 = verified_dgn.gaussian_moments(table.f_C[j][fv], table.f_d[j][fv],
-                                                   mean[a, j], c, dps=25)
-        mu = np.array([float(x / m0) for x in m1])
-        ex = np.array([[float(M2[p, q] / m0) for q in range(2)] for p in range(2)])
-        ex -= np.outer(mu, mu)
+        lm_exact, mu, ex = exact_mean_cov(table, j, mean[a, j], cov[a if not shared else 0, j])
         scale = float(np.trace(ex))
-        assert abs(lm_r[a, j] - float(mpmath.log(m0))) <= 1e-12 * abs(float(mpmath.log(m0)))
+        assert abs(lm_r[a, j] - lm_exact) <= 1e-12 * abs(lm_exact)
         assert np.all(np.abs(dm_r[a, j] - (mu - mean[a, j])) <= 1e-10 * math.sqrt(scale))
         assert np.all(np.abs(tc_r[a, j] - ex) <= 1e-10 * scale)
 

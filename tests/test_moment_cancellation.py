@@ -16,13 +16,12 @@ from __future__ import annotations
 import importlib.util
 import math
 
-import mpmath
 import numpy as np
 import pytest
 
 from fastpath import _cones
 from fastpath._cone_cubature import _MOMENT_TOL
-from tests.integrals_fast_refs import estep_like_pairs
+from tests.integrals_fast_refs import estep_like_pairs, exact_mean_cov, moment_errors
 
 _HAVE_EXACT = importlib.util.find_spec("cdd") is not None
 
@@ -37,33 +36,11 @@ def _cone_sums_only(table, mean, chol):
 
 
 def _errors(table, mean, chol, out, a, j):
-    """Relative errors (mean over sqrt(trace), covariance over trace) of ``out`` at the
-    pairs (a, j) against the cubature with an unbounded budget; NaN where the cubature
-    did not resolve a pair (its node budget; ~1% of them)."""
-    got = table._cubature_compiled(mean, chol, True, a, j, np.full(a.size, 10**6))
-    ga, gj, _, gdm, gtc = got
-    assert ga.size >= 0.95 * a.size
-    tr = np.einsum("...ii->...", gtc)
-    e_dm = np.abs(out[1][ga, gj] - gdm).max(axis=-1) / np.sqrt(tr)
-    e_tc = np.abs(out[2][ga, gj] - gtc).max(axis=(-1, -2)) / tr
-    err = np.full(mean.shape[:2], np.nan)
-    err[ga, gj] = np.maximum(e_dm, e_tc)
-    return err[a, j]
-
-
-def _exact_mean_cov(table, j, mean, cov):
-    """(log m0, E[z|P], Cov[z|P]) of polygon j of ``table`` for N(mean, cov) by verified_dgn
-    (mpmath, 25 digits); the central covariance is formed in mpmath (in float64 the
-    difference would lose the digits these tests are about)."""
-    import verified_dgn
-
-    fv = table.f_valid[j]
-    m0, m1, M2 = verified_dgn.gaussian_moments(table.f_C[j][fv], table.f_d[j][fv], mean, cov,
-                                               dps=25)
-    mu = np.array([float(x / m0) for x in m1])
-    ex = np.array([[float(M2[p, q] / m0 - (m1[p] / m0) * (m1[q] / m0)) for q in range(2)]
-                   for p in range(2)])
-    return float(mpmath.log(m0)), mu, ex
+    """:func:`tests.integrals_fast_refs.moment_errors`, the cubature resolving at least 95%
+    of the pairs (its node budget leaves ~1%)."""
+    err = moment_errors(table, mean, chol, out, a, j)
+    assert np.mean(np.isfinite(err)) >= 0.95
+    return err
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +115,7 @@ def test_polygons_too_large_for_the_cubature_take_the_tail_slices(case):
     assert a.size >= 1
     worst = np.argsort(gap[a, j])[-3:]
     for A, J in zip(a[worst], j[worst]):
-        _, mu, ex = _exact_mean_cov(table, J, mean[A, J], cov[A, J])
+        _, mu, ex = exact_mean_cov(table, J, mean[A, J], cov[A, J])
         scale = float(np.trace(ex))
         assert np.all(np.abs(fixed[1][A, J] - (mu - mean[A, J])) <= 1e-10 * math.sqrt(scale))
         assert np.all(np.abs(fixed[2][A, J] - ex) <= 1e-10 * scale)
@@ -184,7 +161,7 @@ def test_replaced_moments_match_the_exact_path(pairs, rank):
     gap = np.abs(fixed[2] - summed[2]).max(axis=(-1, -2)) / np.where(tr > 0, tr, 1.0)
     a, j = np.unravel_index(np.argsort(gap, axis=None)[-1 - rank], gap.shape)
     assert gap[a, j] > 1e-9
-    lm_exact, mu, ex = _exact_mean_cov(table, j, mean[a, j], cov[a, j])
+    lm_exact, mu, ex = exact_mean_cov(table, j, mean[a, j], cov[a, j])
     scale = float(np.trace(ex))
     # log m0 is the cone sum's, kept so that it is the same with and without moments:
     # 1.2e-12 relative on the rank-1 pair, a known gap above the 1e-12 target (README)
