@@ -51,6 +51,7 @@ from scipy.special import log_ndtr
 from ._cone_algebra import _condition_on as _condition_on
 from ._cone_algebra import _dot, _exp_rel, _orthant_terms_soa
 from ._cone_algebra import _orthant_terms as _orthant_terms
+from ._cone_compiled import _CompiledSums
 from ._cone_cubature import _NODES_PER_CONE as _NODES_PER_CONE
 from ._cone_cubature import _THIN_COST_FACTOR as _THIN_COST_FACTOR
 from ._cone_cubature import _CubatureRouting
@@ -71,8 +72,9 @@ _GENERIC_MARGIN = 1e-12
 _MAX_LOG_CANCEL = 30.0
 #: target number of (Gaussian, cone) pairs processed per vectorised chunk
 _CHUNK_PAIRS = 65536
-#: S = 2 cone sums (direction "nearest") by the compiled kernel of :mod:`fastpath._jit_cones`;
-#: False runs :meth:`ConeTable._evaluate_numpy` (the second implementation, kept for tests)
+#: S = 2 and 3 cone sums (direction "nearest") by the compiled kernels of
+#: :mod:`fastpath._jit_cones` and :mod:`fastpath._jit_cones3`; False runs
+#: :meth:`ConeTable._evaluate_numpy` (the second implementation, kept for tests)
 COMPILED = [True]
 #: S = 2 compiled: (Gaussian, cone) pairs per chunk are this many times _CHUNK_PAIRS
 _COMPILED_CHUNK_FACTOR = 16
@@ -94,6 +96,8 @@ _DEFER_MARGIN = 1e-9
 #: (Gaussian, cone) pairs below which the compiled kernel runs on the calling thread
 #: (~3 ms: about 0.3 us per cone)
 _SERIAL_PIECES = 10_000
+#: S = 3: the same, for the compiled kernel's ~3 us per cone
+_SERIAL_PIECES3 = 1_000
 
 
 def _kernel_array(a: np.ndarray) -> np.ndarray:
@@ -105,7 +109,7 @@ def _kernel_array(a: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- table
 @dataclass(frozen=True, eq=False)
-class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
+class ConeTable(_CompiledSums, _CubatureRouting, _NearestPoints, _IntervalMoments):
     """The cones of several pointed polyhedra of one (reduced) dimension, stacked for batching.
 
     Pieces (simplicial cones) are stored flat and grouped by owner; edges and facets are
@@ -286,7 +290,7 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
             arrs = self._table_arrays()
             with serial_below(mean.shape[0] * self.n_poly, _SERIAL_PIECES):
                 return bound_s2(_kernel_array(mean), _kernel_array(chol), *arrs[6:12])
-        xstar, _, inside = self._nearest_points(mean, chol, np.linalg.inv(chol))
+        xstar, inside = self._nearest_point(mean, chol)
         return np.where(inside, 0.0, log_ndtr(-np.sqrt(np.sum(xstar * xstar, axis=-1))))
 
     def _guarded(self, mean, chol, moments, direction):
@@ -297,8 +301,7 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         out = self._guarded_cones(mean, chol, moments, direction)
         if not moments or self.dim not in (2, 3) or direction != "nearest" or not tail_enabled():
             return out
-        Uinv = np.linalg.inv(chol)
-        xstar, _, inside = self._nearest_points(mean, chol, Uinv)
+        xstar, inside = self._nearest_point(mean, chol)
         dist = np.sqrt(np.sum(xstar * xstar, axis=-1))
         far = ~inside & (dist >= TAIL_DISTANCE)
         if not np.any(far):
@@ -415,68 +418,9 @@ class ConeTable(_CubatureRouting, _NearestPoints, _IntervalMoments):
         if self.dim == 2 and direction == "nearest" and COMPILED[0]:
             return self._evaluate_compiled(mean, chol, moments, defer=self._defers(),
                                            route=self._routes())
+        if self.dim == 3 and direction == "nearest" and COMPILED[0]:
+            return self._evaluate_compiled3(mean, chol, moments)
         return self._evaluate_numpy(mean, chol, moments, direction)
-
-    def _table_arrays(self) -> tuple[Any, ...]:
-        """The table's arrays as the compiled kernels take them (cached per table)."""
-        got = self.own_cache.get("jit_arrays")
-        if got is None:
-            f64 = np.float64
-            p_end = np.append(self.p_seg[1:], self.n_pieces).astype(np.intp)
-            got = (np.ascontiguousarray(self.p_seg, dtype=np.intp), p_end,
-                   np.ascontiguousarray(self.p_apex, dtype=f64),
-                   np.ascontiguousarray(self.p_L, dtype=f64),
-                   np.ascontiguousarray(self.p_edge, dtype=np.intp),
-                   np.ascontiguousarray(self.p_orient, dtype=f64),
-                   np.ascontiguousarray(self.e_start, dtype=f64),
-                   np.ascontiguousarray(self.e_dir, dtype=f64),
-                   np.ascontiguousarray(self.e_len, dtype=f64),
-                   np.ascontiguousarray(self.f_C, dtype=f64),
-                   np.ascontiguousarray(self.f_d, dtype=f64),
-                   np.ascontiguousarray(self.f_valid, dtype=np.bool_),
-                   np.ascontiguousarray(self.c_gen, dtype=f64))
-            self.own_cache["jit_arrays"] = got
-        return got
-
-    def _evaluate_compiled(self, mean, chol, moments, defer=False, route=False):
-        """:meth:`_evaluate_numpy` for S = 2, direction "nearest", by the fused per-pair
-        kernel :func:`fastpath._jit_cones.evaluate_s2` (same formulas; rounding differs).
-
-        ``defer``: the moments of the bounded polyhedra's pairs whose orthant terms cancel
-        beyond ``_LOG_CANCEL_CUBATURE`` (by ``_DEFER_MARGIN``, away from the cubature's
-        budget step) are left out: the cubature replaces nearly all of them, and
-        :meth:`_guarded_cones` evaluates the others again (kernel: ``_pair_deferred``).
-        ``route``: the pairs of bounded polygons whose whitened spread is at most
-        ``_ROUTE_SPREAD`` are not summed at all (log m0 0, log_cancel +inf), for the
-        cubature alike."""
-        from ._cone_cubature import (
-            _CUBATURE_BUDGET,
-            _LOG_CANCEL_CUBATURE,
-            _MOMENT_TOL,
-            _ROUTE_SPREAD,
-        )
-        from ._cone_tail import TAIL_DISTANCE, tail_enabled
-        from ._jit_cones import evaluate_s2
-
-        has = (self._bounded_mask if defer or route else np.zeros(self.n_poly, dtype=np.bool_))
-        with serial_below(mean.shape[0] * self.n_pieces, _SERIAL_PIECES):
-            lm, dm, tc, lc, dfr, me = evaluate_s2(
-                _kernel_array(mean), _kernel_array(chol), *self._table_arrays(),
-                bool(moments), _GENERIC_MARGIN, _GENERIC_WEIGHT,
-                _LOG_CANCEL_CUBATURE + _DEFER_MARGIN if defer else math.inf,
-                float(_CUBATURE_BUDGET[0][0]), _ROUTE_SPREAD if route else 0.0, has,
-                TAIL_DISTANCE if tail_enabled() else math.inf)
-        if not moments:
-            return lm, None, None, lc
-        if MOMENT_CUBATURE[0] and tail_enabled():
-            # where m0 is kept (log_cancel at most the cubature's threshold) but the moments
-            # cancelled; the pairs above it are the cubature's already. Not in the E-step's
-            # dense pass (cone_sum_only), which fixes the pairs that carry weight afterwards
-            flagged = (self._bounded_mask[None, :] & ~(me <= _MOMENT_TOL)
-                       & (lc <= _LOG_CANCEL_CUBATURE))
-            if np.any(flagged):
-                self._cubature_moments(mean, chol, (lm, dm, tc, lc), flagged)
-        return lm, dm, tc, lc
 
     def _evaluate_numpy(self, mean, chol, moments, direction="nearest"):
         s = self.dim

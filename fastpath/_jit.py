@@ -61,12 +61,13 @@ KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
         "fastpath._jit_geometry_batch",
         "fastpath._jit_estep",
     ),
-    (  # the k = 3 orthant kernel and the S = 3 one-call lane
+    (  # the k = 3 orthant kernel, the S = 3 one-call lane and the batched S = 3 cone sums
         "fastpath._jit_lnd",
         "fastpath._jit_tvn",
         "fastpath._jit_one_shot3_cubature",
         "fastpath._jit_one_shot3_cones",
         "fastpath._jit_one_shot3",
+        "fastpath._jit_cones3",
     ),
     (  # the S = 2 one-call lane (its geometry, whose warm-up is the lane's)
         "fastpath._jit_one_shot_geometry",
