@@ -36,6 +36,18 @@ _GRAIN = 8
 
 
 @jit
+def _lower_inverse(U: NDArray[np.float64], Ui: NDArray[np.float64]) -> None:
+    """U^{-1} (3 x 3, lower triangular) of the lower-triangular U into ``Ui``."""
+    Ui[0, 0] = 1.0 / U[0, 0]
+    Ui[1, 1] = 1.0 / U[1, 1]
+    Ui[2, 2] = 1.0 / U[2, 2]
+    Ui[1, 0] = -U[1, 0] * Ui[0, 0] * Ui[1, 1]
+    Ui[2, 1] = -U[2, 1] * Ui[1, 1] * Ui[2, 2]
+    Ui[2, 0] = -(U[2, 0] * Ui[0, 0] + U[2, 1] * Ui[1, 0]) * Ui[2, 2]
+    Ui[0, 1] = Ui[0, 2] = Ui[1, 2] = 0.0
+
+
+@jit
 def _nearest3(U: NDArray[np.float64], Ui: NDArray[np.float64], mu: NDArray[np.float64],
               es: NDArray[np.float64], ed: NDArray[np.float64], el: NDArray[np.float64],
               fC: NDArray[np.float64], fd: NDArray[np.float64], fv: NDArray[np.bool_],
@@ -136,14 +148,7 @@ def _pair3(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[np.
     False (outputs unwritten) where an orthant is declined (module notes)."""
     U = chol[cj, j]
     mu = mean[a, j]
-    # U^{-1} of the lower-triangular U
-    Ui[0, 0] = 1.0 / U[0, 0]
-    Ui[1, 1] = 1.0 / U[1, 1]
-    Ui[2, 2] = 1.0 / U[2, 2]
-    Ui[1, 0] = -U[1, 0] * Ui[0, 0] * Ui[1, 1]
-    Ui[2, 1] = -U[2, 1] * Ui[1, 1] * Ui[2, 2]
-    Ui[2, 0] = -(U[2, 0] * Ui[0, 0] + U[2, 1] * Ui[1, 0]) * Ui[2, 2]
-    Ui[0, 1] = Ui[0, 2] = Ui[1, 2] = 0.0
+    _lower_inverse(U, Ui)
     el = e_len[j]
     _nearest3(U, Ui, mu, e_start[j], e_dir[j], el, f_C[j], f_d[j], f_valid[j], W, fa, fb, xs)
     # ---- the direction c (whitened): toward the mean from the nearest point, plus U^T c_gen
@@ -364,13 +369,7 @@ def _nearest_range(lo: int, hi: int, mean: NDArray[np.float64], chol: NDArray[np
         a = i // n
         j = i - a * n
         U = chol[0 if shared else a, j]
-        Ui[0, 0] = 1.0 / U[0, 0]
-        Ui[1, 1] = 1.0 / U[1, 1]
-        Ui[2, 2] = 1.0 / U[2, 2]
-        Ui[1, 0] = -U[1, 0] * Ui[0, 0] * Ui[1, 1]
-        Ui[2, 1] = -U[2, 1] * Ui[1, 1] * Ui[2, 2]
-        Ui[2, 0] = -(U[2, 0] * Ui[0, 0] + U[2, 1] * Ui[1, 0]) * Ui[2, 2]
-        Ui[0, 1] = Ui[0, 2] = Ui[1, 2] = 0.0
+        _lower_inverse(U, Ui)
         mu = mean[a, j]
         xs = out_x[a, j]
         _nearest3(U, Ui, mu, e_start[j], e_dir[j], e_len[j], f_C[j], f_d[j], f_valid[j], W,

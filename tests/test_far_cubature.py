@@ -54,6 +54,19 @@ def _far_gaussians(rng, table, s: int, dist: tuple[float, float]):
     return np.ascontiguousarray(mean), chol
 
 
+def _count_tail_slices(monkeypatch) -> list[int]:
+    """The polytopes whose pairs take the tail slices from now on (appended per call)."""
+    tails: list[int] = []
+    real = _cones.ConeTable._tail_pair
+
+    def counted(self, j, *args):
+        tails.append(j)
+        return real(self, j, *args)
+
+    monkeypatch.setattr(_cones.ConeTable, "_tail_pair", counted)
+    return tails
+
+
 def _cov_err(ref: np.ndarray, got: np.ndarray) -> np.ndarray:
     """Per pair, the largest |eigenvalue| of C^{-1/2} (got - C) C^{-1/2}."""
     w, V = np.linalg.eigh(ref)
@@ -72,18 +85,11 @@ def test_far_bounded_pairs_take_the_cubature(s, n, monkeypatch):
     mean, chol = _far_gaussians(rng, table, s, (TAIL_DISTANCE + 0.5, 40.0))
     xstar, inside = table._nearest_point(mean, chol)
     assert not inside.any() and np.all(np.linalg.norm(xstar, axis=-1) >= TAIL_DISTANCE)
-    tails: list[int] = []
-    real = _cones.ConeTable._tail_pair
-
-    def counted(self, j, *args):
-        tails.append(j)
-        return real(self, j, *args)
-
-    monkeypatch.setattr(_cones.ConeTable, "_tail_pair", counted)
+    tails = _count_tail_slices(monkeypatch)
     _, dm, tc, _ = table.evaluate(mean, chol, True)
     # measured on three seeds each: 0-4 of 40 at S = 2, 3 of 12 at S = 3
     assert len(tails) <= n // 3
-    monkeypatch.setattr(_cones.ConeTable, "_tail_pair", real)
+    monkeypatch.undo()
     by_cubature = np.setdiff1d(np.arange(n), tails)
     for j in by_cubature.tolist():
         dm_t, tc_t = table._tail_pair(j, mean[0, j], chol[0, j], xstar[0, j])
@@ -98,14 +104,7 @@ def test_very_far_pairs_keep_the_tail_slices(monkeypatch):
     rng = np.random.default_rng(7)
     table = _bounded_table(rng, 2, 6)
     mean, chol = _far_gaussians(rng, table, 2, (1e4, 2e4))
-    tails: list[int] = []
-    real = _cones.ConeTable._tail_pair
-
-    def counted(self, j, *args):
-        tails.append(j)
-        return real(self, j, *args)
-
-    monkeypatch.setattr(_cones.ConeTable, "_tail_pair", counted)
+    tails = _count_tail_slices(monkeypatch)
     _, dm, tc, _ = table.evaluate(mean, chol, True)
     assert sorted(tails) == list(range(6))
     assert np.all(np.linalg.eigvalsh(tc[0]) > 0)
