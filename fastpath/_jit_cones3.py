@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 
 from ._jit import jit, parallel_for
 from ._jit_bvn import BUF_SIZE
-from ._jit_one_shot3_cones import _exp_rel, _terms
+from ._jit_one_shot3_cones import _piece_sums, _terms
 
 __all__ = ["evaluate_s3", "nearest_s3"]
 
@@ -208,50 +208,17 @@ def _pair3(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[np.
                 kp = max(kp, T[k, c])
         K = kp if k == 0 else max(K, kp)
     # ---- signed log-sum-exp and moment sums (one scale K, as the numpy path)
-    m0s = 0.0
-    absum = 0.0
-    g0 = g1 = g2 = 0.0
+    g = np.zeros(3)
     Q = np.zeros((3, 3))
-    for k in range(npc):
-        s = sgn[k]
-        eP = _exp_rel(T[k, 0] - K)
-        m0s += s * eP
-        absum += eP
-        if not moments:
-            continue
-        f0 = s * _exp_rel(T[k, 1] - K)
-        f1 = s * _exp_rel(T[k, 2] - K)
-        f2 = s * _exp_rel(T[k, 3] - K)
-        f01 = s * _exp_rel(T[k, 4] - K)
-        f02 = s * _exp_rel(T[k, 5] - K)
-        f12 = s * _exp_rel(T[k, 6] - K)
-        A = AA[k]
-        R01 = A[0, 0] * A[1, 0] + A[0, 1] * A[1, 1] + A[0, 2] * A[1, 2]
-        R02 = A[0, 0] * A[2, 0] + A[0, 1] * A[2, 1] + A[0, 2] * A[2, 2]
-        R12 = A[1, 0] * A[2, 0] + A[1, 1] * A[2, 1] + A[1, 2] * A[2, 2]
-        md0 = -(H[k, 0] * f0 + R01 * f01 + R02 * f02)
-        md1 = -(H[k, 1] * f1 + R01 * f01 + R12 * f12)
-        md2 = -(H[k, 2] * f2 + R02 * f02 + R12 * f12)
-        g0 += A[0, 0] * f0 + A[1, 0] * f1 + A[2, 0] * f2
-        g1 += A[0, 1] * f0 + A[1, 1] * f1 + A[2, 1] * f2
-        g2 += A[0, 2] * f0 + A[1, 2] * f1 + A[2, 2] * f2
-        # one piece's A^T M A (M: diagonal md, off-diagonal f01, f02, f12), upper triangle
-        for r in range(3):
-            for c in range(r, 3):
-                v = (md0 * A[0, r] * A[0, c] + md1 * A[1, r] * A[1, c]
-                     + md2 * A[2, r] * A[2, c]
-                     + f01 * (A[0, r] * A[1, c] + A[1, r] * A[0, c])
-                     + f02 * (A[0, r] * A[2, c] + A[2, r] * A[0, c])
-                     + f12 * (A[1, r] * A[2, c] + A[2, r] * A[1, c]))
-                Q[r, c] += v
+    m0s, absum = _piece_sums(npc, sgn, H, AA, T, K, moments, g, Q)
     out_lm[a, j] = K + np.log(m0s)
     out_lc[a, j] = np.log(absum) - np.log(m0s)
     if not moments:
         return True
     # whitened E - mean = -g / m0 and second moment I + Q / m0, then back through U
-    d0 = -g0 / m0s
-    d1 = -g1 / m0s
-    d2 = -g2 / m0s
+    d0 = -g[0] / m0s
+    d1 = -g[1] / m0s
+    d2 = -g[2] / m0s
     C = np.empty((3, 3))
     for r in range(3):
         for c in range(r, 3):

@@ -179,6 +179,48 @@ def _terms(h: NDArray[np.float64], A: NDArray[np.float64], moments: bool,
 
 
 @jit
+def _piece_sums(npc: int, sgn: NDArray[np.float64], H: NDArray[np.float64],
+                AA: NDArray[np.float64], T: NDArray[np.float64], K: float, moments: bool,
+                g: NDArray[np.float64], Q: NDArray[np.float64]) -> tuple[float, float]:
+    """The signed sums over ``npc`` pieces (signs ``sgn``, bounds ``H`` (., 3), unit rows
+    ``AA`` (., 3, 3), terms ``T`` (., 7) of :func:`_terms`), all scaled by e^-K: returns
+    (m0, sum of |P|); with ``moments`` adds the first moment sums into ``g`` (3,) and the
+    upper triangle of the second into ``Q`` (3, 3) (int x = -A^T f, int x x^T = P I + A^T M A
+    per piece, M with diagonal md and off-diagonal f_qt)."""
+    m0s = 0.0
+    absum = 0.0
+    for i in range(npc):
+        eP = _exp_rel(T[i, 0] - K)
+        m0s += sgn[i] * eP
+        absum += eP
+        if not moments:
+            continue
+        f0 = sgn[i] * _exp_rel(T[i, 1] - K)
+        f1 = sgn[i] * _exp_rel(T[i, 2] - K)
+        f2 = sgn[i] * _exp_rel(T[i, 3] - K)
+        f01 = sgn[i] * _exp_rel(T[i, 4] - K)
+        f02 = sgn[i] * _exp_rel(T[i, 5] - K)
+        f12 = sgn[i] * _exp_rel(T[i, 6] - K)
+        A = AA[i]
+        R01 = A[0, 0] * A[1, 0] + A[0, 1] * A[1, 1] + A[0, 2] * A[1, 2]
+        R02 = A[0, 0] * A[2, 0] + A[0, 1] * A[2, 1] + A[0, 2] * A[2, 2]
+        R12 = A[1, 0] * A[2, 0] + A[1, 1] * A[2, 1] + A[1, 2] * A[2, 2]
+        md0 = -(H[i, 0] * f0 + R01 * f01 + R02 * f02)
+        md1 = -(H[i, 1] * f1 + R01 * f01 + R12 * f12)
+        md2 = -(H[i, 2] * f2 + R02 * f02 + R12 * f12)
+        for a in range(3):
+            g[a] += A[0, a] * f0 + A[1, a] * f1 + A[2, a] * f2
+            for b in range(a, 3):
+                v = (md0 * A[0, a] * A[0, b] + md1 * A[1, a] * A[1, b]
+                     + md2 * A[2, a] * A[2, b]
+                     + f01 * (A[0, a] * A[1, b] + A[1, a] * A[0, b])
+                     + f02 * (A[0, a] * A[2, b] + A[2, a] * A[0, b])
+                     + f12 * (A[1, a] * A[2, b] + A[2, a] * A[1, b]))
+                Q[a, b] += v
+    return m0s, absum
+
+
+@jit
 def cones_s3(V: NDArray[np.float64], CA: NDArray[np.float64], edge_id: NDArray[np.intp],
              orient: NDArray[np.float64], Es: NDArray[np.float64], Ed: NDArray[np.float64],
              El: NDArray[np.float64], Cf: NDArray[np.float64], df: NDArray[np.float64],
@@ -255,38 +297,9 @@ def cones_s3(V: NDArray[np.float64], CA: NDArray[np.float64], edge_id: NDArray[n
             for c in range(1, 7):
                 kp = max(kp, T[i, c])
         K = kp if i == 0 else max(K, kp)
-    m0s = 0.0
-    absum = 0.0
     g = np.zeros(3)
     Q = np.zeros((3, 3))
-    for i in range(k):
-        eP = _exp_rel(T[i, 0] - K)
-        m0s += sgn[i] * eP
-        absum += eP
-        if not moments:
-            continue
-        f = np.empty(3)
-        for q in range(3):
-            f[q] = sgn[i] * _exp_rel(T[i, 1 + q] - K)
-        f01 = sgn[i] * _exp_rel(T[i, 4] - K)
-        f02 = sgn[i] * _exp_rel(T[i, 5] - K)
-        f12 = sgn[i] * _exp_rel(T[i, 6] - K)
-        A = AA[i]
-        R01 = A[0, 0] * A[1, 0] + A[0, 1] * A[1, 1] + A[0, 2] * A[1, 2]
-        R02 = A[0, 0] * A[2, 0] + A[0, 1] * A[2, 1] + A[0, 2] * A[2, 2]
-        R12 = A[1, 0] * A[2, 0] + A[1, 1] * A[2, 1] + A[1, 2] * A[2, 2]
-        md0 = -(H[i, 0] * f[0] + R01 * f01 + R02 * f02)
-        md1 = -(H[i, 1] * f[1] + R01 * f01 + R12 * f12)
-        md2 = -(H[i, 2] * f[2] + R02 * f02 + R12 * f12)
-        for a in range(3):
-            g[a] += A[0, a] * f[0] + A[1, a] * f[1] + A[2, a] * f[2]
-            for b in range(a, 3):
-                v = (md0 * A[0, a] * A[0, b] + md1 * A[1, a] * A[1, b]
-                     + md2 * A[2, a] * A[2, b]
-                     + f01 * (A[0, a] * A[1, b] + A[1, a] * A[0, b])
-                     + f02 * (A[0, a] * A[2, b] + A[2, a] * A[0, b])
-                     + f12 * (A[1, a] * A[2, b] + A[2, a] * A[1, b]))
-                Q[a, b] += v
+    m0s, absum = _piece_sums(k, sgn, H, AA, T, K, moments, g, Q)
     lm = K + np.log(m0s)
     lc = np.log(absum) - np.log(m0s)
     res[0] = lm
