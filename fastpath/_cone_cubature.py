@@ -49,6 +49,9 @@ _ROUTE_SPREAD = 2.0
 #: (a mean far from a small polygon) when m0 does not. Measured on E-step-like pairs
 #: (benchmarks/moment_cancellation.py)
 _MOMENT_TOL = 1e-10
+#: simplices in all per call of the numpy-driven cubature where it replaces moments
+#: (:meth:`_CubatureRouting._moments_by_cubature`; ~200 MB at s = 3)
+_CUBATURE_SIMPLICES = 1 << 21
 #: s >= 3: a bounded polytope is integrated by cubature instead of its cones when the
 #: estimated cubature nodes are at most this many per cone: the cost of one cone (a k = 3
 #: orthant and its Tallis terms) in cubature nodes, measured at S = 3
@@ -113,15 +116,8 @@ class _CubatureRouting:
         large for the cubature's largest budget (a large polygon far from the mean) takes
         the tail slices about its nearest point (:mod:`fastpath._cone_tail`), which do not
         cancel at any distance; one whose mean lies in P keeps the cone sum's."""
-        a_idx, j_idx = np.nonzero(flagged)
-        got = self._cubature_compiled(mean, chol, True, a_idx, j_idx,
-                                      np.full(a_idx.size, _CUBATURE_BUDGET[-1][1]))
-        left = flagged.copy()
-        if got is not None:
-            a_got, j_got, _, dm, tc = got
-            out[1][a_got, j_got] = dm
-            out[2][a_got, j_got] = tc
-            left[a_got, j_got] = False
+        left = self._moments_by_cubature(mean, chol, out[1], out[2], flagged,
+                                         _CUBATURE_BUDGET[-1][1])
         if not np.any(left):
             return out
         a_idx, j_idx = np.nonzero(left)
@@ -133,6 +129,29 @@ class _CubatureRouting:
             a, j = a_idx[i], int(j_idx[i])
             out[1][a, j], out[2][a, j] = self._tail_pair(j, mean[a, j], ch[i], xstar[0, i])
         return out
+
+    def _moments_by_cubature(self, mean, chol, dm, tc, sel, budget):
+        """Write into ``dm`` (N, n, s) and ``tc`` (N, n, s, s) the cubature's moments of the
+        ``sel`` (N, n) pairs of bounded polyhedra it resolves within ``budget`` simplices
+        each; returns the mask of the selected pairs it did not. At s = 2 by the compiled
+        kernel; the numpy-driven one holds every pair's simplices at once, so it is called
+        on at most ``_CUBATURE_SIMPLICES`` of them at a time."""
+        from ._cones import COMPILED
+
+        left = sel.copy()
+        a_idx, j_idx = np.nonzero(sel)
+        compiled = self.dim == 2 and COMPILED[0]
+        step = max(1, a_idx.size if compiled else _CUBATURE_SIMPLICES // budget)
+        for lo in range(0, a_idx.size, step):
+            a_s, j_s = a_idx[lo:lo + step], j_idx[lo:lo + step]
+            got = (self._cubature_compiled if compiled else self._cubature)(
+                mean, chol, True, a_s, j_s, np.full(a_s.size, budget))
+            if got is not None:
+                a_got, j_got, _, dm_got, tc_got = got
+                dm[a_got, j_got] = dm_got
+                tc[a_got, j_got] = tc_got
+                left[a_got, j_got] = False
+        return left
 
     def _undefer(self, mean, chol, moments, out, deferred):
         """The full cone sums of the deferred pairs the cubature left (log_cancel != 0),

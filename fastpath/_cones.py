@@ -79,8 +79,6 @@ _CHUNK_PAIRS = 65536
 #: median 0.2 s); both agree with the slices within 3e-12 of the covariance's size
 #: (measured on random (2, 12, 12, 3) / (3, 8, 8, 3) nets and tests/test_far_cubature.py)
 _FAR_CUBATURE_BUDGET = {2: 4096, 3: 65536}
-#: ... in calls of at most this many simplices in all (~200 MB at S = 3)
-_FAR_CUBATURE_SIMPLICES = 1 << 21
 #: S = 2 and 3 cone sums (direction "nearest") by the compiled kernels of
 #: :mod:`fastpath._jit_cones` and :mod:`fastpath._jit_cones3`; False runs
 #: :meth:`ConeTable._evaluate_numpy` (the second implementation, kept for tests)
@@ -320,21 +318,9 @@ class ConeTable(_CompiledSums, _CubatureRouting, _NearestPoints, _IntervalMoment
         if not np.any(far):
             return out
         dm, tc = out[1].copy(), out[2].copy()
-        a_b, j_b = np.nonzero(far & self._bounded_mask[None, :])
-        budget = _FAR_CUBATURE_BUDGET[self.dim]
-        compiled = self.dim == 2 and COMPILED[0]
-        # the numpy-driven cubature holds every pair's simplices at once: at most
-        # _FAR_CUBATURE_SIMPLICES of them per call
-        step = max(1, a_b.size if compiled else _FAR_CUBATURE_SIMPLICES // budget)
-        for lo in range(0, a_b.size, step):
-            sl = slice(lo, lo + step)
-            got = (self._cubature_compiled if compiled else self._cubature)(
-                mean, chol, True, a_b[sl], j_b[sl], np.full(a_b[sl].size, budget))
-            if got is not None:
-                a_got, j_got, _, dm_got, tc_got = got
-                dm[a_got, j_got] = dm_got
-                tc[a_got, j_got] = tc_got
-                far[a_got, j_got] = False
+        bounded = self._bounded_mask[None, :]
+        far = (far & ~bounded) | self._moments_by_cubature(
+            mean, chol, dm, tc, far & bounded, _FAR_CUBATURE_BUDGET[self.dim])
         for a, j in zip(*np.nonzero(far)):
             U = chol[a if chol.shape[0] > 1 else 0, j]
             dm[a, j], tc[a, j] = self._tail_pair(j, mean[a, j], U, xstar[a, j])
