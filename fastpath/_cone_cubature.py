@@ -82,7 +82,7 @@ class _CubatureRouting:
 
         def _nearest_points(self, mean: Any, chol: Any, Uinv: Any) -> Any: ...
 
-        def _tail_pair(self, j: int, mean: Any, U: Any, xstar: Any) -> Any: ...
+        def _tail_pairs(self, j_idx: Any, mean: Any, U: Any, xstar: Any) -> Any: ...
 
         def _evaluate(self, mean: Any, chol: Any, moments: Any, direction: str = ...) -> Any: ...
 
@@ -125,9 +125,10 @@ class _CubatureRouting:
         sub = self.take(j_idx)
         xstar, _, inside = sub._nearest_points(mean[a_idx, j_idx][None], ch[None],
                                                np.linalg.inv(ch)[None])
-        for i in np.flatnonzero(~inside[0]):
-            a, j = a_idx[i], int(j_idx[i])
-            out[1][a, j], out[2][a, j] = self._tail_pair(j, mean[a, j], ch[i], xstar[0, i])
+        i = np.flatnonzero(~inside[0])
+        if i.size:
+            a, j = a_idx[i], j_idx[i]
+            out[1][a, j], out[2][a, j] = self._tail_pairs(j, mean[a, j], ch[i], xstar[0, i])
         return out
 
     def _moments_by_cubature(self, mean, chol, dm, tc, sel, budget):

@@ -321,10 +321,35 @@ class ConeTable(_CompiledSums, _CubatureRouting, _NearestPoints, _IntervalMoment
         bounded = self._bounded_mask[None, :]
         far = (far & ~bounded) | self._moments_by_cubature(
             mean, chol, dm, tc, far & bounded, _FAR_CUBATURE_BUDGET[self.dim])
-        for a, j in zip(*np.nonzero(far)):
-            U = chol[a if chol.shape[0] > 1 else 0, j]
-            dm[a, j], tc[a, j] = self._tail_pair(j, mean[a, j], U, xstar[a, j])
+        a_idx, j_idx = np.nonzero(far)
+        if a_idx.size:
+            ch = chol[a_idx if chol.shape[0] > 1 else np.zeros_like(a_idx), j_idx]
+            dm[a_idx, j_idx], tc[a_idx, j_idx] = self._tail_pairs(
+                j_idx, mean[a_idx, j_idx], ch, xstar[a_idx, j_idx])
         return out[0], dm, tc, out[3]
+
+    def _tail_pairs(self, j_idx: NDArray[np.intp], mean: NDArray[np.float64],
+                    U: NDArray[np.float64], xstar: NDArray[np.float64]
+                    ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """(E[y|P] - mean (K, s), Cov[y|P] (K, s, s)) of polyhedra ``j_idx`` (K,) for
+        N(mean[q], U[q] U[q]^T) (``mean`` (K, s), lower ``U`` (K, s, s)) by the tail slices
+        about the whitened nearest points ``xstar`` (K, s) (the means outside P): compiled
+        (:mod:`fastpath._jit_tail`) with the compiled kernels, the pairs they decline (and
+        all without them) by :meth:`_tail_pair`."""
+        K = j_idx.size
+        if COMPILED[0]:
+            from ._jit_tail import tail_pairs
+
+            with serial_below(K, 2):
+                _, dm, tc, _, ok = tail_pairs(np.ascontiguousarray(j_idx, dtype=np.intp),
+                                              _kernel_array(mean), _kernel_array(U),
+                                              _kernel_array(xstar), *self._table_arrays()[6:12])
+        else:
+            s = self.dim
+            dm, tc, ok = np.empty((K, s)), np.empty((K, s, s)), np.zeros(K, dtype=bool)
+        for q in np.flatnonzero(~ok):
+            dm[q], tc[q] = self._tail_pair(int(j_idx[q]), mean[q], U[q], xstar[q])
+        return dm, tc
 
     def _tail_pair(self, j: int, mean: NDArray[np.float64], U: NDArray[np.float64],
                    xstar: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

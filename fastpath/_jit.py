@@ -69,6 +69,9 @@ KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
         "fastpath._jit_one_shot3",
         "fastpath._jit_cones3",
     ),
+    (  # the tail slices of far pairs (S = 2, 3)
+        "fastpath._jit_tail",
+    ),
     (  # the S = 2 one-call lane (its geometry, whose warm-up is the lane's)
         "fastpath._jit_one_shot_geometry",
         "fastpath._jit_one_shot_base",

@@ -57,13 +57,13 @@ def _far_gaussians(rng, table, s: int, dist: tuple[float, float]):
 def _count_tail_slices(monkeypatch) -> list[int]:
     """The polytopes whose pairs take the tail slices from now on (appended per call)."""
     tails: list[int] = []
-    real = _cones.ConeTable._tail_pair
+    real = _cones.ConeTable._tail_pairs
 
-    def counted(self, j, *args):
-        tails.append(j)
-        return real(self, j, *args)
+    def counted(self, j_idx, *args):
+        tails.extend(int(j) for j in j_idx)
+        return real(self, j_idx, *args)
 
-    monkeypatch.setattr(_cones.ConeTable, "_tail_pair", counted)
+    monkeypatch.setattr(_cones.ConeTable, "_tail_pairs", counted)
     return tails
 
 
