@@ -70,6 +70,7 @@ KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
         "fastpath._jit_cones3",
     ),
     (  # the tail slices of far pairs (S = 2, 3)
+        "fastpath._jit_tail_slices",
         "fastpath._jit_tail",
     ),
     (  # the S = 2 one-call lane (its geometry, whose warm-up is the lane's)

@@ -1,4 +1,4 @@
-"""The compiled tail slices (fastpath/_jit_tail.py) against the numpy ones (_cone_tail.py).
+"""The compiled tail slices (fastpath/_jit_tail.py, _jit_tail_slices.py) against numpy's (_cone_tail.py).
 
 Both implement the same slices, windows, cuts and adaptive rule; they differ by rounding
 and by the order of their sums. Far out the moments are sensitive to the rounding of the
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from scipy.special import erfcx
 
-from fastpath import _cone_tail, _cones, _jit_tail
+from fastpath import _cone_tail, _cones, _jit_tail, _jit_tail_slices
 from fastpath._polyhedron import polyhedron_geometry
 from fastpath._threads import threads
 
@@ -71,7 +71,7 @@ def test_log_mills_ratio_against_erfcx():
     below it (absolute error ~eps a^2 / 2 there: a threshold only, 1e-13 allowed)."""
     a = np.concatenate([np.linspace(8.0, 16.0, 33), np.geomspace(16.0, 1e6, 60)])
     ref = 0.5 * math.log(0.5 * math.pi) + np.log(erfcx(a / math.sqrt(2.0)))
-    got = np.array([_jit_tail._log_mills(float(x)) for x in a])
+    got = np.array([_jit_tail_slices._log_mills(float(x)) for x in a])
     series = a >= 16.0
     assert np.all(np.abs(got - ref)[series] <= 4 * EPS * np.abs(ref[series]))
     assert np.all(np.abs(got - ref)[~series] <= 1e-13)
@@ -85,11 +85,11 @@ def test_tilted_moments_match_the_numpy_ones(alpha):
     lj, es, vs = _cone_tail._tilted(np.full(W.size, alpha), W)
     fb = np.empty(40)
     for i, w in enumerate(W):
-        a, b, c = _jit_tail._tilted(alpha, float(w), fb)
+        a, b, c = _jit_tail_slices._tilted(alpha, float(w), fb)
         assert abs(a - lj[i]) <= 1e-14 * max(1.0, abs(lj[i]))
         assert abs(b - es[i]) <= 1e-14 * es[i]
         assert abs(c - vs[i]) <= 1e-14 * vs[i]
-    assert _jit_tail._tilted(alpha, 0.0, fb) == (-math.inf, 0.0, 0.0)
+    assert _jit_tail_slices._tilted(alpha, 0.0, fb) == (-math.inf, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("s", [2, 3])
