@@ -27,6 +27,7 @@ _X12 = np.ascontiguousarray(_GL12_01[0])
 _W12 = np.ascontiguousarray(_GL12_01[1])
 _X40 = np.ascontiguousarray(_GL40_01[0])
 _W40 = np.ascontiguousarray(_GL40_01[1])
+_LOG_W12 = np.log(_W12)
 _MC = np.ascontiguousarray(_MILLS_C, dtype=np.float64)
 _MV = np.ascontiguousarray(_MILLS_V, dtype=np.float64)
 #: the Mills ratio R(a) = (1/a) sum_k (-1)^k (2k-1)!! a^-2k, k = 0..12: the first term left
@@ -50,7 +51,7 @@ def _log_mills(a: float) -> float:
         p = _R_SERIES[_R_SERIES.size - 1]
         for k in range(_R_SERIES.size - 2, -1, -1):
             p = p * u + _R_SERIES[k]
-        return math.log(p) - math.log(a)
+        return math.log(p / a)
     return log_ndtr(-a) + 0.5 * a * a + _LOG_SQRT_2PI
 
 
@@ -290,11 +291,11 @@ def _level(A: NDArray[np.float64], B: NDArray[np.float64], LF: NDArray[np.float6
         for k in range(36):
             _components(MU[i, k], CC[i, k], V)
             if k < 12:
-                wt = h * _W12[k] * math.exp(LF[i, k] - ref)
+                wt = h * _W12[k] * exp_vec(LF[i, k] - ref)
                 for m in range(nm):
                     cs[m] += wt * V[m]
             else:
-                wt = 0.5 * h * _W12[(k - 12) % 12] * math.exp(LF[i, k] - ref)
+                wt = 0.5 * h * _W12[(k - 12) % 12] * exp_vec(LF[i, k] - ref)
                 for m in range(nm):
                     D[i, m] += wt * V[m]
                     tot[m] += wt * abs(V[m])
@@ -332,8 +333,9 @@ def _level(A: NDArray[np.float64], B: NDArray[np.float64], LF: NDArray[np.float6
         if conv or last_level or h <= 64.0 * _EPS * max(abs(a), abs(b)):
             if n_acc + 24 > acc_lw.size:
                 acc_lw, acc_mu, acc_C = _grow(acc_lw, acc_mu, acc_C, n_acc)
+            log_h = math.log(0.5 * h)
             for k in range(12, 36):
-                acc_lw[n_acc] = math.log(0.5 * h * _W12[(k - 12) % 12]) + LF[i, k]
+                acc_lw[n_acc] = log_h + _LOG_W12[(k - 12) % 12] + LF[i, k]
                 for r in range(p):
                     acc_mu[n_acc, r] = MU[i, k, r]
                     for c in range(p):
