@@ -307,8 +307,9 @@ class ConeTable(_CompiledSums, _CubatureRouting, _NearestPoints, _IntervalMoment
         ~eps d^2 |log m0|. A bounded polyhedron's come from the simplex cubature where its
         budget ``_FAR_CUBATURE_BUDGET`` allows (positive terms: nothing cancels at any
         distance; 30 us per pair at S = 2, a few ms at S = 3), the others' from the slices
-        about the nearest point (:mod:`fastpath._cone_tail`; ~1 ms per pair at S = 2,
-        0.02-4 s at S = 3). log m0 stays the cone sum's."""
+        about the nearest point (:mod:`fastpath._cone_tail`, compiled in
+        :mod:`fastpath._jit_tail`: ~0.2 ms per pair at S = 2, 0.01-0.5 s at S = 3). log m0
+        stays the cone sum's."""
         out = self._guarded_cones(mean, chol, moments, direction)
         if not moments or self.dim not in (2, 3) or direction != "nearest" or not tail_enabled():
             return out

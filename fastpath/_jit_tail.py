@@ -140,6 +140,8 @@ def _slices3(d: float, al: NDArray[np.float64], ga: NDArray[np.float64],
         lf0[i] = _outer_point(d, u0, al, ga, g, Ys, Wd, e_len, logc2, G, bp, fb, m2, c2, mu3,
                               C3)
     A, B = _initial(d, qa[:m], qb[:m], L1[:m], L2[:m], lf0, logc)
+    # the driver loop of _slice2 with the outer integrand: numba has no cheap function
+    # arguments, and one driver for both would call itself through the inner slices
     # sizes from arrays and np.int64(0), not literals: a literal argument would compile
     # the callee once more, specialised on it
     acc_lw, acc_mu, acc_C, st = _new_buffers(A.size, mean.size)
