@@ -74,9 +74,10 @@ _MAX_LOG_CANCEL = 30.0
 _CHUNK_PAIRS = 65536
 #: simplices the cubature may spend on a bounded polyhedron at least TAIL_DISTANCE from the
 #: mean, by dimension, before the tail slices take it (ConeTable._guarded): at S = 2 the
-#: compiled cubature resolves 72-90% of such pairs at 4096 in ~30 us each (the slices ~1 ms);
-#: at S = 3 the numpy-driven one resolves 70% at 65536 in ~5 ms each (the slices 0.02-4 s,
-#: median 0.2 s); both agree with the slices within 3e-12 of the covariance's size
+#: compiled cubature resolves 72-90% of such pairs at 4096 in ~30 us each (the compiled
+#: slices ~0.2 ms, numpy's ~1-2 ms); at S = 3 the numpy-driven one resolves 70% at 65536 in
+#: ~5 ms each (the compiled slices ~0.15 s, numpy's 0.02-4 s, median 0.2 s); both agree
+#: with the slices within 3e-12 of the covariance's size
 #: (measured on random (2, 12, 12, 3) / (3, 8, 8, 3) nets and tests/test_far_cubature.py)
 _FAR_CUBATURE_BUDGET = {2: 4096, 3: 65536}
 #: S = 2 and 3 cone sums (direction "nearest") by the compiled kernels of
