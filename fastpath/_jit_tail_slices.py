@@ -19,7 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._cone_interval import _GL12_01, _GL40_01, _MILLS_C, _MILLS_V
-from ._cone_tail import _MAX_ITER, _PARALLEL, _TILT_E, _TOL, _U_MAX, _WINDOW
+from ._cone_tail import _CUT_NATS, _MAX_ITER, _PARALLEL, _TILT_E, _TOL, _U_MAX, _WINDOW
 from ._jit import jit
 from ._jit_special import exp_vec, log_ndtr, sorted_head
 
@@ -34,8 +34,9 @@ _MV = np.ascontiguousarray(_MILLS_V, dtype=np.float64)
 #: out is below 5e-18 of R for a >= _SERIES_FROM (scipy's erfcx in the numpy module)
 _R_SERIES = np.array([(-1.0) ** k * float(math.prod(range(1, 2 * k, 2))) for k in range(13)])
 _SERIES_FROM = 16.0
-#: cuts each side of a piece's maximum, where its Gaussian part has dropped by 4, 8, ...
-_N_CUTS = int(math.ceil(_WINDOW / 4.0))
+#: cuts each side of a piece's maximum (where its Gaussian part has dropped by _CUT_NATS,
+#: twice that, ...)
+_N_CUTS = int(math.ceil(_WINDOW / _CUT_NATS))
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _EPS = float(np.finfo(np.float64).eps)
 _TINY = 1e-300
@@ -185,7 +186,7 @@ def _initial(d: float, pa: NDArray[np.float64], pb: NDArray[np.float64],
             continue
         v0 = min(max(0.0, va), vb)
         for c in range(_N_CUTS):
-            k8 = 8.0 * (c + 1)
+            k8 = 2.0 * _CUT_NATS * (c + 1)
             off = k8 / (math.sqrt(v0 * v0 + k8) + abs(v0)) / st
             cuts[2 * c] = min(max(u0 - off, wa), wb)
             cuts[2 * c + 1] = min(max(u0 + off, wa), wb)

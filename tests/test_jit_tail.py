@@ -8,8 +8,8 @@ the two implementations round those offsets differently. The tolerances are ther
 2e-13 + 2 eps d^2 for the mean (relative to sqrt(trace Cov), plus 8 ulps of E[z|P] - mean
 itself, which is ~d sd while the truncated sd can be ~sd/d) and the covariance (relative
 to itself); measured on 4 seeds x 4 kinds (S = 2, 3; bounded, unbounded; seeds 2 and 3
-not among the tests) at d = 8-266: the mean within its 8 ulps, the covariance 6.1e-13 at
-most (0.28 of the bound), log m0 1.2e-15. Accuracy
+not among the tests) at d = 8-266: the mean within its 8 ulps, the covariance 1.0e-12 at
+most (0.68 of the bound), log m0 1.2e-15. Accuracy
 against mpmath is tested through the public path in tests/test_far_tail_fast.py and
 tests/test_exact_far_tail.py, which now run these kernels.
 """
