@@ -33,7 +33,7 @@ lower facets by ~eps d^2 (1e-9 at d = 2000); where only one lower facet carries 
 (the common case of a region's boundary far from the data) that is a common factor.
 
 With the compiled kernels the tables run these slices compiled, pair by pair
-(:mod:`fastpath._jit_tail`, 5-12x faster); this module is their second implementation and
+(:mod:`fastpath._jit_tail`, 3-11x faster); this module is their second implementation and
 the path of the pairs they decline.
 """
 

@@ -75,8 +75,8 @@ _CHUNK_PAIRS = 65536
 #: simplices the cubature may spend on a bounded polyhedron at least TAIL_DISTANCE from the
 #: mean, by dimension, before the tail slices take it (ConeTable._guarded): at S = 2 the
 #: compiled cubature resolves 72-90% of such pairs at 4096 in ~30 us each (the compiled
-#: slices ~0.2 ms, numpy's ~1-2 ms); at S = 3 the numpy-driven one resolves 70% at 65536 in
-#: ~5 ms each (the compiled slices ~0.15 s, numpy's 0.02-4 s, median 0.2 s); both agree
+#: slices ~0.1 ms, numpy's ~1 ms); at S = 3 the numpy-driven one resolves 70% at 65536 in
+#: ~5 ms each (the compiled slices ~0.08 s, numpy's ~0.3 s); both agree
 #: with the slices within 3e-12 of the covariance's size
 #: (measured on random (2, 12, 12, 3) / (3, 8, 8, 3) nets and tests/test_far_cubature.py)
 _FAR_CUBATURE_BUDGET = {2: 4096, 3: 65536}
@@ -309,7 +309,7 @@ class ConeTable(_CompiledSums, _CubatureRouting, _NearestPoints, _IntervalMoment
         budget ``_FAR_CUBATURE_BUDGET`` allows (positive terms: nothing cancels at any
         distance; 30 us per pair at S = 2, a few ms at S = 3), the others' from the slices
         about the nearest point (:mod:`fastpath._cone_tail`, compiled in
-        :mod:`fastpath._jit_tail`: ~0.2 ms per pair at S = 2, 0.01-0.5 s at S = 3). log m0
+        :mod:`fastpath._jit_tail`: ~0.1 ms per pair at S = 2, 0.01-0.25 s at S = 3). log m0
         stays the cone sum's."""
         out = self._guarded_cones(mean, chol, moments, direction)
         if not moments or self.dim not in (2, 3) or direction != "nearest" or not tail_enabled():

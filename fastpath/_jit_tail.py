@@ -10,10 +10,11 @@ end, as there. The numpy module stays the second implementation these kernels ar
 against (tests/test_jit_tail.py); the differences are those of rounding and of the sums'
 order.
 
-The numpy code spends ~2 us per slice evaluation (a 40-node quadrature on arrays, and the
-Python work of the adaptive levels), so one S = 3 pair of an unbounded region took ~0.5-1 s
-and one S = 2 pair ~1-2 ms; here a slice evaluation is one pass over the facets and at most
-40 vectorised exponentials (~0.15-0.3 us with the rule's bookkeeping).
+The numpy code spends ~1-2 us per slice evaluation (a 40-node quadrature on arrays, and the
+Python work of the adaptive levels); here a slice evaluation is one pass over the facets and
+at most 40 vectorised exponentials (~0.14-0.26 us with the rule's bookkeeping): 11x the
+numpy slices at S = 2 (~0.1 ms per pair), 3-3.6x at S = 3 (~85 ms), where numpy's arrays
+over the outer variable's slices are long (benchmarks/tail_slices.py).
 
 The three functions of the S = 3 nesting and the pair set-up, each called from one place,
 are inlined at numba's level (:func:`fastpath._jit.jit_inline`): every compiled function's

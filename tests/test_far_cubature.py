@@ -3,7 +3,7 @@
 A pair whose mean is at least TAIL_DISTANCE whitened units from P has its moments replaced
 (fastpath._cones.ConeTable._guarded). For a bounded P the cubature (positive terms, nothing
 cancels) does it where its budget allows, at S = 2 in ~30 us and at S = 3 in a few ms,
-where the (compiled) tail slices take ~0.2 ms and ~0.15 s. These tests check that both give the same
+where the (compiled) tail slices take ~0.1 ms and ~0.08 s. These tests check that both give the same
 moments (two independent methods; measured within 2.3e-12 of the covariance's own size) and
 that each pair goes where it should. The exact references far out are in
 tests/test_far_tail_fast.py and tests/test_exact_far_tail.py.
