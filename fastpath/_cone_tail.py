@@ -93,15 +93,10 @@ _TOL = 1e-13
 _TOL_OUTER = 1e-11
 _MAX_ITER = 60
 #: the initial sub-intervals: cut where a piece's Gaussian part has dropped by this many
-#: nats, twice this, ... from its maximum (the adaptive rule refines them). 8 halves the
-#: rule's points against the 4 used before and keeps its acceptance at the first level on
-#: nearly every sub-interval (the 12-point rule integrates e^-t over 8 nats to ~3e-16);
-#: measured against 4 on 101 random far pairs (S = 2, 3; means 8-30 sd out): covariances
-#: within 5.6e-13 of themselves (at most 0.9 eps d^2, the inputs' own rounding far out); on
-#: 112 pairs with means to 300 sd out, S = 2 within 3.5e-12 (0.36 eps d^2; on the four
-#: pairs that differed most, d = 144-732, both within 2.9e-12 of _mp_polygon at 40 digits,
-#: tests/test_far_tail_fast.py) and S = 3 within 6.7e-11 (2.5 eps d^2 on one pair: the
-#: outer rule's tolerance, _TOL_OUTER of the totals)
+#: nats, twice this, ... from its maximum (the adaptive rule refines them). The 12-point
+#: rule integrates e^-t over 8 nats to ~3e-16, so nearly every sub-interval is accepted at
+#: the first level; finer cuts only add points (the comparison with 4 nats, and against
+#: mpmath, is in the README's accuracy notes)
 _CUT_NATS = 8.0
 #: 45 e-folds of the 1-D tilted density: the window of the quadrature branch (as for S = 1)
 _TILT_E = 90.0

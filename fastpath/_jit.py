@@ -160,7 +160,9 @@ def jit(fn: Callable[..., Any]) -> Any:
 
 def jit_inline(fn: Callable[..., Any]) -> Any:
     """:func:`jit` inlined into its callers at numba's level: for small functions called
-    in node loops, which LLVM vectorises only when it sees the whole loop body."""
+    in node loops, which LLVM vectorises only when it sees the whole loop body, and for
+    large functions called from one place in a deep call chain (numba generates a callee's
+    machine code again in every caller's library; inlined, it is generated once there)."""
     _notice_if_uncompiled(fn)
     return numba.njit(inline="always", **_OPTIONS)(fn)
 

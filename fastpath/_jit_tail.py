@@ -10,17 +10,15 @@ end, as there. The numpy module stays the second implementation these kernels ar
 against (tests/test_jit_tail.py); the differences are those of rounding and of the sums'
 order.
 
-The numpy code spends ~1-2 us per slice evaluation (a 40-node quadrature on arrays, and the
-Python work of the adaptive levels); here a slice evaluation is one pass over the facets and
-at most 40 vectorised exponentials (~0.14-0.26 us with the rule's bookkeeping): 11x the
-numpy slices at S = 2 (~0.1 ms per pair), 3-3.6x at S = 3 (~85 ms), where numpy's arrays
-over the outer variable's slices are long (benchmarks/tail_slices.py).
+The numpy code spends most of its time in Python work per slice evaluation (a 40-node
+quadrature on short arrays, the bookkeeping of the adaptive levels); here a slice evaluation
+is one pass over the facets and at most 40 vectorised exponentials (timings in
+benchmarks/tail_slices.py and the README).
 
 The three functions of the S = 3 nesting and the pair set-up, each called from one place,
 are inlined at numba's level (:func:`fastpath._jit.jit_inline`): every compiled function's
 machine code is generated again inside each caller, so a deep chain of large functions
-costs its callees' compilation once per level (this module compiled in ~18 s as separate
-functions, ~15 s so on this machine).
+costs its callees' compilation once per level.
 
 A pair whose slices cannot be set up (no facet below x* along the normal, a non-finite
 input) is reported not ``ok``; the caller then takes the numpy path.
