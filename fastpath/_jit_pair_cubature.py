@@ -71,6 +71,17 @@ def _pairs_range(lo: int, hi: int, tri: NDArray[np.float64], tri_start: NDArray[
                  tc: NDArray[np.float64]) -> None:
     """:func:`pair_cubature_s2` for the pairs lo..hi-1, into its outputs."""
     one = chol.shape[0] == 1
+    # scratch for the range's largest polygon, allocated once (per pair it would cost as
+    # much as a small polygon's rule)
+    most = 0
+    for p in range(lo, hi):
+        most = max(most, tri_start[j_idx[p] + 1] - tri_start[j_idx[p]])
+    V = np.empty((3 * most, 2))
+    tris = np.empty((most, 3), dtype=np.intp)
+    for t in range(most):
+        for v in range(3):
+            tris[t, v] = 3 * t + v
+    res = np.empty(6)
     for p in range(lo, hi):
         a = a_idx[p]
         j = j_idx[p]
@@ -82,8 +93,6 @@ def _pairs_range(lo: int, hi: int, tri: NDArray[np.float64], tri_start: NDArray[
         m1 = mean[a, j, 1]
         t0 = tri_start[j]
         nt = tri_start[j + 1] - t0
-        V = np.empty((3 * nt, 2))
-        tris = np.empty((nt, 3), dtype=np.intp)
         for t in range(nt):
             for v in range(3):
                 # U^-1 (x - mean), U lower triangular
@@ -91,8 +100,6 @@ def _pairs_range(lo: int, hi: int, tri: NDArray[np.float64], tri_start: NDArray[
                 y1 = (tri[t0 + t, v, 1] - m1 - u10 * y0) / u11
                 V[3 * t + v, 0] = y0
                 V[3 * t + v, 1] = y1
-                tris[t, v] = 3 * t + v
-        res = np.empty(6)
         if nt == 0 or not cubature_s2(V, tris, nt, budget[p], bounds, lamcT, logw, q_start,
                                       res):
             continue
