@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from ._jit import jit, parallel_for, pjit
 from ._jit_bvn import BUF_SIZE, log_bvn_buf
-from ._jit_special import log_ndtr
+from ._jit_special import log_ndtr, ndtr
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 #: pairs per block of the parallel loop (one set of scratch buffers per block)
@@ -38,7 +38,7 @@ _THIN_CONE = 2.5e-4
 #: relative error of one summed term of the moments (orthant value and Tallis factors, in
 #: log space and exponentiated) for :func:`_moment_error`
 _TERM_ERROR = 2e-15
-#: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, logf0, logf1, logf01
+#: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, hn0, hn1, sd0
 _NCOL = 11
 
 
@@ -56,6 +56,15 @@ def _exp_rel(x: float) -> float:
     if x < -700.0:
         return 0.0
     return math.exp(x)
+
+
+@jit
+def _phi_Phi(lph: float, hn: float) -> float:
+    """e^lph Phi(hn) (lph a log density less the sums' offset): one exp and one erfc, and
+    through log Phi where Phi(hn) would underflow or lose its relative accuracy (hn < -20)."""
+    if hn < -20.0:
+        return _exp_rel(lph + log_ndtr(hn))
+    return _exp_rel(lph) * ndtr(hn)
 
 
 @jit
@@ -293,10 +302,10 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
         rho = a00 * a10 + a01 * a11
         terms[k, 0] = sign
         terms[k, 7] = log_bvn_buf(h0, h1, rho, buf)
+    KP = -math.inf
+    for k in range(npc):
+        KP = terms[k, 7] if k == 0 else _nmax(KP, terms[k, 7])
     if moments and defer_ok and defer_lo < math.inf:
-        KP = -math.inf
-        for k in range(npc):
-            KP = terms[k, 7] if k == 0 else _nmax(KP, terms[k, 7])
         s0 = 0.0
         sa = 0.0
         for k in range(npc):
@@ -309,10 +318,18 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             out_lc[a, j] = lcP
             out_def[a, j] = True
             return
-    for k in range(npc):
-        lP = terms[k, 7]
-        Kp = lP
-        if moments:
+    # ---- the Tallis factors' arguments. f0 = phi(h0) Phi(hn0), f1 = phi(h1) Phi(hn1) and
+    # f01 = phi(h0) phi(hn0) / sd0 are summed scaled by e^-K, K the largest log P: they are
+    # formed as e^(log phi - K) Phi(hn) (one exp and one erfc each), not through log Phi and
+    # an exp of the sum. Where a factor could overflow that scale (a log phi more than 600
+    # above K, or a conditional sd below 1e-30, e^-69: far tails and degenerate pieces) K
+    # is the largest of the factors' logs as well, as for the log-space sums. Then
+    # e^(log phi - K) <= 1 / Phi(hn) stays finite: hn >= -20 in the product form
+    K = KP
+    hi = -math.inf
+    lo_sd = 1.0
+    if moments:
+        for k in range(npc):
             h0 = terms[k, 1]
             h1 = terms[k, 2]
             a00 = terms[k, 3]
@@ -323,31 +340,31 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             # q = 0: condition row 1 on row 0
             r0 = a10 - rho * a00
             r1 = a11 - rho * a01
-            sd = math.sqrt(r0 * r0 + r1 * r1)
-            inv = 1.0 / sd
-            hn = (h1 - rho * h0) * inv
-            lph0 = -0.5 * h0 * h0 - _LOG_SQRT_2PI
-            lf0 = lph0 + log_ndtr(hn)
-            lf01 = lph0 + (-0.5 * hn * hn - _LOG_SQRT_2PI) - np.log(sd)
+            sd0 = math.sqrt(r0 * r0 + r1 * r1)
+            hn0 = (h1 - rho * h0) / sd0
             # q = 1: condition row 0 on row 1
             r0 = a00 - rho * a10
             r1 = a01 - rho * a11
-            sd = math.sqrt(r0 * r0 + r1 * r1)
-            inv = 1.0 / sd
-            hn = (h0 - rho * h1) * inv
-            lf1 = (-0.5 * h1 * h1 - _LOG_SQRT_2PI) + log_ndtr(hn)
-            terms[k, 8] = lf0
-            terms[k, 9] = lf1
-            terms[k, 10] = lf01
-            Kp = _nmax(_nmax(_nmax(Kp, lf0), lf1), lf01)
-        K = Kp if k == 0 else _nmax(K, Kp)
+            hn1 = (h0 - rho * h1) / math.sqrt(r0 * r0 + r1 * r1)
+            terms[k, 8] = hn0
+            terms[k, 9] = hn1
+            terms[k, 10] = sd0
+            hi = _nmax(hi, -0.5 * min(h0 * h0, h1 * h1))
+            lo_sd = min(lo_sd, sd0)
+        if not (hi - _LOG_SQRT_2PI - KP <= 600.0 and lo_sd >= 1e-30):
+            # the factors' own logs (through log Phi: Phi(hn) may be far below 1 there)
+            for k in range(npc):
+                h0 = terms[k, 1]
+                hn0 = terms[k, 8]
+                lph0 = -0.5 * h0 * h0 - _LOG_SQRT_2PI
+                K = _nmax(K, lph0 + log_ndtr(hn0))
+                K = _nmax(K, -0.5 * terms[k, 2] * terms[k, 2] - _LOG_SQRT_2PI
+                          + log_ndtr(terms[k, 9]))
+                K = _nmax(K, lph0 - 0.5 * hn0 * hn0 - _LOG_SQRT_2PI - np.log(terms[k, 10]))
     # ---- signed log-sum-exp and moment sums. log m0 and log_cancel are scaled by the
     # largest orthant term alone, so that they are the same bits with and without moments
     # (log p(x) from posterior equals log_marginal's); the moment sums share the offset K
     # of every term, with m0 scaled alike (mK)
-    KP = -math.inf
-    for k in range(npc):
-        KP = terms[k, 7] if k == 0 else _nmax(KP, terms[k, 7])
     m0s = 0.0
     absum = 0.0
     mK = 0.0
@@ -360,7 +377,7 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
         m0s += sign * eP
         absum += eP
         if moments:
-            eK = _exp_rel(terms[k, 7] - K)
+            eK = eP if K == KP else _exp_rel(terms[k, 7] - K)
             mK += sign * eK
             am += eK
             h0 = terms[k, 1]
@@ -369,9 +386,13 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             a01 = terms[k, 4]
             a10 = terms[k, 5]
             a11 = terms[k, 6]
-            f0 = sign * _exp_rel(terms[k, 8] - K)
-            f1 = sign * _exp_rel(terms[k, 9] - K)
-            f2 = sign * _exp_rel(terms[k, 10] - K)
+            hn0 = terms[k, 8]
+            hn1 = terms[k, 9]
+            lph0 = -0.5 * h0 * h0 - _LOG_SQRT_2PI - K
+            lph1 = -0.5 * h1 * h1 - _LOG_SQRT_2PI - K
+            f0 = sign * _phi_Phi(lph0, hn0)
+            f1 = sign * _phi_Phi(lph1, hn1)
+            f2 = sign * _exp_rel(lph0 - 0.5 * hn0 * hn0 - _LOG_SQRT_2PI) / terms[k, 10]
             R = a00 * a10 + a01 * a11
             md0 = -(h0 * f0 + R * f2)
             md1 = -(h1 * f1 + R * f2)
