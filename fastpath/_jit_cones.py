@@ -38,7 +38,8 @@ _THIN_CONE = 2.5e-4
 #: relative error of one summed term of the moments (orthant value and Tallis factors, in
 #: log space and exponentiated) for :func:`_moment_error`
 _TERM_ERROR = 2e-15
-#: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, hn0, hn1, sd0
+#: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, then the conditional
+#: sds (8, 10) that the moments replace by hn0, hn1, sd0 (8-10)
 _NCOL = 11
 
 
@@ -156,6 +157,113 @@ def _thinness_s2(p_L: NDArray[np.float64], p0: int, p1: int, u00: float, u10: fl
     return best
 
 
+#: the whitened geometry cache of one (Gaussian row of chol, polyhedron) (:func:`_whiten`):
+#: header cg0, cg1 (the generic direction, whitened and normalised), thinness; then per edge
+#: _EDGE_COLS values s0, s1, w0, w1, |w|^2, s.w, |s|^2 (U^-1 start and direction) and |w|;
+#: then per piece _PIECE_COLS: for each row a0, a1 (of L U, normalised), its norm and L apex,
+#: then the rows' correlation and the two conditional sds
+_GEO_HEAD = 3
+_EDGE_COLS = 8
+_PIECE_COLS = 11
+
+
+@jit
+def _whiten(j: int, cj: int, chol: NDArray[np.float64], p_seg: NDArray[np.intp],
+            p_end: NDArray[np.intp], p_apex: NDArray[np.float64], p_L: NDArray[np.float64],
+            e_start: NDArray[np.float64], e_dir: NDArray[np.float64],
+            c_gen: NDArray[np.float64], geo: NDArray[np.float64]) -> None:
+    """Fill ``geo`` with what of the pair does not depend on the mean (layout at
+    ``_GEO_HEAD``), by the same expressions as the per-pair code used, so the cached values
+    are the same bits: pairs of one polyhedron and one Cholesky factor share them (every
+    E-step pair of a region)."""
+    u00 = chol[cj, j, 0, 0]
+    u10 = chol[cj, j, 1, 0]
+    u11 = chol[cj, j, 1, 1]
+    ui00 = 1.0 / u00
+    ui11 = 1.0 / u11
+    ui10 = -u10 * ui00 * ui11
+    cg0 = c_gen[j, 0] * u00 + c_gen[j, 1] * u10
+    cg1 = c_gen[j, 1] * u11
+    ncg = math.sqrt(cg0 * cg0 + cg1 * cg1)
+    geo[0] = cg0 / ncg
+    geo[1] = cg1 / ncg
+    geo[2] = _thinness_s2(p_L, p_seg[j], p_end[j], u00, u10, u11)
+    es = e_start[j]
+    ed = e_dir[j]
+    E = ed.shape[0]
+    for e in range(E):
+        o = _GEO_HEAD + _EDGE_COLS * e
+        s0 = ui00 * es[e, 0]
+        s1 = ui10 * es[e, 0] + ui11 * es[e, 1]
+        w0 = ui00 * ed[e, 0]
+        w1 = ui10 * ed[e, 0] + ui11 * ed[e, 1]
+        geo[o] = s0
+        geo[o + 1] = s1
+        geo[o + 2] = w0
+        geo[o + 3] = w1
+        geo[o + 4] = w0 * w0 + w1 * w1
+        geo[o + 5] = s0 * w0 + s1 * w1
+        geo[o + 6] = s0 * s0 + s1 * s1
+        geo[o + 7] = math.sqrt(w0 * w0 + w1 * w1)
+    p0 = p_seg[j]
+    for k in range(p_end[j] - p0):
+        p = p0 + k
+        o = _GEO_HEAD + _EDGE_COLS * E + _PIECE_COLS * k
+        for q in range(2):
+            lq0 = p_L[p, q, 0]
+            lq1 = p_L[p, q, 1]
+            # row q of L U (rows U^T L_q), normalised
+            a0 = lq0 * u00 + lq1 * u10
+            a1 = lq1 * u11
+            nA = math.sqrt(a0 * a0 + a1 * a1)
+            geo[o + 4 * q] = a0 / nA
+            geo[o + 4 * q + 1] = a1 / nA
+            geo[o + 4 * q + 2] = nA
+            geo[o + 4 * q + 3] = lq0 * p_apex[p, 0] + lq1 * p_apex[p, 1]
+        b00 = geo[o]
+        b01 = geo[o + 1]
+        b10 = geo[o + 4]
+        b11 = geo[o + 5]
+        rho = b00 * b10 + b01 * b11
+        geo[o + 8] = rho
+        # the conditional sds of each row given the other (unchanged by the rows' flips)
+        r0 = b10 - rho * b00
+        r1 = b11 - rho * b01
+        geo[o + 9] = math.sqrt(r0 * r0 + r1 * r1)
+        r0 = b00 - rho * b10
+        r1 = b01 - rho * b11
+        geo[o + 10] = math.sqrt(r0 * r0 + r1 * r1)
+
+
+@jit
+def _nearest_cached(m0: float, m1: float, geo: NDArray[np.float64], el: NDArray[np.float64]
+                    ) -> tuple[float, float]:
+    """:func:`_nearest_s2` from the whitened edges of :func:`_whiten` (the same bits)."""
+    E = el.size
+    best = math.inf
+    bx0 = 0.0
+    bx1 = 0.0
+    for e in range(E):
+        o = _GEO_HEAD + _EDGE_COLS * e
+        s0 = geo[o]
+        s1 = geo[o + 1]
+        w0 = geo[o + 2]
+        w1 = geo[o + 3]
+        ww = geo[o + 4]
+        sw = geo[o + 5]
+        ss = geo[o + 6]
+        mW = m0 * w0 + m1 * w1
+        mS = m0 * s0 + m1 * s1
+        t = (mW - sw) / ww
+        t = min(max(t, 0.0), el[e])
+        de = ss - 2.0 * mS + 2.0 * t * (sw - mW) + t * t * ww
+        if de < best or (e == 0):
+            best = de
+            bx0 = s0 + t * w0
+            bx1 = s1 + t * w1
+    return bx0 - m0, bx1 - m1
+
+
 @jit
 def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[np.float64],
              p_seg: NDArray[np.intp], p_end: NDArray[np.intp], p_apex: NDArray[np.float64],
@@ -170,10 +278,12 @@ def _pair_s2(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDArray[n
              out_lc: NDArray[np.float64], out_me: NDArray[np.float64]) -> None:
     """:func:`_pair_deferred` without deferral (the one-call lane's entry; np.bool_: the same
     compilation as the E-step's calls, not one specialised on a literal False)."""
+    geo = np.empty(_GEO_HEAD + _EDGE_COLS * e_len.shape[1] + _PIECE_COLS * terms.shape[0])
+    key = np.full(2, -1, dtype=np.intp)
     _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge, p_orient, e_start,
                    e_dir, e_len, f_C, f_d, f_valid, c_gen, moments, margin, gweight, math.inf,
-                   math.inf, 0.0, np.bool_(False), tail_from, cu, terms, buf, out_lm, out_dm, out_tc,
-                   out_lc, np.zeros((1, 1), dtype=np.bool_), out_me)
+                   math.inf, 0.0, np.bool_(False), tail_from, cu, terms, buf, geo, key, out_lm,
+                   out_dm, out_tc, out_lc, np.zeros((1, 1), dtype=np.bool_), out_me)
 
 
 @jit
@@ -186,11 +296,15 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
              margin: float, gweight: float, defer_lo: float, defer_hi: float,
              route_spread: float, defer_ok: bool, tail_from: float,
              cu: NDArray[np.float64], terms: NDArray[np.float64],
-             buf: NDArray[np.float64], out_lm: NDArray[np.float64],
+             buf: NDArray[np.float64], geo: NDArray[np.float64], key: NDArray[np.intp],
+             out_lm: NDArray[np.float64],
              out_dm: NDArray[np.float64], out_tc: NDArray[np.float64],
              out_lc: NDArray[np.float64], out_def: NDArray[np.bool_],
              out_me: NDArray[np.float64]) -> None:
     """Everything of one (Gaussian a, polyhedron j) pair; cj is a's row of ``chol``.
+
+    ``geo`` holds the whitened geometry (:func:`_whiten`) of the pair (key[0], key[1]) of
+    (row of chol, polyhedron); it is filled for (cj, j) first where the key differs.
 
     With ``moments`` and ``defer_ok``, a pair whose orthant terms alone show a cancellation
     log (sum |P| / sum P) above ``defer_lo`` and away from ``defer_hi`` (by 1e-9, far more
@@ -212,6 +326,10 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     (:func:`_moment_error`) of every pair whose moments are summed, except those whose
     mean is at least ``tail_from`` whitened units from P (the caller takes their moments
     from the tail slices, :mod:`fastpath._cone_tail`), and 0 for the others."""
+    if key[0] != cj or key[1] != j:
+        _whiten(j, cj, chol, p_seg, p_end, p_apex, p_L, e_start, e_dir, c_gen, geo)
+        key[0] = cj
+        key[1] = j
     u00 = chol[cj, j, 0, 0]
     u10 = chol[cj, j, 1, 0]
     u11 = chol[cj, j, 1, 1]
@@ -229,7 +347,7 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     E = el.size
     if defer_ok and route_spread > 0.0 and (
             _spread_s2(m0, m1, ui00, ui10, ui11, es, ed, el) <= route_spread
-            or _thinness_s2(p_L, p_seg[j], p_end[j], u00, u10, u11) < _THIN_CONE):
+            or geo[2] < _THIN_CONE):
         out_lm[a, j] = 0.0
         out_lc[a, j] = math.inf
         out_def[a, j] = True
@@ -239,13 +357,10 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
         x0 = 0.0
         x1 = 0.0
     else:
-        x0, x1 = _nearest_s2(m0, m1, ui00, ui10, ui11, es, ed, el)
+        x0, x1 = _nearest_cached(m0, m1, geo, el)
     # the direction c: toward the mean from the nearest point, plus a generic part
-    cg0 = c_gen[j, 0] * u00 + c_gen[j, 1] * u10
-    cg1 = c_gen[j, 1] * u11
-    ncg = math.sqrt(cg0 * cg0 + cg1 * cg1)
-    cg0 /= ncg
-    cg1 /= ncg
+    cg0 = geo[0]
+    cg1 = geo[1]
     cw0 = -x0
     cw1 = -x1
     ncw = math.sqrt(cw0 * cw0 + cw1 * cw1)
@@ -258,50 +373,33 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
     nc = math.sqrt(c0 * c0 + c1 * c1)
     bad = False
     for e in range(E):
-        w0 = ui00 * ed[e, 0]
-        w1 = ui10 * ed[e, 0] + ui11 * ed[e, 1]
-        v = c0 * w0 + c1 * w1
+        o = _GEO_HEAD + _EDGE_COLS * e
+        v = c0 * geo[o + 2] + c1 * geo[o + 3]
         cu[e] = v
-        nW = math.sqrt(w0 * w0 + w1 * w1)
-        if abs(v) <= margin * nc * nW or (not math.isfinite(el[e]) and v >= 0):
+        if abs(v) <= margin * nc * geo[o + 7] or (not math.isfinite(el[e]) and v >= 0):
             bad = True
     if bad:
         for e in range(E):
-            w0 = ui00 * ed[e, 0]
-            w1 = ui10 * ed[e, 0] + ui11 * ed[e, 1]
-            cu[e] = cg0 * w0 + cg1 * w1
+            o = _GEO_HEAD + _EDGE_COLS * e
+            cu[e] = cg0 * geo[o + 2] + cg1 * geo[o + 3]
     # ---- per piece: flipped cone, orthant terms; running max of the terms
     p0 = p_seg[j]
     npc = p_end[j] - p0
-    K = -math.inf
     for k in range(npc):
         p = p0 + k
+        o = _GEO_HEAD + _EDGE_COLS * E + _PIECE_COLS * k
         sign = 1.0
         for q in range(2):
-            lq0 = p_L[p, q, 0]
-            lq1 = p_L[p, q, 1]
-            # row q of L U (rows U^T L_q), normalised
-            a0 = lq0 * u00 + lq1 * u10
-            a1 = lq1 * u11
-            nA = math.sqrt(a0 * a0 + a1 * a1)
-            a0 /= nA
-            a1 /= nA
-            lv = lq0 * p_apex[p, 0] + lq1 * p_apex[p, 1]
-            lm = lq0 * mu0 + lq1 * mu1
+            lm = p_L[p, q, 0] * mu0 + p_L[p, q, 1] * mu1
             sg = -1.0 if p_orient[p, q] * cu[p_edge[p, q]] > 0 else 1.0
             sign *= sg
-            terms[k, 1 + q] = sg * (lv - lm) / nA
-            terms[k, 3 + 2 * q] = sg * a0
-            terms[k, 4 + 2 * q] = sg * a1
-        h0 = terms[k, 1]
-        h1 = terms[k, 2]
-        a00 = terms[k, 3]
-        a01 = terms[k, 4]
-        a10 = terms[k, 5]
-        a11 = terms[k, 6]
-        rho = a00 * a10 + a01 * a11
+            terms[k, 1 + q] = sg * (geo[o + 4 * q + 3] - lm) / geo[o + 4 * q + 2]
+            terms[k, 3 + 2 * q] = sg * geo[o + 4 * q]
+            terms[k, 4 + 2 * q] = sg * geo[o + 4 * q + 1]
         terms[k, 0] = sign
-        terms[k, 7] = log_bvn_buf(h0, h1, rho, buf)
+        terms[k, 8] = geo[o + 9]
+        terms[k, 10] = geo[o + 10]
+        terms[k, 7] = log_bvn_buf(terms[k, 1], terms[k, 2], sign * geo[o + 8], buf)
     KP = -math.inf
     for k in range(npc):
         KP = terms[k, 7] if k == 0 else _nmax(KP, terms[k, 7])
@@ -332,20 +430,11 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
         for k in range(npc):
             h0 = terms[k, 1]
             h1 = terms[k, 2]
-            a00 = terms[k, 3]
-            a01 = terms[k, 4]
-            a10 = terms[k, 5]
-            a11 = terms[k, 6]
-            rho = a00 * a10 + a01 * a11
-            # q = 0: condition row 1 on row 0
-            r0 = a10 - rho * a00
-            r1 = a11 - rho * a01
-            sd0 = math.sqrt(r0 * r0 + r1 * r1)
+            rho = terms[k, 3] * terms[k, 5] + terms[k, 4] * terms[k, 6]
+            # the conditional sds (cached by _whiten): row 1 given row 0, row 0 given row 1
+            sd0 = terms[k, 8]
             hn0 = (h1 - rho * h0) / sd0
-            # q = 1: condition row 0 on row 1
-            r0 = a00 - rho * a10
-            r1 = a01 - rho * a11
-            hn1 = (h0 - rho * h1) / math.sqrt(r0 * r0 + r1 * r1)
+            hn1 = (h0 - rho * h1) / terms[k, 10]
             terms[k, 8] = hn0
             terms[k, 9] = hn1
             terms[k, 10] = sd0
@@ -497,14 +586,22 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
         cu = np.empty(E)
         terms = np.empty((maxp, _NCOL))
         buf = np.empty(BUF_SIZE)
+        geo = np.empty(_GEO_HEAD + _EDGE_COLS * E + _PIECE_COLS * maxp)
+        key = np.full(2, -1, dtype=np.intp)
         for i in range(blk * _BLOCK, min(total, (blk + 1) * _BLOCK)):
-            a = i // n
-            j = i - a * n
-            cj = 0 if shared else a
+            if shared:
+                # polyhedron-major: consecutive pairs share the whitened geometry
+                j = i // N
+                a = i - j * N
+                cj = 0
+            else:
+                a = i // n
+                j = i - a * n
+                cj = a
             _pair_deferred(a, j, cj, mean, chol, p_seg, p_end, p_apex, p_L, p_edge,
                            p_orient, e_start, e_dir, e_len, f_C, f_d, f_valid, c_gen, moments,
                            margin, gweight, defer_lo, defer_hi, route_spread, defer[j],
-                           tail_from, cu, terms, buf,
+                           tail_from, cu, terms, buf, geo, key,
                            out_lm, out_dm, out_tc, out_lc, out_def, out_me)
     return out_lm, out_dm, out_tc, out_lc, out_def, out_me
 
