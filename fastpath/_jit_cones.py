@@ -582,17 +582,29 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
         maxp = max(maxp, p_end[j] - p_seg[j])
     E = e_len.shape[1]
     total = N * n
-    for blk in prange((total + _BLOCK - 1) // _BLOCK):
+    # a shared factor: tiles of _BLOCK Gaussians of one polyhedron, which share its whitened
+    # geometry, in Gaussian-tile-major order (each thread's share of the tiles holds every
+    # polyhedron, as a share of Gaussian-major pairs would: polyhedra differ in cost);
+    # else blocks of _BLOCK pairs, Gaussian-major
+    g_tiles = (N + _BLOCK - 1) // _BLOCK
+    n_tiles = g_tiles * n if shared else (total + _BLOCK - 1) // _BLOCK
+    for t in prange(n_tiles):
         cu = np.empty(E)
         terms = np.empty((maxp, _NCOL))
         buf = np.empty(BUF_SIZE)
         geo = np.empty(_GEO_HEAD + _EDGE_COLS * E + _PIECE_COLS * maxp)
         key = np.full(2, -1, dtype=np.intp)
-        for i in range(blk * _BLOCK, min(total, (blk + 1) * _BLOCK)):
+        if shared:
+            ga = t // n
+            lo = ga * _BLOCK
+            hi = min(N, lo + _BLOCK)
+        else:
+            lo = t * _BLOCK
+            hi = min(total, lo + _BLOCK)
+        for i in range(lo, hi):
             if shared:
-                # polyhedron-major: consecutive pairs share the whitened geometry
-                j = i // N
-                a = i - j * N
+                a = i
+                j = t - ga * n
                 cj = 0
             else:
                 a = i // n
