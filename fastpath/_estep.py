@@ -282,27 +282,15 @@ def _fix_tails(model: _Model, res: _ChunkResult) -> None:
     if model.S not in (2, 3):
         return
     assert res.dm is not None and res.tcov is not None and res.mu_z is not None
-    with np.errstate(invalid="ignore"):
-        cand = (res.log_w - res.log_px[:, None]) >= -_TAIL_NATS
-    nn, ww = np.nonzero(cand)
-    if nn.size == 0:
-        return
-    # the truncated mean lies in the region, so its whitened offset from mu_w bounds the
-    # distance from mu_w to the region from above: a cheap screen for "far"
-    Lc = np.linalg.cholesky(model.cov_z)[ww]
-    # y = Lc^-1 dm by forward substitution, column by column over all pairs (a batched
-    # LAPACK solve of 2 x 2 systems costs ~1 us each); a screen, rounding does not matter
-    r = res.dm[nn, ww]
-    y = np.empty_like(r)
-    for i in range(model.S):
-        y[:, i] = (r[:, i] - np.sum(Lc[:, i, :i] * y[:, :i], axis=1)) / Lc[:, i, i]
-    # ... and only where the cone sum's error matters: its covariance is off by ~1e-14 d^5
-    # relative to itself (measured: 6e-11 at d = 8, 1e-4 at 100, 5e2 at 1000), weighted
-    # by e0 in the posterior; pairs whose e0 d^5 stays below 100 keep it (<= 1e-12)
-    d2 = np.sum(y * y, axis=-1)
-    e0 = np.exp(res.log_w[nn, ww] - res.log_px[nn])
-    far = (d2 >= TAIL_DISTANCE ** 2) & (e0 * d2 * d2 * np.sqrt(d2) > _TAIL_WEIGHT)
-    nn, ww = nn[far], ww[far]
+    Lc = np.linalg.cholesky(model.cov_z).astype(np.float64)               # (R, S, S)
+    if COMPILED_ASSEMBLY[0]:
+        from ._jit_estep import far_pairs
+
+        far = far_pairs(res.log_w, res.log_px, res.dm, Lc, _TAIL_NATS, TAIL_DISTANCE ** 2,
+                        _TAIL_WEIGHT)
+    else:
+        far = _far_pairs_numpy(res, Lc)
+    nn, ww = np.nonzero(far)
     if nn.size == 0:
         return
     _, b, c = model.cones._mean_cov_pairs(ww, res.mu_z[nn, ww], model.cov_z[ww])
@@ -359,6 +347,35 @@ def _chunk_cones(model: _Model, Xc: Arr, moments: bool, prune: float | None,
     else:  # pragma: no cover - the second pass covers every pair above L - T
         raise RuntimeError("pruning did not converge")
     return _ChunkResult(logsumexp(log_w, axis=1), log_w, mu_z, dm, tcov, lm_all)
+
+
+def _far_pairs_numpy(res: _ChunkResult, Lc: Arr) -> NDArray[np.bool_]:
+    """The screen of :func:`_fix_tails` in numpy (the compiled
+    :func:`fastpath._jit_estep.far_pairs` is the same test): pairs with weight whose
+    truncated mean lies far in a tail, as an (n, R) mask."""
+    assert res.dm is not None
+    far = np.zeros(res.log_w.shape, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        cand = (res.log_w - res.log_px[:, None]) >= -_TAIL_NATS
+    nn, ww = np.nonzero(cand)
+    if nn.size == 0:
+        return far
+    # the truncated mean lies in the region, so its whitened offset from mu_w bounds the
+    # distance from mu_w to the region from above: a cheap screen for "far"
+    L = Lc[ww]
+    # y = Lc^-1 dm by forward substitution, column by column over all pairs (a batched
+    # LAPACK solve of 2 x 2 systems costs ~1 us each); a screen, rounding does not matter
+    r = res.dm[nn, ww]
+    y = np.empty_like(r)
+    for i in range(r.shape[1]):
+        y[:, i] = (r[:, i] - np.sum(L[:, i, :i] * y[:, :i], axis=1)) / L[:, i, i]
+    # ... and only where the cone sum's error matters: its covariance is off by ~1e-14 d^5
+    # relative to itself (measured: 6e-11 at d = 8, 1e-4 at 100, 5e2 at 1000), weighted
+    # by e0 in the posterior; pairs whose e0 d^5 stays below 100 keep it (<= 1e-12)
+    d2 = np.sum(y * y, axis=-1)
+    e0 = np.exp(res.log_w[nn, ww] - res.log_px[nn])
+    far[nn, ww] = (d2 >= TAIL_DISTANCE ** 2) & (e0 * d2 * d2 * np.sqrt(d2) > _TAIL_WEIGHT)
+    return far
 
 
 def _sparse_integrals(model: _Model, mu_z: Arr, mask: NDArray[np.bool_], moments: bool,

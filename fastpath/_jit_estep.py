@@ -11,13 +11,15 @@ over a non-contiguous axis do (tests/test_jit_estep.py compares the two).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numpy.typing import NDArray
 
 from ._cones import _kernel_array
 from ._jit import jit, parallel_for
 
-__all__ = ["assemble"]
+__all__ = ["assemble", "far_pairs"]
 
 
 def assemble(log_w: NDArray[np.float64], ew: NDArray[np.float64], top: NDArray[np.float64],
@@ -176,6 +178,47 @@ def residual_sums(A: NDArray[np.float64], b: NDArray[np.float64], Xc: NDArray[np
     return out
 
 
+def far_pairs(log_w: NDArray[np.float64], log_px: NDArray[np.float64],
+              dm: NDArray[np.float64], chol: NDArray[np.float64], tail_nats: float,
+              dist2: float, weight: float) -> NDArray[np.bool_]:
+    """(n, R) the pairs of :func:`fastpath._estep._fix_tails`' screen: log e0 >= -tail_nats,
+    the whitened offset of E[z|w] - mu_w (``chol`` (R, S, S) lower, of the regions' posterior
+    covariances) at least sqrt(dist2), and e0 d^5 above ``weight``. Points split over the
+    kernel threads; a screen, so libm's exp in place of numpy's does not matter."""
+    n, R = log_w.shape
+    out = np.zeros((n, R), dtype=np.bool_)
+    parallel_for(lambda lo, hi: _far_range(lo, hi, _kernel_array(log_w), _kernel_array(log_px),
+                                           _kernel_array(dm), _kernel_array(chol), tail_nats,
+                                           dist2, weight, out),
+                 n, max(1, 4096 // max(1, R)))
+    return out
+
+
+@jit
+def _far_range(lo: int, hi: int, log_w: NDArray[np.float64], log_px: NDArray[np.float64],
+               dm: NDArray[np.float64], chol: NDArray[np.float64], tail_nats: float,
+               dist2: float, weight: float, out: NDArray[np.bool_]) -> None:
+    """:func:`far_pairs` for the points lo..hi-1."""
+    R = log_w.shape[1]
+    S = dm.shape[2]
+    y = np.empty(S)
+    for i in range(lo, hi):
+        for w in range(R):
+            le = log_w[i, w] - log_px[i]
+            if not le >= -tail_nats:
+                continue
+            # forward substitution, L y = dm
+            d2 = 0.0
+            for r in range(S):
+                acc = 0.0
+                for c in range(r):
+                    acc += chol[w, r, c] * y[c]
+                y[r] = (dm[i, w, r] - acc) / chol[w, r, r]
+                d2 += y[r] * y[r]
+            if d2 >= dist2 and math.exp(le) * d2 * d2 * math.sqrt(d2) > weight:
+                out[i, w] = True
+
+
 def _warmup() -> None:
     rng = np.random.default_rng(0)
     log_w = rng.normal(size=(3, 4))
@@ -184,6 +227,8 @@ def _warmup() -> None:
     tot = ew.sum(axis=1)
     assemble(log_w, ew, top, tot, np.log(tot), rng.normal(size=(3, 4, 2)), rng.normal(size=(3, 4, 2)),
              rng.normal(size=(3, 4, 2, 2)))
+    far_pairs(log_w - 3.0, np.zeros(3), 10.0 * rng.normal(size=(3, 4, 2)),
+              np.broadcast_to(np.eye(2), (4, 2, 2)), 46.0, 64.0, 100.0)
     mask = rng.random((3, 4)) > 0.3
     nn, ww = np.nonzero(mask)
     residual_terms(rng.normal(size=(3, 3)), rng.normal(size=(4, 3)), rng.normal(size=(4, 3, 2)),
