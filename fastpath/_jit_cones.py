@@ -23,7 +23,7 @@ import numpy as np
 from numba import prange
 from numpy.typing import NDArray
 
-from ._jit import jit, parallel_for, pjit
+from ._jit import jit, jit_inline, parallel_for, pjit
 from ._jit_bvn import BUF_SIZE, log_bvn_buf
 from ._jit_special import log_ndtr, ndtr
 
@@ -81,6 +81,19 @@ def _inside_s2(f_C: NDArray[np.float64], f_d: NDArray[np.float64], f_valid: NDAr
     return True
 
 
+@jit_inline
+def _edge_point(m0: float, m1: float, s0: float, s1: float, w0: float, w1: float, ww: float,
+                sw: float, ss: float, length: float) -> tuple[float, float]:
+    """The nearest point s + t w of the whitened edge, 0 <= t <= ``length`` (|w|^2 = ww,
+    s.w = sw, |s|^2 = ss), to (m0, m1): (squared distance up to the constant |m|^2, t)."""
+    mW = m0 * w0 + m1 * w1
+    mS = m0 * s0 + m1 * s1
+    t = (mW - sw) / ww
+    t = min(max(t, 0.0), length)
+    de = ss - 2.0 * mS + 2.0 * t * (sw - mW) + t * t * ww
+    return de, t
+
+
 @jit
 def _nearest_s2(m0: float, m1: float, ui00: float, ui10: float, ui11: float,
                 es: NDArray[np.float64], ed: NDArray[np.float64], el: NDArray[np.float64],
@@ -96,14 +109,8 @@ def _nearest_s2(m0: float, m1: float, ui00: float, ui10: float, ui11: float,
         s1 = ui10 * es[e, 0] + ui11 * es[e, 1]
         w0 = ui00 * ed[e, 0]
         w1 = ui10 * ed[e, 0] + ui11 * ed[e, 1]
-        ww = w0 * w0 + w1 * w1
-        sw = s0 * w0 + s1 * w1
-        ss = s0 * s0 + s1 * s1
-        mW = m0 * w0 + m1 * w1
-        mS = m0 * s0 + m1 * s1
-        t = (mW - sw) / ww
-        t = min(max(t, 0.0), el[e])
-        de = ss - 2.0 * mS + 2.0 * t * (sw - mW) + t * t * ww
+        de, t = _edge_point(m0, m1, s0, s1, w0, w1, w0 * w0 + w1 * w1, s0 * w0 + s1 * w1,
+                            s0 * s0 + s1 * s1, el[e])
         if de < best or (e == 0):
             best = de
             bx0 = s0 + t * w0
@@ -245,22 +252,12 @@ def _nearest_cached(m0: float, m1: float, geo: NDArray[np.float64], el: NDArray[
     bx1 = 0.0
     for e in range(E):
         o = _GEO_HEAD + _EDGE_COLS * e
-        s0 = geo[o]
-        s1 = geo[o + 1]
-        w0 = geo[o + 2]
-        w1 = geo[o + 3]
-        ww = geo[o + 4]
-        sw = geo[o + 5]
-        ss = geo[o + 6]
-        mW = m0 * w0 + m1 * w1
-        mS = m0 * s0 + m1 * s1
-        t = (mW - sw) / ww
-        t = min(max(t, 0.0), el[e])
-        de = ss - 2.0 * mS + 2.0 * t * (sw - mW) + t * t * ww
+        de, t = _edge_point(m0, m1, geo[o], geo[o + 1], geo[o + 2], geo[o + 3], geo[o + 4],
+                            geo[o + 5], geo[o + 6], el[e])
         if de < best or (e == 0):
             best = de
-            bx0 = s0 + t * w0
-            bx1 = s1 + t * w1
+            bx0 = geo[o] + t * geo[o + 2]
+            bx1 = geo[o + 1] + t * geo[o + 3]
     return bx0 - m0, bx1 - m1
 
 
