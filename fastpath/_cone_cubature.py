@@ -202,7 +202,15 @@ class _CubatureRouting:
         item = np.repeat(np.arange(a_idx.size), counts)
         ai, ji = a_idx[item], j_idx[item]
         U = chol[ai if chol.shape[0] > 1 else np.zeros_like(ai), ji]         # (K, s, s)
-        Xw = np.linalg.solve(U[:, None], (Xs - mean[ai, ji][:, None, :])[..., None])[..., 0]
+        # U^-1 (X - mean) by forward substitution over all simplices at once (U is lower
+        # triangular; a batched LAPACK solve costs ~1 us per small system)
+        d = Xs - mean[ai, ji][:, None, :]                                    # (K, s+1, s)
+        Xw = np.empty_like(d)
+        for r in range(self.dim):
+            acc = d[..., r].copy()
+            for q in range(r):
+                acc -= U[:, None, r, q] * Xw[..., q]
+            Xw[..., r] = acc / U[:, None, r, r]
         # cost gate: ~ (spread / _SPREAD)^s simplices per simplex after bisection
         est = np.bincount(item, np.maximum(1.0, _simplex_cubature._spread(Xw)
                                            / _simplex_cubature._SPREAD) ** self.dim,
@@ -322,9 +330,21 @@ class _CubatureRouting:
         """Estimated cubature nodes (N, n) of each bounded polyhedron (inf if unbounded):
         its simplices times the nodes of the rule for the polytope's whitened spread bound,
         times the bisections that spread would need; and a lower bound (N, n) of the
-        whitened distance of the polytope from the mean (|centre| - radius)."""
+        whitened distance of the polytope from the mean (|centre| - radius). Compiled
+        (:func:`fastpath._jit_cubature.cubature_cost`) unless ``_cones.COMPILED`` is off."""
         s = self.dim
         V, Vmask, T = self._vertex_table()
+        rules = _simplex_cubature._rules(s)
+        bounds = np.array([b for b, _ in rules])
+        nodes = np.array([k ** s for _, k in rules], dtype=float)
+        from ._cones import COMPILED
+
+        if COMPILED[0]:
+            from ._jit_cubature import cubature_cost
+
+            return cubature_cost(V, Vmask, T, np.ascontiguousarray(chol, dtype=np.float64),
+                                 np.ascontiguousarray(mean, dtype=np.float64), bounds, nodes,
+                                 _simplex_cubature._SPREAD)
         Uinv = np.linalg.inv(chol)                                          # (Nc, n, s, s)
         W = (Uinv[:, :, None] @ (V[None] - mean[:, :, None, :])[..., None])[..., 0]
         m = Vmask[None, ..., None]
@@ -334,9 +354,6 @@ class _CubatureRouting:
                                     0.0), axis=2))
         D = 2.0 * R
         spread = np.sqrt(np.sum(c * c, axis=-1)) * D + 0.5 * D * D
-        rules = _simplex_cubature._rules(s)
-        bounds = np.array([b for b, _ in rules])
-        nodes = np.array([k ** s for _, k in rules], dtype=float)
         band = np.minimum(np.searchsorted(bounds, spread), len(rules) - 1)
         per = nodes[band] * np.maximum(1.0, spread / _simplex_cubature._SPREAD) ** s
         cost = T[None, :] * per

@@ -386,11 +386,96 @@ def _combine_range(i0: int, i1: int, logW: NDArray[np.float64], mo: NDArray[np.f
             mean[i, d] += moff[d]
 
 
+def cubature_cost(V: NDArray[np.float64], Vmask: NDArray[np.bool_], T: NDArray[np.float64],
+                  chol: NDArray[np.float64], mean: NDArray[np.float64],
+                  bounds: NDArray[np.float64], nodes: NDArray[np.float64], spread_cap: float
+                  ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The cost model of ``fastpath._cone_cubature._CubatureRouting._cubature_cost`` per
+    (Gaussian, polytope) pair: estimated cubature nodes (N, n) (inf for an unbounded
+    polytope, ``T`` = 0) and the lower bound |c| - R (N, n) of the whitened distance from the
+    mean (0 for an unbounded one).
+
+    ``V`` (n, Vm, s) the padded vertices with ``Vmask``, ``T`` (n,) the fan simplices,
+    ``chol`` (Nc, n, s, s) lower, Nc in {1, N}, ``mean`` (N, n, s); ``bounds`` and ``nodes``
+    the rules' spread bands and node counts, ``spread_cap`` the spread one simplex may have
+    (``_simplex_cubature._SPREAD``). The vertices are whitened by forward substitution
+    instead of numpy's inverse and product: rounding differs, the estimate does not."""
+    N, n = mean.shape[:2]
+    cost = np.empty((N, n))
+    far = np.empty((N, n))
+    parallel_for(lambda lo, hi: _cost_range(lo, hi, V, Vmask, T, chol, mean, bounds, nodes,
+                                            spread_cap, cost, far),
+                 N * n, 256)
+    return cost, far
+
+
+@jit
+def _cost_range(lo: int, hi: int, V: NDArray[np.float64], Vmask: NDArray[np.bool_],
+                T: NDArray[np.float64], chol: NDArray[np.float64], mean: NDArray[np.float64],
+                bounds: NDArray[np.float64], nodes: NDArray[np.float64], spread_cap: float,
+                cost: NDArray[np.float64], far: NDArray[np.float64]) -> None:
+    """:func:`cubature_cost` for the pairs lo..hi-1 (Gaussian-major)."""
+    n = mean.shape[1]
+    s = mean.shape[2]
+    Vm = V.shape[1]
+    nb = bounds.size
+    shared = chol.shape[0] == 1
+    W = np.empty((Vm, s))
+    c = np.empty(s)
+    for i in range(lo, hi):
+        a = i // n
+        j = i - a * n
+        cj = 0 if shared else a
+        if not T[j] > 0.0:
+            cost[a, j] = math.inf
+            far[a, j] = 0.0
+            continue
+        for d in range(s):
+            c[d] = 0.0
+        cnt = 0
+        for k in range(Vm):
+            if not Vmask[j, k]:
+                continue
+            cnt += 1
+            # U^-1 (v - mean), U lower triangular
+            for r in range(s):
+                acc = V[j, k, r] - mean[a, j, r]
+                for q in range(r):
+                    acc -= chol[cj, j, r, q] * W[k, q]
+                W[k, r] = acc / chol[cj, j, r, r]
+                c[r] += W[k, r]
+        nc2 = 0.0
+        for d in range(s):
+            c[d] /= max(cnt, 1)
+            nc2 += c[d] * c[d]
+        r2 = 0.0
+        for k in range(Vm):
+            if not Vmask[j, k]:
+                continue
+            e2 = 0.0
+            for d in range(s):
+                e2 += (W[k, d] - c[d]) ** 2
+            r2 = max(r2, e2)
+        R = math.sqrt(r2)
+        D = 2.0 * R
+        ncn = math.sqrt(nc2)
+        spread = ncn * D + 0.5 * D * D
+        # the first band whose bound is >= spread, the last one past them all (and for nan)
+        b = 0
+        while b < nb - 1 and not bounds[b] >= spread:
+            b += 1
+        cost[a, j] = T[j] * nodes[b] * max(1.0, spread / spread_cap) ** s
+        far[a, j] = max(ncn - R, 0.0)
+
+
 def _warmup() -> None:
-    """Compile both kernels for s = 2 (every signature is the same for all s)."""
+    """Compile the kernels for s = 2 (every signature is the same for all s)."""
     from . import _simplex_cubature as sc
 
     X = np.array([[[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]],
                   [[1.0, 1.0], [1.5, 1.0], [1.0, 2.0]]])
     for moments in (True, False):
         sc.simplex_moments(X, np.array([0, 0]), 1, moments=moments, compiled=True)
+    V = X[:1].copy()
+    cubature_cost(V, np.ones((1, 3), dtype=np.bool_), np.ones(1), np.eye(2)[None, None].copy(),
+                  np.zeros((2, 1, 2)), np.array([1.0, np.inf]), np.array([4.0, 9.0]), 12.0)

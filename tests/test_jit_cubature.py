@@ -297,3 +297,40 @@ def test_polygons_with_thin_cones_go_to_the_cubature():
                                                      mean[A, J], cov[A, J], dps=25))
         assert abs(summed[A, J] - exact) > 1e-12 * abs(exact)
         assert abs(lm[A, J] - exact) <= 1e-12 * abs(exact)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_cubature_cost_matches_numpy(shared):
+    """The compiled cost model of the S >= 3 cubature routing
+    (fastpath._jit_cubature.cubature_cost) against its numpy form on the regions of a real
+    S = 3 partition (bounded and unbounded), means near and far: the same estimates to
+    rounding (whitening by substitution instead of an inverse), inf and 0 for unbounded."""
+    import fastpath
+    from fastpath import _cones
+    from fastpath.integrals import ConeBatch
+    from verified_dgn import DGN
+
+    net = DGN.random((3, 6, 6, 3), activation="relu", seed=2, noise_var=0.05)
+    cb = ConeBatch.from_partition(fastpath.partition(net))
+    t = next(t for _, _, t in cb._groups if t is not None and t.dim == 3)
+    rng = np.random.default_rng(7)
+    N, n = 30, t.n_poly
+    mean = rng.normal(size=(N, n, 3)) * np.exp(rng.uniform(-1.0, 3.0, (N, n, 1)))
+    A = rng.normal(size=(1 if shared else N, n, 3, 3))
+    chol = np.linalg.cholesky(A @ np.swapaxes(A, -1, -2) + 0.2 * np.eye(3))
+    got = t._cubature_cost(mean, chol)
+    _cones.COMPILED[0] = False
+    try:
+        want = t._cubature_cost(mean, chol)
+    finally:
+        _cones.COMPILED[0] = True
+    bounded = np.isfinite(want[0])
+    assert bounded.any() and (~bounded).any()
+    np.testing.assert_array_equal(np.isfinite(got[0]), bounded)
+    # measured 4.2e-14 relative (the spread's rounding, raised to the power s)
+    np.testing.assert_allclose(got[0][bounded], want[0][bounded], rtol=1e-12)
+    # far = |c| - R, a difference of whitened lengths up to ~300: 1e-11 of 1 + |mean|
+    # (measured 8.6e-14 of it)
+    scale = 1.0 + np.abs(mean).max(axis=-1)[bounded]
+    assert np.all(np.abs(got[1][bounded] - want[1][bounded]) <= 1e-11 * scale)
+    assert np.all(got[1][~bounded] == 0.0)
