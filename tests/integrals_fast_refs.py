@@ -19,6 +19,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from mpmath.calculus.quadrature import GaussLegendre
 
 from fastpath._polyhedron import polyhedron_geometry
 
@@ -167,6 +168,115 @@ def _quad2(C, d, mu, cov):
     m0 = out[0]
     return (math.log(m0), np.array([out[1], out[2]]) / m0,
             np.array([[out[3], out[4]], [out[4], out[5]]]) / m0)
+
+
+def _mp_polygon(C, d, mean, cov, centre: float | None = None, scale: float = 1.0,
+                dps: int = 50):
+    """log m0, E[z | P] and Cov[z | P] of N(mean, cov) on P = {z : C z <= d} in R^2.
+
+    z2 | z1 is normal; for fixed z1 the slice of P is an interval of z2 whose three
+    moments are closed forms, integrated over z1 by 24-point Gauss-Legendre rules on the
+    interval of z1 split at the vertices of P and at centre +- scale 2^-k (the rule then
+    resolves the steep tails far out); ``centre`` defaults to the mode of the z1-marginal.
+    Central moments are integrated about the mean found first (no cancellation).
+    """
+    with mpmath.workdps(dps):
+        C = [[mpmath.mpf(float(v)) for v in row] for row in np.asarray(C)]
+        d = [mpmath.mpf(float(v)) for v in np.asarray(d)]
+        m1, m2 = (mpmath.mpf(float(v)) for v in mean)
+        s11, s12, s22 = (mpmath.mpf(float(cov[0][0])), mpmath.mpf(float(cov[0][1])),
+                         mpmath.mpf(float(cov[1][1])))
+        sc = mpmath.sqrt(s22 - s12 ** 2 / s11)
+
+        def bounds(z1):
+            lo, hi = -mpmath.inf, mpmath.inf
+            for (c1, c2), dj in zip(C, d):
+                if c2 > 0:
+                    hi = min(hi, (dj - c1 * z1) / c2)
+                elif c2 < 0:
+                    lo = max(lo, (dj - c1 * z1) / c2)
+                elif c1 * z1 > dj:
+                    return None
+            return (lo, hi) if lo < hi else None
+
+        def moments(z1):
+            bd = bounds(z1)
+            if bd is None:
+                return mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(0)
+            m = m2 + s12 / s11 * (z1 - m1)
+            a, b = (bd[0] - m) / sc, (bd[1] - m) / sc
+            P = mpmath.ncdf(-a) - mpmath.ncdf(-b) if a > 0 else mpmath.ncdf(b) - mpmath.ncdf(a)
+            pa = mpmath.npdf(a) if a != -mpmath.inf else mpmath.mpf(0)
+            pb = mpmath.npdf(b) if b != mpmath.inf else mpmath.mpf(0)
+            apa = a * pa if a != -mpmath.inf else mpmath.mpf(0)
+            bpb = b * pb if b != mpmath.inf else mpmath.mpf(0)
+            e1, e2 = pa - pb, P + apa - bpb
+            w = mpmath.npdf((z1 - m1) / mpmath.sqrt(s11)) / mpmath.sqrt(s11)
+            return w * P, w * (m * P + sc * e1), w * (m * m * P + 2 * m * sc * e1 + sc * sc * e2)
+
+        # the interval of z1 and its breakpoints (the vertices of P)
+        verts = []
+        for i in range(len(C)):
+            for j in range(i + 1, len(C)):
+                det = C[i][0] * C[j][1] - C[i][1] * C[j][0]
+                if det == 0:
+                    continue
+                z1 = (d[i] * C[j][1] - d[j] * C[i][1]) / det
+                z2 = (C[i][0] * d[j] - C[j][0] * d[i]) / det
+                if all(r[0] * z1 + r[1] * z2 <= dj + mpmath.mpf(10) ** (8 - dps) * (1 + abs(dj))
+                       for r, dj in zip(C, d)):
+                    verts.append(z1)
+        lo, hi = min(verts), max(verts)
+        if bounds(lo - 1) is not None:
+            lo = -mpmath.inf
+        if bounds(hi + 1) is not None:
+            hi = mpmath.inf
+        if centre is None:
+            # the mode of the z1-marginal, which is log-concave: ternary search
+            big = 10 * (abs(m1) + abs(m2) + 10 * mpmath.sqrt(s11 + s22) + max(abs(v) for v in d))
+            a_, b_ = max(lo, -big), min(hi, big)
+
+            def lw(z):
+                v = moments(z)[0]
+                return mpmath.log(v) if v > 0 else -mpmath.inf
+
+            for _ in range(120):
+                t1, t2 = a_ + (b_ - a_) / 3, b_ - (b_ - a_) / 3
+                if lw(t1) < lw(t2):
+                    a_ = t1
+                else:
+                    b_ = t2
+            centre = (a_ + b_) / 2
+        c, sc_ = mpmath.mpf(centre), mpmath.mpf(scale)
+        pts = set(verts)
+        for k in range(-40, 6):
+            pts.update([c + sc_ * mpmath.mpf(2) ** k, c - sc_ * mpmath.mpf(2) ** k])
+        pts.add(c)
+        pts = sorted(p for p in pts if lo < p < hi)
+        pts = [lo] + pts + [hi]
+
+        # composite 24-point Gauss-Legendre (mpmath's nodes) on the segments; one
+        # evaluation per node, central moments from the stored values
+        far = 4096 * sc_
+        pts = [max(p, c - far) if p == -mpmath.inf else min(p, c + far) if p == mpmath.inf else p
+               for p in pts]
+        x, wts = zip(*GaussLegendre(mpmath.mp).calc_nodes(4, mpmath.mp.prec))
+        Z, W, M = [], [], []
+        for a_, b_ in zip(pts[:-1], pts[1:]):
+            h = (b_ - a_) / 2
+            for xi, wi in zip(x, wts):
+                z = a_ + h * (xi + 1)
+                Z.append(z)
+                W.append(h * wi)
+                M.append(moments(z))
+        I0 = mpmath.fsum(w_ * m_[0] for w_, m_ in zip(W, M))
+        E1 = mpmath.fsum(w_ * m_[0] * z for w_, m_, z in zip(W, M, Z)) / I0
+        E2 = mpmath.fsum(w_ * m_[1] for w_, m_ in zip(W, M)) / I0
+        V11 = mpmath.fsum(w_ * m_[0] * (z - E1) ** 2 for w_, m_, z in zip(W, M, Z)) / I0
+        V12 = mpmath.fsum(w_ * (m_[1] - E2 * m_[0]) * (z - E1) for w_, m_, z in zip(W, M, Z)) / I0
+        V22 = mpmath.fsum(w_ * (m_[2] - 2 * E2 * m_[1] + E2 ** 2 * m_[0])
+                      for w_, m_ in zip(W, M)) / I0
+        return (mpmath.log(I0), [E1, E2], [[V11, V12], [V12, V22]])
 
 
 def _mp_quad2(C, d, mu, cov, dps=30):
