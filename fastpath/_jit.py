@@ -56,6 +56,7 @@ KERNEL_CHAINS: tuple[tuple[str, ...], ...] = (
         "fastpath._jit_owens",
         "fastpath._jit_bvn",
         "fastpath._jit_cubature",
+        "fastpath._jit_cone_geometry",
         "fastpath._jit_cones",
         "fastpath._jit_pair_cubature",
         "fastpath._jit_geometry_batch",

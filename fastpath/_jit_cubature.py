@@ -1,6 +1,6 @@
 """Compiled node loops of the simplex cubature (:mod:`fastpath._simplex_cubature`).
 
-Two kernels, both loops over independent elements split over the kernel threads
+Three kernels, all loops over independent elements split over the kernel threads
 (:func:`fastpath._jit.parallel_for`), each element writing only its own output slots, so
 that the results are the same bit for bit for any thread count:
 
@@ -9,7 +9,10 @@ that the results are the same bit for bit for any thread count:
   mean offset from its centre and the covariance of the density on it;
 * :func:`combine_owners`: per polytope (threads over polytopes, its simplices summed in
   their input order), the log-sum-exp of its simplices' masses, its mean and its
-  covariance about that mean.
+  covariance about that mean;
+* :func:`cubature_cost`: per (Gaussian, polytope) pair, the S >= 3 routing's estimate of
+  the cubature's nodes and a lower bound of the polytope's whitened distance
+  (``fastpath._cone_cubature._CubatureRouting._cubature_cost``).
 
 The arithmetic is that of :func:`fastpath._simplex_cubature._simplex_block_numpy`
 (nodes as centre + offset, Y = lamc @ (X - centre), log N = -|c|^2/2 - c.Y - |Y|^2/2,

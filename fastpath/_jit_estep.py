@@ -7,6 +7,9 @@ posterior mean and covariance of every point, in one pass over each point's regi
 (threads over points) instead of a dozen (n, R, S, S) temporaries. Each element is the same
 expression as in numpy; the sums over regions run left to right, as numpy's reductions
 over a non-contiguous axis do (tests/test_jit_estep.py compares the two).
+
+:func:`far_pairs` is the screen of ``fastpath._estep._fix_tails`` (pairs with weight whose
+truncated mean lies far in a tail) in one pass over a chunk's pairs.
 """
 
 from __future__ import annotations

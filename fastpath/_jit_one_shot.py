@@ -40,7 +40,8 @@ from numpy.typing import NDArray
 
 from ._jit import jit
 from ._jit_bvn import BUF_SIZE
-from ._jit_cones import _THIN_CONE, _nearest_s2, _pair_s2, _thinness_s2
+from ._jit_cone_geometry import _nearest_s2, _thinness_s2
+from ._jit_cones import _THIN_CONE, _pair_s2
 from ._jit_one_shot_base import (
     CANCEL,
     EMPTY,
