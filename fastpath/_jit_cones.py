@@ -57,8 +57,9 @@ _THIN_CONE = 2.5e-4
 #: relative error of one summed term of the moments (orthant value and Tallis factors, in
 #: log space and exponentiated) for :func:`_moment_error`
 _TERM_ERROR = 2e-15
-#: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, then the conditional
-#: sds (8, 10) that the moments replace by hn0, hn1, sd0 (8-10)
+#: per-piece scratch columns: sign, h0, h1, a00, a01, a10, a11, logP, hn0, sd0, sd1 (the
+#: conditional sds of row 1 given row 0 and of row 0 given row 1), the moments replacing
+#: sd1 by hn1
 _NCOL = 11
 
 
@@ -220,7 +221,7 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             terms[k, 3 + 2 * q] = sg * geo[o + 4 * q]
             terms[k, 4 + 2 * q] = sg * geo[o + 4 * q + 1]
         terms[k, 0] = sign
-        terms[k, 8] = geo[o + 9]
+        terms[k, 9] = geo[o + 9]
         terms[k, 10] = geo[o + 10]
         terms[k, 7] = log_bvn_buf(terms[k, 1], terms[k, 2], sign * geo[o + 8], buf)
     KP = -math.inf
@@ -254,13 +255,9 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             h0 = terms[k, 1]
             h1 = terms[k, 2]
             rho = terms[k, 3] * terms[k, 5] + terms[k, 4] * terms[k, 6]
-            # the conditional sds (cached by _whiten): row 1 given row 0, row 0 given row 1
-            sd0 = terms[k, 8]
-            hn0 = (h1 - rho * h0) / sd0
-            hn1 = (h0 - rho * h1) / terms[k, 10]
-            terms[k, 8] = hn0
-            terms[k, 9] = hn1
-            terms[k, 10] = sd0
+            sd0 = terms[k, 9]
+            terms[k, 8] = (h1 - rho * h0) / sd0
+            terms[k, 10] = (h0 - rho * h1) / terms[k, 10]
             hi = _nmax(hi, -0.5 * min(h0 * h0, h1 * h1))
             lo_sd = min(lo_sd, sd0)
         if not (hi - _LOG_SQRT_2PI - KP <= 600.0 and lo_sd >= 1e-30):
@@ -271,8 +268,8 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
                 lph0 = -0.5 * h0 * h0 - _LOG_SQRT_2PI
                 K = _nmax(K, lph0 + log_ndtr(hn0))
                 K = _nmax(K, -0.5 * terms[k, 2] * terms[k, 2] - _LOG_SQRT_2PI
-                          + log_ndtr(terms[k, 9]))
-                K = _nmax(K, lph0 - 0.5 * hn0 * hn0 - _LOG_SQRT_2PI - np.log(terms[k, 10]))
+                          + log_ndtr(terms[k, 10]))
+                K = _nmax(K, lph0 - 0.5 * hn0 * hn0 - _LOG_SQRT_2PI - np.log(terms[k, 9]))
     # ---- signed log-sum-exp and moment sums. log m0 and log_cancel are scaled by the
     # largest orthant term alone, so that they are the same bits with and without moments
     # (log p(x) from posterior equals log_marginal's); the moment sums share the offset K
@@ -299,12 +296,12 @@ def _pair_deferred(a: int, j: int, cj: int, mean: NDArray[np.float64], chol: NDA
             a10 = terms[k, 5]
             a11 = terms[k, 6]
             hn0 = terms[k, 8]
-            hn1 = terms[k, 9]
+            hn1 = terms[k, 10]
             lph0 = -0.5 * h0 * h0 - _LOG_SQRT_2PI - K
             lph1 = -0.5 * h1 * h1 - _LOG_SQRT_2PI - K
             f0 = sign * _phi_Phi(lph0, hn0)
             f1 = sign * _phi_Phi(lph1, hn1)
-            f2 = sign * _exp_rel(lph0 - 0.5 * hn0 * hn0 - _LOG_SQRT_2PI) / terms[k, 10]
+            f2 = sign * _exp_rel(lph0 - 0.5 * hn0 * hn0 - _LOG_SQRT_2PI) / terms[k, 9]
             R = a00 * a10 + a01 * a11
             md0 = -(h0 * f0 + R * f2)
             md1 = -(h1 * f1 + R * f2)
@@ -419,15 +416,17 @@ def evaluate_s2(mean: NDArray[np.float64], chol: NDArray[np.float64],
         key = np.full(2, -1, dtype=np.intp)
         if shared:
             ga = t // n
+            j_tile = t - ga * n
             lo = ga * _BLOCK
             hi = min(N, lo + _BLOCK)
         else:
+            j_tile = 0
             lo = t * _BLOCK
             hi = min(total, lo + _BLOCK)
         for i in range(lo, hi):
             if shared:
                 a = i
-                j = t - ga * n
+                j = j_tile
                 cj = 0
             else:
                 a = i // n

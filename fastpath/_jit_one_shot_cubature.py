@@ -77,8 +77,9 @@ def cubature_s2(V: NDArray[np.float64], tris: NDArray[np.intp], nt: int, budget:
         for t in range(K):
             nc, D, _, _ = _tri_size(cur, t)
             best = max(best, -0.5 * nc * nc)
-            sp = nc * D + 0.5 * D * D
-            est += max(1.0, sp / spread_max) ** 2
+            if first:
+                sp = nc * D + 0.5 * D * D
+                est += max(1.0, sp / spread_max) ** 2
         if first:
             if est > budget:
                 return False
