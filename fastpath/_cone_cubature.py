@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _simplex_cubature
+from ._standardise import lower_solve
 
 #: log of the fraction of the terms' magnitude that may cancel in m0 of a bounded polytope
 #: before it is recomputed by simplex cubature (a sum of positive terms,
@@ -202,15 +203,7 @@ class _CubatureRouting:
         item = np.repeat(np.arange(a_idx.size), counts)
         ai, ji = a_idx[item], j_idx[item]
         U = chol[ai if chol.shape[0] > 1 else np.zeros_like(ai), ji]         # (K, s, s)
-        # U^-1 (X - mean) by forward substitution over all simplices at once (U is lower
-        # triangular; a batched LAPACK solve costs ~1 us per small system)
-        d = Xs - mean[ai, ji][:, None, :]                                    # (K, s+1, s)
-        Xw = np.empty_like(d)
-        for r in range(self.dim):
-            acc = d[..., r].copy()
-            for q in range(r):
-                acc -= U[:, None, r, q] * Xw[..., q]
-            Xw[..., r] = acc / U[:, None, r, r]
+        Xw = lower_solve(U[:, None], Xs - mean[ai, ji][:, None, :])         # (K, s+1, s)
         # cost gate: ~ (spread / _SPREAD)^s simplices per simplex after bisection
         est = np.bincount(item, np.maximum(1.0, _simplex_cubature._spread(Xw)
                                            / _simplex_cubature._SPREAD) ** self.dim,
