@@ -115,6 +115,31 @@ def _mp_interval(lo: float, hi: float, mu: float, var: float, dps: int = 40):
         return float(mpmath.log(P)), float(mean), float(second)
 
 
+def _breakpoints(C, d):
+    """Sorted z1 of the pairwise intersections of the lines C_i z = d_i (float or mpmath
+    entries): where the slices of P = {z : C z <= d} change their bounding rows."""
+    bps = set()
+    for i, j in itertools.combinations(range(len(d)), 2):
+        det = C[i][0] * C[j][1] - C[i][1] * C[j][0]
+        if det != 0:
+            bps.add((d[i] * C[j][1] - d[j] * C[i][1]) / det)
+    return sorted(bps)
+
+
+def _slice_interval(C, d, t, inf):
+    """(lo, hi), the z2 with (t, z2) in P = {z : C z <= d}, or None where that slice is
+    empty (float or mpmath entries, ``inf`` of the same kind)."""
+    lo, hi = -inf, inf
+    for (c1, c2), dj in zip(C, d):
+        if c2 > 0:
+            hi = min(hi, (dj - c1 * t) / c2)
+        elif c2 < 0:
+            lo = max(lo, (dj - c1 * t) / c2)
+        elif c1 * t > dj:
+            return None
+    return (lo, hi) if lo < hi else None
+
+
 def _quad2(C, d, mu, cov):
     """S = 2 reference by scipy quad over z1 of the closed-form z2-integrals (moderate m0)."""
     from scipy import integrate
@@ -125,24 +150,13 @@ def _quad2(C, d, mu, cov):
     beta = cov[1, 0] / s11
     v = cov[1, 1] - cov[1, 0] ** 2 / s11
     sv = math.sqrt(v)
-    bps = set()
-    for i, j in itertools.combinations(range(len(d)), 2):
-        det = C[i, 0] * C[j, 1] - C[i, 1] * C[j, 0]
-        if det != 0:
-            bps.add((d[i] * C[j, 1] - d[j] * C[i, 1]) / det)
-    bps = sorted(bps)
+    bps = _breakpoints(C, d)
 
     def inner(t, k):
-        lo, hi = -np.inf, np.inf
-        for (c1, c2), dd in zip(C, d):
-            if c2 > 0:
-                hi = min(hi, (dd - c1 * t) / c2)
-            elif c2 < 0:
-                lo = max(lo, (dd - c1 * t) / c2)
-            elif c1 * t > dd:
-                return 0.0
-        if lo >= hi:
+        bd = _slice_interval(C, d, t, np.inf)
+        if bd is None:
             return 0.0
+        lo, hi = bd
         mc = mu[1] + beta * (t - mu[0])
         a, b = (lo - mc) / sv, (hi - mc) / sv
         P = ndtr(-a) - ndtr(-b) if a > 0 else ndtr(b) - ndtr(a)
@@ -188,19 +202,8 @@ def _mp_polygon(C, d, mean, cov, centre: float | None = None, scale: float = 1.0
                          mpmath.mpf(float(cov[1][1])))
         sc = mpmath.sqrt(s22 - s12 ** 2 / s11)
 
-        def bounds(z1):
-            lo, hi = -mpmath.inf, mpmath.inf
-            for (c1, c2), dj in zip(C, d):
-                if c2 > 0:
-                    hi = min(hi, (dj - c1 * z1) / c2)
-                elif c2 < 0:
-                    lo = max(lo, (dj - c1 * z1) / c2)
-                elif c1 * z1 > dj:
-                    return None
-            return (lo, hi) if lo < hi else None
-
         def moments(z1):
-            bd = bounds(z1)
+            bd = _slice_interval(C, d, z1, mpmath.inf)
             if bd is None:
                 return mpmath.mpf(0), mpmath.mpf(0), mpmath.mpf(0)
             m = m2 + s12 / s11 * (z1 - m1)
@@ -227,9 +230,9 @@ def _mp_polygon(C, d, mean, cov, centre: float | None = None, scale: float = 1.0
                        for r, dj in zip(C, d)):
                     verts.append(z1)
         lo, hi = min(verts), max(verts)
-        if bounds(lo - 1) is not None:
+        if _slice_interval(C, d, lo - 1, mpmath.inf) is not None:
             lo = -mpmath.inf
-        if bounds(hi + 1) is not None:
+        if _slice_interval(C, d, hi + 1, mpmath.inf) is not None:
             hi = mpmath.inf
         if centre is None:
             # the mode of the z1-marginal, which is log-concave: ternary search
@@ -295,26 +298,13 @@ def _mp_quad2(C, d, mu, cov, dps=30):
         b = Sm[1][0] / s11
         v = Sm[1][1] - Sm[1][0] ** 2 / s11
         sv, sd1 = mpmath.sqrt(v), mpmath.sqrt(s11)
-        m = len(Cm)
-        bps = set()
-        for i, j in itertools.combinations(range(m), 2):
-            det = Cm[i][0] * Cm[j][1] - Cm[i][1] * Cm[j][0]
-            if det != 0:
-                bps.add((dm[i] * Cm[j][1] - dm[j] * Cm[i][1]) / det)
-        bps = sorted(bps)
+        bps = _breakpoints(Cm, dm)
 
         def inner(t):
-            lo, hi = -mpmath.inf, mpmath.inf
-            for i in range(m):
-                c1, c2 = Cm[i]
-                if c2 > 0:
-                    hi = min(hi, (dm[i] - c1 * t) / c2)
-                elif c2 < 0:
-                    lo = max(lo, (dm[i] - c1 * t) / c2)
-                elif c1 * t > dm[i]:
-                    return None
-            if lo >= hi:
+            bd = _slice_interval(Cm, dm, t, mpmath.inf)
+            if bd is None:
                 return None
+            lo, hi = bd
             mc = mu_[1] + b * (t - mu_[0])
             a, c = (lo - mc) / sv, (hi - mc) / sv
             P = mpmath.ncdf(-a) - mpmath.ncdf(-c) if a > 0 else mpmath.ncdf(c) - mpmath.ncdf(a)
