@@ -38,7 +38,7 @@ from orthant_inputs import random_tvn
 
 import fastpath
 import fastpath._cone_algebra as _ca
-from fastpath._estep import estep_statistics
+from fastpath._estep_statistics import estep_statistics
 from fastpath._tvn import _log_mvn_sov, _log_tvn, _log_tvn_numpy, correlation_matrices
 from verified_dgn import DGN
 

@@ -51,7 +51,8 @@ from dgn_core.data_source import ArraySource, DataSummary, summarise
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
 
-from ._estep import EStepStatistics, _estep_chunks, _residual_sums, estep_statistics
+from ._estep import _estep_chunks
+from ._estep_statistics import EStepStatistics, _residual_sums, estep_statistics
 from ._mstep import (
     _ecm,
     _last_layer_q,

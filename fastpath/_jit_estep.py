@@ -101,7 +101,7 @@ def _assemble_range(lo: int, hi: int, log_w: NDArray[np.float64], ew: NDArray[np
 def residual_terms(Xc: NDArray[np.float64], b: NDArray[np.float64], A: NDArray[np.float64],
                    cmean: NDArray[np.float64], e0: NDArray[np.float64],
                    ccov: NDArray[np.float64], nn: NDArray[np.intp], ww: NDArray[np.intp]):
-    """The terms of :func:`fastpath._estep._residual_sums`: T (D, P) with
+    """The terms of :func:`fastpath._estep_statistics._residual_sums`: T (D, P) with
     T[d, p] = (x_n - b_w - A_w m_nw)_d^2 e0_nw for the pairs p = (nn[p], ww[p]), and
     Cw (R, S, S) = sum over n (in order) of e0_nw ccov_nw where e0_nw > 0. The residual is
     numpy's expression (the matrix product summed left to right from 0); the caller sums
@@ -169,7 +169,7 @@ def residual_sums(A: NDArray[np.float64], b: NDArray[np.float64], Xc: NDArray[np
                   e0: NDArray[np.float64], cmean: NDArray[np.float64],
                   ccov: NDArray[np.float64], nn: NDArray[np.intp], ww: NDArray[np.intp],
                   step: int) -> NDArray[np.float64]:
-    """fastpath._estep._residual_sums from :func:`residual_terms`: the terms summed over
+    """fastpath._estep_statistics._residual_sums from :func:`residual_terms`: the terms summed over
     the pairs by numpy (pairwise) in blocks of ``step`` pairs, as the numpy form does."""
     c = _kernel_array
     T, Cw = residual_terms(c(Xc), c(b), c(A), c(cmean), c(e0), c(ccov),

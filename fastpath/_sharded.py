@@ -1,10 +1,10 @@
 """The E-step as a map-reduce over shards of the data, in one process or on a Dask cluster.
 
 Theorem 1's per-point quantities are independent across points, and the E-step statistics
-are sums over points (:class:`fastpath._estep.EStepStatistics`). The data are cut into
+are sums over points (:class:`fastpath._estep_statistics.EStepStatistics`). The data are cut into
 shards of ``shard_size`` consecutive rows (the last one shorter); each shard's statistics
 are computed on their own (the shard is cut into memory-bounded chunks inside
-:func:`fastpath._estep._estep_statistics`), and the driver adds them in shard order,
+:func:`fastpath._estep_statistics._estep_statistics`), and the driver adds them in shard order,
 left to right from the first. The result is therefore a function of (model, partition,
 data, ``shard_size``) only: the same bits whether the shards run one after the other in
 this process (:class:`SerialEStep`) or on any number of Dask workers in any order
@@ -39,7 +39,7 @@ from dgn_core.data_source import ArraySource, DataSource
 from dgn_core.model import DGN
 from dgn_core.regions import Partition
 
-from ._estep import EStepStatistics, estep_statistics
+from ._estep_statistics import EStepStatistics, estep_statistics
 
 __all__ = ["DEFAULT_SHARD_SIZE", "shard_bounds", "reduce_statistics", "ShardedEStep",
            "SerialEStep", "DaskEStep", "make_estep"]

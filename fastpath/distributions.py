@@ -52,16 +52,15 @@ from ._checks import (  # noqa: F401
 from ._density import log_posterior_density, posterior_density
 from ._estep import (  # noqa: F401
     EStepChunk,
-    EStepStatistics,
     _assemble,
     _chunk,
     _default_chunk,
     _estep_chunks,
     _model,
     _prepare,
-    estep_statistics,
     kernel_threads,
 )
+from ._estep_statistics import EStepStatistics, estep_statistics
 from ._map import map_latent
 from ._sampling import sample_posterior
 

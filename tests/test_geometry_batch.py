@@ -15,7 +15,7 @@ import pytest
 
 from dgn_core.model import DGN
 from fastpath import _geometry_batch as GB
-from fastpath._estep import estep_statistics
+from fastpath._estep_statistics import estep_statistics
 from fastpath._geometry_batch import region_rows as _region_rows
 from fastpath._jit_one_shot_base import LINES, NONSIMPLE, OK, THIN
 from fastpath.partition_walk import partition

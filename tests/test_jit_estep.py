@@ -9,6 +9,7 @@ import pytest
 
 from dgn_core.model import DGN
 from fastpath import _estep as E
+from fastpath import _estep_statistics as ES
 from fastpath.partition_walk import partition
 
 FIELDS = ("log_px", "log_e0", "e0", "e1", "E2", "cmean", "ccov", "mean", "cov")
@@ -53,10 +54,10 @@ def test_residual_sums_match_numpy(widths, seed):
     X = rng.normal(size=(50, widths[-1]))
     model = E._model(net, partition(net))
     ch = E._assemble(slice(0, 50), E._chunk(model, X, True, 60.0))
-    fast = E._residual_sums(model.A, model.b, X, ch)
+    fast = ES._residual_sums(model.A, model.b, X, ch)
     E.COMPILED_ASSEMBLY[0] = False
     try:
-        slow = E._residual_sums(model.A, model.b, X, ch)
+        slow = ES._residual_sums(model.A, model.b, X, ch)
     finally:
         E.COMPILED_ASSEMBLY[0] = True
     np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=0)
