@@ -275,7 +275,8 @@ def one_shot_s2(C: NDArray[np.float64], d: NDArray[np.float64], mu: NDArray[np.f
     # ---- cancellation in a bounded polygon (in m0, or in the moments alone): simplex
     # cubature over its fan triangulation; for the moments alone log m0 stays the cone sum's
     # (a thin-coned polygon goes with log_cancel +inf in the batched path: the large budget)
-    thin = nr == 0 and _thinness_s2(CA, 0, k, 1.0, 0.0, 1.0) < _THIN_CONE
+    # np.intp: the E-step's specialisation of _thinness_s2, not one on a literal 0
+    thin = nr == 0 and _thinness_s2(CA, np.intp(0), k, 1.0, 0.0, 1.0) < _THIN_CONE
     cancelled = thin or (nr == 0 and not lc <= log_cancel_cub)
     mom_only = (moments and nr == 0 and not cancelled and not out_me[0, 0] <= moment_tol)
     if cancelled or mom_only:

@@ -349,7 +349,7 @@ def _simple_s3(A, Cw, dw, far, L, Cr, dr, dt, y0, r, V, tv, R, bad):
             if jb < 0 or best > 1e-6 * (r + math.sqrt(e0 * e0 + e1 * e1 + e2 * e2)):
                 return (NONSIMPLE,) + bad
             other[i, q] = jb
-    nb = 0
+    nb = np.intp(0)  # not a literal: one specialisation of sorted_head
     key = np.empty(3 * k, dtype=np.int64)
     for i in range(k):
         for q in range(3):

@@ -302,7 +302,7 @@ def polygon_geometry(Cr: NDArray[np.float64], dr: NDArray[np.float64], L: float,
             other[i, q] = jb
     # bounded edges: the pairs (lo, hi), each seen from both ends, numbered in
     # lexicographic order; rays after them in (vertex, generator) order
-    nb = 0
+    nb = np.intp(0)  # not a literal: one specialisation of sorted_head
     key = np.empty(2 * k, dtype=np.int64)
     for i in range(k):
         for q in range(2):

@@ -195,7 +195,7 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
         if st == OK and nbox == 0:
             # bounded: convex, traced once (every turn in (0, pi) with sine >= det_min, one
             # full turn)
-            turn = _turning(ea, eb, 0, n, n, det_min)
+            turn = _turning(ea, eb, np.intp(0), n, n, det_min)  # np.intp: not a literal
             if not abs(turn - 2.0 * math.pi) <= 1e-6:
                 st = DOUBT
         elif st == OK:
@@ -204,7 +204,7 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
             # edge l, in along edge f) are in the recession cone of every row: then the
             # region is the chain's vertices plus the cone of those two rays, every vertex
             # inside the box
-            f = -1
+            f = np.intp(-1)  # not a literal: one specialisation of _turning
             runs = 0
             for j in range(n):
                 if eid[j] < m and eid[(j + n - 1) % n] >= m:
