@@ -329,7 +329,8 @@ class _CubatureRouting:
         V, Vmask, T = self._vertex_table()
         rules = _simplex_cubature._rules(s)
         bounds = np.array([b for b, _ in rules])
-        nodes = np.array([k ** s for _, k in rules], dtype=float)
+        nodes = np.array([_simplex_cubature.simplex_rule(s, k)[1].size for _, k in rules],
+                         dtype=float)
         from ._cones import COMPILED
 
         if COMPILED[0]:

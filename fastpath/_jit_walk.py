@@ -209,7 +209,7 @@ def clip_polygons(Cu: NDArray[np.float64], du: NDArray[np.float64], live: NDArra
             for j in range(n):
                 if eid[j] < m and eid[(j + n - 1) % n] >= m:
                     runs += 1
-                    f = j
+                    f = np.intp(j)
             if runs != 1 or n - nbox < 2:
                 st = DOUBT
             else:
