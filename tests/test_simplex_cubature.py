@@ -68,6 +68,26 @@ def test_band_rules_are_exact_to_their_degree(s):
     assert symmetric >= 3  # the table is found and used (3 bands at s = 3, all 7 at s = 2)
 
 
+def test_missing_rule_table_falls_back_to_conical_rules(monkeypatch, tmp_path):
+    # an installation without the table: a warning naming it, and the conical rules of the
+    # same degrees (as accurate, more nodes) instead of an error deep inside the E-step
+    def clear():
+        sc._symmetric_rules.cache_clear()
+        sc.simplex_rule.cache_clear()
+
+    clear()
+    monkeypatch.setattr(sc, "_SYMMETRIC_RULES", str(tmp_path / "absent.npz"))
+    try:
+        with pytest.warns(RuntimeWarning, match="absent.npz"):
+            lam, w = sc.simplex_rule(2, 7)
+        ref_lam, ref_w = sc.conical_rule(2, 7)
+        assert np.array_equal(lam, ref_lam) and np.array_equal(w, ref_w)
+    finally:
+        monkeypatch.undo()
+        clear()
+    assert sc.simplex_rule(2, 7)[1].size == 37
+
+
 @pytest.mark.parametrize("S,widths", [(2, (2, 8, 8, 2)), (3, (3, 6, 6, 3)), (4, (4, 5, 5, 4))])
 def test_fan_triangulation_tiles_real_regions(S, widths):
     """Every bounded region of a real partition: the simplices' volumes sum to the hull's
