@@ -6,8 +6,10 @@ is given; CI runs the default selection, which includes a quick subset of every 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +64,17 @@ def damaged_model_file(tmp: Path, name: str = "damaged.npz", **changes: Any) -> 
     path = tmp / name
     np.savez(path, **arrays)
     return path
+
+
+@contextlib.contextmanager
+def switched(flag: list[bool], value: bool) -> Iterator[None]:
+    """A module's one-element switch (``fastpath._cones.COMPILED``,
+    ``fastpath._estep.COMPILED_ASSEMBLY``, ...) set to ``value`` for the block and restored
+    after: the compiled and the numpy path of one computation side by side.
+    ``monkeypatch.setitem`` cannot do it (it looks the old value up with ``.get``)."""
+    old = flag[0]
+    flag[0] = value
+    try:
+        yield
+    finally:
+        flag[0] = old

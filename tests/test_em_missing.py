@@ -19,6 +19,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from conftest import switched
 
 import fastpath
 from fastpath import DGN, _em_missing
@@ -119,13 +120,9 @@ def test_statistics_satisfy_fishers_identity():
 def test_monotone_with_a_fifth_missing(widths, noise, iters, per_row):
     X, m = _data(widths, 80, 0.2, 4)
     init = DGN.random(widths, activation="leaky_relu", seed=5, noise_var=noise)
-    _em_missing.PER_ROW_ECM[0] = per_row
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fit = fastpath.fit_em(init, np.where(m, X, np.nan), mask=m, max_iter=iters, tol=0.0)
-    finally:
-        _em_missing.PER_ROW_ECM[0] = True
+    with switched(_em_missing.PER_ROW_ECM, per_row), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fastpath.fit_em(init, np.where(m, X, np.nan), mask=m, max_iter=iters, tol=0.0)
     ll = np.asarray(fit.log_likelihood)
     assert fit.n_iter >= 3 and not fit.ecm_rejected
     # the ECM steps are exact EM steps and inner steps are accepted only without a decrease

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import switched
 
 from dgn_core.model import DGN
 from fastpath import _geometry_batch as GB
@@ -32,11 +33,8 @@ _FIELDS = ("vertices", "edge_start", "edge_dir", "edge_len", "C", "d", "piece_L"
 
 
 def _python(rows):
-    GB.ENABLED[0] = False
-    try:
+    with switched(GB.ENABLED, False):
         return GB.region_geometries(rows)
-    finally:
-        GB.ENABLED[0] = True
 
 
 def _assert_same(a, b):
@@ -163,11 +161,8 @@ def test_estep_unchanged():
     P = partition(net)
     fast = estep_statistics(net, X, partition=P)
     _region_maps._CONES.pop(P, None)
-    GB.ENABLED[0] = False
-    try:
+    with switched(GB.ENABLED, False):
         slow = estep_statistics(net, X, partition=P)
-    finally:
-        GB.ENABLED[0] = True
         _region_maps._CONES.pop(P, None)
     for f in ("log_px", "s0", "s1", "S2", "x0", "x1", "xx", "resid2"):
         x, y = np.asarray(getattr(fast, f)), np.asarray(getattr(slow, f))
@@ -190,11 +185,8 @@ def test_compiled_mass_bound_matches_numpy():
     F = rng.normal(size=(R, 2, 2))
     cov = F @ np.swapaxes(F, -1, -2) + 0.1 * np.eye(2)
     fast = cb.log_mass_bound(mean, cov)
-    _cones.COMPILED[0] = False
-    try:
+    with switched(_cones.COMPILED, False):
         slow = cb.log_mass_bound(mean, cov)
-    finally:
-        _cones.COMPILED[0] = True
     assert np.any(fast == 0.0) and np.any(fast < -5.0)
     np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
 
@@ -211,11 +203,8 @@ def test_deferred_moments_change_nothing(shared):
     table, mean, _, chol = estep_like_pairs(2, 3, 30, 4.0, shared)
     with cone_sum_only():
         fast = table.evaluate(mean, chol, True)
-        _cones.DEFER[0] = False
-        try:
+        with switched(_cones.DEFER, False):
             slow = table.evaluate(mean, chol, True)
-        finally:
-            _cones.DEFER[0] = True
     lc = slow[3]
     # the case is one where the deferral acts: many pairs cancel, most go to the cubature
     assert np.mean(lc == 0.0) > 0.1

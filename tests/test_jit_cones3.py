@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import switched
 
 import fastpath
 from fastpath import _cones
@@ -185,12 +186,9 @@ def test_public_results_match_numpy_path():
     cov = np.broadcast_to(np.array([[0.8, 0.2, 0.0], [0.2, 0.5, 0.1], [0.0, 0.1, 0.6]]),
                           (len(polys), 3, 3))
     res = []
-    try:
-        for flag in (True, False):
-            _cones.COMPILED[0] = flag
+    for flag in (True, False):
+        with switched(_cones.COMPILED, flag):
             res.append(batch.truncated_central_moments(mean, cov))
-    finally:
-        _cones.COMPILED[0] = True
     (la, ma, ca), (lb, mb, cb) = res
     assert np.all(np.isfinite(la)) and np.all(np.isfinite(ca))
     np.testing.assert_allclose(la, lb, rtol=1e-12, atol=1e-12)

@@ -16,6 +16,7 @@ import math
 import mpmath
 import numpy as np
 import pytest
+from conftest import switched
 
 from fastpath import _simplex_cubature as sc
 from fastpath._polyhedron import polyhedron_geometry
@@ -232,12 +233,9 @@ def test_small_polygons_sent_unsummed_match_the_exact_moments(shared):
 
     table, mean, cov, chol = estep_like_pairs(4, 5, 40, 3.0, shared)
     routed = table.evaluate(mean, chol, True)
-    _cones.ROUTE[0] = False
-    try:
+    with switched(_cones.ROUTE, False):
         summed = table.evaluate(mean, chol, True)
         raw = table._evaluate_compiled(mean, chol, False)
-    finally:
-        _cones.ROUTE[0] = True
     sent = np.isinf(table._evaluate_compiled(mean, chol, False, route=True)[3])
     assert sent.mean() > 0.05 and _ROUTE_SPREAD > 0
     # some of them did not cancel: those are computed by another method now
@@ -277,11 +275,8 @@ def test_polygons_with_thin_cones_go_to_the_cubature():
     lm = table.evaluate(mean, chol, False)[0]
     # (a few rows: with moments the far pairs take the tail slices, ~1 ms each)
     np.testing.assert_array_equal(lm[:6], table.evaluate(mean[:6], chol[:6], True)[0])
-    _cones.ROUTE[0] = False
-    try:
+    with switched(_cones.ROUTE, False):
         summed, _, _, lc = table.evaluate(mean, chol, False)
-    finally:
-        _cones.ROUTE[0] = True
     thin = thin_pairs(table, chol)
     # a few percent of the bounded pairs (3.5% here): the cubature they cost stays small
     assert 0 < thin[:, table._bounded_mask].mean() < 0.1
@@ -319,11 +314,8 @@ def test_cubature_cost_matches_numpy(shared):
     A = rng.normal(size=(1 if shared else N, n, 3, 3))
     chol = np.linalg.cholesky(A @ np.swapaxes(A, -1, -2) + 0.2 * np.eye(3))
     got = t._cubature_cost(mean, chol)
-    _cones.COMPILED[0] = False
-    try:
+    with switched(_cones.COMPILED, False):
         want = t._cubature_cost(mean, chol)
-    finally:
-        _cones.COMPILED[0] = True
     bounded = np.isfinite(want[0])
     assert bounded.any() and (~bounded).any()
     np.testing.assert_array_equal(np.isfinite(got[0]), bounded)

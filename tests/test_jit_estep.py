@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import switched
 
 from dgn_core.model import DGN
 from fastpath import _estep as E
@@ -27,11 +28,8 @@ def _chunk(widths, seed, n):
 def test_assembly_matches_numpy(widths, seed):
     res = _chunk(widths, seed, 50)
     fast = E._assemble(slice(0, 50), res)
-    E.COMPILED_ASSEMBLY[0] = False
-    try:
+    with switched(E.COMPILED_ASSEMBLY, False):
         slow = E._assemble(slice(0, 50), res)
-    finally:
-        E.COMPILED_ASSEMBLY[0] = True
     assert np.any(slow.e0 == 0) or np.all(np.isfinite(slow.log_e0))
     for f in FIELDS:
         a, b = getattr(fast, f), getattr(slow, f)
@@ -55,11 +53,8 @@ def test_residual_sums_match_numpy(widths, seed):
     model = E._model(net, partition(net))
     ch = E._assemble(slice(0, 50), E._chunk(model, X, True, 60.0))
     fast = ES._residual_sums(model.A, model.b, X, ch)
-    E.COMPILED_ASSEMBLY[0] = False
-    try:
+    with switched(E.COMPILED_ASSEMBLY, False):
         slow = ES._residual_sums(model.A, model.b, X, ch)
-    finally:
-        E.COMPILED_ASSEMBLY[0] = True
     np.testing.assert_allclose(fast, slow, rtol=1e-14, atol=0)
 
 

@@ -20,6 +20,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import switched
 from scipy.special import erfcx
 
 from fastpath import _cone_tail, _cones, _jit_tail, _jit_tail_slices
@@ -174,12 +175,9 @@ def test_public_path_uses_the_kernel_and_matches_numpy(monkeypatch):
     chol = np.linalg.cholesky(F @ np.swapaxes(F, -1, -2) + 0.2 * np.eye(2))
     mean = rng.normal(size=(3, n, 2)) * np.array([12.0, 25.0, 50.0])[:, None, None]
     res = []
-    try:
-        for flag in (True, False):
-            _cones.COMPILED[0] = flag
+    for flag in (True, False):
+        with switched(_cones.COMPILED, flag):
             res.append(table.evaluate(mean, chol, True))
-    finally:
-        _cones.COMPILED[0] = True
     (la, ma, ca, _), (lb, mb, cb, _) = res
     xstar, inside = table._nearest_point(mean, chol)
     d = np.linalg.norm(xstar, axis=-1)

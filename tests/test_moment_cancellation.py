@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import switched
 
 from fastpath import _cones
 from fastpath._cone_cubature import _MOMENT_TOL
@@ -28,11 +29,8 @@ _HAVE_EXACT = importlib.util.find_spec("cdd") is not None
 
 def _cone_sums_only(table, mean, chol):
     """The production evaluation with the moments of the cone sum kept everywhere."""
-    _cones.MOMENT_CUBATURE[0] = False
-    try:
+    with switched(_cones.MOMENT_CUBATURE, False):
         return table.evaluate(mean, chol, True)
-    finally:
-        _cones.MOMENT_CUBATURE[0] = True
 
 
 def _errors(table, mean, chol, out, a, j):

@@ -22,6 +22,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import switched
 from integrals_fast_refs import random_cov, random_polytope
 
 from fastpath import _one_shot
@@ -31,24 +32,16 @@ RTOL_M0 = 1e-11
 RTOL_MOM = 1e-10
 
 
-@contextlib.contextmanager
 def _lane(on: bool):
-    old = _one_shot.ENABLED[0]
-    _one_shot.ENABLED[0] = on
-    try:
-        yield
-    finally:
-        _one_shot.ENABLED[0] = old
+    """The one-call lane on or off for the block."""
+    return switched(_one_shot.ENABLED, on)
 
 
 @contextlib.contextmanager
 def _counting():
     _one_shot.COUNTS.clear()
-    _one_shot.COUNTING[0] = True
-    try:
+    with switched(_one_shot.COUNTING, True):
         yield _one_shot.COUNTS
-    finally:
-        _one_shot.COUNTING[0] = False
 
 
 def _both(C, d, mu, cov):
