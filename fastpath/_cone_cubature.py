@@ -327,10 +327,9 @@ class _CubatureRouting:
         (:func:`fastpath._jit_cubature.cubature_cost`) unless ``_cones.COMPILED`` is off."""
         s = self.dim
         V, Vmask, T = self._vertex_table()
-        rules = _simplex_cubature._rules(s)
-        bounds = np.array([b for b, _ in rules])
-        nodes = np.array([_simplex_cubature.simplex_rule(s, k)[1].size for _, k in rules],
-                         dtype=float)
+        # the rules' spread bands and node counts, as the cubature kernels take them
+        bounds, _, _, starts = _simplex_cubature._rule_table(s)
+        nodes = np.diff(starts).astype(float)
         from ._cones import COMPILED
 
         if COMPILED[0]:
@@ -348,7 +347,7 @@ class _CubatureRouting:
                                     0.0), axis=2))
         D = 2.0 * R
         spread = np.sqrt(np.sum(c * c, axis=-1)) * D + 0.5 * D * D
-        band = np.minimum(np.searchsorted(bounds, spread), len(rules) - 1)
+        band = np.minimum(np.searchsorted(bounds, spread), len(bounds) - 1)
         per = nodes[band] * np.maximum(1.0, spread / _simplex_cubature._SPREAD) ** s
         cost = T[None, :] * per
         far = np.maximum(np.sqrt(np.sum(c * c, axis=-1)) - R, 0.0)       # >= dist(0, P)

@@ -1,8 +1,9 @@
-"""The E-step of a DGN in float64: Theorem 1 for chunks of points, and its statistics.
+"""The E-step of a DGN in float64: Theorem 1 for chunks of points.
 
 This is the engine behind :func:`fastpath.log_marginal`, :func:`fastpath.posterior` and EM
 (:func:`fastpath._estep_statistics.estep_statistics`, the sums EM needs). For the model
-and notation see :mod:`fastpath.distributions` and docs/DESIGN.md §2.3. Computation (everything in log space):
+and notation see :mod:`fastpath.distributions` and docs/DESIGN.md §2.3. Computation
+(everything in log space):
 
 * Whitening. With s = sqrt(diag Sigma_x), Sigma_z = L_z L_z^T, the whitened quantities are
   x~ = x / s, b~_w = b_w / s, B_w = (A_w / s) L_z (D, S) and u = L_z^-1 z. Then
