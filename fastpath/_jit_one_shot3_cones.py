@@ -246,7 +246,7 @@ def cones_s3(V: NDArray[np.float64], CA: NDArray[np.float64], edge_id: NDArray[n
         tris = fan_s3(act, df.size)
         if tris.shape[0] == 0:
             return NONSIMPLE
-        cost, far, ldm = cost_s3(V, tris.shape[0], CA)
+        cost, far, ldm = cost_s3(V, tris.shape[0], CA, bounds, q_start)
         amp = np.log(max(1.0, 0.5 * far * far)) - ldm
         if cost <= npc * k or (amp > lamp and cost <= thin * npc * k):
             if cubature_s3(V, tris, np.intp(1024), bounds, lamcT, logw, q_start, res):

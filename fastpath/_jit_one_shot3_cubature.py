@@ -87,10 +87,12 @@ def fan_s3(act: NDArray[np.intp], m: int) -> NDArray[np.intp]:
 
 
 @jit
-def cost_s3(V: NDArray[np.float64], ntri: int, CA: NDArray[np.float64]
+def cost_s3(V: NDArray[np.float64], ntri: int, CA: NDArray[np.float64],
+            bounds: NDArray[np.float64], q_start: NDArray[np.intp]
             ) -> tuple[float, float, float]:
     """(estimated cubature nodes, lower bound of |x| over P, min log det of the cones'
-    correlation matrices) of a bounded polytope with vertices V (whitened)."""
+    correlation matrices) of a bounded polytope with vertices V (whitened); ``bounds`` and
+    ``q_start`` the rules' spread bands and node offsets (``_simplex_cubature._rule_table``)."""
     k = V.shape[0]
     c0 = c1 = c2 = 0.0
     for i in range(k):
@@ -107,14 +109,12 @@ def cost_s3(V: NDArray[np.float64], ntri: int, CA: NDArray[np.float64]
     D = 2.0 * R
     nc = math.sqrt(c0 * c0 + c1 * c1 + c2 * c2)
     spread = nc * D + 0.5 * D * D
-    bounds = (0.5, 1.0, 2.0, 4.0, 6.0, 8.0)
-    band = 6
-    for b in range(6):
+    band = bounds.size - 1
+    for b in range(bounds.size - 1):
         if spread <= bounds[b]:
             band = b
             break
-    n = 6 + band
-    per = float(n * n * n) * max(1.0, spread / _SPREAD) ** 3
+    per = float(q_start[band + 1] - q_start[band]) * max(1.0, spread / _SPREAD) ** 3
     cost = ntri * per
     far = max(nc - R, 0.0)
     ldm = math.inf

@@ -51,21 +51,24 @@ def test_conical_rule_is_exact_to_degree_2n_minus_1(s):
 
 @pytest.mark.parametrize("s", [2, 3])
 def test_band_rules_are_exact_to_their_degree(s):
-    """Every rule of _rules (Xiao and Gimbutas' symmetric rules where the table has them,
-    else conical): positive weights summing to 1, nodes inside the simplex, every monomial
-    of total degree <= 2n - 1 to 1e-13 relative, those of degree 2n + 2 not all exact (a
-    symmetric rule misses some single ones by only 1e-13), and no more nodes than the
-    conical rule of the same degree (fewer wherever symmetric)."""
+    """Every rule of _rules (the symmetric rules where the table has them, else conical):
+    positive weights summing to 1, nodes inside the simplex, every monomial of total degree
+    <= rule_degree (2n - 1, or the lower degree of _BAND_DEGREE) to 1e-13 relative, those of
+    degree + 3 not all exact (a symmetric rule misses some single ones by only 1e-13), and
+    no more nodes than the conical rule of the band (fewer wherever symmetric)."""
     symmetric = 0
     for _, n in sc._rules(s):
         lam, w = sc.simplex_rule(s, n)
+        deg = sc.rule_degree(s, n)
+        assert 2 * n - 3 <= deg <= 2 * n - 1
         assert abs(w.sum() - 1.0) < 1e-14 and np.all(w > 0) and np.all(lam > 0)
         assert np.allclose(lam.sum(axis=1), 1.0, rtol=0, atol=1e-15)
         assert w.size <= n ** s
         symmetric += w.size < n ** s
-        assert _monomial_errors(lam, w, range(2 * n)) <= 1e-13, n
-        assert _monomial_errors(lam, w, [2 * n + 2]) > 1e-10, n
-    assert symmetric >= 3  # the table is found and used (3 bands at s = 3, all 7 at s = 2)
+        assert _monomial_errors(lam, w, range(deg + 1)) <= 1e-13, n
+        assert _monomial_errors(lam, w, [deg + 3]) > 1e-10, n
+    # the table is found and used: all 7 bands at s = 2, the 6 up to spread 8 at s = 3
+    assert symmetric >= {2: 7, 3: 6}[s]
 
 
 def test_missing_rule_table_falls_back_to_conical_rules(monkeypatch, tmp_path):
