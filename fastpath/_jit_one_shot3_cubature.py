@@ -10,9 +10,9 @@ N(0, I)), serial:
   bound of the distance from the mean) and ``_log_det_min``;
 * :func:`cubature_s3`: ``_CubatureRouting._cubature`` (cost gate on the simplices'
   spreads) then :func:`fastpath._simplex_cubature.simplex_moments` (bisection at the
-  longest edge to the rules' spread, the drop rule, the rule of each spread band, the
-  node loop of :func:`fastpath._jit_cubature.simplex_stats` and the owner's sums of
-  ``combine_owners``). Sums over nodes in another order: the two agree to rounding.
+  longest edge to the rules' spread, the drop rule, the rule of each spread band), whose
+  node loop and owner's sums are the batched path's own kernels
+  (:func:`fastpath._jit_cubature.simplex_stats`' blocks and ``combine_owners``' range).
 """
 
 from __future__ import annotations
@@ -23,13 +23,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._jit import jit
-from ._jit_special import exp_vec, sum4
+from ._jit_cubature import _BLOCK, _combine_range, _simplex_blocks
 
 __all__ = ["fan_s3", "cost_s3", "cubature_s3"]
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _SPREAD = 12.0      # _simplex_cubature._SPREAD
 _DROP = 60.0        # _simplex_cubature._DROP
+#: True as an array entry (see _rules_s3)
+_MOMENTS = np.ones(1, dtype=np.bool_)
 
 
 @jit
@@ -257,116 +259,42 @@ def _rules_s3(X: NDArray[np.float64], spread: NDArray[np.float64],
               bounds: NDArray[np.float64], lamcT: NDArray[np.float64],
               logw: NDArray[np.float64], q_start: NDArray[np.intp],
               res: NDArray[np.float64]) -> bool:
-    """One rule per simplex (simplex_stats), then the owner's sums (combine_owners)."""
+    """The band's rule on each simplex and the polytope's sums, by the batched path's
+    kernels (``simplex_stats``' blocks, ``combine_owners``' range) on one owner: the
+    same numbers as the E-step's cubature of these simplices."""
     s = 3
     nd = X.shape[0]
-    logW = np.empty(nd)
-    mo = np.zeros((nd, s))
-    cw = np.zeros((nd, s, s))
+    rule = np.empty(nd, dtype=np.intp)
     cen = np.empty((nd, s))
-    nq = logw.size
-    Y = np.empty((s, nq))
-    lf = np.empty(nq)
-    EY = np.empty(nq)
-    D = np.empty((s + 1, s))
-    log_fact = math.log(6.0)
     nb = bounds.size
     for k in range(nd):
-        for d in range(s):
-            acc = X[k, 0, d] + X[k, 1, d]
-            for a in range(2, s + 1):
-                acc += X[k, a, d]
-            cen[k, d] = acc / (s + 1)
         r = 0
         while r < nb and bounds[r] < spread[k]:
             r += 1
-        if r >= nb:
-            logW[k] = -math.inf
-            continue
-        for a in range(s + 1):
-            for d in range(s):
-                D[a, d] = X[k, a, d] - cen[k, d]
-        e = np.empty((s, s))
-        for i in range(s):
-            for d in range(s):
-                e[i, d] = X[k, i + 1, d] - X[k, 0, d]
-        vol = abs(e[0, 0] * (e[1, 1] * e[2, 2] - e[1, 2] * e[2, 1])
-                  - e[0, 1] * (e[1, 0] * e[2, 2] - e[1, 2] * e[2, 0])
-                  + e[0, 2] * (e[1, 0] * e[2, 1] - e[1, 1] * e[2, 0]))
-        if not vol > 0.0:
-            logW[k] = -math.inf
-            continue
-        logvol = math.log(vol) - log_fact
-        q0 = q_start[r]
-        Q = q_start[r + 1] - q0
-        mx = -math.inf
-        for q in range(Q):
-            qa = q0 + q
-            v = logw[qa]
-            for d in range(s):
-                y = (lamcT[0, qa] * D[0, d] + lamcT[1, qa] * D[1, d] + lamcT[2, qa] * D[2, d]
-                     + lamcT[3, qa] * D[3, d])
-                Y[d, q] = y
-                v -= cen[k, d] * y + 0.5 * y * y
-            lf[q] = v
-            if v > mx:
-                mx = v
-        if not math.isfinite(mx):
-            logW[k] = -math.inf
-            continue
-        for q in range(Q):
-            lf[q] = exp_vec(lf[q] - mx)
-        W = sum4(lf, Q)
-        if not W > 0.0:
-            logW[k] = -math.inf
-            continue
-        cc = cen[k, 0] ** 2 + cen[k, 1] ** 2 + cen[k, 2] ** 2
-        logW[k] = mx + math.log(W) + logvol - 0.5 * cc
+        rule[k] = r if r < nb else -1
         for d in range(s):
-            for q in range(Q):
-                EY[q] = lf[q] * Y[d, q]
-            mo[k, d] = sum4(EY, Q) / W
-            for e2 in range(d, s):
-                acc = 0.0
-                for q in range(Q):
-                    acc += EY[q] * Y[e2, q]
-                cw[k, d, e2] = acc / W
-        for d in range(s):
-            for e2 in range(d, s):
-                v = cw[k, d, e2] - mo[k, d] * mo[k, e2]
-                cw[k, d, e2] = v
-                cw[k, e2, d] = v
-    top = -math.inf
-    for k in range(nd):
-        top = max(top, logW[k])
-    if not math.isfinite(top):
+            cen[k, d] = (X[k, 0, d] + X[k, 1, d] + X[k, 2, d] + X[k, 3, d]) / (s + 1)
+    logW = np.empty(nd)
+    mo = np.empty((nd, s))
+    cw = np.empty((nd, s, s))
+    # np.intp and _MOMENTS[0], not literals: a literal argument would compile the batched
+    # kernels a second time, specialised on it
+    _simplex_blocks(np.intp(0), (nd + _BLOCK - 1) // _BLOCK, X, rule, lamcT, logw, q_start,
+                    math.log(6.0), _MOMENTS[0], logW, mo, cw)
+    order = np.arange(nd)
+    seg = np.array([0, nd], dtype=np.intp)
+    log_m0 = np.empty(1)
+    mean = np.empty((1, s))
+    cov = np.empty((1, s, s))
+    _combine_range(np.intp(0), np.intp(1), logW, mo, cw, cen, order, seg, s * _LOG_SQRT_2PI,
+                   _MOMENTS[0], log_m0, mean, cov)
+    if not math.isfinite(log_m0[0]):
         return False
-    tot = 0.0
-    for k in range(nd):
-        tot += math.exp(logW[k] - top)
-    res[0] = top + math.log(tot) - s * _LOG_SQRT_2PI
-    f = np.zeros(s)
-    for k in range(nd):
-        wk = math.exp(logW[k] - top)
-        for d in range(s):
-            f[d] += wk * ((cen[k, d] - cen[0, d]) + mo[k, d])
+    res[0] = log_m0[0]
     for d in range(s):
-        f[d] /= tot
-    cov = np.zeros((s, s))
-    g = np.empty(s)
-    for k in range(nd):
-        wk = math.exp(logW[k] - top)
-        for d in range(s):
-            g[d] = (cen[k, d] - cen[0, d]) + mo[k, d] - f[d]
-        for d in range(s):
-            for e2 in range(d, s):
-                cov[d, e2] += wk * (cw[k, d, e2] + g[d] * g[e2])
-    for d in range(s):
-        res[1 + d] = cen[0, d] + f[d]
-        for e2 in range(d, s):
-            v = cov[d, e2] / tot
-            res[4 + 3 * d + e2] = v
-            res[4 + 3 * e2 + d] = v
+        res[1 + d] = mean[0, d]
+        for e in range(s):
+            res[4 + 3 * d + e] = cov[0, d, e]
     return True
 
 
