@@ -12,9 +12,9 @@ stated degree with fewer nodes than the conical product rule of that degree:
   49 .. 196; tetrahedra 95 / 146 / 214 nodes for degrees 11 / 13 / 15, against 216 / 343 /
   512 (basix's tetrahedral rules end at degree 15);
 * Jaskowiec and Sukumar (Int. J. Numer. Methods Eng. 122 (2021) 148-171) as modepy
-  tabulates them: tetrahedra 364 / 487 / 552 nodes for degrees 17 / 19 / 20, against 729 /
-  1000 for the conical rules of degrees 17 / 19 (their rules end at degree 20;
-  ``fastpath._simplex_cubature._BAND_DEGREE`` says where the degree-20 rule is used).
+  tabulates them: tetrahedra 436 / 552 nodes for degrees 18 / 20, used for the bands of
+  degrees 17-21 (conical rules 729 / 1000 / 1331 nodes; their rules end at degree 20;
+  ``fastpath._simplex_cubature._BAND_DEGREE`` says which band takes which rule and why).
 
 Stored per (s, degree): barycentric nodes (Q, s + 1) and weights (Q,) summing to 1, the
 layout of ``conical_rule``. The script checks each rule's weights, nodes and exactness on
@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 #: (s, degree) of the table by source: the degrees of fastpath._simplex_cubature's band rules
 XIAO_GIMBUTAS = {2: (13, 15, 17, 19, 21, 23, 27), 3: (11, 13, 15)}
-JASKOWIEC_SUKUMAR = {3: (17, 19, 20)}
+JASKOWIEC_SUKUMAR = {3: (18, 20)}
 
 
 def _exact_monomial(alpha: tuple[int, ...]) -> float:
