@@ -7,7 +7,7 @@
 to 16, N(0, I): for each band of ``_rules``, the largest error of log m0 (absolute, of the
 mass normalised at the simplex's centre: see ``stats``), of the
 mean (relative to sqrt(trace Cov)) and of the covariance (relative to trace Cov) of the
-band's rule (``simplex_rule``: Xiao and Gimbutas' symmetric rule where tabulated) and of the
+band's rule (``simplex_rule``: the symmetric rule where tabulated) and of the
 conical product rule of the same degree, both against the conical rule with 24 (s = 2) /
 16 (s = 3) points per axis.
 """
