@@ -149,10 +149,10 @@ def _rules(s: int) -> tuple[tuple[float, int], ...]:
     """(spread bound, points per axis) of the rules, by increasing spread.
 
     The symmetric rules of :func:`simplex_rule` stay within the conical rules' errors in
-    their band and the bands below it (``_BAND_DEGREE``, benchmarks/simplex_rules.py). For
-    the conical rules,
-    measured on 8000 random simplices (half of them thin) per dimension, spreads 0.05 to
-    16, against the 24-point rule: the log-mass error is <= 1.6e-13 (s = 2) and
+    their band and the bands below it (``_BAND_DEGREE``; benchmarks/simplex_rules.py, 3
+    seeds; at s = 2 to within rounding: mean 3.5e-14 against 2.9e-14 at spreads 1-2). For
+    the conical rules, measured on 8000 random simplices (half of them thin) per dimension,
+    spreads 0.05 to 16, against the 24-point rule: the log-mass error is <= 1.6e-13 (s = 2) and
     <= 7.5e-14 (s = 3) in every band, and the next smaller rule misses by 10x or more
     somewhere in the band. s = 4 uses the s = 3 rules (measured on 600 simplices against
     the 16-point rule: <= 4.9e-14). The last band ends at _SPREAD; a simplex left above it
