@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from scipy import integrate
 from scipy.spatial import ConvexHull
+from simplex_inputs import normalised_stats, random_simplices, rule_errors
 
 import fastpath
 from fastpath import _simplex_cubature as sc
@@ -71,21 +72,6 @@ def test_band_rules_are_exact_to_their_degree(s):
     assert symmetric >= {2: 7, 3: 6}[s]
 
 
-def _normalised_stats(X, lam, w):
-    """Per simplex (K, s+1, s) by the rule (lam, w): the N(0, I) mass relative to the
-    density at the centre c, the mean offset from c and the covariance, with the exponent
-    formed as -(c.d + |d|^2 / 2), d = x - c, so that far simplices compare the rules' errors
-    rather than the rounding of |c|^2 / 2 (as benchmarks/simplex_rules.py)."""
-    c = X.mean(axis=1)
-    d = np.einsum("qv,kvs->kqs", lam, X - c[:, None])
-    f = w[None] * np.exp(-(np.einsum("ks,kqs->kq", c, d) + 0.5 * np.sum(d * d, axis=-1)))
-    m0 = f.sum(axis=1)
-    mean = np.einsum("kq,kqs->ks", f, d) / m0[:, None]
-    dd = d - mean[:, None]
-    cov = np.einsum("kq,kqi,kqj->kij", f, dd, dd) / m0[:, None, None]
-    return m0, mean, cov
-
-
 @pytest.mark.parametrize("s", [2, 3])
 def test_band_rules_as_accurate_as_the_conical_rules(s):
     """Each band's rule (symmetric where tabulated, of the degree _BAND_DEGREE chose) on
@@ -95,22 +81,9 @@ def test_band_rules_as_accurate_as_the_conical_rules(s):
     conical band rules' largest errors in that band and the bands below it. Slack: 1.5x
     (the largest error over a few hundred simplices per band varies by that much between
     seeds) and floors of 1e-14 / 1e-13 / 1e-12 (rounding: at s = 2 both rules are there)."""
-    rng = np.random.default_rng(7)
-    M = 3000 if s == 2 else 1600
-    X = rng.normal(size=(M, s + 1, s))
-    thin = np.arange(M) < M // 2
-    X[thin, -1] = X[thin, 0] + 0.02 * rng.normal(size=(thin.sum(), s)) + 0.5 * (X[thin, 1] - X[thin, 0])
-    X -= X.mean(axis=1, keepdims=True)
-    X /= np.max(np.linalg.norm(X[:, :, None] - X[:, None], axis=-1), axis=(1, 2))[:, None, None]
-    target = 10 ** rng.uniform(np.log10(0.05), np.log10(12.0), M)
-    Dn = np.minimum(10 ** rng.uniform(-2, 0.7, M), np.sqrt(2 * target) * 0.999)
-    dirs = rng.normal(size=(M, s))
-    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-    X = X * Dn[:, None, None] + (((target - Dn ** 2 / 2) / Dn)[:, None] * dirs)[:, None, :]
+    X = random_simplices(np.random.default_rng(7), s, 3000 if s == 2 else 1600, 12.0)
     spread = sc._spread(X)
-    ref_rule = sc.conical_rule(s, 24 if s == 2 else 16)
-    ref = [np.concatenate(parts) for parts in zip(*(
-        _normalised_stats(X[i:i + 200], *ref_rule) for i in range(0, M, 200)))]
+    ref = normalised_stats(X, *sc.conical_rule(s, 24 if s == 2 else 16))
     floor = np.array([1e-14, 1e-13, 1e-12])
     bar = np.zeros(3)
     lo = 0.0
@@ -118,14 +91,10 @@ def test_band_rules_as_accurate_as_the_conical_rules(s):
         sel = (spread > lo) & (spread <= bound)
         lo = bound
         assert sel.sum() >= 50, (s, bound)
-        errs = {}
-        for name, rule in (("conical", sc.conical_rule(s, n)), ("band", sc.simplex_rule(s, n))):
-            m0, mean, cov = _normalised_stats(X[sel], *rule)
-            scale = np.sqrt(np.trace(ref[2][sel], axis1=1, axis2=2))
-            errs[name] = np.array([
-                np.max(np.abs(np.log(m0 / ref[0][sel]))),
-                np.max(np.linalg.norm(mean - ref[1][sel], axis=1) / scale),
-                np.max(np.linalg.norm(cov - ref[2][sel], axis=(1, 2)) / scale ** 2)])
+        ref_sel = (ref[0][sel], ref[1][sel], ref[2][sel])
+        errs = {name: rule_errors(X[sel], ref_sel, *rule)
+                for name, rule in (("conical", sc.conical_rule(s, n)),
+                                   ("band", sc.simplex_rule(s, n)))}
         bar = np.maximum(bar, errs["conical"])
         assert np.all(errs["band"] <= np.maximum(1.5 * bar, floor)), (s, n, errs, bar)
 
